@@ -1,0 +1,25 @@
+/* Admin socket: a Unix stream socket speaking newline-delimited JSON.
+ *   request  {"v":1,"cmd":"status", ...}\n
+ *   reply    {"ok":true, ...}\n   or   {"ok":false,"error":"what is wrong"}\n
+ * A connection may send several requests; replies come in order. Lines are limited to
+ * DW_ADMIN_MAX_LINE bytes and clients to DW_ADMIN_MAX_CLIENTS. */
+#ifndef DRWATCH_ADMIN_H
+#define DRWATCH_ADMIN_H
+
+#include <cJSON.h>
+#include <uv.h>
+
+#define DW_ADMIN_VERSION 1
+#define DW_ADMIN_MAX_LINE 65536
+#define DW_ADMIN_MAX_CLIENTS 32
+
+struct dw_admin;
+
+/* Fills reply (an object) for a well-formed request object; sets "ok" itself. Synchronous. */
+typedef void (*dw_admin_handler)(void *data, const cJSON *req, cJSON *reply);
+
+int dw_admin_start(struct dw_admin **out, uv_loop_t *loop, const char *path,
+                   dw_admin_handler handler, void *data, char *errmsg, size_t errlen);
+void dw_admin_close(struct dw_admin *a); /* accepts NULL; unlinks the socket path */
+
+#endif

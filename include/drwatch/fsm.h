@@ -1,0 +1,69 @@
+/* The replicated state machine: applies committed entries to an in-memory SQLite database
+ * (site verdicts, observations, failover groups, operations and steps, history).
+ * Deterministic: reads no clock and no network; time comes only from entries' "ts".
+ * The database is derived state: rebuilt from snapshot + log replay at every start. */
+#ifndef DRWATCH_FSM_H
+#define DRWATCH_FSM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cJSON.h>
+#include <sqlite3.h>
+
+#include "drwatch/config.h"
+#include "drwatch/entry.h"
+#include "drwatch/health.h"
+
+struct dw_fsm;
+
+/* cfg must outlive the fsm. */
+int dw_fsm_open(struct dw_fsm **out, const struct dw_config *cfg, char *errmsg, size_t errlen);
+void dw_fsm_close(struct dw_fsm *f); /* accepts NULL */
+
+/* Applies one stamped entry in one transaction. A malformed or inapplicable entry changes nothing
+ * but a "rejected" history row and a counter, and returns DW_FSM_REJECTED; the log never stalls. */
+enum { DW_FSM_APPLIED = 0, DW_FSM_REJECTED = 1 };
+int dw_fsm_apply(struct dw_fsm *f, const void *buf, size_t len);
+
+/* Serialised database (sqlite3_serialize); free *buf with sqlite3_free. */
+int dw_fsm_snapshot(struct dw_fsm *f, void **buf, size_t *len);
+/* Replaces the whole state with a snapshot; buf is copied. */
+int dw_fsm_restore(struct dw_fsm *f, const void *buf, size_t len);
+
+/* Deterministic text dump of every table, rows in primary-key order (free()). */
+char *dw_fsm_dump(struct dw_fsm *f);
+
+uint64_t dw_fsm_applied(const struct dw_fsm *f);  /* entries applied since open/restore base */
+uint64_t dw_fsm_rejected(const struct dw_fsm *f);
+int64_t dw_fsm_last_ts(const struct dw_fsm *f);   /* ts of the last applied entry */
+
+/* The step the actuator must run next for each running operation (the first step that is not
+ * DONE). At most one per operation, ordered by operation id. */
+struct dw_step_ref {
+    int64_t op;
+    int seq;
+    int n_steps;
+    char action[16];         /* "activate" | "verify" | "deactivate" */
+    int group;               /* index into cfg->groups */
+    int target;              /* index into the group's targets */
+    enum dw_step_status status;
+};
+int dw_fsm_next_steps(struct dw_fsm *f, struct dw_step_ref *out, int max);
+
+enum dw_health dw_fsm_site_verdict(struct dw_fsm *f, int site);
+int dw_fsm_active_target(struct dw_fsm *f, int group); /* index into the group's targets */
+
+/* Cluster view for drctl status: {"last_ts","applied","rejected",
+ *   "sites":[{"id","verdict","since","observations":[{"node","state","refreshed","fresh","tilt"}]}],
+ *   "nodes":[{"id","last_refresh","tilt"}],
+ *   "groups":[{"id","active","hold"}],
+ *   "operations":[{"id","group","kind","from","to","status","created","finished","reason",
+ *                  "steps":[{"seq","action","target","status","started","finished","detail"}]}]}
+ * Operations, newest first: every running one plus the 10 most recent finished ones. */
+cJSON *dw_fsm_status_json(struct dw_fsm *f);
+
+/* History rows, newest first, at most limit: [{"id","ts","kind","detail"}]. */
+cJSON *dw_fsm_history_json(struct dw_fsm *f, int limit);
+
+#endif

@@ -1,0 +1,56 @@
+/* Asynchronous Genesys Cloud Platform API client (shared/genesys-api.md): OAuth client
+ * credentials with a cached token (refreshed 60 s before expiry and once on 401), trunk base
+ * switching through trunkbasesettings trunk_enabled (GET, skip if already so, PUT with the version
+ * read, re-read and retry on 409), verification through GET trunks?trunkBase.id=.
+ * Retries 429 (honouring Retry-After, 3 s when absent, giving up above 180 s), 502/503/504 with
+ * 3/9/27 s backoff, at most 5 retries. Never sends PATCH. */
+#ifndef DRWATCH_GENESYS_H
+#define DRWATCH_GENESYS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "drwatch/config.h"
+#include "drwatch/http.h"
+
+struct dw_genesys;
+
+enum dw_gresult {
+    DW_G_OK = 0,        /* done (PUT accepted, or verification passed) */
+    DW_G_UNCHANGED,     /* trunk_enabled already had the wanted value: no PUT sent */
+    DW_G_NOT_YET,       /* verify only: trunks exist but not all inService+connected yet */
+    DW_G_FAIL,          /* permanent failure or retries exhausted; detail says why */
+};
+
+/* detail: short human text ("PUT trunkbasesettings/tbB -> 200 version 4", "HTTP 400: ..."),
+ * valid only during the callback; never contains the secret or the token. */
+typedef void (*dw_genesys_cb)(void *data, enum dw_gresult result, const char *detail);
+
+/* secret is copied. */
+int dw_genesys_init(struct dw_genesys **out, uv_loop_t *loop, struct dw_curlm *curlm,
+                    const struct dw_genesys_cfg *cfg, const char *client_secret,
+                    char *errmsg, size_t errlen);
+/* Pending calls complete with DW_G_FAIL "client closed" before this returns. */
+void dw_genesys_close(struct dw_genesys *g);
+
+/* Returns 0, or -1 if the call could not start (cb never called then). */
+int dw_genesys_set_trunk_base_enabled(struct dw_genesys *g, const char *trunk_base_id,
+                                      bool enabled, dw_genesys_cb cb, void *data);
+/* One check (no polling): OK when the base has at least one trunk and every trunk of it reports
+ * inService:true and connectedStatus.connected:true; NOT_YET otherwise. */
+int dw_genesys_check_trunks(struct dw_genesys *g, const char *trunk_base_id,
+                            dw_genesys_cb cb, void *data);
+
+struct dw_genesys_stats {
+    uint64_t requests, responses_4xx, responses_5xx, responses_429, conflicts_409,
+        token_fetches, bad_responses, transport_errors;
+};
+void dw_genesys_stats(const struct dw_genesys *g, struct dw_genesys_stats *out);
+
+/* Multiplies every retry wait (Retry-After and the 3/9/27 s backoff); 1.0 is real time, tests
+ * use e.g. 0.01. dw_genesys_init reads DRWATCH_GENESYS_BACKOFF_SCALE from the environment. */
+void dw_genesys_set_backoff_scale(struct dw_genesys *g, double scale);
+
+#endif

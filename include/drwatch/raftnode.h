@@ -1,0 +1,45 @@
+/* canonical/raft on its libuv TCP backend, wired to the FSM. Only accessor functions of the raft
+ * API are used (builds against 0.15, 0.18 and cowsql/raft). */
+#ifndef DRWATCH_RAFTNODE_H
+#define DRWATCH_RAFTNODE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "drwatch/config.h"
+#include "drwatch/fsm.h"
+
+struct dw_raft;
+
+/* status 0: committed and applied locally; otherwise a message (RAFT_LEADERSHIPLOST means the
+ * outcome is unknown: the entry may still commit). */
+typedef void (*dw_raft_done_cb)(void *data, int status, const char *errmsg);
+
+/* Called after every applied entry (on every node). */
+typedef void (*dw_raft_applied_cb)(void *data);
+
+/* Bootstraps the configured membership on first start (data_dir empty), then starts raft.
+ * Takes an exclusive flock on data_dir. fsm must outlive the node. */
+int dw_raft_start(struct dw_raft **out, uv_loop_t *loop, const struct dw_config *cfg,
+                  struct dw_fsm *fsm, dw_raft_applied_cb applied_cb, void *applied_data,
+                  char *errmsg, size_t errlen);
+/* cb runs once raft has closed and memory is freed. */
+void dw_raft_close(struct dw_raft *r, void (*cb)(void *data), void *data);
+
+bool dw_raft_is_leader(struct dw_raft *r);
+uint64_t dw_raft_leader_id(struct dw_raft *r);        /* 0 when unknown */
+uint64_t dw_raft_term(struct dw_raft *r);
+const char *dw_raft_state_name(struct dw_raft *r);    /* "follower", "candidate", "leader", "unavailable" */
+uint64_t dw_raft_last_applied(struct dw_raft *r);
+uint64_t dw_raft_last_index(struct dw_raft *r);
+
+/* Leader only: stamps ts/by (dw_entry_stamp) and applies. Returns 0, or -1 with errmsg when not
+ * leader or the entry is invalid (cb never called then). */
+int dw_raft_propose(struct dw_raft *r, const char *entry_json, dw_raft_done_cb cb, void *data,
+                    char *errmsg, size_t errlen);
+/* Leader only: completes once every entry of earlier terms is applied. */
+int dw_raft_barrier(struct dw_raft *r, dw_raft_done_cb cb, void *data);
+
+#endif

@@ -1,0 +1,852 @@
+/* Config parsing and validation. One table per JSON object drives type checks, defaults, ranges
+ * and the unknown-key check; cross-field, uniqueness and secret-file rules run after the walk.
+ * Every problem is collected so an operator fixes a file in one round. */
+#include "drwatch/config.h"
+
+#include <cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MS_MAX 86400000u          /* one day: beyond that a setting is a typo */
+#define THRESHOLD_MAX 100u
+#define SNAPSHOT_MAX 100000000u
+#define UNIX_PATH_MAX 107u        /* sizeof(sun_path) - 1 on Linux */
+#define CONFIG_FILE_MAX (4u << 20)
+#define SECRET_CHECK_MAX 4096u    /* secrets longer than this are refused */
+
+enum kind {
+    K_STR,    /* char buffer, checked by fmt */
+    K_UINT,   /* unsigned, def/min/max */
+    K_BOOL,
+    K_RAFTID, /* uint64_t, integer 1..INT32_MAX */
+    K_OBJ,    /* nested object described by sub */
+    K_ARRAY,  /* array of objects (sub) or of strings (fmt) */
+    K_FUNC,   /* custom: fn gets the value, NULL when absent */
+};
+
+enum fmt { F_TEXT, F_ID, F_ADDR, F_URL, F_PATH };
+
+/* Bits remembering which keys were present, for rules that depend on presence. */
+enum seen { SEEN_GENESYS = 1, SEEN_REGION = 2, SEEN_API_URL = 4, SEEN_LOGIN_URL = 8,
+            SEEN_ADMIN_SOCKET = 16 };
+
+struct ctx;
+struct table;
+
+struct field {
+    const char *key;
+    enum kind kind;
+    bool required;
+    size_t off;               /* into the struct the table describes */
+    size_t size;              /* K_STR: buffer size; K_ARRAY: element size */
+    enum fmt fmt;             /* K_STR, K_ARRAY of strings */
+    unsigned def, min, max;   /* K_UINT: default and range; K_ARRAY: entry count range */
+    const struct table *sub;  /* K_OBJ, K_ARRAY of objects */
+    size_t count_off;         /* K_ARRAY: int holding the entry count */
+    unsigned seen;            /* enum seen bit set when the key is present */
+    void (*fn)(struct ctx *c, const cJSON *v, void *base);
+};
+
+struct table {
+    const struct field *f;
+    size_t n;
+};
+
+struct ctx {
+    struct dw_config *cfg;
+    struct dw_config_errors *errs;
+    int total;
+    unsigned seen;
+    size_t len;
+    char path[512];
+};
+
+/* ---- errors and paths ---- */
+
+__attribute__((format(printf, 3, 0)))
+static void verr(struct ctx *c, const char *path, const char *fmt, va_list ap)
+{
+    char text[256];
+    c->total++;
+    if (!c->errs)
+        return;
+    if (c->total > DW_CFG_MAX_ERRORS) {
+        snprintf(c->errs->msg[DW_CFG_MAX_ERRORS - 1], sizeof c->errs->msg[0], "... more errors");
+        return;
+    }
+    vsnprintf(text, sizeof text, fmt, ap);
+    if (!path)
+        path = c->len ? c->path : "$";
+    if (snprintf(c->errs->msg[c->errs->n], sizeof c->errs->msg[0], "%s: %s", path, text) < 0)
+        c->errs->msg[c->errs->n][0] = '\0';
+    c->errs->n++;
+}
+
+/* Error at the current path. */
+__attribute__((format(printf, 2, 3)))
+static void err(struct ctx *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    verr(c, NULL, fmt, ap);
+    va_end(ap);
+}
+
+/* Error at an explicit path (checks made after the walk). */
+__attribute__((format(printf, 3, 4)))
+static void err_at(struct ctx *c, const char *path, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    verr(c, path, fmt, ap);
+    va_end(ap);
+}
+
+static size_t push_key(struct ctx *c, const char *key)
+{
+    size_t old = c->len;
+    int n = snprintf(c->path + old, sizeof c->path - old, "%s%s", old ? "." : "", key);
+    c->len = (n < 0 || (size_t)n >= sizeof c->path - old) ? sizeof c->path - 1 : old + (size_t)n;
+    return old;
+}
+
+static size_t push_index(struct ctx *c, int i)
+{
+    size_t old = c->len;
+    int n = snprintf(c->path + old, sizeof c->path - old, "[%d]", i);
+    c->len = (n < 0 || (size_t)n >= sizeof c->path - old) ? sizeof c->path - 1 : old + (size_t)n;
+    return old;
+}
+
+static void pop(struct ctx *c, size_t old)
+{
+    c->len = old;
+    c->path[old] = '\0';
+}
+
+/* ---- value formats ---- */
+
+static bool is_id_char(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '.' || ch == '_' || ch == '-';
+}
+
+/* Digits only, no leading zero (inet_pton refuses "010"), value <= max. */
+static bool parse_dec(const char *s, size_t n, unsigned max, unsigned *out)
+{
+    unsigned v = 0;
+    if (n == 0 || n > 5 || (n > 1 && s[0] == '0'))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (unsigned)(s[i] - '0');
+    }
+    *out = v;
+    return v <= max;
+}
+
+static bool valid_addr(const char *s)
+{
+    unsigned v;
+    for (int part = 0; part < 4; part++) {
+        size_t n = strcspn(s, part < 3 ? "." : ":");
+        if (s[n] != (part < 3 ? '.' : ':') || !parse_dec(s, n, 255, &v))
+            return false;
+        s += n + 1;
+    }
+    return parse_dec(s, strlen(s), 65535, &v) && v >= 1;
+}
+
+static bool valid_url(const char *s)
+{
+    size_t skip;
+    if (strncasecmp(s, "http://", 7) == 0)
+        skip = 7;
+    else if (strncasecmp(s, "https://", 8) == 0)
+        skip = 8;
+    else
+        return false;
+    for (const char *p = s; *p; p++)
+        if ((unsigned char)*p <= ' ' || *p == 0x7f)
+            return false;
+    s += skip;
+    size_t host = strcspn(s, "/?#");
+    const char *at = memchr(s, '@', host);
+    if (at) {
+        host -= (size_t)(at + 1 - s);
+        s = at + 1;
+    }
+    return host > 0 && s[0] != ':';
+}
+
+/* Copies a JSON string into dst after checking its type, length and format. */
+static bool parse_str(struct ctx *c, const cJSON *v, char *dst, size_t size, enum fmt fmt)
+{
+    if (!cJSON_IsString(v)) {
+        err(c, "expected a string");
+        return false;
+    }
+    const char *s = v->valuestring;
+    size_t n = strlen(s);
+    if (n >= size) {
+        err(c, "too long (max %zu)", size - 1);
+        return false;
+    }
+    bool ok = n > 0;
+    switch (fmt) {
+    case F_ID:
+        for (size_t i = 0; ok && i < n; i++)
+            ok = is_id_char(s[i]);
+        if (!ok)
+            err(c, "invalid id \"%.64s\" (use 1 to %zu of A-Z a-z 0-9 . _ -)", s, size - 1);
+        break;
+    case F_ADDR:
+        ok = valid_addr(s);
+        if (!ok)
+            err(c, "invalid address \"%.64s\" (expected IPv4 a.b.c.d:port, port 1-65535)", s);
+        break;
+    case F_URL:
+        ok = valid_url(s);
+        if (!ok)
+            err(c, "invalid URL \"%.100s\" (expected http:// or https:// and a host)", s);
+        break;
+    case F_TEXT:
+    case F_PATH:
+        for (size_t i = 0; ok && i < n; i++)
+            ok = (unsigned char)s[i] >= ' ' && s[i] != 0x7f;
+        if (!ok)
+            err(c, n ? "must not contain control characters" : "must not be empty");
+        break;
+    }
+    if (ok)
+        memcpy(dst, s, n + 1);
+    return ok;
+}
+
+/* JSON numbers are doubles: accept only integers in [lo, hi]. */
+static bool parse_int(struct ctx *c, const cJSON *v, long long lo, long long hi, long long *out)
+{
+    if (!cJSON_IsNumber(v)) {
+        err(c, "expected an integer");
+        return false;
+    }
+    double d = v->valuedouble;
+    if (d > -1e15 && d < 1e15) {
+        long long ll = (long long)d;
+        if ((double)ll != d) {
+            err(c, "expected an integer");
+            return false;
+        }
+        if (ll >= lo && ll <= hi) {
+            *out = ll;
+            return true;
+        }
+    }
+    err(c, "must be between %lld and %lld", lo, hi);
+    return false;
+}
+
+/* ---- the table walk ---- */
+
+static void parse_object(struct ctx *c, const cJSON *obj, const struct table *t, void *base);
+
+static void apply_default(struct ctx *c, const struct field *f, void *base)
+{
+    char *p = (char *)base + f->off;
+    if (f->kind == K_UINT)
+        *(unsigned *)p = f->def;
+    else if (f->kind == K_OBJ)
+        parse_object(c, NULL, f->sub, p);
+    else if (f->kind == K_FUNC)
+        f->fn(c, NULL, base);
+}
+
+static void parse_array(struct ctx *c, const struct field *f, const cJSON *v, void *base)
+{
+    char *first = (char *)base + f->off;
+    int *count = (int *)((char *)base + f->count_off);
+    if (!cJSON_IsArray(v)) {
+        err(c, "expected an array");
+        return;
+    }
+    int n = cJSON_GetArraySize(v);
+    if (n < (int)f->min || n > (int)f->max)
+        err(c, "needs %u to %u entries (has %d)", f->min, f->max, n);
+    int i = 0;
+    for (const cJSON *item = v->child; item && i < (int)f->max; item = item->next, i++) {
+        size_t old = push_index(c, i);
+        char *elem = first + (size_t)i * f->size;
+        if (f->sub)
+            parse_object(c, item, f->sub, elem);
+        else
+            parse_str(c, item, elem, f->size, f->fmt);
+        pop(c, old);
+    }
+    *count = i;
+}
+
+static void parse_field(struct ctx *c, const struct field *f, const cJSON *v, void *base)
+{
+    char *p = (char *)base + f->off;
+    long long ll;
+    switch (f->kind) {
+    case K_STR:
+        parse_str(c, v, p, f->size, f->fmt);
+        break;
+    case K_UINT:
+        /* an invalid number stays 0 so cross-field checks skip it */
+        if (parse_int(c, v, f->min, f->max, &ll))
+            *(unsigned *)p = (unsigned)ll;
+        break;
+    case K_RAFTID:
+        if (parse_int(c, v, 1, 2147483647, &ll))
+            *(uint64_t *)p = (uint64_t)ll;
+        break;
+    case K_BOOL:
+        if (cJSON_IsBool(v))
+            *(bool *)p = cJSON_IsTrue(v);
+        else
+            err(c, "expected a boolean");
+        break;
+    case K_OBJ:
+        parse_object(c, v, f->sub, p);
+        break;
+    case K_ARRAY:
+        parse_array(c, f, v, base);
+        break;
+    case K_FUNC:
+        f->fn(c, v, base);
+        break;
+    }
+}
+
+/* obj == NULL applies the defaults only (an absent optional section, or one of the wrong type
+ * whose error is already reported). */
+static void parse_object(struct ctx *c, const cJSON *obj, const struct table *t, void *base)
+{
+    if (obj && !cJSON_IsObject(obj)) {
+        err(c, "expected an object");
+        obj = NULL;
+    }
+    for (size_t i = 0; i < t->n; i++) {
+        const struct field *f = &t->f[i];
+        const cJSON *v = obj ? cJSON_GetObjectItemCaseSensitive(obj, f->key) : NULL;
+        size_t old = push_key(c, f->key);
+        if (v) {
+            if (f->kind != K_OBJ || cJSON_IsObject(v))
+                c->seen |= f->seen;
+            parse_field(c, f, v, base);
+        } else {
+            if (obj && f->required)
+                err(c, "missing");
+            apply_default(c, f, base);
+        }
+        pop(c, old);
+    }
+    if (!obj)
+        return;
+    for (const cJSON *k = obj->child; k && k->string; k = k->next) {
+        size_t old = push_key(c, k->string);
+        bool known = false;
+        for (size_t i = 0; i < t->n && !known; i++)
+            known = strcmp(t->f[i].key, k->string) == 0;
+        bool dup = false;
+        for (const cJSON *e = obj->child; e != k && !dup; e = e->next)
+            dup = strcmp(e->string, k->string) == 0;
+        if (!known)
+            err(c, "unknown key");
+        else if (dup)
+            err(c, "duplicate key (only the first is used)");
+        pop(c, old);
+    }
+}
+
+/* A target's site: absent means siteless (BYOC Cloud), otherwise a configured site id. */
+static void parse_target_site(struct ctx *c, const cJSON *v, void *base)
+{
+    struct dw_target *t = base;
+    char id[DW_ID_MAX];
+    t->site = -1;
+    if (!v || !parse_str(c, v, id, sizeof id, F_ID))
+        return;
+    t->site = dw_config_site_index(c->cfg, id);
+    if (t->site < 0)
+        err(c, "unknown site \"%s\"", id);
+}
+
+/* ---- tables ---- */
+
+#define STR(k, req, type, m, f) \
+    { .key = k, .kind = K_STR, .required = req, .off = offsetof(type, m), \
+      .size = sizeof(((type *)0)->m), .fmt = f }
+#define NUM(k, type, m, d, lo, hi) \
+    { .key = k, .kind = K_UINT, .off = offsetof(type, m), .def = d, .min = lo, .max = hi }
+#define ARR(k, type, m, cnt, lo, hi, s, f) \
+    { .key = k, .kind = K_ARRAY, .required = true, .off = offsetof(type, m), \
+      .size = sizeof(((type *)0)->m[0]), .count_off = offsetof(type, cnt), .min = lo, .max = hi, \
+      .sub = s, .fmt = f }
+#define OBJ(k, req, s) { .key = k, .kind = K_OBJ, .required = req, .sub = s }
+#define TABLE(a) { a, sizeof a / sizeof a[0] }
+
+typedef struct dw_config cfg_t;
+
+static const struct field node_f[] = {
+    { .key = "id", .kind = K_RAFTID, .required = true, .off = offsetof(cfg_t, node_id) },
+    STR("data_dir", true, cfg_t, data_dir, F_PATH),
+    { .key = "admin_socket", .kind = K_STR, .off = offsetof(cfg_t, admin_socket),
+      .size = DW_PATH_MAX, .fmt = F_PATH, .seen = SEEN_ADMIN_SOCKET },
+    { .key = "debug", .kind = K_BOOL, .off = offsetof(cfg_t, debug) },
+};
+
+static const struct field member_f[] = {
+    { .key = "id", .kind = K_RAFTID, .required = true, .off = offsetof(struct dw_member, id) },
+    STR("name", false, struct dw_member, name, F_ID),
+    STR("raft_address", true, struct dw_member, raft_address, F_ADDR),
+    STR("peer_address", true, struct dw_member, peer_address, F_ADDR),
+};
+static const struct table member_t = TABLE(member_f);
+
+static const struct field cluster_f[] = {
+    ARR("members", cfg_t, members, n_members, 1, DW_MAX_MEMBERS, &member_t, F_ID),
+    STR("peer_secret_file", true, cfg_t, cluster.peer_secret_file, F_PATH),
+    NUM("election_timeout_ms", cfg_t, cluster.election_timeout_ms, 1000, 1, MS_MAX),
+    NUM("heartbeat_ms", cfg_t, cluster.heartbeat_ms, 100, 1, MS_MAX),
+    NUM("observation_ttl_ms", cfg_t, cluster.observation_ttl_ms, 15000, 1, MS_MAX),
+    NUM("refresh_interval_ms", cfg_t, cluster.refresh_interval_ms, 5000, 1, MS_MAX),
+    NUM("snapshot_threshold", cfg_t, cluster.snapshot_threshold, 1024, 1, SNAPSHOT_MAX),
+    NUM("snapshot_trailing", cfg_t, cluster.snapshot_trailing, 256, 1, SNAPSHOT_MAX),
+};
+
+static const struct field genesys_f[] = {
+    { .key = "region", .kind = K_STR, .off = offsetof(cfg_t, genesys.region), .size = DW_ID_MAX,
+      .fmt = F_TEXT, .seen = SEEN_REGION },
+    { .key = "api_base_url", .kind = K_STR, .off = offsetof(cfg_t, genesys.api_base_url),
+      .size = DW_URL_MAX, .fmt = F_URL, .seen = SEEN_API_URL },
+    { .key = "login_base_url", .kind = K_STR, .off = offsetof(cfg_t, genesys.login_base_url),
+      .size = DW_URL_MAX, .fmt = F_URL, .seen = SEEN_LOGIN_URL },
+    STR("client_id", true, cfg_t, genesys.client_id, F_TEXT),
+    STR("client_secret_file", true, cfg_t, genesys.client_secret_file, F_PATH),
+    NUM("request_timeout_ms", cfg_t, genesys.request_timeout_ms, 10000, 1, MS_MAX),
+    NUM("verify_timeout_ms", cfg_t, genesys.verify_timeout_ms, 60000, 1, MS_MAX),
+    NUM("verify_interval_ms", cfg_t, genesys.verify_interval_ms, 2000, 1, MS_MAX),
+};
+
+static const struct field probe_f[] = {
+    NUM("interval_ms", cfg_t, probe.interval_ms, 1000, 1, MS_MAX),
+    NUM("timeout_ms", cfg_t, probe.timeout_ms, 800, 1, MS_MAX),
+    NUM("fail_threshold", cfg_t, probe.fail_threshold, 3, 1, THRESHOLD_MAX),
+    NUM("recover_threshold", cfg_t, probe.recover_threshold, 2, 1, THRESHOLD_MAX),
+};
+
+static const struct field edge_f[] = {
+    STR("id", true, struct dw_edge, id, F_ID),
+    STR("genesys_edge_id", false, struct dw_edge, genesys_edge_id, F_ID),
+    STR("health_url", true, struct dw_edge, health_url, F_URL),
+};
+static const struct table edge_t = TABLE(edge_f);
+
+static const struct field site_f[] = {
+    STR("id", true, struct dw_site, id, F_ID),
+    ARR("edges", struct dw_site, edges, n_edges, 1, DW_MAX_EDGES, &edge_t, F_ID),
+};
+static const struct table site_t = TABLE(site_f);
+
+static const struct field target_f[] = {
+    STR("id", true, struct dw_target, id, F_ID),
+    { .key = "site", .kind = K_FUNC, .fn = parse_target_site },
+    ARR("trunk_base_ids", struct dw_target, trunk_base_ids, n_trunk_bases, 1,
+        DW_MAX_TRUNK_BASES, NULL, F_ID),
+};
+static const struct table target_t = TABLE(target_f);
+
+static const struct field group_f[] = {
+    STR("id", true, struct dw_group, id, F_ID),
+    ARR("targets", struct dw_group, targets, n_targets, 2, DW_MAX_TARGETS, &target_t, F_ID),
+};
+static const struct table group_t = TABLE(group_f);
+
+static const struct table node_t = TABLE(node_f), cluster_t = TABLE(cluster_f),
+                          genesys_t = TABLE(genesys_f), probe_t = TABLE(probe_f);
+
+/* Sections share the dw_config base (offsets are from cfg), so OBJ rows have off 0. Sites come
+ * before groups: a target's site is resolved against the sites already parsed. */
+static const struct field top_f[] = {
+    OBJ("node", true, &node_t),
+    OBJ("cluster", true, &cluster_t),
+    { .key = "genesys", .kind = K_OBJ, .required = true, .sub = &genesys_t, .seen = SEEN_GENESYS },
+    OBJ("probe", false, &probe_t),
+    ARR("sites", cfg_t, sites, n_sites, 1, DW_MAX_SITES, &site_t, F_ID),
+    ARR("failover_groups", cfg_t, groups, n_groups, 1, DW_MAX_GROUPS, &group_t, F_ID),
+};
+static const struct table top_t = TABLE(top_f);
+
+/* ---- checks after the walk ---- */
+
+static const struct {
+    const char *region, *domain;
+} regions[] = {
+    { "us-east-1", "mypurecloud.com" },      { "us-east-2", "use2.us-gov-pure.cloud" },
+    { "us-west-2", "usw2.pure.cloud" },      { "ca-central-1", "cac1.pure.cloud" },
+    { "sa-east-1", "sae1.pure.cloud" },      { "eu-west-1", "mypurecloud.ie" },
+    { "eu-west-2", "euw2.pure.cloud" },      { "eu-central-1", "mypurecloud.de" },
+    { "eu-central-2", "euc2.pure.cloud" },   { "me-central-1", "mec1.pure.cloud" },
+    { "ap-south-1", "aps1.pure.cloud" },     { "ap-southeast-1", "apse1.pure.cloud" },
+    { "ap-southeast-2", "mypurecloud.com.au" }, { "ap-northeast-1", "mypurecloud.jp" },
+    { "ap-northeast-2", "apne2.pure.cloud" }, { "ap-northeast-3", "apne3.pure.cloud" },
+    { "mx-central-1", "mxc1.pure.cloud" },
+};
+
+static void check_genesys(struct ctx *c)
+{
+    struct dw_genesys_cfg *g = &c->cfg->genesys;
+    bool region = c->seen & SEEN_REGION, api = c->seen & SEEN_API_URL,
+         login = c->seen & SEEN_LOGIN_URL;
+    if (!(c->seen & SEEN_GENESYS))
+        return;
+    if (!region) {
+        if (!api && !login)
+            err_at(c, "genesys.region", "missing (or set genesys.api_base_url and "
+                                        "genesys.login_base_url)");
+        else if (!api || !login)
+            err_at(c, api ? "genesys.login_base_url" : "genesys.api_base_url",
+                   "missing (needed when genesys.region is not set)");
+        return;
+    }
+    if (!g->region[0])
+        return; /* present but invalid: already reported */
+    const char *domain = NULL;
+    for (size_t i = 0; i < sizeof regions / sizeof regions[0] && !domain; i++)
+        if (strcmp(regions[i].region, g->region) == 0)
+            domain = regions[i].domain;
+    if (!domain) {
+        err_at(c, "genesys.region", "unknown region \"%s\"", g->region);
+        return;
+    }
+    if (!api)
+        snprintf(g->api_base_url, sizeof g->api_base_url, "https://api.%s", domain);
+    if (!login)
+        snprintf(g->login_base_url, sizeof g->login_base_url, "https://login.%s", domain);
+}
+
+static void check_node(struct ctx *c)
+{
+    struct dw_config *cfg = c->cfg;
+    /* a repeated id gets no default name: its duplicate is reported once, on the id */
+    for (int i = 0; i < cfg->n_members; i++)
+        if (!cfg->members[i].name[0] && cfg->members[i].id &&
+            dw_config_member(cfg, cfg->members[i].id) == &cfg->members[i])
+            snprintf(cfg->members[i].name, sizeof cfg->members[i].name, "n%llu",
+                     (unsigned long long)cfg->members[i].id);
+    if (cfg->node_id && cfg->n_members > 0 && !dw_config_member(cfg, cfg->node_id))
+        err_at(c, "node.id", "%llu is not the id of any cluster.members entry",
+               (unsigned long long)cfg->node_id);
+
+    if (!(c->seen & SEEN_ADMIN_SOCKET) && cfg->data_dir[0]) {
+        size_t n = strlen(cfg->data_dir);
+        const char *sep = cfg->data_dir[n - 1] == '/' ? "" : "/";
+        if (n + strlen(sep) + strlen("admin.sock") > UNIX_PATH_MAX)
+            err_at(c, "node.admin_socket", "the default <data_dir>/admin.sock is longer than a "
+                                           "Unix socket path allows (max %u); set it",
+                   UNIX_PATH_MAX);
+        else
+            snprintf(cfg->admin_socket, sizeof cfg->admin_socket, "%s%sadmin.sock",
+                     cfg->data_dir, sep);
+    } else if (strlen(cfg->admin_socket) > UNIX_PATH_MAX) {
+        err_at(c, "node.admin_socket", "too long for a Unix socket path (max %u)", UNIX_PATH_MAX);
+    }
+}
+
+/* Invalid numbers were left at 0; skip those to avoid a follow-up error. */
+static void check_order(struct ctx *c, const char *a_path, unsigned a, const char *b_path,
+                        unsigned b, bool strict)
+{
+    if (a && b && (strict ? a >= b : a > b))
+        err_at(c, a_path, "must be %s %s (%u %s %u)", strict ? "less than" : "at most", b_path, a,
+               strict ? ">=" : ">", b);
+}
+
+static void check_numbers(struct ctx *c)
+{
+    const struct dw_config *cfg = c->cfg;
+    check_order(c, "probe.timeout_ms", cfg->probe.timeout_ms, "probe.interval_ms",
+                cfg->probe.interval_ms, false);
+    check_order(c, "cluster.heartbeat_ms", cfg->cluster.heartbeat_ms,
+                "cluster.election_timeout_ms", cfg->cluster.election_timeout_ms, true);
+    check_order(c, "cluster.refresh_interval_ms", cfg->cluster.refresh_interval_ms,
+                "cluster.observation_ttl_ms", cfg->cluster.observation_ttl_ms, true);
+    check_order(c, "genesys.verify_interval_ms", cfg->genesys.verify_interval_ms,
+                "genesys.verify_timeout_ms", cfg->genesys.verify_timeout_ms, false);
+}
+
+/* Values already seen in one uniqueness scope, with where each was first seen. */
+struct seen_entry {
+    char val[DW_ID_MAX];
+    char path[96];
+};
+struct seen_set {
+    struct seen_entry *e;
+    int n;
+    const char *what;
+    bool quote;
+};
+
+__attribute__((format(printf, 4, 5)))
+static void seen_add(struct ctx *c, struct seen_set *s, const char *val, const char *fmt, ...)
+{
+    struct seen_entry *e = &s->e[s->n];
+    va_list ap;
+    if (!val[0])
+        return; /* invalid or absent: already reported */
+    va_start(ap, fmt);
+    vsnprintf(e->path, sizeof e->path, fmt, ap);
+    va_end(ap);
+    for (int i = 0; i < s->n; i++) {
+        if (strcmp(s->e[i].val, val) == 0) {
+            err_at(c, e->path, "duplicate %s %s%s%s (first at %s)", s->what, s->quote ? "\"" : "",
+                   val, s->quote ? "\"" : "", s->e[i].path);
+            return;
+        }
+    }
+    snprintf(e->val, sizeof e->val, "%s", val);
+    s->n++;
+}
+
+#define SEEN_CAP (DW_MAX_SITES * DW_MAX_EDGES)
+
+static void check_unique(struct ctx *c, struct seen_entry *buf)
+{
+    const struct dw_config *cfg = c->cfg;
+    struct seen_set ids = { buf, 0, "id", false }, names = { buf, 0, "name", true },
+                    addrs = { buf, 0, "address", true };
+    char num[24];
+
+    for (int i = 0; i < cfg->n_members; i++) {
+        snprintf(num, sizeof num, "%llu", (unsigned long long)cfg->members[i].id);
+        seen_add(c, &ids, cfg->members[i].id ? num : "", "cluster.members[%d].id", i);
+    }
+    for (int i = 0; i < cfg->n_members; i++)
+        seen_add(c, &names, cfg->members[i].name, "cluster.members[%d].name", i);
+    /* raft and peer listeners share the host's port space: one scope for both */
+    for (int i = 0; i < cfg->n_members; i++) {
+        seen_add(c, &addrs, cfg->members[i].raft_address, "cluster.members[%d].raft_address", i);
+        seen_add(c, &addrs, cfg->members[i].peer_address, "cluster.members[%d].peer_address", i);
+    }
+
+    struct seen_set sid = { buf, 0, "id", true };
+    for (int i = 0; i < cfg->n_sites; i++)
+        seen_add(c, &sid, cfg->sites[i].id, "sites[%d].id", i);
+    struct seen_set eid = { buf, 0, "edge id", true };
+    for (int i = 0; i < cfg->n_sites; i++)
+        for (int j = 0; j < cfg->sites[i].n_edges; j++)
+            seen_add(c, &eid, cfg->sites[i].edges[j].id, "sites[%d].edges[%d].id", i, j);
+
+    struct seen_set gid = { buf, 0, "id", true };
+    for (int i = 0; i < cfg->n_groups; i++)
+        seen_add(c, &gid, cfg->groups[i].id, "failover_groups[%d].id", i);
+    for (int i = 0; i < cfg->n_groups; i++) {
+        const struct dw_group *g = &cfg->groups[i];
+        struct seen_set tid = { buf, 0, "id", true };
+        for (int j = 0; j < g->n_targets; j++)
+            seen_add(c, &tid, g->targets[j].id, "failover_groups[%d].targets[%d].id", i, j);
+        struct seen_set tb = { buf, 0, "trunk base id", true };
+        for (int j = 0; j < g->n_targets; j++)
+            for (int k = 0; k < g->targets[j].n_trunk_bases; k++)
+                seen_add(c, &tb, g->targets[j].trunk_base_ids[k],
+                         "failover_groups[%d].targets[%d].trunk_base_ids[%d]", i, j, k);
+    }
+}
+
+static void check_secret(struct ctx *c, const char *json_path, const char *file)
+{
+    char buf[SECRET_CHECK_MAX + 1], msg[200];
+    if (!file[0])
+        return;
+    if (dw_config_read_secret(file, buf, sizeof buf, msg, sizeof msg) != 0)
+        err_at(c, json_path, "%s", msg);
+    explicit_bzero(buf, sizeof buf);
+}
+
+/* ---- public ---- */
+
+int dw_config_parse(const char *json, size_t len, struct dw_config *cfg,
+                    struct dw_config_errors *errs)
+{
+    struct ctx c = { .cfg = cfg, .errs = errs };
+    const char *end = NULL;
+    cJSON *root = NULL;
+
+    memset(cfg, 0, sizeof *cfg);
+    if (errs)
+        errs->n = 0;
+    if (!json) {
+        err(&c, "no input");
+        return -1;
+    }
+    /* return_parse_end carries the same position as cJSON_GetErrorPtr(), without the global */
+    root = cJSON_ParseWithLengthOpts(json, len, &end, false);
+    if (root && end) {
+        while (end < json + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
+            end++;
+        if (end < json + len) { /* trailing garbage after the document */
+            cJSON_Delete(root);
+            root = NULL;
+        }
+    }
+    if (!root) {
+        const char *at = end && end >= json && end <= json + len ? end : json;
+        int line = 1, col = 1;
+        for (const char *p = json; p < at; p++, col++)
+            if (*p == '\n') {
+                line++;
+                col = 0;
+            }
+        err(&c, "not valid JSON (line %d, column %d)", line, col);
+        return -1;
+    }
+
+    parse_object(&c, root, &top_t, cfg);
+    cJSON_Delete(root);
+    check_node(&c);
+    check_genesys(&c);
+    check_numbers(&c);
+    struct seen_entry *buf = malloc(SEEN_CAP * sizeof *buf);
+    if (buf)
+        check_unique(&c, buf);
+    else
+        err(&c, "out of memory");
+    free(buf);
+    check_secret(&c, "cluster.peer_secret_file", cfg->cluster.peer_secret_file);
+    check_secret(&c, "genesys.client_secret_file", cfg->genesys.client_secret_file);
+    return c.total ? -1 : 0;
+}
+
+int dw_config_load(const char *path, struct dw_config *cfg, struct dw_config_errors *errs)
+{
+    struct ctx c = { .cfg = cfg, .errs = errs };
+    struct stat st;
+    char *buf = NULL;
+    size_t n = 0;
+    int rc = -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    memset(cfg, 0, sizeof *cfg);
+    if (errs)
+        errs->n = 0;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        err(&c, "cannot read \"%s\": %s", path, strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode) || (size_t)st.st_size > CONFIG_FILE_MAX) {
+        err(&c, "cannot read \"%s\": %s", path,
+            S_ISREG(st.st_mode) ? "larger than 4 MiB" : "not a regular file");
+        goto out;
+    }
+    buf = malloc((size_t)st.st_size + 1);
+    if (!buf) {
+        err(&c, "out of memory");
+        goto out;
+    }
+    while (n < (size_t)st.st_size) {
+        ssize_t r = read(fd, buf + n, (size_t)st.st_size - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            err(&c, "cannot read \"%s\": %s", path, strerror(errno));
+            goto out;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    buf[n] = '\0';
+    rc = dw_config_parse(buf, n, cfg, errs);
+out:
+    free(buf);
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+static bool is_space(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\v' || ch == '\f';
+}
+
+int dw_config_read_secret(const char *path, char *out, size_t out_len, char *errmsg,
+                          size_t errlen)
+{
+    size_t n = 0;
+    bool too_long = false;
+    int fd;
+
+    if (!out || out_len < 2) {
+        snprintf(errmsg, errlen, "no room for the secret of \"%s\"", path);
+        return -1;
+    }
+    out[0] = '\0';
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        goto fail_errno;
+    for (;;) {
+        char extra[256];
+        bool full = n == out_len - 1;
+        ssize_t r = full ? read(fd, extra, sizeof extra) : read(fd, out + n, out_len - 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            goto fail_errno;
+        if (r == 0)
+            break;
+        if (!full)
+            n += (size_t)r;
+        /* trailing whitespace past the buffer is fine; anything else would be cut off */
+        for (ssize_t i = 0; full && i < r; i++)
+            too_long |= !is_space(extra[i]);
+        explicit_bzero(extra, sizeof extra);
+    }
+    close(fd);
+    while (n > 0 && is_space(out[n - 1]))
+        n--;
+    out[n] = '\0';
+    if (too_long) {
+        snprintf(errmsg, errlen, "\"%s\" is longer than %zu bytes", path, out_len - 1);
+        explicit_bzero(out, out_len);
+        return -1;
+    }
+    if (n == 0) {
+        snprintf(errmsg, errlen, "\"%s\" is empty", path);
+        return -1;
+    }
+    return 0;
+
+fail_errno:
+    snprintf(errmsg, errlen, "cannot read \"%s\": %s", path, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    explicit_bzero(out, out_len);
+    return -1;
+}
+
+const struct dw_member *dw_config_member(const struct dw_config *cfg, uint64_t id)
+{
+    for (int i = 0; cfg && i < cfg->n_members; i++)
+        if (cfg->members[i].id == id)
+            return &cfg->members[i];
+    return NULL;
+}
+
+int dw_config_site_index(const struct dw_config *cfg, const char *site_id)
+{
+    for (int i = 0; cfg && site_id && i < cfg->n_sites; i++)
+        if (strcmp(cfg->sites[i].id, site_id) == 0)
+            return i;
+    return -1;
+}

@@ -1,0 +1,1451 @@
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "drwatch/fsm.h"
+#include "drwatch/verdict.h"
+
+#define FSM_SCHEMA_VERSION 1
+#define JSON_INT_MAX 9007199254740992.0 /* 2^53 */
+
+static const char schema_sql[] =
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+    "CREATE TABLE nodes(id INTEGER PRIMARY KEY, last_refresh INTEGER NOT NULL,"
+    " tilt INTEGER NOT NULL);"
+    "CREATE TABLE observations(node INTEGER NOT NULL, site TEXT NOT NULL, state TEXT NOT NULL,"
+    " ts INTEGER NOT NULL, PRIMARY KEY(node, site));"
+    "CREATE TABLE sites(id TEXT PRIMARY KEY, verdict TEXT NOT NULL, since INTEGER NOT NULL);"
+    "CREATE TABLE groups(id TEXT PRIMARY KEY, active INTEGER NOT NULL, hold INTEGER NOT NULL);"
+    "CREATE TABLE operations(id INTEGER PRIMARY KEY, grp TEXT NOT NULL, kind TEXT NOT NULL,"
+    " from_target TEXT NOT NULL, to_target TEXT NOT NULL, status TEXT NOT NULL,"
+    " created INTEGER NOT NULL, finished INTEGER, reason TEXT NOT NULL);"
+    "CREATE INDEX operations_by_group ON operations(grp, status);"
+    "CREATE TABLE steps(op INTEGER NOT NULL, seq INTEGER NOT NULL, action TEXT NOT NULL,"
+    " target TEXT NOT NULL, status TEXT NOT NULL, started INTEGER, finished INTEGER, detail TEXT,"
+    " PRIMARY KEY(op, seq));"
+    "CREATE TABLE history(id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, kind TEXT NOT NULL,"
+    " detail TEXT NOT NULL);"
+    "INSERT INTO meta(key, value) VALUES('schema', 1), ('applied', 0), ('rejected', 0),"
+    " ('last_ts', 0), ('leader_epoch', 0);";
+
+/* Dump order and each table's primary-key ordering. */
+static const struct {
+    const char *table;
+    const char *order;
+} dump_tables[] = {
+    {"meta", "key"},
+    {"nodes", "id"},
+    {"observations", "node, site"},
+    {"sites", "id"},
+    {"groups", "id"},
+    {"operations", "id"},
+    {"steps", "op, seq"},
+    {"history", "id"},
+};
+
+enum stmt_id {
+    ST_META_GET,
+    ST_META_ADD,
+    ST_META_SET,
+    ST_HISTORY_ADD,
+    ST_NODE_UPSERT,
+    ST_OBS_UPSERT,
+    ST_OBS_GET,
+    ST_SITE_ENSURE,
+    ST_SITE_GET,
+    ST_SITE_SET,
+    ST_GROUP_ENSURE,
+    ST_GROUP_GET,
+    ST_GROUP_SET_ACTIVE,
+    ST_GROUP_SET_HOLD,
+    ST_OP_RUNNING,
+    ST_OP_GET,
+    ST_OP_INSERT,
+    ST_OP_FINISH,
+    ST_STEP_INSERT,
+    ST_STEP_NEXT,
+    ST_STEP_COUNT,
+    ST_STEP_START,
+    ST_STEP_FINISH,
+    ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+    [ST_META_ADD] = "UPDATE meta SET value = value + ?2 WHERE key = ?1",
+    [ST_META_SET] = "UPDATE meta SET value = ?2 WHERE key = ?1",
+    [ST_HISTORY_ADD] = "INSERT INTO history(ts, kind, detail) VALUES(?1, ?2, ?3)",
+    [ST_NODE_UPSERT] = "INSERT INTO nodes(id, last_refresh, tilt) VALUES(?1, ?2, ?3)"
+                       " ON CONFLICT(id) DO UPDATE SET last_refresh = excluded.last_refresh,"
+                       " tilt = excluded.tilt",
+    [ST_OBS_UPSERT] = "INSERT INTO observations(node, site, state, ts) VALUES(?1, ?2, ?3, ?4)"
+                      " ON CONFLICT(node, site) DO UPDATE SET state = excluded.state,"
+                      " ts = excluded.ts",
+    [ST_OBS_GET] = "SELECT o.state, n.last_refresh, n.tilt FROM observations o"
+                   " JOIN nodes n ON n.id = o.node WHERE o.node = ?1 AND o.site = ?2",
+    [ST_SITE_ENSURE] = "INSERT OR IGNORE INTO sites(id, verdict, since) VALUES(?1, 'unknown', 0)",
+    [ST_SITE_GET] = "SELECT verdict FROM sites WHERE id = ?1",
+    [ST_SITE_SET] = "UPDATE sites SET verdict = ?2, since = ?3 WHERE id = ?1",
+    [ST_GROUP_ENSURE] = "INSERT OR IGNORE INTO groups(id, active, hold) VALUES(?1, 0, 0)",
+    [ST_GROUP_GET] = "SELECT active, hold FROM groups WHERE id = ?1",
+    [ST_GROUP_SET_ACTIVE] = "UPDATE groups SET active = ?2 WHERE id = ?1",
+    [ST_GROUP_SET_HOLD] = "UPDATE groups SET hold = ?2 WHERE id = ?1",
+    [ST_OP_RUNNING] = "SELECT id FROM operations WHERE grp = ?1 AND status = 'running'"
+                      " ORDER BY id LIMIT 1",
+    [ST_OP_GET] = "SELECT grp, kind, from_target, to_target, status FROM operations WHERE id = ?1",
+    [ST_OP_INSERT] = "INSERT INTO operations(id, grp, kind, from_target, to_target, status,"
+                     " created, finished, reason)"
+                     " VALUES((SELECT COALESCE(MAX(id), 0) + 1 FROM operations),"
+                     " ?1, ?2, ?3, ?4, 'running', ?5, NULL, ?6)",
+    [ST_OP_FINISH] = "UPDATE operations SET status = ?2, finished = ?3 WHERE id = ?1",
+    [ST_STEP_INSERT] = "INSERT INTO steps(op, seq, action, target, status)"
+                       " VALUES(?1, ?2, ?3, ?4, 'pending')",
+    [ST_STEP_NEXT] = "SELECT seq, action, target, status FROM steps"
+                     " WHERE op = ?1 AND status <> 'done' ORDER BY seq LIMIT 1",
+    [ST_STEP_COUNT] = "SELECT COUNT(*) FROM steps WHERE op = ?1",
+    [ST_STEP_START] = "UPDATE steps SET status = 'started', started = ?3"
+                      " WHERE op = ?1 AND seq = ?2",
+    [ST_STEP_FINISH] = "UPDATE steps SET status = ?3, finished = ?4, detail = ?5"
+                       " WHERE op = ?1 AND seq = ?2",
+};
+
+struct dw_fsm {
+    sqlite3 *db;
+    const struct dw_config *cfg;
+    char digest[17];
+    sqlite3_stmt *st[ST_COUNT];
+    /* mirrors of meta, refreshed after every commit and restore */
+    uint64_t applied;
+    uint64_t rejected;
+    int64_t last_ts;
+};
+
+/* Outcome of applying one entry inside its transaction. */
+enum { APPLY_OK = 0, APPLY_REJECT = 1, APPLY_SQL_ERROR = -1 };
+
+/* ---- small helpers ------------------------------------------------------------------------ */
+
+static void set_msg(char *buf, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_msg(char *buf, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (buf == NULL || len == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+}
+
+static int group_index(const struct dw_config *cfg, const char *id)
+{
+    for (int i = 0; i < cfg->n_groups; i++) {
+        if (strcmp(cfg->groups[i].id, id) == 0)
+            return i;
+    }
+    return -1;
+}
+
+static int target_index(const struct dw_group *g, const char *id)
+{
+    for (int i = 0; i < g->n_targets; i++) {
+        if (strcmp(g->targets[i].id, id) == 0)
+            return i;
+    }
+    return -1;
+}
+
+static int site_index(const struct dw_config *cfg, const char *id)
+{
+    for (int i = 0; i < cfg->n_sites; i++) {
+        if (strcmp(cfg->sites[i].id, id) == 0)
+            return i;
+    }
+    return -1;
+}
+
+static bool is_member(const struct dw_config *cfg, int64_t id)
+{
+    for (int i = 0; i < cfg->n_members; i++) {
+        if ((int64_t)cfg->members[i].id == id)
+            return true;
+    }
+    return false;
+}
+
+static bool json_int(const cJSON *obj, const char *key, int64_t *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    double d;
+
+    if (!cJSON_IsNumber(v))
+        return false;
+    d = v->valuedouble;
+    if (!isfinite(d) || d < -JSON_INT_MAX || d > JSON_INT_MAX || d != (double)(int64_t)d)
+        return false;
+    *out = (int64_t)d;
+    return true;
+}
+
+static const char *col_text(sqlite3_stmt *s, int col)
+{
+    const unsigned char *t = sqlite3_column_text(s, col);
+
+    return t ? (const char *)t : "";
+}
+
+static enum dw_health health_of(const char *s)
+{
+    enum dw_health h = DW_UNKNOWN;
+
+    if (dw_health_parse(s, &h) != 0)
+        h = DW_UNKNOWN;
+    return h;
+}
+
+/* ---- statements ----------------------------------------------------------------------------- */
+
+static void finalize_all(sqlite3_stmt **st)
+{
+    for (int i = 0; i < ST_COUNT; i++) {
+        sqlite3_finalize(st[i]);
+        st[i] = NULL;
+    }
+}
+
+/* Preparing every statement also proves that a restored database has the expected tables. */
+static int prepare_all(sqlite3 *db, sqlite3_stmt **st, char *errmsg, size_t errlen)
+{
+    for (int i = 0; i < ST_COUNT; i++) {
+        if (sqlite3_prepare_v3(db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &st[i], NULL) !=
+            SQLITE_OK) {
+            set_msg(errmsg, errlen, "prepare: %s", sqlite3_errmsg(db));
+            finalize_all(st);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* A cached statement, reset and unbound, ready for new bindings. */
+static sqlite3_stmt *stmt(struct dw_fsm *f, enum stmt_id id)
+{
+    sqlite3_stmt *s = f->st[id];
+
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return s;
+}
+
+/* Runs a statement expected to return no rows; leaves it reset. */
+static int run(sqlite3_stmt *s)
+{
+    int rc = sqlite3_step(s);
+
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+    return sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT) == SQLITE_OK ? 0 : -1;
+}
+
+/* ---- meta and history ----------------------------------------------------------------------- */
+
+static int meta_get(struct dw_fsm *f, const char *key, int64_t *out)
+{
+    sqlite3_stmt *s = stmt(f, ST_META_GET);
+    int rc = -1;
+
+    bind_text(s, 1, key);
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        *out = sqlite3_column_int64(s, 0);
+        rc = 0;
+    }
+    sqlite3_reset(s);
+    return rc;
+}
+
+static int meta_add(struct dw_fsm *f, const char *key, int64_t delta)
+{
+    sqlite3_stmt *s = stmt(f, ST_META_ADD);
+
+    bind_text(s, 1, key);
+    sqlite3_bind_int64(s, 2, delta);
+    return run(s);
+}
+
+static int meta_set(struct dw_fsm *f, const char *key, int64_t value)
+{
+    sqlite3_stmt *s = stmt(f, ST_META_SET);
+
+    bind_text(s, 1, key);
+    sqlite3_bind_int64(s, 2, value);
+    return run(s);
+}
+
+static int history(struct dw_fsm *f, int64_t ts, const char *kind, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int history(struct dw_fsm *f, int64_t ts, const char *kind, const char *fmt, ...)
+{
+    char detail[1024];
+    va_list ap;
+    sqlite3_stmt *s;
+
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    s = stmt(f, ST_HISTORY_ADD);
+    sqlite3_bind_int64(s, 1, ts);
+    bind_text(s, 2, kind);
+    bind_text(s, 3, detail);
+    return run(s);
+}
+
+static void load_counters(struct dw_fsm *f)
+{
+    int64_t v;
+
+    f->applied = meta_get(f, "applied", &v) == 0 ? (uint64_t)v : 0;
+    f->rejected = meta_get(f, "rejected", &v) == 0 ? (uint64_t)v : 0;
+    f->last_ts = meta_get(f, "last_ts", &v) == 0 ? v : 0;
+}
+
+/* ---- reads shared by apply and the views ---------------------------------------------------- */
+
+static int site_verdict_by_id(struct dw_fsm *f, const char *site, enum dw_health *out)
+{
+    sqlite3_stmt *s = stmt(f, ST_SITE_GET);
+    int rc = -1;
+
+    bind_text(s, 1, site);
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        *out = health_of(col_text(s, 0));
+        rc = 0;
+    }
+    sqlite3_reset(s);
+    return rc;
+}
+
+static int group_get(struct dw_fsm *f, const char *group, int *active, bool *hold)
+{
+    sqlite3_stmt *s = stmt(f, ST_GROUP_GET);
+    int rc = -1;
+
+    bind_text(s, 1, group);
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        *active = sqlite3_column_int(s, 0);
+        *hold = sqlite3_column_int(s, 1) != 0;
+        rc = 0;
+    }
+    sqlite3_reset(s);
+    return rc;
+}
+
+/* A siteless target (BYOC Cloud) is always up. */
+static int target_health(struct dw_fsm *f, const struct dw_target *t, enum dw_health *out)
+{
+    if (t->site < 0 || t->site >= f->cfg->n_sites) {
+        *out = DW_UP;
+        return 0;
+    }
+    return site_verdict_by_id(f, f->cfg->sites[t->site].id, out);
+}
+
+/* Fills one observation slot per configured member for a site. */
+static int load_observations(struct dw_fsm *f, const char *site, struct dw_observation *obs)
+{
+    const struct dw_config *cfg = f->cfg;
+
+    for (int i = 0; i < cfg->n_members && i < DW_MAX_MEMBERS; i++) {
+        sqlite3_stmt *s = stmt(f, ST_OBS_GET);
+        int rc;
+
+        memset(&obs[i], 0, sizeof obs[i]);
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)cfg->members[i].id);
+        bind_text(s, 2, site);
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) {
+            obs[i].present = true;
+            obs[i].state = health_of(col_text(s, 0));
+            obs[i].refreshed_ms = sqlite3_column_int64(s, 1);
+            obs[i].tilt = sqlite3_column_int(s, 2) != 0;
+        }
+        sqlite3_reset(s);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- entry types ---------------------------------------------------------------------------- */
+
+static int apply_observe(struct dw_fsm *f, const cJSON *e, int64_t ts, char *why, size_t whylen)
+{
+    int64_t node;
+    const cJSON *digest = cJSON_GetObjectItemCaseSensitive(e, "digest");
+    const cJSON *tilt = cJSON_GetObjectItemCaseSensitive(e, "tilt");
+    const cJSON *sites = cJSON_GetObjectItemCaseSensitive(e, "sites");
+    const cJSON *it;
+    sqlite3_stmt *s;
+
+    if (!json_int(e, "node", &node) || !cJSON_IsString(digest) || !cJSON_IsBool(tilt) ||
+        !cJSON_IsObject(sites)) {
+        set_msg(why, whylen, "malformed observe entry");
+        return APPLY_REJECT;
+    }
+    if (!is_member(f->cfg, node)) {
+        set_msg(why, whylen, "observation from node %" PRId64 ", not a member", node);
+        return APPLY_REJECT;
+    }
+    if (strcmp(digest->valuestring, f->digest) != 0) {
+        set_msg(why, whylen, "topology mismatch from node %" PRId64, node);
+        return APPLY_REJECT;
+    }
+    cJSON_ArrayForEach(it, sites) {
+        enum dw_health h;
+
+        if (!cJSON_IsString(it) || dw_health_parse(it->valuestring, &h) != 0) {
+            set_msg(why, whylen, "observe from node %" PRId64 ": bad state for site %s", node,
+                    it->string ? it->string : "?");
+            return APPLY_REJECT;
+        }
+    }
+
+    s = stmt(f, ST_NODE_UPSERT);
+    sqlite3_bind_int64(s, 1, node);
+    sqlite3_bind_int64(s, 2, ts);
+    sqlite3_bind_int(s, 3, cJSON_IsTrue(tilt));
+    if (run(s) != 0)
+        return APPLY_SQL_ERROR;
+
+    cJSON_ArrayForEach(it, sites) {
+        /* a site this node's config lacks cannot be decided here; the digest makes it rare */
+        if (it->string == NULL || site_index(f->cfg, it->string) < 0)
+            continue;
+        s = stmt(f, ST_OBS_UPSERT);
+        sqlite3_bind_int64(s, 1, node);
+        bind_text(s, 2, it->string);
+        bind_text(s, 3, it->valuestring);
+        sqlite3_bind_int64(s, 4, ts);
+        if (run(s) != 0)
+            return APPLY_SQL_ERROR;
+    }
+    return APPLY_OK;
+}
+
+struct op_row {
+    char grp[DW_ID_MAX];
+    char kind[16];
+    char from[DW_ID_MAX];
+    char to[DW_ID_MAX];
+    char status[16];
+};
+
+static int op_get(struct dw_fsm *f, int64_t op, struct op_row *row)
+{
+    sqlite3_stmt *s = stmt(f, ST_OP_GET);
+    int rc;
+
+    sqlite3_bind_int64(s, 1, op);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        snprintf(row->grp, sizeof row->grp, "%s", col_text(s, 0));
+        snprintf(row->kind, sizeof row->kind, "%s", col_text(s, 1));
+        snprintf(row->from, sizeof row->from, "%s", col_text(s, 2));
+        snprintf(row->to, sizeof row->to, "%s", col_text(s, 3));
+        snprintf(row->status, sizeof row->status, "%s", col_text(s, 4));
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+struct step_row {
+    int seq;
+    char action[16];
+    char target[DW_ID_MAX];
+    enum dw_step_status status;
+};
+
+/* The first step of an operation that is not DONE: 1 found, 0 none, -1 error. */
+static int step_next(struct dw_fsm *f, int64_t op, struct step_row *row)
+{
+    sqlite3_stmt *s = stmt(f, ST_STEP_NEXT);
+    int rc;
+
+    sqlite3_bind_int64(s, 1, op);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        row->seq = sqlite3_column_int(s, 0);
+        snprintf(row->action, sizeof row->action, "%s", col_text(s, 1));
+        snprintf(row->target, sizeof row->target, "%s", col_text(s, 2));
+        if (dw_step_status_parse(col_text(s, 3), &row->status) != 0)
+            row->status = DW_STEP_PENDING;
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int finish_operation(struct dw_fsm *f, int64_t op, const char *status, int64_t ts)
+{
+    sqlite3_stmt *s = stmt(f, ST_OP_FINISH);
+
+    sqlite3_bind_int64(s, 1, op);
+    bind_text(s, 2, status);
+    sqlite3_bind_int64(s, 3, ts);
+    return run(s);
+}
+
+static int group_set(struct dw_fsm *f, enum stmt_id id, const char *group, int value)
+{
+    sqlite3_stmt *s = stmt(f, id);
+
+    bind_text(s, 1, group);
+    sqlite3_bind_int(s, 2, value);
+    return run(s);
+}
+
+/* The last step is DONE: the group now runs on the operation's target. */
+static int complete_operation(struct dw_fsm *f, int64_t op, const struct op_row *o, int64_t ts,
+                              char *why, size_t whylen)
+{
+    int g = group_index(f->cfg, o->grp);
+    int t = g >= 0 ? target_index(&f->cfg->groups[g], o->to) : -1;
+
+    if (t < 0) {
+        set_msg(why, whylen, "operation %" PRId64 ": target %s of group %s is not configured", op,
+                o->to, o->grp);
+        return APPLY_REJECT;
+    }
+    if (finish_operation(f, op, "done", ts) != 0 ||
+        group_set(f, ST_GROUP_SET_ACTIVE, o->grp, t) != 0 ||
+        history(f, ts, "operation", "%s: %s #%" PRId64 " %s -> %s done", o->grp, o->kind, op,
+                o->from, o->to) != 0)
+        return APPLY_SQL_ERROR;
+    return APPLY_OK;
+}
+
+/* A failed step ends the operation and holds the group for an operator. */
+static int fail_operation(struct dw_fsm *f, int64_t op, const struct op_row *o,
+                          const struct step_row *st, int64_t ts)
+{
+    if (finish_operation(f, op, "failed", ts) != 0 ||
+        group_set(f, ST_GROUP_SET_HOLD, o->grp, 1) != 0 ||
+        history(f, ts, "operation",
+                "%s: %s #%" PRId64 " %s -> %s failed at step %d %s; automatic operations held",
+                o->grp, o->kind, op, o->from, o->to, st->seq, st->action) != 0)
+        return APPLY_SQL_ERROR;
+    return APPLY_OK;
+}
+
+static bool step_transition_ok(enum dw_step_status from, enum dw_step_status to)
+{
+    return (from == DW_STEP_PENDING && to == DW_STEP_STARTED) ||
+           (from == DW_STEP_STARTED && (to == DW_STEP_DONE || to == DW_STEP_FAILED));
+}
+
+static int apply_step(struct dw_fsm *f, const cJSON *e, int64_t ts, char *why, size_t whylen)
+{
+    int64_t op, seq;
+    const cJSON *status = cJSON_GetObjectItemCaseSensitive(e, "status");
+    const cJSON *detail = cJSON_GetObjectItemCaseSensitive(e, "detail");
+    enum dw_step_status to;
+    struct op_row o;
+    struct step_row st;
+    sqlite3_stmt *s;
+    int rc;
+
+    if (!json_int(e, "op", &op) || !json_int(e, "seq", &seq) || !cJSON_IsString(status) ||
+        dw_step_status_parse(status->valuestring, &to) != 0 ||
+        (detail != NULL && !cJSON_IsString(detail))) {
+        set_msg(why, whylen, "malformed step entry");
+        return APPLY_REJECT;
+    }
+    rc = op_get(f, op, &o);
+    if (rc < 0)
+        return APPLY_SQL_ERROR;
+    if (rc == 0) {
+        set_msg(why, whylen, "step for unknown operation %" PRId64, op);
+        return APPLY_REJECT;
+    }
+    if (strcmp(o.status, "running") != 0) {
+        set_msg(why, whylen, "step for operation %" PRId64 ", which is %s", op, o.status);
+        return APPLY_REJECT;
+    }
+    rc = step_next(f, op, &st);
+    if (rc < 0)
+        return APPLY_SQL_ERROR;
+    if (rc == 0 || seq < st.seq) {
+        set_msg(why, whylen, "operation %" PRId64 ": step %" PRId64 " is already done", op, seq);
+        return APPLY_REJECT;
+    }
+    if (seq != st.seq) {
+        set_msg(why, whylen, "operation %" PRId64 ": step %" PRId64 " is not the next step (%d is)",
+                op, seq, st.seq);
+        return APPLY_REJECT;
+    }
+    /* this check makes a retried or resumed step harmless: a second "done" is refused */
+    if (!step_transition_ok(st.status, to)) {
+        set_msg(why, whylen, "operation %" PRId64 " step %d: %s -> %s not allowed", op, st.seq,
+                dw_step_status_name(st.status), dw_step_status_name(to));
+        return APPLY_REJECT;
+    }
+
+    if (to == DW_STEP_STARTED) {
+        s = stmt(f, ST_STEP_START);
+        sqlite3_bind_int64(s, 1, op);
+        sqlite3_bind_int(s, 2, st.seq);
+        sqlite3_bind_int64(s, 3, ts);
+    } else {
+        s = stmt(f, ST_STEP_FINISH);
+        sqlite3_bind_int64(s, 1, op);
+        sqlite3_bind_int(s, 2, st.seq);
+        bind_text(s, 3, dw_step_status_name(to));
+        sqlite3_bind_int64(s, 4, ts);
+        if (detail != NULL)
+            bind_text(s, 5, detail->valuestring);
+    }
+    if (run(s) != 0)
+        return APPLY_SQL_ERROR;
+    if (history(f, ts, "step", "%s: #%" PRId64 " step %d %s %s: %s%s%s", o.grp, op, st.seq,
+                st.action, st.target, dw_step_status_name(to), detail ? " - " : "",
+                detail ? detail->valuestring : "") != 0)
+        return APPLY_SQL_ERROR;
+
+    if (to == DW_STEP_FAILED)
+        return fail_operation(f, op, &o, &st, ts);
+    if (to == DW_STEP_DONE) {
+        rc = step_next(f, op, &st);
+        if (rc < 0)
+            return APPLY_SQL_ERROR;
+        if (rc == 0)
+            return complete_operation(f, op, &o, ts, why, whylen);
+    }
+    return APPLY_OK;
+}
+
+static int apply_leader(struct dw_fsm *f, const cJSON *e, int64_t ts, char *why, size_t whylen)
+{
+    int64_t node;
+
+    if (!json_int(e, "node", &node) || node < 1) {
+        set_msg(why, whylen, "malformed leader entry");
+        return APPLY_REJECT;
+    }
+    if (meta_add(f, "leader_epoch", 1) != 0 ||
+        history(f, ts, "leader", "node %" PRId64 " took office", node) != 0)
+        return APPLY_SQL_ERROR;
+    return APPLY_OK;
+}
+
+/* ---- after every entry: verdicts, then planning --------------------------------------------- */
+
+static int update_verdicts(struct dw_fsm *f, int64_t now, bool *changed)
+{
+    const struct dw_config *cfg = f->cfg;
+    int64_t ttl = cfg->cluster.observation_ttl_ms;
+    struct dw_observation obs[DW_MAX_MEMBERS];
+    int n = cfg->n_members < DW_MAX_MEMBERS ? cfg->n_members : DW_MAX_MEMBERS;
+
+    *changed = false;
+    for (int i = 0; i < cfg->n_sites; i++) {
+        const char *site = cfg->sites[i].id;
+        enum dw_health cur, next;
+        int up = 0, down = 0;
+        sqlite3_stmt *s;
+
+        if (load_observations(f, site, obs) != 0 || site_verdict_by_id(f, site, &cur) != 0)
+            return -1;
+        next = dw_quorum_verdict(cur, obs, n, now, ttl);
+        if (next == cur)
+            continue;
+        for (int m = 0; m < n; m++) {
+            if (obs[m].tilt || !dw_observation_fresh(&obs[m], now, ttl))
+                continue;
+            down += obs[m].state == DW_DOWN;
+            up += obs[m].state == DW_UP;
+        }
+        s = stmt(f, ST_SITE_SET);
+        bind_text(s, 1, site);
+        bind_text(s, 2, dw_health_name(next));
+        sqlite3_bind_int64(s, 3, now);
+        if (run(s) != 0 ||
+            history(f, now, "verdict", "%s: %s -> %s (down %d/%d fresh, up %d/%d)", site,
+                    dw_health_name(cur), dw_health_name(next), down, n, up, n) != 0)
+            return -1;
+        *changed = true;
+    }
+    return 0;
+}
+
+static int insert_step(struct dw_fsm *f, int64_t op, int seq, const char *action,
+                       const char *target)
+{
+    sqlite3_stmt *s = stmt(f, ST_STEP_INSERT);
+
+    sqlite3_bind_int64(s, 1, op);
+    sqlite3_bind_int(s, 2, seq);
+    bind_text(s, 3, action);
+    bind_text(s, 4, target);
+    return run(s);
+}
+
+/* Steps: activate and verify the new target, then deactivate every other target of the group,
+ * the one being left first. Deactivating targets that are already out of service costs a read
+ * and no write, and it also takes out a target that an aborted operation had activated, so at
+ * most one target stays in service (design.md §5, invariant 4). */
+static int create_operation(struct dw_fsm *f, const struct dw_group *g, int from, int to,
+                            const char *kind, const char *reason, int64_t ts)
+{
+    const char *from_id = g->targets[from].id, *to_id = g->targets[to].id;
+    sqlite3_stmt *s = stmt(f, ST_OP_INSERT);
+    int64_t op;
+    int seq = 0;
+
+    bind_text(s, 1, g->id);
+    bind_text(s, 2, kind);
+    bind_text(s, 3, from_id);
+    bind_text(s, 4, to_id);
+    sqlite3_bind_int64(s, 5, ts);
+    bind_text(s, 6, reason);
+    if (run(s) != 0)
+        return -1;
+    op = sqlite3_last_insert_rowid(f->db);
+    if (insert_step(f, op, seq++, "activate", to_id) != 0 ||
+        insert_step(f, op, seq++, "verify", to_id) != 0 ||
+        insert_step(f, op, seq++, "deactivate", from_id) != 0)
+        return -1;
+    for (int t = 0; t < g->n_targets; t++) {
+        if (t != from && t != to && insert_step(f, op, seq++, "deactivate", g->targets[t].id) != 0)
+            return -1;
+    }
+    return history(f, ts, "operation", "%s: %s #%" PRId64 " %s -> %s planned (%s)", g->id, kind, op,
+                   from_id, to_id, reason);
+}
+
+/* 1 with *op set when the group has a running operation, 0 when not, -1 on error. */
+static int running_op(struct dw_fsm *f, const char *group, int64_t *op)
+{
+    sqlite3_stmt *s = stmt(f, ST_OP_RUNNING);
+    int rc;
+
+    bind_text(s, 1, group);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *op = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* A running operation whose destination went DOWN can never verify: abort it so the group is
+ * planned again towards the next target that is up. 1 aborted, 0 still valid, -1 error. */
+static int abort_if_destination_down(struct dw_fsm *f, const struct dw_group *g, int64_t op,
+                                     int64_t now)
+{
+    struct op_row o;
+    enum dw_health h;
+    int t, rc = op_get(f, op, &o);
+
+    if (rc <= 0)
+        return rc;
+    t = target_index(g, o.to);
+    if (t < 0 || target_health(f, &g->targets[t], &h) != 0)
+        return -1;
+    if (h != DW_DOWN)
+        return 0;
+    if (finish_operation(f, op, "aborted", now) != 0 ||
+        history(f, now, "operation", "%s: %s #%" PRId64 " %s -> %s aborted: %s is down", o.grp,
+                o.kind, op, o.from, o.to, o.to) != 0)
+        return -1;
+    return 1;
+}
+
+static int plan_group(struct dw_fsm *f, const struct dw_group *g, int64_t now, bool verdict_changed)
+{
+    const struct dw_config *cfg = f->cfg;
+    int active, busy, chosen = -1;
+    int64_t op;
+    bool hold;
+    enum dw_health h;
+    char reason[2 * DW_ID_MAX];
+
+    if (group_get(f, g->id, &active, &hold) != 0)
+        return -1;
+    if (hold || active < 0 || active >= g->n_targets)
+        return 0;
+    busy = running_op(f, g->id, &op);
+    if (busy == 1) {
+        int aborted = abort_if_destination_down(f, g, op, now);
+
+        if (aborted < 0)
+            return -1;
+        if (aborted == 1)
+            busy = 0;
+    }
+    if (busy != 0)
+        return busy < 0 ? -1 : 0;
+    if (target_health(f, &g->targets[active], &h) != 0)
+        return -1;
+    if (h != DW_DOWN) {
+        /* Active target UP or UNKNOWN: nothing to do yet. Failback to a higher-priority target
+         * (after stable_for of quorum UP) will be planned here. */
+        return 0;
+    }
+    for (int t = 0; t < g->n_targets && chosen < 0; t++) {
+        enum dw_health th;
+
+        if (t == active)
+            continue;
+        if (target_health(f, &g->targets[t], &th) != 0)
+            return -1;
+        if (th == DW_UP)
+            chosen = t;
+    }
+    if (chosen < 0) {
+        if (verdict_changed)
+            return history(f, now, "operation", "%s: no target up", g->id);
+        return 0;
+    }
+    snprintf(reason, sizeof reason, "%s down", cfg->sites[g->targets[active].site].id);
+    return create_operation(f, g, active, chosen, "failover", reason, now);
+}
+
+static int after_entry(struct dw_fsm *f, int64_t ts)
+{
+    bool changed;
+
+    if (update_verdicts(f, ts, &changed) != 0)
+        return -1;
+    for (int i = 0; i < f->cfg->n_groups; i++) {
+        if (plan_group(f, &f->cfg->groups[i], ts, changed) != 0)
+            return -1;
+    }
+    if (meta_add(f, "applied", 1) != 0 || meta_set(f, "last_ts", ts) != 0)
+        return -1;
+    return 0;
+}
+
+/* ---- apply ---------------------------------------------------------------------------------- */
+
+static int apply_parsed(struct dw_fsm *f, const cJSON *e, int64_t *ts, char *why, size_t whylen)
+{
+    int64_t v, by;
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(e, "type");
+    int rc;
+
+    if (!cJSON_IsObject(e)) {
+        set_msg(why, whylen, "entry is not a JSON object");
+        return APPLY_REJECT;
+    }
+    if (json_int(e, "ts", &v))
+        *ts = v;
+    if (!json_int(e, "v", &v) || v != DW_ENTRY_VERSION) {
+        set_msg(why, whylen, "unsupported entry version");
+        return APPLY_REJECT;
+    }
+    if (!json_int(e, "ts", &v) || !json_int(e, "by", &by)) {
+        set_msg(why, whylen, "entry is not stamped");
+        return APPLY_REJECT;
+    }
+    if (!cJSON_IsString(type)) {
+        set_msg(why, whylen, "entry has no type");
+        return APPLY_REJECT;
+    }
+    if (strcmp(type->valuestring, "observe") == 0)
+        rc = apply_observe(f, e, *ts, why, whylen);
+    else if (strcmp(type->valuestring, "step") == 0)
+        rc = apply_step(f, e, *ts, why, whylen);
+    else if (strcmp(type->valuestring, "leader") == 0)
+        rc = apply_leader(f, e, *ts, why, whylen);
+    else {
+        set_msg(why, whylen, "unknown entry type \"%.32s\"", type->valuestring);
+        return APPLY_REJECT;
+    }
+    if (rc != APPLY_OK)
+        return rc;
+    return after_entry(f, *ts) == 0 ? APPLY_OK : APPLY_SQL_ERROR;
+}
+
+/* Only whitespace or NUL may follow the JSON value (some senders include the terminator). */
+static bool only_trailing_space(const char *p, const char *end)
+{
+    if (p == NULL)
+        return false;
+    for (; p < end; p++) {
+        if (*p != '\0' && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
+            return false;
+    }
+    return true;
+}
+
+static int exec(struct dw_fsm *f, const char *sql)
+{
+    return sqlite3_exec(f->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+}
+
+/* Records a refused entry in its own transaction; the entry's own changes were rolled back. */
+static void record_rejection(struct dw_fsm *f, int64_t ts, const char *why)
+{
+    if (exec(f, "BEGIN") != 0)
+        return;
+    if (history(f, ts, "rejected", "%s", why) != 0 || meta_add(f, "rejected", 1) != 0 ||
+        exec(f, "COMMIT") != 0) {
+        exec(f, "ROLLBACK");
+        return;
+    }
+    load_counters(f);
+}
+
+int dw_fsm_apply(struct dw_fsm *f, const void *buf, size_t len)
+{
+    char why[512] = "";
+    int64_t ts = f->last_ts;
+    const char *end = NULL;
+    cJSON *e;
+    int rc;
+
+    e = buf != NULL && len > 0 ? cJSON_ParseWithLengthOpts(buf, len, &end, false) : NULL;
+    if (e != NULL && !only_trailing_space(end, (const char *)buf + len)) {
+        cJSON_Delete(e);
+        e = NULL;
+    }
+    if (e == NULL) {
+        record_rejection(f, ts, "entry is not valid JSON");
+        return DW_FSM_REJECTED;
+    }
+    if (exec(f, "BEGIN") != 0) {
+        cJSON_Delete(e);
+        record_rejection(f, ts, "cannot begin transaction");
+        return DW_FSM_REJECTED;
+    }
+    rc = apply_parsed(f, e, &ts, why, sizeof why);
+    cJSON_Delete(e);
+    if (rc == APPLY_OK && exec(f, "COMMIT") == 0) {
+        load_counters(f);
+        return DW_FSM_APPLIED;
+    }
+    if (rc == APPLY_SQL_ERROR || rc == APPLY_OK)
+        set_msg(why, sizeof why, "database error: %s", sqlite3_errmsg(f->db));
+    exec(f, "ROLLBACK");
+    record_rejection(f, ts, why);
+    return DW_FSM_REJECTED;
+}
+
+/* ---- open, close, snapshot ------------------------------------------------------------------ */
+
+static int ensure_config_rows(struct dw_fsm *f)
+{
+    for (int i = 0; i < f->cfg->n_sites; i++) {
+        sqlite3_stmt *s = stmt(f, ST_SITE_ENSURE);
+
+        bind_text(s, 1, f->cfg->sites[i].id);
+        if (run(s) != 0)
+            return -1;
+    }
+    for (int i = 0; i < f->cfg->n_groups; i++) {
+        sqlite3_stmt *s = stmt(f, ST_GROUP_ENSURE);
+
+        bind_text(s, 1, f->cfg->groups[i].id);
+        if (run(s) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int open_memory_db(sqlite3 **db, char *errmsg, size_t errlen)
+{
+    if (sqlite3_open_v2(":memory:", db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+        SQLITE_OK) {
+        set_msg(errmsg, errlen, "sqlite open: %s", *db ? sqlite3_errmsg(*db) : "out of memory");
+        sqlite3_close(*db);
+        *db = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+int dw_fsm_open(struct dw_fsm **out, const struct dw_config *cfg, char *errmsg, size_t errlen)
+{
+    struct dw_fsm *f = calloc(1, sizeof *f);
+
+    *out = NULL;
+    if (f == NULL) {
+        set_msg(errmsg, errlen, "out of memory");
+        return -1;
+    }
+    f->cfg = cfg;
+    snprintf(f->digest, sizeof f->digest, "%016" PRIx64, dw_config_topology_digest(cfg));
+    if (open_memory_db(&f->db, errmsg, errlen) != 0)
+        goto fail;
+    if (sqlite3_exec(f->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK) {
+        set_msg(errmsg, errlen, "schema: %s", sqlite3_errmsg(f->db));
+        goto fail;
+    }
+    if (prepare_all(f->db, f->st, errmsg, errlen) != 0)
+        goto fail;
+    if (ensure_config_rows(f) != 0) {
+        set_msg(errmsg, errlen, "initial rows: %s", sqlite3_errmsg(f->db));
+        goto fail;
+    }
+    load_counters(f);
+    *out = f;
+    return 0;
+fail:
+    dw_fsm_close(f);
+    return -1;
+}
+
+void dw_fsm_close(struct dw_fsm *f)
+{
+    if (f == NULL)
+        return;
+    finalize_all(f->st);
+    sqlite3_close(f->db);
+    free(f);
+}
+
+int dw_fsm_snapshot(struct dw_fsm *f, void **buf, size_t *len)
+{
+    sqlite3_int64 size = 0;
+    unsigned char *data = sqlite3_serialize(f->db, "main", &size, 0);
+
+    if (data == NULL)
+        return -1;
+    *buf = data;
+    *len = (size_t)size;
+    return 0;
+}
+
+/* The snapshot is loaded into a new connection first, so a bad one leaves the state intact. */
+int dw_fsm_restore(struct dw_fsm *f, const void *buf, size_t len)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st[ST_COUNT] = {0};
+    unsigned char *copy;
+    struct dw_fsm probe;
+    int64_t schema;
+
+    if (buf == NULL || len == 0 || open_memory_db(&db, NULL, 0) != 0)
+        return -1;
+    copy = sqlite3_malloc64(len);
+    if (copy == NULL) {
+        sqlite3_close(db);
+        return -1;
+    }
+    memcpy(copy, buf, len);
+    /* with FREEONCLOSE, sqlite owns copy from here on, even when this fails */
+    if (sqlite3_deserialize(db, "main", copy, (sqlite3_int64)len, (sqlite3_int64)len,
+                            SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE) !=
+            SQLITE_OK ||
+        prepare_all(db, st, NULL, 0) != 0) {
+        sqlite3_close(db);
+        return -1;
+    }
+    probe = *f;
+    probe.db = db;
+    memcpy(probe.st, st, sizeof st);
+    if (meta_get(&probe, "schema", &schema) != 0 || schema != FSM_SCHEMA_VERSION ||
+        ensure_config_rows(&probe) != 0) {
+        finalize_all(st);
+        sqlite3_close(db);
+        return -1;
+    }
+    finalize_all(f->st);
+    sqlite3_close(f->db);
+    f->db = db;
+    memcpy(f->st, st, sizeof st);
+    load_counters(f);
+    return 0;
+}
+
+/* ---- reads ---------------------------------------------------------------------------------- */
+
+uint64_t dw_fsm_applied(const struct dw_fsm *f)
+{
+    return f->applied;
+}
+
+uint64_t dw_fsm_rejected(const struct dw_fsm *f)
+{
+    return f->rejected;
+}
+
+int64_t dw_fsm_last_ts(const struct dw_fsm *f)
+{
+    return f->last_ts;
+}
+
+enum dw_health dw_fsm_site_verdict(struct dw_fsm *f, int site)
+{
+    enum dw_health h = DW_UNKNOWN;
+
+    if (site < 0 || site >= f->cfg->n_sites ||
+        site_verdict_by_id(f, f->cfg->sites[site].id, &h) != 0)
+        return DW_UNKNOWN;
+    return h;
+}
+
+int dw_fsm_active_target(struct dw_fsm *f, int group)
+{
+    int active;
+    bool hold;
+
+    if (group < 0 || group >= f->cfg->n_groups ||
+        group_get(f, f->cfg->groups[group].id, &active, &hold) != 0)
+        return -1;
+    return active;
+}
+
+int dw_fsm_next_steps(struct dw_fsm *f, struct dw_step_ref *out, int max)
+{
+    static const char sql[] =
+        "SELECT o.id, o.grp, s.seq, s.action, s.target, s.status,"
+        " (SELECT COUNT(*) FROM steps c WHERE c.op = o.id)"
+        " FROM operations o JOIN steps s ON s.op = o.id"
+        " WHERE o.status = 'running' AND s.seq ="
+        " (SELECT MIN(n.seq) FROM steps n WHERE n.op = o.id AND n.status <> 'done')"
+        " ORDER BY o.id";
+    sqlite3_stmt *s;
+    int n = 0, rc = SQLITE_DONE;
+
+    if (max <= 0)
+        return 0;
+    if (sqlite3_prepare_v2(f->db, sql, -1, &s, NULL) != SQLITE_OK)
+        return -1;
+    while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        struct dw_step_ref *r = &out[n++];
+        int g = group_index(f->cfg, col_text(s, 1));
+
+        memset(r, 0, sizeof *r);
+        r->op = sqlite3_column_int64(s, 0);
+        r->seq = sqlite3_column_int(s, 2);
+        snprintf(r->action, sizeof r->action, "%s", col_text(s, 3));
+        r->group = g;
+        r->target = g >= 0 ? target_index(&f->cfg->groups[g], col_text(s, 4)) : -1;
+        if (dw_step_status_parse(col_text(s, 5), &r->status) != 0)
+            r->status = DW_STEP_PENDING;
+        r->n_steps = sqlite3_column_int(s, 6);
+    }
+    if (n < max && rc != SQLITE_DONE)
+        n = -1;
+    sqlite3_finalize(s);
+    return n;
+}
+
+/* ---- dump ----------------------------------------------------------------------------------- */
+
+struct strbuf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+};
+
+static void sb_add(struct strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_add(struct strbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (b->oom)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        b->oom = true;
+        return;
+    }
+    if (b->len + (size_t)n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        char *p;
+
+        while (b->len + (size_t)n + 1 > cap)
+            cap *= 2;
+        p = realloc(b->p, cap);
+        if (p == NULL) {
+            b->oom = true;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+static void dump_value(struct strbuf *b, sqlite3_stmt *s, int col)
+{
+    switch (sqlite3_column_type(s, col)) {
+    case SQLITE_NULL:
+        sb_add(b, "NULL");
+        break;
+    case SQLITE_INTEGER:
+        sb_add(b, "%lld", (long long)sqlite3_column_int64(s, col));
+        break;
+    case SQLITE_FLOAT:
+        sb_add(b, "%.17g", sqlite3_column_double(s, col));
+        break;
+    case SQLITE_BLOB: {
+        const unsigned char *p = sqlite3_column_blob(s, col);
+        int n = sqlite3_column_bytes(s, col);
+
+        sb_add(b, "x'");
+        for (int i = 0; i < n; i++)
+            sb_add(b, "%02x", p[i]);
+        sb_add(b, "'");
+        break;
+    }
+    default:
+        sb_add(b, "%s", col_text(s, col));
+        break;
+    }
+}
+
+char *dw_fsm_dump(struct dw_fsm *f)
+{
+    struct strbuf b = {0};
+
+    sb_add(&b, "%s", "");
+    for (size_t t = 0; t < sizeof dump_tables / sizeof dump_tables[0]; t++) {
+        char sql[128];
+        sqlite3_stmt *s;
+        int rc;
+
+        snprintf(sql, sizeof sql, "SELECT * FROM %s ORDER BY %s", dump_tables[t].table,
+                 dump_tables[t].order);
+        if (sqlite3_prepare_v2(f->db, sql, -1, &s, NULL) != SQLITE_OK)
+            goto fail;
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            sb_add(&b, "%s", dump_tables[t].table);
+            for (int c = 0; c < sqlite3_column_count(s); c++) {
+                sb_add(&b, "|%s=", sqlite3_column_name(s, c));
+                dump_value(&b, s, c);
+            }
+            sb_add(&b, "\n");
+        }
+        sqlite3_finalize(s);
+        if (rc != SQLITE_DONE)
+            goto fail;
+    }
+    if (b.oom)
+        goto fail;
+    return b.p;
+fail:
+    free(b.p);
+    return NULL;
+}
+
+/* ---- JSON views ----------------------------------------------------------------------------- */
+
+/* Adds a column as a JSON value of the matching type (NULL becomes null). */
+static bool json_add_col(cJSON *obj, const char *name, sqlite3_stmt *s, int col)
+{
+    switch (sqlite3_column_type(s, col)) {
+    case SQLITE_NULL:
+        return cJSON_AddNullToObject(obj, name) != NULL;
+    case SQLITE_INTEGER:
+    case SQLITE_FLOAT:
+        return cJSON_AddNumberToObject(obj, name, (double)sqlite3_column_int64(s, col)) != NULL;
+    default:
+        return cJSON_AddStringToObject(obj, name, col_text(s, col)) != NULL;
+    }
+}
+
+static bool status_observations(struct dw_fsm *f, cJSON *site_obj, const char *site)
+{
+    static const char sql[] = "SELECT o.node, o.state, n.last_refresh, n.tilt FROM observations o"
+                              " JOIN nodes n ON n.id = o.node WHERE o.site = ?1 ORDER BY o.node";
+    cJSON *arr = cJSON_AddArrayToObject(site_obj, "observations");
+    sqlite3_stmt *s;
+    bool ok = arr != NULL;
+
+    if (!ok || sqlite3_prepare_v2(f->db, sql, -1, &s, NULL) != SQLITE_OK)
+        return false;
+    bind_text(s, 1, site);
+    while (ok && sqlite3_step(s) == SQLITE_ROW) {
+        cJSON *o = cJSON_CreateObject();
+        struct dw_observation obs = {
+            .present = true,
+            .state = health_of(col_text(s, 1)),
+            .refreshed_ms = sqlite3_column_int64(s, 2),
+            .tilt = sqlite3_column_int(s, 3) != 0,
+        };
+
+        bool fresh = dw_observation_fresh(&obs, f->last_ts, f->cfg->cluster.observation_ttl_ms);
+
+        ok = o != NULL && cJSON_AddItemToArray(arr, o) &&
+             json_add_col(o, "node", s, 0) && json_add_col(o, "state", s, 1) &&
+             json_add_col(o, "refreshed", s, 2) && cJSON_AddBoolToObject(o, "fresh", fresh) &&
+             cJSON_AddBoolToObject(o, "tilt", obs.tilt);
+    }
+    sqlite3_finalize(s);
+    return ok;
+}
+
+static bool status_sites(struct dw_fsm *f, cJSON *root)
+{
+    cJSON *arr = cJSON_AddArrayToObject(root, "sites");
+    bool ok = arr != NULL;
+
+    /* configured order, which is how operators read their own config */
+    for (int i = 0; ok && i < f->cfg->n_sites; i++) {
+        static const char sql[] = "SELECT id, verdict, since FROM sites WHERE id = ?1";
+        cJSON *o = cJSON_CreateObject();
+        sqlite3_stmt *s;
+
+        ok = o != NULL && cJSON_AddItemToArray(arr, o) &&
+             sqlite3_prepare_v2(f->db, sql, -1, &s, NULL) == SQLITE_OK;
+        if (!ok)
+            break;
+        bind_text(s, 1, f->cfg->sites[i].id);
+        ok = sqlite3_step(s) == SQLITE_ROW && json_add_col(o, "id", s, 0) &&
+             json_add_col(o, "verdict", s, 1) && json_add_col(o, "since", s, 2);
+        sqlite3_finalize(s);
+        ok = ok && status_observations(f, o, f->cfg->sites[i].id);
+    }
+    return ok;
+}
+
+static bool status_nodes(struct dw_fsm *f, cJSON *root)
+{
+    static const char sql[] = "SELECT id, last_refresh, tilt FROM nodes ORDER BY id";
+    cJSON *arr = cJSON_AddArrayToObject(root, "nodes");
+    sqlite3_stmt *s;
+    bool ok = arr != NULL;
+
+    if (!ok || sqlite3_prepare_v2(f->db, sql, -1, &s, NULL) != SQLITE_OK)
+        return false;
+    while (ok && sqlite3_step(s) == SQLITE_ROW) {
+        cJSON *o = cJSON_CreateObject();
+
+        ok = o != NULL && cJSON_AddItemToArray(arr, o) && json_add_col(o, "id", s, 0) &&
+             json_add_col(o, "last_refresh", s, 1) &&
+             cJSON_AddBoolToObject(o, "tilt", sqlite3_column_int(s, 2) != 0);
+    }
+    sqlite3_finalize(s);
+    return ok;
+}
+
+static bool status_groups(struct dw_fsm *f, cJSON *root)
+{
+    cJSON *arr = cJSON_AddArrayToObject(root, "groups");
+    bool ok = arr != NULL;
+
+    for (int i = 0; ok && i < f->cfg->n_groups; i++) {
+        const struct dw_group *g = &f->cfg->groups[i];
+        cJSON *o = cJSON_CreateObject();
+        int active;
+        bool hold;
+
+        ok = o != NULL && cJSON_AddItemToArray(arr, o) &&
+             group_get(f, g->id, &active, &hold) == 0 && cJSON_AddStringToObject(o, "id", g->id) &&
+             (active >= 0 && active < g->n_targets
+                  ? cJSON_AddStringToObject(o, "active", g->targets[active].id) != NULL
+                  : cJSON_AddNullToObject(o, "active") != NULL) &&
+             cJSON_AddBoolToObject(o, "hold", hold);
+    }
+    return ok;
+}
+
+static bool status_steps(struct dw_fsm *f, cJSON *op_obj, int64_t op)
+{
+    static const char sql[] = "SELECT seq, action, target, status, started, finished, detail"
+                              " FROM steps WHERE op = ?1 ORDER BY seq";
+    static const char *const cols[] = {"seq", "action", "target", "status", "started", "finished",
+                                       "detail"};
+    cJSON *arr = cJSON_AddArrayToObject(op_obj, "steps");
+    sqlite3_stmt *s;
+    bool ok = arr != NULL;
+
+    if (!ok || sqlite3_prepare_v2(f->db, sql, -1, &s, NULL) != SQLITE_OK)
+        return false;
+    sqlite3_bind_int64(s, 1, op);
+    while (ok && sqlite3_step(s) == SQLITE_ROW) {
+        cJSON *o = cJSON_CreateObject();
+
+        ok = o != NULL && cJSON_AddItemToArray(arr, o);
+        for (int c = 0; ok && c < 7; c++)
+            ok = json_add_col(o, cols[c], s, c);
+    }
+    sqlite3_finalize(s);
+    return ok;
+}
+
+static bool status_operations(struct dw_fsm *f, cJSON *root)
+{
+    static const char sql[] =
+        "SELECT id, grp, kind, from_target, to_target, status, created, finished, reason"
+        " FROM operations WHERE status = 'running' OR id IN"
+        " (SELECT id FROM operations WHERE status <> 'running' ORDER BY id DESC LIMIT 10)"
+        " ORDER BY id DESC";
+    static const char *const cols[] = {"id", "group", "kind", "from", "to", "status", "created",
+                                       "finished", "reason"};
+    cJSON *arr = cJSON_AddArrayToObject(root, "operations");
+    sqlite3_stmt *s;
+    bool ok = arr != NULL;
+
+    if (!ok || sqlite3_prepare_v2(f->db, sql, -1, &s, NULL) != SQLITE_OK)
+        return false;
+    while (ok && sqlite3_step(s) == SQLITE_ROW) {
+        cJSON *o = cJSON_CreateObject();
+
+        ok = o != NULL && cJSON_AddItemToArray(arr, o);
+        for (int c = 0; ok && c < 9; c++)
+            ok = json_add_col(o, cols[c], s, c);
+        ok = ok && status_steps(f, o, sqlite3_column_int64(s, 0));
+    }
+    sqlite3_finalize(s);
+    return ok;
+}
+
+cJSON *dw_fsm_status_json(struct dw_fsm *f)
+{
+    cJSON *root = cJSON_CreateObject();
+
+    if (root == NULL)
+        return NULL;
+    if (!cJSON_AddNumberToObject(root, "last_ts", (double)f->last_ts) ||
+        !cJSON_AddNumberToObject(root, "applied", (double)f->applied) ||
+        !cJSON_AddNumberToObject(root, "rejected", (double)f->rejected) || !status_sites(f, root) ||
+        !status_nodes(f, root) || !status_groups(f, root) || !status_operations(f, root)) {
+        cJSON_Delete(root);
+        return NULL;
+    }
+    return root;
+}
+
+cJSON *dw_fsm_history_json(struct dw_fsm *f, int limit)
+{
+    static const char sql[] = "SELECT id, ts, kind, detail FROM history ORDER BY id DESC LIMIT ?1";
+    static const char *const cols[] = {"id", "ts", "kind", "detail"};
+    cJSON *arr = cJSON_CreateArray();
+    sqlite3_stmt *s;
+    bool ok = arr != NULL;
+
+    if (!ok || sqlite3_prepare_v2(f->db, sql, -1, &s, NULL) != SQLITE_OK) {
+        cJSON_Delete(arr);
+        return NULL;
+    }
+    sqlite3_bind_int(s, 1, limit > 0 ? limit : -1);
+    while (ok && sqlite3_step(s) == SQLITE_ROW) {
+        cJSON *o = cJSON_CreateObject();
+
+        ok = o != NULL && cJSON_AddItemToArray(arr, o);
+        for (int c = 0; ok && c < 4; c++)
+            ok = json_add_col(o, cols[c], s, c);
+    }
+    sqlite3_finalize(s);
+    if (!ok) {
+        cJSON_Delete(arr);
+        return NULL;
+    }
+    return arr;
+}

@@ -1,0 +1,369 @@
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "drwatch/actuator.h"
+#include "drwatch/admin.h"
+#include "drwatch/entry.h"
+#include "drwatch/fsm.h"
+#include "drwatch/genesys.h"
+#include "drwatch/http.h"
+#include "drwatch/log.h"
+#include "drwatch/peer.h"
+#include "drwatch/probe.h"
+#include "drwatch/raftnode.h"
+
+#include "node.h"
+
+#define SUBMIT_RETRY_MS 300
+
+struct dw_node {
+    uv_loop_t *loop;
+    const struct dw_config *cfg;
+    char peer_secret[512];
+    char client_secret[1024];
+    struct dw_curlm *curlm;
+    struct dw_fsm *fsm;
+    struct dw_raft *raft;
+    struct dw_peer *peer;
+    struct dw_genesys *genesys;
+    struct dw_actuator *actuator;
+    struct dw_prober *prober;
+    struct dw_admin *admin;
+    uv_timer_t refresh;       /* periodic observation refresh */
+    uv_timer_t retry;         /* resubmits after a failed forward */
+    int timers_open;
+    int submitting;
+    int dirty;                /* local view changed (or refresh due) since the last submission */
+    unsigned submit_failures; /* consecutive, for log rate limiting */
+    int stopping;
+};
+
+static void submit(struct dw_node *n);
+
+static void retry_cb(uv_timer_t *t)
+{
+    submit(t->data);
+}
+
+static void submitted(void *data, int status, const char *errmsg)
+{
+    struct dw_node *n = data;
+    n->submitting = 0;
+    if (n->stopping)
+        return;
+    if (status != 0) {
+        /* First failure and then every 20th: an unreachable leader must not flood the log. */
+        if (n->submit_failures++ % 20 == 0)
+            dw_log(DW_LOG_WARN, "node", "observation not committed (%u in a row): %s",
+                   n->submit_failures, errmsg ? errmsg : "unknown");
+        n->dirty = 1;
+        uv_timer_start(&n->retry, retry_cb, SUBMIT_RETRY_MS, 0);
+        return;
+    }
+    if (n->submit_failures > 0)
+        dw_log(DW_LOG_INFO, "node", "observations committed again after %u failures",
+               n->submit_failures);
+    n->submit_failures = 0;
+    if (n->dirty)
+        submit(n);
+}
+
+static void submit(struct dw_node *n)
+{
+    if (n->stopping || n->submitting)
+        return;
+    enum dw_health states[DW_MAX_SITES];
+    for (int i = 0; i < n->cfg->n_sites; i++)
+        states[i] = dw_prober_site(n->prober, i);
+    char *e = dw_entry_observe(n->cfg, n->cfg->node_id, false, states);
+    if (e == NULL)
+        return;
+    n->dirty = 0;
+    n->submitting = 1;
+    if (dw_peer_submit(n->peer, e, submitted, n) != 0) {
+        n->submitting = 0;
+        n->dirty = 1;
+    }
+    free(e);
+}
+
+static void refresh_cb(uv_timer_t *t)
+{
+    struct dw_node *n = t->data;
+    n->dirty = 1;
+    submit(n);
+}
+
+static void site_changed(void *data, int site, enum dw_health old_state, enum dw_health new_state)
+{
+    struct dw_node *n = data;
+    dw_log(DW_LOG_INFO, "node", "local verdict site %s: %s -> %s", n->cfg->sites[site].id,
+           dw_health_name(old_state), dw_health_name(new_state));
+    n->dirty = 1;
+    submit(n);
+}
+
+static void applied(void *data)
+{
+    struct dw_node *n = data;
+    dw_actuator_kick(n->actuator);
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static cJSON *local_view(struct dw_node *n)
+{
+    cJSON *sites = cJSON_CreateArray();
+    for (int s = 0; s < n->cfg->n_sites; s++) {
+        const struct dw_site *site = &n->cfg->sites[s];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "id", site->id);
+        cJSON_AddStringToObject(o, "local", dw_health_name(dw_prober_site(n->prober, s)));
+        cJSON *edges = cJSON_AddArrayToObject(o, "edges");
+        for (int e = 0; e < site->n_edges; e++) {
+            cJSON *eo = cJSON_CreateObject();
+            cJSON_AddStringToObject(eo, "id", site->edges[e].id);
+            cJSON_AddStringToObject(eo, "state", dw_health_name(dw_prober_edge(n->prober, s, e)));
+            cJSON_AddItemToArray(edges, eo);
+        }
+        cJSON_AddItemToArray(sites, o);
+    }
+    return sites;
+}
+
+static double node_last_refresh(cJSON *cluster, uint64_t id)
+{
+    cJSON *nodes = cJSON_GetObjectItemCaseSensitive(cluster, "nodes");
+    cJSON *it;
+    cJSON_ArrayForEach(it, nodes) {
+        cJSON *nid = cJSON_GetObjectItemCaseSensitive(it, "id");
+        cJSON *lr = cJSON_GetObjectItemCaseSensitive(it, "last_refresh");
+        if (cJSON_IsNumber(nid) && (uint64_t)nid->valuedouble == id && cJSON_IsNumber(lr))
+            return lr->valuedouble;
+    }
+    return 0;
+}
+
+static void status_reply(struct dw_node *n, cJSON *reply)
+{
+    const struct dw_config *cfg = n->cfg;
+    uint64_t leader = dw_raft_leader_id(n->raft);
+    int64_t now = wall_ms();
+    cJSON_AddBoolToObject(reply, "ok", 1);
+    cJSON_AddNumberToObject(reply, "now", (double)now);
+    cJSON *self = cJSON_AddObjectToObject(reply, "node");
+    cJSON_AddNumberToObject(self, "id", (double)cfg->node_id);
+    cJSON_AddStringToObject(self, "name", dw_config_member(cfg, cfg->node_id)->name);
+    cJSON_AddStringToObject(self, "raft_state", dw_raft_state_name(n->raft));
+    cJSON_AddBoolToObject(self, "acting_leader", dw_raft_is_leader(n->raft));
+    cJSON_AddNumberToObject(self, "last_applied", (double)dw_raft_last_applied(n->raft));
+    cJSON_AddNumberToObject(self, "last_index", (double)dw_raft_last_index(n->raft));
+    cJSON_AddStringToObject(self, "actuator", dw_actuator_current(n->actuator));
+    cJSON *l = cJSON_AddObjectToObject(reply, "leader");
+    cJSON_AddNumberToObject(l, "id", (double)leader);
+    const struct dw_member *lm = leader ? dw_config_member(cfg, leader) : NULL;
+    cJSON_AddStringToObject(l, "name", lm ? lm->name : "");
+    cJSON_AddNumberToObject(l, "term", (double)dw_raft_term(n->raft));
+
+    cJSON *cluster = dw_fsm_status_json(n->fsm);
+    cJSON *members = cJSON_AddArrayToObject(reply, "members");
+    for (int i = 0; i < cfg->n_members; i++) {
+        const struct dw_member *m = &cfg->members[i];
+        cJSON *mo = cJSON_CreateObject();
+        cJSON_AddNumberToObject(mo, "id", (double)m->id);
+        cJSON_AddStringToObject(mo, "name", m->name);
+        cJSON_AddStringToObject(mo, "raft_address", m->raft_address);
+        cJSON_AddStringToObject(mo, "role", m->id == leader ? "leader" : "voter");
+        /* Last contact = the member's last committed refresh: what the quorum rule relies on. */
+        double lr = cluster ? node_last_refresh(cluster, m->id) : 0;
+        cJSON_AddNumberToObject(mo, "last_contact", lr);
+        cJSON_AddNumberToObject(mo, "last_contact_age_ms", lr > 0 ? (double)now - lr : -1);
+        cJSON_AddItemToArray(members, mo);
+    }
+    cJSON_AddItemToObject(reply, "local", local_view(n));
+    if (cluster)
+        cJSON_AddItemToObject(reply, "cluster", cluster);
+}
+
+static void admin_handler(void *data, const cJSON *req, cJSON *reply)
+{
+    struct dw_node *n = data;
+    const char *cmd = cJSON_GetObjectItemCaseSensitive(req, "cmd")->valuestring;
+    if (strcmp(cmd, "status") == 0) {
+        status_reply(n, reply);
+    } else if (strcmp(cmd, "history") == 0) {
+        const cJSON *lim = cJSON_GetObjectItemCaseSensitive(req, "limit");
+        int limit = cJSON_IsNumber(lim) && lim->valuedouble >= 1 && lim->valuedouble <= 10000
+                        ? (int)lim->valuedouble
+                        : 50;
+        cJSON_AddBoolToObject(reply, "ok", 1);
+        cJSON_AddItemToObject(reply, "history", dw_fsm_history_json(n->fsm, limit));
+    } else if (strcmp(cmd, "dump") == 0) {
+        char *d = dw_fsm_dump(n->fsm);
+        cJSON_AddBoolToObject(reply, "ok", d != NULL);
+        cJSON_AddStringToObject(reply, "dump", d ? d : "");
+        free(d);
+    } else if (strcmp(cmd, "debug") == 0) {
+        const cJSON *cb = cJSON_GetObjectItemCaseSensitive(req, "crash_before");
+        if (!n->cfg->debug) {
+            cJSON_AddBoolToObject(reply, "ok", 0);
+            cJSON_AddStringToObject(reply, "error", "debug: disabled (set node.debug in the config)");
+        } else if (!cJSON_IsString(cb) ||
+                   (strcmp(cb->valuestring, "activate") != 0 && strcmp(cb->valuestring, "verify") != 0 &&
+                    strcmp(cb->valuestring, "deactivate") != 0 && cb->valuestring[0] != '\0')) {
+            cJSON_AddBoolToObject(reply, "ok", 0);
+            cJSON_AddStringToObject(reply, "error",
+                                    "crash_before: expected \"activate\", \"verify\", \"deactivate\" or \"\"");
+        } else {
+            dw_actuator_crash_before(n->actuator, cb->valuestring);
+            dw_log(DW_LOG_WARN, "node", "debug: will crash before step %s", cb->valuestring);
+            cJSON_AddBoolToObject(reply, "ok", 1);
+        }
+    } else {
+        cJSON_AddBoolToObject(reply, "ok", 0);
+        char msg[160];
+        snprintf(msg, sizeof msg, "cmd: unknown command \"%.64s\" (known: status, history, dump, debug)", cmd);
+        cJSON_AddStringToObject(reply, "error", msg);
+    }
+}
+
+static void node_free_if_done(struct dw_node *n)
+{
+    if (n->timers_open == 0 && n->raft == NULL)
+        free(n);
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    struct dw_node *n = h->data;
+    n->timers_open--;
+    node_free_if_done(n);
+}
+
+static void raft_closed(void *data)
+{
+    struct dw_node *n = data;
+    n->raft = NULL;
+    dw_fsm_close(n->fsm);
+    dw_curlm_close(n->curlm);
+    dw_log(DW_LOG_INFO, "node", "stopped");
+    node_free_if_done(n);
+}
+
+/* Shutdown chain: stop producing work, stop acting, leave raft, then release the rest. */
+void dw_node_stop(struct dw_node *n)
+{
+    if (n->stopping)
+        return;
+    n->stopping = 1;
+    dw_log(DW_LOG_INFO, "node", "stopping");
+    dw_admin_close(n->admin);
+    dw_prober_close(n->prober);
+    dw_actuator_close(n->actuator);
+    dw_genesys_close(n->genesys);
+    /* The peer channel feeds raft, so it goes first; raft and curlm outlive it. */
+    dw_peer_close(n->peer);
+    n->peer = NULL;
+    uv_close((uv_handle_t *)&n->refresh, timer_closed);
+    uv_close((uv_handle_t *)&n->retry, timer_closed);
+    if (n->raft)
+        dw_raft_close(n->raft, raft_closed, n);
+}
+
+int dw_node_start(struct dw_node **out, uv_loop_t *loop, const struct dw_config *cfg,
+                  char *errmsg, size_t errlen)
+{
+    char err[256];
+    struct dw_node *n = calloc(1, sizeof *n);
+    if (n == NULL) {
+        snprintf(errmsg, errlen, "out of memory");
+        return -1;
+    }
+    n->loop = loop;
+    n->cfg = cfg;
+    if (dw_config_read_secret(cfg->cluster.peer_secret_file, n->peer_secret, sizeof n->peer_secret,
+                              err, sizeof err) != 0) {
+        snprintf(errmsg, errlen, "cluster.peer_secret_file: %s", err);
+        goto err_after_alloc;
+    }
+    if (dw_config_read_secret(cfg->genesys.client_secret_file, n->client_secret,
+                              sizeof n->client_secret, err, sizeof err) != 0) {
+        snprintf(errmsg, errlen, "genesys.client_secret_file: %s", err);
+        goto err_after_alloc;
+    }
+    if (dw_curlm_init(&n->curlm, loop) != 0) {
+        snprintf(errmsg, errlen, "dw_curlm_init(): failed");
+        goto err_after_alloc;
+    }
+    if (dw_fsm_open(&n->fsm, cfg, err, sizeof err) != 0) {
+        snprintf(errmsg, errlen, "dw_fsm_open(): %s", err);
+        goto err_after_curlm;
+    }
+    if (dw_raft_start(&n->raft, loop, cfg, n->fsm, applied, n, err, sizeof err) != 0) {
+        snprintf(errmsg, errlen, "dw_raft_start(): %s", err);
+        goto err_after_fsm;
+    }
+    if (dw_peer_start(&n->peer, loop, n->curlm, cfg, n->peer_secret, n->raft, err, sizeof err) != 0) {
+        snprintf(errmsg, errlen, "dw_peer_start(): %s", err);
+        goto err_after_raft;
+    }
+    if (dw_genesys_init(&n->genesys, loop, n->curlm, &cfg->genesys, n->client_secret, err,
+                        sizeof err) != 0) {
+        snprintf(errmsg, errlen, "dw_genesys_init(): %s", err);
+        goto err_after_peer;
+    }
+    memset(n->client_secret, 0, sizeof n->client_secret);
+    if (dw_actuator_init(&n->actuator, loop, cfg, n->fsm, n->raft, n->genesys) != 0) {
+        snprintf(errmsg, errlen, "dw_actuator_init(): out of memory");
+        goto err_after_genesys;
+    }
+    if (dw_prober_start(&n->prober, loop, n->curlm, cfg, site_changed, n) != 0) {
+        snprintf(errmsg, errlen, "dw_prober_start(): failed");
+        goto err_after_actuator;
+    }
+    if (dw_admin_start(&n->admin, loop, cfg->admin_socket, admin_handler, n, err, sizeof err) != 0) {
+        snprintf(errmsg, errlen, "dw_admin_start(): %s", err);
+        goto err_after_prober;
+    }
+    uv_timer_init(loop, &n->refresh);
+    uv_timer_init(loop, &n->retry);
+    n->refresh.data = n;
+    n->retry.data = n;
+    n->timers_open = 2;
+    uv_timer_start(&n->refresh, refresh_cb, cfg->cluster.refresh_interval_ms,
+                   cfg->cluster.refresh_interval_ms);
+    *out = n;
+    return 0;
+
+err_after_prober:
+    dw_prober_close(n->prober);
+err_after_actuator:
+    dw_actuator_close(n->actuator);
+err_after_genesys:
+    dw_genesys_close(n->genesys);
+err_after_peer:
+    dw_peer_close(n->peer);
+    n->peer = NULL;
+err_after_raft:
+    /* raft closes asynchronously; the rest is released in its callback while main runs the
+     * loop dry before exiting. */
+    memset(n->client_secret, 0, sizeof n->client_secret);
+    dw_raft_close(n->raft, raft_closed, n);
+    return -1;
+err_after_fsm:
+    dw_fsm_close(n->fsm);
+err_after_curlm:
+    dw_curlm_close(n->curlm);
+err_after_alloc:
+    memset(n->client_secret, 0, sizeof n->client_secret);
+    free(n);
+    return -1;
+}

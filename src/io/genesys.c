@@ -1,0 +1,900 @@
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "drwatch/genesys.h"
+#include "drwatch/log.h"
+
+#define G_PFX "/api/v2/telephony/providers/edges"
+#define G_MAX_RETRIES 5
+#define G_MAX_PUTS 5
+#define G_MAX_PAGES 100
+#define G_TOKEN_EARLY_MS 60000
+#define G_RETRY_AFTER_DEFAULT_S 3
+#define G_RETRY_AFTER_MAX_S 180
+#define G_MAX_BODY (4u * 1024 * 1024)
+#define G_DETAIL_MAX 256
+
+enum call_kind { CALL_TOKEN, CALL_SET, CALL_CHECK };
+
+struct call;
+typedef void (*resp_fn)(struct call *c, const struct dw_http_resp *r);
+
+/* One public operation (or the shared token fetch); it runs one HTTP request at a time. */
+struct call {
+    struct call *prev, *next;
+    struct dw_genesys *g;
+    enum call_kind kind;
+    dw_genesys_cb cb;
+    void *data;
+    char *tb_id;
+    char *tb_esc;
+    bool wanted;
+
+    /* the current request */
+    const char *method;
+    char *url;
+    char *body;
+    char label[160]; /* "GET trunkbasesettings/tbB": short, for details and logs */
+    resp_fn on_resp;
+    int retries;
+    int auth_retried;
+    uint64_t token_gen; /* token the request was sent with */
+
+    int waiting_token;
+    int in_flight;
+    int finished;
+    int releasing;
+    char fail_detail[G_DETAIL_MAX]; /* set when a failure is reported from the timer */
+    uv_timer_t timer;
+
+    int puts;
+    long version_read;
+    int page, n_trunks, n_ok;
+    char first_bad[128];
+};
+
+struct dw_genesys {
+    uv_loop_t *loop;
+    struct dw_curlm *curlm;
+    char *api;
+    char *login;
+    char *client_id;
+    char *secret;
+    unsigned timeout_ms;
+    double backoff_scale;
+    char *token;
+    uint64_t token_expiry; /* uv_now() ms */
+    uint64_t token_gen;
+    struct call *token_call;
+    struct call *calls;
+    int n_calls; /* until their timers have closed */
+    int closing;
+    struct dw_genesys_stats stats;
+};
+
+static void wipe_free(char *s)
+{
+    if (s == NULL)
+        return;
+    explicit_bzero(s, strlen(s));
+    free(s);
+}
+
+static char *strip_slash_dup(const char *s)
+{
+    char *d = strdup(s);
+    if (d != NULL) {
+        size_t n = strlen(d);
+        while (n > 0 && d[n - 1] == '/')
+            d[--n] = '\0';
+    }
+    return d;
+}
+
+static char *url_escape(const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    char *out = malloc(strlen(s) * 3 + 1);
+    char *o = out;
+
+    if (out == NULL)
+        return NULL;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+            *p == '-' || *p == '.' || *p == '_' || *p == '~') {
+            *o++ = (char)*p;
+        } else {
+            *o++ = '%';
+            *o++ = hex[*p >> 4];
+            *o++ = hex[*p & 15];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* ---- call lifetime ---- */
+
+static void genesys_maybe_free(struct dw_genesys *g)
+{
+    if (!g->closing || g->n_calls > 0)
+        return;
+    free(g->api);
+    free(g->login);
+    free(g->client_id);
+    wipe_free(g->secret);
+    wipe_free(g->token);
+    free(g);
+}
+
+static void on_call_closed(uv_handle_t *h)
+{
+    struct call *c = h->data;
+    struct dw_genesys *g = c->g;
+
+    free(c->tb_id);
+    free(c->tb_esc);
+    free(c->url);
+    free(c->body);
+    free(c);
+    g->n_calls--;
+    genesys_maybe_free(g);
+}
+
+static void call_release(struct call *c)
+{
+    struct dw_genesys *g = c->g;
+
+    if (!c->finished || c->in_flight || c->releasing)
+        return;
+    c->releasing = 1;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        g->calls = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    uv_close((uv_handle_t *)&c->timer, on_call_closed);
+}
+
+static struct call *call_new(struct dw_genesys *g, enum call_kind kind, dw_genesys_cb cb,
+                             void *data)
+{
+    struct call *c = calloc(1, sizeof *c);
+
+    if (c == NULL)
+        return NULL;
+    c->g = g;
+    c->kind = kind;
+    c->cb = cb;
+    c->data = data;
+    uv_timer_init(g->loop, &c->timer);
+    c->timer.data = c;
+    c->next = g->calls;
+    if (g->calls)
+        g->calls->prev = c;
+    g->calls = c;
+    g->n_calls++;
+    return c;
+}
+
+static void token_call_done(struct dw_genesys *g, enum dw_gresult result, const char *detail);
+
+/* Reports the result once; the memory goes after the request in flight (if any) returns. */
+static void call_finish(struct call *c, enum dw_gresult result, const char *detail)
+{
+    if (c->finished)
+        return;
+    c->finished = 1;
+    c->waiting_token = 0;
+    uv_timer_stop(&c->timer);
+    /* a waiter's "token: ..." failure was logged once by the token request itself */
+    if (result == DW_G_FAIL && !c->g->closing && strncmp(detail, "token: ", 7) != 0)
+        dw_log(DW_LOG_WARN, "genesys", "%s", detail);
+    if (c->kind == CALL_TOKEN)
+        token_call_done(c->g, result, detail);
+    else if (c->cb)
+        c->cb(c->data, result, detail);
+    call_release(c);
+}
+
+static void call_failf(struct call *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void call_failf(struct call *c, const char *fmt, ...)
+{
+    char detail[G_DETAIL_MAX];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    call_finish(c, DW_G_FAIL, detail);
+}
+
+static void on_fail_timer(uv_timer_t *t)
+{
+    struct call *c = t->data;
+
+    call_finish(c, DW_G_FAIL, c->fail_detail);
+}
+
+/* Failing from the next loop turn keeps callbacks out of the caller's stack. */
+static void call_fail_soon(struct call *c, const char *detail)
+{
+    snprintf(c->fail_detail, sizeof c->fail_detail, "%s", detail);
+    uv_timer_start(&c->timer, on_fail_timer, 0, 0);
+}
+
+/* ---- requests with auth and retries ---- */
+
+static void call_send(struct call *c);
+static void token_fetch_start(struct dw_genesys *g);
+
+static int token_valid(const struct dw_genesys *g)
+{
+    return g->token != NULL && uv_now(g->loop) + G_TOKEN_EARLY_MS < g->token_expiry;
+}
+
+static void drop_token(struct dw_genesys *g)
+{
+    wipe_free(g->token);
+    g->token = NULL;
+}
+
+/* "code: message" or the OAuth "error: error_description" from an error body, "" if none. */
+static void error_text(const char *body, char *out, size_t len)
+{
+    cJSON *root = cJSON_Parse(body);
+    const cJSON *a = NULL, *b = NULL;
+
+    out[0] = '\0';
+    if (cJSON_IsObject(root)) {
+        a = cJSON_GetObjectItemCaseSensitive(root, "code");
+        b = cJSON_GetObjectItemCaseSensitive(root, "message");
+        if (!cJSON_IsString(a) && !cJSON_IsString(b)) {
+            a = cJSON_GetObjectItemCaseSensitive(root, "error");
+            b = cJSON_GetObjectItemCaseSensitive(root, "error_description");
+        }
+    }
+    if (cJSON_IsString(a) && cJSON_IsString(b))
+        snprintf(out, len, " %.60s: %.150s", a->valuestring, b->valuestring);
+    else if (cJSON_IsString(a) || cJSON_IsString(b))
+        snprintf(out, len, " %.150s", cJSON_IsString(a) ? a->valuestring : b->valuestring);
+    cJSON_Delete(root);
+}
+
+static void fail_status(struct call *c, const struct dw_http_resp *r)
+{
+    char err[224];
+
+    error_text(r->body, err, sizeof err);
+    call_failf(c, "%s -> %ld%s", c->label, r->status, err);
+}
+
+/* Garbage from Genesys: counted and logged, never trusted. */
+static void fail_bad(struct call *c, const struct dw_http_resp *r, const char *what)
+{
+    const char *path = c->url;
+    const char *p = strstr(c->url, "://");
+
+    if (p != NULL && (p = strchr(p + 3, '/')) != NULL)
+        path = p;
+    c->g->stats.bad_responses++;
+    dw_log(DW_LOG_WARN, "genesys", "%s %s -> %ld: %s", c->method, path, r->status, what);
+    call_failf(c, "%s -> %ld: %s", c->label, r->status, what);
+}
+
+static void on_retry_timer(uv_timer_t *t)
+{
+    call_send(t->data);
+}
+
+static void retry_later(struct call *c, unsigned base_ms, const char *why)
+{
+    double ms = (double)base_ms * c->g->backoff_scale;
+
+    c->retries++;
+    dw_log(DW_LOG_WARN, "genesys", "%s %s, retry %d/%d in %.0f ms", c->label, why, c->retries,
+           G_MAX_RETRIES, ms);
+    uv_timer_start(&c->timer, on_retry_timer, ms < 0 ? 0 : (uint64_t)ms, 0);
+}
+
+static unsigned backoff_ms(int retries)
+{
+    return retries == 0 ? 3000 : retries == 1 ? 9000 : 27000;
+}
+
+static void on_http(const struct dw_http_resp *r, void *data)
+{
+    struct call *c = data;
+    struct dw_genesys *g = c->g;
+    char why[G_DETAIL_MAX];
+
+    c->in_flight = 0;
+    if (c->finished) {
+        call_release(c);
+        return;
+    }
+    if (r->truncated) {
+        fail_bad(c, r, "response too large");
+        return;
+    }
+    if (r->curl_code != CURLE_OK) {
+        if (r->curl_code == CURLE_ABORTED_BY_CALLBACK) {
+            call_failf(c, "%s: HTTP client closed", c->label);
+            return;
+        }
+        g->stats.transport_errors++;
+        if (c->retries >= G_MAX_RETRIES) {
+            call_failf(c, "%s: %s (after %d retries)", c->label, r->error, c->retries);
+            return;
+        }
+        snprintf(why, sizeof why, "failed: %s", r->error);
+        retry_later(c, backoff_ms(c->retries), why);
+        return;
+    }
+    dw_log(DW_LOG_DEBUG, "genesys", "%s -> %ld (%.0f ms)", c->label, r->status, r->total_ms);
+
+    long st = r->status;
+    if (st == 429) {
+        g->stats.responses_429++;
+        int ra = r->retry_after_s < 0 ? G_RETRY_AFTER_DEFAULT_S : r->retry_after_s;
+        if (ra > G_RETRY_AFTER_MAX_S) {
+            call_failf(c, "%s -> 429, Retry-After %d s is above %d s", c->label, ra,
+                       G_RETRY_AFTER_MAX_S);
+            return;
+        }
+        if (c->retries >= G_MAX_RETRIES) {
+            call_failf(c, "%s -> 429 (after %d retries)", c->label, c->retries);
+            return;
+        }
+        retry_later(c, (unsigned)ra * 1000u, "-> 429");
+        return;
+    }
+    if (st >= 500) {
+        g->stats.responses_5xx++;
+        if (st == 502 || st == 503 || st == 504) {
+            if (c->retries >= G_MAX_RETRIES) {
+                call_failf(c, "%s -> %ld (after %d retries)", c->label, st, c->retries);
+                return;
+            }
+            snprintf(why, sizeof why, "-> %ld", st);
+            retry_later(c, backoff_ms(c->retries), why);
+            return;
+        }
+    } else if (st >= 400) {
+        g->stats.responses_4xx++;
+        if (st == 409)
+            g->stats.conflicts_409++;
+        if (st == 401 && c->kind != CALL_TOKEN && !c->auth_retried) {
+            c->auth_retried = 1;
+            /* Another call may have replaced the token already: drop only the one refused. */
+            if (g->token_gen == c->token_gen)
+                drop_token(g);
+            dw_log(DW_LOG_INFO, "genesys", "%s -> 401, fetching a new token", c->label);
+            call_send(c);
+            return;
+        }
+    }
+    c->on_resp(c, r);
+}
+
+static void call_issue(struct call *c)
+{
+    struct dw_genesys *g = c->g;
+    char *auth = NULL;
+    const char *headers[4];
+    int n = 0;
+
+    headers[n++] = "Accept: application/json";
+    if (c->kind == CALL_TOKEN) {
+        headers[n++] = "Content-Type: application/x-www-form-urlencoded";
+    } else {
+        if (c->body)
+            headers[n++] = "Content-Type: application/json";
+        if (asprintf(&auth, "Authorization: Bearer %s", g->token) < 0) {
+            call_fail_soon(c, "out of memory");
+            return;
+        }
+        headers[n++] = auth;
+        c->token_gen = g->token_gen;
+    }
+    headers[n] = NULL;
+
+    struct dw_http_opts o;
+    memset(&o, 0, sizeof o);
+    o.method = c->method;
+    o.url = c->url;
+    o.headers = headers;
+    o.body = c->body;
+    o.body_len = c->body ? strlen(c->body) : 0;
+    o.timeout_ms = g->timeout_ms;
+    o.max_body = G_MAX_BODY;
+    if (c->kind == CALL_TOKEN) {
+        o.basic_user = g->client_id;
+        o.basic_password = g->secret;
+    }
+    int rc = dw_http_request(g->curlm, &o, on_http, c);
+    wipe_free(auth);
+    if (rc != 0) {
+        char d[G_DETAIL_MAX];
+        snprintf(d, sizeof d, "%s: cannot start the request", c->label);
+        call_fail_soon(c, d);
+        return;
+    }
+    c->in_flight = 1;
+    g->stats.requests++;
+}
+
+static void call_send(struct call *c)
+{
+    struct dw_genesys *g = c->g;
+
+    if (g->closing) {
+        call_finish(c, DW_G_FAIL, "client closed");
+        return;
+    }
+    if (c->kind != CALL_TOKEN && !token_valid(g)) {
+        /* Every call waiting for a token shares one token request. */
+        c->waiting_token = 1;
+        token_fetch_start(g);
+        return;
+    }
+    call_issue(c);
+}
+
+/* Starts the next request of call c; its retry budget and 401 retry start afresh. */
+static void call_request(struct call *c, const char *method, const char *url, const char *label,
+                         char *body, resp_fn on_resp)
+{
+    free(c->url);
+    free(c->body);
+    c->url = strdup(url);
+    c->body = body;
+    c->method = method;
+    snprintf(c->label, sizeof c->label, "%s %s", method, label);
+    c->on_resp = on_resp;
+    c->retries = 0;
+    c->auth_retried = 0;
+    if (c->url == NULL) {
+        call_fail_soon(c, "out of memory");
+        return;
+    }
+    call_send(c);
+}
+
+static void call_api(struct call *c, const char *method, const char *rel, char *body,
+                     resp_fn on_resp)
+{
+    char *url = NULL;
+
+    if (asprintf(&url, "%s" G_PFX "/%s", c->g->api, rel) < 0) {
+        free(body);
+        call_fail_soon(c, "out of memory");
+        return;
+    }
+    call_request(c, method, url, rel, body, on_resp);
+    free(url);
+}
+
+/* ---- token ---- */
+
+static struct call *first_waiter(struct dw_genesys *g)
+{
+    for (struct call *c = g->calls; c != NULL; c = c->next)
+        if (c->waiting_token && !c->finished)
+            return c;
+    return NULL;
+}
+
+static void token_call_done(struct dw_genesys *g, enum dw_gresult result, const char *detail)
+{
+    char d[G_DETAIL_MAX];
+    struct call *c;
+
+    g->token_call = NULL;
+    if (result == DW_G_OK) {
+        /* A waiter's callback may start calls or close the client: re-scan each time. */
+        while (!g->closing && (c = first_waiter(g)) != NULL) {
+            c->waiting_token = 0;
+            call_issue(c);
+        }
+        return;
+    }
+    snprintf(d, sizeof d, "%s%s", g->closing ? "" : "token: ", detail);
+    while ((c = first_waiter(g)) != NULL)
+        call_finish(c, DW_G_FAIL, d);
+}
+
+static void on_token(struct call *c, const struct dw_http_resp *r)
+{
+    struct dw_genesys *g = c->g;
+
+    if (r->status != 200) {
+        fail_status(c, r);
+        return;
+    }
+    cJSON *root = cJSON_Parse(r->body);
+    const cJSON *tok = cJSON_GetObjectItemCaseSensitive(root, "access_token");
+    const cJSON *exp = cJSON_GetObjectItemCaseSensitive(root, "expires_in");
+    if (!cJSON_IsString(tok) || tok->valuestring[0] == '\0' || !cJSON_IsNumber(exp)) {
+        cJSON_Delete(root);
+        fail_bad(c, r, root ? "token response without access_token/expires_in"
+                            : "invalid JSON");
+        return;
+    }
+    char *t = strdup(tok->valuestring);
+    double ttl = exp->valuedouble;
+    explicit_bzero(tok->valuestring, strlen(tok->valuestring));
+    cJSON_Delete(root);
+    if (t == NULL) {
+        call_failf(c, "out of memory");
+        return;
+    }
+    drop_token(g);
+    g->token = t;
+    g->token_gen++;
+    if (ttl < 0)
+        ttl = 0;
+    if (ttl > 7 * 86400.0)
+        ttl = 7 * 86400.0;
+    g->token_expiry = uv_now(g->loop) + (uint64_t)(ttl * 1000.0);
+    dw_log(DW_LOG_INFO, "genesys", "token obtained, expires in %.0f s", ttl);
+    call_finish(c, DW_G_OK, "token");
+}
+
+static void token_fetch_start(struct dw_genesys *g)
+{
+    char *url = NULL;
+
+    if (g->token_call != NULL)
+        return;
+    struct call *c = call_new(g, CALL_TOKEN, NULL, NULL);
+    if (c == NULL || asprintf(&url, "%s/oauth/token", g->login) < 0) {
+        struct call *w;
+        if (c != NULL) {
+            c->finished = 1;
+            call_release(c);
+        }
+        while ((w = first_waiter(g)) != NULL) {
+            w->waiting_token = 0;
+            call_fail_soon(w, "token: out of memory");
+        }
+        return;
+    }
+    g->token_call = c;
+    g->stats.token_fetches++;
+    call_request(c, "POST", url, "oauth/token", strdup("grant_type=client_credentials"),
+                 on_token);
+    free(url);
+}
+
+/* ---- set_trunk_base_enabled ---- */
+
+static void set_get(struct call *c);
+
+static void on_set_put(struct call *c, const struct dw_http_resp *r)
+{
+    if (r->status == 409) {
+        if (c->puts >= G_MAX_PUTS) {
+            call_failf(c, "%s -> 409 after %d attempts", c->label, c->puts);
+            return;
+        }
+        dw_log(DW_LOG_INFO, "genesys", "%s -> 409 (version %ld is stale), reading again",
+               c->label, c->version_read);
+        set_get(c);
+        return;
+    }
+    if (r->status < 200 || r->status > 299) {
+        fail_status(c, r);
+        return;
+    }
+    cJSON *root = cJSON_Parse(r->body);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "version");
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        fail_bad(c, r, "invalid JSON");
+        return;
+    }
+    char ver[32] = "?";
+    if (cJSON_IsNumber(v))
+        snprintf(ver, sizeof ver, "%.0f", v->valuedouble);
+    cJSON_Delete(root);
+
+    char d[G_DETAIL_MAX];
+    snprintf(d, sizeof d, "PUT trunkbasesettings/%s trunk_enabled=%s -> %ld (version %ld->%s)",
+             c->tb_id, c->wanted ? "true" : "false", r->status, c->version_read, ver);
+    dw_log(DW_LOG_INFO, "genesys", "%s", d);
+    call_finish(c, DW_G_OK, d);
+}
+
+/* Sets properties.trunk_enabled.value.instance, creating what is missing. */
+static int set_enabled_prop(cJSON *root, bool wanted)
+{
+    cJSON *props = cJSON_GetObjectItemCaseSensitive(root, "properties");
+    if (props == NULL) {
+        props = cJSON_AddObjectToObject(root, "properties");
+        if (props == NULL)
+            return -1;
+    }
+    if (!cJSON_IsObject(props))
+        return -1;
+    cJSON *te = cJSON_GetObjectItemCaseSensitive(props, "trunk_enabled");
+    if (!cJSON_IsObject(te)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(props, "trunk_enabled");
+        te = cJSON_AddObjectToObject(props, "trunk_enabled");
+        if (te == NULL || cJSON_AddStringToObject(te, "type", "boolean") == NULL)
+            return -1;
+    }
+    cJSON *val = cJSON_GetObjectItemCaseSensitive(te, "value");
+    if (!cJSON_IsObject(val)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(te, "value");
+        val = cJSON_AddObjectToObject(te, "value");
+        if (val == NULL || cJSON_AddBoolToObject(val, "default", 1) == NULL)
+            return -1;
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(val, "instance");
+    return cJSON_AddBoolToObject(val, "instance", wanted) != NULL ? 0 : -1;
+}
+
+static void on_set_get(struct call *c, const struct dw_http_resp *r)
+{
+    if (r->status < 200 || r->status > 299) {
+        fail_status(c, r);
+        return;
+    }
+    cJSON *root = cJSON_Parse(r->body);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        fail_bad(c, r, "invalid JSON");
+        return;
+    }
+    const cJSON *ver = cJSON_GetObjectItemCaseSensitive(root, "version");
+    const cJSON *props = cJSON_GetObjectItemCaseSensitive(root, "properties");
+    if (!cJSON_IsNumber(ver) || (props != NULL && !cJSON_IsObject(props))) {
+        cJSON_Delete(root);
+        fail_bad(c, r, "trunk base settings without version/properties");
+        return;
+    }
+    c->version_read = (long)ver->valuedouble;
+    const cJSON *te = cJSON_GetObjectItemCaseSensitive(props, "trunk_enabled");
+    const cJSON *val = cJSON_GetObjectItemCaseSensitive(te, "value");
+    const cJSON *inst = cJSON_GetObjectItemCaseSensitive(val, "instance");
+    if (cJSON_IsBool(inst) && (cJSON_IsTrue(inst) != 0) == c->wanted) {
+        char d[G_DETAIL_MAX];
+        cJSON_Delete(root);
+        snprintf(d, sizeof d, "trunkbasesettings/%s trunk_enabled already %s, version %ld",
+                 c->tb_id, c->wanted ? "true" : "false", c->version_read);
+        call_finish(c, DW_G_UNCHANGED, d);
+        return;
+    }
+    char *body = NULL;
+    if (set_enabled_prop(root, c->wanted) == 0)
+        body = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    if (body == NULL) {
+        fail_bad(c, r, "cannot rewrite trunk base settings");
+        return;
+    }
+    char rel[DW_ID_MAX * 3 + 32];
+    snprintf(rel, sizeof rel, "trunkbasesettings/%s", c->tb_esc);
+    c->puts++;
+    call_api(c, "PUT", rel, body, on_set_put);
+}
+
+static void set_get(struct call *c)
+{
+    char rel[DW_ID_MAX * 3 + 32];
+
+    snprintf(rel, sizeof rel, "trunkbasesettings/%s", c->tb_esc);
+    call_api(c, "GET", rel, NULL, on_set_get);
+}
+
+/* ---- check_trunks ---- */
+
+static void check_page(struct call *c);
+
+static int json_true(const cJSON *obj, const char *a, const char *b)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(obj, a);
+    if (b != NULL)
+        x = cJSON_GetObjectItemCaseSensitive(x, b);
+    return cJSON_IsTrue(x);
+}
+
+static void on_check_page(struct call *c, const struct dw_http_resp *r)
+{
+    if (r->status < 200 || r->status > 299) {
+        fail_status(c, r);
+        return;
+    }
+    cJSON *root = cJSON_Parse(r->body);
+    const cJSON *ents = cJSON_GetObjectItemCaseSensitive(root, "entities");
+    if (!cJSON_IsArray(ents)) {
+        cJSON_Delete(root);
+        fail_bad(c, r, root ? "trunk list without entities" : "invalid JSON");
+        return;
+    }
+    const cJSON *t;
+    cJSON_ArrayForEach(t, ents) {
+        if (!cJSON_IsObject(t))
+            continue;
+        const cJSON *state = cJSON_GetObjectItemCaseSensitive(t, "state");
+        if (cJSON_IsString(state) && strcmp(state->valuestring, "deleted") == 0)
+            continue; /* a deleted record carries no calls */
+        c->n_trunks++;
+        int in_service = json_true(t, "inService", NULL);
+        int connected = json_true(t, "connectedStatus", "connected");
+        if (in_service && connected) {
+            c->n_ok++;
+        } else if (c->first_bad[0] == '\0') {
+            const cJSON *id = cJSON_GetObjectItemCaseSensitive(t, "id");
+            snprintf(c->first_bad, sizeof c->first_bad, "%.60s %s",
+                     cJSON_IsString(id) ? id->valuestring : "?",
+                     !in_service ? "not in service" : "not connected");
+        }
+    }
+    const cJSON *pc = cJSON_GetObjectItemCaseSensitive(root, "pageCount");
+    int page_count = cJSON_IsNumber(pc) ? (int)pc->valuedouble : 1;
+    cJSON_Delete(root);
+    if (c->page < page_count && c->page < G_MAX_PAGES) {
+        c->page++;
+        check_page(c);
+        return;
+    }
+
+    char d[G_DETAIL_MAX];
+    if (c->n_trunks == 0) {
+        snprintf(d, sizeof d, "trunk base %s has no trunks", c->tb_id);
+        call_finish(c, DW_G_NOT_YET, d);
+    } else if (c->n_ok == c->n_trunks) {
+        snprintf(d, sizeof d, "%d/%d trunks of %s in service and connected", c->n_ok,
+                 c->n_trunks, c->tb_id);
+        call_finish(c, DW_G_OK, d);
+    } else {
+        snprintf(d, sizeof d, "%d/%d trunks of %s in service and connected (%s)", c->n_ok,
+                 c->n_trunks, c->tb_id, c->first_bad);
+        call_finish(c, DW_G_NOT_YET, d);
+    }
+}
+
+static void check_page(struct call *c)
+{
+    char rel[DW_ID_MAX * 3 + 96];
+
+    if (c->page > 1)
+        snprintf(rel, sizeof rel, "trunks?trunkBase.id=%s&pageSize=100&pageNumber=%d", c->tb_esc,
+                 c->page);
+    else
+        snprintf(rel, sizeof rel, "trunks?trunkBase.id=%s&pageSize=100", c->tb_esc);
+    call_api(c, "GET", rel, NULL, on_check_page);
+}
+
+/* ---- public ---- */
+
+int dw_genesys_init(struct dw_genesys **out, uv_loop_t *loop, struct dw_curlm *curlm,
+                    const struct dw_genesys_cfg *cfg, const char *client_secret,
+                    char *errmsg, size_t errlen)
+{
+    *out = NULL;
+    if (cfg->api_base_url[0] == '\0' || cfg->login_base_url[0] == '\0') {
+        snprintf(errmsg, errlen, "genesys: api_base_url and login_base_url are required");
+        return -1;
+    }
+    struct dw_genesys *g = calloc(1, sizeof *g);
+    if (g == NULL)
+        goto err_oom;
+    g->loop = loop;
+    g->curlm = curlm;
+    g->timeout_ms = cfg->request_timeout_ms ? cfg->request_timeout_ms : 10000;
+    g->backoff_scale = 1.0;
+    g->api = strip_slash_dup(cfg->api_base_url);
+    g->login = strip_slash_dup(cfg->login_base_url);
+    g->client_id = strdup(cfg->client_id);
+    g->secret = strdup(client_secret ? client_secret : "");
+    if (!g->api || !g->login || !g->client_id || !g->secret)
+        goto err_oom;
+
+    const char *env = getenv("DRWATCH_GENESYS_BACKOFF_SCALE");
+    if (env != NULL && env[0] != '\0') {
+        char *end;
+        double s = strtod(env, &end);
+        if (*end != '\0' || !(s >= 0.0 && s <= 100.0)) {
+            snprintf(errmsg, errlen, "DRWATCH_GENESYS_BACKOFF_SCALE: not a number in [0, 100]");
+            g->closing = 1;
+            genesys_maybe_free(g);
+            return -1;
+        }
+        g->backoff_scale = s;
+    }
+    *out = g;
+    return 0;
+
+err_oom:
+    snprintf(errmsg, errlen, "genesys: out of memory");
+    if (g != NULL) {
+        g->closing = 1;
+        genesys_maybe_free(g);
+    }
+    return -1;
+}
+
+void dw_genesys_close(struct dw_genesys *g)
+{
+    struct call *c;
+
+    if (g == NULL || g->closing)
+        return;
+    g->closing = 1;
+    for (;;) {
+        for (c = g->calls; c != NULL; c = c->next)
+            if (!c->finished && c->kind != CALL_TOKEN)
+                break;
+        if (c == NULL)
+            break;
+        call_finish(c, DW_G_FAIL, "client closed");
+    }
+    if (g->token_call != NULL)
+        call_finish(g->token_call, DW_G_FAIL, "client closed");
+    genesys_maybe_free(g);
+}
+
+void dw_genesys_set_backoff_scale(struct dw_genesys *g, double scale)
+{
+    if (g != NULL && scale >= 0.0)
+        g->backoff_scale = scale;
+}
+
+static struct call *start_call(struct dw_genesys *g, enum call_kind kind, const char *tb_id,
+                               dw_genesys_cb cb, void *data)
+{
+    if (g == NULL || g->closing || tb_id == NULL || tb_id[0] == '\0' || cb == NULL)
+        return NULL;
+    struct call *c = call_new(g, kind, cb, data);
+    if (c == NULL)
+        return NULL;
+    c->tb_id = strdup(tb_id);
+    c->tb_esc = url_escape(tb_id);
+    if (c->tb_id == NULL || c->tb_esc == NULL) {
+        c->finished = 1;
+        call_release(c);
+        return NULL;
+    }
+    return c;
+}
+
+int dw_genesys_set_trunk_base_enabled(struct dw_genesys *g, const char *trunk_base_id,
+                                      bool enabled, dw_genesys_cb cb, void *data)
+{
+    struct call *c = start_call(g, CALL_SET, trunk_base_id, cb, data);
+
+    if (c == NULL)
+        return -1;
+    c->wanted = enabled;
+    set_get(c);
+    return 0;
+}
+
+int dw_genesys_check_trunks(struct dw_genesys *g, const char *trunk_base_id,
+                            dw_genesys_cb cb, void *data)
+{
+    struct call *c = start_call(g, CALL_CHECK, trunk_base_id, cb, data);
+
+    if (c == NULL)
+        return -1;
+    c->page = 1;
+    check_page(c);
+    return 0;
+}
+
+void dw_genesys_stats(const struct dw_genesys *g, struct dw_genesys_stats *out)
+{
+    if (g == NULL) {
+        memset(out, 0, sizeof *out);
+        return;
+    }
+    *out = g->stats;
+}

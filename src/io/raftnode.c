@@ -1,0 +1,554 @@
+/* The daemon must ignore SIGPIPE: raft's TCP transport writes to peers that may have gone away,
+ * and a write to a closed socket would otherwise kill the process. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <raft.h>
+#include <raft/uv.h>
+
+#include "drwatch/entry.h"
+#include "drwatch/log.h"
+#include "drwatch/raftnode.h"
+
+#define RAFT_POLL_MS 50
+#define RAFT_CONNECT_RETRY_MS 100
+#define RAFT_LOCK_FILE "drwatchd.lock"
+
+struct dw_raft {
+    uv_loop_t *loop;
+    const struct dw_config *cfg;
+    struct dw_fsm *fsm;
+    dw_raft_applied_cb applied_cb;
+    void *applied_data;
+
+    struct raft raft;
+    struct raft_io io;
+    struct raft_uv_transport transport;
+    struct raft_fsm rfsm;
+
+    uv_timer_t poll_timer;    /* watches raft_state(): 0.15 has no state-change callback */
+    uv_timer_t applied_timer; /* runs applied_cb outside raft's apply path */
+    int open_handles;
+    int lock_fd;
+    bool closing;
+
+    uint64_t led_term;        /* term in which this node was last seen leading, 0 otherwise */
+    uint64_t ready_term;      /* term whose leader barrier succeeded */
+    uint64_t logged_leader;   /* last leader id reported in the log */
+
+    void (*close_cb)(void *data);
+    void *close_data;
+};
+
+struct apply_ctx {
+    struct raft_apply req;
+    dw_raft_done_cb cb;
+    void *data;
+};
+
+struct barrier_ctx {
+    struct raft_barrier req;
+    struct dw_raft *r;
+    uint64_t term;
+    bool leader_check;        /* the barrier a new leader runs before acting */
+    dw_raft_done_cb cb;
+    void *data;
+};
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static const char *status_message(int status)
+{
+    if (status == RAFT_LEADERSHIPLOST)
+        return "leadership lost (outcome unknown)";
+    return raft_strerror(status);
+}
+
+/* ---- FSM glue ---- */
+
+static void on_applied_timer(uv_timer_t *t)
+{
+    struct dw_raft *r = t->data;
+    if (!r->closing && r->applied_cb != NULL)
+        r->applied_cb(r->applied_data);
+}
+
+static void schedule_applied(struct dw_raft *r)
+{
+    if (r->closing || r->applied_cb == NULL || uv_is_active((uv_handle_t *)&r->applied_timer))
+        return;
+    uv_timer_start(&r->applied_timer, on_applied_timer, 0, 0);
+}
+
+static int fsm_apply(struct raft_fsm *f, const struct raft_buffer *buf, void **result)
+{
+    struct dw_raft *r = f->data;
+    /* A rejected entry is recorded by the FSM itself; a non-zero return would stall the log. */
+    (void)dw_fsm_apply(r->fsm, buf->base, buf->len);
+    *result = NULL;
+    schedule_applied(r);
+    return 0;
+}
+
+static int fsm_snapshot(struct raft_fsm *f, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    struct dw_raft *r = f->data;
+    void *data = NULL;
+    size_t len = 0;
+    if (dw_fsm_snapshot(r->fsm, &data, &len) != 0)
+        return RAFT_IOERR;
+    struct raft_buffer *b = raft_malloc(sizeof *b);
+    if (b == NULL) {
+        sqlite3_free(data);
+        return RAFT_NOMEM;
+    }
+    b->base = data;
+    b->len = len;
+    *bufs = b;
+    *n_bufs = 1;
+    return 0;
+}
+
+static int fsm_snapshot_finalize(struct raft_fsm *f, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    (void)f;
+    if (*bufs != NULL) {
+        for (unsigned i = 0; i < *n_bufs; i++)
+            sqlite3_free((*bufs)[i].base);
+        raft_free(*bufs);
+    }
+    *bufs = NULL;
+    *n_bufs = 0;
+    return 0;
+}
+
+static int fsm_restore(struct raft_fsm *f, struct raft_buffer *buf)
+{
+    struct dw_raft *r = f->data;
+    if (dw_fsm_restore(r->fsm, buf->base, buf->len) != 0)
+        return RAFT_CORRUPT;
+    raft_free(buf->base); /* ours only once the restore succeeded */
+    schedule_applied(r);
+    return 0;
+}
+
+/* ---- leadership ---- */
+
+static void on_barrier(struct raft_barrier *req, int status)
+{
+    struct barrier_ctx *b = req->data;
+    struct dw_raft *r = b->r;
+    if (!b->leader_check) {
+        if (b->cb != NULL)
+            b->cb(b->data, status, status != 0 ? status_message(status) : NULL);
+        free(b);
+        return;
+    }
+    if (!r->closing && raft_state(&r->raft) == RAFT_LEADER && dw_raft_term(r) == b->term) {
+        if (status == 0) {
+            r->ready_term = b->term;
+            dw_log(DW_LOG_INFO, "raft", "leader ready (term %llu)", (unsigned long long)b->term);
+            char *e = dw_entry_leader(r->cfg->node_id);
+            char err[256];
+            if (e == NULL || dw_raft_propose(r, e, NULL, NULL, err, sizeof err) != 0)
+                dw_log(DW_LOG_WARN, "raft", "cannot record leadership: %s",
+                       e == NULL ? "out of memory" : err);
+            free(e);
+        } else {
+            dw_log(DW_LOG_WARN, "raft", "leader barrier failed: %s", status_message(status));
+            r->led_term = 0; /* retried on the next poll */
+        }
+    }
+    free(b);
+}
+
+static void start_leader_barrier(struct dw_raft *r, uint64_t term)
+{
+    struct barrier_ctx *b = calloc(1, sizeof *b);
+    int rv = RAFT_NOMEM;
+    if (b != NULL) {
+        b->r = r;
+        b->term = term;
+        b->leader_check = true;
+        b->req.data = b;
+        rv = raft_barrier(&r->raft, &b->req, on_barrier);
+    }
+    if (rv != 0) {
+        dw_log(DW_LOG_WARN, "raft", "cannot start leader barrier: %s", raft_strerror(rv));
+        free(b);
+        r->led_term = 0; /* retried on the next poll */
+    }
+}
+
+static void on_poll(uv_timer_t *t)
+{
+    struct dw_raft *r = t->data;
+    if (r->closing)
+        return;
+    int st = raft_state(&r->raft);
+    uint64_t term = dw_raft_term(r);
+    if (st == RAFT_LEADER) {
+        if (r->led_term != term) {
+            r->led_term = term;
+            r->logged_leader = r->cfg->node_id;
+            dw_log(DW_LOG_INFO, "raft", "became leader (term %llu)", (unsigned long long)term);
+            start_leader_barrier(r, term);
+        }
+        return;
+    }
+    if (r->led_term != 0) {
+        dw_log(DW_LOG_INFO, "raft", "lost leadership (term %llu, now %s)",
+               (unsigned long long)term, dw_raft_state_name(r));
+        r->led_term = 0;
+        r->logged_leader = 0;
+    }
+    r->ready_term = 0;
+    uint64_t leader = dw_raft_leader_id(r);
+    if (st == RAFT_FOLLOWER && leader != 0 && leader != r->logged_leader)
+        dw_log(DW_LOG_INFO, "raft", "following %llu (term %llu)", (unsigned long long)leader,
+               (unsigned long long)term);
+    if (leader != 0)
+        r->logged_leader = leader;
+}
+
+/* ---- start / close ---- */
+
+static int mkdir_p(const char *path, char *errmsg, size_t errlen)
+{
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
+        snprintf(errmsg, errlen, "data_dir %s: path too long", path);
+        return -1;
+    }
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char c = *p;
+        *p = '\0';
+        if (mkdir(buf, 0700) != 0 && errno != EEXIST) {
+            snprintf(errmsg, errlen, "data_dir %s: cannot create %s: %s", path, buf,
+                     strerror(errno));
+            return -1;
+        }
+        *p = c;
+        if (c == '\0')
+            break;
+    }
+    return 0;
+}
+
+static int lock_data_dir(const char *dir, char *errmsg, size_t errlen)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s/%s", dir, RAFT_LOCK_FILE) >= (int)sizeof path) {
+        snprintf(errmsg, errlen, "data_dir %s: path too long", dir);
+        return -1;
+    }
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(errmsg, errlen, "data_dir %s: cannot open %s: %s", dir, path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EWOULDBLOCK)
+            snprintf(errmsg, errlen, "data_dir %s is in use by another process", dir);
+        else
+            snprintf(errmsg, errlen, "data_dir %s: cannot lock %s: %s", dir, path,
+                     strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct dw_raft *r = h->data;
+    if (--r->open_handles > 0)
+        return;
+    raft_uv_close(&r->io);
+    raft_uv_tcp_close(&r->transport);
+    close(r->lock_fd); /* releases the flock */
+    void (*cb)(void *) = r->close_cb;
+    void *data = r->close_data;
+    free(r);
+    if (cb != NULL)
+        cb(data);
+}
+
+static void on_raft_closed(struct raft *raft)
+{
+    struct dw_raft *r = raft->data;
+    uv_close((uv_handle_t *)&r->poll_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&r->applied_timer, on_handle_closed);
+}
+
+void dw_raft_close(struct dw_raft *r, void (*cb)(void *data), void *data)
+{
+    if (r == NULL) {
+        if (cb != NULL)
+            cb(data);
+        return;
+    }
+    if (r->closing)
+        return;
+    r->closing = true;
+    r->close_cb = cb;
+    r->close_data = data;
+    uv_timer_stop(&r->poll_timer);
+    uv_timer_stop(&r->applied_timer);
+    /* Pending applies and barriers complete with RAFT_LEADERSHIPLOST inside raft_close. */
+    raft_close(&r->raft, on_raft_closed);
+}
+
+int dw_raft_start(struct dw_raft **out, uv_loop_t *loop, const struct dw_config *cfg,
+                  struct dw_fsm *fsm, dw_raft_applied_cb applied_cb, void *applied_data,
+                  char *errmsg, size_t errlen)
+{
+    *out = NULL;
+    const struct dw_member *self = NULL;
+    for (int i = 0; i < cfg->n_members; i++)
+        if (cfg->members[i].id == cfg->node_id)
+            self = &cfg->members[i];
+    if (self == NULL) {
+        snprintf(errmsg, errlen, "node id %llu is not a configured member",
+                 (unsigned long long)cfg->node_id);
+        return -1;
+    }
+    if (mkdir_p(cfg->data_dir, errmsg, errlen) != 0)
+        return -1;
+    int lock_fd = lock_data_dir(cfg->data_dir, errmsg, errlen);
+    if (lock_fd < 0)
+        return -1;
+
+    struct dw_raft *r = calloc(1, sizeof *r);
+    if (r == NULL) {
+        snprintf(errmsg, errlen, "out of memory");
+        close(lock_fd);
+        return -1;
+    }
+    r->loop = loop;
+    r->cfg = cfg;
+    r->fsm = fsm;
+    r->applied_cb = applied_cb;
+    r->applied_data = applied_data;
+    r->lock_fd = lock_fd;
+
+#ifdef RAFT_VERSION_NUMBER
+    /* raft >= 0.17.1 refuses a transport whose version is unset; 0.15 has no such field. */
+    r->transport.version = 1;
+#endif
+    int rv = raft_uv_tcp_init(&r->transport, loop);
+    if (rv != 0) {
+        snprintf(errmsg, errlen, "raft transport: %s", raft_strerror(rv));
+        goto err_free;
+    }
+    rv = raft_uv_init(&r->io, loop, cfg->data_dir, &r->transport);
+    if (rv != 0) {
+        snprintf(errmsg, errlen, "raft storage in %s: %s", cfg->data_dir, r->io.errmsg);
+        goto err_transport;
+    }
+    raft_uv_set_connect_retry_delay(&r->io, RAFT_CONNECT_RETRY_MS);
+
+    r->rfsm.version = 2;
+    r->rfsm.data = r;
+    r->rfsm.apply = fsm_apply;
+    r->rfsm.snapshot = fsm_snapshot;
+    r->rfsm.restore = fsm_restore;
+    r->rfsm.snapshot_finalize = fsm_snapshot_finalize;
+    rv = raft_init(&r->raft, &r->io, &r->rfsm, self->id, self->raft_address);
+    if (rv != 0) {
+        snprintf(errmsg, errlen, "raft init: %s", raft_errmsg(&r->raft));
+        goto err_io;
+    }
+    r->raft.data = r;
+
+    /* From here on, failures close raft asynchronously and free r in the close callbacks. */
+    uv_timer_init(loop, &r->poll_timer);
+    uv_timer_init(loop, &r->applied_timer);
+    r->poll_timer.data = r;
+    r->applied_timer.data = r;
+    r->open_handles = 2;
+
+    struct raft_configuration conf;
+    raft_configuration_init(&conf);
+    for (int i = 0; i < cfg->n_members && rv == 0; i++)
+        rv = raft_configuration_add(&conf, cfg->members[i].id, cfg->members[i].raft_address,
+                                    RAFT_VOTER);
+    if (rv == 0) {
+        rv = raft_bootstrap(&r->raft, &conf);
+        if (rv == RAFT_CANTBOOTSTRAP)
+            rv = 0; /* state on disk already: a restart */
+        else if (rv != 0)
+            snprintf(errmsg, errlen, "raft bootstrap: %s", raft_errmsg(&r->raft));
+    } else {
+        snprintf(errmsg, errlen, "raft configuration: %s", raft_strerror(rv));
+    }
+    raft_configuration_close(&conf);
+    if (rv != 0)
+        goto err_close;
+
+    raft_set_election_timeout(&r->raft, cfg->cluster.election_timeout_ms);
+    raft_set_heartbeat_timeout(&r->raft, cfg->cluster.heartbeat_ms);
+    raft_set_pre_vote(&r->raft, true);
+    /* Set both explicitly: 0.15's documented trailing default does not match its code. */
+    raft_set_snapshot_threshold(&r->raft, cfg->cluster.snapshot_threshold);
+    raft_set_snapshot_trailing(&r->raft, cfg->cluster.snapshot_trailing);
+
+    rv = raft_start(&r->raft);
+    if (rv != 0) {
+        snprintf(errmsg, errlen, "raft start: %s", raft_errmsg(&r->raft));
+        goto err_close;
+    }
+    uv_timer_start(&r->poll_timer, on_poll, RAFT_POLL_MS, RAFT_POLL_MS);
+    *out = r;
+    return 0;
+
+err_close:
+    dw_raft_close(r, NULL, NULL);
+    return -1;
+err_io:
+    raft_uv_close(&r->io);
+err_transport:
+    raft_uv_tcp_close(&r->transport);
+err_free:
+    close(lock_fd);
+    free(r);
+    return -1;
+}
+
+/* ---- queries ---- */
+
+bool dw_raft_is_leader(struct dw_raft *r)
+{
+    return r != NULL && !r->closing && raft_state(&r->raft) == RAFT_LEADER &&
+           r->ready_term != 0 && r->ready_term == dw_raft_term(r);
+}
+
+uint64_t dw_raft_leader_id(struct dw_raft *r)
+{
+    raft_id id = 0;
+    const char *address = NULL;
+    if (r == NULL || r->closing)
+        return 0;
+    raft_leader(&r->raft, &id, &address);
+    return id;
+}
+
+uint64_t dw_raft_term(struct dw_raft *r)
+{
+    /* raft 0.15 has no accessor for the current term; current_term is a public field with the
+     * same name and meaning in 0.15, 0.18 and cowsql/raft, so this is the one field we read. */
+    return r != NULL ? (uint64_t)r->raft.current_term : 0;
+}
+
+const char *dw_raft_state_name(struct dw_raft *r)
+{
+    if (r == NULL || r->closing)
+        return "unavailable";
+    switch (raft_state(&r->raft)) {
+    case RAFT_FOLLOWER:
+        return "follower";
+    case RAFT_CANDIDATE:
+        return "candidate";
+    case RAFT_LEADER:
+        return "leader";
+    default:
+        return "unavailable";
+    }
+}
+
+uint64_t dw_raft_last_applied(struct dw_raft *r)
+{
+    return r != NULL ? raft_last_applied(&r->raft) : 0;
+}
+
+uint64_t dw_raft_last_index(struct dw_raft *r)
+{
+    return r != NULL ? raft_last_index(&r->raft) : 0;
+}
+
+/* ---- requests ---- */
+
+static void on_apply(struct raft_apply *req, int status, void *result)
+{
+    struct apply_ctx *a = req->data;
+    (void)result;
+    if (a->cb != NULL)
+        a->cb(a->data, status, status != 0 ? status_message(status) : NULL);
+    free(a);
+}
+
+int dw_raft_propose(struct dw_raft *r, const char *entry_json, dw_raft_done_cb cb, void *data,
+                    char *errmsg, size_t errlen)
+{
+    if (!dw_raft_is_leader(r)) {
+        snprintf(errmsg, errlen, "not leader");
+        return -1;
+    }
+    char *stamped = dw_entry_stamp(entry_json, strlen(entry_json), wall_ms(), r->cfg->node_id,
+                                   errmsg, errlen);
+    if (stamped == NULL)
+        return -1;
+    size_t n = strlen(stamped);
+    /* raft 0.15's segment loader assumes 8-byte multiples (only an assert, off in release
+     * builds, guards the writer): a shorter entry writes a segment that fails to load at the
+     * next start. Pad with spaces, which JSON ignores. */
+    size_t padded = (n + 7) & ~(size_t)7;
+    struct apply_ctx *a = calloc(1, sizeof *a);
+    struct raft_buffer buf = {.base = raft_malloc(padded), .len = padded};
+    if (a == NULL || buf.base == NULL) {
+        snprintf(errmsg, errlen, "out of memory");
+        free(stamped);
+        free(a);
+        raft_free(buf.base);
+        return -1;
+    }
+    memcpy(buf.base, stamped, n);
+    memset((char *)buf.base + n, ' ', padded - n);
+    free(stamped);
+    a->cb = cb;
+    a->data = data;
+    a->req.data = a;
+    int rv = raft_apply(&r->raft, &a->req, &buf, 1, on_apply);
+    if (rv != 0) {
+        snprintf(errmsg, errlen, "raft apply: %s", raft_strerror(rv));
+        /* Past its leader check raft may already have released the buffer with the log. */
+        if (rv == RAFT_NOTLEADER)
+            raft_free(buf.base);
+        free(a);
+        return -1;
+    }
+    return 0;
+}
+
+int dw_raft_barrier(struct dw_raft *r, dw_raft_done_cb cb, void *data)
+{
+    if (r == NULL || r->closing || raft_state(&r->raft) != RAFT_LEADER)
+        return -1;
+    struct barrier_ctx *b = calloc(1, sizeof *b);
+    if (b == NULL)
+        return -1;
+    b->r = r;
+    b->cb = cb;
+    b->data = data;
+    b->req.data = b;
+    if (raft_barrier(&r->raft, &b->req, on_barrier) != 0) {
+        free(b);
+        return -1;
+    }
+    return 0;
+}

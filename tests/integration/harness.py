@@ -1,0 +1,327 @@
+"""A real drwatch cluster on loopback for integration tests, benchmarks and the demo.
+
+Three (or more) drwatchd processes, one Genesys API simulator, and one edge_sim process per
+Edge. Everything binds 127.0.0.1 and is stopped by the harness."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "tools"))
+import simctl  # noqa: E402
+
+CLIENT_ID = "drwatch-it"
+CLIENT_SECRET = "it-secret-not-for-logs"
+PEER_SECRET = "peer-secret-it"
+
+SITES = {"site-a": ["edge-a1", "edge-a2"], "site-b": ["edge-b1", "edge-b2"]}
+TARGETS = [("premise-a", "site-a", "tbA"), ("premise-b", "site-b", "tbB"), ("cloud", None, "tbC")]
+
+
+class Timeout(AssertionError):
+    pass
+
+
+def wait_until(pred, timeout, what, interval=0.05):
+    """Polls pred() until it returns a truthy value; raises Timeout naming what was awaited."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(interval)
+    raise Timeout(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+class Cluster:
+    def __init__(self, build, n=3, name="cluster", probe_interval_ms=500, fail_threshold=3,
+                 recover_threshold=2, election_ms=600, heartbeat_ms=60, ttl_ms=5000,
+                 refresh_ms=1000, debug=True, keep=False, per_node_urls=None):
+        self.build = os.path.abspath(build)
+        self.n = n
+        self.dir = tempfile.mkdtemp(prefix=f"drwatch-{name}-")
+        self.keep = keep
+        self.procs = {}
+        self.node_logs = {}
+        self.edges = {}
+        self.edge_ports = {}
+        self.extra_edges = {}
+        self.probe = dict(interval_ms=probe_interval_ms, timeout_ms=min(probe_interval_ms, 400),
+                          fail_threshold=fail_threshold, recover_threshold=recover_threshold)
+        self.cluster_opts = dict(election_timeout_ms=election_ms, heartbeat_ms=heartbeat_ms,
+                                 observation_ttl_ms=ttl_ms, refresh_interval_ms=refresh_ms)
+        self.debug = debug
+        self.per_node_urls = per_node_urls or {}
+        self.raft_ports = [simctl.free_port() for _ in range(n)]
+        self.peer_ports = [simctl.free_port() for _ in range(n)]
+        self.genesys_port = simctl.free_port()
+        self.genesys_url = f"http://127.0.0.1:{self.genesys_port}"
+        for site, edges in SITES.items():
+            for e in edges:
+                self.edge_ports[e] = simctl.free_port()
+
+    # ---- simulators -------------------------------------------------------------------
+    def start_sims(self):
+        for e, port in self.edge_ports.items():
+            self.edges[e] = simctl.start_edge(port, e)
+        fixture = {
+            "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "token_ttl_s": 86399,
+            "rate_limit_per_min": 300,
+            "sites": [{"id": s, "name": s} for s in SITES],
+            "edges": [{"id": e, "name": e, "site": s,
+                       "health_url": f"http://127.0.0.1:{self.edge_ports[e]}/health"}
+                      for s, es in SITES.items() for e in es],
+            "trunk_bases": [
+                {"id": "tbA", "name": "Carrier via A", "enabled": True, "edges": SITES["site-a"]},
+                {"id": "tbB", "name": "Carrier via B", "enabled": False, "edges": SITES["site-b"]},
+                {"id": "tbC", "name": "BYOC Cloud", "enabled": False, "edges": []},
+            ],
+        }
+        path = os.path.join(self.dir, "fixture.json")
+        with open(path, "w") as f:
+            json.dump(fixture, f)
+        self.genesys = simctl.start_genesys(self.genesys_port, path)
+
+    def kill_edges(self, site):
+        for e in SITES[site]:
+            p = self.edges.pop(e, None)
+            if p:
+                p.kill()
+                p.wait()
+        return time.time()
+
+    def start_edges(self, site):
+        for e in SITES[site]:
+            if e not in self.edges:
+                self.edges[e] = simctl.start_edge(self.edge_ports[e], e)
+
+    def requests(self, since=0):
+        return simctl.get_requests(self.genesys_url, since)
+
+    def puts(self):
+        """The trunkbasesettings PUTs the simulator accepted or refused, in order."""
+        out = []
+        for r in self.requests():
+            if r["method"] == "PUT" and "/trunkbasesettings/" in r["path"]:
+                body = r.get("body") or {}
+                try:
+                    inst = body["properties"]["trunk_enabled"]["value"]["instance"]
+                except (KeyError, TypeError):
+                    inst = None
+                out.append((r["path"].rsplit("/", 1)[1], inst, r.get("status"), r["t"]))
+        return out
+
+    # ---- nodes --------------------------------------------------------------------------
+    def node_dir(self, i):
+        return os.path.join(self.dir, f"n{i}")
+
+    def socket(self, i):
+        return os.path.join(self.dir, f"n{i}.sock")
+
+    def config(self, i):
+        sites = []
+        for s, es in SITES.items():
+            edges = []
+            for e in es:
+                url = self.per_node_urls.get((i, e), f"http://127.0.0.1:{self.edge_ports[e]}/health")
+                edges.append({"id": e, "genesys_edge_id": e, "health_url": url})
+            sites.append({"id": s, "edges": edges})
+        targets = []
+        for tid, site, tb in TARGETS:
+            t = {"id": tid, "trunk_base_ids": [tb]}
+            if site:
+                t["site"] = site
+            targets.append(t)
+        return {
+            "node": {"id": i, "data_dir": self.node_dir(i), "admin_socket": self.socket(i),
+                     "debug": self.debug},
+            "cluster": dict(
+                members=[{"id": j, "name": f"n{j}",
+                          "raft_address": f"127.0.0.1:{self.raft_ports[j - 1]}",
+                          "peer_address": f"127.0.0.1:{self.peer_ports[j - 1]}"}
+                         for j in range(1, self.n + 1)],
+                peer_secret_file=os.path.join(self.dir, "peer.secret"),
+                **self.cluster_opts),
+            "genesys": {"api_base_url": self.genesys_url, "login_base_url": self.genesys_url,
+                        "client_id": CLIENT_ID,
+                        "client_secret_file": os.path.join(self.dir, "genesys.secret"),
+                        "request_timeout_ms": 3000, "verify_timeout_ms": 10000,
+                        "verify_interval_ms": 300},
+            "probe": self.probe,
+            "sites": sites,
+            "failover_groups": [{"id": "carrier-1", "targets": targets}],
+        }
+
+    def write_configs(self):
+        with open(os.path.join(self.dir, "peer.secret"), "w") as f:
+            f.write(PEER_SECRET + "\n")
+        with open(os.path.join(self.dir, "genesys.secret"), "w") as f:
+            f.write(CLIENT_SECRET + "\n")
+        for i in range(1, self.n + 1):
+            with open(os.path.join(self.dir, f"n{i}.json"), "w") as f:
+                json.dump(self.config(i), f, indent=2)
+
+    def start_node(self, i):
+        log = open(os.path.join(self.dir, f"n{i}.log"), "a")
+        env = dict(os.environ, DRWATCH_GENESYS_BACKOFF_SCALE="0.05")
+        p = subprocess.Popen([os.path.join(self.build, "drwatchd"), "--config",
+                              os.path.join(self.dir, f"n{i}.json")],
+                             stdout=log, stderr=subprocess.STDOUT, env=env)
+        self.procs[i] = p
+        self.node_logs[i] = log
+        wait_until(lambda: os.path.exists(self.socket(i)) or p.poll() is not None, 10,
+                   f"node {i} admin socket")
+        if p.poll() is not None:
+            raise AssertionError(f"node {i} exited with {p.returncode}:\n{self.log(i)}")
+        return p
+
+    def start(self):
+        self.write_configs()
+        self.start_sims()
+        for i in range(1, self.n + 1):
+            self.start_node(i)
+        return self
+
+    def kill_node(self, i, sig=signal.SIGKILL):
+        p = self.procs.pop(i)
+        p.send_signal(sig)
+        rc = p.wait(timeout=20)
+        return rc
+
+    def alive(self):
+        return [i for i, p in self.procs.items() if p.poll() is None]
+
+    def log(self, i):
+        try:
+            with open(os.path.join(self.dir, f"n{i}.log")) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    # ---- drctl --------------------------------------------------------------------------
+    def drctl(self, i, *args, check=True):
+        r = subprocess.run([os.path.join(self.build, "drctl"), "--socket", self.socket(i),
+                            "--json", *args], capture_output=True, text=True, timeout=15)
+        if r.returncode != 0:
+            if check:
+                raise AssertionError(f"drctl on node {i} {args} -> {r.returncode}: {r.stderr}{r.stdout}")
+            return None
+        return json.loads(r.stdout)
+
+    def status(self, i):
+        return self.drctl(i, "status", check=False)
+
+    def leader(self):
+        """The node that is acting leader, as it says itself and every live node agrees."""
+        ids = set()
+        for i in self.alive():
+            st = self.status(i)
+            if st is None:
+                return None
+            ids.add(st["leader"]["id"])
+            if st["node"]["acting_leader"]:
+                acting = i
+        if len(ids) == 1 and 0 not in ids:
+            lid = ids.pop()
+            st = self.status(lid) if lid in self.alive() else None
+            if st and st["node"]["acting_leader"]:
+                return lid
+        return None
+
+    def wait_leader(self, timeout=20):
+        return wait_until(self.leader, timeout, "an agreed acting leader")
+
+    def cluster_view(self, i):
+        st = self.status(i)
+        return st["cluster"] if st else None
+
+    def site_verdict(self, i, site):
+        c = self.cluster_view(i)
+        if not c:
+            return None
+        for s in c["sites"]:
+            if s["id"] == site:
+                return s["verdict"]
+        return None
+
+    def operations(self, i):
+        c = self.cluster_view(i)
+        return c["operations"] if c else []
+
+    def group_active(self, i, group="carrier-1"):
+        c = self.cluster_view(i)
+        for g in (c or {}).get("groups", []):
+            if g["id"] == group:
+                return g["active"]
+        return None
+
+    def dump(self, i):
+        r = self.drctl(i, "dump", check=False)
+        return r["dump"] if r else None
+
+    def wait_converged(self, timeout=20):
+        """Until every live node's replicated state is byte-identical at the same point."""
+        def same():
+            dumps = [self.dump(i) for i in self.alive()]
+            return dumps[0] if dumps and None not in dumps and len(set(dumps)) == 1 else None
+        return wait_until(same, timeout, "identical state on every node", interval=0.02)
+
+    # ---- teardown -----------------------------------------------------------------------
+    def stop(self):
+        for i, p in list(self.procs.items()):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        bad = []
+        for i, p in list(self.procs.items()):
+            try:
+                rc = p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+                rc = "hung on SIGTERM"
+            if rc != 0:
+                bad.append((i, rc))
+        self.procs.clear()
+        for p in list(self.edges.values()) + list(self.extra_edges.values()) + [getattr(self, "genesys", None)]:
+            if p and p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        for f in self.node_logs.values():
+            f.close()
+        if bad:
+            # A node that does not shut down cleanly (or a sanitizer report) fails the test.
+            detail = "\n".join(f"node {i}: exit {rc}\n" + "\n".join(self.log(i).splitlines()[-30:])
+                               for i, rc in bad)
+            self.keep = True
+            raise AssertionError(f"unclean shutdown, kept {self.dir}:\n{detail}")
+        if not self.keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, etype, exc, tb):
+        if etype is not None:
+            for p in self.procs.values():
+                if p.poll() is None:
+                    p.kill()
+                p.wait()
+            self.procs.clear()
+            self.keep = self.keep or bool(os.environ.get("DRWATCH_KEEP"))
+            for i in range(1, self.n + 1):
+                tail = self.log(i).splitlines()[-40:]
+                sys.stderr.write(f"---- node {i} log (last {len(tail)} lines) ----\n" + "\n".join(tail) + "\n")
+            if self.keep:
+                sys.stderr.write(f"kept {self.dir}\n")
+        self.stop()

@@ -1,0 +1,233 @@
+#!/usr/bin/env python3
+"""Integration tests: real drwatchd processes on loopback against the Genesys and Edge simulators.
+
+usage: tests/integration/run.py --build DIR [-k NAME]"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+
+from harness import Cluster, SITES, wait_until
+
+BUILD = None
+
+
+def op_done_everywhere(c, nodes):
+    def check():
+        for i in nodes:
+            ops = c.operations(i)
+            if not ops or ops[0]["status"] != "done":
+                return False
+        return True
+    return check
+
+
+def test_bad_config_lists_every_error():
+    d = Cluster(BUILD, name="badcfg")
+    try:
+        d.write_configs()
+        cfg = d.config(1)
+        cfg["sites"][1]["edges"][0]["health_url"] = 42
+        cfg["cluster"]["members"][2]["raft_address"] = "127.0.0.1:99999"
+        cfg["probe"]["fail_treshold"] = 3
+        cfg["genesys"]["client_secret_file"] = "/nonexistent/secret"
+        path = os.path.join(d.dir, "bad.json")
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        r = subprocess.run([os.path.join(BUILD, "drwatchd"), "--config", path],
+                           capture_output=True, text=True, timeout=10)
+        assert r.returncode == 2, (r.returncode, r.stderr)
+        for needle in ["sites[1].edges[0].health_url: expected a string",
+                       "cluster.members[2].raft_address",
+                       "probe.fail_treshold: unknown key",
+                       "genesys.client_secret_file"]:
+            assert needle in r.stderr, f"{needle!r} not in:\n{r.stderr}"
+        assert not os.path.exists(d.node_dir(1)), "nothing may start on a bad config"
+    finally:
+        d.stop()
+
+
+def test_a_site_down_fails_over_exactly_once():
+    with Cluster(BUILD, name="failover").start() as c:
+        c.wait_leader()
+        wait_until(lambda: all(c.site_verdict(i, "site-a") == "up" and c.site_verdict(i, "site-b") == "up"
+                               for i in range(1, 4)), 20, "both sites up on every node")
+        c.kill_edges("site-a")
+        wait_until(op_done_everywhere(c, range(1, 4)), 40, "failover done on every node")
+        puts = [(tb, inst) for tb, inst, status, _ in c.puts()]
+        assert puts == [("tbB", True), ("tbA", False)], f"PUTs at the simulator: {puts}"
+        assert all(c.group_active(i) == "premise-b" for i in range(1, 4))
+        op = c.operations(1)[0]
+        assert (op["kind"], op["from"], op["to"]) == ("failover", "premise-a", "premise-b"), op
+        assert [(s["action"], s["target"]) for s in op["steps"]] == [
+            ("activate", "premise-b"), ("verify", "premise-b"), ("deactivate", "premise-a"),
+            ("deactivate", "cloud")], op["steps"]
+        assert not [r for r in c.requests() if r["method"] == "PATCH"]
+        # The sim's view agrees: B in service, A out.
+        import simctl
+        st = simctl.get_state(c.genesys_url)
+        assert st["trunk_bases"]["tbB"]["enabled"] and not st["trunk_bases"]["tbA"]["enabled"], st
+
+
+def test_b_one_node_losing_site_a_changes_nothing():
+    # Node 1 reaches site A's Edges through its own path (separate edge_sim processes, same ids);
+    # killing that path is node 1's network failing, not site A.
+    import simctl
+    ports = {e: simctl.free_port() for e in SITES["site-a"]}
+    urls = {(1, e): f"http://127.0.0.1:{p}/health" for e, p in ports.items()}
+    with Cluster(BUILD, name="partial", per_node_urls=urls) as c:
+        c.write_configs()
+        for e, p in ports.items():
+            c.extra_edges[e] = simctl.start_edge(p, e)
+        c.start_sims()
+        for i in range(1, 4):
+            c.start_node(i)
+        c.wait_leader()
+        wait_until(lambda: all(c.site_verdict(i, "site-a") == "up" for i in range(1, 4)), 20,
+                   "site-a up everywhere")
+        for p in c.extra_edges.values():
+            p.kill()
+            p.wait()
+
+        def n1_down_committed():
+            cl = c.cluster_view(2)
+            site = [s for s in cl["sites"] if s["id"] == "site-a"][0]
+            obs = {o["node"]: o for o in site["observations"]}
+            return 1 in obs and obs[1]["state"] == "down" and obs[1]["fresh"] and obs
+        obs = wait_until(n1_down_committed, 20, "node 1's DOWN observation committed")
+        # Let the other two refresh several times after that: the verdict must hold.
+        base = {i: obs[i]["refreshed"] for i in (2, 3)}
+
+        def refreshed_thrice():
+            cl = c.cluster_view(3)
+            site = [s for s in cl["sites"] if s["id"] == "site-a"][0]
+            o = {x["node"]: x for x in site["observations"]}
+            return all(o[i]["refreshed"] >= base[i] + 3 * 1000 for i in (2, 3))
+        wait_until(refreshed_thrice, 20, "three more refreshes from nodes 2 and 3")
+        for i in range(1, 4):
+            assert c.site_verdict(i, "site-a") == "up", c.cluster_view(i)
+            assert c.operations(i) == [], c.operations(i)
+        assert c.puts() == [], c.puts()
+        st = c.status(1)
+        assert [s["local"] for s in st["local"] if s["id"] == "site-a"] == ["down"]
+
+
+def test_c_leader_killed_between_steps_new_leader_finishes_once():
+    with Cluster(BUILD, name="crash").start() as c:
+        leader = c.wait_leader()
+        wait_until(lambda: all(c.site_verdict(i, "site-a") == "up" for i in range(1, 4)), 20,
+                   "site-a up everywhere")
+        c.drctl(leader, "debug", "crash-before", "deactivate")
+        c.kill_edges("site-a")
+        proc = c.procs[leader]
+        wait_until(lambda: proc.poll() is not None, 40, f"leader {leader} to die before deactivate")
+        assert proc.returncode == -9, proc.returncode
+        del c.procs[leader]
+        survivors = [i for i in range(1, 4) if i != leader]
+        puts = [(tb, inst) for tb, inst, _, _ in c.puts()]
+        assert puts == [("tbB", True)], f"before the crash: {puts}"
+        wait_until(op_done_everywhere(c, survivors), 40, "the new leader to finish the operation")
+        new_leader = c.wait_leader()
+        assert new_leader != leader
+        puts = [(tb, inst) for tb, inst, _, _ in c.puts()]
+        assert puts == [("tbB", True), ("tbA", False)], f"no PUT may repeat: {puts}"
+        steps = c.operations(survivors[0])[0]["steps"]
+        assert [s["status"] for s in steps] == ["done"] * 4, steps
+        # The crashed node comes back and agrees.
+        c.start_node(leader)
+        c.wait_converged(30)
+        assert c.group_active(leader) == "premise-b"
+
+
+def test_d_restarted_node_rebuilds_and_agrees():
+    with Cluster(BUILD, name="restart").start() as c:
+        c.wait_leader()
+        c.kill_edges("site-a")
+        wait_until(op_done_everywhere(c, range(1, 4)), 40, "failover done")
+        c.wait_converged(30)
+        for i in (3, 1):
+            c.kill_node(i, sig=15)
+            c.start_node(i)
+            c.wait_converged(30)
+            assert c.group_active(i) == "premise-b"
+            assert c.operations(i)[0]["status"] == "done"
+        # A restart must not act again.
+        puts = [(tb, inst) for tb, inst, _, _ in c.puts()]
+        assert puts == [("tbB", True), ("tbA", False)], puts
+
+
+def test_e_both_premise_sites_down_goes_to_cloud():
+    import simctl
+    with Cluster(BUILD, name="cloud").start() as c:
+        c.wait_leader()
+        wait_until(lambda: all(c.site_verdict(i, "site-b") == "up" for i in range(1, 4)), 20,
+                   "site-b up everywhere")
+        c.kill_edges("site-b")
+        c.kill_edges("site-a")
+
+        def on_cloud_everywhere():
+            return all(c.group_active(i) == "cloud" and c.operations(i)[0]["status"] == "done"
+                       for i in range(1, 4))
+        wait_until(on_cloud_everywhere, 60, "the cloud target active on every node")
+        # Depending on which verdict commits first, drwatch may start towards premise-b, abort
+        # when B's verdict arrives, and go on to the cloud; either way exactly one target ends
+        # in service and every PUT that switched something on was followed by the right ones.
+        st = simctl.get_state(c.genesys_url)["trunk_bases"]
+        assert st["tbC"]["enabled"] and not st["tbA"]["enabled"] and not st["tbB"]["enabled"], st
+        puts = [(tb, inst) for tb, inst, status, _ in c.puts() if status == 200]
+        assert puts in ([("tbC", True), ("tbA", False)],
+                        [("tbB", True), ("tbC", True), ("tbA", False), ("tbB", False)]), puts
+        ops = c.operations(1)
+        assert ops[0]["to"] == "cloud" and all(o["status"] in ("done", "aborted") for o in ops), ops
+
+
+def test_f_genesys_409_and_503_are_retried():
+    import simctl
+    with Cluster(BUILD, name="faults").start() as c:
+        c.wait_leader()
+        wait_until(lambda: all(c.site_verdict(i, "site-a") == "up" for i in range(1, 4)), 20,
+                   "site-a up everywhere")
+        prefix = "/api/v2/telephony/providers/edges/trunkbasesettings/"
+        simctl.set_fault(c.genesys_url, method="PUT", path_prefix=prefix, kind="409", count=1)
+        simctl.set_fault(c.genesys_url, method="GET", path_prefix=prefix, kind="status", status=503, count=1)
+        c.kill_edges("site-a")
+        wait_until(op_done_everywhere(c, range(1, 4)), 60, "failover done despite faults")
+        ok = [(tb, inst) for tb, inst, status, _ in c.puts() if status == 200]
+        assert ok == [("tbB", True), ("tbA", False)], c.puts()
+        assert any(status == 409 for _, _, status, _ in c.puts()), c.puts()
+        leader = c.wait_leader()
+        assert "409" in c.log(leader) or "conflict" in c.log(leader).lower()
+
+
+TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
+
+
+def main():
+    global BUILD
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", required=True)
+    ap.add_argument("-k", default="")
+    args = ap.parse_args()
+    BUILD = os.path.abspath(args.build)
+    passed = failed = 0
+    for t in TESTS:
+        if args.k not in t.__name__:
+            continue
+        t0 = time.monotonic()
+        try:
+            t()
+            passed += 1
+            print(f"PASS {t.__name__} ({time.monotonic() - t0:.1f}s)", flush=True)
+        except Exception:
+            failed += 1
+            print(f"FAIL {t.__name__} ({time.monotonic() - t0:.1f}s)", flush=True)
+            traceback.print_exc()
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed or not passed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

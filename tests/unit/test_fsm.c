@@ -1,0 +1,896 @@
+/* FSM apply, entry codec and determinism on a hand-built 3-member config. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "drwatch/entry.h"
+#include "drwatch/fsm.h"
+
+#define TTL 15000
+#define T0 1700000000000LL
+
+enum { SITE_A = 0, SITE_B = 1 };
+enum { PREMISE_A = 0, PREMISE_B = 1, CLOUD = 2 };
+
+static const enum dw_health U = DW_UP, D = DW_DOWN, X = DW_UNKNOWN;
+
+static void add_target(struct dw_group *g, const char *id, int site, const char *trunk_base)
+{
+    struct dw_target *t = &g->targets[g->n_targets++];
+
+    snprintf(t->id, sizeof t->id, "%s", id);
+    t->site = site;
+    t->n_trunk_bases = 1;
+    snprintf(t->trunk_base_ids[0], sizeof t->trunk_base_ids[0], "%s", trunk_base);
+}
+
+static void add_site(struct dw_config *cfg, const char *id, int n_edges)
+{
+    struct dw_site *s = &cfg->sites[cfg->n_sites++];
+
+    snprintf(s->id, sizeof s->id, "%s", id);
+    for (int i = 0; i < n_edges; i++) {
+        struct dw_edge *e = &s->edges[s->n_edges++];
+
+        snprintf(e->id, sizeof e->id, "%s-edge%d", id, i + 1);
+        snprintf(e->health_url, sizeof e->health_url, "http://10.0.%d.%d/health", cfg->n_sites,
+                 i + 1);
+    }
+}
+
+static struct dw_config *make_config(void)
+{
+    struct dw_config *cfg = calloc(1, sizeof *cfg);
+    struct dw_group *g;
+
+    assert_non_null(cfg);
+    cfg->node_id = 1;
+    cfg->n_members = 3;
+    for (int i = 0; i < 3; i++) {
+        struct dw_member *m = &cfg->members[i];
+
+        m->id = (uint64_t)i + 1;
+        snprintf(m->name, sizeof m->name, "n%d", i + 1);
+        snprintf(m->raft_address, sizeof m->raft_address, "127.0.0.1:%d", 9001 + i);
+        snprintf(m->peer_address, sizeof m->peer_address, "127.0.0.1:%d", 9101 + i);
+    }
+    cfg->cluster.election_timeout_ms = 1000;
+    cfg->cluster.heartbeat_ms = 100;
+    cfg->cluster.observation_ttl_ms = TTL;
+    cfg->cluster.refresh_interval_ms = 5000;
+    cfg->probe.interval_ms = 1000;
+    cfg->probe.timeout_ms = 800;
+    cfg->probe.fail_threshold = 3;
+    cfg->probe.recover_threshold = 2;
+    add_site(cfg, "site-a", 2);
+    add_site(cfg, "site-b", 1);
+    g = &cfg->groups[cfg->n_groups++];
+    snprintf(g->id, sizeof g->id, "carrier-1");
+    add_target(g, "premise-a", SITE_A, "tb-a");
+    add_target(g, "premise-b", SITE_B, "tb-b");
+    add_target(g, "cloud", -1, "tb-cloud");
+    return cfg;
+}
+
+struct fx {
+    struct dw_config *cfg;
+    struct dw_fsm *f;
+};
+
+static int setup(void **state)
+{
+    struct fx *x = calloc(1, sizeof *x);
+    char err[256];
+
+    assert_non_null(x);
+    x->cfg = make_config();
+    assert_int_equal(dw_fsm_open(&x->f, x->cfg, err, sizeof err), 0);
+    *state = x;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *x = *state;
+
+    dw_fsm_close(x->f);
+    free(x->cfg);
+    free(x);
+    return 0;
+}
+
+/* Stamps an unstamped entry (taking ownership of it) and applies it. */
+static int apply_raw(struct dw_fsm *f, char *unstamped, int64_t ts)
+{
+    char err[256] = "";
+    char *stamped;
+    int rc;
+
+    assert_non_null(unstamped);
+    stamped = dw_entry_stamp(unstamped, strlen(unstamped), ts, 1, err, sizeof err);
+    if (stamped == NULL)
+        fail_msg("stamp refused %s: %s", unstamped, err);
+    free(unstamped);
+    rc = dw_fsm_apply(f, stamped, strlen(stamped));
+    free(stamped);
+    return rc;
+}
+
+static int observe_cfg(struct dw_fsm *f, const struct dw_config *cfg, uint64_t node, int64_t ts,
+                       enum dw_health a, enum dw_health b, bool tilt)
+{
+    enum dw_health states[2] = {a, b};
+
+    return apply_raw(f, dw_entry_observe(cfg, node, tilt, states), ts);
+}
+
+static int observe(struct fx *x, uint64_t node, int64_t ts, enum dw_health a, enum dw_health b)
+{
+    return observe_cfg(x->f, x->cfg, node, ts, a, b, false);
+}
+
+static int step(struct fx *x, int64_t op, int seq, enum dw_step_status st, int64_t ts)
+{
+    return apply_raw(x->f, dw_entry_step(op, seq, st, st == DW_STEP_STARTED ? NULL : "ok"), ts);
+}
+
+static int n_next(struct fx *x, struct dw_step_ref *refs, int max)
+{
+    int n = dw_fsm_next_steps(x->f, refs, max);
+
+    assert_true(n >= 0);
+    return n;
+}
+
+/* Every node sees both sites up at T0. */
+static void all_up(struct fx *x)
+{
+    for (uint64_t n = 1; n <= 3; n++)
+        assert_int_equal(observe(x, n, T0, U, U), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_UP);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_B), DW_UP);
+}
+
+/* Drives site-a down by two fresh observers; returns the failover's op id. */
+static int64_t fail_site_a(struct fx *x, int64_t ts)
+{
+    struct dw_step_ref r[4];
+
+    assert_int_equal(observe(x, 1, ts, D, U), DW_FSM_APPLIED);
+    assert_int_equal(observe(x, 2, ts + 1, D, U), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_DOWN);
+    assert_int_equal(n_next(x, r, 4), 1);
+    return r[0].op;
+}
+
+static bool history_has(struct fx *x, const char *kind, const char *needle)
+{
+    cJSON *h = dw_fsm_history_json(x->f, 0), *row;
+    bool found = false;
+
+    assert_non_null(h);
+    cJSON_ArrayForEach(row, h) {
+        const char *k = cJSON_GetStringValue(cJSON_GetObjectItem(row, "kind"));
+        const char *d = cJSON_GetStringValue(cJSON_GetObjectItem(row, "detail"));
+
+        if (k && d && strcmp(k, kind) == 0 && strstr(d, needle) != NULL)
+            found = true;
+    }
+    cJSON_Delete(h);
+    return found;
+}
+
+static const char *jstr(const cJSON *obj, const char *key)
+{
+    return cJSON_GetStringValue(cJSON_GetObjectItem(obj, key));
+}
+
+static cJSON *group_status(struct fx *x, cJSON **root)
+{
+    *root = dw_fsm_status_json(x->f);
+    assert_non_null(*root);
+    return cJSON_GetArrayItem(cJSON_GetObjectItem(*root, "groups"), 0);
+}
+
+/* ---- tests ---------------------------------------------------------------------------------- */
+
+static void test_open_state(void **state)
+{
+    struct fx *x = *state;
+    struct dw_step_ref r[2];
+
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_UNKNOWN);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_B), DW_UNKNOWN);
+    assert_int_equal(dw_fsm_active_target(x->f, 0), PREMISE_A);
+    assert_int_equal(dw_fsm_applied(x->f), 0);
+    assert_int_equal(dw_fsm_rejected(x->f), 0);
+    assert_int_equal(n_next(x, r, 2), 0);
+}
+
+static void test_one_node_down_alone(void **state)
+{
+    struct fx *x = *state;
+    struct dw_step_ref r[2];
+
+    /* a lone observer cannot decide anything, not even from UNKNOWN */
+    assert_int_equal(observe(x, 1, T0, D, D), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_UNKNOWN);
+    all_up(x);
+    assert_int_equal(observe(x, 3, T0 + 1000, D, U), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_UP);
+    assert_int_equal(n_next(x, r, 2), 0);
+    assert_int_equal(dw_fsm_applied(x->f), 5);
+}
+
+static void test_two_down_failover(void **state)
+{
+    struct fx *x = *state;
+    struct dw_step_ref r[4];
+    cJSON *root, *ops, *op;
+
+    all_up(x);
+    assert_int_equal(observe(x, 1, T0 + 1000, D, U), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_UP);
+    assert_int_equal(observe(x, 3, T0 + 2000, D, U), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_DOWN);
+    assert_true(history_has(x, "verdict", "site-a: up -> down (down 2/3 fresh, up 1/3)"));
+
+    assert_int_equal(n_next(x, r, 4), 1);
+    assert_int_equal(r[0].op, 1);
+    assert_int_equal(r[0].seq, 0);
+    assert_int_equal(r[0].n_steps, 4);
+    assert_string_equal(r[0].action, "activate");
+    assert_int_equal(r[0].group, 0);
+    assert_int_equal(r[0].target, PREMISE_B);
+    assert_int_equal(r[0].status, DW_STEP_PENDING);
+    assert_int_equal(dw_fsm_active_target(x->f, 0), PREMISE_A);
+
+    root = dw_fsm_status_json(x->f);
+    assert_non_null(root);
+    ops = cJSON_GetObjectItem(root, "operations");
+    assert_int_equal(cJSON_GetArraySize(ops), 1);
+    op = cJSON_GetArrayItem(ops, 0);
+    assert_string_equal(jstr(op, "kind"), "failover");
+    assert_string_equal(jstr(op, "from"), "premise-a");
+    assert_string_equal(jstr(op, "to"), "premise-b");
+    assert_string_equal(jstr(op, "status"), "running");
+    assert_string_equal(jstr(op, "reason"), "site-a down");
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(op, "steps")), 4);
+    assert_string_equal(jstr(cJSON_GetArrayItem(cJSON_GetObjectItem(op, "steps"), 2), "target"),
+                        "premise-a");
+    /* every other target is taken out too (a read and no write when already out) */
+    assert_string_equal(jstr(cJSON_GetArrayItem(cJSON_GetObjectItem(op, "steps"), 3), "target"),
+                        "cloud");
+    cJSON_Delete(root);
+
+    /* more down reports while the operation runs plan nothing new */
+    assert_int_equal(observe(x, 2, T0 + 3000, D, U), DW_FSM_APPLIED);
+    assert_int_equal(n_next(x, r, 4), 1);
+}
+
+static void test_both_premise_down_goes_to_cloud(void **state)
+{
+    struct fx *x = *state;
+    struct dw_step_ref r[4];
+
+    for (uint64_t n = 1; n <= 3; n++)
+        assert_int_equal(observe(x, n, T0 + (int64_t)n, D, D), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_DOWN);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_B), DW_DOWN);
+    assert_int_equal(n_next(x, r, 4), 1);
+    assert_int_equal(r[0].target, CLOUD);
+}
+
+static void test_backup_unknown_is_not_up(void **state)
+{
+    struct fx *x = *state;
+    struct dw_step_ref r[4];
+
+    /* site-b never observed: only the cloud is known to be up */
+    assert_int_equal(observe(x, 1, T0, D, X), DW_FSM_APPLIED);
+    assert_int_equal(observe(x, 2, T0 + 1, D, X), DW_FSM_APPLIED);
+    assert_int_equal(n_next(x, r, 4), 1);
+    assert_int_equal(r[0].target, CLOUD);
+}
+
+static void test_steps_walk_to_done(void **state)
+{
+    struct fx *x = *state;
+    struct dw_step_ref r[4];
+    int64_t op, ts = T0 + 5000;
+    cJSON *root;
+
+    all_up(x);
+    op = fail_site_a(x, T0 + 1000);
+    for (int seq = 0; seq < 4; seq++) {
+        assert_int_equal(n_next(x, r, 4), 1);
+        assert_int_equal(r[0].seq, seq);
+        if (seq == 2) {
+            assert_int_equal(r[0].target, PREMISE_A); /* the dead one first */
+            assert_string_equal(r[0].action, "deactivate");
+        }
+        assert_int_equal(r[0].status, DW_STEP_PENDING);
+        assert_int_equal(step(x, op, seq, DW_STEP_STARTED, ts++), DW_FSM_APPLIED);
+        assert_int_equal(n_next(x, r, 4), 1);
+        assert_int_equal(r[0].status, DW_STEP_STARTED);
+        assert_int_equal(dw_fsm_active_target(x->f, 0), PREMISE_A);
+        assert_int_equal(step(x, op, seq, DW_STEP_DONE, ts++), DW_FSM_APPLIED);
+    }
+    assert_int_equal(r[0].target, CLOUD);
+    assert_string_equal(r[0].action, "deactivate");
+    assert_int_equal(n_next(x, r, 4), 0);
+    assert_int_equal(dw_fsm_active_target(x->f, 0), PREMISE_B);
+    assert_true(history_has(x, "operation", "failover #1 premise-a -> premise-b done"));
+
+    root = dw_fsm_status_json(x->f);
+    assert_non_null(root);
+    assert_string_equal(jstr(cJSON_GetArrayItem(cJSON_GetObjectItem(root, "operations"), 0), "status"),
+                        "done");
+    assert_string_equal(jstr(cJSON_GetArrayItem(cJSON_GetObjectItem(root, "groups"), 0), "active"),
+                        "premise-b");
+    cJSON_Delete(root);
+
+    /* the active target is up: nothing more to do while site-a stays down */
+    assert_int_equal(observe(x, 3, ts, D, U), DW_FSM_APPLIED);
+    assert_int_equal(n_next(x, r, 4), 0);
+}
+
+static void test_duplicate_and_out_of_order_steps_rejected(void **state)
+{
+    struct fx *x = *state;
+    int64_t op;
+    uint64_t rejected;
+
+    all_up(x);
+    op = fail_site_a(x, T0 + 1000);
+    rejected = dw_fsm_rejected(x->f);
+
+    /* pending -> done skips started */
+    assert_int_equal(step(x, op, 0, DW_STEP_DONE, T0 + 2000), DW_FSM_REJECTED);
+    /* wrong seq */
+    assert_int_equal(step(x, op, 1, DW_STEP_STARTED, T0 + 2001), DW_FSM_REJECTED);
+    assert_int_equal(step(x, op, 0, DW_STEP_STARTED, T0 + 2002), DW_FSM_APPLIED);
+    /* a resumed "started" is harmless */
+    assert_int_equal(step(x, op, 0, DW_STEP_STARTED, T0 + 2003), DW_FSM_REJECTED);
+    assert_int_equal(step(x, op, 0, DW_STEP_DONE, T0 + 2004), DW_FSM_APPLIED);
+    /* a retried "done" is harmless */
+    assert_int_equal(step(x, op, 0, DW_STEP_DONE, T0 + 2005), DW_FSM_REJECTED);
+    assert_int_equal(step(x, op, 2, DW_STEP_STARTED, T0 + 2006), DW_FSM_REJECTED);
+    /* unknown operation */
+    assert_int_equal(step(x, op + 1, 0, DW_STEP_STARTED, T0 + 2007), DW_FSM_REJECTED);
+    assert_int_equal(dw_fsm_rejected(x->f), rejected + 6);
+    assert_true(history_has(x, "rejected", "pending -> done not allowed"));
+    assert_true(history_has(x, "rejected", "step 1 is not the next step"));
+    assert_true(history_has(x, "rejected", "step 0 is already done"));
+
+    for (int seq = 1; seq < 4; seq++) {
+        assert_int_equal(step(x, op, seq, DW_STEP_STARTED, T0 + 3000 + seq), DW_FSM_APPLIED);
+        assert_int_equal(step(x, op, seq, DW_STEP_DONE, T0 + 3100 + seq), DW_FSM_APPLIED);
+    }
+    /* steps of a finished operation */
+    assert_int_equal(step(x, op, 3, DW_STEP_DONE, T0 + 4000), DW_FSM_REJECTED);
+    assert_true(history_has(x, "rejected", "which is done"));
+    assert_int_equal(dw_fsm_active_target(x->f, 0), PREMISE_B);
+}
+
+static void test_destination_down_aborts_and_replans(void **state)
+{
+    struct fx *x = *state;
+    struct dw_step_ref r[4];
+    int64_t op;
+    cJSON *root, *ops, *steps;
+
+    all_up(x);
+    op = fail_site_a(x, T0 + 1000);
+    assert_int_equal(step(x, op, 0, DW_STEP_STARTED, T0 + 2000), DW_FSM_APPLIED);
+    assert_int_equal(step(x, op, 0, DW_STEP_DONE, T0 + 2001), DW_FSM_APPLIED);
+    /* premise-b dies while it is being verified: the operation can never succeed */
+    assert_int_equal(observe(x, 1, T0 + 3000, D, D), DW_FSM_APPLIED);
+    assert_int_equal(observe(x, 2, T0 + 3001, D, D), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_B), DW_DOWN);
+    assert_true(history_has(x, "operation", "#1 premise-a -> premise-b aborted: premise-b is down"));
+    assert_int_equal(n_next(x, r, 4), 1);
+    assert_true(r[0].op != op);
+    assert_int_equal(r[0].target, CLOUD);
+    assert_int_equal(r[0].n_steps, 4);
+    /* a late step of the aborted operation is refused */
+    assert_int_equal(step(x, op, 1, DW_STEP_STARTED, T0 + 3002), DW_FSM_REJECTED);
+
+    root = dw_fsm_status_json(x->f);
+    ops = cJSON_GetObjectItem(root, "operations");
+    assert_int_equal(cJSON_GetArraySize(ops), 2);
+    for (int i = 0; i < 2; i++) {
+        cJSON *o = cJSON_GetArrayItem(ops, i);
+        if (strcmp(jstr(o, "status"), "running") != 0) {
+            assert_string_equal(jstr(o, "status"), "aborted");
+            continue;
+        }
+        /* premise-b was switched on by the aborted operation: it is switched off again */
+        steps = cJSON_GetObjectItem(o, "steps");
+        assert_string_equal(jstr(cJSON_GetArrayItem(steps, 2), "target"), "premise-a");
+        assert_string_equal(jstr(cJSON_GetArrayItem(steps, 3), "target"), "premise-b");
+    }
+    cJSON_Delete(root);
+}
+
+static void test_failed_step_holds_group(void **state)
+{
+    struct fx *x = *state;
+    struct dw_step_ref r[4];
+    int64_t op;
+    cJSON *root, *g;
+
+    all_up(x);
+    op = fail_site_a(x, T0 + 1000);
+    assert_int_equal(step(x, op, 0, DW_STEP_STARTED, T0 + 2000), DW_FSM_APPLIED);
+    assert_int_equal(step(x, op, 0, DW_STEP_DONE, T0 + 2001), DW_FSM_APPLIED);
+    assert_int_equal(step(x, op, 1, DW_STEP_STARTED, T0 + 2002), DW_FSM_APPLIED);
+    assert_int_equal(apply_raw(x->f, dw_entry_step(op, 1, DW_STEP_FAILED, "trunk not in service"),
+                               T0 + 2003),
+                     DW_FSM_APPLIED);
+    assert_int_equal(n_next(x, r, 4), 0);
+    assert_int_equal(dw_fsm_active_target(x->f, 0), PREMISE_A);
+    g = group_status(x, &root);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(g, "hold")));
+    cJSON_Delete(root);
+    assert_true(history_has(x, "step", "trunk not in service"));
+    assert_true(history_has(x, "operation", "automatic operations held"));
+
+    /* site-a still down and site-b up, but the group is held */
+    assert_int_equal(observe(x, 3, T0 + 3000, D, U), DW_FSM_APPLIED);
+    assert_int_equal(observe(x, 1, T0 + 60000, D, U), DW_FSM_APPLIED);
+    assert_int_equal(observe(x, 2, T0 + 60001, D, U), DW_FSM_APPLIED);
+    assert_int_equal(n_next(x, r, 4), 0);
+    assert_int_equal(step(x, op, 1, DW_STEP_DONE, T0 + 60002), DW_FSM_REJECTED);
+}
+
+static void test_stale_observations_do_not_vote(void **state)
+{
+    struct fx *x = *state;
+    struct dw_step_ref r[4];
+
+    all_up(x);
+    /* node 1 said down long ago and fell silent */
+    assert_int_equal(observe(x, 1, T0 + 1000, D, U), DW_FSM_APPLIED);
+    /* node 2 agrees only after node 1's report expired: still no majority */
+    assert_int_equal(observe(x, 2, T0 + 1000 + TTL + 1, D, U), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_UP);
+    assert_int_equal(n_next(x, r, 4), 0);
+    /* then node 2 goes silent too; node 3's refresh alone cannot decide */
+    assert_int_equal(observe(x, 3, T0 + 1000 + 3 * TTL, D, U), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_UP);
+    assert_int_equal(n_next(x, r, 4), 0);
+    /* a fresh second voice makes the majority */
+    assert_int_equal(observe(x, 1, T0 + 1000 + 3 * TTL + 5, D, U), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_DOWN);
+    assert_int_equal(n_next(x, r, 4), 1);
+}
+
+static void test_tilted_observer_abstains(void **state)
+{
+    struct fx *x = *state;
+    struct dw_step_ref r[4];
+
+    all_up(x);
+    assert_int_equal(observe(x, 1, T0 + 10, D, U), DW_FSM_APPLIED);
+    assert_int_equal(observe_cfg(x->f, x->cfg, 2, T0 + 20, D, U, true), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_UP);
+    assert_int_equal(n_next(x, r, 4), 0);
+}
+
+static void test_topology_mismatch_rejected(void **state)
+{
+    struct fx *x = *state;
+    struct dw_config *other = make_config();
+    char *after;
+
+    all_up(x);
+    other->cluster.observation_ttl_ms = 60000;
+    assert_int_equal(observe_cfg(x->f, other, 2, T0 + 100, D, D, false), DW_FSM_REJECTED);
+    snprintf(other->groups[0].targets[1].trunk_base_ids[0], DW_ID_MAX, "tb-other");
+    other->cluster.observation_ttl_ms = TTL;
+    assert_int_equal(observe_cfg(x->f, other, 3, T0 + 101, D, D, false), DW_FSM_REJECTED);
+    assert_int_equal(observe(x, 7, T0 + 102, D, D), DW_FSM_REJECTED);
+    assert_true(history_has(x, "rejected", "topology mismatch from node 2"));
+    assert_true(history_has(x, "rejected", "topology mismatch from node 3"));
+    assert_int_equal(dw_fsm_rejected(x->f), 3);
+    assert_int_equal(dw_fsm_applied(x->f), 3);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_UP);
+    after = dw_fsm_dump(x->f);
+    /* node 2's refresh time did not move */
+    assert_non_null(strstr(after, "nodes|id=2|last_refresh=1700000000000|tilt=0"));
+    free(after);
+    free(other);
+}
+
+/* Drops the lines that a rejection is allowed to change. */
+static void strip_rejection_rows(char *dump)
+{
+    char *out = dump, *line = dump;
+
+    while (*line) {
+        char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line + 1) : strlen(line);
+
+        if (strncmp(line, "history|", 8) != 0 && strncmp(line, "meta|key=rejected|", 18) != 0) {
+            memmove(out, line, n);
+            out += n;
+        }
+        line += n;
+    }
+    *out = '\0';
+}
+
+static void test_garbage_rejected(void **state)
+{
+    struct fx *x = *state;
+    static const char *const bad[] = {
+        "{not json",
+        "[1,2,3]",
+        "{\"v\":1,\"type\":\"leader\",\"node\":1}",                           /* unstamped */
+        "{\"v\":2,\"type\":\"leader\",\"node\":1,\"ts\":5,\"by\":1}",          /* version */
+        "{\"v\":1,\"type\":\"reboot\",\"ts\":5,\"by\":1}",                     /* type */
+        "{\"v\":1,\"type\":\"observe\",\"ts\":5,\"by\":1,\"node\":1}",         /* fields */
+        "{\"v\":1,\"type\":\"leader\",\"node\":1,\"ts\":1.5,\"by\":1}",        /* ts not integer */
+        "{\"v\":1,\"type\":\"leader\",\"node\":1,\"ts\":5,\"by\":1} trailing", /* trailing junk */
+        "",
+    };
+    char *before, *after;
+
+    all_up(x);
+    before = dw_fsm_dump(x->f);
+    assert_non_null(before);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(dw_fsm_apply(x->f, bad[i], strlen(bad[i])), DW_FSM_REJECTED);
+    assert_int_equal(dw_fsm_apply(x->f, NULL, 0), DW_FSM_REJECTED);
+    assert_int_equal(dw_fsm_rejected(x->f), sizeof bad / sizeof bad[0] + 1);
+    assert_int_equal(dw_fsm_applied(x->f), 3);
+    assert_int_equal(dw_fsm_last_ts(x->f), T0);
+    after = dw_fsm_dump(x->f);
+    assert_non_null(after);
+    assert_non_null(strstr(after, "meta|key=rejected|value=10\n"));
+    strip_rejection_rows(before);
+    strip_rejection_rows(after);
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+
+    /* a stamped entry with the terminator included is fine */
+    {
+        const char ok[] = "{\"v\":1,\"type\":\"leader\",\"node\":2,\"ts\":1700000000500,\"by\":2}";
+
+        assert_int_equal(dw_fsm_apply(x->f, ok, sizeof ok), DW_FSM_APPLIED);
+        assert_true(history_has(x, "leader", "node 2 took office"));
+        assert_int_equal(dw_fsm_last_ts(x->f), T0 + 500);
+    }
+}
+
+static void test_snapshot_restore_roundtrip(void **state)
+{
+    struct fx *x = *state;
+    struct dw_fsm *g;
+    void *buf;
+    size_t len;
+    char *a, *b, err[128];
+
+    all_up(x);
+    fail_site_a(x, T0 + 1000);
+    assert_int_equal(dw_fsm_snapshot(x->f, &buf, &len), 0);
+    assert_int_equal(dw_fsm_open(&g, x->cfg, err, sizeof err), 0);
+    assert_int_equal(dw_fsm_restore(g, buf, len), 0);
+    sqlite3_free(buf);
+    assert_int_equal(dw_fsm_applied(g), dw_fsm_applied(x->f));
+    assert_int_equal(dw_fsm_last_ts(g), dw_fsm_last_ts(x->f));
+    a = dw_fsm_dump(x->f);
+    b = dw_fsm_dump(g);
+    assert_string_equal(a, b);
+    free(a);
+    free(b);
+    /* a bad snapshot leaves the state untouched */
+    assert_int_equal(dw_fsm_restore(g, "garbage", 7), -1);
+    assert_int_equal(dw_fsm_site_verdict(g, SITE_A), DW_DOWN);
+    dw_fsm_close(g);
+}
+
+static void test_history_json(void **state)
+{
+    struct fx *x = *state;
+    cJSON *h;
+
+    all_up(x);
+    assert_int_equal(apply_raw(x->f, dw_entry_leader(3), T0 + 1), DW_FSM_APPLIED);
+    h = dw_fsm_history_json(x->f, 1);
+    assert_int_equal(cJSON_GetArraySize(h), 1);
+    assert_string_equal(jstr(cJSON_GetArrayItem(h, 0), "kind"), "leader");
+    assert_true(cJSON_GetObjectItem(cJSON_GetArrayItem(h, 0), "ts")->valuedouble ==
+                (double)(T0 + 1));
+    cJSON_Delete(h);
+}
+
+/* ---- entry codec ---------------------------------------------------------------------------- */
+
+static void expect_refused(const char *json, const char *why_part)
+{
+    char err[256] = "";
+    char *out = dw_entry_stamp(json, strlen(json), T0, 1, err, sizeof err);
+
+    if (out != NULL)
+        fail_msg("accepted: %s", json);
+    if (strstr(err, why_part) == NULL)
+        fail_msg("error \"%s\" lacks \"%s\"", err, why_part);
+}
+
+static void test_entry_stamp(void **state)
+{
+    struct fx *x = *state;
+    enum dw_health st[2] = {DW_DOWN, DW_UP};
+    char *obs = dw_entry_observe(x->cfg, 2, false, st);
+    char err[256];
+    char *stamped, *big;
+    cJSON *e;
+
+    assert_non_null(obs);
+    stamped = dw_entry_stamp(obs, strlen(obs), T0, 3, err, sizeof err);
+    assert_non_null(stamped);
+    e = cJSON_Parse(stamped);
+    assert_true(cJSON_GetObjectItem(e, "ts")->valuedouble == (double)T0);
+    assert_int_equal(cJSON_GetObjectItem(e, "by")->valueint, 3);
+    assert_string_equal(jstr(cJSON_GetObjectItem(e, "sites"), "site-a"), "down");
+    assert_int_equal(strlen(cJSON_GetStringValue(cJSON_GetObjectItem(e, "digest"))), 16);
+    cJSON_Delete(e);
+    expect_refused(stamped, "already stamped");
+    free(stamped);
+    free(obs);
+
+    expect_refused("{\"v\":2,\"type\":\"leader\",\"node\":1}", "version");
+    expect_refused("{\"type\":\"leader\",\"node\":1}", "version");
+    expect_refused("{\"v\":1,\"type\":\"nap\"}", "unknown entry type");
+    expect_refused("{\"v\":1,\"type\":\"leader\",\"node\":0}", "node");
+    expect_refused("{\"v\":1,\"type\":\"leader\",\"node\":1,\"by\":1}", "already stamped");
+    expect_refused("{\"v\":1,\"type\":\"observe\",\"node\":1,\"digest\":\"x\",\"tilt\":0,\"sites\":{}}",
+                   "tilt");
+    expect_refused("{\"v\":1,\"type\":\"observe\",\"node\":1,\"digest\":\"x\",\"tilt\":false,"
+                   "\"sites\":{\"a\":\"sideways\"}}",
+                   "sites.a");
+    expect_refused("{\"v\":1,\"type\":\"step\",\"op\":0,\"seq\":0,\"status\":\"done\"}", "op");
+    expect_refused("{\"v\":1,\"type\":\"step\",\"op\":1,\"seq\":-1,\"status\":\"done\"}", "seq");
+    expect_refused("{\"v\":1,\"type\":\"step\",\"op\":1,\"seq\":0,\"status\":\"pending\"}", "status");
+    expect_refused("{\"v\":1,\"type\":\"step\",\"op\":1,\"seq\":0,\"status\":\"done\",\"detail\":3}",
+                   "detail");
+    expect_refused("{\"v\":1,", "JSON");
+    expect_refused("[]", "object");
+
+    /* a long detail is cut by the builder, and refused when someone else sends it */
+    big = malloc(2000);
+    assert_non_null(big);
+    memset(big, 'x', 1999);
+    big[1999] = '\0';
+    obs = dw_entry_step(1, 0, DW_STEP_FAILED, big);
+    stamped = dw_entry_stamp(obs, strlen(obs), T0, 1, err, sizeof err);
+    assert_non_null(stamped);
+    free(stamped);
+    free(obs);
+    {
+        char *raw = malloc(2100);
+
+        assert_non_null(raw);
+        snprintf(raw, 2100, "{\"v\":1,\"type\":\"step\",\"op\":1,\"seq\":0,\"status\":\"done\",\"detail\":\"%s\"}",
+                 big);
+        expect_refused(raw, "detail");
+        free(raw);
+    }
+    free(big);
+
+    big = malloc(DW_ENTRY_MAX + 2);
+    assert_non_null(big);
+    memset(big, ' ', DW_ENTRY_MAX + 1);
+    big[DW_ENTRY_MAX + 1] = '\0';
+    expect_refused(big, "exceeds");
+    free(big);
+}
+
+static void test_topology_digest(void **state)
+{
+    struct fx *x = *state;
+    struct dw_config *c = make_config();
+    uint64_t d0 = dw_config_topology_digest(x->cfg);
+    struct dw_member m;
+
+    assert_true(d0 == dw_config_topology_digest(c));
+    /* member order carries no meaning */
+    m = c->members[0];
+    c->members[0] = c->members[2];
+    c->members[2] = m;
+    assert_true(d0 == dw_config_topology_digest(c));
+    /* labels, URLs and timings outside the topology do not matter */
+    snprintf(c->sites[0].edges[0].health_url, DW_URL_MAX, "https://elsewhere/health");
+    c->probe.fail_threshold = 5;
+    assert_true(d0 == dw_config_topology_digest(c));
+    snprintf(c->members[1].raft_address, DW_ADDR_MAX, "127.0.0.1:9999");
+    assert_true(d0 != dw_config_topology_digest(c));
+    free(c);
+
+    c = make_config();
+    snprintf(c->sites[1].edges[0].id, DW_ID_MAX, "other-edge");
+    assert_true(d0 != dw_config_topology_digest(c));
+    free(c);
+
+    c = make_config();
+    c->groups[0].targets[2].site = SITE_B;
+    assert_true(d0 != dw_config_topology_digest(c));
+    free(c);
+}
+
+/* ---- determinism ---------------------------------------------------------------------------- */
+
+static uint64_t rng_next(uint64_t *s)
+{
+    /* xorshift64*: fixed seed, same sequence on every machine */
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 2685821657736338717ULL;
+}
+
+static unsigned rnd(uint64_t *s, unsigned n)
+{
+    return (unsigned)(rng_next(s) >> 33) % n;
+}
+
+/* One random stamped entry; steps are usually aimed at what the FSM expects next, sometimes not.
+ * A failed step holds the group for good, so failures are only allowed late in the sequence. */
+static char *random_entry(uint64_t *seed, struct dw_fsm *f, const struct dw_config *cfg,
+                          int64_t *ts, bool may_fail)
+{
+    char *raw = NULL, *out, err[256];
+    unsigned kind = rnd(seed, 100);
+
+    *ts += (int64_t)rnd(seed, 4000) - 300; /* clocks of successive leaders may step back a little */
+    if (kind < 3) {
+        static const char *const junk[] = {"{", "{\"v\":1,\"type\":\"step\",\"op\":1}", "null"};
+        const char *j = junk[rnd(seed, 3)];
+
+        return strdup(j);
+    }
+    if (kind >= 60 && kind < 95) {
+        struct dw_step_ref r[4];
+        int n = dw_fsm_next_steps(f, r, 4);
+
+        if (n > 0 && rnd(seed, 10) < 8) {
+            int k = (int)rnd(seed, (unsigned)n);
+            enum dw_step_status to = r[k].status == DW_STEP_PENDING ? DW_STEP_STARTED
+                                     : may_fail && rnd(seed, 5) == 0 ? DW_STEP_FAILED
+                                                                      : DW_STEP_DONE;
+            raw = dw_entry_step(r[k].op, r[k].seq, to, to == DW_STEP_STARTED ? NULL : "seeded");
+        } else if (rnd(seed, 5) == 0) {
+            raw = dw_entry_step(1 + rnd(seed, 30), (int)rnd(seed, 3), 1 + rnd(seed, 3), NULL);
+        }
+    } else if (kind >= 95) {
+        raw = dw_entry_leader(1 + rnd(seed, 3));
+    }
+    if (raw == NULL) {
+        enum dw_health st[2];
+
+        for (int i = 0; i < 2; i++) {
+            unsigned r = rnd(seed, 10);
+            st[i] = r < 6 ? DW_UP : r < 9 ? DW_DOWN : DW_UNKNOWN;
+        }
+        raw = dw_entry_observe(cfg, 1 + rnd(seed, 4) % 3, rnd(seed, 20) == 0, st);
+    }
+    assert_non_null(raw);
+    out = dw_entry_stamp(raw, strlen(raw), *ts, 1 + rnd(seed, 3), err, sizeof err);
+    free(raw);
+    assert_non_null(out);
+    return out;
+}
+
+static void apply_str(struct dw_fsm *f, const char *e)
+{
+    dw_fsm_apply(f, e, strlen(e));
+}
+
+static void test_determinism(void **state)
+{
+    enum { N = 3000, SNAP_AT = 1700 };
+    struct fx *x = *state;
+    struct dw_group *g2;
+    struct dw_fsm *b, *c, *d;
+    char **entries = calloc(N, sizeof *entries);
+    uint64_t seed = 0x5eed5eed12345678ULL;
+    int64_t ts = T0;
+    char *da, *db, *dd, err[128];
+    void *snap;
+    size_t snap_len;
+    cJSON *h;
+
+    assert_non_null(entries);
+    /* carrier-1 ends on the cloud (no failback yet); carrier-2 has no cloud and keeps moving */
+    g2 = &x->cfg->groups[x->cfg->n_groups++];
+    snprintf(g2->id, sizeof g2->id, "carrier-2");
+    add_target(g2, "p2-b", SITE_B, "tb-2b");
+    add_target(g2, "p2-a", SITE_A, "tb-2a");
+    dw_fsm_close(x->f);
+    assert_int_equal(dw_fsm_open(&x->f, x->cfg, err, sizeof err), 0);
+    for (int i = 0; i < N; i++) {
+        entries[i] = random_entry(&seed, x->f, x->cfg, &ts, i > N * 8 / 10);
+        apply_str(x->f, entries[i]);
+    }
+
+    assert_int_equal(dw_fsm_open(&b, x->cfg, err, sizeof err), 0);
+    assert_int_equal(dw_fsm_open(&c, x->cfg, err, sizeof err), 0);
+    assert_int_equal(dw_fsm_open(&d, x->cfg, err, sizeof err), 0);
+    for (int i = 0; i < N; i++)
+        apply_str(b, entries[i]);
+    for (int i = 0; i < SNAP_AT; i++)
+        apply_str(c, entries[i]);
+    assert_int_equal(dw_fsm_snapshot(c, &snap, &snap_len), 0);
+    dw_fsm_close(c);
+    assert_int_equal(dw_fsm_restore(d, snap, snap_len), 0);
+    sqlite3_free(snap);
+    for (int i = SNAP_AT; i < N; i++)
+        apply_str(d, entries[i]);
+
+    da = dw_fsm_dump(x->f);
+    db = dw_fsm_dump(b);
+    dd = dw_fsm_dump(d);
+    assert_non_null(da);
+    assert_string_equal(da, db);
+    assert_string_equal(da, dd);
+    assert_int_equal(dw_fsm_applied(d), dw_fsm_applied(x->f));
+    assert_int_equal(dw_fsm_rejected(d), dw_fsm_rejected(x->f));
+
+    /* the sequence must actually exercise the interesting paths */
+    assert_true(dw_fsm_applied(x->f) > N / 2);
+    assert_true(dw_fsm_rejected(x->f) > 50);
+    assert_non_null(strstr(da, "operations|id=20|"));
+    assert_non_null(strstr(da, "|to_target=cloud|"));
+    assert_non_null(strstr(da, "|status=failed|"));
+    assert_non_null(strstr(da, "|hold=1\n"));
+    assert_non_null(strstr(da, "|status=done|"));
+    assert_non_null(strstr(da, "|kind=verdict|"));
+    h = dw_fsm_history_json(x->f, 5);
+    assert_int_equal(cJSON_GetArraySize(h), 5);
+    cJSON_Delete(h);
+
+    free(da);
+    free(db);
+    free(dd);
+    dw_fsm_close(b);
+    dw_fsm_close(d);
+    for (int i = 0; i < N; i++)
+        free(entries[i]);
+    free(entries);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_open_state, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_node_down_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_down_failover, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_both_premise_down_goes_to_cloud, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backup_unknown_is_not_up, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_steps_walk_to_done, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_duplicate_and_out_of_order_steps_rejected, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_destination_down_aborts_and_replans, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_step_holds_group, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stale_observations_do_not_vote, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tilted_observer_abstains, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_topology_mismatch_rejected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_rejected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_restore_roundtrip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_history_json, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_entry_stamp, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_topology_digest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_determinism, setup, teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,791 @@
+/* The libuv/libcurl I/O layer (http, probe, genesys) against the Edge and Genesys simulators
+ * (tests/tools/edge_sim.py, genesys_sim.py) started as child processes on loopback. Skipped when python3 is missing. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <cjson/cJSON.h>
+
+#include "drwatch/genesys.h"
+#include "drwatch/http.h"
+#include "drwatch/log.h"
+#include "drwatch/probe.h"
+
+#ifndef DW_TOOLS_DIR
+#define DW_TOOLS_DIR "tests/tools"
+#endif
+
+#define PFX "/api/v2/telephony/providers/edges"
+
+/* ---- simulator processes ---- */
+
+struct sim {
+    pid_t pid;
+    int port;
+    int fd;
+};
+
+static int have_python(void)
+{
+    const char *path = getenv("PATH");
+    char buf[4096];
+
+    if (path == NULL)
+        path = "/usr/bin:/bin";
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *save = NULL, *dir = strtok_r(buf, ":", &save); dir != NULL;
+         dir = strtok_r(NULL, ":", &save)) {
+        char exe[4200];
+        snprintf(exe, sizeof exe, "%s/python3", dir);
+        if (access(exe, X_OK) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* argv after "python3 SCRIPT"; waits for "READY <port>". Returns 0 or -1. */
+static int sim_start(struct sim *s, const char *script, const char *const *args)
+{
+    int fds[2];
+    char path[1024];
+    const char *argv[16];
+    int n = 0;
+
+    memset(s, 0, sizeof *s);
+    s->fd = -1;
+    snprintf(path, sizeof path, "%s/%s", DW_TOOLS_DIR, script);
+    argv[n++] = "python3";
+    argv[n++] = path;
+    for (int i = 0; args[i] != NULL && n < 15; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    if (pipe2(fds, O_CLOEXEC) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int dn = open("/dev/null", O_RDONLY);
+        dup2(dn, 0);
+        dup2(fds[1], 1);
+        execvp("python3", (char *const *)argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    s->pid = pid;
+    s->fd = fds[0];
+
+    char line[128];
+    size_t len = 0;
+    for (int waited = 0; waited < 20000 && !memchr(line, '\n', len);) {
+        struct pollfd p = {.fd = s->fd, .events = POLLIN};
+        int r = poll(&p, 1, 100);
+        waited += 100;
+        if (r <= 0)
+            continue;
+        ssize_t got = read(s->fd, line + len, sizeof line - 1 - len);
+        if (got <= 0)
+            break;
+        len += (size_t)got;
+    }
+    line[len] = '\0';
+    if (sscanf(line, "READY %d", &s->port) != 1)
+        return -1;
+    return 0;
+}
+
+static void sim_stop(struct sim *s)
+{
+    if (s->pid <= 0)
+        return;
+    kill(s->pid, SIGTERM);
+    for (int i = 0; i < 100; i++) {
+        if (waitpid(s->pid, NULL, WNOHANG) == s->pid)
+            goto done;
+        usleep(50 * 1000);
+    }
+    kill(s->pid, SIGKILL);
+    waitpid(s->pid, NULL, 0);
+done:
+    close(s->fd);
+    s->pid = 0;
+}
+
+/* Blocking control request to a simulator (outside the loop); returns parsed JSON or NULL. */
+static cJSON *ctl(int port, const char *method, const char *path, const char *body)
+{
+    static char buf[1 << 20];
+    char url[256];
+    FILE *mem = fmemopen(buf, sizeof buf - 1, "w");
+    CURL *e = curl_easy_init();
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    long status = 0;
+
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, mem);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
+    if (body != NULL)
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+    CURLcode rc = curl_easy_perform(e);
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    fputc('\0', mem);
+    fclose(mem);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(e);
+    if (rc != CURLE_OK || status != 200) {
+        fprintf(stderr, "control %s %s: curl %d status %ld\n", method, path, rc, status);
+        return NULL;
+    }
+    return cJSON_Parse(buf);
+}
+
+static void ctl_ok(int port, const char *method, const char *path, const char *body)
+{
+    cJSON *j = ctl(port, method, path, body);
+    assert_non_null(j);
+    cJSON_Delete(j);
+}
+
+/* ---- loop helpers ---- */
+
+struct env {
+    uv_loop_t loop;
+    uv_timer_t tick;
+    struct dw_curlm *m;
+};
+
+static void on_tick(uv_timer_t *t)
+{
+    (void)t;
+}
+
+static void env_init(struct env *e)
+{
+    assert_int_equal(uv_loop_init(&e->loop), 0);
+    uv_timer_init(&e->loop, &e->tick);
+    uv_timer_start(&e->tick, on_tick, 10, 10); /* UV_RUN_ONCE returns at least every 10 ms */
+    assert_int_equal(dw_curlm_init(&e->m, &e->loop), 0);
+}
+
+static int run_until(struct env *e, int (*pred)(void *), void *arg, unsigned timeout_ms)
+{
+    uint64_t deadline = uv_hrtime() + (uint64_t)timeout_ms * 1000000u;
+
+    while (!pred(arg)) {
+        if (uv_hrtime() > deadline)
+            return -1;
+        uv_run(&e->loop, UV_RUN_ONCE);
+    }
+    return 0;
+}
+
+static void env_close(struct env *e)
+{
+    dw_curlm_close(e->m);
+    uv_close((uv_handle_t *)&e->tick, NULL);
+    uv_run(&e->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&e->loop), 0);
+}
+
+#define SKIP_WITHOUT_PYTHON()                                                                   \
+    do {                                                                                        \
+        if (!have_python()) {                                                                   \
+            print_message("python3 not found: skipping\n");                                     \
+            skip();                                                                             \
+        }                                                                                       \
+    } while (0)
+
+/* ---- raw HTTP ---- */
+
+struct hres {
+    int done;
+    CURLcode code;
+    long status;
+    int truncated;
+    char body[64];
+};
+
+static void on_hres(const struct dw_http_resp *r, void *data)
+{
+    struct hres *h = data;
+    h->done = 1;
+    h->code = r->curl_code;
+    h->status = r->status;
+    h->truncated = r->truncated;
+    snprintf(h->body, sizeof h->body, "%s", r->body);
+}
+
+static int hres_done(void *arg)
+{
+    return ((struct hres *)arg)->done;
+}
+
+static void test_http_request(void **state)
+{
+    struct env e;
+    struct sim edge;
+    char url[128], port[8];
+
+    (void)state;
+    SKIP_WITHOUT_PYTHON();
+    assert_int_equal(sim_start(&edge, "edge_sim.py", (const char *[]){"--port", "0", NULL}), 0);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/health", edge.port);
+    snprintf(port, sizeof port, "%d", edge.port);
+    env_init(&e);
+
+    struct dw_http_opts o = {.method = "GET", .url = url, .timeout_ms = 2000};
+    struct hres h = {0};
+    assert_int_equal(dw_http_request(e.m, &o, on_hres, &h), 0);
+    assert_int_equal(run_until(&e, hres_done, &h, 5000), 0);
+    assert_int_equal(h.code, CURLE_OK);
+    assert_int_equal(h.status, 200);
+    assert_string_equal(h.body, "ok\n");
+
+    /* body limit */
+    struct hres h2 = {0};
+    o.max_body = 2;
+    assert_int_equal(dw_http_request(e.m, &o, on_hres, &h2), 0);
+    assert_int_equal(run_until(&e, hres_done, &h2, 5000), 0);
+    assert_int_equal(h2.truncated, 1);
+    assert_int_equal(h2.status, 200);
+
+    /* timeout against a server that never answers */
+    ctl_ok(edge.port, "POST", "/_ctl/mode", "{\"mode\":\"hang\"}");
+    struct hres h3 = {0};
+    o.max_body = 0;
+    o.timeout_ms = 200;
+    assert_int_equal(dw_http_request(e.m, &o, on_hres, &h3), 0);
+    assert_int_equal(run_until(&e, hres_done, &h3, 5000), 0);
+    assert_int_equal(h3.code, CURLE_OPERATION_TIMEDOUT);
+
+    /* a transfer still running at close is aborted and called back */
+    struct hres h4 = {0};
+    o.timeout_ms = 5000;
+    assert_int_equal(dw_http_request(e.m, &o, on_hres, &h4), 0);
+    uv_run(&e.loop, UV_RUN_ONCE);
+    env_close(&e);
+    assert_int_equal(h4.done, 1);
+    assert_int_equal(h4.code, CURLE_ABORTED_BY_CALLBACK);
+    sim_stop(&edge);
+}
+
+/* ---- probes ---- */
+
+struct site_log {
+    int n;
+    enum dw_health old[16], new[16];
+};
+
+static void on_site(void *data, int site, enum dw_health old_state, enum dw_health new_state)
+{
+    struct site_log *l = data;
+    assert_int_equal(site, 0);
+    if (l->n < 16) {
+        l->old[l->n] = old_state;
+        l->new[l->n] = new_state;
+    }
+    l->n++;
+}
+
+struct site_wait {
+    struct dw_prober *p;
+    enum dw_health want;
+};
+
+static int site_is(void *arg)
+{
+    struct site_wait *w = arg;
+    return dw_prober_site(w->p, 0) == w->want;
+}
+
+static void probe_cfg(struct dw_config *cfg, int port)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->probe.interval_ms = 100;
+    cfg->probe.timeout_ms = 80;
+    cfg->probe.fail_threshold = 3;
+    cfg->probe.recover_threshold = 2;
+    cfg->n_sites = 1;
+    snprintf(cfg->sites[0].id, DW_ID_MAX, "site-a");
+    cfg->sites[0].n_edges = 1;
+    snprintf(cfg->sites[0].edges[0].id, DW_ID_MAX, "edge-a1");
+    snprintf(cfg->sites[0].edges[0].health_url, DW_URL_MAX, "http://127.0.0.1:%d/health", port);
+}
+
+static void test_probe_up_down_up(void **state)
+{
+    static struct dw_config cfg;
+    struct env e;
+    struct sim edge;
+    struct site_log log = {0};
+    struct dw_prober *p;
+    char port[8];
+
+    (void)state;
+    SKIP_WITHOUT_PYTHON();
+    assert_int_equal(sim_start(&edge, "edge_sim.py", (const char *[]){"--port", "0", NULL}), 0);
+    snprintf(port, sizeof port, "%d", edge.port);
+    probe_cfg(&cfg, edge.port);
+    env_init(&e);
+    assert_int_equal(dw_prober_start(&p, &e.loop, e.m, &cfg, on_site, &log), 0);
+
+    struct site_wait w = {p, DW_UP};
+    assert_int_equal(run_until(&e, site_is, &w, 5000), 0);
+    assert_int_equal(dw_prober_edge(p, 0, 0), DW_UP);
+
+    sim_stop(&edge);
+    w.want = DW_DOWN;
+    assert_int_equal(run_until(&e, site_is, &w, 5000), 0);
+    assert_int_equal(dw_prober_edge(p, 0, 0), DW_DOWN);
+
+    assert_int_equal(sim_start(&edge, "edge_sim.py", (const char *[]){"--port", port, NULL}), 0);
+    w.want = DW_UP;
+    assert_int_equal(run_until(&e, site_is, &w, 5000), 0);
+
+    assert_int_equal(log.n, 3);
+    assert_int_equal(log.old[0], DW_UNKNOWN);
+    assert_int_equal(log.new[0], DW_UP);
+    assert_int_equal(log.old[1], DW_UP);
+    assert_int_equal(log.new[1], DW_DOWN);
+    assert_int_equal(log.new[2], DW_UP);
+
+    struct dw_probe_stats st;
+    dw_prober_stats(p, &st);
+    assert_true(st.probes >= 7);
+    assert_true(st.failures >= 3);
+    assert_int_equal(st.errors_bad_response, 0);
+
+    dw_prober_close(p);
+    env_close(&e);
+    sim_stop(&edge);
+}
+
+static void test_probe_garbage(void **state)
+{
+    static struct dw_config cfg;
+    struct env e;
+    struct sim edge;
+    struct site_log log = {0};
+    struct dw_prober *p;
+
+    (void)state;
+    SKIP_WITHOUT_PYTHON();
+    assert_int_equal(sim_start(&edge, "edge_sim.py", (const char *[]){"--port", "0", NULL}), 0);
+    ctl_ok(edge.port, "POST", "/_ctl/mode", "{\"mode\":\"garbage\"}");
+    probe_cfg(&cfg, edge.port);
+    env_init(&e);
+    assert_int_equal(dw_prober_start(&p, &e.loop, e.m, &cfg, on_site, &log), 0);
+
+    struct site_wait w = {p, DW_DOWN};
+    assert_int_equal(run_until(&e, site_is, &w, 5000), 0);
+    struct dw_probe_stats st;
+    dw_prober_stats(p, &st);
+    assert_true(st.errors_bad_response >= 3);
+    assert_true(st.failures >= st.errors_bad_response);
+
+    /* a plain 503 is a failure, not a bad response */
+    uint64_t bad = st.errors_bad_response;
+    ctl_ok(edge.port, "POST", "/_ctl/mode", "{\"mode\":\"status\",\"status\":503}");
+    uint64_t until = uv_hrtime() + 500 * 1000000ull;
+    while (uv_hrtime() < until)
+        uv_run(&e.loop, UV_RUN_ONCE);
+    struct dw_probe_stats st2;
+    dw_prober_stats(p, &st2);
+    assert_true(st2.failures > st.failures);
+    assert_true(st2.errors_bad_response <= bad + 1); /* one probe may have been in flight */
+    assert_int_equal(dw_prober_site(p, 0), DW_DOWN);
+
+    ctl_ok(edge.port, "POST", "/_ctl/mode", "{\"mode\":\"ok\"}");
+    w.want = DW_UP;
+    assert_int_equal(run_until(&e, site_is, &w, 5000), 0);
+
+    /* closing with a probe possibly in flight leaves nothing behind */
+    dw_prober_close(p);
+    env_close(&e);
+    sim_stop(&edge);
+}
+
+/* ---- Genesys ---- */
+
+static const char FIXTURE[] =
+    "{\"client_id\":\"drwatch-test\",\"client_secret\":\"s3cret\",\n"
+    " \"sites\":[{\"id\":\"site-a\"},{\"id\":\"site-b\"}],\n"
+    " \"edges\":[{\"id\":\"edge-a1\",\"site\":\"site-a\"},{\"id\":\"edge-b1\",\"site\":\"site-b\"},\n"
+    "           {\"id\":\"edge-b2\",\"site\":\"site-b\"}],\n"
+    " \"trunk_bases\":[{\"id\":\"tbA\",\"enabled\":true,\"edges\":[\"edge-a1\"]},\n"
+    "                 {\"id\":\"tbB\",\"enabled\":false,\"edges\":[\"edge-b1\",\"edge-b2\"]},\n"
+    "                 {\"id\":\"tbM\",\"managed\":true,\"enabled\":false,\"edges\":[]}]}\n";
+
+struct gsim {
+    struct sim sim;
+    char base[64];
+    char fixture[64];
+};
+
+static void gsim_start(struct gsim *g)
+{
+    snprintf(g->fixture, sizeof g->fixture, "/tmp/dw-gfix-%d.json", (int)getpid());
+    FILE *f = fopen(g->fixture, "w");
+    assert_non_null(f);
+    fputs(FIXTURE, f);
+    fclose(f);
+    assert_int_equal(sim_start(&g->sim, "genesys_sim.py",
+                               (const char *[]){"--port", "0", "--fixture", g->fixture, NULL}),
+                     0);
+    snprintf(g->base, sizeof g->base, "http://127.0.0.1:%d", g->sim.port);
+}
+
+static void gsim_stop(struct gsim *g)
+{
+    sim_stop(&g->sim);
+    unlink(g->fixture);
+}
+
+static void gsim_reset(struct gsim *g)
+{
+    ctl_ok(g->sim.port, "POST", "/_sim/reset", "{}");
+}
+
+static void gsim_fault(struct gsim *g, const char *json)
+{
+    ctl_ok(g->sim.port, "POST", "/_sim/faults", json);
+}
+
+/* Requests since the last reset matching method and a path suffix; times in *t (up to 8). */
+static int gsim_count(struct gsim *g, const char *method, const char *path_suffix, double *t)
+{
+    cJSON *j = ctl(g->sim.port, "GET", "/_sim/requests", NULL);
+    const cJSON *r;
+    int n = 0;
+
+    assert_non_null(j);
+    cJSON_ArrayForEach(r, cJSON_GetObjectItem(j, "requests")) {
+        const char *m = cJSON_GetObjectItem(r, "method")->valuestring;
+        const char *p = cJSON_GetObjectItem(r, "path")->valuestring;
+        size_t lp = strlen(p), ls = strlen(path_suffix);
+        if (strcmp(m, method) == 0 && lp >= ls && strcmp(p + lp - ls, path_suffix) == 0) {
+            if (t != NULL && n < 8)
+                t[n] = cJSON_GetObjectItem(r, "t")->valuedouble;
+            n++;
+        }
+    }
+    cJSON_Delete(j);
+    return n;
+}
+
+static int gsim_enabled(struct gsim *g, const char *id)
+{
+    cJSON *j = ctl(g->sim.port, "GET", "/_sim/state", NULL);
+    assert_non_null(j);
+    const cJSON *b = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "trunk_bases"), id);
+    int v = cJSON_IsTrue(cJSON_GetObjectItem(b, "enabled"));
+    cJSON_Delete(j);
+    return v;
+}
+
+struct gres {
+    int done;
+    enum dw_gresult r;
+    char detail[256];
+};
+
+static void on_gres(void *data, enum dw_gresult r, const char *detail)
+{
+    struct gres *x = data;
+    x->done++;
+    x->r = r;
+    snprintf(x->detail, sizeof x->detail, "%s", detail);
+}
+
+static int gres_done(void *arg)
+{
+    return ((struct gres *)arg)->done > 0;
+}
+
+static struct dw_genesys *genesys_new(struct env *e, struct gsim *gs, const char *secret)
+{
+    struct dw_genesys_cfg cfg;
+    struct dw_genesys *g;
+    char err[256];
+
+    memset(&cfg, 0, sizeof cfg);
+    snprintf(cfg.api_base_url, sizeof cfg.api_base_url, "%s", gs->base);
+    snprintf(cfg.login_base_url, sizeof cfg.login_base_url, "%s/", gs->base);
+    snprintf(cfg.client_id, sizeof cfg.client_id, "drwatch-test");
+    cfg.request_timeout_ms = 3000;
+    assert_int_equal(dw_genesys_init(&g, &e->loop, e->m, &cfg, secret, err, sizeof err), 0);
+    dw_genesys_set_backoff_scale(g, 0.01);
+    return g;
+}
+
+static void set_enabled(struct env *e, struct dw_genesys *g, const char *id, bool on,
+                        struct gres *res)
+{
+    memset(res, 0, sizeof *res);
+    assert_int_equal(dw_genesys_set_trunk_base_enabled(g, id, on, on_gres, res), 0);
+    assert_int_equal(run_until(e, gres_done, res, 10000), 0);
+    assert_int_equal(res->done, 1);
+}
+
+static void check_trunks(struct env *e, struct dw_genesys *g, const char *id, struct gres *res)
+{
+    memset(res, 0, sizeof *res);
+    assert_int_equal(dw_genesys_check_trunks(g, id, on_gres, res), 0);
+    assert_int_equal(run_until(e, gres_done, res, 10000), 0);
+    assert_int_equal(res->done, 1);
+}
+
+static void test_genesys_set_and_check(void **state)
+{
+    struct env e;
+    struct gsim gs;
+    struct gres res;
+    struct dw_genesys_stats st;
+
+    (void)state;
+    SKIP_WITHOUT_PYTHON();
+    gsim_start(&gs);
+    env_init(&e);
+    struct dw_genesys *g = genesys_new(&e, &gs, "s3cret");
+
+    /* OAuth, then GET + one PUT */
+    set_enabled(&e, g, "tbB", true, &res);
+    assert_int_equal(res.r, DW_G_OK);
+    assert_non_null(strstr(res.detail, "trunk_enabled=true -> 200 (version 1->2)"));
+    assert_int_equal(gsim_count(&gs, "POST", "/oauth/token", NULL), 1);
+    assert_int_equal(gsim_count(&gs, "PUT", "/trunkbasesettings/tbB", NULL), 1);
+    assert_true(gsim_enabled(&gs, "tbB"));
+
+    /* already so: no PUT, no new token */
+    gsim_reset(&gs);
+    set_enabled(&e, g, "tbB", true, &res);
+    assert_int_equal(res.r, DW_G_UNCHANGED);
+    assert_non_null(strstr(res.detail, "already true, version 2"));
+    assert_int_equal(gsim_count(&gs, "GET", "/trunkbasesettings/tbB", NULL), 1);
+    assert_int_equal(gsim_count(&gs, "PUT", "/trunkbasesettings/tbB", NULL), 0);
+    assert_int_equal(gsim_count(&gs, "POST", "/oauth/token", NULL), 0);
+
+    /* both trunks of tbB connected */
+    check_trunks(&e, g, "tbB", &res);
+    assert_int_equal(res.r, DW_G_OK);
+    assert_non_null(strstr(res.detail, "2/2"));
+
+    /* one Edge offline: not yet */
+    ctl_ok(gs.sim.port, "POST", "/_sim/set_edge", "{\"id\":\"edge-b2\",\"online\":false}");
+    check_trunks(&e, g, "tbB", &res);
+    assert_int_equal(res.r, DW_G_NOT_YET);
+    assert_non_null(strstr(res.detail, "1/2"));
+
+    /* no trunks at all */
+    check_trunks(&e, g, "tbM", &res);
+    assert_int_equal(res.r, DW_G_NOT_YET);
+
+    /* 409: re-read and PUT again */
+    gsim_reset(&gs);
+    gsim_fault(&gs, "{\"kind\":\"409\",\"method\":\"PUT\",\"path_prefix\":\"" PFX
+                    "/trunkbasesettings/tbA\",\"count\":1}");
+    set_enabled(&e, g, "tbA", false, &res);
+    assert_int_equal(res.r, DW_G_OK);
+    assert_int_equal(gsim_count(&gs, "GET", "/trunkbasesettings/tbA", NULL), 2);
+    assert_int_equal(gsim_count(&gs, "PUT", "/trunkbasesettings/tbA", NULL), 2);
+    assert_false(gsim_enabled(&gs, "tbA"));
+    check_trunks(&e, g, "tbA", &res);
+    assert_int_equal(res.r, DW_G_NOT_YET);
+    assert_non_null(strstr(res.detail, "not in service"));
+
+    /* 429 with Retry-After 10 s, scaled to 100 ms (the 3 s default would give 30 ms) */
+    gsim_reset(&gs);
+    gsim_fault(&gs, "{\"kind\":\"429\",\"method\":\"GET\",\"path_prefix\":\"" PFX
+                    "/trunkbasesettings/tbA\",\"retry_after_s\":10,\"count\":1}");
+    double t[8];
+    set_enabled(&e, g, "tbA", true, &res);
+    assert_int_equal(res.r, DW_G_OK);
+    assert_int_equal(gsim_count(&gs, "GET", "/trunkbasesettings/tbA", t), 2);
+    assert_true(t[1] - t[0] >= 0.095);
+
+    /* 503 twice, then OK */
+    gsim_reset(&gs);
+    gsim_fault(&gs, "{\"kind\":\"status\",\"status\":503,\"path_prefix\":\"" PFX
+                    "/trunks\",\"count\":2}");
+    check_trunks(&e, g, "tbA", &res);
+    assert_int_equal(res.r, DW_G_OK);
+    assert_int_equal(gsim_count(&gs, "GET", "/trunks", NULL), 3);
+
+    /* expired token: one new token, the call retried once */
+    dw_genesys_stats(g, &st);
+    uint64_t fetches = st.token_fetches;
+    gsim_reset(&gs);
+    gsim_fault(&gs, "{\"kind\":\"expire_token\",\"path_prefix\":\"" PFX "/trunks\",\"count\":1}");
+    check_trunks(&e, g, "tbA", &res);
+    assert_int_equal(res.r, DW_G_OK);
+    assert_int_equal(gsim_count(&gs, "POST", "/oauth/token", NULL), 1);
+    assert_int_equal(gsim_count(&gs, "GET", "/trunks", NULL), 2);
+    dw_genesys_stats(g, &st);
+    assert_int_equal(st.token_fetches, fetches + 1);
+
+    /* permanent errors carry the Genesys code */
+    set_enabled(&e, g, "tbM", true, &res);
+    assert_int_equal(res.r, DW_G_FAIL);
+    assert_non_null(strstr(res.detail, "400 bad.request"));
+    set_enabled(&e, g, "nope/../x", true, &res);
+    assert_int_equal(res.r, DW_G_FAIL);
+    assert_non_null(strstr(res.detail, "404"));
+
+    /* Retry-After above 180 s: give up at once */
+    gsim_reset(&gs);
+    gsim_fault(&gs, "{\"kind\":\"429\",\"path_prefix\":\"" PFX
+                    "/trunks\",\"retry_after_s\":600,\"count\":1}");
+    check_trunks(&e, g, "tbA", &res);
+    assert_int_equal(res.r, DW_G_FAIL);
+    assert_int_equal(gsim_count(&gs, "GET", "/trunks", NULL), 1);
+
+    /* dropped connection: a transport error, retried */
+    gsim_reset(&gs);
+    gsim_fault(&gs, "{\"kind\":\"drop\",\"path_prefix\":\"" PFX "/trunks\",\"count\":1}");
+    check_trunks(&e, g, "tbA", &res);
+    assert_int_equal(res.r, DW_G_OK);
+    assert_int_equal(gsim_count(&gs, "GET", "/trunks", NULL), 2);
+    dw_genesys_stats(g, &st);
+    assert_int_equal(st.transport_errors, 1);
+
+    /* 503 forever: 5 retries, then FAIL */
+    gsim_reset(&gs);
+    gsim_fault(&gs, "{\"kind\":\"status\",\"status\":503,\"path_prefix\":\"" PFX
+                    "/trunks\",\"count\":-1}");
+    check_trunks(&e, g, "tbA", &res);
+    assert_int_equal(res.r, DW_G_FAIL);
+    assert_int_equal(gsim_count(&gs, "GET", "/trunks", NULL), 6);
+    gsim_reset(&gs);
+
+    dw_genesys_stats(g, &st);
+    assert_int_equal(st.conflicts_409, 1);
+    assert_int_equal(st.responses_429, 2);
+    assert_int_equal(st.responses_5xx, 8);
+    assert_int_equal(st.bad_responses, 0);
+
+    dw_genesys_close(g);
+    env_close(&e);
+    gsim_stop(&gs);
+}
+
+/* A 200 that is not JSON: the API base points at the Edge simulator's text health page. */
+static void test_genesys_garbage(void **state)
+{
+    struct env e;
+    struct gsim gs;
+    struct sim edge;
+    struct gres res;
+    struct dw_genesys_cfg cfg;
+    struct dw_genesys *g;
+    struct dw_genesys_stats st;
+    char err[256];
+
+    (void)state;
+    SKIP_WITHOUT_PYTHON();
+    gsim_start(&gs);
+    assert_int_equal(sim_start(&edge, "edge_sim.py", (const char *[]){"--port", "0", NULL}), 0);
+    env_init(&e);
+    memset(&cfg, 0, sizeof cfg);
+    snprintf(cfg.api_base_url, sizeof cfg.api_base_url, "http://127.0.0.1:%d/health?x=",
+             edge.port);
+    snprintf(cfg.login_base_url, sizeof cfg.login_base_url, "%s", gs.base);
+    snprintf(cfg.client_id, sizeof cfg.client_id, "drwatch-test");
+    assert_int_equal(dw_genesys_init(&g, &e.loop, e.m, &cfg, "s3cret", err, sizeof err), 0);
+
+    set_enabled(&e, g, "tbA", true, &res);
+    assert_int_equal(res.r, DW_G_FAIL);
+    assert_non_null(strstr(res.detail, "-> 200: invalid JSON"));
+    check_trunks(&e, g, "tbA", &res);
+    assert_int_equal(res.r, DW_G_FAIL);
+    dw_genesys_stats(g, &st);
+    assert_int_equal(st.bad_responses, 2);
+
+    dw_genesys_close(g);
+    env_close(&e);
+    sim_stop(&edge);
+    gsim_stop(&gs);
+}
+
+static void test_genesys_shared_token_and_close(void **state)
+{
+    struct env e;
+    struct gsim gs;
+    struct gres r[3];
+
+    (void)state;
+    SKIP_WITHOUT_PYTHON();
+    gsim_start(&gs);
+    env_init(&e);
+
+    /* three calls at once share one token request */
+    struct dw_genesys *g = genesys_new(&e, &gs, "s3cret");
+    memset(r, 0, sizeof r);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(dw_genesys_check_trunks(g, "tbA", on_gres, &r[i]), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(run_until(&e, gres_done, &r[i], 10000), 0);
+        assert_int_equal(r[i].r, DW_G_OK);
+    }
+    assert_int_equal(gsim_count(&gs, "POST", "/oauth/token", NULL), 1);
+
+    /* close with a call in flight: it fails with "client closed" before close returns */
+    gsim_fault(&gs, "{\"kind\":\"latency\",\"latency_ms\":500,\"path_prefix\":\"" PFX
+                    "/trunks\",\"count\":1}");
+    memset(r, 0, sizeof r);
+    assert_int_equal(dw_genesys_check_trunks(g, "tbA", on_gres, &r[0]), 0);
+    uint64_t until = uv_hrtime() + 100 * 1000000ull;
+    while (uv_hrtime() < until)
+        uv_run(&e.loop, UV_RUN_ONCE);
+    dw_genesys_close(g);
+    assert_int_equal(r[0].done, 1);
+    assert_int_equal(r[0].r, DW_G_FAIL);
+    assert_string_equal(r[0].detail, "client closed");
+
+    /* wrong secret: the token error is reported, the secret is not */
+    g = genesys_new(&e, &gs, "wrong-secret");
+    memset(r, 0, sizeof r);
+    assert_int_equal(dw_genesys_check_trunks(g, "tbA", on_gres, &r[0]), 0);
+    assert_int_equal(run_until(&e, gres_done, &r[0], 10000), 0);
+    assert_int_equal(r[0].r, DW_G_FAIL);
+    assert_non_null(strstr(r[0].detail, "401"));
+    assert_null(strstr(r[0].detail, "wrong-secret"));
+    dw_genesys_close(g);
+
+    env_close(&e);
+    assert_int_equal(r[1].done, 0);
+    gsim_stop(&gs);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_http_request),
+        cmocka_unit_test(test_probe_up_down_up),
+        cmocka_unit_test(test_probe_garbage),
+        cmocka_unit_test(test_genesys_set_and_check),
+        cmocka_unit_test(test_genesys_garbage),
+        cmocka_unit_test(test_genesys_shared_token_and_close),
+    };
+
+    signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    dw_log_set_level(getenv("DW_TEST_VERBOSE") ? DW_LOG_DEBUG : DW_LOG_ERROR);
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+    return rc;
+}

@@ -1,0 +1,540 @@
+/* Raft wiring, peer channel and embedded HTTP server: three real raft nodes on loopback in one
+ * process and one libuv loop. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "drwatch/config.h"
+#include "drwatch/entry.h"
+#include "drwatch/fsm.h"
+#include "drwatch/http.h"
+#include "drwatch/httpd.h"
+#include "drwatch/log.h"
+#include "drwatch/peer.h"
+#include "drwatch/raftnode.h"
+
+#define N 3
+#define SECRET "test-secret-0123456789"
+
+struct node {
+    struct dw_config cfg;
+    struct dw_fsm *fsm;
+    struct dw_raft *raft;
+    struct dw_peer *peer;
+    int applied_calls;
+};
+
+static uv_loop_t loop;
+static struct dw_curlm *curlm;
+static struct node nodes[N];
+static char dirs[N][64];
+static int ports[2 * N];
+
+/* ---- loop helpers ---- */
+
+static bool deadline_hit;
+
+static void on_deadline(uv_timer_t *t)
+{
+    (void)t;
+    deadline_hit = true;
+}
+
+/* Runs the loop until pred() holds or timeout_ms passes; no sleeping. */
+static bool run_until(bool (*pred)(void *), void *arg, unsigned timeout_ms)
+{
+    uv_timer_t t;
+    uv_timer_init(&loop, &t);
+    deadline_hit = false;
+    uv_timer_start(&t, on_deadline, timeout_ms, 0);
+    bool ok;
+    while (!(ok = pred(arg)) && !deadline_hit)
+        uv_run(&loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    return ok;
+}
+
+static bool flag_set(void *arg)
+{
+    return *(int *)arg != 0;
+}
+
+static void free_ports(int *out, int n)
+{
+    int fds[16];
+    for (int i = 0; i < n; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        assert_true(fds[i] >= 0);
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        assert_int_equal(bind(fds[i], (struct sockaddr *)&sa, sizeof sa), 0);
+        socklen_t len = sizeof sa;
+        assert_int_equal(getsockname(fds[i], (struct sockaddr *)&sa, &len), 0);
+        out[i] = ntohs(sa.sin_port);
+    }
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* ---- cluster ---- */
+
+static void fill_config(struct dw_config *c, int self)
+{
+    memset(c, 0, sizeof *c);
+    c->node_id = (uint64_t)self + 1;
+    snprintf(c->data_dir, sizeof c->data_dir, "%s", dirs[self]);
+    c->n_members = N;
+    for (int i = 0; i < N; i++) {
+        struct dw_member *m = &c->members[i];
+        m->id = (uint64_t)i + 1;
+        snprintf(m->name, sizeof m->name, "n%d", i + 1);
+        snprintf(m->raft_address, sizeof m->raft_address, "127.0.0.1:%d", ports[i]);
+        snprintf(m->peer_address, sizeof m->peer_address, "127.0.0.1:%d", ports[N + i]);
+    }
+    c->cluster.election_timeout_ms = 300;
+    c->cluster.heartbeat_ms = 30;
+    c->cluster.observation_ttl_ms = 15000;
+    c->cluster.refresh_interval_ms = 5000;
+    /* Small, so the test takes snapshots and restores one. */
+    c->cluster.snapshot_threshold = 8;
+    c->cluster.snapshot_trailing = 4;
+    c->probe.interval_ms = 1000;
+    c->probe.timeout_ms = 800;
+    c->probe.fail_threshold = 3;
+    c->probe.recover_threshold = 2;
+    c->n_sites = 2;
+    snprintf(c->sites[0].id, DW_ID_MAX, "site-a");
+    snprintf(c->sites[1].id, DW_ID_MAX, "site-b");
+    for (int s = 0; s < 2; s++) {
+        c->sites[s].n_edges = 1;
+        snprintf(c->sites[s].edges[0].id, DW_ID_MAX, "edge-%c", 'a' + s);
+        snprintf(c->sites[s].edges[0].health_url, DW_URL_MAX, "http://127.0.0.1:1/health");
+    }
+    c->n_groups = 1;
+    struct dw_group *g = &c->groups[0];
+    snprintf(g->id, DW_ID_MAX, "carrier-1");
+    g->n_targets = 3;
+    const char *tid[3] = {"premise-a", "premise-b", "cloud"};
+    for (int t = 0; t < 3; t++) {
+        snprintf(g->targets[t].id, DW_ID_MAX, "%s", tid[t]);
+        g->targets[t].site = t < 2 ? t : -1;
+        g->targets[t].n_trunk_bases = 1;
+        snprintf(g->targets[t].trunk_base_ids[0], DW_ID_MAX, "tb-%d", t);
+    }
+}
+
+static void on_applied(void *data)
+{
+    ((struct node *)data)->applied_calls++;
+}
+
+static void start_node(int i)
+{
+    char err[256];
+    struct node *n = &nodes[i];
+    if (n->fsm == NULL)
+        assert_int_equal(dw_fsm_open(&n->fsm, &n->cfg, err, sizeof err), 0);
+    int rc = dw_raft_start(&n->raft, &loop, &n->cfg, n->fsm, on_applied, n, err, sizeof err);
+    if (rc != 0)
+        fail_msg("node %d: %s", i + 1, err);
+    rc = dw_peer_start(&n->peer, &loop, curlm, &n->cfg, SECRET, n->raft, err, sizeof err);
+    if (rc != 0)
+        fail_msg("node %d peer: %s", i + 1, err);
+}
+
+static void on_closed(void *data)
+{
+    (*(int *)data)++;
+}
+
+static void stop_node(int i)
+{
+    struct node *n = &nodes[i];
+    int closed = 0;
+    dw_peer_close(n->peer);
+    n->peer = NULL;
+    dw_raft_close(n->raft, on_closed, &closed);
+    n->raft = NULL;
+    assert_true(run_until(flag_set, &closed, 5000));
+    dw_fsm_close(n->fsm);
+    n->fsm = NULL;
+}
+
+static int leader_index(void)
+{
+    int found = -1, count = 0;
+    for (int i = 0; i < N; i++)
+        if (nodes[i].raft != NULL && dw_raft_is_leader(nodes[i].raft)) {
+            found = i;
+            count++;
+        }
+    return count == 1 ? found : -1;
+}
+
+static bool one_leader_known(void *arg)
+{
+    (void)arg;
+    int l = leader_index();
+    if (l < 0)
+        return false;
+    for (int i = 0; i < N; i++)
+        if (nodes[i].raft != NULL && dw_raft_leader_id(nodes[i].raft) != (uint64_t)l + 1)
+            return false;
+    return true;
+}
+
+static bool converged(void *arg)
+{
+    (void)arg;
+    int l = leader_index();
+    if (l < 0)
+        return false;
+    uint64_t last = dw_raft_last_index(nodes[l].raft);
+    for (int i = 0; i < N; i++)
+        if (nodes[i].raft == NULL || dw_raft_last_applied(nodes[i].raft) < last)
+            return false;
+    return true;
+}
+
+static void assert_same_state(void)
+{
+    char *d0 = dw_fsm_dump(nodes[0].fsm);
+    assert_non_null(d0);
+    for (int i = 1; i < N; i++) {
+        char *d = dw_fsm_dump(nodes[i].fsm);
+        assert_non_null(d);
+        assert_string_equal(d0, d);
+        assert_int_equal(dw_fsm_applied(nodes[0].fsm), dw_fsm_applied(nodes[i].fsm));
+        free(d);
+    }
+    free(d0);
+}
+
+/* ---- submissions ---- */
+
+struct done {
+    int called;
+    int status;
+    char err[256];
+};
+
+static void on_done(void *data, int status, const char *errmsg)
+{
+    struct done *d = data;
+    d->called++;
+    d->status = status;
+    snprintf(d->err, sizeof d->err, "%s", errmsg != NULL ? errmsg : "");
+}
+
+static bool done_called(void *arg)
+{
+    return ((struct done *)arg)->called != 0;
+}
+
+static void submit_observe(int i, enum dw_health a, enum dw_health b)
+{
+    enum dw_health st[2] = {a, b};
+    char *e = dw_entry_observe(&nodes[i].cfg, nodes[i].cfg.node_id, false, st);
+    assert_non_null(e);
+    struct done d = {0};
+    assert_int_equal(dw_peer_submit(nodes[i].peer, e, on_done, &d), 0);
+    free(e);
+    assert_int_equal(d.called, 0); /* never synchronous */
+    assert_true(run_until(done_called, &d, 5000));
+    if (d.status != 0)
+        fail_msg("submit from node %d: %d %s", i + 1, d.status, d.err);
+    assert_int_equal(d.called, 1);
+}
+
+/* ---- raw HTTP ---- */
+
+struct http_result {
+    int called;
+    long status;
+    CURLcode code;
+    char body[512];
+};
+
+static void on_http(const struct dw_http_resp *resp, void *data)
+{
+    struct http_result *r = data;
+    r->called = 1;
+    r->status = resp->status;
+    r->code = resp->curl_code;
+    snprintf(r->body, sizeof r->body, "%s", resp->body);
+}
+
+static struct http_result http(const char *method, const char *addr, const char *path,
+                               const char *auth, const char *body, size_t body_len)
+{
+    char url[128], hdr[128];
+    snprintf(url, sizeof url, "http://%s%s", addr, path);
+    snprintf(hdr, sizeof hdr, "Authorization: Bearer %s", auth != NULL ? auth : "");
+    const char *headers[] = {hdr, NULL};
+    struct dw_http_opts o = {
+        .method = method,
+        .url = url,
+        .headers = auth != NULL ? headers : NULL,
+        .body = body,
+        .body_len = body_len,
+        .timeout_ms = 3000,
+    };
+    struct http_result r = {0};
+    assert_int_equal(dw_http_request(curlm, &o, on_http, &r), 0);
+    assert_true(run_until(flag_set, &r.called, 5000));
+    return r;
+}
+
+/* ---- tests ---- */
+
+static void test_cluster(void **state)
+{
+    (void)state;
+    char err[256];
+    free_ports(ports, 2 * N);
+    for (int i = 0; i < N; i++) {
+        snprintf(dirs[i], sizeof dirs[i], "/tmp/drwatch-raftio-XXXXXX");
+        assert_non_null(mkdtemp(dirs[i]));
+        fill_config(&nodes[i].cfg, i);
+    }
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(dw_curlm_init(&curlm, &loop), 0);
+    for (int i = 0; i < N; i++)
+        start_node(i);
+
+    /* A second process on the same data_dir is refused. */
+    struct dw_fsm *f2;
+    struct dw_raft *r2;
+    assert_int_equal(dw_fsm_open(&f2, &nodes[0].cfg, err, sizeof err), 0);
+    assert_int_equal(dw_raft_start(&r2, &loop, &nodes[0].cfg, f2, NULL, NULL, err, sizeof err), -1);
+    assert_non_null(strstr(err, "in use by another process"));
+    dw_fsm_close(f2);
+
+    /* Before any election: "no leader", reported later, never from within submit. */
+    struct done early = {0};
+    assert_int_equal(dw_peer_submit(nodes[1].peer, "{}", on_done, &early), 0);
+    assert_int_equal(early.called, 0);
+    assert_true(run_until(done_called, &early, 2000));
+    assert_int_not_equal(early.status, 0);
+    assert_non_null(strstr(early.err, "leader"));
+
+    assert_true(run_until(one_leader_known, NULL, 10000));
+    int l = leader_index();
+    assert_true(l >= 0);
+    assert_string_equal(dw_raft_state_name(nodes[l].raft), "leader");
+    assert_true(dw_raft_term(nodes[l].raft) >= 1);
+    int f = (l + 1) % N, g = (l + 2) % N;
+    assert_string_equal(dw_raft_state_name(nodes[f].raft), "follower");
+    assert_int_equal(dw_raft_propose(nodes[f].raft, "{}", on_done, NULL, err, sizeof err), -1);
+    assert_string_equal(err, "not leader");
+
+    /* Through a follower (forwarded), then the leader itself (local). */
+    submit_observe(f, DW_DOWN, DW_UP);
+    submit_observe(l, DW_DOWN, DW_UP);
+    assert_true(run_until(converged, NULL, 5000));
+    assert_same_state();
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(dw_fsm_site_verdict(nodes[i].fsm, 0), DW_DOWN);
+        assert_true(dw_fsm_applied(nodes[i].fsm) >= 3); /* leader entry + 2 observations */
+        assert_int_equal(dw_fsm_rejected(nodes[i].fsm), 0);
+        assert_true(nodes[i].applied_calls > 0);
+    }
+    struct dw_peer_stats st;
+    dw_peer_stats(nodes[f].peer, &st);
+    assert_int_equal(st.forwarded, 1);
+    assert_int_equal(st.forward_failures, 0);
+    dw_peer_stats(nodes[l].peer, &st);
+    assert_int_equal(st.received, 1);
+
+    /* The peer server's answers. */
+    const char *la = nodes[l].cfg.members[l].peer_address;
+    const char *fa = nodes[f].cfg.members[f].peer_address;
+    struct http_result r = http("GET", la, "/v1/ping", "wrong", NULL, 0);
+    assert_int_equal(r.status, 401);
+    assert_non_null(strstr(r.body, "unauthorized"));
+    r = http("GET", la, "/v1/ping", NULL, NULL, 0);
+    assert_int_equal(r.status, 401);
+    r = http("GET", la, "/v1/ping", SECRET "x", NULL, 0);
+    assert_int_equal(r.status, 401);
+    dw_peer_stats(nodes[l].peer, &st);
+    assert_int_equal(st.rejected_auth, 3);
+    r = http("GET", fa, "/v1/ping", SECRET, NULL, 0);
+    assert_int_equal(r.status, 200);
+    char want[64];
+    snprintf(want, sizeof want, "\"leader\":%d", l + 1);
+    assert_non_null(strstr(r.body, want));
+    r = http("POST", fa, "/v1/propose", SECRET, "{}", 2);
+    assert_int_equal(r.status, 421);
+    assert_non_null(strstr(r.body, want));
+    r = http("POST", la, "/v1/propose", SECRET, "{\"v\":1,\"type\":\"bogus\"}", 22);
+    assert_int_equal(r.status, 400);
+    dw_peer_stats(nodes[l].peer, &st);
+    assert_int_equal(st.rejected_bad, 1);
+    r = http("GET", la, "/v1/nothing", SECRET, NULL, 0);
+    assert_int_equal(r.status, 404);
+    char *big = malloc(DW_ENTRY_MAX + 10);
+    memset(big, ' ', DW_ENTRY_MAX + 10);
+    r = http("POST", la, "/v1/propose", SECRET, big, DW_ENTRY_MAX + 10);
+    free(big);
+    if (r.status != 413)
+        fail_msg("oversize: status %ld curl %d %s", r.status, (int)r.code, r.body);
+
+    /* Enough entries for snapshots, with one node down; it restarts from disk (snapshot
+     * restore + replay) and catches up. */
+    stop_node(g);
+    for (int k = 0; k < 12; k++)
+        submit_observe(k % 2 ? f : l, k % 2 ? DW_UP : DW_DOWN, DW_UP);
+    start_node(g);
+    assert_true(run_until(converged, NULL, 10000));
+    assert_same_state();
+
+    /* Leader change: the old leader goes, a new one takes office and accepts entries. */
+    stop_node(l);
+    assert_true(run_until(one_leader_known, NULL, 10000));
+    int l2 = leader_index();
+    assert_true(l2 >= 0 && l2 != l);
+    submit_observe(l2 == f ? g : f, DW_UP, DW_UP);
+    start_node(l);
+    assert_true(run_until(converged, NULL, 10000));
+    assert_same_state();
+
+    int closed = 0;
+    for (int i = 0; i < N; i++)
+        dw_peer_close(nodes[i].peer);
+    for (int i = 0; i < N; i++)
+        dw_raft_close(nodes[i].raft, on_closed, &closed);
+    dw_curlm_close(curlm);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(closed, N);
+    for (int i = 0; i < N; i++) {
+        dw_fsm_close(nodes[i].fsm);
+        nodes[i].fsm = NULL;
+        nftw(dirs[i], rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    }
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+/* ---- httpd on its own: deferred replies, oversize bodies, close with waiting requests ---- */
+
+struct pending_reply {
+    uv_timer_t timer;
+    struct dw_httpd_req *req;
+    int handled;
+    bool hold; /* never answer: the server's close must */
+};
+
+static void on_reply_timer(uv_timer_t *t)
+{
+    struct pending_reply *p = t->data;
+    dw_httpd_reply(p->req, 202, "text/plain", "later", 5);
+}
+
+static void deferred_handler(void *data, struct dw_httpd_req *req, const char *method,
+                             const char *path, const char *body, size_t body_len)
+{
+    struct pending_reply *p = data;
+    p->handled++;
+    if (strcmp(path, "/now") == 0) {
+        char out[64];
+        int n = snprintf(out, sizeof out, "%s %zu %s", method, body_len, body);
+        dw_httpd_reply(req, 200, "text/plain", out, (size_t)n);
+        return;
+    }
+    p->req = req;
+    if (!p->hold)
+        uv_timer_start(&p->timer, on_reply_timer, 20, 0);
+}
+
+static bool held_request_in(void *arg)
+{
+    return ((struct pending_reply *)arg)->req != NULL;
+}
+
+static void test_httpd(void **state)
+{
+    (void)state;
+    char err[256], addr[32];
+    int port;
+    free_ports(&port, 1);
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(dw_curlm_init(&curlm, &loop), 0);
+
+    struct dw_httpd *bad;
+    assert_int_equal(dw_httpd_start(&bad, &loop, "localhost:80", 10, deferred_handler, NULL,
+                                     err, sizeof err), -1);
+
+    struct pending_reply p = {0};
+    uv_timer_init(&loop, &p.timer);
+    p.timer.data = &p;
+    struct dw_httpd *h;
+    if (dw_httpd_start(&h, &loop, addr, 100, deferred_handler, &p, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    /* The port is taken now. */
+    assert_int_equal(dw_httpd_start(&bad, &loop, addr, 100, deferred_handler, &p, err, sizeof err), -1);
+
+    struct http_result r = http("POST", addr, "/now", NULL, "hello", 5);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "POST 5 hello");
+    r = http("GET", addr, "/later", NULL, NULL, 0);
+    assert_int_equal(r.status, 202);
+    assert_string_equal(r.body, "later");
+    char big[200];
+    memset(big, 'x', sizeof big);
+    int before = p.handled;
+    r = http("POST", addr, "/now", NULL, big, sizeof big);
+    assert_int_equal(r.status, 413);
+    assert_int_equal(p.handled, before);
+
+    /* A request left waiting is answered 503 when the server closes. */
+    p.hold = true;
+    char url[64];
+    snprintf(url, sizeof url, "http://%s/held", addr);
+    struct dw_http_opts o = {.method = "GET", .url = url, .timeout_ms = 3000};
+    struct http_result held = {0};
+    assert_int_equal(dw_http_request(curlm, &o, on_http, &held), 0);
+    p.req = NULL;
+    assert_true(run_until(held_request_in, &p, 3000));
+    dw_httpd_close(h);
+    assert_true(run_until(flag_set, &held.called, 3000));
+    assert_true(held.status == 503 || held.code != CURLE_OK);
+
+    uv_close((uv_handle_t *)&p.timer, NULL);
+    dw_curlm_close(curlm);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    dw_log_set_level(getenv("DW_TEST_VERBOSE") != NULL ? DW_LOG_DEBUG : DW_LOG_WARN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_httpd),
+        cmocka_unit_test(test_cluster),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

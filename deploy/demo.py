@@ -5,6 +5,7 @@ import datetime
 import os
 import re
 import sys
+import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "integration"))
 from harness import Cluster, wait_until  # noqa: E402
@@ -31,7 +32,8 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("--keep", action="store_true", help="keep the run directory with logs")
     args = ap.parse_args()
-    with Cluster(args.build, name="demo", keep=args.keep).start() as c:
+    # Default detection settings: 1 s probe interval, 800 ms timeout, 3 failures.
+    with Cluster(args.build, name="demo", keep=args.keep, probe_interval_ms=1000).start() as c:
         print(f"run directory: {c.dir}")
         leader = c.wait_leader()
         print(f"cluster up: 3 nodes, leader n{leader}; waiting for both sites to be seen up")
@@ -44,7 +46,7 @@ def main():
         events = [(t0, "test", "site A's Edges killed (edge-a1, edge-a2)")]
         for i in range(1, 4):
             events += [e for e in log_events(c, i) if e[0] >= t0 - 0.001]
-        for h in c.drctl(leader, "history", "100")["history"]:
+        for h in reversed(c.drctl(leader, "history", "100")["history"]):  # oldest first
             if h["ts"] / 1000 >= t0 and h["kind"] in ("verdict", "operation", "step"):
                 events.append((h["ts"] / 1000, "cluster", f"committed {h['kind']}: {h['detail']}"))
         for r in c.requests():
@@ -53,7 +55,10 @@ def main():
                 if r["method"] == "PUT" and isinstance(r.get("body"), dict):
                     v = r["body"].get("properties", {}).get("trunk_enabled", {}).get("value", {})
                     what = f" trunk_enabled={str(v.get('instance')).lower()}"
-                q = f"?{r['query']}" if r.get("query") else ""
+                query = r.get("query")
+                if isinstance(query, dict):
+                    query = urllib.parse.urlencode(query)
+                q = f"?{query}" if query else ""
                 events.append((r["t"], "genesys", f"{r['method']} {r['path']}{q}{what} -> {r['status']}"))
         print("\n   time  source    event")
         for ts, src, msg in sorted(events, key=lambda e: e[0]):

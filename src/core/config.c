@@ -556,9 +556,9 @@ static void check_node(struct ctx *c)
             err_at(c, "node.admin_socket", "the default <data_dir>/admin.sock is longer than a "
                                            "Unix socket path allows (max %u); set it",
                    UNIX_PATH_MAX);
-        else
-            snprintf(cfg->admin_socket, sizeof cfg->admin_socket, "%s%sadmin.sock",
-                     cfg->data_dir, sep);
+        else if (snprintf(cfg->admin_socket, sizeof cfg->admin_socket, "%s%sadmin.sock",
+                          cfg->data_dir, sep) >= (int)sizeof cfg->admin_socket)
+            err_at(c, "node.admin_socket", "the default <data_dir>/admin.sock is too long; set it");
     } else if (strlen(cfg->admin_socket) > UNIX_PATH_MAX) {
         err_at(c, "node.admin_socket", "too long for a Unix socket path (max %u)", UNIX_PATH_MAX);
     }

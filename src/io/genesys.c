@@ -48,6 +48,7 @@ struct call {
     int in_flight;
     int finished;
     int releasing;
+    int logged; /* the failure was already logged with more context */
     char fail_detail[G_DETAIL_MAX]; /* set when a failure is reported from the timer */
     uv_timer_t timer;
 
@@ -193,7 +194,7 @@ static void call_finish(struct call *c, enum dw_gresult result, const char *deta
     c->waiting_token = 0;
     uv_timer_stop(&c->timer);
     /* a waiter's "token: ..." failure was logged once by the token request itself */
-    if (result == DW_G_FAIL && !c->g->closing && strncmp(detail, "token: ", 7) != 0)
+    if (result == DW_G_FAIL && !c->g->closing && !c->logged && strncmp(detail, "token: ", 7) != 0)
         dw_log(DW_LOG_WARN, "genesys", "%s", detail);
     if (c->kind == CALL_TOKEN)
         token_call_done(c->g, result, detail);
@@ -284,6 +285,7 @@ static void fail_bad(struct call *c, const struct dw_http_resp *r, const char *w
         path = p;
     c->g->stats.bad_responses++;
     dw_log(DW_LOG_WARN, "genesys", "%s %s -> %ld: %s", c->method, path, r->status, what);
+    c->logged = 1;
     call_failf(c, "%s -> %ld: %s", c->label, r->status, what);
 }
 
@@ -338,6 +340,7 @@ static void on_http(const struct dw_http_resp *r, void *data)
     }
     dw_log(DW_LOG_DEBUG, "genesys", "%s -> %ld (%.0f ms)", c->label, r->status, r->total_ms);
 
+    /* responses_4xx counts every 4xx but 429, which has its own counter */
     long st = r->status;
     if (st == 429) {
         g->stats.responses_429++;

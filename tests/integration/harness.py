@@ -53,7 +53,7 @@ class Cluster:
         self.edges = {}
         self.edge_ports = {}
         self.extra_edges = {}
-        self.probe = dict(interval_ms=probe_interval_ms, timeout_ms=min(probe_interval_ms, 400),
+        self.probe = dict(interval_ms=probe_interval_ms, timeout_ms=min(probe_interval_ms * 4 // 5, 800),
                           fail_threshold=fail_threshold, recover_threshold=recover_threshold)
         self.cluster_opts = dict(election_timeout_ms=election_ms, heartbeat_ms=heartbeat_ms,
                                  observation_ttl_ms=ttl_ms, refresh_interval_ms=refresh_ms)

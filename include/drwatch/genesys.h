@@ -43,6 +43,11 @@ int dw_genesys_set_trunk_base_enabled(struct dw_genesys *g, const char *trunk_ba
 int dw_genesys_check_trunks(struct dw_genesys *g, const char *trunk_base_id,
                             dw_genesys_cb cb, void *data);
 
+/* Write calls (set_trunk_base_enabled) ask guard before every request they send, retries and
+ * 409 re-reads included, and fail with "may no longer act" when it says no: fencing for a
+ * leader deposed while a call is retrying. */
+void dw_genesys_set_guard(struct dw_genesys *g, bool (*guard)(void *data), void *data);
+
 struct dw_genesys_stats {
     uint64_t requests, responses_4xx, responses_5xx, responses_429, conflicts_409,
         token_fetches, bad_responses, transport_errors;

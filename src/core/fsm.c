@@ -729,6 +729,29 @@ static int create_operation(struct dw_fsm *f, const struct dw_group *g, int from
                    from_id, to_id, reason);
 }
 
+/* An aborted operation may have switched its destination on; with no target up to move to, the
+ * group stays on its active target and only that switch is undone. */
+static int create_cleanup(struct dw_fsm *f, const struct dw_group *g, int active, int undo,
+                          int64_t ts)
+{
+    sqlite3_stmt *s = stmt(f, ST_OP_INSERT);
+    int64_t op;
+
+    bind_text(s, 1, g->id);
+    bind_text(s, 2, "cleanup");
+    bind_text(s, 3, g->targets[undo].id);
+    bind_text(s, 4, g->targets[active].id);
+    sqlite3_bind_int64(s, 5, ts);
+    bind_text(s, 6, "aborted operation, no target up");
+    if (run(s) != 0)
+        return -1;
+    op = sqlite3_last_insert_rowid(f->db);
+    if (insert_step(f, op, 0, "deactivate", g->targets[undo].id) != 0)
+        return -1;
+    return history(f, ts, "operation", "%s: cleanup #%" PRId64 " deactivate %s (no target up)",
+                   g->id, op, g->targets[undo].id);
+}
+
 /* 1 with *op set when the group has a running operation, 0 when not, -1 on error. */
 static int running_op(struct dw_fsm *f, const char *group, int64_t *op)
 {
@@ -746,7 +769,7 @@ static int running_op(struct dw_fsm *f, const char *group, int64_t *op)
 /* A running operation whose destination went DOWN can never verify: abort it so the group is
  * planned again towards the next target that is up. 1 aborted, 0 still valid, -1 error. */
 static int abort_if_destination_down(struct dw_fsm *f, const struct dw_group *g, int64_t op,
-                                     int64_t now)
+                                     int64_t now, int *aborted_to)
 {
     struct op_row o;
     enum dw_health h;
@@ -754,11 +777,14 @@ static int abort_if_destination_down(struct dw_fsm *f, const struct dw_group *g,
 
     if (rc <= 0)
         return rc;
+    if (strcmp(o.kind, "failover") != 0)
+        return 0; /* a cleanup only switches things off: it can always finish */
     t = target_index(g, o.to);
     if (t < 0 || target_health(f, &g->targets[t], &h) != 0)
         return -1;
     if (h != DW_DOWN)
         return 0;
+    *aborted_to = t;
     if (finish_operation(f, op, "aborted", now) != 0 ||
         history(f, now, "operation", "%s: %s #%" PRId64 " %s -> %s aborted: %s is down", o.grp,
                 o.kind, op, o.from, o.to, o.to) != 0)
@@ -769,7 +795,7 @@ static int abort_if_destination_down(struct dw_fsm *f, const struct dw_group *g,
 static int plan_group(struct dw_fsm *f, const struct dw_group *g, int64_t now, bool verdict_changed)
 {
     const struct dw_config *cfg = f->cfg;
-    int active, busy, chosen = -1;
+    int active, busy, chosen = -1, aborted_to = -1;
     int64_t op;
     bool hold;
     enum dw_health h;
@@ -781,7 +807,7 @@ static int plan_group(struct dw_fsm *f, const struct dw_group *g, int64_t now, b
         return 0;
     busy = running_op(f, g->id, &op);
     if (busy == 1) {
-        int aborted = abort_if_destination_down(f, g, op, now);
+        int aborted = abort_if_destination_down(f, g, op, now, &aborted_to);
 
         if (aborted < 0)
             return -1;
@@ -808,6 +834,8 @@ static int plan_group(struct dw_fsm *f, const struct dw_group *g, int64_t now, b
             chosen = t;
     }
     if (chosen < 0) {
+        if (aborted_to >= 0)
+            return create_cleanup(f, g, active, aborted_to, now);
         if (verdict_changed)
             return history(f, now, "operation", "%s: no target up", g->id);
         return 0;
@@ -857,6 +885,9 @@ static int apply_parsed(struct dw_fsm *f, const cJSON *e, int64_t *ts, char *why
         set_msg(why, whylen, "entry has no type");
         return APPLY_REJECT;
     }
+    /* The cluster's time never runs backwards, whatever a new leader's clock says. */
+    if (*ts < f->last_ts)
+        *ts = f->last_ts;
     if (strcmp(type->valuestring, "observe") == 0)
         rc = apply_observe(f, e, *ts, why, whylen);
     else if (strcmp(type->valuestring, "step") == 0)

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,15 +30,21 @@ static void usage(FILE *f)
             "the socket defaults to $DRWATCH_SOCKET, else " DEFAULT_SOCKET "\n");
 }
 
-/* Sends one request line and reads one reply line; NULL with a message on stderr on failure. */
-static cJSON *call(const char *path, cJSON *req)
+enum { EXIT_REFUSED = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
+
+/* Sends one request line and reads one reply line; NULL with a message on stderr and *rc set on
+ * failure. */
+static cJSON *call(const char *path, cJSON *req, int *rc)
 {
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    *rc = EXIT_UNREACHABLE;
     if (strlen(path) >= sizeof sa.sun_path) {
-        fprintf(stderr, "drctl: socket path too long: %s\n", path);
+        fprintf(stderr, "drctl: --socket: path longer than %zu bytes: %s\n",
+                sizeof sa.sun_path - 1, path);
+        *rc = EXIT_USAGE;
         return NULL;
     }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     strcpy(sa.sun_path, path);
     if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
         fprintf(stderr, "drctl: cannot connect to %s: %s\n", path, strerror(errno));
@@ -46,6 +53,11 @@ static cJSON *call(const char *path, cJSON *req)
         return NULL;
     }
     char *text = cJSON_PrintUnformatted(req);
+    if (text == NULL) {
+        fprintf(stderr, "drctl: out of memory\n");
+        close(fd);
+        return NULL;
+    }
     size_t n = strlen(text);
     text[n] = '\n'; /* replaces the terminator; the length below excludes it again */
     size_t off = 0;
@@ -64,6 +76,11 @@ static cJSON *call(const char *path, cJSON *req)
     free(text);
     size_t cap = 65536, len = 0;
     char *buf = malloc(cap);
+    if (buf == NULL) {
+        fprintf(stderr, "drctl: out of memory\n");
+        close(fd);
+        return NULL;
+    }
     for (;;) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
         int pr = poll(&p, 1, TIMEOUT_MS);
@@ -78,8 +95,13 @@ static cJSON *call(const char *path, cJSON *req)
                 fprintf(stderr, "drctl: reply larger than %u bytes\n", REPLY_MAX);
                 goto fail;
             }
+            char *grown = realloc(buf, cap * 2);
+            if (grown == NULL) {
+                fprintf(stderr, "drctl: out of memory\n");
+                goto fail;
+            }
+            buf = grown;
             cap *= 2;
-            buf = realloc(buf, cap);
         }
         ssize_t r = read(fd, buf + len, cap - len - 1);
         if (r < 0 && errno == EINTR)
@@ -95,8 +117,10 @@ static cJSON *call(const char *path, cJSON *req)
     close(fd);
     cJSON *reply = cJSON_ParseWithLength(buf, len);
     free(buf);
-    if (reply == NULL)
+    if (reply == NULL) {
         fprintf(stderr, "drctl: the daemon's reply is not JSON\n");
+        *rc = EXIT_REFUSED;
+    }
     return reply;
 fail:
     free(buf);
@@ -296,10 +320,13 @@ int main(int argc, char **argv)
         goto bad_usage_quiet;
     }
 
-    cJSON *reply = call(sock, req);
+    /* A daemon that closes early must give exit code 3, not death by SIGPIPE. */
+    signal(SIGPIPE, SIG_IGN);
+    int rc;
+    cJSON *reply = call(sock, req, &rc);
     cJSON_Delete(req);
     if (reply == NULL)
-        return 3;
+        return rc;
     int ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "ok"));
     if (json) {
         char *text = cJSON_Print(reply);

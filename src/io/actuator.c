@@ -1,4 +1,5 @@
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +27,21 @@ struct dw_actuator {
     char detail[512];
     char current[160];
     char crash_before[16];
+    int64_t unknown_logged;
 };
+
+static bool may_write(void *raft)
+{
+    return dw_raft_is_leader(raft);
+}
+
+static void tick_cb(uv_timer_t *t);
+
+/* Never from inside a raft callback: raft must not be re-entered while it completes requests. */
+static void kick_soon(struct dw_actuator *a)
+{
+    uv_timer_start(&a->tick, tick_cb, 0, TICK_MS);
+}
 
 static void act_unref(struct dw_actuator *a)
 {
@@ -99,7 +114,7 @@ static void committed(void *data, int status, const char *errmsg)
         dw_log(DW_LOG_WARN, "actuator", "op %lld step %d: journal entry not committed: %s",
                (long long)a->cur.op, a->cur.seq, errmsg ? errmsg : "unknown");
     step_finished(a);
-    dw_actuator_kick(a);
+    kick_soon(a);
 }
 
 /* Fencing and relevance, checked before every Genesys call and every journal entry: this node
@@ -122,7 +137,7 @@ static int still_leader(struct dw_actuator *a)
     dw_log(DW_LOG_INFO, "actuator", "op %lld step %d: no longer pending (operation ended), dropping it",
            (long long)a->cur.op, a->cur.seq);
     step_finished(a);
-    dw_actuator_kick(a);
+    kick_soon(a);
     return 0;
 }
 
@@ -273,6 +288,16 @@ void dw_actuator_kick(struct dw_actuator *a)
     struct dw_step_ref steps[1];
     if (dw_fsm_next_steps(a->fsm, steps, 1) < 1)
         return;
+    if (steps[0].group < 0 || steps[0].target < 0) {
+        /* The log names a group or target this node's configuration lacks (a config changed
+         * under a running operation): acting on a guess could switch the wrong trunk. */
+        if (a->unknown_logged != steps[0].op)
+            dw_log(DW_LOG_ERROR, "actuator",
+                   "op %lld names a group or target missing from this node's configuration; "
+                   "not acting on it", (long long)steps[0].op);
+        a->unknown_logged = steps[0].op;
+        return;
+    }
     a->cur = steps[0];
     a->busy = 1;
     snprintf(a->current, sizeof a->current, "op %lld step %d/%d %s %s (%s)", (long long)a->cur.op,
@@ -291,6 +316,7 @@ static void tick_cb(uv_timer_t *t)
     dw_actuator_kick(t->data);
 }
 
+
 int dw_actuator_init(struct dw_actuator **out, uv_loop_t *loop, const struct dw_config *cfg,
                      struct dw_fsm *fsm, struct dw_raft *raft, struct dw_genesys *genesys)
 {
@@ -303,6 +329,7 @@ int dw_actuator_init(struct dw_actuator **out, uv_loop_t *loop, const struct dw_
     a->raft = raft;
     a->genesys = genesys;
     a->refs = 2; /* the two timers */
+    dw_genesys_set_guard(genesys, may_write, raft);
     uv_timer_init(loop, &a->tick);
     uv_timer_init(loop, &a->wait);
     a->tick.data = a;

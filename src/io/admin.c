@@ -14,7 +14,10 @@ struct admin_client {
     char *buf;
     size_t len;
     int closing;
+    int eof; /* the client finished sending: close once its replies are written */
 };
+
+#define MAX_QUEUED_REPLY_BYTES (8u << 20)
 
 struct dw_admin {
     uv_pipe_t server;
@@ -56,8 +59,12 @@ static void client_close(struct admin_client *c)
 static void write_done(uv_write_t *req, int status)
 {
     struct admin_write *w = (struct admin_write *)req;
+    uv_stream_t *stream = req->handle;
+    struct admin_client *c = stream->data;
     free(w->text);
     free(w);
+    if (status == 0 && c->eof && uv_stream_get_write_queue_size(stream) == 0)
+        client_close(c);
 }
 
 static void client_send(struct admin_client *c, cJSON *reply)
@@ -74,8 +81,11 @@ static void client_send(struct admin_client *c, cJSON *reply)
     line[n] = '\n';
     line[n + 1] = '\0';
     struct admin_write *w = malloc(sizeof *w);
-    if (w == NULL) {
+    if (w == NULL || uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) > MAX_QUEUED_REPLY_BYTES) {
+        /* A client that asks and never reads must not grow the daemon without bound. */
         free(line);
+        free(w);
+        client_close(c);
         return;
     }
     w->text = line;
@@ -132,7 +142,11 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct admin_client *c = s->data;
     if (nread < 0) {
-        client_close(c);
+        /* A client may half-close after its request: finish writing the replies first. */
+        uv_read_stop(s);
+        c->eof = 1;
+        if (nread != UV_EOF || uv_stream_get_write_queue_size(s) == 0)
+            client_close(c);
         return;
     }
     if (nread == 0)

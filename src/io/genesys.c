@@ -75,6 +75,8 @@ struct dw_genesys {
     int n_calls; /* until their timers have closed */
     int closing;
     struct dw_genesys_stats stats;
+    bool (*guard)(void *data);
+    void *guard_data;
 };
 
 static void wipe_free(char *s)
@@ -438,6 +440,14 @@ static void call_send(struct call *c)
 
     if (g->closing) {
         call_finish(c, DW_G_FAIL, "client closed");
+        return;
+    }
+    /* Retries can stretch a write over minutes: the guard is asked again before every request,
+     * so a deposed leader never sends a late PUT. */
+    if (c->kind == CALL_SET && g->guard != NULL && !g->guard(g->guard_data)) {
+        char d[G_DETAIL_MAX];
+        snprintf(d, sizeof d, "%s: not sent, this node may no longer act", c->label);
+        call_fail_soon(c, d);
         return;
     }
     if (c->kind != CALL_TOKEN && !token_valid(g)) {
@@ -843,6 +853,12 @@ void dw_genesys_close(struct dw_genesys *g)
     if (g->token_call != NULL)
         call_finish(g->token_call, DW_G_FAIL, "client closed");
     genesys_maybe_free(g);
+}
+
+void dw_genesys_set_guard(struct dw_genesys *g, bool (*guard)(void *data), void *data)
+{
+    g->guard = guard;
+    g->guard_data = data;
 }
 
 void dw_genesys_set_backoff_scale(struct dw_genesys *g, double scale)

@@ -138,6 +138,17 @@ static void serve_propose(struct dw_peer *p, struct dw_httpd_req *req, const cha
         return;
     }
     free(checked);
+    /* Steps and leader entries come only from the leader's own actuator and raft wiring; a
+     * follower (or anyone holding the secret) may only report what it observes. */
+    cJSON *e = cJSON_ParseWithLength(body, body_len);
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(e, "type");
+    bool observe = cJSON_IsString(type) && strcmp(type->valuestring, "observe") == 0;
+    cJSON_Delete(e);
+    if (!observe) {
+        p->stats.rejected_bad++;
+        reply_error(req, 403, "type: only observe entries may be forwarded");
+        return;
+    }
     struct serve_ctx *s = calloc(1, sizeof *s);
     if (s == NULL) {
         reply_error(req, 503, "out of memory");

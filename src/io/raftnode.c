@@ -50,6 +50,7 @@ struct dw_raft {
 
 struct apply_ctx {
     struct raft_apply req;
+    struct dw_raft *r;
     dw_raft_done_cb cb;
     void *data;
 };
@@ -147,10 +148,21 @@ static int fsm_restore(struct raft_fsm *f, struct raft_buffer *buf)
 
 /* ---- leadership ---- */
 
+/* raft 0.15 fails pending requests while a deposed leader is still in LEADER state; a callback
+ * that calls back into raft then crashes it. Forget readiness first, so dw_raft_is_leader says no
+ * until the next poll sees the new state. */
+static void note_leadership_lost(struct dw_raft *r, int status)
+{
+    if (status == RAFT_LEADERSHIPLOST || status == RAFT_NOTLEADER)
+        r->ready_term = 0;
+}
+
+
 static void on_barrier(struct raft_barrier *req, int status)
 {
     struct barrier_ctx *b = req->data;
     struct dw_raft *r = b->r;
+    note_leadership_lost(r, status);
     if (!b->leader_check) {
         if (b->cb != NULL)
             b->cb(b->data, status, status != 0 ? status_message(status) : NULL);
@@ -487,6 +499,7 @@ static void on_apply(struct raft_apply *req, int status, void *result)
 {
     struct apply_ctx *a = req->data;
     (void)result;
+    note_leadership_lost(a->r, status);
     if (a->cb != NULL)
         a->cb(a->data, status, status != 0 ? status_message(status) : NULL);
     free(a);
@@ -499,7 +512,12 @@ int dw_raft_propose(struct dw_raft *r, const char *entry_json, dw_raft_done_cb c
         snprintf(errmsg, errlen, "not leader");
         return -1;
     }
-    char *stamped = dw_entry_stamp(entry_json, strlen(entry_json), wall_ms(), r->cfg->node_id,
+    /* Never stamp earlier than the last applied entry: a leader whose clock lags must not make
+     * the cluster's time run backwards. */
+    int64_t ts = wall_ms();
+    if (ts < dw_fsm_last_ts(r->fsm))
+        ts = dw_fsm_last_ts(r->fsm);
+    char *stamped = dw_entry_stamp(entry_json, strlen(entry_json), ts, r->cfg->node_id,
                                    errmsg, errlen);
     if (stamped == NULL)
         return -1;
@@ -520,6 +538,7 @@ int dw_raft_propose(struct dw_raft *r, const char *entry_json, dw_raft_done_cb c
     memcpy(buf.base, stamped, n);
     memset((char *)buf.base + n, ' ', padded - n);
     free(stamped);
+    a->r = r;
     a->cb = cb;
     a->data = data;
     a->req.data = a;
@@ -537,7 +556,7 @@ int dw_raft_propose(struct dw_raft *r, const char *entry_json, dw_raft_done_cb c
 
 int dw_raft_barrier(struct dw_raft *r, dw_raft_done_cb cb, void *data)
 {
-    if (r == NULL || r->closing || raft_state(&r->raft) != RAFT_LEADER)
+    if (!dw_raft_is_leader(r))
         return -1;
     struct barrier_ctx *b = calloc(1, sizeof *b);
     if (b == NULL)

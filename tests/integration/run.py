@@ -10,7 +10,7 @@ import sys
 import time
 import traceback
 
-from harness import Cluster, SITES, wait_until
+from harness import CLIENT_SECRET as CLIENT_SECRET_TEXT, Cluster, SITES, wait_until
 
 BUILD = None
 
@@ -200,6 +200,111 @@ def test_f_genesys_409_and_503_are_retried():
         assert any(status == 409 for _, _, status, _ in c.puts()), c.puts()
         leader = c.wait_leader()
         assert "409" in c.log(leader) or "conflict" in c.log(leader).lower()
+
+
+def test_g_garbage_edges_and_dead_genesys_api():
+    """Edges answering garbage count as down; a Genesys API that stays unreachable fails the step
+    after bounded retries, holds the group, and leaves every daemon running."""
+    import simctl
+    with Cluster(BUILD, name="garbage").start() as c:
+        c.wait_leader()
+        wait_until(lambda: all(c.site_verdict(i, "site-a") == "up" for i in range(1, 4)), 20,
+                   "site-a up everywhere")
+        prefix = "/api/v2/telephony/providers/edges/trunkbasesettings/"
+        simctl.set_fault(c.genesys_url, method="*", path_prefix=prefix, kind="drop", count=-1)
+        for e in SITES["site-a"]:
+            simctl.edge_mode(c.edge_ports[e], "garbage")
+
+        def held():
+            cl = c.cluster_view(1)
+            g = cl["groups"][0]
+            return g["hold"] and cl["operations"][0]["status"] == "failed" and cl
+        cl = wait_until(held, 60, "the operation to fail and the group to be held")
+        step = cl["operations"][0]["steps"][0]
+        assert step["status"] == "failed" and step["detail"], step
+        assert c.alive() == [1, 2, 3], "every daemon keeps running"
+        for i in range(1, 4):
+            assert "bad response" in c.log(i) or "garbage" in c.log(i).lower() or \
+                "Weird server reply" in c.log(i), c.log(i)[-2000:]
+        # Held: recovering the API does not restart anything without an operator.
+        simctl.clear_faults(c.genesys_url)
+        before = len(c.requests())
+        c.wait_converged(20)
+        assert c.cluster_view(2)["groups"][0]["hold"]
+        assert [r for r in c.requests()[before:] if r["method"] == "PUT"] == []
+
+
+def test_h_admin_socket_and_drctl_errors():
+    import socket
+    with Cluster(BUILD, name="admin").start() as c:
+        c.wait_leader()
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(c.socket(1))
+        f = s.makefile("rw")
+        for line, needle in [("this is not json", "not a JSON object"),
+                             ('{"v":1}', "cmd: expected a string"),
+                             ('{"v":9,"cmd":"status"}', "unsupported admin protocol version"),
+                             ('{"v":1,"cmd":"reboot"}', 'unknown command "reboot"'),
+                             ('{"v":1,"cmd":"debug","crash_before":"lunch"}', "crash_before")]:
+            f.write(line + "\n")
+            f.flush()
+            r = json.loads(f.readline())
+            assert r["ok"] is False and needle in r["error"], (line, r)
+        f.write('{"v":1,"cmd":"status"}\n')
+        f.flush()
+        assert json.loads(f.readline())["ok"] is True, "the connection survives bad requests"
+        s.close()
+        drctl = os.path.join(BUILD, "drctl")
+        r = subprocess.run([drctl, "--socket", c.socket(1), "frobnicate"], capture_output=True, text=True)
+        assert r.returncode == 2 and "unknown command" in r.stderr, r
+        r = subprocess.run([drctl, "--socket", os.path.join(c.dir, "nope.sock"), "status"],
+                           capture_output=True, text=True)
+        assert r.returncode == 3 and "cannot connect" in r.stderr, r
+        r = subprocess.run([drctl, "--socket", c.socket(2), "status"], capture_output=True, text=True)
+        assert r.returncode == 0, r
+        for needle in ("leader", "MEMBER", "site-a", "carrier-1", "premise-a"):
+            assert needle in r.stdout, (needle, r.stdout)
+        assert CLIENT_SECRET_TEXT not in r.stdout
+        for i in range(1, 4):
+            assert CLIENT_SECRET_TEXT not in c.log(i), "the Genesys secret never reaches a log"
+
+
+def test_i_leader_cut_off_mid_step_stops_and_the_majority_finishes():
+    """The leader loses its majority while a Genesys call is in flight: it must step down without
+    crashing and send nothing more; the majority side finishes the operation exactly once."""
+    import signal as sig
+    import simctl
+    with Cluster(BUILD, name="minority").start() as c:
+        leader = c.wait_leader()
+        wait_until(lambda: all(c.site_verdict(i, "site-a") == "up" for i in range(1, 4)), 20,
+                   "site-a up everywhere")
+        simctl.set_fault(c.genesys_url, method="PUT",
+                         path_prefix="/api/v2/telephony/providers/edges/trunkbasesettings/tbB",
+                         kind="latency", latency_ms=400, count=1)
+        c.kill_edges("site-a")
+
+        def activate_started():
+            ops = c.operations(leader)
+            return ops and ops[0]["steps"][0]["status"] == "started"
+        # The PUT answers ~0.4 s later, before the leader can notice it lost its majority, so the
+        # step's DONE entry is pending in raft when the leader steps down.
+        wait_until(activate_started, 30, "the activate step to start on the leader", interval=0.01)
+        followers = [i for i in range(1, 4) if i != leader]
+        for i in followers:
+            c.procs[i].send_signal(sig.SIGSTOP)
+        try:
+            wait_until(lambda: (c.status(leader) or {}).get("node", {}).get("raft_state") != "leader",
+                       20, "the cut-off leader to step down")
+            wait_until(lambda: "tbB" in [tb for tb, _, st, _ in c.puts() if st == 200], 20,
+                       "the slow PUT to complete")
+            assert c.procs[leader].poll() is None, "the deposed leader must not crash"
+            assert [tb for tb, *_ in c.puts()] == ["tbB"], c.puts()
+        finally:
+            for i in followers:
+                c.procs[i].send_signal(sig.SIGCONT)
+        wait_until(op_done_everywhere(c, range(1, 4)), 60, "the majority to finish the operation")
+        puts = [(tb, inst) for tb, inst, status, _ in c.puts() if status == 200]
+        assert puts == [("tbB", True), ("tbA", False)], puts
 
 
 TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_")]

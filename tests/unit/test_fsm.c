@@ -419,6 +419,40 @@ static void test_destination_down_aborts_and_replans(void **state)
     cJSON_Delete(root);
 }
 
+static void test_abort_without_replacement_cleans_up(void **state)
+{
+    struct fx *x = *state;
+    struct dw_group *g;
+    struct dw_step_ref r[4];
+    char err[256];
+    int64_t op;
+
+    /* a group without a cloud target: when both sites die there is nowhere to go */
+    g = &x->cfg->groups[0];
+    g->n_targets = 2;
+    dw_fsm_close(x->f);
+    assert_int_equal(dw_fsm_open(&x->f, x->cfg, err, sizeof err), 0);
+    all_up(x);
+    op = fail_site_a(x, T0 + 1000);
+    assert_int_equal(step(x, op, 0, DW_STEP_STARTED, T0 + 2000), DW_FSM_APPLIED);
+    assert_int_equal(step(x, op, 0, DW_STEP_DONE, T0 + 2001), DW_FSM_APPLIED);
+    assert_int_equal(observe(x, 1, T0 + 3000, D, D), DW_FSM_APPLIED);
+    assert_int_equal(observe(x, 2, T0 + 3001, D, D), DW_FSM_APPLIED);
+    /* premise-b was switched on and is dead too: switch it off again, stay on premise-a */
+    assert_int_equal(n_next(x, r, 4), 1);
+    assert_true(r[0].op != op);
+    assert_int_equal(r[0].n_steps, 1);
+    assert_string_equal(r[0].action, "deactivate");
+    assert_int_equal(r[0].target, PREMISE_B);
+    assert_true(history_has(x, "operation", "cleanup"));
+    assert_int_equal(step(x, r[0].op, 0, DW_STEP_STARTED, T0 + 4000), DW_FSM_APPLIED);
+    /* the cleanup is not aborted although its group's active target is down */
+    assert_int_equal(observe(x, 3, T0 + 4001, D, D), DW_FSM_APPLIED);
+    assert_int_equal(step(x, r[0].op, 0, DW_STEP_DONE, T0 + 4002), DW_FSM_APPLIED);
+    assert_int_equal(n_next(x, r, 4), 0);
+    assert_int_equal(dw_fsm_active_target(x->f, 0), PREMISE_A);
+}
+
 static void test_failed_step_holds_group(void **state)
 {
     struct fx *x = *state;
@@ -880,6 +914,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_duplicate_and_out_of_order_steps_rejected, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_destination_down_aborts_and_replans, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_abort_without_replacement_cleans_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_step_holds_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_observations_do_not_vote, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tilted_observer_abstains, setup, teardown),

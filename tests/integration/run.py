@@ -307,6 +307,27 @@ def test_i_leader_cut_off_mid_step_stops_and_the_majority_finishes():
         assert puts == [("tbB", True), ("tbA", False)], puts
 
 
+def test_example_config_is_valid():
+    """deploy/examples/drwatch.json passes --check-config once its secret files exist."""
+    import tempfile
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "deploy", "examples", "drwatch.json")) as f:
+        cfg = json.load(f)
+    with tempfile.TemporaryDirectory() as d:
+        for key, sect in (("peer_secret_file", "cluster"), ("client_secret_file", "genesys")):
+            path = os.path.join(d, key)
+            with open(path, "w") as f:
+                f.write("example-secret\n")
+            cfg[sect][key] = path
+        path = os.path.join(d, "drwatch.json")
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        r = subprocess.run([os.path.join(BUILD, "drwatchd"), "--config", path, "--check-config"],
+                           capture_output=True, text=True, timeout=10)
+        assert r.returncode == 0, r.stderr
+        assert "configuration is valid" in r.stdout
+
+
 TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
 
 

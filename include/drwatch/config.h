@@ -11,8 +11,11 @@
 #define DW_URL_MAX 512
 #define DW_PATH_MAX 256
 #define DW_MAX_MEMBERS 9
-#define DW_MAX_SITES 64
-#define DW_MAX_EDGES 16     /* per site */
+#define DW_MAX_SITES 1024
+#define DW_MAX_EDGES 256    /* per site; arrays are allocated to the configured size */
+#define DW_MAX_EDGES_TOTAL 20000
+#define DW_MAX_PROBES 4     /* per Edge */
+#define DW_MAX_CODES 16
 #define DW_MAX_GROUPS 32
 #define DW_MAX_TARGETS 8    /* per group */
 #define DW_MAX_TRUNK_BASES 8 /* per target */
@@ -24,16 +27,56 @@ struct dw_member {
     char peer_address[DW_ADDR_MAX];   /* IPv4 dotted quad:port, HTTP peer channel */
 };
 
+enum dw_probe_kind { DW_PROBE_HTTP = 0, DW_PROBE_SIP, DW_PROBE_TCP };
+enum dw_sip_transport { DW_SIP_UDP = 0, DW_SIP_TCP, DW_SIP_TLS };
+
+/* One probe of an Edge: sites[i].edges[j].probes[k] in JSON. */
+struct dw_probe_spec {
+    enum dw_probe_kind kind;          /* "kind": "http" | "sip" | "tcp" */
+    unsigned timeout_ms;              /* default probe.timeout_ms */
+    /* http */
+    char url[DW_URL_MAX];             /* http:// or https:// */
+    int n_expect_status;              /* 0 = any 2xx */
+    int expect_status[DW_MAX_CODES];  /* 100..599 */
+    char body_match[128];             /* substring the body must contain, "" = no check */
+    char ca_file[DW_PATH_MAX];        /* "" = system CAs */
+    char client_cert[DW_PATH_MAX];    /* PEM; client_key required with it */
+    char client_key[DW_PATH_MAX];
+    bool verify_tls;                  /* default true */
+    /* sip and tcp */
+    char address[DW_ADDR_MAX];        /* "a.b.c.d:port" */
+    /* sip */
+    enum dw_sip_transport transport;  /* "udp" (default) | "tcp" | "tls" */
+    char request_uri[DW_URL_MAX];     /* default "sip:<address>" ("sips:" for tls) */
+    char tls_server_name[128];        /* name checked in the certificate, "" = no name check */
+    int n_alive_codes;                /* 0 = any final response (200..699) counts as alive */
+    int alive_codes[DW_MAX_CODES];    /* exact codes 100..699, or 1..6 meaning the class 1xx..6xx */
+};
+
 struct dw_edge {
     char id[DW_ID_MAX];
-    char genesys_edge_id[DW_ID_MAX];  /* optional, "" when absent */
-    char health_url[DW_URL_MAX];      /* http:// or https:// */
+    char genesys_edge_id[DW_ID_MAX];  /* optional, "" when absent: needed for the Genesys signal */
+    char health_url[DW_URL_MAX];      /* shorthand for one http probe; "" when probes are given */
+    int n_probes;                     /* >= 1: health_url and/or "probes" */
+    struct dw_probe_spec probes[DW_MAX_PROBES]; /* an Edge is UP while any of its probes is UP */
+};
+
+/* How a site's Edges make the site's verdict (see docs/detection.md). */
+enum dw_site_rule { DW_RULE_ANY = 0, DW_RULE_ALL, DW_RULE_AT_LEAST };
+/* How the watchdogs' probe quorum and the Genesys cloud view combine into the site's verdict. */
+enum dw_combine {
+    DW_COMBINE_PROBES = 0,     /* "probes": probes only (default) */
+    DW_COMBINE_AND_GENESYS,    /* "probes_and_genesys": DOWN only when both say DOWN */
+    DW_COMBINE_OR_GENESYS,     /* "probes_or_genesys": DOWN when either says DOWN */
 };
 
 struct dw_site {
     char id[DW_ID_MAX];
+    enum dw_site_rule rule;           /* "rule": "any" (default) | "all" | {"at_least": k} */
+    int at_least;                     /* k for DW_RULE_AT_LEAST, 1..n_edges */
+    enum dw_combine combine;          /* "combine" */
     int n_edges;
-    struct dw_edge edges[DW_MAX_EDGES];
+    struct dw_edge *edges;            /* n_edges, allocated; freed by dw_config_free */
 };
 
 struct dw_target {
@@ -63,6 +106,7 @@ struct dw_cluster_cfg {
     unsigned refresh_interval_ms;  /* default 5000, must be < observation_ttl_ms */
     unsigned snapshot_threshold;   /* default 1024 */
     unsigned snapshot_trailing;    /* default 256 */
+    unsigned min_submit_interval_ms; /* floor between two observations from one node, default 250 */
     char peer_secret_file[DW_PATH_MAX]; /* shared secret authenticating the peer channel */
 };
 
@@ -75,19 +119,31 @@ struct dw_genesys_cfg {
     unsigned request_timeout_ms;       /* default 10000 */
     unsigned verify_timeout_ms;        /* how long verify polls for in-service trunks, default 60000 */
     unsigned verify_interval_ms;       /* default 2000 */
+    unsigned poll_interval_ms;         /* cloud view (edges, trunks) polled by the leader, default 10000 */
+    unsigned cloud_ttl_ms;             /* a cloud view older than this counts as unknown, default 35000 */
+    unsigned rate_budget_per_min;      /* requests/min drwatch allows itself, default 120 (of 300) */
+};
+
+/* Self-distrust (design.md §3): a node whose loop stalled or whose wall clock jumped abstains. */
+struct dw_tilt_cfg {
+    unsigned stall_ms;                 /* loop lag that trips TILT, default 2000 */
+    unsigned clock_jump_ms;            /* wall vs monotonic disagreement that trips TILT, default 2000 */
+    unsigned abstain_ms;               /* how long a tilted node abstains, default 30000 */
 };
 
 struct dw_config {
     uint64_t node_id;                  /* node.id: must name a member */
     char data_dir[DW_PATH_MAX];        /* node.data_dir */
     char admin_socket[DW_PATH_MAX];    /* node.admin_socket, default <data_dir>/admin.sock */
+    char metrics_address[DW_ADDR_MAX]; /* node.metrics_address "a.b.c.d:port", "" = no /metrics */
     int n_members;
     struct dw_member members[DW_MAX_MEMBERS];
     struct dw_cluster_cfg cluster;
     struct dw_genesys_cfg genesys;
     struct dw_probe_cfg probe;
+    struct dw_tilt_cfg tilt;
     int n_sites;
-    struct dw_site sites[DW_MAX_SITES];
+    struct dw_site *sites;             /* n_sites, allocated; freed by dw_config_free */
     int n_groups;
     struct dw_group groups[DW_MAX_GROUPS];
     bool debug;                        /* node.debug: enables the admin "debug" command */
@@ -99,6 +155,9 @@ struct dw_config_errors {
     int n;
     char msg[DW_CFG_MAX_ERRORS][256];
 };
+
+/* Frees what parse/load allocated (sites, edges); cfg may be reused afterwards. Accepts NULL. */
+void dw_config_free(struct dw_config *cfg);
 
 /* Parses and validates a whole config document. Returns 0 when valid; otherwise -1 with every
  * error found in errs (never only the first). Secret files are checked for readability here

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "drwatch/config.h"
 #include "drwatch/health.h"
 
 struct dw_detector {
@@ -28,5 +29,11 @@ bool dw_detector_feed(struct dw_detector *d, bool ok);
 /* Site rule "any" (HA pair): UP while any Edge is UP, DOWN when every Edge is DOWN,
  * UNKNOWN otherwise (some Edge not yet decided and none UP). n == 0 gives UNKNOWN. */
 enum dw_health dw_site_local_verdict(const enum dw_health *edges, int n);
+
+/* A site's verdict from its Edges under the site's rule: "any" (up while one Edge is up), "all"
+ * (down as soon as one Edge is down) or "at least k" (up while k Edges are up, down once fewer
+ * than k can be). States not yet known count as neither. "any" is at_least 1, "all" at_least n. */
+enum dw_health dw_site_verdict(const enum dw_health *edges, int n, enum dw_site_rule rule,
+                               int at_least);
 
 #endif

@@ -3,6 +3,9 @@
  *    "sites":{"site-a":"down","site-b":"up"}}          a node's full local view (also its refresh)
  *   {"v":1,"type":"step","op":7,"seq":1,"status":"started"|"done"|"failed","detail":"..."}
  *   {"v":1,"type":"leader","node":1}                    a new leader took office
+ *   {"v":1,"type":"cloud","digest":"<16 hex>","edges":{"site-a-e1":"down","site-b-e1":"up"}}
+ *                                    the cloud's view of Edges (keys are drwatch Edge ids),
+ *                                    proposed by the leader only; peers never forward it
  * Before raft_apply the leader stamps "ts" (its wall clock, ms since the epoch) and "by" (its id);
  * this is the only way time enters the FSM. */
 #ifndef DRWATCH_ENTRY_H
@@ -27,6 +30,18 @@ char *dw_entry_observe(const struct dw_config *cfg, uint64_t node, bool tilt,
                        const enum dw_health *site_states /* cfg->n_sites */);
 char *dw_entry_step(int64_t op, int seq, enum dw_step_status status, const char *detail);
 char *dw_entry_leader(uint64_t node);
+
+/* Cloud entries. states has one slot per configured Edge in flat order: sites[0].edges[0..],
+ * then sites[1].edges[0..], ... (dw_entry_edge_count() slots). Only Edges in the cloud view
+ * (dw_cloudview_watched) are written. */
+int dw_entry_edge_count(const struct dw_config *cfg);
+char *dw_entry_cloud(const struct dw_config *cfg, const enum dw_health *states);
+/* Large views are split: writes at most max_edges watched Edges starting at flat index first and
+ * sets *next to the flat index to continue from (dw_entry_edge_count() when done). With
+ * max_edges <= DW_ENTRY_CLOUD_EDGES_MAX the entry stays well below DW_ENTRY_MAX. */
+#define DW_ENTRY_CLOUD_EDGES_MAX 512
+char *dw_entry_cloud_part(const struct dw_config *cfg, const enum dw_health *states, int first,
+                          int max_edges, int *next);
 
 /* Validates an unstamped entry received from a peer (type known, fields well-typed, size within
  * DW_ENTRY_MAX) and returns a stamped copy with "ts" and "by" set; NULL with errmsg otherwise. */

@@ -52,6 +52,11 @@ struct dw_step_ref {
 int dw_fsm_next_steps(struct dw_fsm *f, struct dw_step_ref *out, int max);
 
 enum dw_health dw_fsm_site_verdict(struct dw_fsm *f, int site);
+/* The site's two signals (docs/detection.md): the probe quorum verdict (sticky) and the site
+ * rule over its Edges' fresh cloud reports; dw_fsm_site_verdict combines them per the site's
+ * "combine". */
+enum dw_health dw_fsm_probe_verdict(struct dw_fsm *f, int site);
+enum dw_health dw_fsm_cloud_verdict(struct dw_fsm *f, int site);
 int dw_fsm_active_target(struct dw_fsm *f, int group); /* index into the group's targets */
 
 /* Cluster view for drctl status: {"last_ts","applied","rejected",
@@ -62,6 +67,10 @@ int dw_fsm_active_target(struct dw_fsm *f, int group); /* index into the group's
  *                  "steps":[{"seq","action","target","status","started","finished","detail"}]}]}
  * Operations, newest first: every running one plus the 10 most recent finished ones. */
 cJSON *dw_fsm_status_json(struct dw_fsm *f);
+/* Each site also has "probe_verdict", "cloud_verdict", "combine" ("probes" |
+ * "probes_and_genesys" | "probes_or_genesys"), "rule" ("any" | "all" | "at_least", with
+ * "at_least": k), and, when it combines with Genesys,
+ * "cloud":[{"edge","genesys_edge_id","state","reported","fresh"}] judged at last_ts. */
 
 /* History rows, newest first, at most limit: [{"id","ts","kind","detail"}]. */
 cJSON *dw_fsm_history_json(struct dw_fsm *f, int limit);

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <cJSON.h>
 #include <uv.h>
 
 #include "drwatch/config.h"
@@ -42,6 +43,19 @@ int dw_genesys_set_trunk_base_enabled(struct dw_genesys *g, const char *trunk_ba
  * inService:true and connectedStatus.connected:true; NOT_YET otherwise. */
 int dw_genesys_check_trunks(struct dw_genesys *g, const char *trunk_base_id,
                             dw_genesys_cb cb, void *data);
+
+/* Listing: entities is a JSON array of every page's entities, in page order, owned by the
+ * callback (free it with cJSON_Delete); NULL unless result is DW_G_OK. requests is the number of
+ * API requests the listing sent (pages, retries and 401 re-sends; the shared token fetch is not
+ * counted), for rate accounting; it is set whatever the result. */
+typedef void (*dw_genesys_list_cb)(void *data, enum dw_gresult result, cJSON *entities,
+                                   unsigned requests, const char *detail);
+/* Read-only listing of GET /api/v2/telephony/providers/edges/{what}, what = "edges" or
+ * "trunks", with pageSize=100 and pageNumber=1..pageCount (more than 200 pages fail rather than
+ * give a partial view). Same token, retry and backoff machinery as the other calls; the guard is
+ * not asked (nothing is written). Returns 0, or -1 if the call could not start (bad what,
+ * client closing; cb never called then). */
+int dw_genesys_list(struct dw_genesys *g, const char *what, dw_genesys_list_cb cb, void *data);
 
 /* Write calls (set_trunk_base_enabled) ask guard before every request they send, retries and
  * 409 re-reads included, and fail with "may no longer act" when it says no: fencing for a

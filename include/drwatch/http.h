@@ -43,10 +43,25 @@ struct dw_http_opts {
     int fresh_connect;           /* 1 = no connection reuse (health probes measure the real path) */
     const char *basic_user;      /* HTTP Basic credentials (curl encodes them); NULL = none */
     const char *basic_password;
+    const char *client_cert;     /* PEM client certificate for mutual TLS; NULL = none */
+    const char *client_key;      /* PEM key of client_cert; NULL = in client_cert's file */
+    int tls_no_verify;           /* 1 = accept any server certificate and name (lab Edges only) */
+    long recv_buffer;            /* curl's receive buffer per transfer, 0 = its default (16 KiB) */
 };
 
 /* The response is valid only during cb. Returns 0, or -1 (cb is then never called). */
 typedef void (*dw_http_cb)(const struct dw_http_resp *resp, void *data);
 int dw_http_request(struct dw_curlm *m, const struct dw_http_opts *opts, dw_http_cb cb, void *data);
+
+/* A request run again and again (periodic probes). The job keeps its own state and body buffer
+ * between runs, so a run allocates nothing beyond what libcurl does. opts and every string it
+ * points to must stay valid while the job exists. */
+struct dw_http_job;
+int dw_http_job_new(struct dw_http_job **out, const struct dw_http_opts *opts);
+/* Starts one run; -1 (cb never called) when one is already running or it cannot start. */
+int dw_http_job_run(struct dw_curlm *m, struct dw_http_job *j, dw_http_cb cb, void *data);
+int dw_http_job_running(const struct dw_http_job *j);
+/* Cancels a running run without calling its callback. Accepts NULL. */
+void dw_http_job_free(struct dw_http_job *j);
 
 #endif

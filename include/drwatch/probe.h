@@ -1,5 +1,6 @@
-/* Edge probing on the libuv loop: a jittered timer per Edge fires an HTTP(S) health probe
- * (libcurl multi), feeds the Edge's detector and recomputes the site's local verdict. */
+/* Edge probing on the libuv loop: a jittered timer per probe fires an HTTP(S) (libcurl multi),
+ * TCP connect or SIP OPTIONS probe, feeds the probe's detector and recomputes its Edge's state
+ * and the site's local verdict. */
 #ifndef DRWATCH_PROBE_H
 #define DRWATCH_PROBE_H
 
@@ -26,7 +27,32 @@ enum dw_health dw_prober_edge(const struct dw_prober *p, int site, int edge);
 
 struct dw_probe_stats {
     uint64_t probes, failures, errors_bad_response;
+    uint64_t skipped_busy;   /* runs skipped because the previous one was still in flight */
+    uint64_t sip_malformed;  /* SIP datagrams that did not parse (also in errors_bad_response) */
 };
 void dw_prober_stats(const struct dw_prober *p, struct dw_probe_stats *out);
+
+/* Each Edge has its own probes (config sites[].edges[].probes[]), each with its own detector and
+ * timer; an Edge is UP while any of its probes is UP, and the site's verdict follows its rule.
+ * dw_prober_start also opens the SIP client the sip probes share (on 0.0.0.0). */
+
+/* Number of probes of an Edge, 0 when out of range. */
+int dw_prober_n_probes(const struct dw_prober *p, int site, int edge);
+
+/* One probe, for metrics. Returns 0, or -1 when out of range (outputs untouched). Any output
+ * pointer may be NULL. */
+int dw_prober_probe_state(const struct dw_prober *p, int site, int edge, int probe,
+                          enum dw_health *state, enum dw_probe_kind *kind, uint64_t *probes,
+                          uint64_t *failures);
+
+struct dw_probe_info {
+    enum dw_probe_kind kind;
+    enum dw_health state;
+    uint64_t probes, failures, bad_responses;
+    const char *target;      /* URL or address, valid while the prober lives */
+    const char *last_error;  /* "" when the last run succeeded */
+};
+int dw_prober_probe_info(const struct dw_prober *p, int site, int edge, int probe,
+                         struct dw_probe_info *out);
 
 #endif

@@ -38,15 +38,28 @@ bool dw_detector_feed(struct dw_detector *d, bool ok)
 
 enum dw_health dw_site_local_verdict(const enum dw_health *edges, int n)
 {
-    int down = 0;
+    return dw_site_verdict(edges, n, DW_RULE_ANY, 1);
+}
 
-    if (edges == NULL || n <= 0)
+enum dw_health dw_site_verdict(const enum dw_health *edges, int n, enum dw_site_rule rule,
+                               int at_least)
+{
+    int up = 0, unknown = 0, k;
+
+    if (n <= 0)
         return DW_UNKNOWN;
     for (int i = 0; i < n; i++) {
-        if (edges[i] == DW_UP)
-            return DW_UP;
-        if (edges[i] == DW_DOWN)
-            down++;
+        up += edges[i] == DW_UP;
+        unknown += edges[i] == DW_UNKNOWN;
     }
-    return down == n ? DW_DOWN : DW_UNKNOWN;
+    k = rule == DW_RULE_ANY ? 1 : rule == DW_RULE_ALL ? n : at_least;
+    if (k < 1)
+        k = 1;
+    if (k > n)
+        k = n;
+    if (up >= k)
+        return DW_UP;
+    if (up + unknown < k)
+        return DW_DOWN;
+    return DW_UNKNOWN;
 }

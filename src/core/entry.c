@@ -7,6 +7,7 @@
 
 #include <cJSON.h>
 
+#include "drwatch/cloudview.h"
 #include "drwatch/entry.h"
 
 #define DW_DETAIL_MAX 512
@@ -107,6 +108,7 @@ uint64_t dw_config_topology_digest(const struct dw_config *cfg)
     int n_members = cfg->n_members < DW_MAX_MEMBERS ? cfg->n_members : DW_MAX_MEMBERS;
     int n_sites = cfg->n_sites < DW_MAX_SITES ? cfg->n_sites : DW_MAX_SITES;
     int n_groups = cfg->n_groups < DW_MAX_GROUPS ? cfg->n_groups : DW_MAX_GROUPS;
+    bool any_cloud = false;
 
     for (int i = 0; i < n_members; i++) {
         int v = i, j = i;
@@ -130,11 +132,23 @@ uint64_t dw_config_topology_digest(const struct dw_config *cfg)
         int n_edges = s->n_edges < DW_MAX_EDGES ? s->n_edges : DW_MAX_EDGES;
 
         fnv_fmt(&h, "site %s\n", s->id);
+        /* how a site's verdict is made changes the FSM's result: every node must agree. Written
+         * only when not the default, so digests of configs without them did not change. */
+        if (s->rule != DW_RULE_ANY || s->combine != DW_COMBINE_PROBES) {
+            fnv_fmt(&h, "site-rule %s %d %d %d\n", s->id, (int)s->rule,
+                    s->rule == DW_RULE_AT_LEAST ? s->at_least : 0, (int)s->combine);
+            any_cloud = any_cloud || s->combine != DW_COMBINE_PROBES;
+        }
         for (int e = 0; e < n_edges; e++)
             eidx[e] = e;
         sort_by_id(eidx, n_edges, edge_id_of, s);
-        for (int e = 0; e < n_edges; e++)
-            fnv_fmt(&h, "edge %s %s\n", s->id, s->edges[eidx[e]].id);
+        for (int e = 0; e < n_edges; e++) {
+            const struct dw_edge *ed = &s->edges[eidx[e]];
+
+            fnv_fmt(&h, "edge %s %s\n", s->id, ed->id);
+            if (ed->genesys_edge_id[0] != '\0')
+                fnv_fmt(&h, "genesys-edge %s %s\n", ed->id, ed->genesys_edge_id);
+        }
     }
 
     for (int i = 0; i < n_groups; i++)
@@ -158,6 +172,8 @@ uint64_t dw_config_topology_digest(const struct dw_config *cfg)
     }
 
     fnv_fmt(&h, "ttl %u\n", cfg->cluster.observation_ttl_ms);
+    if (any_cloud)
+        fnv_fmt(&h, "cloud-ttl %u\n", cfg->genesys.cloud_ttl_ms);
     return h;
 }
 
@@ -254,6 +270,60 @@ char *dw_entry_leader(uint64_t node)
     return print_and_free(root);
 }
 
+int dw_entry_edge_count(const struct dw_config *cfg)
+{
+    int n = 0;
+
+    for (int i = 0; i < cfg->n_sites; i++)
+        n += cfg->sites[i].n_edges;
+    return n;
+}
+
+char *dw_entry_cloud_part(const struct dw_config *cfg, const enum dw_health *states, int first,
+                          int max_edges, int *next)
+{
+    char digest[17];
+    cJSON *root = new_entry("cloud");
+    cJSON *edges;
+    int k = 0, written = 0;
+
+    if (next != NULL)
+        *next = dw_entry_edge_count(cfg);
+    if (max_edges < 1)
+        max_edges = 1; /* so that a caller looping on *next always moves on */
+    if (root == NULL)
+        return NULL;
+    snprintf(digest, sizeof digest, "%016" PRIx64, dw_config_topology_digest(cfg));
+    if (!cJSON_AddStringToObject(root, "digest", digest) ||
+        (edges = cJSON_AddObjectToObject(root, "edges")) == NULL)
+        goto fail;
+    for (int i = 0; i < cfg->n_sites; i++) {
+        const struct dw_site *s = &cfg->sites[i];
+
+        for (int j = 0; j < s->n_edges; j++, k++) {
+            if (k < first || !dw_cloudview_watched(s, &s->edges[j]))
+                continue;
+            if (written == max_edges) {
+                if (next != NULL)
+                    *next = k;
+                return print_and_free(root);
+            }
+            if (!cJSON_AddStringToObject(edges, s->edges[j].id, dw_health_name(states[k])))
+                goto fail;
+            written++;
+        }
+    }
+    return print_and_free(root);
+fail:
+    cJSON_Delete(root);
+    return NULL;
+}
+
+char *dw_entry_cloud(const struct dw_config *cfg, const enum dw_health *states)
+{
+    return dw_entry_cloud_part(cfg, states, 0, INT32_MAX, NULL);
+}
+
 /* ---- stamping ----------------------------------------------------------------------------- */
 
 /* Always returns -1 so validators can "return set_err(...)". */
@@ -333,6 +403,29 @@ static int check_step(const cJSON *e, char *errmsg, size_t errlen)
     return 0;
 }
 
+static int check_cloud(const cJSON *e, char *errmsg, size_t errlen)
+{
+    const cJSON *edges, *s;
+
+    if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(e, "digest")))
+        return set_err(errmsg, errlen, "cloud: \"digest\" must be a string");
+    edges = cJSON_GetObjectItemCaseSensitive(e, "edges");
+    if (!cJSON_IsObject(edges))
+        return set_err(errmsg, errlen, "cloud: \"edges\" must be an object");
+    cJSON_ArrayForEach(s, edges) {
+        enum dw_health h;
+
+        if (s->string == NULL || s->string[0] == '\0' || strlen(s->string) >= DW_ID_MAX)
+            return set_err(errmsg, errlen, "cloud: Edge ids must have 1 to %d bytes",
+                           DW_ID_MAX - 1);
+        if (!cJSON_IsString(s) || dw_health_parse(s->valuestring, &h) != 0)
+            return set_err(errmsg, errlen,
+                           "cloud: edges.%s must be \"up\", \"down\" or \"unknown\"",
+                           s->string);
+    }
+    return 0;
+}
+
 static int check_leader(const cJSON *e, char *errmsg, size_t errlen)
 {
     int64_t node;
@@ -399,6 +492,9 @@ char *dw_entry_stamp(const char *json, size_t len, int64_t ts_ms, uint64_t leade
             goto done;
     } else if (strcmp(type->valuestring, "leader") == 0) {
         if (check_leader(e, errmsg, errlen) != 0)
+            goto done;
+    } else if (strcmp(type->valuestring, "cloud") == 0) {
+        if (check_cloud(e, errmsg, errlen) != 0)
             goto done;
     } else {
         set_err(errmsg, errlen, "unknown entry type");

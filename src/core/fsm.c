@@ -6,10 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "drwatch/detector.h"
 #include "drwatch/fsm.h"
 #include "drwatch/verdict.h"
 
-#define FSM_SCHEMA_VERSION 1
+#define FSM_SCHEMA_VERSION 2
 #define JSON_INT_MAX 9007199254740992.0 /* 2^53 */
 
 static const char schema_sql[] =
@@ -18,7 +19,9 @@ static const char schema_sql[] =
     " tilt INTEGER NOT NULL);"
     "CREATE TABLE observations(node INTEGER NOT NULL, site TEXT NOT NULL, state TEXT NOT NULL,"
     " ts INTEGER NOT NULL, PRIMARY KEY(node, site));"
-    "CREATE TABLE sites(id TEXT PRIMARY KEY, verdict TEXT NOT NULL, since INTEGER NOT NULL);"
+    "CREATE TABLE sites(id TEXT PRIMARY KEY, verdict TEXT NOT NULL, since INTEGER NOT NULL,"
+    " probe_verdict TEXT NOT NULL DEFAULT 'unknown', cloud_verdict TEXT NOT NULL DEFAULT 'unknown');"
+    "CREATE TABLE cloud(edge TEXT PRIMARY KEY, state TEXT NOT NULL, ts INTEGER NOT NULL);"
     "CREATE TABLE groups(id TEXT PRIMARY KEY, active INTEGER NOT NULL, hold INTEGER NOT NULL);"
     "CREATE TABLE operations(id INTEGER PRIMARY KEY, grp TEXT NOT NULL, kind TEXT NOT NULL,"
     " from_target TEXT NOT NULL, to_target TEXT NOT NULL, status TEXT NOT NULL,"
@@ -29,7 +32,7 @@ static const char schema_sql[] =
     " PRIMARY KEY(op, seq));"
     "CREATE TABLE history(id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, kind TEXT NOT NULL,"
     " detail TEXT NOT NULL);"
-    "INSERT INTO meta(key, value) VALUES('schema', 1), ('applied', 0), ('rejected', 0),"
+    "INSERT INTO meta(key, value) VALUES('schema', 2), ('applied', 0), ('rejected', 0),"
     " ('last_ts', 0), ('leader_epoch', 0);";
 
 /* Dump order and each table's primary-key ordering. */
@@ -41,6 +44,7 @@ static const struct {
     {"nodes", "id"},
     {"observations", "node, site"},
     {"sites", "id"},
+    {"cloud", "edge"},
     {"groups", "id"},
     {"operations", "id"},
     {"steps", "op, seq"},
@@ -58,6 +62,9 @@ enum stmt_id {
     ST_SITE_ENSURE,
     ST_SITE_GET,
     ST_SITE_SET,
+    ST_SITE_SET_SIGNALS,
+    ST_CLOUD_UPSERT,
+    ST_CLOUD_GET,
     ST_GROUP_ENSURE,
     ST_GROUP_GET,
     ST_GROUP_SET_ACTIVE,
@@ -88,8 +95,12 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_OBS_GET] = "SELECT o.state, n.last_refresh, n.tilt FROM observations o"
                    " JOIN nodes n ON n.id = o.node WHERE o.node = ?1 AND o.site = ?2",
     [ST_SITE_ENSURE] = "INSERT OR IGNORE INTO sites(id, verdict, since) VALUES(?1, 'unknown', 0)",
-    [ST_SITE_GET] = "SELECT verdict FROM sites WHERE id = ?1",
+    [ST_SITE_GET] = "SELECT verdict, probe_verdict, cloud_verdict FROM sites WHERE id = ?1",
     [ST_SITE_SET] = "UPDATE sites SET verdict = ?2, since = ?3 WHERE id = ?1",
+    [ST_SITE_SET_SIGNALS] = "UPDATE sites SET probe_verdict = ?2, cloud_verdict = ?3 WHERE id = ?1",
+    [ST_CLOUD_UPSERT] = "INSERT INTO cloud(edge, state, ts) VALUES(?1, ?2, ?3)"
+                        " ON CONFLICT(edge) DO UPDATE SET state = excluded.state, ts = excluded.ts",
+    [ST_CLOUD_GET] = "SELECT state, ts FROM cloud WHERE edge = ?1",
     [ST_GROUP_ENSURE] = "INSERT OR IGNORE INTO groups(id, active, hold) VALUES(?1, 0, 0)",
     [ST_GROUP_GET] = "SELECT active, hold FROM groups WHERE id = ?1",
     [ST_GROUP_SET_ACTIVE] = "UPDATE groups SET active = ?2 WHERE id = ?1",
@@ -117,6 +128,8 @@ struct dw_fsm {
     sqlite3 *db;
     const struct dw_config *cfg;
     char digest[17];
+    const char **edge_ids; /* every configured Edge id, sorted: cloud entries name Edges */
+    int n_edge_ids;
     sqlite3_stmt *st[ST_COUNT];
     /* mirrors of meta, refreshed after every commit and restore */
     uint64_t applied;
@@ -319,18 +332,30 @@ static void load_counters(struct dw_fsm *f)
 
 /* ---- reads shared by apply and the views ---------------------------------------------------- */
 
-static int site_verdict_by_id(struct dw_fsm *f, const char *site, enum dw_health *out)
+/* The site's verdict and its two signals (NULL for the ones not wanted). */
+static int site_row(struct dw_fsm *f, const char *site, enum dw_health *verdict,
+                    enum dw_health *probe, enum dw_health *cloud)
 {
     sqlite3_stmt *s = stmt(f, ST_SITE_GET);
     int rc = -1;
 
     bind_text(s, 1, site);
     if (sqlite3_step(s) == SQLITE_ROW) {
-        *out = health_of(col_text(s, 0));
+        if (verdict != NULL)
+            *verdict = health_of(col_text(s, 0));
+        if (probe != NULL)
+            *probe = health_of(col_text(s, 1));
+        if (cloud != NULL)
+            *cloud = health_of(col_text(s, 2));
         rc = 0;
     }
     sqlite3_reset(s);
     return rc;
+}
+
+static int site_verdict_by_id(struct dw_fsm *f, const char *site, enum dw_health *out)
+{
+    return site_row(f, site, out, NULL, NULL);
 }
 
 static int group_get(struct dw_fsm *f, const char *group, int *active, bool *hold)
@@ -644,42 +669,244 @@ static int apply_leader(struct dw_fsm *f, const cJSON *e, int64_t ts, char *why,
     return APPLY_OK;
 }
 
+static int cmp_str_ptr(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static bool edge_configured(const struct dw_fsm *f, const char *id)
+{
+    return f->n_edge_ids > 0 && bsearch(&id, f->edge_ids, (size_t)f->n_edge_ids,
+                                        sizeof *f->edge_ids, cmp_str_ptr) != NULL;
+}
+
+/* The leader's view of Edges as Genesys reports them. Edges absent from the entry keep their
+ * last state and its time (a large view is split over several entries). */
+static int apply_cloud(struct dw_fsm *f, const cJSON *e, int64_t ts, char *why, size_t whylen)
+{
+    const cJSON *digest = cJSON_GetObjectItemCaseSensitive(e, "digest");
+    const cJSON *edges = cJSON_GetObjectItemCaseSensitive(e, "edges");
+    const cJSON *it;
+
+    if (!cJSON_IsString(digest) || !cJSON_IsObject(edges)) {
+        set_msg(why, whylen, "malformed cloud entry");
+        return APPLY_REJECT;
+    }
+    if (strcmp(digest->valuestring, f->digest) != 0) {
+        set_msg(why, whylen, "topology mismatch in cloud entry");
+        return APPLY_REJECT;
+    }
+    cJSON_ArrayForEach(it, edges) {
+        enum dw_health h;
+
+        if (!cJSON_IsString(it) || dw_health_parse(it->valuestring, &h) != 0) {
+            set_msg(why, whylen, "cloud entry: bad state for Edge %s",
+                    it->string ? it->string : "?");
+            return APPLY_REJECT;
+        }
+    }
+    cJSON_ArrayForEach(it, edges) {
+        sqlite3_stmt *s;
+
+        if (it->string == NULL || !edge_configured(f, it->string))
+            continue;
+        s = stmt(f, ST_CLOUD_UPSERT);
+        bind_text(s, 1, it->string);
+        bind_text(s, 2, it->valuestring);
+        sqlite3_bind_int64(s, 3, ts);
+        if (run(s) != 0)
+            return APPLY_SQL_ERROR;
+    }
+    return APPLY_OK;
+}
+
 /* ---- after every entry: verdicts, then planning --------------------------------------------- */
 
-static int update_verdicts(struct dw_fsm *f, int64_t now, bool *changed)
+static const char *combine_name(enum dw_combine c)
+{
+    switch (c) {
+    case DW_COMBINE_AND_GENESYS:
+        return "probes_and_genesys";
+    case DW_COMBINE_OR_GENESYS:
+        return "probes_or_genesys";
+    case DW_COMBINE_PROBES:
+        break;
+    }
+    return "probes";
+}
+
+static const char *rule_name(enum dw_site_rule r)
+{
+    switch (r) {
+    case DW_RULE_ALL:
+        return "all";
+    case DW_RULE_AT_LEAST:
+        return "at_least";
+    case DW_RULE_ANY:
+        break;
+    }
+    return "any";
+}
+
+/* One Edge's cloud state as of now: UNKNOWN without a genesys_edge_id, without a report, or
+ * when the report is older than genesys.cloud_ttl_ms. *ts_out gets the report's time (0 none). */
+static int cloud_edge_state(struct dw_fsm *f, const struct dw_edge *edge, int64_t now,
+                            enum dw_health *out, int64_t *ts_out, bool *fresh_out)
+{
+    sqlite3_stmt *s;
+    int rc;
+
+    *out = DW_UNKNOWN;
+    *ts_out = 0;
+    *fresh_out = false;
+    if (edge->genesys_edge_id[0] == '\0')
+        return 0;
+    s = stmt(f, ST_CLOUD_GET);
+    bind_text(s, 1, edge->id);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *ts_out = sqlite3_column_int64(s, 1);
+        /* a report stamped later than now (a leader's clock ahead) counts as fresh */
+        *fresh_out = now - *ts_out <= (int64_t)f->cfg->genesys.cloud_ttl_ms;
+        if (*fresh_out)
+            *out = health_of(col_text(s, 0));
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+struct signal_counts {
+    int up, down, unknown, n;
+};
+
+/* The site rule applied to its Edges' cloud states (not sticky: stale reports count as
+ * UNKNOWN). */
+static int cloud_site_verdict(struct dw_fsm *f, const struct dw_site *site, int64_t now,
+                              enum dw_health *out, struct signal_counts *cnt)
+{
+    enum dw_health states[DW_MAX_EDGES];
+    int n = site->n_edges < DW_MAX_EDGES ? site->n_edges : DW_MAX_EDGES;
+
+    memset(cnt, 0, sizeof *cnt);
+    for (int j = 0; j < n; j++) {
+        int64_t ts;
+        bool fresh;
+
+        if (cloud_edge_state(f, &site->edges[j], now, &states[j], &ts, &fresh) != 0)
+            return -1;
+        cnt->up += states[j] == DW_UP;
+        cnt->down += states[j] == DW_DOWN;
+        cnt->unknown += states[j] == DW_UNKNOWN;
+    }
+    cnt->n = n;
+    *out = dw_site_verdict(states, n, site->rule, site->at_least);
+    return 0;
+}
+
+/* How the site's two signals make its verdict (docs/detection.md). */
+static enum dw_health combine(enum dw_combine how, enum dw_health cur, enum dw_health probe,
+                              enum dw_health cloud)
+{
+    switch (how) {
+    case DW_COMBINE_AND_GENESYS:
+        if (probe == DW_DOWN && cloud == DW_DOWN)
+            return DW_DOWN;
+        return probe == DW_UP ? DW_UP : cur;
+    case DW_COMBINE_OR_GENESYS:
+        if (probe == DW_DOWN || cloud == DW_DOWN)
+            return DW_DOWN;
+        return probe == DW_UP ? DW_UP : cur;
+    case DW_COMBINE_PROBES:
+        break;
+    }
+    return probe;
+}
+
+static int update_site(struct dw_fsm *f, const struct dw_site *site, int64_t now, bool *changed)
 {
     const struct dw_config *cfg = f->cfg;
     int64_t ttl = cfg->cluster.observation_ttl_ms;
     struct dw_observation obs[DW_MAX_MEMBERS];
     int n = cfg->n_members < DW_MAX_MEMBERS ? cfg->n_members : DW_MAX_MEMBERS;
+    enum dw_health cur, cur_probe, cur_cloud, probe, cloud = DW_UNKNOWN, next;
+    struct signal_counts cc = {0};
+    bool uses_cloud = site->combine != DW_COMBINE_PROBES;
+    char probes_txt[64], cloud_txt[96] = "";
+    const char *mover;
+    int up = 0, down = 0;
+    sqlite3_stmt *s;
 
-    *changed = false;
-    for (int i = 0; i < cfg->n_sites; i++) {
-        const char *site = cfg->sites[i].id;
-        enum dw_health cur, next;
-        int up = 0, down = 0;
-        sqlite3_stmt *s;
+    if (load_observations(f, site->id, obs) != 0 ||
+        site_row(f, site->id, &cur, &cur_probe, &cur_cloud) != 0)
+        return -1;
+    probe = dw_quorum_verdict(cur_probe, obs, n, now, ttl);
+    if (uses_cloud && cloud_site_verdict(f, site, now, &cloud, &cc) != 0)
+        return -1;
+    next = combine(site->combine, cur, probe, cloud);
+    if (probe == cur_probe && cloud == cur_cloud && next == cur)
+        return 0;
 
-        if (load_observations(f, site, obs) != 0 || site_verdict_by_id(f, site, &cur) != 0)
-            return -1;
-        next = dw_quorum_verdict(cur, obs, n, now, ttl);
-        if (next == cur)
+    for (int m = 0; m < n; m++) {
+        if (obs[m].tilt || !dw_observation_fresh(&obs[m], now, ttl))
             continue;
-        for (int m = 0; m < n; m++) {
-            if (obs[m].tilt || !dw_observation_fresh(&obs[m], now, ttl))
-                continue;
-            down += obs[m].state == DW_DOWN;
-            up += obs[m].state == DW_UP;
-        }
-        s = stmt(f, ST_SITE_SET);
-        bind_text(s, 1, site);
-        bind_text(s, 2, dw_health_name(next));
-        sqlite3_bind_int64(s, 3, now);
-        if (run(s) != 0 ||
-            history(f, now, "verdict", "%s: %s -> %s (down %d/%d fresh, up %d/%d)", site,
-                    dw_health_name(cur), dw_health_name(next), down, n, up, n) != 0)
+        down += obs[m].state == DW_DOWN;
+        up += obs[m].state == DW_UP;
+    }
+    snprintf(probes_txt, sizeof probes_txt, "down %d/%d fresh, up %d/%d", down, n, up, n);
+    if (uses_cloud)
+        snprintf(cloud_txt, sizeof cloud_txt, "%d/%d Edges down, %d up, %d unknown, rule %s",
+                 cc.down, cc.n, cc.up, cc.unknown, rule_name(site->rule));
+
+    if (probe != cur_probe || cloud != cur_cloud) {
+        s = stmt(f, ST_SITE_SET_SIGNALS);
+        bind_text(s, 1, site->id);
+        bind_text(s, 2, dw_health_name(probe));
+        bind_text(s, 3, dw_health_name(cloud));
+        if (run(s) != 0)
             return -1;
-        *changed = true;
+    }
+    /* with one signal the verdict row says it all; with two, each signal's moves are kept */
+    if (uses_cloud && probe != cur_probe &&
+        history(f, now, "signal", "%s: probes %s -> %s (%s)", site->id, dw_health_name(cur_probe),
+                dw_health_name(probe), probes_txt) != 0)
+        return -1;
+    if (uses_cloud && cloud != cur_cloud &&
+        history(f, now, "signal", "%s: genesys %s -> %s (%s)", site->id, dw_health_name(cur_cloud),
+                dw_health_name(cloud), cloud_txt) != 0)
+        return -1;
+    if (next == cur)
+        return 0;
+
+    mover = probe != cur_probe && cloud != cur_cloud ? "probes+genesys"
+            : cloud != cur_cloud                     ? "genesys"
+                                                     : "probes";
+    s = stmt(f, ST_SITE_SET);
+    bind_text(s, 1, site->id);
+    bind_text(s, 2, dw_health_name(next));
+    sqlite3_bind_int64(s, 3, now);
+    if (run(s) != 0)
+        return -1;
+    if (!uses_cloud) {
+        if (history(f, now, "verdict", "%s: %s -> %s (%s) by probes", site->id,
+                    dw_health_name(cur), dw_health_name(next), probes_txt) != 0)
+            return -1;
+    } else if (history(f, now, "verdict",
+                       "%s: %s -> %s (%s; probes %s, genesys %s: %s) by %s, combine %s", site->id,
+                       dw_health_name(cur), dw_health_name(next), probes_txt,
+                       dw_health_name(probe), dw_health_name(cloud), cloud_txt, mover,
+                       combine_name(site->combine)) != 0) {
+        return -1;
+    }
+    *changed = true;
+    return 0;
+}
+
+static int update_verdicts(struct dw_fsm *f, int64_t now, bool *changed)
+{
+    *changed = false;
+    for (int i = 0; i < f->cfg->n_sites; i++) {
+        if (update_site(f, &f->cfg->sites[i], now, changed) != 0)
+            return -1;
     }
     return 0;
 }
@@ -894,6 +1121,8 @@ static int apply_parsed(struct dw_fsm *f, const cJSON *e, int64_t *ts, char *why
         rc = apply_step(f, e, *ts, why, whylen);
     else if (strcmp(type->valuestring, "leader") == 0)
         rc = apply_leader(f, e, *ts, why, whylen);
+    else if (strcmp(type->valuestring, "cloud") == 0)
+        rc = apply_cloud(f, e, *ts, why, whylen);
     else {
         set_msg(why, whylen, "unknown entry type \"%.32s\"", type->valuestring);
         return APPLY_REJECT;
@@ -1001,6 +1230,26 @@ static int open_memory_db(sqlite3 **db, char *errmsg, size_t errlen)
     return 0;
 }
 
+static int index_edges(struct dw_fsm *f)
+{
+    const struct dw_config *cfg = f->cfg;
+    int n = 0;
+
+    for (int i = 0; i < cfg->n_sites; i++)
+        n += cfg->sites[i].n_edges;
+    if (n == 0)
+        return 0;
+    f->edge_ids = calloc((size_t)n, sizeof *f->edge_ids);
+    if (f->edge_ids == NULL)
+        return -1;
+    for (int i = 0; i < cfg->n_sites; i++) {
+        for (int j = 0; j < cfg->sites[i].n_edges; j++)
+            f->edge_ids[f->n_edge_ids++] = cfg->sites[i].edges[j].id;
+    }
+    qsort(f->edge_ids, (size_t)f->n_edge_ids, sizeof *f->edge_ids, cmp_str_ptr);
+    return 0;
+}
+
 int dw_fsm_open(struct dw_fsm **out, const struct dw_config *cfg, char *errmsg, size_t errlen)
 {
     struct dw_fsm *f = calloc(1, sizeof *f);
@@ -1012,6 +1261,10 @@ int dw_fsm_open(struct dw_fsm **out, const struct dw_config *cfg, char *errmsg, 
     }
     f->cfg = cfg;
     snprintf(f->digest, sizeof f->digest, "%016" PRIx64, dw_config_topology_digest(cfg));
+    if (index_edges(f) != 0) {
+        set_msg(errmsg, errlen, "out of memory");
+        goto fail;
+    }
     if (open_memory_db(&f->db, errmsg, errlen) != 0)
         goto fail;
     if (sqlite3_exec(f->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK) {
@@ -1038,6 +1291,7 @@ void dw_fsm_close(struct dw_fsm *f)
         return;
     finalize_all(f->st);
     sqlite3_close(f->db);
+    free(f->edge_ids);
     free(f);
 }
 
@@ -1050,6 +1304,37 @@ int dw_fsm_snapshot(struct dw_fsm *f, void **buf, size_t *len)
         return -1;
     *buf = data;
     *len = (size_t)size;
+    return 0;
+}
+
+/* Snapshots of schema 1 (before the Genesys signal) gain the signal columns and the cloud
+ * table; in schema 1 the site verdict was the probe verdict. Idempotent: a schema 2 database
+ * passes untouched. */
+static int migrate(sqlite3 *db)
+{
+    static const char v1_to_v2[] =
+        "BEGIN;"
+        "ALTER TABLE sites ADD COLUMN probe_verdict TEXT NOT NULL DEFAULT 'unknown';"
+        "ALTER TABLE sites ADD COLUMN cloud_verdict TEXT NOT NULL DEFAULT 'unknown';"
+        "UPDATE sites SET probe_verdict = verdict;"
+        "CREATE TABLE cloud(edge TEXT PRIMARY KEY, state TEXT NOT NULL, ts INTEGER NOT NULL);"
+        "UPDATE meta SET value = 2 WHERE key = 'schema';"
+        "COMMIT;";
+    sqlite3_stmt *s;
+    int64_t schema = -1;
+
+    if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'schema'", -1, &s, NULL) !=
+        SQLITE_OK)
+        return -1;
+    if (sqlite3_step(s) == SQLITE_ROW)
+        schema = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    if (schema != 1)
+        return 0; /* the caller checks the version */
+    if (sqlite3_exec(db, v1_to_v2, NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
     return 0;
 }
 
@@ -1074,7 +1359,7 @@ int dw_fsm_restore(struct dw_fsm *f, const void *buf, size_t len)
     if (sqlite3_deserialize(db, "main", copy, (sqlite3_int64)len, (sqlite3_int64)len,
                             SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE) !=
             SQLITE_OK ||
-        prepare_all(db, st, NULL, 0) != 0) {
+        migrate(db) != 0 || prepare_all(db, st, NULL, 0) != 0) {
         sqlite3_close(db);
         return -1;
     }
@@ -1118,6 +1403,26 @@ enum dw_health dw_fsm_site_verdict(struct dw_fsm *f, int site)
 
     if (site < 0 || site >= f->cfg->n_sites ||
         site_verdict_by_id(f, f->cfg->sites[site].id, &h) != 0)
+        return DW_UNKNOWN;
+    return h;
+}
+
+enum dw_health dw_fsm_probe_verdict(struct dw_fsm *f, int site)
+{
+    enum dw_health h = DW_UNKNOWN;
+
+    if (site < 0 || site >= f->cfg->n_sites ||
+        site_row(f, f->cfg->sites[site].id, NULL, &h, NULL) != 0)
+        return DW_UNKNOWN;
+    return h;
+}
+
+enum dw_health dw_fsm_cloud_verdict(struct dw_fsm *f, int site)
+{
+    enum dw_health h = DW_UNKNOWN;
+
+    if (site < 0 || site >= f->cfg->n_sites ||
+        site_row(f, f->cfg->sites[site].id, NULL, NULL, &h) != 0)
         return DW_UNKNOWN;
     return h;
 }
@@ -1321,6 +1626,35 @@ static bool status_observations(struct dw_fsm *f, cJSON *site_obj, const char *s
     return ok;
 }
 
+/* The Genesys signal of a site that uses it: each Edge's last report, judged at last_ts. */
+static bool status_cloud(struct dw_fsm *f, cJSON *site_obj, const struct dw_site *site)
+{
+    cJSON *arr;
+
+    if (site->combine == DW_COMBINE_PROBES)
+        return true;
+    arr = cJSON_AddArrayToObject(site_obj, "cloud");
+    if (arr == NULL)
+        return false;
+    for (int j = 0; j < site->n_edges; j++) {
+        const struct dw_edge *e = &site->edges[j];
+        cJSON *o = cJSON_CreateObject();
+        enum dw_health h;
+        int64_t ts;
+        bool fresh;
+
+        if (o == NULL || !cJSON_AddItemToArray(arr, o) ||
+            cloud_edge_state(f, e, f->last_ts, &h, &ts, &fresh) != 0 ||
+            !cJSON_AddStringToObject(o, "edge", e->id) ||
+            !cJSON_AddStringToObject(o, "genesys_edge_id", e->genesys_edge_id) ||
+            !cJSON_AddStringToObject(o, "state", dw_health_name(h)) ||
+            !cJSON_AddNumberToObject(o, "reported", (double)ts) ||
+            !cJSON_AddBoolToObject(o, "fresh", fresh))
+            return false;
+    }
+    return true;
+}
+
 static bool status_sites(struct dw_fsm *f, cJSON *root)
 {
     cJSON *arr = cJSON_AddArrayToObject(root, "sites");
@@ -1328,7 +1662,9 @@ static bool status_sites(struct dw_fsm *f, cJSON *root)
 
     /* configured order, which is how operators read their own config */
     for (int i = 0; ok && i < f->cfg->n_sites; i++) {
-        static const char sql[] = "SELECT id, verdict, since FROM sites WHERE id = ?1";
+        static const char sql[] = "SELECT id, verdict, since, probe_verdict, cloud_verdict"
+                                  " FROM sites WHERE id = ?1";
+        const struct dw_site *site = &f->cfg->sites[i];
         cJSON *o = cJSON_CreateObject();
         sqlite3_stmt *s;
 
@@ -1336,11 +1672,16 @@ static bool status_sites(struct dw_fsm *f, cJSON *root)
              sqlite3_prepare_v2(f->db, sql, -1, &s, NULL) == SQLITE_OK;
         if (!ok)
             break;
-        bind_text(s, 1, f->cfg->sites[i].id);
+        bind_text(s, 1, site->id);
         ok = sqlite3_step(s) == SQLITE_ROW && json_add_col(o, "id", s, 0) &&
-             json_add_col(o, "verdict", s, 1) && json_add_col(o, "since", s, 2);
+             json_add_col(o, "verdict", s, 1) && json_add_col(o, "since", s, 2) &&
+             json_add_col(o, "probe_verdict", s, 3) && json_add_col(o, "cloud_verdict", s, 4) &&
+             cJSON_AddStringToObject(o, "combine", combine_name(site->combine)) &&
+             cJSON_AddStringToObject(o, "rule", rule_name(site->rule)) &&
+             (site->rule != DW_RULE_AT_LEAST ||
+              cJSON_AddNumberToObject(o, "at_least", site->at_least));
         sqlite3_finalize(s);
-        ok = ok && status_observations(f, o, f->cfg->sites[i].id);
+        ok = ok && status_observations(f, o, site->id) && status_cloud(f, o, site);
     }
     return ok;
 }

@@ -98,6 +98,7 @@ int main(int argc, char **argv)
     }
     if (check_only) {
         printf("%s: configuration is valid\n", config_path);
+        dw_config_free(&cfg);
         return 0;
     }
 
@@ -124,5 +125,6 @@ int main(int argc, char **argv)
         dw_log(DW_LOG_ERROR, "main", "handles still open at exit");
         rc = rc ? rc : 1;
     }
+    dw_config_free(&cfg);
     return rc;
 }

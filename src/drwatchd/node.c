@@ -6,14 +6,17 @@
 
 #include "drwatch/actuator.h"
 #include "drwatch/admin.h"
+#include "drwatch/cloud.h"
 #include "drwatch/entry.h"
 #include "drwatch/fsm.h"
 #include "drwatch/genesys.h"
 #include "drwatch/http.h"
 #include "drwatch/log.h"
+#include "drwatch/metrics.h"
 #include "drwatch/peer.h"
 #include "drwatch/probe.h"
 #include "drwatch/raftnode.h"
+#include "drwatch/tilt.h"
 
 #include "node.h"
 
@@ -30,8 +33,13 @@ struct dw_node {
     struct dw_peer *peer;
     struct dw_genesys *genesys;
     struct dw_actuator *actuator;
+    struct dw_cloud *cloud;
     struct dw_prober *prober;
     struct dw_admin *admin;
+    struct dw_metrics *metrics;
+    struct dw_tilt *tilt;
+    uint64_t last_submit;     /* uv_now() of the last observation sent */
+    uint64_t submitted, submit_failed;
     uv_timer_t refresh;       /* periodic observation refresh */
     uv_timer_t retry;         /* resubmits after a failed forward */
     int timers_open;
@@ -55,6 +63,7 @@ static void submitted(void *data, int status, const char *errmsg)
     if (n->stopping)
         return;
     if (status != 0) {
+        n->submit_failed++;
         /* First failure and then every 20th: an unreachable leader must not flood the log. */
         if (n->submit_failures++ % 20 == 0)
             dw_log(DW_LOG_WARN, "node", "observation not committed (%u in a row): %s",
@@ -71,16 +80,29 @@ static void submitted(void *data, int status, const char *errmsg)
         submit(n);
 }
 
+/* At most one observation in flight and at least min_submit_interval_ms between two: however many
+ * Edges change at once, a node adds a bounded number of entries to the log (docs/detection.md). */
 static void submit(struct dw_node *n)
 {
     if (n->stopping || n->submitting)
         return;
-    enum dw_health states[DW_MAX_SITES];
+    uint64_t now = uv_now(n->loop), floor = n->cfg->cluster.min_submit_interval_ms;
+    if (n->last_submit != 0 && now - n->last_submit < floor) {
+        if (!uv_is_active((uv_handle_t *)&n->retry))
+            uv_timer_start(&n->retry, retry_cb, floor - (now - n->last_submit), 0);
+        return;
+    }
+    enum dw_health *states = calloc((size_t)n->cfg->n_sites + 1, sizeof *states);
+    if (states == NULL)
+        return;
     for (int i = 0; i < n->cfg->n_sites; i++)
         states[i] = dw_prober_site(n->prober, i);
-    char *e = dw_entry_observe(n->cfg, n->cfg->node_id, false, states);
+    char *e = dw_entry_observe(n->cfg, n->cfg->node_id, dw_tilt_active(n->tilt), states);
+    free(states);
     if (e == NULL)
         return;
+    n->last_submit = now;
+    n->submitted++;
     n->dirty = 0;
     n->submitting = 1;
     if (dw_peer_submit(n->peer, e, submitted, n) != 0) {
@@ -101,6 +123,14 @@ static void site_changed(void *data, int site, enum dw_health old_state, enum dw
 {
     struct dw_node *n = data;
     (void)site, (void)old_state, (void)new_state; /* the prober logs the change */
+    n->dirty = 1;
+    submit(n);
+}
+
+static void tilt_changed(struct dw_tilt *t, bool active, void *data)
+{
+    struct dw_node *n = data;
+    (void)t, (void)active; /* the tilt module logs the change; the cluster learns it now */
     n->dirty = 1;
     submit(n);
 }
@@ -166,6 +196,10 @@ static void status_reply(struct dw_node *n, cJSON *reply)
     cJSON_AddNumberToObject(self, "last_applied", (double)dw_raft_last_applied(n->raft));
     cJSON_AddNumberToObject(self, "last_index", (double)dw_raft_last_index(n->raft));
     cJSON_AddStringToObject(self, "actuator", dw_actuator_current(n->actuator));
+    cJSON *tilt = cJSON_AddObjectToObject(self, "tilt");
+    cJSON_AddBoolToObject(tilt, "active", dw_tilt_active(n->tilt));
+    cJSON_AddStringToObject(tilt, "reason", dw_tilt_active(n->tilt) ? dw_tilt_reason(n->tilt) : "");
+    cJSON_AddNumberToObject(tilt, "until", (double)dw_tilt_until_ms(n->tilt));
     cJSON *l = cJSON_AddObjectToObject(reply, "leader");
     cJSON_AddNumberToObject(l, "id", (double)leader);
     const struct dw_member *lm = leader ? dw_config_member(cfg, leader) : NULL;
@@ -190,6 +224,104 @@ static void status_reply(struct dw_node *n, cJSON *reply)
     cJSON_AddItemToObject(reply, "local", local_view(n));
     if (cluster)
         cJSON_AddItemToObject(reply, "cluster", cluster);
+}
+
+static void metric(struct dw_metrics_writer *w, const char *name, enum dw_metric_type type,
+                   const char *help, const char *const *labels, double v)
+{
+    dw_metrics_write(w, name, type, help, labels, v);
+}
+
+static double health_value(enum dw_health h)
+{
+    return h == DW_UP ? 1 : h == DW_DOWN ? 0 : -1;
+}
+
+/* Node-local facts on every node; cluster decisions as this node's replica sees them
+ * (drwatch_is_leader says which node acts). */
+static void node_collect(void *data, struct dw_metrics_writer *w)
+{
+    struct dw_node *n = data;
+    const struct dw_config *cfg = n->cfg;
+    metric(w, "drwatch_is_leader", DW_METRIC_GAUGE, "1 on the node that may act on Genesys.", NULL,
+           dw_raft_is_leader(n->raft));
+    metric(w, "drwatch_raft_term", DW_METRIC_GAUGE, "Current Raft term.", NULL,
+           (double)dw_raft_term(n->raft));
+    metric(w, "drwatch_raft_last_applied", DW_METRIC_GAUGE, "Index of the last applied entry.",
+           NULL, (double)dw_raft_last_applied(n->raft));
+    metric(w, "drwatch_raft_last_index", DW_METRIC_GAUGE, "Index of the last entry in the log.",
+           NULL, (double)dw_raft_last_index(n->raft));
+    metric(w, "drwatch_fsm_rejected_entries_total", DW_METRIC_COUNTER,
+           "Committed entries the state machine refused.", NULL, (double)dw_fsm_rejected(n->fsm));
+    metric(w, "drwatch_observations_submitted_total", DW_METRIC_COUNTER,
+           "Observations this node sent towards the log.", NULL, (double)n->submitted);
+    metric(w, "drwatch_observations_failed_total", DW_METRIC_COUNTER,
+           "Observations that did not commit.", NULL, (double)n->submit_failed);
+    for (int s = 0; s < cfg->n_sites; s++) {
+        const struct dw_site *site = &cfg->sites[s];
+        const char *sl[] = {"site", site->id, NULL};
+        metric(w, "drwatch_site_local_up", DW_METRIC_GAUGE,
+               "This node's own verdict on the site: 1 up, 0 down, -1 unknown.", sl,
+               health_value(dw_prober_site(n->prober, s)));
+        metric(w, "drwatch_site_cluster_up", DW_METRIC_GAUGE,
+               "The committed cluster verdict on the site: 1 up, 0 down, -1 unknown.", sl,
+               health_value(dw_fsm_site_verdict(n->fsm, s)));
+        for (int e = 0; e < site->n_edges; e++) {
+            const char *el[] = {"site", site->id, "edge", site->edges[e].id, NULL};
+            metric(w, "drwatch_edge_up", DW_METRIC_GAUGE,
+                   "This node's verdict on the Edge: 1 up, 0 down, -1 unknown.", el,
+                   health_value(dw_prober_edge(n->prober, s, e)));
+            for (int k = 0; k < dw_prober_n_probes(n->prober, s, e); k++) {
+                struct dw_probe_info pi;
+                if (dw_prober_probe_info(n->prober, s, e, k, &pi) != 0)
+                    continue;
+                static const char *const kinds[] = {"http", "sip", "tcp"};
+                const char *kind = (unsigned)pi.kind < 3 ? kinds[pi.kind] : "unknown";
+                char idx[12];
+                snprintf(idx, sizeof idx, "%d", k);
+                const char *ok[] = {"site", site->id, "edge", site->edges[e].id, "probe", idx,
+                                    "kind", kind, "result", "ok", NULL};
+                const char *fail[] = {"site", site->id, "edge", site->edges[e].id, "probe", idx,
+                                      "kind", kind, "result", "fail", NULL};
+                const char *bad[] = {"site", site->id, "edge", site->edges[e].id, "probe", idx,
+                                     "kind", kind, NULL};
+                metric(w, "drwatch_probe_total", DW_METRIC_COUNTER, "Probe runs by result.", ok,
+                       (double)(pi.probes - pi.failures));
+                metric(w, "drwatch_probe_total", DW_METRIC_COUNTER, "Probe runs by result.", fail,
+                       (double)pi.failures);
+                metric(w, "drwatch_probe_bad_responses_total", DW_METRIC_COUNTER,
+                       "Answers that were not valid HTTP or SIP.", bad, (double)pi.bad_responses);
+            }
+        }
+    }
+    for (int g = 0; g < cfg->n_groups; g++) {
+        const struct dw_group *grp = &cfg->groups[g];
+        int active = dw_fsm_active_target(n->fsm, g);
+        for (int t = 0; t < grp->n_targets; t++) {
+            const char *tl[] = {"group", grp->id, "target", grp->targets[t].id, NULL};
+            metric(w, "drwatch_group_active_target", DW_METRIC_GAUGE,
+                   "1 for the target the group runs on.", tl, active == t);
+        }
+    }
+    struct dw_genesys_stats gs;
+    dw_genesys_stats(n->genesys, &gs);
+    metric(w, "drwatch_genesys_requests_total", DW_METRIC_COUNTER,
+           "Requests sent to the Genesys API by this node.", NULL, (double)gs.requests);
+    metric(w, "drwatch_genesys_conflicts_total", DW_METRIC_COUNTER, "409 answers (version races).",
+           NULL, (double)gs.conflicts_409);
+    metric(w, "drwatch_genesys_rate_limited_total", DW_METRIC_COUNTER, "429 answers.", NULL,
+           (double)gs.responses_429);
+    metric(w, "drwatch_genesys_server_errors_total", DW_METRIC_COUNTER, "5xx answers.", NULL,
+           (double)gs.responses_5xx);
+    metric(w, "drwatch_genesys_bad_responses_total", DW_METRIC_COUNTER,
+           "Answers that could not be parsed.", NULL, (double)gs.bad_responses);
+    struct dw_peer_stats ps;
+    dw_peer_stats(n->peer, &ps);
+    metric(w, "drwatch_peer_forwarded_total", DW_METRIC_COUNTER,
+           "Observations forwarded to the leader.", NULL, (double)ps.forwarded);
+    metric(w, "drwatch_peer_rejected_total", DW_METRIC_COUNTER,
+           "Peer requests refused (bad secret or bad entry).", NULL,
+           (double)(ps.rejected_auth + ps.rejected_bad));
 }
 
 static void admin_handler(void *data, const cJSON *req, cJSON *reply)
@@ -265,8 +397,11 @@ void dw_node_stop(struct dw_node *n)
     n->stopping = 1;
     dw_log(DW_LOG_INFO, "node", "stopping");
     dw_admin_close(n->admin);
+    dw_metrics_close(n->metrics);
+    dw_tilt_close(n->tilt);
     dw_prober_close(n->prober);
     dw_actuator_close(n->actuator);
+    dw_cloud_close(n->cloud); /* before the Genesys client: it waits for its calls */
     dw_genesys_close(n->genesys);
     /* The peer channel feeds raft, so it goes first; raft and curlm outlive it. */
     dw_peer_close(n->peer);
@@ -324,14 +459,29 @@ int dw_node_start(struct dw_node **out, uv_loop_t *loop, const struct dw_config 
         snprintf(errmsg, errlen, "dw_actuator_init(): out of memory");
         goto err_after_genesys;
     }
-    if (dw_prober_start(&n->prober, loop, n->curlm, cfg, site_changed, n) != 0) {
-        snprintf(errmsg, errlen, "dw_prober_start(): failed");
+    if (dw_cloud_start(&n->cloud, loop, cfg, n->genesys, n->raft, err, sizeof err) != 0) {
+        snprintf(errmsg, errlen, "dw_cloud_start(): %s", err);
         goto err_after_actuator;
     }
-    if (dw_admin_start(&n->admin, loop, cfg->admin_socket, admin_handler, n, err, sizeof err) != 0) {
-        snprintf(errmsg, errlen, "dw_admin_start(): %s", err);
+    if (dw_prober_start(&n->prober, loop, n->curlm, cfg, site_changed, n) != 0) {
+        snprintf(errmsg, errlen, "dw_prober_start(): failed");
+        goto err_after_cloud;
+    }
+    if (dw_metrics_start(&n->metrics, loop, cfg->metrics_address, err, sizeof err) != 0) {
+        snprintf(errmsg, errlen, "dw_metrics_start(): %s", err);
         goto err_after_prober;
     }
+    dw_metrics_add(n->metrics, node_collect, n);
+    if (dw_admin_start(&n->admin, loop, cfg->admin_socket, admin_handler, n, err, sizeof err) != 0) {
+        snprintf(errmsg, errlen, "dw_admin_start(): %s", err);
+        goto err_after_metrics;
+    }
+    /* Last: the blocking start-up above must not count as a loop stall. */
+    if (dw_tilt_start(&n->tilt, loop, &cfg->tilt, NULL, tilt_changed, n, err, sizeof err) != 0) {
+        snprintf(errmsg, errlen, "dw_tilt_start(): %s", err);
+        goto err_after_admin;
+    }
+    dw_metrics_add(n->metrics, dw_tilt_collect, n->tilt);
     uv_timer_init(loop, &n->refresh);
     uv_timer_init(loop, &n->retry);
     n->refresh.data = n;
@@ -342,8 +492,14 @@ int dw_node_start(struct dw_node **out, uv_loop_t *loop, const struct dw_config 
     *out = n;
     return 0;
 
+err_after_admin:
+    dw_admin_close(n->admin);
+err_after_metrics:
+    dw_metrics_close(n->metrics);
 err_after_prober:
     dw_prober_close(n->prober);
+err_after_cloud:
+    dw_cloud_close(n->cloud);
 err_after_actuator:
     dw_actuator_close(n->actuator);
 err_after_genesys:

@@ -12,13 +12,14 @@
 #define G_MAX_RETRIES 5
 #define G_MAX_PUTS 5
 #define G_MAX_PAGES 100
+#define G_LIST_MAX_PAGES 200
 #define G_TOKEN_EARLY_MS 60000
 #define G_RETRY_AFTER_DEFAULT_S 3
 #define G_RETRY_AFTER_MAX_S 180
 #define G_MAX_BODY (4u * 1024 * 1024)
 #define G_DETAIL_MAX 256
 
-enum call_kind { CALL_TOKEN, CALL_SET, CALL_CHECK };
+enum call_kind { CALL_TOKEN, CALL_SET, CALL_CHECK, CALL_LIST };
 
 struct call;
 typedef void (*resp_fn)(struct call *c, const struct dw_http_resp *r);
@@ -29,8 +30,9 @@ struct call {
     struct dw_genesys *g;
     enum call_kind kind;
     dw_genesys_cb cb;
+    dw_genesys_list_cb list_cb;
     void *data;
-    char *tb_id;
+    char *tb_id;      /* trunk base id; for a list, the collection listed */
     char *tb_esc;
     bool wanted;
 
@@ -56,6 +58,9 @@ struct call {
     long version_read;
     int page, n_trunks, n_ok;
     char first_bad[128];
+
+    unsigned sent;   /* API requests this call has sent */
+    cJSON *listed;   /* list: entities gathered so far */
 };
 
 struct dw_genesys {
@@ -143,6 +148,7 @@ static void on_call_closed(uv_handle_t *h)
     free(c->tb_esc);
     free(c->url);
     free(c->body);
+    cJSON_Delete(c->listed);
     free(c);
     g->n_calls--;
     genesys_maybe_free(g);
@@ -198,9 +204,16 @@ static void call_finish(struct call *c, enum dw_gresult result, const char *deta
     /* a waiter's "token: ..." failure was logged once by the token request itself */
     if (result == DW_G_FAIL && !c->g->closing && !c->logged && strncmp(detail, "token: ", 7) != 0)
         dw_log(DW_LOG_WARN, "genesys", "%s", detail);
-    if (c->kind == CALL_TOKEN)
+    if (c->kind == CALL_TOKEN) {
         token_call_done(c->g, result, detail);
-    else if (c->cb)
+    } else if (c->kind == CALL_LIST) {
+        cJSON *list = NULL;
+        if (result == DW_G_OK) {
+            list = c->listed;
+            c->listed = NULL;
+        }
+        c->list_cb(c->data, result, list, c->sent, detail);
+    } else if (c->cb)
         c->cb(c->data, result, detail);
     call_release(c);
 }
@@ -432,6 +445,8 @@ static void call_issue(struct call *c)
     }
     c->in_flight = 1;
     g->stats.requests++;
+    if (c->kind != CALL_TOKEN)
+        c->sent++;
 }
 
 static void call_send(struct call *c)
@@ -786,6 +801,53 @@ static void check_page(struct call *c)
     call_api(c, "GET", rel, NULL, on_check_page);
 }
 
+/* ---- list ---- */
+
+static void list_page(struct call *c);
+
+static void on_list_page(struct call *c, const struct dw_http_resp *r)
+{
+    if (r->status < 200 || r->status > 299) {
+        fail_status(c, r);
+        return;
+    }
+    cJSON *root = cJSON_Parse(r->body);
+    cJSON *ents = cJSON_GetObjectItemCaseSensitive(root, "entities");
+    if (!cJSON_IsArray(ents)) {
+        cJSON_Delete(root);
+        fail_bad(c, r, root ? "list without entities" : "invalid JSON");
+        return;
+    }
+    const cJSON *pc = cJSON_GetObjectItemCaseSensitive(root, "pageCount");
+    double page_count = cJSON_IsNumber(pc) ? pc->valuedouble : 1.0;
+    /* move the page's entities over instead of copying them */
+    cJSON *e;
+    while ((e = cJSON_DetachItemFromArray(ents, 0)) != NULL)
+        cJSON_AddItemToArray(c->listed, e);
+    cJSON_Delete(root);
+    if (page_count > G_LIST_MAX_PAGES) {
+        fail_bad(c, r, "more pages than drwatch reads");
+        return;
+    }
+    if (c->page < page_count) {
+        c->page++;
+        list_page(c);
+        return;
+    }
+    char d[G_DETAIL_MAX];
+    snprintf(d, sizeof d, "%s: %d entities in %d pages", c->tb_id,
+             cJSON_GetArraySize(c->listed), c->page);
+    call_finish(c, DW_G_OK, d);
+}
+
+static void list_page(struct call *c)
+{
+    char rel[64];
+
+    snprintf(rel, sizeof rel, "%s?pageSize=100&pageNumber=%d", c->tb_id, c->page);
+    call_api(c, "GET", rel, NULL, on_list_page);
+}
+
 /* ---- public ---- */
 
 int dw_genesys_init(struct dw_genesys **out, uv_loop_t *loop, struct dw_curlm *curlm,
@@ -906,6 +968,29 @@ int dw_genesys_check_trunks(struct dw_genesys *g, const char *trunk_base_id,
         return -1;
     c->page = 1;
     check_page(c);
+    return 0;
+}
+
+int dw_genesys_list(struct dw_genesys *g, const char *what, dw_genesys_list_cb cb, void *data)
+{
+    /* only the documented read-only collections (shared/genesys-api.md section 4) */
+    if (what == NULL || cb == NULL || (strcmp(what, "edges") != 0 && strcmp(what, "trunks") != 0))
+        return -1;
+    if (g == NULL || g->closing)
+        return -1;
+    struct call *c = call_new(g, CALL_LIST, NULL, data);
+    if (c == NULL)
+        return -1;
+    c->list_cb = cb;
+    c->tb_id = strdup(what);
+    c->listed = cJSON_CreateArray();
+    if (c->tb_id == NULL || c->listed == NULL) {
+        c->finished = 1;
+        call_release(c);
+        return -1;
+    }
+    c->page = 1;
+    list_page(c);
     return 0;
 }
 

@@ -11,6 +11,7 @@ struct xfer {
     CURL *easy;
     dw_curlm_done_cb cb;
     void *data;
+    int embedded; /* lives inside a dw_http_job: not freed here */
 };
 
 /* A curl socket watched by libuv; freed in its close callback. */
@@ -84,8 +85,10 @@ static void finish(struct dw_curlm *m, struct xfer *x, CURLcode result)
     /* Removed before the callback so the callback may clean up or reuse the easy handle. */
     curl_multi_remove_handle(m->multi, x->easy);
     xfer_unlink(m, x);
+    int embedded = x->embedded; /* the callback may free a job and its xfer with it */
     x->cb(x->easy, result, x->data);
-    free(x);
+    if (!embedded)
+        free(x);
 }
 
 static void drain_done(struct dw_curlm *m)
@@ -233,6 +236,20 @@ void dw_curlm_close(struct dw_curlm *m)
     uv_close((uv_handle_t *)&m->timer, on_timer_closed);
 }
 
+static int curlm_add_xfer(struct dw_curlm *m, struct xfer *x)
+{
+    /* CURLOPT_PRIVATE belongs to this module while the transfer runs. */
+    curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
+    if (curl_multi_add_handle(m->multi, x->easy) != CURLM_OK)
+        return -1;
+    x->prev = NULL;
+    x->next = m->xfers;
+    if (m->xfers)
+        m->xfers->prev = x;
+    m->xfers = x;
+    return 0;
+}
+
 int dw_curlm_add(struct dw_curlm *m, CURL *easy, dw_curlm_done_cb cb, void *data)
 {
     if (m == NULL || m->closing || easy == NULL || cb == NULL)
@@ -243,16 +260,10 @@ int dw_curlm_add(struct dw_curlm *m, CURL *easy, dw_curlm_done_cb cb, void *data
     x->easy = easy;
     x->cb = cb;
     x->data = data;
-    /* CURLOPT_PRIVATE belongs to this module while the transfer runs. */
-    curl_easy_setopt(easy, CURLOPT_PRIVATE, x);
-    if (curl_multi_add_handle(m->multi, easy) != CURLM_OK) {
+    if (curlm_add_xfer(m, x) != 0) {
         free(x);
         return -1;
     }
-    x->next = m->xfers;
-    if (m->xfers)
-        m->xfers->prev = x;
-    m->xfers = x;
     return 0;
 }
 
@@ -270,6 +281,15 @@ struct req {
     char errbuf[CURL_ERROR_SIZE];
     dw_http_cb cb;
     void *data;
+    /* jobs only */
+    int job;
+    const struct dw_http_opts *opts;
+    struct dw_curlm *m;
+    struct xfer x;
+};
+
+struct dw_http_job {
+    struct req r;
 };
 
 static void req_free(struct req *r)
@@ -350,8 +370,16 @@ static void request_done(CURL *easy, CURLcode result, void *data)
     resp.truncated = r->truncated;
     if (result != CURLE_OK)
         resp.error = r->errbuf[0] ? r->errbuf : curl_easy_strerror(result);
+    if (!r->job) {
+        r->cb(&resp, r->data);
+        req_free(r);
+        return;
+    }
+    /* Everything resp needs is copied out or lives in r: the easy can go before cb, which
+     * may free the job. */
+    curl_easy_cleanup(r->easy);
+    r->easy = NULL;
     r->cb(&resp, r->data);
-    req_free(r);
 }
 
 static int set_method(CURL *e, const struct dw_http_opts *o)
@@ -382,20 +410,24 @@ static int add_header(struct req *r, const char *h)
     return 0;
 }
 
-int dw_http_request(struct dw_curlm *m, const struct dw_http_opts *opts, dw_http_cb cb, void *data)
+static int req_headers(struct req *r, const struct dw_http_opts *opts)
 {
-    if (m == NULL || m->closing || opts == NULL || opts->url == NULL || cb == NULL)
+    for (const char *const *h = opts->headers; h != NULL && *h != NULL; h++)
+        if (add_header(r, *h) != 0)
+            return -1;
+    /* Without this curl waits up to 1 s for "100 Continue" on larger bodies. */
+    if (opts->body != NULL && add_header(r, "Expect:") != 0)
         return -1;
-    struct req *r = calloc(1, sizeof *r);
-    if (r == NULL)
-        return -1;
-    r->cb = cb;
-    r->data = data;
-    r->retry_after_s = -1;
-    r->max = opts->max_body ? opts->max_body : DW_HTTP_DEFAULT_MAX_BODY;
+    return 0;
+}
+
+/* A fresh easy handle per run: cheap next to a connection, and idle handles would cost ~8 KiB
+ * each across thousands of probes. */
+static int req_easy(struct req *r, const struct dw_http_opts *opts)
+{
     r->easy = curl_easy_init();
     if (r->easy == NULL)
-        goto err;
+        return -1;
 
     CURL *e = r->easy;
     int bad = 0;
@@ -420,6 +452,16 @@ int dw_http_request(struct dw_curlm *m, const struct dw_http_opts *opts, dw_http
     }
     if (opts->ca_file)
         bad |= curl_easy_setopt(e, CURLOPT_CAINFO, opts->ca_file) != CURLE_OK;
+    if (opts->client_cert)
+        bad |= curl_easy_setopt(e, CURLOPT_SSLCERT, opts->client_cert) != CURLE_OK;
+    if (opts->client_key)
+        bad |= curl_easy_setopt(e, CURLOPT_SSLKEY, opts->client_key) != CURLE_OK;
+    if (opts->recv_buffer > 0)
+        bad |= curl_easy_setopt(e, CURLOPT_BUFFERSIZE, opts->recv_buffer) != CURLE_OK;
+    if (opts->tls_no_verify) {
+        bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L) != CURLE_OK;
+        bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L) != CURLE_OK;
+    }
     if (opts->basic_user) {
         bad |= curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC) != CURLE_OK;
         bad |= curl_easy_setopt(e, CURLOPT_USERNAME, opts->basic_user) != CURLE_OK;
@@ -427,22 +469,103 @@ int dw_http_request(struct dw_curlm *m, const struct dw_http_opts *opts, dw_http
                                 opts->basic_password ? opts->basic_password : "") != CURLE_OK;
     }
     if (bad || set_method(e, opts) != 0)
-        goto err;
-
-    for (const char *const *h = opts->headers; h != NULL && *h != NULL; h++)
-        if (add_header(r, *h) != 0)
-            goto err;
-    /* Without this curl waits up to 1 s for "100 Continue" on larger bodies. */
-    if (opts->body != NULL && add_header(r, "Expect:") != 0)
-        goto err;
+        return -1;
     if (r->headers && curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers) != CURLE_OK)
-        goto err;
+        return -1;
+    return 0;
+}
 
-    if (dw_curlm_add(m, e, request_done, r) != 0)
+int dw_http_request(struct dw_curlm *m, const struct dw_http_opts *opts, dw_http_cb cb, void *data)
+{
+    if (m == NULL || m->closing || opts == NULL || opts->url == NULL || cb == NULL)
+        return -1;
+    struct req *r = calloc(1, sizeof *r);
+    if (r == NULL)
+        return -1;
+    r->cb = cb;
+    r->data = data;
+    r->retry_after_s = -1;
+    r->max = opts->max_body ? opts->max_body : DW_HTTP_DEFAULT_MAX_BODY;
+    if (req_headers(r, opts) != 0 || req_easy(r, opts) != 0)
+        goto err;
+    if (dw_curlm_add(m, r->easy, request_done, r) != 0)
         goto err;
     return 0;
 
 err:
     req_free(r);
     return -1;
+}
+
+/* ---- a request run many times ---- */
+
+int dw_http_job_new(struct dw_http_job **out, const struct dw_http_opts *opts)
+{
+    *out = NULL;
+    if (opts == NULL || opts->url == NULL)
+        return -1;
+    struct dw_http_job *j = calloc(1, sizeof *j);
+    if (j == NULL)
+        return -1;
+    struct req *r = &j->r;
+    r->job = 1;
+    r->opts = opts;
+    r->max = opts->max_body ? opts->max_body : DW_HTTP_DEFAULT_MAX_BODY;
+    r->x.embedded = 1;
+    if (req_headers(r, opts) != 0) {
+        curl_slist_free_all(r->headers);
+        free(j);
+        return -1;
+    }
+    *out = j;
+    return 0;
+}
+
+int dw_http_job_running(const struct dw_http_job *j)
+{
+    return j != NULL && j->r.easy != NULL;
+}
+
+int dw_http_job_run(struct dw_curlm *m, struct dw_http_job *j, dw_http_cb cb, void *data)
+{
+    if (m == NULL || m->closing || j == NULL || cb == NULL || j->r.easy != NULL)
+        return -1;
+    struct req *r = &j->r;
+    r->cb = cb;
+    r->data = data;
+    r->m = m;
+    r->len = 0;
+    if (r->buf)
+        r->buf[0] = '\0';
+    r->truncated = 0;
+    r->retry_after_s = -1;
+    r->errbuf[0] = '\0';
+    if (req_easy(r, r->opts) != 0)
+        goto err;
+    r->x.easy = r->easy;
+    r->x.cb = request_done;
+    r->x.data = r;
+    if (curlm_add_xfer(m, &r->x) != 0)
+        goto err;
+    return 0;
+
+err:
+    if (r->easy)
+        curl_easy_cleanup(r->easy);
+    r->easy = NULL;
+    return -1;
+}
+
+void dw_http_job_free(struct dw_http_job *j)
+{
+    if (j == NULL)
+        return;
+    struct req *r = &j->r;
+    /* A running transfer: its multi is alive, since closing the multi finishes every transfer. */
+    if (r->easy != NULL) {
+        curl_multi_remove_handle(r->m->multi, r->easy);
+        xfer_unlink(r->m, &r->x);
+    }
+    r->job = 0;
+    req_free(r);
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cJSON.h>
@@ -37,6 +38,10 @@ static int setup_dir(void **state)
     write_file("peer.secret", "peer-shared-secret\n");
     write_file("genesys.secret", "  client secret \t\r\n\n");
     write_file("empty.secret", " \n");
+    /* only their readability is checked at load */
+    write_file("ca.pem", "-----BEGIN CERTIFICATE-----\n");
+    write_file("client.pem", "-----BEGIN CERTIFICATE-----\n");
+    write_file("client.key", "-----BEGIN PRIVATE KEY-----\n");
     return 0;
 }
 
@@ -44,7 +49,7 @@ static int teardown_dir(void **state)
 {
     (void)state;
     const char *names[] = { "peer.secret", "genesys.secret", "empty.secret", "long.secret",
-                            "config.json" };
+                            "config.json", "ca.pem", "client.pem", "client.key" };
     char path[128];
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", tmpdir, names[i]);
@@ -134,6 +139,7 @@ static void dump_errors(void)
 static int parse_text(const char *text)
 {
     memset(&errs, 0x5a, sizeof errs);
+    dw_config_free(&cfg);
     return dw_config_parse(text, strlen(text), &cfg, &errs);
 }
 
@@ -430,7 +436,7 @@ static void test_range(void **state)
 
     d = doc("full.json");
     set(d, "sites[1].edges", "[]");
-    expect_only(d, "sites[1].edges: needs 1 to 16 entries (has 0)");
+    expect_only(d, "sites[1].edges: needs 1 to 256 entries (has 0)");
 
     d = doc("full.json");
     char members[2048] = "[";
@@ -456,7 +462,7 @@ static void test_missing(void **state)
 
     d = doc("full.json");
     set(d, "sites[0].edges[1].health_url", NULL);
-    expect_only(d, "sites[0].edges[1].health_url: missing");
+    expect_only(d, "sites[0].edges[1]: needs health_url or probes");
 
     d = doc("full.json");
     set(d, "failover_groups[0].targets[1].trunk_base_ids", NULL);
@@ -722,8 +728,10 @@ static void test_load(void **state)
     write_file("config.json", text);
     free(text);
     snprintf(path, sizeof path, "%s/config.json", tmpdir);
+    dw_config_free(&cfg);
     assert_int_equal(dw_config_load(path, &cfg, &errs), 0);
     assert_int_equal(cfg.n_sites, 2);
+    dw_config_free(&cfg);
 
     snprintf(path, sizeof path, "%s/absent.json", tmpdir);
     assert_int_equal(dw_config_load(path, &cfg, &errs), -1);
@@ -733,6 +741,427 @@ static void test_load(void **state)
 
     /* errs may be NULL when only the verdict matters */
     assert_int_equal(dw_config_parse("{}", 2, &cfg, NULL), -1);
+}
+
+/* ---- detection settings: probes, rules, signals, TILT, limits ---- */
+
+static void test_probes(void **state)
+{
+    (void)state;
+    char path[128];
+    assert_int_equal(parse_doc(doc("probes.json")), 0);
+    const struct dw_site *a = &cfg.sites[0];
+    assert_int_equal(a->rule, DW_RULE_AT_LEAST);
+    assert_int_equal(a->at_least, 2);
+    assert_int_equal(a->combine, DW_COMBINE_AND_GENESYS);
+    assert_int_equal(cfg.sites[1].rule, DW_RULE_ALL);
+    assert_int_equal(cfg.sites[1].combine, DW_COMBINE_PROBES);
+
+    /* health_url comes first, then the listed probes in order */
+    const struct dw_edge *e = &a->edges[0];
+    assert_int_equal(e->n_probes, 3);
+    assert_int_equal(e->probes[0].kind, DW_PROBE_HTTP);
+    assert_string_equal(e->probes[0].url, "http://10.1.0.5/health");
+    assert_int_equal(e->probes[0].timeout_ms, 1500);
+    assert_true(e->probes[0].verify_tls);
+    const struct dw_probe_spec *p = &e->probes[1];
+    assert_int_equal(p->kind, DW_PROBE_HTTP);
+    assert_string_equal(p->url, "https://10.1.0.5:8443/status");
+    assert_int_equal(p->timeout_ms, 1000);
+    assert_int_equal(p->n_expect_status, 2);
+    assert_int_equal(p->expect_status[1], 204);
+    assert_string_equal(p->body_match, "\"state\":\"ok\"");
+    snprintf(path, sizeof path, "%s/ca.pem", tmpdir);
+    assert_string_equal(p->ca_file, path);
+    snprintf(path, sizeof path, "%s/client.key", tmpdir);
+    assert_string_equal(p->client_key, path);
+    assert_true(p->verify_tls);
+    p = &e->probes[2];
+    assert_int_equal(p->kind, DW_PROBE_SIP);
+    assert_int_equal(p->transport, DW_SIP_UDP);
+    assert_string_equal(p->request_uri, "sip:10.1.0.5:5060");
+    assert_int_equal(p->n_alive_codes, 0);
+    assert_int_equal(p->timeout_ms, 1500);
+
+    e = &a->edges[1];
+    assert_string_equal(e->health_url, "");
+    assert_int_equal(e->n_probes, 4);
+    p = &e->probes[0];
+    assert_int_equal(p->transport, DW_SIP_TLS);
+    assert_string_equal(p->request_uri, "sips:10.1.0.6:5061");
+    assert_string_equal(p->tls_server_name, "edge-a2.example.com");
+    assert_int_equal(p->n_alive_codes, 3);
+    assert_int_equal(p->alive_codes[0], 200);
+    assert_int_equal(p->alive_codes[1], 4);
+    assert_int_equal(p->alive_codes[2], 503);
+    p = &e->probes[1];
+    assert_int_equal(p->transport, DW_SIP_TCP);
+    assert_string_equal(p->request_uri, "sip:ping@10.1.0.6");
+    assert_int_equal(p->alive_codes[0], 2);
+    p = &e->probes[2];
+    assert_int_equal(p->kind, DW_PROBE_TCP);
+    assert_string_equal(p->address, "10.1.0.6:443");
+    assert_int_equal(p->timeout_ms, 500);
+    assert_false(e->probes[3].verify_tls);
+    assert_int_equal(a->edges[2].n_probes, 1);
+
+    assert_string_equal(cfg.metrics_address, "0.0.0.0:9100");
+    assert_int_equal(cfg.cluster.min_submit_interval_ms, 500);
+    assert_int_equal(cfg.genesys.poll_interval_ms, 15000);
+    assert_int_equal(cfg.genesys.cloud_ttl_ms, 45000);
+    assert_int_equal(cfg.genesys.rate_budget_per_min, 60);
+    assert_int_equal(cfg.tilt.stall_ms, 3000);
+    assert_int_equal(cfg.tilt.clock_jump_ms, 1000);
+    assert_int_equal(cfg.tilt.abstain_ms, 60000);
+}
+
+static void test_detection_defaults(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_doc(doc("minimal.json")), 0);
+    assert_string_equal(cfg.metrics_address, "");
+    assert_int_equal(cfg.cluster.min_submit_interval_ms, 250);
+    assert_int_equal(cfg.genesys.poll_interval_ms, 10000);
+    assert_int_equal(cfg.genesys.cloud_ttl_ms, 35000);
+    assert_int_equal(cfg.genesys.rate_budget_per_min, 120);
+    assert_int_equal(cfg.tilt.stall_ms, 2000);
+    assert_int_equal(cfg.tilt.clock_jump_ms, 2000);
+    assert_int_equal(cfg.tilt.abstain_ms, 30000);
+    assert_int_equal(cfg.sites[0].rule, DW_RULE_ANY);
+    assert_int_equal(cfg.sites[0].combine, DW_COMBINE_PROBES);
+    const struct dw_edge *e = &cfg.sites[0].edges[0];
+    assert_int_equal(e->n_probes, 1);
+    assert_int_equal(e->probes[0].kind, DW_PROBE_HTTP);
+    assert_string_equal(e->probes[0].url, "https://10.1.0.5/health");
+    assert_int_equal(e->probes[0].timeout_ms, 800);
+    assert_true(e->probes[0].verify_tls);
+    assert_int_equal(e->probes[0].n_expect_status, 0);
+
+    cJSON *d = doc("minimal.json");
+    set(d, "sites[0].edges[0].health_url", NULL);
+    set(d, "sites[0].edges[0].probes", "[{\"kind\": \"sip\", \"address\": \"10.1.0.5:5061\", "
+                                       "\"transport\": \"tls\"}, {\"kind\": \"http\", "
+                                       "\"url\": \"https://10.1.0.5/\"}]");
+    assert_int_equal(parse_doc(d), 0);
+    e = &cfg.sites[0].edges[0];
+    assert_int_equal(e->n_probes, 2);
+    assert_string_equal(e->probes[0].request_uri, "sips:10.1.0.5:5061");
+    assert_int_equal(e->probes[0].timeout_ms, 800);
+    assert_true(e->probes[0].verify_tls);
+    assert_string_equal(e->probes[0].tls_server_name, "");
+    assert_string_equal(e->probes[1].ca_file, "");
+}
+
+/* minimal.json with sites[0].edges[0].probes[0] replaced by PROBE (JSON text). */
+static void expect_probe_error(const char *probe, const char *msg)
+{
+    char json[1024];
+    cJSON *d = doc("minimal.json");
+    set(d, "sites[0].edges[0].health_url", NULL);
+    snprintf(json, sizeof json, "[%s]", probe);
+    set(d, "sites[0].edges[0].probes", json);
+    if (strncmp(msg, "sites", 5) == 0) {
+        expect_only(d, msg);
+        return;
+    }
+    char full[300];
+    snprintf(full, sizeof full, "sites[0].edges[0].probes[0].%s", msg);
+    expect_only(d, full);
+}
+
+static void test_bad_probe(void **state)
+{
+    (void)state;
+    char want[300];
+    /* keys of another kind are named, not just "unknown" */
+    expect_probe_error("{\"kind\": \"sip\", \"address\": \"10.0.0.1:5060\", \"url\": \"http://x/\"}",
+                       "url: not valid for a sip probe");
+    expect_probe_error("{\"kind\": \"tcp\", \"address\": \"10.0.0.1:80\", \"expect_status\": [200]}",
+                       "expect_status: not valid for a tcp probe");
+    expect_probe_error("{\"kind\": \"http\", \"url\": \"http://x/\", \"address\": \"10.0.0.1:80\"}",
+                       "address: not valid for an http probe");
+    expect_probe_error("{\"kind\": \"sip\", \"address\": \"10.0.0.1:5060\", \"verify_tls\": false}",
+                       "verify_tls: not valid for a sip probe over udp (only with \"transport\": "
+                       "\"tls\")");
+    expect_probe_error("{\"kind\": \"sip\", \"address\": \"10.0.0.1:5060\", \"transport\": \"tcp\", "
+                       "\"tls_server_name\": \"x\"}",
+                       "tls_server_name: not valid for a sip probe over tcp (only with "
+                       "\"transport\": \"tls\")");
+    expect_probe_error("{\"kind\": \"http\", \"url\": \"http://x/\", \"colour\": 1}",
+                       "colour: unknown key");
+    /* kind */
+    expect_probe_error("{\"url\": \"http://x/\"}", "kind: missing");
+    expect_probe_error("{\"kind\": \"icmp\", \"address\": \"10.0.0.1:1\"}",
+                       "kind: must be \"http\", \"sip\" or \"tcp\"");
+    /* required per kind */
+    expect_probe_error("{\"kind\": \"http\"}", "url: missing (required for an http probe)");
+    expect_probe_error("{\"kind\": \"sip\"}", "address: missing (required for a sip probe)");
+    expect_probe_error("{\"kind\": \"tcp\"}", "address: missing (required for a tcp probe)");
+    /* values */
+    expect_probe_error("{\"kind\": \"tcp\", \"address\": \"edge1:443\"}",
+                       "address: invalid address \"edge1:443\" (expected IPv4 a.b.c.d:port, "
+                       "port 1-65535)");
+    expect_probe_error("{\"kind\": \"sip\", \"address\": \"10.0.0.1:5060\", \"transport\": \"sctp\"}",
+                       "transport: must be \"udp\", \"tcp\" or \"tls\"");
+    expect_probe_error("{\"kind\": \"sip\", \"address\": \"10.0.0.1:5060\", "
+                       "\"request_uri\": \"tel:+15551234\"}",
+                       "request_uri: invalid SIP URI \"tel:+15551234\" (expected sip: or sips: "
+                       "and no spaces)");
+    expect_probe_error("{\"kind\": \"http\", \"url\": \"http://x/\", \"expect_status\": [200, 99]}",
+                       "expect_status[1]: must be between 100 and 599");
+    expect_probe_error("{\"kind\": \"http\", \"url\": \"http://x/\", \"expect_status\": []}",
+                       "expect_status: needs 1 to 16 entries (has 0)");
+    expect_probe_error("{\"kind\": \"http\", \"url\": \"http://x/\", \"expect_status\": [\"2xx\"]}",
+                       "expect_status[0]: expected an integer");
+    expect_probe_error("{\"kind\": \"sip\", \"address\": \"10.0.0.1:5060\", "
+                       "\"alive_codes\": [200, \"7xx\"]}",
+                       "alive_codes[1]: invalid class \"7xx\" (expected \"2xx\" to \"6xx\")");
+    expect_probe_error("{\"kind\": \"sip\", \"address\": \"10.0.0.1:5060\", "
+                       "\"alive_codes\": [700]}",
+                       "alive_codes[0]: must be between 100 and 699");
+    expect_probe_error("{\"kind\": \"sip\", \"address\": \"10.0.0.1:5060\", "
+                       "\"alive_codes\": [\"4xx\", \"4XX\"]}",
+                       "alive_codes[1]: duplicate class \"4xx\"");
+    expect_probe_error("{\"kind\": \"sip\", \"address\": \"10.0.0.1:5060\", "
+                       "\"alive_codes\": [true]}",
+                       "alive_codes[0]: expected an integer 100 to 699 or a class \"2xx\" to "
+                       "\"6xx\"");
+    expect_probe_error("{\"kind\": \"http\", \"url\": \"http://x/\", \"verify_tls\": \"no\"}",
+                       "verify_tls: expected a boolean");
+    expect_probe_error("{\"kind\": \"tcp\", \"address\": \"10.0.0.1:80\", \"timeout_ms\": 1500}",
+                       "timeout_ms: must be at most probe.interval_ms (1500 > 1000)");
+    /* TLS material */
+    snprintf(want, sizeof want, "{\"kind\": \"http\", \"url\": \"https://x/\", "
+                                "\"client_cert\": \"%s/client.pem\"}", tmpdir);
+    expect_probe_error(want, "client_key: missing (required with client_cert)");
+    snprintf(want, sizeof want, "{\"kind\": \"sip\", \"address\": \"10.0.0.1:5061\", "
+                                "\"transport\": \"tls\", \"client_key\": \"%s/client.key\"}",
+             tmpdir);
+    expect_probe_error(want, "client_cert: missing (required with client_key)");
+    char probe[300];
+    snprintf(probe, sizeof probe, "{\"kind\": \"http\", \"url\": \"https://x/\", "
+                                  "\"ca_file\": \"%s/absent.pem\"}", tmpdir);
+    snprintf(want, sizeof want, "ca_file: cannot read \"%s/absent.pem\": No such file or "
+                                "directory", tmpdir);
+    expect_probe_error(probe, want);
+    snprintf(probe, sizeof probe, "{\"kind\": \"http\", \"url\": \"https://x/\", "
+                                  "\"ca_file\": \"%s\"}", tmpdir);
+    snprintf(want, sizeof want, "ca_file: cannot read \"%s\": not a regular file", tmpdir);
+    expect_probe_error(probe, want);
+}
+
+static void test_probe_count(void **state)
+{
+    (void)state;
+    const char *tcp = "{\"kind\": \"tcp\", \"address\": \"10.0.0.1:80\"}";
+    char four[300], five[300];
+    snprintf(four, sizeof four, "[%s, %s, %s, %s]", tcp, tcp, tcp, tcp);
+    snprintf(five, sizeof five, "[%s, %s, %s, %s, %s]", tcp, tcp, tcp, tcp, tcp);
+
+    cJSON *d = doc("minimal.json");
+    set(d, "sites[0].edges[0].probes", four);
+    expect_only(d, "sites[0].edges[0].probes: too many probes: health_url counts as one (max 4 "
+                   "in all)");
+
+    d = doc("minimal.json");
+    set(d, "sites[0].edges[0].health_url", NULL);
+    set(d, "sites[0].edges[0].probes", five);
+    expect_only(d, "sites[0].edges[0].probes: needs 1 to 4 entries (has 5)");
+
+    d = doc("minimal.json");
+    set(d, "sites[0].edges[0].probes", "[]");
+    expect_only(d, "sites[0].edges[0].probes: needs 1 to 4 entries (has 0)");
+
+    d = doc("minimal.json");
+    set(d, "sites[0].edges[0].probes", "{}");
+    expect_only(d, "sites[0].edges[0].probes: expected an array");
+
+    d = doc("minimal.json");
+    set(d, "sites[0].edges[0].health_url", NULL);
+    set(d, "sites[0].edges[0].probes", four);
+    assert_int_equal(parse_doc(d), 0);
+    assert_int_equal(cfg.sites[0].edges[0].n_probes, 4);
+}
+
+static void test_site_rules(void **state)
+{
+    (void)state;
+    cJSON *d = doc("full.json");
+    set(d, "sites[0].rule", "{\"at_least\": 3}");
+    expect_only(d, "sites[0].rule.at_least: must be at most the number of edges (3 > 2)");
+    /* a failed parse keeps nothing allocated */
+    assert_null(cfg.sites);
+    assert_int_equal(cfg.n_sites, 0);
+
+    d = doc("full.json");
+    set(d, "sites[0].rule", "{\"at_least\": 0}");
+    expect_only(d, "sites[0].rule.at_least: must be between 1 and 256");
+
+    d = doc("full.json");
+    set(d, "sites[0].rule", "{}");
+    expect_only(d, "sites[0].rule.at_least: missing");
+
+    d = doc("full.json");
+    set(d, "sites[0].rule", "{\"at_least\": 1, \"of\": 2}");
+    expect_only(d, "sites[0].rule.of: unknown key");
+
+    d = doc("full.json");
+    set(d, "sites[0].rule", "\"most\"");
+    expect_only(d, "sites[0].rule: must be \"any\", \"all\" or {\"at_least\": k}");
+
+    d = doc("full.json");
+    set(d, "sites[0].rule", "{\"at_least\": 2}");
+    assert_int_equal(parse_doc(d), 0);
+    assert_int_equal(cfg.sites[0].rule, DW_RULE_AT_LEAST);
+
+    d = doc("full.json");
+    set(d, "sites[0].combine", "\"genesys\"");
+    expect_only(d, "sites[0].combine: must be \"probes\", \"probes_and_genesys\" or "
+                   "\"probes_or_genesys\"");
+
+    /* site-a has every genesys_edge_id, site-b none */
+    d = doc("full.json");
+    set(d, "sites[0].combine", "\"probes_or_genesys\"");
+    assert_int_equal(parse_doc(d), 0);
+    assert_int_equal(cfg.sites[0].combine, DW_COMBINE_OR_GENESYS);
+
+    d = doc("full.json");
+    set(d, "sites[1].combine", "\"probes_and_genesys\"");
+    set(d, "sites[1].edges[0].genesys_edge_id", "\"b1\"");
+    expect_only(d, "sites[1].edges[1].genesys_edge_id: required when sites[1].combine uses "
+                   "genesys");
+}
+
+static void test_detection_numbers(void **state)
+{
+    (void)state;
+    cJSON *d = doc("full.json");
+    set(d, "genesys.cloud_ttl_ms", "10000");
+    expect_only(d, "genesys.cloud_ttl_ms: must be greater than genesys.poll_interval_ms "
+                   "(10000 <= 10000)");
+
+    d = doc("full.json");
+    set(d, "genesys.rate_budget_per_min", "301");
+    expect_only(d, "genesys.rate_budget_per_min: must be between 1 and 300");
+
+    d = doc("full.json");
+    set(d, "cluster.min_submit_interval_ms", "4000");
+    expect_only(d, "cluster.min_submit_interval_ms: must be less than "
+                   "cluster.refresh_interval_ms (4000 >= 4000)");
+
+    d = doc("full.json");
+    set(d, "tilt", "{\"stall_ms\": 0}");
+    expect_only(d, "tilt.stall_ms: must be between 1 and 86400000");
+
+    d = doc("full.json");
+    set(d, "tilt", "{\"abstain\": 1000}");
+    expect_only(d, "tilt.abstain: unknown key");
+
+    d = doc("full.json");
+    set(d, "tilt", "[]");
+    expect_only(d, "tilt: expected an object");
+
+    d = doc("full.json");
+    set(d, "node.metrics_address", "\"localhost:9100\"");
+    expect_only(d, "node.metrics_address: invalid address \"localhost:9100\" (expected IPv4 "
+                   "a.b.c.d:port, port 1-65535)");
+
+    /* node 2 listens on 10.0.2.10:7001 (raft) and :8001 (peer) */
+    d = doc("full.json");
+    set(d, "node.metrics_address", "\"10.0.2.10:7001\"");
+    expect_only(d, "node.metrics_address: \"10.0.2.10:7001\" collides with this node's "
+                   "cluster.members[1].raft_address \"10.0.2.10:7001\"");
+
+    d = doc("full.json");
+    set(d, "node.metrics_address", "\"0.0.0.0:8001\"");
+    expect_only(d, "node.metrics_address: \"0.0.0.0:8001\" collides with this node's "
+                   "cluster.members[1].peer_address \"10.0.2.10:8001\"");
+
+    /* another member's address is another host */
+    d = doc("full.json");
+    set(d, "node.metrics_address", "\"10.0.1.10:7001\"");
+    assert_int_equal(parse_doc(d), 0);
+}
+
+/* A document with n_sites sites of per_site Edges each, built with cJSON. */
+static cJSON *big_doc(int n_sites, int per_site)
+{
+    cJSON *d = doc("minimal.json");
+    cJSON *sites = cJSON_CreateArray();
+    char id[32], url[64];
+    for (int s = 0; s < n_sites; s++) {
+        cJSON *site = cJSON_CreateObject(), *edges = cJSON_CreateArray();
+        /* the fixture's failover group points at site-a */
+        if (s)
+            snprintf(id, sizeof id, "site-%d", s);
+        else
+            snprintf(id, sizeof id, "site-a");
+        cJSON_AddStringToObject(site, "id", id);
+        cJSON_AddItemToObject(site, "edges", edges);
+        for (int e = 0; e < per_site; e++) {
+            cJSON *edge = cJSON_CreateObject();
+            snprintf(id, sizeof id, "edge-%d-%d", s, e);
+            snprintf(url, sizeof url, "https://10.%d.%d.%d/health", s / 256, s % 256, e % 256);
+            cJSON_AddStringToObject(edge, "id", id);
+            cJSON_AddStringToObject(edge, "genesys_edge_id", id);
+            cJSON_AddStringToObject(edge, "health_url", url);
+            cJSON_AddItemToArray(edges, edge);
+        }
+        cJSON_AddItemToArray(sites, site);
+    }
+    cJSON_ReplaceItemInObjectCaseSensitive(d, "sites", sites);
+    return d;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void test_limits(void **state)
+{
+    (void)state;
+    /* 10,000 Edges: parsing, defaults and the uniqueness checks stay fast */
+    cJSON *d = big_doc(100, 100);
+    char *text = cJSON_PrintUnformatted(d);
+    cJSON_Delete(d);
+    double t0 = now_s();
+    int rc = parse_text(text);
+    double took = now_s() - t0;
+    free(text);
+    if (rc != 0)
+        dump_errors();
+    assert_int_equal(rc, 0);
+    print_message("  10000 edges parsed in %.3f s\n", took);
+    assert_true(took < 1.0);
+    assert_int_equal(cfg.n_sites, 100);
+    assert_string_equal(cfg.sites[99].edges[99].id, "edge-99-99");
+    assert_int_equal(cfg.sites[99].edges[99].n_probes, 1);
+
+    d = big_doc(DW_MAX_SITES + 1, 1);
+    char want[100];
+    snprintf(want, sizeof want, "sites: needs 1 to %d entries (has %d)", DW_MAX_SITES,
+             DW_MAX_SITES + 1);
+    expect_only(d, want);
+
+    d = big_doc(1, DW_MAX_EDGES + 1);
+    snprintf(want, sizeof want, "sites[0].edges: needs 1 to %d entries (has %d)", DW_MAX_EDGES,
+             DW_MAX_EDGES + 1);
+    expect_only(d, want);
+
+    int n_sites = DW_MAX_EDGES_TOTAL / DW_MAX_EDGES + 1;
+    d = big_doc(n_sites, DW_MAX_EDGES);
+    snprintf(want, sizeof want, "sites: too many edges in all (%d, max %d)",
+             n_sites * DW_MAX_EDGES, DW_MAX_EDGES_TOTAL);
+    expect_only(d, want);
+
+    /* a duplicate among thousands is still found, with both places */
+    d = big_doc(50, 100);
+    set(d, "sites[49].edges[99].id", "\"edge-3-7\"");
+    expect_only(d, "sites[49].edges[99].id: duplicate edge id \"edge-3-7\" (first at "
+                   "sites[3].edges[7].id)");
 }
 
 int main(void)
@@ -757,6 +1186,15 @@ int main(void)
         cmocka_unit_test(test_several_errors),
         cmocka_unit_test(test_too_many_errors),
         cmocka_unit_test(test_load),
+        cmocka_unit_test(test_probes),
+        cmocka_unit_test(test_detection_defaults),
+        cmocka_unit_test(test_bad_probe),
+        cmocka_unit_test(test_probe_count),
+        cmocka_unit_test(test_site_rules),
+        cmocka_unit_test(test_detection_numbers),
+        cmocka_unit_test(test_limits),
     };
-    return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
+    int rc = cmocka_run_group_tests(tests, setup_dir, teardown_dir);
+    dw_config_free(&cfg);
+    return rc;
 }

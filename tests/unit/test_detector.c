@@ -115,6 +115,31 @@ static void test_threshold_one(void **state)
     assert_int_equal(d.state, DW_UP);
 }
 
+static void test_site_rules(void **state)
+{
+    const enum dw_health U = DW_UP, D = DW_DOWN, X = DW_UNKNOWN;
+    enum dw_health one_down[] = {U, D, U}, all_down[] = {D, D, D}, all_up[] = {U, U, U};
+    enum dw_health mixed[] = {U, D, X}, two_down[] = {U, D, D};
+
+    (void)state;
+    /* any: an HA pair stays up while one Edge is */
+    assert_int_equal(dw_site_verdict(one_down, 3, DW_RULE_ANY, 0), DW_UP);
+    assert_int_equal(dw_site_verdict(all_down, 3, DW_RULE_ANY, 0), DW_DOWN);
+    /* all: one Edge down takes the site down; unknown Edges keep it undecided */
+    assert_int_equal(dw_site_verdict(one_down, 3, DW_RULE_ALL, 0), DW_DOWN);
+    assert_int_equal(dw_site_verdict(all_up, 3, DW_RULE_ALL, 0), DW_UP);
+    enum dw_health up_unknown[] = {U, X, U};
+    assert_int_equal(dw_site_verdict(up_unknown, 3, DW_RULE_ALL, 0), DW_UNKNOWN);
+    /* at least 2 of 3 */
+    assert_int_equal(dw_site_verdict(one_down, 3, DW_RULE_AT_LEAST, 2), DW_UP);
+    assert_int_equal(dw_site_verdict(two_down, 3, DW_RULE_AT_LEAST, 2), DW_DOWN);
+    assert_int_equal(dw_site_verdict(mixed, 3, DW_RULE_AT_LEAST, 2), DW_UNKNOWN);
+    assert_int_equal(dw_site_verdict(mixed, 3, DW_RULE_AT_LEAST, 1), DW_UP);
+    /* k beyond n behaves as all; no Edges is unknown */
+    assert_int_equal(dw_site_verdict(one_down, 3, DW_RULE_AT_LEAST, 7), DW_DOWN);
+    assert_int_equal(dw_site_verdict(all_up, 0, DW_RULE_ANY, 0), DW_UNKNOWN);
+}
+
 static void test_site_any_rule(void **state)
 {
     enum dw_health up_down[] = {DW_UP, DW_DOWN};
@@ -146,6 +171,7 @@ int main(void)
         cmocka_unit_test(test_interrupted_successes_stay_down),
         cmocka_unit_test(test_threshold_one),
         cmocka_unit_test(test_site_any_rule),
+        cmocka_unit_test(test_site_rules),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

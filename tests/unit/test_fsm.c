@@ -13,6 +13,7 @@
 #include "drwatch/fsm.h"
 
 #define TTL 15000
+#define CTTL 35000 /* genesys.cloud_ttl_ms */
 #define T0 1700000000000LL
 
 enum { SITE_A = 0, SITE_B = 1 };
@@ -35,6 +36,8 @@ static void add_site(struct dw_config *cfg, const char *id, int n_edges)
     struct dw_site *s = &cfg->sites[cfg->n_sites++];
 
     snprintf(s->id, sizeof s->id, "%s", id);
+    s->edges = calloc((size_t)n_edges, sizeof *s->edges);
+    assert_non_null(s->edges);
     for (int i = 0; i < n_edges; i++) {
         struct dw_edge *e = &s->edges[s->n_edges++];
 
@@ -68,6 +71,8 @@ static struct dw_config *make_config(void)
     cfg->probe.timeout_ms = 800;
     cfg->probe.fail_threshold = 3;
     cfg->probe.recover_threshold = 2;
+    cfg->sites = calloc(2, sizeof *cfg->sites);
+    assert_non_null(cfg->sites);
     add_site(cfg, "site-a", 2);
     add_site(cfg, "site-b", 1);
     g = &cfg->groups[cfg->n_groups++];
@@ -76,6 +81,12 @@ static struct dw_config *make_config(void)
     add_target(g, "premise-b", SITE_B, "tb-b");
     add_target(g, "cloud", -1, "tb-cloud");
     return cfg;
+}
+
+static void free_config(struct dw_config *cfg)
+{
+    dw_config_free(cfg);
+    free(cfg);
 }
 
 struct fx {
@@ -100,7 +111,7 @@ static int teardown(void **state)
     struct fx *x = *state;
 
     dw_fsm_close(x->f);
-    free(x->cfg);
+    free_config(x->cfg);
     free(x);
     return 0;
 }
@@ -540,7 +551,7 @@ static void test_topology_mismatch_rejected(void **state)
     /* node 2's refresh time did not move */
     assert_non_null(strstr(after, "nodes|id=2|last_refresh=1700000000000|tilt=0"));
     free(after);
-    free(other);
+    free_config(other);
 }
 
 /* Drops the lines that a rejection is allowed to change. */
@@ -647,6 +658,358 @@ static void test_history_json(void **state)
     cJSON_Delete(h);
 }
 
+/* ---- the Genesys signal --------------------------------------------------------------------- */
+
+static void expect_refused(const char *json, const char *why_part);
+
+/* Gives every Edge a Genesys id, sets how each site combines its signals, reopens the FSM. */
+static void use_cloud(struct fx *x, enum dw_combine a, enum dw_combine b)
+{
+    char err[256];
+
+    x->cfg->genesys.cloud_ttl_ms = CTTL;
+    x->cfg->sites[SITE_A].combine = a;
+    x->cfg->sites[SITE_B].combine = b;
+    for (int i = 0; i < x->cfg->n_sites; i++) {
+        for (int j = 0; j < x->cfg->sites[i].n_edges; j++) {
+            struct dw_edge *e = &x->cfg->sites[i].edges[j];
+
+            snprintf(e->genesys_edge_id, sizeof e->genesys_edge_id, "g-%.40s", e->id);
+        }
+    }
+    dw_fsm_close(x->f);
+    assert_int_equal(dw_fsm_open(&x->f, x->cfg, err, sizeof err), 0);
+}
+
+/* The leader's cloud view: site-a's two Edges, then site-b's one. */
+static int cloud3(struct fx *x, int64_t ts, enum dw_health a1, enum dw_health a2,
+                  enum dw_health b1)
+{
+    enum dw_health st[3] = {a1, a2, b1};
+
+    return apply_raw(x->f, dw_entry_cloud(x->cfg, st), ts);
+}
+
+static void test_combine_and(void **state)
+{
+    struct fx *x = *state;
+    struct dw_step_ref r[4];
+
+    use_cloud(x, DW_COMBINE_AND_GENESYS, DW_COMBINE_AND_GENESYS);
+    all_up(x);
+    /* Genesys alone cannot take an "and" site down */
+    assert_int_equal(cloud3(x, T0 + 100, D, D, U), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_cloud_verdict(x->f, SITE_A), DW_DOWN);
+    assert_int_equal(dw_fsm_cloud_verdict(x->f, SITE_B), DW_UP);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_UP);
+    assert_true(history_has(x, "signal", "site-a: genesys unknown -> down (2/2 Edges down"));
+    /* nor can one watchdog plus Genesys */
+    assert_int_equal(observe(x, 1, T0 + 200, D, U), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_probe_verdict(x->f, SITE_A), DW_UP);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_UP);
+    assert_int_equal(n_next(x, r, 4), 0);
+    /* a probe quorum plus Genesys can */
+    assert_int_equal(observe(x, 2, T0 + 300, D, U), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_probe_verdict(x->f, SITE_A), DW_DOWN);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_DOWN);
+    assert_true(history_has(x, "verdict", "site-a: up -> down (down 2/3 fresh, up 1/3; probes down, "
+                                          "genesys down: 2/2 Edges down"));
+    assert_true(history_has(x, "verdict", "by probes, combine probes_and_genesys"));
+    assert_int_equal(n_next(x, r, 4), 1);
+    assert_int_equal(r[0].target, PREMISE_B);
+
+    /* site-b: the probe quorum alone is not enough while Genesys sees it up */
+    assert_int_equal(observe(x, 1, T0 + 400, D, D), DW_FSM_APPLIED);
+    assert_int_equal(observe(x, 2, T0 + 500, D, D), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_probe_verdict(x->f, SITE_B), DW_DOWN);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_B), DW_UP);
+    assert_true(history_has(x, "signal", "site-b: probes up -> down"));
+    /* ... until Genesys agrees: then Genesys is what moved it */
+    assert_int_equal(cloud3(x, T0 + 600, D, D, D), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_B), DW_DOWN);
+    assert_true(history_has(x, "verdict", "site-b: up -> down"));
+    assert_true(history_has(x, "verdict", "by genesys, combine probes_and_genesys"));
+    /* Genesys up again does not lift it: only the probes do */
+    assert_int_equal(cloud3(x, T0 + 700, D, D, U), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_B), DW_DOWN);
+    assert_int_equal(observe(x, 1, T0 + 800, D, U), DW_FSM_APPLIED);
+    assert_int_equal(observe(x, 2, T0 + 900, D, U), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_B), DW_UP);
+}
+
+static void test_combine_or(void **state)
+{
+    struct fx *x = *state;
+    struct dw_step_ref r[4];
+
+    use_cloud(x, DW_COMBINE_OR_GENESYS, DW_COMBINE_OR_GENESYS);
+    all_up(x);
+    /* one Edge of the HA pair down in Genesys: rule "any" keeps the site up */
+    assert_int_equal(cloud3(x, T0 + 100, D, U, U), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_cloud_verdict(x->f, SITE_A), DW_UP);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_UP);
+    /* both down in Genesys: down, although every watchdog still reaches it */
+    assert_int_equal(cloud3(x, T0 + 200, D, D, U), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_probe_verdict(x->f, SITE_A), DW_UP);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_DOWN);
+    assert_true(history_has(x, "verdict", "by genesys, combine probes_or_genesys"));
+    assert_int_equal(n_next(x, r, 4), 1);
+    assert_int_equal(r[0].target, PREMISE_B);
+    /* Genesys sees it back and the probes say up: up again */
+    assert_int_equal(cloud3(x, T0 + 300, U, D, U), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_UP);
+    /* the probe quorum alone takes site-b down while Genesys sees it up */
+    assert_int_equal(observe(x, 1, T0 + 400, U, D), DW_FSM_APPLIED);
+    assert_int_equal(observe(x, 2, T0 + 500, U, D), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_cloud_verdict(x->f, SITE_B), DW_UP);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_B), DW_DOWN);
+    assert_true(history_has(x, "verdict", "site-b: up -> down"));
+    /* probes up but Genesys down: stays down */
+    assert_int_equal(cloud3(x, T0 + 600, U, U, D), DW_FSM_APPLIED);
+    assert_int_equal(observe(x, 1, T0 + 700, U, U), DW_FSM_APPLIED);
+    assert_int_equal(observe(x, 2, T0 + 800, U, U), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_probe_verdict(x->f, SITE_B), DW_UP);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_B), DW_DOWN);
+    assert_int_equal(cloud3(x, T0 + 900, U, U, U), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_B), DW_UP);
+}
+
+static void test_cloud_stale_is_unknown(void **state)
+{
+    struct fx *x = *state;
+
+    use_cloud(x, DW_COMBINE_OR_GENESYS, DW_COMBINE_AND_GENESYS);
+    all_up(x);
+    assert_int_equal(cloud3(x, T0 + 1000, D, D, D), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_DOWN);
+    /* a report exactly cloud_ttl_ms old still counts */
+    assert_int_equal(observe(x, 1, T0 + 1000 + CTTL, U, U), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_cloud_verdict(x->f, SITE_A), DW_DOWN);
+    /* the leader stopped reporting: Genesys' word expires, and is not sticky */
+    assert_int_equal(observe(x, 2, T0 + 1001 + CTTL, U, U), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_cloud_verdict(x->f, SITE_A), DW_UNKNOWN);
+    assert_int_equal(dw_fsm_cloud_verdict(x->f, SITE_B), DW_UNKNOWN);
+    assert_true(history_has(x, "signal", "site-a: genesys down -> unknown"));
+    /* "or": fresh probes up and no Genesys down: up */
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_UP);
+    /* "and": a stale Genesys down does not help a probe quorum take site-b down */
+    assert_int_equal(observe(x, 1, T0 + 2000 + CTTL, U, D), DW_FSM_APPLIED);
+    assert_int_equal(observe(x, 2, T0 + 2001 + CTTL, U, D), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_probe_verdict(x->f, SITE_B), DW_DOWN);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_B), DW_UP);
+    /* a fresh report does */
+    assert_int_equal(cloud3(x, T0 + 2002 + CTTL, U, U, D), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_B), DW_DOWN);
+}
+
+static void test_cloud_site_rules(void **state)
+{
+    struct fx *x = *state;
+
+    x->cfg->sites[SITE_A].rule = DW_RULE_ALL;
+    use_cloud(x, DW_COMBINE_OR_GENESYS, DW_COMBINE_PROBES);
+    all_up(x);
+    /* "all": one Edge down is the site down */
+    assert_int_equal(cloud3(x, T0 + 100, U, D, D), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_cloud_verdict(x->f, SITE_A), DW_DOWN);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_DOWN);
+    /* a site that combines nothing ignores Genesys (and the entry did not even carry it) */
+    assert_int_equal(dw_fsm_cloud_verdict(x->f, SITE_B), DW_UNKNOWN);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_B), DW_UP);
+
+    x->cfg->sites[SITE_A].rule = DW_RULE_AT_LEAST;
+    x->cfg->sites[SITE_A].at_least = 2;
+    use_cloud(x, DW_COMBINE_OR_GENESYS, DW_COMBINE_PROBES);
+    all_up(x);
+    assert_int_equal(cloud3(x, T0 + 100, U, X, U), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_cloud_verdict(x->f, SITE_A), DW_UNKNOWN);
+    assert_int_equal(cloud3(x, T0 + 200, U, U, U), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_cloud_verdict(x->f, SITE_A), DW_UP);
+    assert_int_equal(cloud3(x, T0 + 300, U, D, U), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_cloud_verdict(x->f, SITE_A), DW_DOWN);
+
+    /* an Edge without a Genesys id is unknown to Genesys: "any" can then never say down */
+    x->cfg->sites[SITE_A].rule = DW_RULE_ANY;
+    use_cloud(x, DW_COMBINE_OR_GENESYS, DW_COMBINE_PROBES);
+    x->cfg->sites[SITE_A].edges[1].genesys_edge_id[0] = '\0';
+    dw_fsm_close(x->f);
+    {
+        char err[256];
+        assert_int_equal(dw_fsm_open(&x->f, x->cfg, err, sizeof err), 0);
+    }
+    all_up(x);
+    assert_int_equal(cloud3(x, T0 + 100, D, D, U), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_cloud_verdict(x->f, SITE_A), DW_UNKNOWN);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_UP);
+}
+
+static void test_cloud_status_json(void **state)
+{
+    struct fx *x = *state;
+    cJSON *root, *a, *b, *edges;
+
+    x->cfg->sites[SITE_A].rule = DW_RULE_AT_LEAST;
+    x->cfg->sites[SITE_A].at_least = 1;
+    use_cloud(x, DW_COMBINE_AND_GENESYS, DW_COMBINE_PROBES);
+    all_up(x);
+    assert_int_equal(cloud3(x, T0 + 100, D, U, U), DW_FSM_APPLIED);
+    root = dw_fsm_status_json(x->f);
+    assert_non_null(root);
+    a = cJSON_GetArrayItem(cJSON_GetObjectItem(root, "sites"), SITE_A);
+    b = cJSON_GetArrayItem(cJSON_GetObjectItem(root, "sites"), SITE_B);
+    assert_string_equal(jstr(a, "verdict"), "up");
+    assert_string_equal(jstr(a, "probe_verdict"), "up");
+    assert_string_equal(jstr(a, "cloud_verdict"), "up");
+    assert_string_equal(jstr(a, "combine"), "probes_and_genesys");
+    assert_string_equal(jstr(a, "rule"), "at_least");
+    assert_int_equal(cJSON_GetObjectItem(a, "at_least")->valueint, 1);
+    edges = cJSON_GetObjectItem(a, "cloud");
+    assert_int_equal(cJSON_GetArraySize(edges), 2);
+    assert_string_equal(jstr(cJSON_GetArrayItem(edges, 0), "edge"), "site-a-edge1");
+    assert_string_equal(jstr(cJSON_GetArrayItem(edges, 0), "genesys_edge_id"), "g-site-a-edge1");
+    assert_string_equal(jstr(cJSON_GetArrayItem(edges, 0), "state"), "down");
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetArrayItem(edges, 0), "fresh")));
+    assert_true(cJSON_GetObjectItem(cJSON_GetArrayItem(edges, 1), "reported")->valuedouble ==
+                (double)(T0 + 100));
+    assert_string_equal(jstr(b, "combine"), "probes");
+    assert_string_equal(jstr(b, "rule"), "any");
+    assert_string_equal(jstr(b, "cloud_verdict"), "unknown");
+    assert_null(cJSON_GetObjectItem(b, "cloud"));
+    assert_null(cJSON_GetObjectItem(b, "at_least"));
+    cJSON_Delete(root);
+}
+
+static void test_cloud_entries_checked(void **state)
+{
+    struct fx *x = *state;
+    struct dw_config *other = make_config();
+    enum dw_health st[3] = {D, D, D};
+    char raw[512], *e;
+    int next = -1;
+
+    use_cloud(x, DW_COMBINE_OR_GENESYS, DW_COMBINE_OR_GENESYS);
+    all_up(x);
+    /* a leader with another topology (here: another combine) is not believed */
+    other->genesys.cloud_ttl_ms = CTTL;
+    other->sites[SITE_A].combine = DW_COMBINE_AND_GENESYS;
+    other->sites[SITE_B].combine = DW_COMBINE_OR_GENESYS;
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < other->sites[i].n_edges; j++)
+            memcpy(other->sites[i].edges[j].genesys_edge_id,
+                   x->cfg->sites[i].edges[j].genesys_edge_id, DW_ID_MAX);
+    assert_true(dw_config_topology_digest(other) != dw_config_topology_digest(x->cfg));
+    assert_int_equal(apply_raw(x->f, dw_entry_cloud(other, st), T0 + 100), DW_FSM_REJECTED);
+    assert_true(history_has(x, "rejected", "topology mismatch in cloud entry"));
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_UP);
+    free_config(other);
+
+    /* unknown Edges are skipped, known ones applied */
+    e = dw_entry_cloud(x->cfg, st);
+    assert_non_null(e);
+    {
+        cJSON *j = cJSON_Parse(e);
+        char *txt;
+
+        cJSON_AddStringToObject(cJSON_GetObjectItem(j, "edges"), "nobody", "down");
+        cJSON_ReplaceItemInObject(cJSON_GetObjectItem(j, "edges"), "site-a-edge1",
+                                  cJSON_CreateString("up"));
+        txt = cJSON_PrintUnformatted(j);
+        cJSON_Delete(j);
+        assert_int_equal(apply_raw(x->f, txt, T0 + 200), DW_FSM_APPLIED);
+    }
+    free(e);
+    assert_int_equal(dw_fsm_cloud_verdict(x->f, SITE_A), DW_UP);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_B), DW_DOWN);
+    e = dw_fsm_dump(x->f);
+    assert_null(strstr(e, "nobody"));
+    assert_non_null(strstr(e, "cloud|edge=site-b-edge1|state=down|ts=1700000000200\n"));
+    free(e);
+
+    /* stamped but malformed: rejected by the FSM */
+    snprintf(raw, sizeof raw,
+             "{\"v\":1,\"type\":\"cloud\",\"digest\":\"%016llx\",\"edges\":{\"site-a-edge1\":7},"
+             "\"ts\":1700000000300,\"by\":1}",
+             (unsigned long long)dw_config_topology_digest(x->cfg));
+    assert_int_equal(dw_fsm_apply(x->f, raw, strlen(raw)), DW_FSM_REJECTED);
+    assert_true(history_has(x, "rejected", "cloud entry: bad state for Edge site-a-edge1"));
+
+    /* refused before proposing */
+    expect_refused("{\"v\":1,\"type\":\"cloud\",\"edges\":{}}", "digest");
+    expect_refused("{\"v\":1,\"type\":\"cloud\",\"digest\":\"x\",\"edges\":[]}", "edges");
+    expect_refused("{\"v\":1,\"type\":\"cloud\",\"digest\":\"x\",\"edges\":{\"e\":\"meh\"}}",
+                   "edges.e");
+    expect_refused("{\"v\":1,\"type\":\"cloud\",\"digest\":\"x\",\"edges\":{\"\":\"up\"}}",
+                   "Edge ids");
+
+    /* a large view is split: here one Edge per entry */
+    e = dw_entry_cloud_part(x->cfg, st, 0, 1, &next);
+    assert_non_null(strstr(e, "\"edges\":{\"site-a-edge1\":\"down\"}"));
+    assert_int_equal(next, 1);
+    free(e);
+    e = dw_entry_cloud_part(x->cfg, st, next, 1, &next);
+    assert_non_null(strstr(e, "\"edges\":{\"site-a-edge2\":\"down\"}"));
+    assert_int_equal(next, 2);
+    free(e);
+    e = dw_entry_cloud_part(x->cfg, st, next, 1, &next);
+    assert_non_null(strstr(e, "\"edges\":{\"site-b-edge1\":\"down\"}"));
+    assert_int_equal(next, 3);
+    assert_int_equal(dw_entry_edge_count(x->cfg), 3);
+    free(e);
+}
+
+/* Schema 1 as it was before the Genesys signal: its snapshots must still restore. */
+static void test_restore_schema_1(void **state)
+{
+    static const char v1[] =
+        "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+        "CREATE TABLE nodes(id INTEGER PRIMARY KEY, last_refresh INTEGER NOT NULL,"
+        " tilt INTEGER NOT NULL);"
+        "CREATE TABLE observations(node INTEGER NOT NULL, site TEXT NOT NULL, state TEXT NOT NULL,"
+        " ts INTEGER NOT NULL, PRIMARY KEY(node, site));"
+        "CREATE TABLE sites(id TEXT PRIMARY KEY, verdict TEXT NOT NULL, since INTEGER NOT NULL);"
+        "CREATE TABLE groups(id TEXT PRIMARY KEY, active INTEGER NOT NULL, hold INTEGER NOT NULL);"
+        "CREATE TABLE operations(id INTEGER PRIMARY KEY, grp TEXT NOT NULL, kind TEXT NOT NULL,"
+        " from_target TEXT NOT NULL, to_target TEXT NOT NULL, status TEXT NOT NULL,"
+        " created INTEGER NOT NULL, finished INTEGER, reason TEXT NOT NULL);"
+        "CREATE INDEX operations_by_group ON operations(grp, status);"
+        "CREATE TABLE steps(op INTEGER NOT NULL, seq INTEGER NOT NULL, action TEXT NOT NULL,"
+        " target TEXT NOT NULL, status TEXT NOT NULL, started INTEGER, finished INTEGER,"
+        " detail TEXT, PRIMARY KEY(op, seq));"
+        "CREATE TABLE history(id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, kind TEXT NOT NULL,"
+        " detail TEXT NOT NULL);"
+        "INSERT INTO meta(key, value) VALUES('schema', 1), ('applied', 7), ('rejected', 0),"
+        " ('last_ts', 1700000000000), ('leader_epoch', 1);"
+        "INSERT INTO sites VALUES('site-a', 'down', 1700000000000), ('site-b', 'up', 5);"
+        "INSERT INTO groups VALUES('carrier-1', 0, 0);";
+    struct fx *x = *state;
+    sqlite3 *db;
+    sqlite3_int64 size = 0;
+    unsigned char *buf;
+    char *dump;
+
+    use_cloud(x, DW_COMBINE_OR_GENESYS, DW_COMBINE_PROBES);
+    assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, v1, NULL, NULL, NULL), SQLITE_OK);
+    buf = sqlite3_serialize(db, "main", &size, 0);
+    assert_non_null(buf);
+    sqlite3_close(db);
+    assert_int_equal(dw_fsm_restore(x->f, buf, (size_t)size), 0);
+    sqlite3_free(buf);
+    assert_int_equal(dw_fsm_applied(x->f), 7);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_DOWN);
+    assert_int_equal(dw_fsm_probe_verdict(x->f, SITE_A), DW_DOWN);
+    assert_int_equal(dw_fsm_cloud_verdict(x->f, SITE_A), DW_UNKNOWN);
+    dump = dw_fsm_dump(x->f);
+    assert_non_null(strstr(dump, "meta|key=schema|value=2\n"));
+    assert_non_null(strstr(dump, "sites|id=site-b|verdict=up|since=5|probe_verdict=up|"
+                                 "cloud_verdict=unknown\n"));
+    free(dump);
+    /* and it runs on: Genesys sees site-a up, the probes never said up: still down ("or") */
+    assert_int_equal(cloud3(x, T0 + 10, U, U, U), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_cloud_verdict(x->f, SITE_A), DW_UP);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_DOWN);
+}
+
 /* ---- entry codec ---------------------------------------------------------------------------- */
 
 static void expect_refused(const char *json, const char *why_part)
@@ -748,17 +1111,17 @@ static void test_topology_digest(void **state)
     assert_true(d0 == dw_config_topology_digest(c));
     snprintf(c->members[1].raft_address, DW_ADDR_MAX, "127.0.0.1:9999");
     assert_true(d0 != dw_config_topology_digest(c));
-    free(c);
+    free_config(c);
 
     c = make_config();
     snprintf(c->sites[1].edges[0].id, DW_ID_MAX, "other-edge");
     assert_true(d0 != dw_config_topology_digest(c));
-    free(c);
+    free_config(c);
 
     c = make_config();
     c->groups[0].targets[2].site = SITE_B;
     assert_true(d0 != dw_config_topology_digest(c));
-    free(c);
+    free_config(c);
 }
 
 /* ---- determinism ---------------------------------------------------------------------------- */
@@ -807,6 +1170,15 @@ static char *random_entry(uint64_t *seed, struct dw_fsm *f, const struct dw_conf
         }
     } else if (kind >= 95) {
         raw = dw_entry_leader(1 + rnd(seed, 3));
+    } else if (kind >= 50 && kind < 60) {
+        enum dw_health st[3];
+
+        /* the leader's Genesys view; sometimes it falls silent long enough to go stale */
+        for (int i = 0; i < 3; i++) {
+            unsigned r = rnd(seed, 10);
+            st[i] = r < 5 ? DW_UP : r < 9 ? DW_DOWN : DW_UNKNOWN;
+        }
+        raw = dw_entry_cloud(cfg, st);
     }
     if (raw == NULL) {
         enum dw_health st[2];
@@ -849,8 +1221,8 @@ static void test_determinism(void **state)
     snprintf(g2->id, sizeof g2->id, "carrier-2");
     add_target(g2, "p2-b", SITE_B, "tb-2b");
     add_target(g2, "p2-a", SITE_A, "tb-2a");
-    dw_fsm_close(x->f);
-    assert_int_equal(dw_fsm_open(&x->f, x->cfg, err, sizeof err), 0);
+    /* both ways of combining the Genesys signal, with cloud entries mixed into the log */
+    use_cloud(x, DW_COMBINE_OR_GENESYS, DW_COMBINE_AND_GENESYS);
     for (int i = 0; i < N; i++) {
         entries[i] = random_entry(&seed, x->f, x->cfg, &ts, i > N * 8 / 10);
         apply_str(x->f, entries[i]);
@@ -888,6 +1260,10 @@ static void test_determinism(void **state)
     assert_non_null(strstr(da, "|hold=1\n"));
     assert_non_null(strstr(da, "|status=done|"));
     assert_non_null(strstr(da, "|kind=verdict|"));
+    assert_non_null(strstr(da, "cloud|edge=site-b-edge1|"));
+    assert_non_null(strstr(da, "|kind=signal|detail=site-a: genesys "));
+    assert_non_null(strstr(da, "by genesys, combine probes_or_genesys"));
+    assert_non_null(strstr(da, "by genesys, combine probes_and_genesys"));
     h = dw_fsm_history_json(x->f, 5);
     assert_int_equal(cJSON_GetArraySize(h), 5);
     cJSON_Delete(h);
@@ -922,6 +1298,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_garbage_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_restore_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_json, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_combine_and, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_combine_or, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cloud_stale_is_unknown, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cloud_site_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cloud_status_json, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cloud_entries_checked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_schema_1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_entry_stamp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_topology_digest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_determinism, setup, teardown),

@@ -347,11 +347,23 @@ static void probe_cfg(struct dw_config *cfg, int port)
     cfg->probe.timeout_ms = 80;
     cfg->probe.fail_threshold = 3;
     cfg->probe.recover_threshold = 2;
+    static struct dw_site site;
+    static struct dw_edge edge;
+    memset(&site, 0, sizeof site);
+    memset(&edge, 0, sizeof edge);
+    cfg->sites = &site;
     cfg->n_sites = 1;
     snprintf(cfg->sites[0].id, DW_ID_MAX, "site-a");
+    cfg->sites[0].edges = &edge;
     cfg->sites[0].n_edges = 1;
     snprintf(cfg->sites[0].edges[0].id, DW_ID_MAX, "edge-a1");
     snprintf(cfg->sites[0].edges[0].health_url, DW_URL_MAX, "http://127.0.0.1:%d/health", port);
+    /* what the parser makes of a health_url */
+    edge.n_probes = 1;
+    edge.probes[0].kind = DW_PROBE_HTTP;
+    edge.probes[0].timeout_ms = cfg->probe.timeout_ms;
+    edge.probes[0].verify_tls = true;
+    snprintf(edge.probes[0].url, DW_URL_MAX, "%s", edge.health_url);
 }
 
 static void test_probe_up_down_up(void **state)

@@ -125,10 +125,15 @@ static void fill_config(struct dw_config *c, int self)
     c->probe.timeout_ms = 800;
     c->probe.fail_threshold = 3;
     c->probe.recover_threshold = 2;
+    /* static storage: the tests build configs by hand, nothing to free */
+    static struct dw_site sites[N][2];
+    static struct dw_edge edges[N][2][1];
+    c->sites = sites[self];
     c->n_sites = 2;
     snprintf(c->sites[0].id, DW_ID_MAX, "site-a");
     snprintf(c->sites[1].id, DW_ID_MAX, "site-b");
     for (int s = 0; s < 2; s++) {
+        c->sites[s].edges = edges[self][s];
         c->sites[s].n_edges = 1;
         snprintf(c->sites[s].edges[0].id, DW_ID_MAX, "edge-%c", 'a' + s);
         snprintf(c->sites[s].edges[0].health_url, DW_URL_MAX, "http://127.0.0.1:1/health");

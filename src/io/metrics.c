@@ -1,0 +1,320 @@
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "drwatch/log.h"
+#include "drwatch/metrics.h"
+
+#define METRICS_MAX_BODY 1024
+
+struct collector {
+    dw_metrics_collect_fn fn;
+    void *data;
+};
+
+struct dw_metrics {
+    struct dw_httpd *httpd;
+    struct collector *collectors;
+    size_t n_collectors, cap_collectors;
+    bool warned_name, warned_type;
+};
+
+struct buf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+};
+
+struct family {
+    char *name;
+    char *help;
+    enum dw_metric_type type;
+    struct buf samples;
+};
+
+struct dw_metrics_writer {
+    struct dw_metrics *m;
+    struct family *fams;
+    size_t n_fams, cap_fams;
+    size_t last;            /* family of the previous sample: collectors usually write runs */
+    bool oom;
+};
+
+static void buf_reserve(struct buf *b, size_t extra)
+{
+    if (b->oom || b->len + extra + 1 <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + extra + 1)
+        cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (p == NULL) {
+        b->oom = true;
+        return;
+    }
+    b->p = p;
+    b->cap = cap;
+}
+
+static void buf_add(struct buf *b, const char *s, size_t n)
+{
+    buf_reserve(b, n);
+    if (b->oom)
+        return;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void buf_str(struct buf *b, const char *s)
+{
+    buf_add(b, s, strlen(s));
+}
+
+/* HELP text escapes backslash and newline; label values also escape the double quote. */
+static void buf_escaped(struct buf *b, const char *s, bool quote)
+{
+    for (const char *p = s; *p != '\0'; p++) {
+        if (*p == '\\')
+            buf_add(b, "\\\\", 2);
+        else if (*p == '\n')
+            buf_add(b, "\\n", 2);
+        else if (quote && *p == '"')
+            buf_add(b, "\\\"", 2);
+        else
+            buf_add(b, p, 1);
+    }
+}
+
+static void buf_value(struct buf *b, double v)
+{
+    char num[40];
+    if (isnan(v))
+        snprintf(num, sizeof num, "NaN");
+    else if (isinf(v))
+        snprintf(num, sizeof num, v > 0 ? "+Inf" : "-Inf");
+    else if (v > -1e15 && v < 1e15 && v == (double)(long long)v)
+        snprintf(num, sizeof num, "%lld", (long long)v); /* counters read as integers */
+    else
+        snprintf(num, sizeof num, "%.17g", v);
+    buf_str(b, num);
+}
+
+static bool valid_name(const char *s, bool metric)
+{
+    if (s == NULL || *s == '\0')
+        return false;
+    for (const char *p = s; *p != '\0'; p++) {
+        char c = *p;
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+                  (metric && c == ':') || (p != s && c >= '0' && c <= '9');
+        if (!ok)
+            return false;
+    }
+    return metric || strncmp(s, "__", 2) != 0; /* "__" label names are reserved */
+}
+
+static struct family *find_family(struct dw_metrics_writer *w, const char *name)
+{
+    if (w->last < w->n_fams && strcmp(w->fams[w->last].name, name) == 0)
+        return &w->fams[w->last];
+    for (size_t i = 0; i < w->n_fams; i++) {
+        if (strcmp(w->fams[i].name, name) == 0) {
+            w->last = i;
+            return &w->fams[i];
+        }
+    }
+    return NULL;
+}
+
+static struct family *add_family(struct dw_metrics_writer *w, const char *name,
+                                 enum dw_metric_type type, const char *help)
+{
+    if (w->n_fams == w->cap_fams) {
+        size_t cap = w->cap_fams ? 2 * w->cap_fams : 16;
+        struct family *f = realloc(w->fams, cap * sizeof *f);
+        if (f == NULL)
+            return NULL;
+        w->fams = f;
+        w->cap_fams = cap;
+    }
+    struct family *f = &w->fams[w->n_fams];
+    memset(f, 0, sizeof *f);
+    f->name = strdup(name);
+    f->help = strdup(help != NULL ? help : "");
+    f->type = type;
+    if (f->name == NULL || f->help == NULL) {
+        free(f->name);
+        free(f->help);
+        return NULL;
+    }
+    w->last = w->n_fams++;
+    return f;
+}
+
+void dw_metrics_write(struct dw_metrics_writer *w, const char *name, enum dw_metric_type type,
+                      const char *help, const char *const *labels, double value)
+{
+    if (w == NULL || w->oom)
+        return;
+    bool names_ok = valid_name(name, true);
+    for (const char *const *l = labels; names_ok && l != NULL && *l != NULL; l += 2)
+        names_ok = valid_name(l[0], false) && l[1] != NULL;
+    if (!names_ok) {
+        if (!w->m->warned_name)
+            dw_log(DW_LOG_WARN, "metrics", "dropping a sample of \"%s\": invalid metric or label name",
+                   name != NULL ? name : "(null)");
+        w->m->warned_name = true;
+        return;
+    }
+    struct family *f = find_family(w, name);
+    if (f == NULL && (f = add_family(w, name, type, help)) == NULL) {
+        w->oom = true;
+        return;
+    }
+    if (f->type != type) {
+        if (!w->m->warned_type)
+            dw_log(DW_LOG_WARN, "metrics", "dropping a sample of \"%s\": written as two types", name);
+        w->m->warned_type = true;
+        return;
+    }
+    struct buf *b = &f->samples;
+    buf_str(b, name);
+    if (labels != NULL && labels[0] != NULL) {
+        buf_add(b, "{", 1);
+        for (const char *const *l = labels; *l != NULL; l += 2) {
+            if (l != labels)
+                buf_add(b, ",", 1);
+            buf_str(b, l[0]);
+            buf_add(b, "=\"", 2);
+            buf_escaped(b, l[1], true);
+            buf_add(b, "\"", 1);
+        }
+        buf_add(b, "}", 1);
+    }
+    buf_add(b, " ", 1);
+    buf_value(b, value);
+    buf_add(b, "\n", 1);
+    if (b->oom)
+        w->oom = true;
+}
+
+char *dw_metrics_render(struct dw_metrics *m, size_t *len)
+{
+    struct dw_metrics_writer w = {.m = m};
+    for (size_t i = 0; i < m->n_collectors; i++)
+        m->collectors[i].fn(m->collectors[i].data, &w);
+
+    struct buf out = {0};
+    buf_reserve(&out, 0); /* an empty registry still renders "" */
+    for (size_t i = 0; i < w.n_fams; i++) {
+        struct family *f = &w.fams[i];
+        buf_str(&out, "# HELP ");
+        buf_str(&out, f->name);
+        buf_add(&out, " ", 1);
+        buf_escaped(&out, f->help, false);
+        buf_str(&out, "\n# TYPE ");
+        buf_str(&out, f->name);
+        buf_str(&out, f->type == DW_METRIC_COUNTER ? " counter\n" : " gauge\n");
+        if (f->samples.p != NULL)
+            buf_add(&out, f->samples.p, f->samples.len);
+        free(f->name);
+        free(f->help);
+        free(f->samples.p);
+    }
+    free(w.fams);
+    if (w.oom || out.oom) {
+        free(out.p);
+        return NULL;
+    }
+    *len = out.len;
+    return out.p;
+}
+
+void dw_metrics_http_handler(void *data, struct dw_httpd_req *req, const char *method,
+                             const char *path, const char *body, size_t body_len)
+{
+    struct dw_metrics *m = data;
+    (void)body;
+    (void)body_len;
+    if (strcmp(path, "/metrics") != 0) {
+        static const char nf[] = "not found\n";
+        dw_httpd_reply(req, 404, "text/plain; charset=utf-8", nf, sizeof nf - 1);
+        return;
+    }
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        static const char na[] = "method not allowed\n";
+        dw_httpd_reply(req, 405, "text/plain; charset=utf-8", na, sizeof na - 1);
+        return;
+    }
+    size_t len = 0;
+    char *text = dw_metrics_render(m, &len);
+    if (text == NULL) {
+        static const char oom[] = "out of memory\n";
+        dw_httpd_reply(req, 500, "text/plain; charset=utf-8", oom, sizeof oom - 1);
+        return;
+    }
+    dw_httpd_reply(req, 200, DW_METRICS_CONTENT_TYPE, text, len);
+    free(text);
+}
+
+int dw_metrics_start(struct dw_metrics **out, uv_loop_t *loop, const char *addr, char *errmsg,
+                     size_t errlen)
+{
+    *out = NULL;
+    struct dw_metrics *m = calloc(1, sizeof *m);
+    if (m == NULL) {
+        snprintf(errmsg, errlen, "out of memory");
+        return -1;
+    }
+    if (addr != NULL && addr[0] != '\0') {
+        char err[256];
+        if (dw_httpd_start(&m->httpd, loop, addr, METRICS_MAX_BODY, dw_metrics_http_handler, m,
+                           err, sizeof err) != 0) {
+            snprintf(errmsg, errlen, "metrics: %s", err);
+            free(m);
+            return -1;
+        }
+    }
+    *out = m;
+    return 0;
+}
+
+void dw_metrics_close(struct dw_metrics *m)
+{
+    if (m == NULL)
+        return;
+    dw_httpd_close(m->httpd); /* calls no handler after this, so m can go now */
+    free(m->collectors);
+    free(m);
+}
+
+int dw_metrics_add(struct dw_metrics *m, dw_metrics_collect_fn fn, void *data)
+{
+    if (m->n_collectors == m->cap_collectors) {
+        size_t cap = m->cap_collectors ? 2 * m->cap_collectors : 8;
+        struct collector *c = realloc(m->collectors, cap * sizeof *c);
+        if (c == NULL)
+            return -1;
+        m->collectors = c;
+        m->cap_collectors = cap;
+    }
+    m->collectors[m->n_collectors++] = (struct collector){fn, data};
+    return 0;
+}
+
+void dw_metrics_remove(struct dw_metrics *m, dw_metrics_collect_fn fn, void *data)
+{
+    if (m == NULL)
+        return;
+    for (size_t i = 0; i < m->n_collectors; i++) {
+        if (m->collectors[i].fn == fn && m->collectors[i].data == data) {
+            memmove(&m->collectors[i], &m->collectors[i + 1],
+                    (m->n_collectors - i - 1) * sizeof *m->collectors);
+            m->n_collectors--;
+            return;
+        }
+    }
+}

@@ -1,0 +1,779 @@
+/* The Genesys signal: deriving Edge states from Genesys' lists (pure, on JSON fixtures), listing
+ * with paging against the Genesys simulator (tests/tools/genesys_sim.py), and the leader-only
+ * poller with a fake raft sink. Simulator tests are skipped when python3 is missing. */
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "drwatch/cloud.h"
+#include "drwatch/cloudview.h"
+#include "drwatch/genesys.h"
+#include "drwatch/http.h"
+#include "drwatch/log.h"
+
+#ifndef DW_TOOLS_DIR
+#define DW_TOOLS_DIR "tests/tools"
+#endif
+
+#define PFX "/api/v2/telephony/providers/edges"
+#define N_FILLER 130 /* Edges beyond one page of 100 */
+
+/* ---- derivation (pure) ---- */
+
+static const char EDGES[] =
+    "[{\"id\":\"e1\",\"onlineStatus\":\"ONLINE\"},"
+    " {\"id\":\"e2\",\"onlineStatus\":\"OFFLINE\"},"
+    " {\"id\":\"e3\",\"onlineStatus\":\"ONLINE\"},"
+    " {\"id\":\"e4\",\"onlineStatus\":\"ONLINE\"},"
+    " {\"id\":\"e5\"},"
+    " {\"id\":\"e6\",\"onlineStatus\":\"ONLINE\",\"state\":\"deleted\"},"
+    " {\"id\":\"e7\",\"onlineStatus\":42},"
+    " {\"id\":\"e8\",\"onlineStatus\":\"ONLINE\"}, {\"id\":\"e8\",\"onlineStatus\":\"OFFLINE\"},"
+    " 7, \"e1\", null, [], {\"name\":\"no id\"}, {\"id\":5}]";
+
+static const char TRUNKS[] =
+    "[{\"id\":\"t1\",\"trunkType\":\"EXTERNAL\",\"edge\":{\"id\":\"e1\"},\"inService\":false,"
+    "  \"connectedStatus\":{\"connected\":false}},"
+    /* a phone trunk says nothing about the carrier path */
+    " {\"id\":\"t2\",\"trunkType\":\"PHONE\",\"edge\":{\"id\":\"e1\"},\"inService\":true,"
+    "  \"connectedStatus\":{\"connected\":false}},"
+    " {\"id\":\"t3\",\"trunkType\":\"EXTERNAL\",\"edge\":{\"id\":\"e3\"},\"inService\":true,"
+    "  \"connectedStatus\":{\"connected\":false}},"
+    " {\"id\":\"t4\",\"edge\":{\"id\":\"e3\"},\"inService\":true,\"connectedStatus\":{}},"
+    " {\"id\":\"t5\",\"trunkType\":\"EXTERNAL\",\"edge\":{\"id\":\"e4\"},\"inService\":true,"
+    "  \"connectedStatus\":{\"connected\":false}},"
+    " {\"id\":\"t6\",\"trunkType\":\"EXTERNAL\",\"edge\":{\"id\":\"e4\"},\"inService\":true,"
+    "  \"connectedStatus\":{\"connected\":true}},"
+    /* a deleted record carries no calls */
+    " {\"id\":\"t7\",\"trunkType\":\"EXTERNAL\",\"edge\":{\"id\":\"e1\"},\"inService\":true,"
+    "  \"state\":\"deleted\",\"connectedStatus\":{\"connected\":false}},"
+    " {\"id\":\"t8\",\"trunkType\":\"EXTERNAL\",\"edge\":{\"id\":\"e7\"},\"inService\":true,"
+    "  \"connectedStatus\":{\"connected\":\"yes\"}},"
+    " {\"id\":\"t9\",\"trunkType\":\"EXTERNAL\",\"edge\":null,\"inService\":true},"
+    " {\"id\":\"t10\",\"trunkType\":\"EXTERNAL\",\"edge\":{\"id\":\"absent\"},\"inService\":true},"
+    " {\"edge\":{\"id\":\"e2\"},\"inService\":true}, \"t\", 3.5]";
+
+static void test_derive(void **state)
+{
+    static const char *const ids[] = {"e1", "e2", "e3", "e4", "e5", "e6", "e7", "e8", "absent", "e3"};
+    static const enum dw_health want[] = {DW_UP,      DW_DOWN,    DW_DOWN, DW_UP,      DW_UNKNOWN,
+                                          DW_UNKNOWN, DW_DOWN,    DW_DOWN, DW_UNKNOWN, DW_DOWN};
+    static const enum dw_cloud_why why[] = {
+        DW_CLOUD_ONLINE, DW_CLOUD_OFFLINE,   DW_CLOUD_DISCONNECTED, DW_CLOUD_ONLINE,
+        DW_CLOUD_NO_STATUS, DW_CLOUD_ABSENT, DW_CLOUD_DISCONNECTED, DW_CLOUD_OFFLINE,
+        DW_CLOUD_ABSENT, DW_CLOUD_DISCONNECTED};
+    enum { N = sizeof ids / sizeof ids[0] };
+    struct dw_cloud_edge out[N];
+    cJSON *edges = cJSON_Parse(EDGES), *trunks = cJSON_Parse(TRUNKS), *obj;
+    int ignored = -1;
+
+    (void)state;
+    assert_non_null(edges);
+    assert_non_null(trunks);
+    assert_int_equal(dw_cloudview_derive(edges, trunks, ids, N, out, &ignored), 0);
+    for (int i = 0; i < N; i++) {
+        if (out[i].state != want[i] || out[i].why != why[i])
+            fail_msg("%s: %s (%s), wanted %s (%s)", ids[i], dw_health_name(out[i].state),
+                     dw_cloud_why_name(out[i].why), dw_health_name(want[i]),
+                     dw_cloud_why_name(why[i]));
+    }
+    assert_int_equal(out[2].trunks_in_service, 2);
+    assert_int_equal(out[2].trunks_connected, 0);
+    assert_int_equal(out[3].trunks_in_service, 2);
+    assert_int_equal(out[3].trunks_connected, 1);
+    assert_int_equal(out[0].trunks_in_service, 0);
+    /* edges: 7, "e1", null, [], {no id}, {id 5}; trunks: {no id}, "t", 3.5 */
+    assert_int_equal(ignored, 9);
+
+    /* not lists at all */
+    obj = cJSON_CreateObject();
+    assert_int_equal(dw_cloudview_derive(obj, trunks, ids, N, out, &ignored), -1);
+    assert_int_equal(out[1].state, DW_UNKNOWN);
+    assert_int_equal(dw_cloudview_derive(edges, NULL, ids, N, out, NULL), -1);
+    assert_int_equal(dw_cloudview_derive(edges, trunks, ids, 0, out, NULL), 0);
+    cJSON_Delete(obj);
+    cJSON_Delete(edges);
+    cJSON_Delete(trunks);
+    assert_string_equal(dw_cloud_why_name(DW_CLOUD_DISCONNECTED), "trunks disconnected");
+}
+
+static void test_interval(void **state)
+{
+    struct dw_genesys_cfg g = {.poll_interval_ms = 10000, .rate_budget_per_min = 120};
+
+    (void)state;
+    assert_int_equal(dw_cloud_interval_ms(&g, 0), 10000);
+    assert_int_equal(dw_cloud_interval_ms(&g, 20), 10000);
+    assert_int_equal(dw_cloud_interval_ms(&g, 40), 20000);
+    assert_int_equal(dw_cloud_interval_ms(&g, 41), 20500);
+    g.rate_budget_per_min = 7;
+    assert_int_equal(dw_cloud_interval_ms(&g, 1), 10000);
+    assert_int_equal(dw_cloud_interval_ms(&g, 2), 17143); /* rounded up: never above budget */
+    g.rate_budget_per_min = 0;
+    assert_int_equal(dw_cloud_interval_ms(&g, 1000), 10000);
+}
+
+/* ---- simulator processes ---- */
+
+struct sim {
+    pid_t pid;
+    int port;
+    int fd;
+};
+
+static pid_t live_pid;
+
+static int have_python(void)
+{
+    return system("python3 -c pass >/dev/null 2>&1") == 0;
+}
+
+static int stop_leftovers(void **state)
+{
+    (void)state;
+    if (live_pid > 0) {
+        kill(live_pid, SIGKILL);
+        waitpid(live_pid, NULL, 0);
+        live_pid = 0;
+    }
+    return 0;
+}
+
+static int sim_start(struct sim *s, const char *fixture)
+{
+    int fds[2];
+    char path[1024], line[128];
+    size_t len = 0;
+
+    memset(s, 0, sizeof s[0]);
+    snprintf(path, sizeof path, "%s/genesys_sim.py", DW_TOOLS_DIR);
+    if (pipe2(fds, O_CLOEXEC) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int dn = open("/dev/null", O_RDONLY);
+        dup2(dn, 0);
+        dup2(fds[1], 1);
+        execlp("python3", "python3", path, "--port", "0", "--fixture", fixture, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    s->pid = live_pid = pid;
+    s->fd = fds[0];
+    for (int waited = 0; waited < 20000 && !memchr(line, '\n', len); waited += 100) {
+        struct pollfd p = {.fd = s->fd, .events = POLLIN};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        ssize_t got = read(s->fd, line + len, sizeof line - 1 - len);
+        if (got <= 0)
+            break;
+        len += (size_t)got;
+    }
+    line[len] = '\0';
+    return sscanf(line, "READY %d", &s->port) == 1 ? 0 : -1;
+}
+
+static void sim_stop(struct sim *s)
+{
+    if (s->pid <= 0)
+        return;
+    kill(s->pid, SIGTERM);
+    for (int i = 0; i < 100; i++) {
+        if (waitpid(s->pid, NULL, WNOHANG) == s->pid)
+            goto done;
+        usleep(50 * 1000);
+    }
+    kill(s->pid, SIGKILL);
+    waitpid(s->pid, NULL, 0);
+done:
+    live_pid = 0;
+    close(s->fd);
+    s->pid = 0;
+}
+
+/* Blocking control request to the simulator (outside the loop). */
+static cJSON *ctl(int port, const char *method, const char *path, const char *body)
+{
+    static char buf[1 << 21];
+    char url[256];
+    FILE *mem = fmemopen(buf, sizeof buf - 1, "w");
+    CURL *e = curl_easy_init();
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    long status = 0;
+
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, mem);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
+    if (body != NULL)
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+    CURLcode rc = curl_easy_perform(e);
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    fputc('\0', mem);
+    fclose(mem);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(e);
+    if (rc != CURLE_OK || status != 200)
+        return NULL;
+    return cJSON_Parse(buf);
+}
+
+static void ctl_ok(int port, const char *method, const char *path, const char *body)
+{
+    cJSON *j = ctl(port, method, path, body);
+    assert_non_null(j);
+    cJSON_Delete(j);
+}
+
+/* GET requests of the API path since the last reset; pages[] gets their pageNumber (up to 8). */
+static int sim_gets(int port, const char *api_path, int *pages)
+{
+    cJSON *j = ctl(port, "GET", "/_sim/requests", NULL);
+    const cJSON *r;
+    int n = 0;
+
+    assert_non_null(j);
+    cJSON_ArrayForEach(r, cJSON_GetObjectItem(j, "requests")) {
+        const char *m = cJSON_GetStringValue(cJSON_GetObjectItem(r, "method"));
+        const char *p = cJSON_GetStringValue(cJSON_GetObjectItem(r, "path"));
+        const cJSON *q = cJSON_GetObjectItem(r, "query");
+
+        if (m == NULL || p == NULL || strcmp(m, "GET") != 0 || strcmp(p, api_path) != 0)
+            continue;
+        if (pages != NULL && n < 8) {
+            const char *pn = cJSON_GetStringValue(cJSON_GetObjectItem(q, "pageNumber"));
+            const char *ps = cJSON_GetStringValue(cJSON_GetObjectItem(q, "pageSize"));
+            assert_non_null(ps);
+            assert_string_equal(ps, "100");
+            pages[n] = pn ? atoi(pn) : 0;
+        }
+        n++;
+    }
+    cJSON_Delete(j);
+    return n;
+}
+
+/* Three Edges of ours (two sharing an enabled trunk base, one on a disabled base) and enough
+ * others that the edge list takes two pages. */
+static void write_fixture(const char *path)
+{
+    FILE *f = fopen(path, "w");
+
+    assert_non_null(f);
+    fputs("{\"client_id\":\"drwatch-test\",\"client_secret\":\"s3cret\",\n"
+          " \"sites\":[{\"id\":\"gsite-a\"},{\"id\":\"gsite-b\"}],\n"
+          " \"edges\":[{\"id\":\"edge-a1\",\"site\":\"gsite-a\"},\n"
+          "           {\"id\":\"edge-a2\",\"site\":\"gsite-a\"},\n"
+          "           {\"id\":\"edge-b1\",\"site\":\"gsite-b\"}",
+          f);
+    for (int i = 0; i < N_FILLER; i++)
+        fprintf(f, ",\n           {\"id\":\"other-%03d\",\"site\":\"gsite-b\"}", i);
+    fputs("],\n"
+          " \"trunk_bases\":[{\"id\":\"tbA\",\"enabled\":true,\"edges\":[\"edge-a1\",\"edge-a2\"]},\n"
+          "                 {\"id\":\"tbB\",\"enabled\":false,\"edges\":[\"edge-b1\"]}]}\n",
+          f);
+    fclose(f);
+}
+
+struct gsim {
+    struct sim sim;
+    char base[64];
+    char fixture[64];
+};
+
+static void gsim_start(struct gsim *g)
+{
+    snprintf(g->fixture, sizeof g->fixture, "/tmp/dw-cloudfix-%d.json", (int)getpid());
+    write_fixture(g->fixture);
+    assert_int_equal(sim_start(&g->sim, g->fixture), 0);
+    snprintf(g->base, sizeof g->base, "http://127.0.0.1:%d", g->sim.port);
+}
+
+static void gsim_stop(struct gsim *g)
+{
+    sim_stop(&g->sim);
+    unlink(g->fixture);
+}
+
+/* ---- loop ---- */
+
+struct env {
+    uv_loop_t loop;
+    uv_timer_t tick;
+    struct dw_curlm *m;
+};
+
+static void on_tick(uv_timer_t *t)
+{
+    (void)t;
+}
+
+static void env_init(struct env *e)
+{
+    assert_int_equal(uv_loop_init(&e->loop), 0);
+    uv_timer_init(&e->loop, &e->tick);
+    uv_timer_start(&e->tick, on_tick, 5, 5);
+    assert_int_equal(dw_curlm_init(&e->m, &e->loop), 0);
+}
+
+static int run_until(struct env *e, int (*pred)(void *), void *arg, unsigned timeout_ms)
+{
+    uint64_t deadline = uv_hrtime() + (uint64_t)timeout_ms * 1000000u;
+
+    while (pred == NULL || !pred(arg)) {
+        if (uv_hrtime() > deadline)
+            return -1;
+        uv_run(&e->loop, UV_RUN_ONCE);
+    }
+    return 0;
+}
+
+static void run_for(struct env *e, unsigned ms)
+{
+    run_until(e, NULL, NULL, ms);
+}
+
+static void env_close(struct env *e)
+{
+    dw_curlm_close(e->m);
+    uv_close((uv_handle_t *)&e->tick, NULL);
+    uv_run(&e->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&e->loop), 0);
+}
+
+static struct dw_genesys *genesys_new(struct env *e, struct gsim *gs)
+{
+    struct dw_genesys_cfg cfg;
+    struct dw_genesys *g;
+    char err[256];
+
+    memset(&cfg, 0, sizeof cfg);
+    snprintf(cfg.api_base_url, sizeof cfg.api_base_url, "%s", gs->base);
+    snprintf(cfg.login_base_url, sizeof cfg.login_base_url, "%s", gs->base);
+    snprintf(cfg.client_id, sizeof cfg.client_id, "drwatch-test");
+    cfg.request_timeout_ms = 3000;
+    assert_int_equal(dw_genesys_init(&g, &e->loop, e->m, &cfg, "s3cret", err, sizeof err), 0);
+    dw_genesys_set_backoff_scale(g, 0.01);
+    return g;
+}
+
+#define SKIP_WITHOUT_PYTHON()                                                                   \
+    do {                                                                                        \
+        if (!have_python()) {                                                                   \
+            print_message("python3 not found: skipping\n");                                     \
+            skip();                                                                             \
+        }                                                                                       \
+    } while (0)
+
+/* ---- dw_genesys_list ---- */
+
+struct lres {
+    int done;
+    enum dw_gresult r;
+    cJSON *list;
+    unsigned requests;
+    char detail[256];
+};
+
+static void on_list(void *data, enum dw_gresult r, cJSON *entities, unsigned requests,
+                    const char *detail)
+{
+    struct lres *x = data;
+
+    x->done++;
+    x->r = r;
+    x->list = entities;
+    x->requests = requests;
+    snprintf(x->detail, sizeof x->detail, "%s", detail);
+}
+
+static int lres_done(void *arg)
+{
+    return ((struct lres *)arg)->done > 0;
+}
+
+static void list(struct env *e, struct dw_genesys *g, const char *what, struct lres *res)
+{
+    memset(res, 0, sizeof *res);
+    assert_int_equal(dw_genesys_list(g, what, on_list, res), 0);
+    assert_int_equal(run_until(e, lres_done, res, 10000), 0);
+    assert_int_equal(res->done, 1);
+}
+
+static bool has_id(const cJSON *arr, const char *id)
+{
+    const cJSON *it;
+
+    cJSON_ArrayForEach(it, arr) {
+        const char *v = cJSON_GetStringValue(cJSON_GetObjectItem(it, "id"));
+        if (v != NULL && strcmp(v, id) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void test_list_paging(void **state)
+{
+    struct env e;
+    struct gsim gs;
+    struct lres res;
+    int pages[8];
+
+    (void)state;
+    SKIP_WITHOUT_PYTHON();
+    gsim_start(&gs);
+    env_init(&e);
+    struct dw_genesys *g = genesys_new(&e, &gs);
+
+    /* only the documented read-only collections */
+    assert_int_equal(dw_genesys_list(g, "trunkbasesettings", on_list, &res), -1);
+    assert_int_equal(dw_genesys_list(g, NULL, on_list, &res), -1);
+    assert_int_equal(dw_genesys_list(g, "edges", NULL, &res), -1);
+
+    list(&e, g, "edges", &res);
+    assert_int_equal(res.r, DW_G_OK);
+    assert_int_equal(cJSON_GetArraySize(res.list), 3 + N_FILLER);
+    assert_true(has_id(res.list, "edge-a1"));
+    assert_true(has_id(res.list, "other-129"));
+    assert_int_equal(res.requests, 2);
+    assert_non_null(strstr(res.detail, "133 entities in 2 pages"));
+    assert_int_equal(sim_gets(gs.sim.port, PFX "/edges", pages), 2);
+    assert_int_equal(pages[0], 1);
+    assert_int_equal(pages[1], 2);
+    cJSON_Delete(res.list);
+
+    list(&e, g, "trunks", &res);
+    assert_int_equal(res.r, DW_G_OK);
+    assert_int_equal(cJSON_GetArraySize(res.list), 3);
+    assert_int_equal(res.requests, 1);
+    cJSON_Delete(res.list);
+
+    /* a 503 on the second page is retried, and the retry is counted */
+    ctl_ok(gs.sim.port, "POST", "/_sim/reset", "{}");
+    ctl_ok(gs.sim.port, "POST", "/_sim/faults",
+           "{\"kind\":\"status\",\"status\":503,\"method\":\"GET\",\"path_prefix\":\"" PFX
+           "/edges\",\"count\":1}");
+    list(&e, g, "edges", &res);
+    assert_int_equal(res.r, DW_G_OK);
+    assert_int_equal(res.requests, 3);
+    assert_int_equal(cJSON_GetArraySize(res.list), 3 + N_FILLER);
+    cJSON_Delete(res.list);
+
+    /* a 500 is not retried: no partial list */
+    ctl_ok(gs.sim.port, "POST", "/_sim/faults",
+           "{\"kind\":\"status\",\"status\":500,\"method\":\"GET\",\"path_prefix\":\"" PFX
+           "/trunks\",\"count\":1}");
+    list(&e, g, "trunks", &res);
+    assert_int_equal(res.r, DW_G_FAIL);
+    assert_null(res.list);
+    assert_int_equal(res.requests, 1);
+    assert_non_null(strstr(res.detail, "500"));
+
+    /* closing the client with a listing in flight reports it, without a list */
+    memset(&res, 0, sizeof res);
+    assert_int_equal(dw_genesys_list(g, "edges", on_list, &res), 0);
+    uv_run(&e.loop, UV_RUN_NOWAIT);
+    dw_genesys_close(g);
+    assert_int_equal(res.done, 1);
+    assert_int_equal(res.r, DW_G_FAIL);
+    assert_null(res.list);
+    assert_string_equal(res.detail, "client closed");
+
+    env_close(&e);
+    gsim_stop(&gs);
+}
+
+/* ---- the poller ---- */
+
+struct pending {
+    dw_raft_done_cb cb;
+    void *data;
+};
+
+struct fake_raft {
+    bool leader;
+    int refuse;                 /* refuse this many proposals (propose returns -1) */
+    int n;                      /* entries committed */
+    char *entries[64];
+    struct pending q[16];
+    int nq;
+    uv_timer_t commit;          /* commits asynchronously, as raft does */
+};
+
+static bool fake_is_leader(void *data)
+{
+    return ((struct fake_raft *)data)->leader;
+}
+
+static int fake_propose(void *data, const char *json, dw_raft_done_cb cb, void *cb_data,
+                        char *errmsg, size_t errlen)
+{
+    struct fake_raft *r = data;
+
+    if (!r->leader || r->refuse > 0) {
+        r->refuse -= r->refuse > 0;
+        snprintf(errmsg, errlen, "not leader");
+        return -1;
+    }
+    assert_true(r->nq < 16);
+    if (r->n < 64)
+        r->entries[r->n++] = strdup(json);
+    r->q[r->nq++] = (struct pending){cb, cb_data};
+    return 0;
+}
+
+static void fake_commit(uv_timer_t *t)
+{
+    struct fake_raft *r = t->data;
+    int n = r->nq;
+    struct pending q[16];
+
+    memcpy(q, r->q, sizeof q);
+    r->nq = 0;
+    for (int i = 0; i < n; i++)
+        q[i].cb(q[i].data, 0, NULL);
+}
+
+static const char *last_entry(const struct fake_raft *r)
+{
+    return r->n > 0 ? r->entries[r->n - 1] : "";
+}
+
+struct wait_entry {
+    struct fake_raft *r;
+    const char *needle;
+};
+
+static int entry_has(void *arg)
+{
+    struct wait_entry *w = arg;
+    return w->r->n > 0 && strstr(last_entry(w->r), w->needle) != NULL;
+}
+
+static void wait_for_entry(struct env *e, struct fake_raft *r, const char *needle)
+{
+    struct wait_entry w = {r, needle};
+
+    if (run_until(e, entry_has, &w, 8000) != 0)
+        fail_msg("no entry with %s; last: %s", needle, last_entry(r));
+}
+
+static struct dw_edge *edge(struct dw_site *s, const char *id, const char *gid)
+{
+    struct dw_edge *e = &s->edges[s->n_edges++];
+
+    snprintf(e->id, sizeof e->id, "%s", id);
+    snprintf(e->genesys_edge_id, sizeof e->genesys_edge_id, "%s", gid);
+    return e;
+}
+
+/* site-a combines with Genesys (Edges edge-a1, edge-a2); site-b uses its probes only. */
+static void poller_config(struct dw_config *cfg)
+{
+    static struct dw_site sites[2];
+    static struct dw_edge edges_a[2], edges_b[1];
+
+    memset(cfg, 0, sizeof *cfg);
+    memset(sites, 0, sizeof sites);
+    memset(edges_a, 0, sizeof edges_a);
+    memset(edges_b, 0, sizeof edges_b);
+    cfg->node_id = 1;
+    cfg->n_members = 1;
+    cfg->members[0].id = 1;
+    cfg->sites = sites;
+    cfg->n_sites = 2;
+    snprintf(sites[0].id, DW_ID_MAX, "site-a");
+    sites[0].combine = DW_COMBINE_OR_GENESYS;
+    sites[0].edges = edges_a;
+    edge(&sites[0], "site-a-e1", "edge-a1");
+    edge(&sites[0], "site-a-e2", "edge-a2");
+    snprintf(sites[1].id, DW_ID_MAX, "site-b");
+    sites[1].edges = edges_b;
+    edge(&sites[1], "site-b-e1", "edge-b1");
+    cfg->genesys.poll_interval_ms = 100;
+    cfg->genesys.cloud_ttl_ms = 30000;
+    cfg->genesys.rate_budget_per_min = 100000;
+}
+
+struct stats_wait {
+    struct dw_cloud *c;
+    uint64_t polls;
+};
+
+static int polled_more(void *arg)
+{
+    struct stats_wait *w = arg;
+    struct dw_cloud_stats st;
+
+    dw_cloud_stats(w->c, &st);
+    return st.polls > w->polls;
+}
+
+static void test_poller(void **state)
+{
+    struct env e;
+    struct gsim gs;
+    struct dw_config cfg;
+    struct fake_raft fr;
+    struct dw_cloud *c, *idle;
+    struct dw_cloud_stats st;
+    struct stats_wait sw;
+    char err[256];
+    int n;
+
+    (void)state;
+    SKIP_WITHOUT_PYTHON();
+    gsim_start(&gs);
+    env_init(&e);
+    struct dw_genesys *g = genesys_new(&e, &gs);
+    poller_config(&cfg);
+    memset(&fr, 0, sizeof fr);
+    uv_timer_init(&e.loop, &fr.commit);
+    fr.commit.data = &fr;
+    uv_timer_start(&fr.commit, fake_commit, 3, 3);
+    struct dw_cloud_sink sink = {fake_is_leader, fake_propose, &fr};
+
+    /* nothing combines with Genesys: idle */
+    cfg.sites[0].combine = DW_COMBINE_PROBES;
+    assert_int_equal(dw_cloud_start_sink(&idle, &e.loop, &cfg, g, &sink, err, sizeof err), 0);
+    dw_cloud_stats(idle, &st);
+    assert_false(st.active);
+    assert_int_equal(st.edges, 0);
+    cfg.sites[0].combine = DW_COMBINE_OR_GENESYS;
+
+    /* a follower never calls Genesys */
+    assert_int_equal(dw_cloud_start_sink(&c, &e.loop, &cfg, g, &sink, err, sizeof err), 0);
+    run_for(&e, 300);
+    assert_int_equal(sim_gets(gs.sim.port, PFX "/edges", NULL), 0);
+    dw_cloud_stats(c, &st);
+    assert_true(st.active);
+    assert_false(st.polling);
+    assert_int_equal(st.edges, 2);
+    assert_int_equal(fr.n, 0);
+
+    /* the leader polls and proposes its view at once; site-b's Edge is not in it */
+    fr.leader = true;
+    wait_for_entry(&e, &fr, "\"site-a-e1\":\"up\"");
+    assert_non_null(strstr(last_entry(&fr), "\"type\":\"cloud\""));
+    assert_non_null(strstr(last_entry(&fr), "\"site-a-e2\":\"up\""));
+    assert_null(strstr(last_entry(&fr), "site-b"));
+    dw_cloud_stats(c, &st);
+    assert_true(st.polling);
+    assert_true(st.polls >= 1);
+    assert_int_equal(st.up, 2);
+    assert_int_equal(st.last_requests, 3); /* two pages of edges, one of trunks */
+    assert_int_equal(st.interval_ms, 100);
+
+    /* Genesys sees an Edge go offline: proposed at the next cycle */
+    ctl_ok(gs.sim.port, "POST", "/_sim/set_edge", "{\"id\":\"edge-a1\",\"online\":false}");
+    wait_for_entry(&e, &fr, "\"site-a-e1\":\"down\"");
+    assert_non_null(strstr(last_entry(&fr), "\"site-a-e2\":\"up\""));
+    dw_cloud_stats(c, &st);
+    assert_true(st.changes >= 1);
+
+    /* no change: no entry until the view would go stale */
+    n = fr.n;
+    dw_cloud_stats(c, &st);
+    sw = (struct stats_wait){c, st.polls + 3};
+    assert_int_equal(run_until(&e, polled_more, &sw, 5000), 0);
+    assert_int_equal(fr.n, n);
+    /* with a short cloud_ttl_ms the same view is repeated to stay fresh */
+    cfg.genesys.cloud_ttl_ms = 600;
+    sw.polls += 3;
+    assert_int_equal(run_until(&e, polled_more, &sw, 5000), 0);
+    assert_true(fr.n > n);
+    cfg.genesys.cloud_ttl_ms = 30000;
+
+    /* a refused proposal is retried at the next cycle */
+    ctl_ok(gs.sim.port, "POST", "/_sim/set_edge", "{\"id\":\"edge-a1\",\"online\":true}");
+    fr.refuse = 1;
+    n = fr.n;
+    wait_for_entry(&e, &fr, "\"site-a-e1\":\"up\"");
+    assert_int_equal(fr.n, n + 1);
+    dw_cloud_stats(c, &st);
+    assert_true(st.proposal_failures >= 1);
+
+    /* Genesys failing: counted, polling goes on */
+    ctl_ok(gs.sim.port, "POST", "/_sim/faults",
+           "{\"kind\":\"status\",\"status\":500,\"method\":\"GET\",\"path_prefix\":\"" PFX
+           "/trunks\",\"count\":1}");
+    dw_cloud_stats(c, &st);
+    sw.polls = st.polls + 1;
+    assert_int_equal(run_until(&e, polled_more, &sw, 5000), 0);
+    dw_cloud_stats(c, &st);
+    assert_int_equal(st.poll_failures, 1);
+
+    /* leadership lost: polling stops */
+    fr.leader = false;
+    run_for(&e, 300);
+    ctl_ok(gs.sim.port, "POST", "/_sim/reset", "{}");
+    run_for(&e, 400);
+    assert_int_equal(sim_gets(gs.sim.port, PFX "/edges", NULL), 0);
+    dw_cloud_stats(c, &st);
+    assert_false(st.polling);
+
+    /* the budget stretches the cycle: 3 requests at 60/min is one cycle every 3 s */
+    cfg.genesys.rate_budget_per_min = 60;
+    fr.leader = true;
+    dw_cloud_stats(c, &st);
+    sw.polls = st.polls;
+    assert_int_equal(run_until(&e, polled_more, &sw, 5000), 0);
+    dw_cloud_stats(c, &st);
+    assert_int_equal(st.interval_ms, 3000);
+    sw.polls = st.polls;
+    run_for(&e, 2000);
+    assert_false(polled_more(&sw));
+    assert_int_equal(sim_gets(gs.sim.port, PFX "/edges", NULL), 2);
+
+    dw_cloud_close(c);
+    dw_cloud_close(idle);
+    dw_cloud_close(NULL);
+
+    /* closing with a listing in flight is safe in the shutdown order: poller, client, raft */
+    ctl_ok(gs.sim.port, "POST", "/_sim/faults",
+           "{\"kind\":\"latency\",\"latency_ms\":500,\"method\":\"GET\",\"path_prefix\":\"" PFX
+           "/edges\",\"count\":1}");
+    assert_int_equal(dw_cloud_start_sink(&c, &e.loop, &cfg, g, &sink, err, sizeof err), 0);
+    run_for(&e, 100);
+    assert_int_equal(sim_gets(gs.sim.port, PFX "/edges", NULL), 3);
+    dw_cloud_close(c);
+    dw_genesys_close(g);
+    uv_close((uv_handle_t *)&fr.commit, NULL);
+    run_for(&e, 50);
+    for (int i = 0; i < fr.n && i < 64; i++)
+        free(fr.entries[i]);
+    env_close(&e);
+    gsim_stop(&gs);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_derive),
+        cmocka_unit_test(test_interval),
+        cmocka_unit_test(test_list_paging),
+        cmocka_unit_test(test_poller),
+    };
+
+    signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    dw_log_set_level(getenv("DW_TEST_VERBOSE") ? DW_LOG_DEBUG : DW_LOG_ERROR);
+    int rc = cmocka_run_group_tests(tests, NULL, stop_leftovers);
+    curl_global_cleanup();
+    return rc;
+}

@@ -1,0 +1,777 @@
+/* The prober on its own libuv loop against local targets on 127.0.0.1: HTTP(S) with expected
+ * status, body match, CA/self-signed/client certificates (made here with the openssl CLI and
+ * served by tests/tools/tls_http_server.py), TCP connect, SIP OPTIONS against sipp (skipped
+ * when sipp is missing), Edges with several probes and the site rules any/all/at_least. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "drwatch/http.h"
+#include "drwatch/log.h"
+#include "drwatch/probe.h"
+
+#ifndef DW_TOOLS_DIR
+#define DW_TOOLS_DIR "tests/tools"
+#endif
+
+/* ---- child processes ---- */
+
+static int in_path(const char *exe)
+{
+    const char *path = getenv("PATH");
+    char buf[4096];
+
+    snprintf(buf, sizeof buf, "%s", path ? path : "/usr/bin:/bin");
+    for (char *save = NULL, *dir = strtok_r(buf, ":", &save); dir != NULL;
+         dir = strtok_r(NULL, ":", &save)) {
+        char full[4200];
+        snprintf(full, sizeof full, "%s/%s", dir, exe);
+        if (access(full, X_OK) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+struct child {
+    pid_t pid;
+    int port;
+};
+
+/* Children still running when a test fails half-way; the group teardown stops them. */
+static pid_t live[8];
+
+static void live_track(pid_t old, pid_t now)
+{
+    for (int i = 0; i < 8; i++)
+        if (live[i] == old) {
+            live[i] = now;
+            return;
+        }
+}
+
+static void child_stop(struct child *c)
+{
+    if (c->pid <= 0)
+        return;
+    kill(c->pid, SIGTERM);
+    for (int i = 0; i < 100; i++) {
+        if (waitpid(c->pid, NULL, WNOHANG) == c->pid)
+            goto done;
+        usleep(20 * 1000);
+    }
+    kill(c->pid, SIGKILL);
+    waitpid(c->pid, NULL, 0);
+done:
+    live_track(c->pid, 0);
+    c->pid = 0;
+}
+
+/* Runs argv with stdout on a pipe; with want_ready, waits for "READY <port>". */
+static int child_start(struct child *c, const char *const *argv, int want_ready)
+{
+    int fds[2];
+
+    memset(c, 0, sizeof *c);
+    if (pipe2(fds, O_CLOEXEC) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int dn = open("/dev/null", O_RDWR);
+        dup2(dn, 0);
+        dup2(want_ready ? fds[1] : dn, 1);
+        if (!want_ready)
+            dup2(dn, 2);
+        execvp(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    c->pid = pid;
+    live_track(0, pid);
+    if (!want_ready) {
+        close(fds[0]);
+        return 0;
+    }
+    char line[128];
+    size_t len = 0;
+    for (int waited = 0; waited < 20000 && !memchr(line, '\n', len);) {
+        struct pollfd p = {.fd = fds[0], .events = POLLIN};
+        int r = poll(&p, 1, 100);
+        waited += 100;
+        if (r <= 0)
+            continue;
+        ssize_t got = read(fds[0], line + len, sizeof line - 1 - len);
+        if (got <= 0)
+            break;
+        len += (size_t)got;
+    }
+    close(fds[0]);
+    line[len] = '\0';
+    return sscanf(line, "READY %d", &c->port) == 1 ? 0 : -1;
+}
+
+static int http_server(struct child *c, const char *cert, const char *key, const char *client_ca)
+{
+    char script[1024];
+    const char *argv[12];
+    int n = 0;
+
+    snprintf(script, sizeof script, "%s/tls_http_server.py", DW_TOOLS_DIR);
+    argv[n++] = "python3";
+    argv[n++] = script;
+    if (cert) {
+        argv[n++] = "--cert";
+        argv[n++] = cert;
+        argv[n++] = "--key";
+        argv[n++] = key;
+    }
+    if (client_ca) {
+        argv[n++] = "--client-ca";
+        argv[n++] = client_ca;
+    }
+    argv[n] = NULL;
+    return child_start(c, argv, 1);
+}
+
+/* ---- certificates (openssl CLI) ---- */
+
+static char tmpdir[256];
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...)
+{
+    char cmd[2048];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int rc = system(cmd);
+    if (rc != 0)
+        fprintf(stderr, "failed (%d): %s\n", rc, cmd);
+    return rc;
+}
+
+static int make_certs(const char *d)
+{
+    const char *ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    int rc = 0;
+
+    rc |= sh("cd %s && openssl req -x509 %s -keyout ca.key -out ca.pem -days 2 "
+             "-subj /CN=drwatch-test-ca 2>/dev/null", d, ec);
+    rc |= sh("cd %s && openssl req %s -keyout srv.key -out srv.csr -subj /CN=127.0.0.1 "
+             "2>/dev/null && printf 'subjectAltName=IP:127.0.0.1\\n' > srv.ext && "
+             "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+             "-out srv.pem -days 2 -extfile srv.ext 2>/dev/null", d, ec);
+    rc |= sh("cd %s && openssl req %s -keyout cli.key -out cli.csr -subj /CN=drwatch-probe "
+             "2>/dev/null && openssl x509 -req -in cli.csr -CA ca.pem -CAkey ca.key "
+             "-CAcreateserial -out cli.pem -days 2 2>/dev/null", d, ec);
+    rc |= sh("cd %s && openssl req -x509 %s -keyout self.key -out self.pem -days 2 "
+             "-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 2>/dev/null", d, ec);
+    return rc;
+}
+
+static const char *tpath(const char *name)
+{
+    static char bufs[8][512];
+    static int i;
+    char *b = bufs[i++ % 8];
+    snprintf(b, 512, "%s/%s", tmpdir, name);
+    return b;
+}
+
+/* ---- group state ---- */
+
+static int have_tools;
+static struct child srv_plain, srv_ca, srv_self, srv_mtls;
+
+static int group_setup(void **state)
+{
+    (void)state;
+    dw_log_set_level(getenv("DW_TEST_LOG") ? DW_LOG_DEBUG : DW_LOG_WARN);
+    signal(SIGPIPE, SIG_IGN);
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/dw-probe-test-XXXXXX");
+    if (mkdtemp(tmpdir) == NULL)
+        return -1;
+    have_tools = in_path("python3") && in_path("openssl");
+    if (!have_tools)
+        return 0;
+    if (make_certs(tmpdir) != 0)
+        return -1;
+    if (http_server(&srv_plain, NULL, NULL, NULL) != 0 ||
+        http_server(&srv_ca, tpath("srv.pem"), tpath("srv.key"), NULL) != 0 ||
+        http_server(&srv_self, tpath("self.pem"), tpath("self.key"), NULL) != 0 ||
+        http_server(&srv_mtls, tpath("srv.pem"), tpath("srv.key"), tpath("ca.pem")) != 0)
+        return -1;
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    child_stop(&srv_plain);
+    child_stop(&srv_ca);
+    child_stop(&srv_self);
+    child_stop(&srv_mtls);
+    for (int i = 0; i < 8; i++)
+        if (live[i] > 0) {
+            kill(live[i], SIGKILL);
+            waitpid(live[i], NULL, 0);
+        }
+    if (tmpdir[0])
+        sh("rm -rf %s", tmpdir);
+    return 0;
+}
+
+/* ---- loop ---- */
+
+struct env {
+    uv_loop_t loop;
+    uv_timer_t tick;
+    struct dw_curlm *m;
+    struct dw_prober *p;
+    int listen_fd; /* a TCP target whose connections the tick accepts and drops */
+    int changes;
+    enum dw_health last[8];
+};
+
+static void on_tick(uv_timer_t *t)
+{
+    struct env *e = t->data;
+    if (e->listen_fd < 0)
+        return;
+    for (;;) {
+        int fd = accept4(e->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            break;
+        close(fd);
+    }
+}
+
+static void env_init(struct env *e)
+{
+    memset(e, 0, sizeof *e);
+    e->listen_fd = -1;
+    assert_int_equal(uv_loop_init(&e->loop), 0);
+    assert_int_equal(dw_curlm_init(&e->m, &e->loop), 0);
+    uv_timer_init(&e->loop, &e->tick);
+    e->tick.data = e;
+    uv_timer_start(&e->tick, on_tick, 10, 10);
+}
+
+static void env_close(struct env *e)
+{
+    dw_prober_close(e->p);
+    e->p = NULL;
+    dw_curlm_close(e->m);
+    uv_close((uv_handle_t *)&e->tick, NULL);
+    if (e->listen_fd >= 0)
+        close(e->listen_fd);
+    uv_run(&e->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&e->loop), 0);
+}
+
+static void on_site(void *data, int site, enum dw_health old_state, enum dw_health new_state)
+{
+    struct env *e = data;
+    (void)old_state;
+    e->changes++;
+    if (site >= 0 && site < 8)
+        e->last[site] = new_state;
+}
+
+typedef int (*pred_fn)(struct env *e, const void *arg);
+
+static int run_until(struct env *e, pred_fn pred, const void *arg, unsigned ms)
+{
+    uint64_t end = uv_hrtime() + (uint64_t)ms * 1000000ULL;
+    while (!pred(e, arg)) {
+        if (uv_hrtime() > end)
+            return -1;
+        uv_run(&e->loop, UV_RUN_ONCE);
+    }
+    return 0;
+}
+
+static void run_for(struct env *e, unsigned ms)
+{
+    uint64_t end = uv_hrtime() + (uint64_t)ms * 1000000ULL;
+    while (uv_hrtime() < end)
+        uv_run(&e->loop, UV_RUN_ONCE);
+}
+
+/* Every Edge of every site decided (not UNKNOWN). */
+static int all_edges_decided(struct env *e, const void *arg)
+{
+    const struct dw_config *cfg = arg;
+    for (int s = 0; s < cfg->n_sites; s++)
+        for (int i = 0; i < cfg->sites[s].n_edges; i++)
+            if (dw_prober_edge(e->p, s, i) == DW_UNKNOWN)
+                return 0;
+    return 1;
+}
+
+struct want {
+    int site, edge; /* edge -1: the site's verdict */
+    enum dw_health h;
+};
+
+static int reached(struct env *e, const void *arg)
+{
+    const struct want *w = arg;
+    enum dw_health h = w->edge < 0 ? dw_prober_site(e->p, w->site) :
+                                     dw_prober_edge(e->p, w->site, w->edge);
+    return h == w->h;
+}
+
+static void wait_state(struct env *e, int site, int edge, enum dw_health h)
+{
+    struct want w = {site, edge, h};
+    assert_int_equal(run_until(e, reached, &w, 10000), 0);
+}
+
+/* ---- config ---- */
+
+#define T_SITES 6
+#define T_EDGES 12
+
+struct tcfg {
+    struct dw_config cfg;
+    struct dw_site sites[T_SITES];
+    struct dw_edge edges[T_SITES][T_EDGES];
+};
+
+static struct tcfg *tcfg_new(int n_sites)
+{
+    struct tcfg *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    t->cfg.probe.interval_ms = 100;
+    t->cfg.probe.timeout_ms = 80;
+    t->cfg.probe.fail_threshold = 2;
+    t->cfg.probe.recover_threshold = 2;
+    t->cfg.sites = t->sites;
+    t->cfg.n_sites = n_sites;
+    for (int s = 0; s < n_sites; s++) {
+        snprintf(t->sites[s].id, DW_ID_MAX, "site-%d", s);
+        t->sites[s].edges = t->edges[s];
+    }
+    return t;
+}
+
+static struct dw_edge *add_edge(struct tcfg *t, int site)
+{
+    struct dw_site *s = &t->sites[site];
+    assert_true(s->n_edges < T_EDGES);
+    struct dw_edge *e = &s->edges[s->n_edges];
+    snprintf(e->id, DW_ID_MAX, "edge-%d-%d", site, s->n_edges);
+    s->n_edges++;
+    return e;
+}
+
+static struct dw_probe_spec *add_probe(struct dw_edge *e, enum dw_probe_kind kind)
+{
+    assert_true(e->n_probes < DW_MAX_PROBES);
+    struct dw_probe_spec *p = &e->probes[e->n_probes++];
+    memset(p, 0, sizeof *p);
+    p->kind = kind;
+    p->verify_tls = true;
+    return p;
+}
+
+static struct dw_probe_spec *http_edge(struct tcfg *t, int site, const char *scheme, int port,
+                                       const char *path)
+{
+    struct dw_probe_spec *p = add_probe(add_edge(t, site), DW_PROBE_HTTP);
+    snprintf(p->url, sizeof p->url, "%s://127.0.0.1:%d%s", scheme, port, path);
+    return p;
+}
+
+static void tcp_probe(struct dw_edge *e, int port)
+{
+    struct dw_probe_spec *p = add_probe(e, DW_PROBE_TCP);
+    snprintf(p->address, sizeof p->address, "127.0.0.1:%d", port);
+}
+
+/* A listening socket on an ephemeral port (its connections are dropped by the tick). */
+static int listen_any(int *port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 512), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+/* A listener whose accept queue is full: connects to it hang (SYNs dropped) until timeout.
+ * fill[] keeps the connections that filled it. */
+static int full_listener(int *port, int fill[2])
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 0), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    *port = ntohs(a.sin_port);
+    for (int i = 0; i < 2; i++) {
+        fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        connect(fill[i], (struct sockaddr *)&a, sizeof a);
+    }
+    usleep(50 * 1000);
+    return fd;
+}
+
+/* A port nobody listens on (bound, then closed). */
+static int closed_port(void)
+{
+    int port;
+    int fd = listen_any(&port);
+    close(fd);
+    return port;
+}
+
+/* ---- tests ---- */
+
+static void test_http_checks(void **state)
+{
+    (void)state;
+    if (!have_tools)
+        skip();
+    struct tcfg *t = tcfg_new(1);
+    struct dw_probe_spec *p;
+    int plain = srv_plain.port, ca = srv_ca.port, self = srv_self.port, mtls = srv_mtls.port;
+
+    http_edge(t, 0, "http", plain, "/status/204");                    /* 0 any 2xx: up */
+    p = http_edge(t, 0, "http", plain, "/status/503");                /* 1 503 expected: up */
+    p->n_expect_status = 2, p->expect_status[0] = 200, p->expect_status[1] = 503;
+    http_edge(t, 0, "http", plain, "/status/503");                    /* 2 not 2xx: down */
+    p = http_edge(t, 0, "http", plain, "/status/200");                /* 3 not in set: down */
+    p->n_expect_status = 1, p->expect_status[0] = 204;
+    p = http_edge(t, 0, "https", ca, "/body/all-healthy-here");       /* 4 match: up */
+    snprintf(p->body_match, sizeof p->body_match, "healthy");
+    snprintf(p->ca_file, sizeof p->ca_file, "%s", tpath("ca.pem"));
+    p = http_edge(t, 0, "https", ca, "/body/degraded");               /* 5 no match: down */
+    snprintf(p->body_match, sizeof p->body_match, "healthy");
+    snprintf(p->ca_file, sizeof p->ca_file, "%s", tpath("ca.pem"));
+    http_edge(t, 0, "https", ca, "/");                                /* 6 system CAs: down */
+    p = http_edge(t, 0, "https", self, "/");                          /* 7 no verify: up */
+    p->verify_tls = false;
+    p = http_edge(t, 0, "https", self, "/");                          /* 8 not our CA: down */
+    snprintf(p->ca_file, sizeof p->ca_file, "%s", tpath("ca.pem"));
+    p = http_edge(t, 0, "https", mtls, "/");                          /* 9 client cert: up */
+    snprintf(p->ca_file, sizeof p->ca_file, "%s", tpath("ca.pem"));
+    snprintf(p->client_cert, sizeof p->client_cert, "%s", tpath("cli.pem"));
+    snprintf(p->client_key, sizeof p->client_key, "%s", tpath("cli.key"));
+    p = http_edge(t, 0, "https", mtls, "/");                          /* 10 no client cert: down */
+    snprintf(p->ca_file, sizeof p->ca_file, "%s", tpath("ca.pem"));
+    http_edge(t, 0, "http", plain, "/garbage");                       /* 11 bad response: down */
+    /* TLS handshakes with a Python server take a while under ASan */
+    t->cfg.probe.interval_ms = 300;
+    t->cfg.probe.timeout_ms = 280;
+
+    struct env e;
+    env_init(&e);
+    assert_int_equal(dw_prober_start(&e.p, &e.loop, e.m, &t->cfg, on_site, &e), 0);
+    assert_int_equal(run_until(&e, all_edges_decided, &t->cfg, 20000), 0);
+
+    static const enum dw_health want[] = {DW_UP,   DW_UP, DW_DOWN, DW_DOWN, DW_UP,   DW_DOWN,
+                                          DW_DOWN, DW_UP, DW_DOWN, DW_UP,   DW_DOWN, DW_DOWN};
+    for (int i = 0; i < (int)(sizeof want / sizeof want[0]); i++) {
+        struct dw_probe_info info;
+        assert_int_equal(dw_prober_probe_info(e.p, 0, i, 0, &info), 0);
+        if (dw_prober_edge(e.p, 0, i) != want[i])
+            fail_msg("edge %d (%s) is %s, want %s (last error: %s)", i, info.target,
+                     dw_health_name(dw_prober_edge(e.p, 0, i)), dw_health_name(want[i]),
+                     info.last_error);
+        assert_int_equal(info.kind, DW_PROBE_HTTP);
+        if (i == 11)
+            assert_true(info.bad_responses >= 2);
+        else
+            assert_int_equal(info.bad_responses, 0);
+        if (want[i] == DW_DOWN)
+            assert_true(info.last_error[0] != '\0');
+    }
+    assert_int_equal(dw_prober_site(e.p, 0), DW_UP);
+    assert_int_equal(e.last[0], DW_UP);
+    struct dw_probe_stats st;
+    dw_prober_stats(e.p, &st);
+    assert_true(st.probes >= 24);
+    struct dw_probe_info bad;
+    dw_prober_probe_info(e.p, 0, 11, 0, &bad);
+    assert_int_equal(st.errors_bad_response, bad.bad_responses);
+    assert_true(strstr(bad.last_error, "bad response") != NULL);
+    env_close(&e);
+    free(t);
+}
+
+static void test_tcp_up_down(void **state)
+{
+    (void)state;
+    struct tcfg *t = tcfg_new(1);
+    int port;
+    struct env e;
+
+    int hang_port, fill[2];
+    int hang_fd = full_listener(&hang_port, fill);
+    env_init(&e);
+    e.listen_fd = listen_any(&port);
+    tcp_probe(add_edge(t, 0), port);
+    tcp_probe(add_edge(t, 0), hang_port);
+    t->edges[0][1].probes[0].timeout_ms = 30;
+    assert_int_equal(dw_prober_start(&e.p, &e.loop, e.m, &t->cfg, on_site, &e), 0);
+    wait_state(&e, 0, -1, DW_UP);
+    assert_int_equal(dw_prober_edge(e.p, 0, 0), DW_UP);
+    wait_state(&e, 0, 1, DW_DOWN); /* no answer at all: the per-probe timeout decides */
+    struct dw_probe_info info;
+    assert_int_equal(dw_prober_probe_info(e.p, 0, 1, 0, &info), 0);
+    assert_non_null(strstr(info.last_error, "timeout after 30 ms"));
+
+    close(e.listen_fd); /* refused from now on */
+    e.listen_fd = -1;
+    wait_state(&e, 0, -1, DW_DOWN);
+    enum dw_health h;
+    enum dw_probe_kind k;
+    uint64_t n, f;
+    assert_int_equal(dw_prober_probe_state(e.p, 0, 0, 0, &h, &k, &n, &f), 0);
+    assert_int_equal(h, DW_DOWN);
+    assert_int_equal(k, DW_PROBE_TCP);
+    assert_true(n >= 4 && f >= 2);
+    assert_int_equal(dw_prober_probe_state(e.p, 0, 0, 1, &h, &k, &n, &f), -1);
+    assert_int_equal(dw_prober_probe_state(e.p, 0, 2, 0, NULL, NULL, NULL, NULL), -1);
+    assert_int_equal(e.changes, 2);
+    env_close(&e);
+    close(hang_fd);
+    close(fill[0]);
+    close(fill[1]);
+    free(t);
+}
+
+/* Three Edges per site, two up and one down, under each rule. */
+static void test_rules(void **state)
+{
+    (void)state;
+    struct tcfg *t = tcfg_new(5);
+    int port, dead = closed_port();
+    struct env e;
+
+    env_init(&e);
+    e.listen_fd = listen_any(&port);
+    for (int s = 0; s < 5; s++) {
+        tcp_probe(add_edge(t, s), port);
+        tcp_probe(add_edge(t, s), port);
+        tcp_probe(add_edge(t, s), dead);
+    }
+    t->sites[0].rule = DW_RULE_ANY;
+    t->sites[1].rule = DW_RULE_ALL;
+    t->sites[2].rule = DW_RULE_AT_LEAST, t->sites[2].at_least = 2;
+    t->sites[3].rule = DW_RULE_AT_LEAST, t->sites[3].at_least = 3;
+    t->sites[4].rule = DW_RULE_AT_LEAST, t->sites[4].at_least = 1;
+    assert_int_equal(dw_prober_start(&e.p, &e.loop, e.m, &t->cfg, on_site, &e), 0);
+    assert_int_equal(run_until(&e, all_edges_decided, &t->cfg, 10000), 0);
+    static const enum dw_health want[] = {DW_UP, DW_DOWN, DW_UP, DW_DOWN, DW_UP};
+    for (int s = 0; s < 5; s++) {
+        assert_int_equal(dw_prober_site(e.p, s), want[s]);
+        assert_int_equal(e.last[s], want[s]);
+        assert_int_equal(dw_prober_edge(e.p, s, 2), DW_DOWN);
+    }
+
+    close(e.listen_fd); /* every Edge down now */
+    e.listen_fd = -1;
+    wait_state(&e, 0, -1, DW_DOWN);
+    wait_state(&e, 2, -1, DW_DOWN);
+    wait_state(&e, 4, -1, DW_DOWN);
+    assert_int_equal(dw_prober_site(e.p, 1), DW_DOWN);
+    assert_int_equal(dw_prober_site(e.p, 3), DW_DOWN);
+    env_close(&e);
+    free(t);
+}
+
+/* An Edge is UP while any of its probes is: one dead probe does not take it down. */
+static void test_edge_two_probes(void **state)
+{
+    (void)state;
+    struct tcfg *t = tcfg_new(2);
+    int port, dead = closed_port();
+    struct env e;
+
+    env_init(&e);
+    e.listen_fd = listen_any(&port);
+    struct dw_edge *a = add_edge(t, 0);
+    tcp_probe(a, dead);
+    tcp_probe(a, port);
+    if (have_tools) {
+        struct dw_probe_spec *h = add_probe(a, DW_PROBE_HTTP);
+        snprintf(h->url, sizeof h->url, "http://127.0.0.1:%d/status/500", srv_plain.port);
+    }
+    struct dw_edge *b = add_edge(t, 1);
+    tcp_probe(b, dead);
+    tcp_probe(b, dead);
+    t->sites[0].rule = DW_RULE_ALL;
+    assert_int_equal(dw_prober_start(&e.p, &e.loop, e.m, &t->cfg, on_site, &e), 0);
+    assert_int_equal(run_until(&e, all_edges_decided, &t->cfg, 10000), 0);
+    for (int i = 0; i < dw_prober_n_probes(e.p, 0, 0); i++) {
+        enum dw_health want = i == 1 ? DW_UP : DW_DOWN;
+        for (uint64_t end = uv_hrtime() + 5000000000ULL; uv_hrtime() < end;) {
+            enum dw_health h = DW_UNKNOWN;
+            dw_prober_probe_state(e.p, 0, 0, i, &h, NULL, NULL, NULL);
+            if (h == want)
+                break;
+            uv_run(&e.loop, UV_RUN_ONCE);
+        }
+        enum dw_health h = DW_UNKNOWN;
+        dw_prober_probe_state(e.p, 0, 0, i, &h, NULL, NULL, NULL);
+        assert_int_equal(h, want);
+    }
+    assert_int_equal(dw_prober_n_probes(e.p, 0, 0), have_tools ? 3 : 2);
+    assert_int_equal(dw_prober_n_probes(e.p, 1, 0), 2);
+    assert_int_equal(dw_prober_n_probes(e.p, 1, 1), 0);
+    assert_int_equal(dw_prober_edge(e.p, 0, 0), DW_UP);
+    assert_int_equal(dw_prober_site(e.p, 0), DW_UP);
+    assert_int_equal(dw_prober_edge(e.p, 1, 0), DW_DOWN);
+    assert_int_equal(dw_prober_site(e.p, 1), DW_DOWN);
+
+    /* the last live probe goes: the Edge follows */
+    close(e.listen_fd);
+    e.listen_fd = -1;
+    wait_state(&e, 0, 0, DW_DOWN);
+    wait_state(&e, 0, -1, DW_DOWN);
+    env_close(&e);
+    free(t);
+}
+
+/* Closing with HTTP transfers and TCP connects in flight leaves nothing behind. */
+static void test_close_in_flight(void **state)
+{
+    (void)state;
+    struct tcfg *t = tcfg_new(1);
+    struct env e;
+
+    env_init(&e);
+    if (have_tools)
+        for (int i = 0; i < 4; i++)
+            http_edge(t, 0, "http", srv_plain.port, "/sleep/1000");
+    int hang_port, fill[2];
+    int hang_fd = full_listener(&hang_port, fill);
+    for (int i = 0; i < 3; i++)
+        tcp_probe(add_edge(t, 0), hang_port);
+    t->cfg.probe.interval_ms = 50;
+    t->cfg.probe.timeout_ms = 50;
+    assert_int_equal(dw_prober_start(&e.p, &e.loop, e.m, &t->cfg, on_site, &e), 0);
+    run_for(&e, 120);
+    env_close(&e);
+
+    /* and a prober closed before its first run */
+    env_init(&e);
+    assert_int_equal(dw_prober_start(&e.p, &e.loop, e.m, &t->cfg, on_site, &e), 0);
+    env_close(&e);
+
+    /* a bad address is refused at start */
+    snprintf(t->edges[0][t->sites[0].n_edges - 1].probes[0].address, DW_ADDR_MAX, "nowhere");
+    env_init(&e);
+    assert_int_equal(dw_prober_start(&e.p, &e.loop, e.m, &t->cfg, on_site, &e), -1);
+    assert_null(e.p);
+    env_close(&e);
+    close(hang_fd);
+    close(fill[0]);
+    close(fill[1]);
+    free(t);
+}
+
+static const char uas_xml[] =
+    "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n"
+    "<!DOCTYPE scenario SYSTEM \"sipp.dtd\">\n"
+    "<scenario name=\"answer OPTIONS with 200\">\n"
+    "  <recv request=\"OPTIONS\" crlf=\"true\"/>\n"
+    "  <send><![CDATA[\n"
+    "SIP/2.0 200 OK\n"
+    "[last_Via:]\n"
+    "[last_From:]\n"
+    "[last_To:];tag=[pid]SIPpTag01[call_number]\n"
+    "[last_Call-ID:]\n"
+    "[last_CSeq:]\n"
+    "Contact: <sip:[local_ip]:[local_port];transport=[transport]>\n"
+    "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS\n"
+    "Content-Length: 0\n"
+    "\n"
+    "  ]]></send>\n"
+    "</scenario>\n";
+
+static void test_sip_sipp(void **state)
+{
+    (void)state;
+    if (!in_path("sipp"))
+        skip();
+    char xml[600], port_s[16];
+    snprintf(xml, sizeof xml, "%s/uas_options.xml", tmpdir);
+    FILE *f = fopen(xml, "w");
+    assert_non_null(f);
+    fputs(uas_xml, f);
+    fclose(f);
+
+    /* sipp takes a fixed port: find a free UDP one */
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    int port = ntohs(a.sin_port);
+    close(fd);
+    snprintf(port_s, sizeof port_s, "%d", port);
+
+    struct child sipp;
+    const char *argv[] = {"sipp", "-sf", xml, "-i", "127.0.0.1", "-p", port_s, "-t", "u1",
+                          "-nostdin", NULL};
+    assert_int_equal(child_start(&sipp, argv, 0), 0);
+
+    struct tcfg *t = tcfg_new(1);
+    struct dw_probe_spec *p = add_probe(add_edge(t, 0), DW_PROBE_SIP);
+    snprintf(p->address, sizeof p->address, "127.0.0.1:%d", port);
+    p->transport = DW_SIP_UDP;
+    t->cfg.probe.interval_ms = 200;
+    t->cfg.probe.timeout_ms = 150;
+    struct env e;
+    env_init(&e);
+    assert_int_equal(dw_prober_start(&e.p, &e.loop, e.m, &t->cfg, on_site, &e), 0);
+    wait_state(&e, 0, -1, DW_UP);
+    struct dw_probe_info info;
+    assert_int_equal(dw_prober_probe_info(e.p, 0, 0, 0, &info), 0);
+    assert_int_equal(info.kind, DW_PROBE_SIP);
+
+    child_stop(&sipp); /* silence: timeouts (or ICMP unreachable) */
+    wait_state(&e, 0, -1, DW_DOWN);
+    env_close(&e);
+    free(t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_http_checks),
+        cmocka_unit_test(test_tcp_up_down),
+        cmocka_unit_test(test_rules),
+        cmocka_unit_test(test_edge_two_probes),
+        cmocka_unit_test(test_close_in_flight),
+        cmocka_unit_test(test_sip_sipp),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

@@ -43,7 +43,9 @@ def wait_until(pred, timeout, what, interval=0.05):
 class Cluster:
     def __init__(self, build, n=3, name="cluster", probe_interval_ms=500, fail_threshold=3,
                  recover_threshold=2, election_ms=600, heartbeat_ms=60, ttl_ms=5000,
-                 refresh_ms=1000, debug=True, keep=False, per_node_urls=None):
+                 refresh_ms=1000, debug=True, keep=False, per_node_urls=None,
+                 edge_overrides=None, site_overrides=None, tilt=None, genesys_extra=None,
+                 sites=None, shared_edge_ports=None):
         self.build = os.path.abspath(build)
         self.n = n
         self.dir = tempfile.mkdtemp(prefix=f"drwatch-{name}-")
@@ -59,28 +61,38 @@ class Cluster:
                                  observation_ttl_ms=ttl_ms, refresh_interval_ms=refresh_ms)
         self.debug = debug
         self.per_node_urls = per_node_urls or {}
+        # {(node or None, edge): {...}} merged into that Edge's config (None: every node)
+        self.edge_overrides = edge_overrides or {}
+        self.site_overrides = site_overrides or {}  # {site: {"rule": ..., "combine": ...}}
+        self.tilt = tilt
+        self.genesys_extra = genesys_extra or {}
+        self.metrics_ports = [simctl.free_port() for _ in range(n)]
+        self.sites = {k: list(v) for k, v in (sites or SITES).items()}
+        # {edge: port} for Edges served by a process the test runs itself (many Edges, one port)
+        self.shared_edge_ports = dict(shared_edge_ports or {})
         self.raft_ports = [simctl.free_port() for _ in range(n)]
         self.peer_ports = [simctl.free_port() for _ in range(n)]
         self.genesys_port = simctl.free_port()
         self.genesys_url = f"http://127.0.0.1:{self.genesys_port}"
-        for site, edges in SITES.items():
+        for site, edges in self.sites.items():
             for e in edges:
-                self.edge_ports[e] = simctl.free_port()
+                self.edge_ports[e] = self.shared_edge_ports.get(e) or simctl.free_port()
 
     # ---- simulators -------------------------------------------------------------------
     def start_sims(self):
         for e, port in self.edge_ports.items():
-            self.edges[e] = simctl.start_edge(port, e)
+            if e not in self.shared_edge_ports:
+                self.edges[e] = simctl.start_edge(port, e)
         fixture = {
             "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "token_ttl_s": 86399,
             "rate_limit_per_min": 300,
-            "sites": [{"id": s, "name": s} for s in SITES],
+            "sites": [{"id": s, "name": s} for s in self.sites],
             "edges": [{"id": e, "name": e, "site": s,
                        "health_url": f"http://127.0.0.1:{self.edge_ports[e]}/health"}
-                      for s, es in SITES.items() for e in es],
+                      for s, es in self.sites.items() for e in es],
             "trunk_bases": [
-                {"id": "tbA", "name": "Carrier via A", "enabled": True, "edges": SITES["site-a"]},
-                {"id": "tbB", "name": "Carrier via B", "enabled": False, "edges": SITES["site-b"]},
+                {"id": "tbA", "name": "Carrier via A", "enabled": True, "edges": self.sites["site-a"]},
+                {"id": "tbB", "name": "Carrier via B", "enabled": False, "edges": self.sites["site-b"]},
                 {"id": "tbC", "name": "BYOC Cloud", "enabled": False, "edges": []},
             ],
         }
@@ -90,7 +102,7 @@ class Cluster:
         self.genesys = simctl.start_genesys(self.genesys_port, path)
 
     def kill_edges(self, site):
-        for e in SITES[site]:
+        for e in self.sites[site]:
             p = self.edges.pop(e, None)
             if p:
                 p.kill()
@@ -98,7 +110,7 @@ class Cluster:
         return time.time()
 
     def start_edges(self, site):
-        for e in SITES[site]:
+        for e in self.sites[site]:
             if e not in self.edges:
                 self.edges[e] = simctl.start_edge(self.edge_ports[e], e)
 
@@ -127,12 +139,15 @@ class Cluster:
 
     def config(self, i):
         sites = []
-        for s, es in SITES.items():
+        for s, es in self.sites.items():
             edges = []
             for e in es:
                 url = self.per_node_urls.get((i, e), f"http://127.0.0.1:{self.edge_ports[e]}/health")
-                edges.append({"id": e, "genesys_edge_id": e, "health_url": url})
-            sites.append({"id": s, "edges": edges})
+                edge = {"id": e, "genesys_edge_id": e, "health_url": url}
+                for key in ((None, e), (i, e)):
+                    edge.update(self.edge_overrides.get(key, {}))
+                edges.append({k: v for k, v in edge.items() if v is not None})
+            sites.append(dict({"id": s, "edges": edges}, **self.site_overrides.get(s, {})))
         targets = []
         for tid, site, tb in TARGETS:
             t = {"id": tid, "trunk_base_ids": [tb]}
@@ -141,7 +156,8 @@ class Cluster:
             targets.append(t)
         return {
             "node": {"id": i, "data_dir": self.node_dir(i), "admin_socket": self.socket(i),
-                     "debug": self.debug},
+                     "debug": self.debug,
+                     "metrics_address": f"127.0.0.1:{self.metrics_ports[i - 1]}"},
             "cluster": dict(
                 members=[{"id": j, "name": f"n{j}",
                           "raft_address": f"127.0.0.1:{self.raft_ports[j - 1]}",
@@ -153,10 +169,11 @@ class Cluster:
                         "client_id": CLIENT_ID,
                         "client_secret_file": os.path.join(self.dir, "genesys.secret"),
                         "request_timeout_ms": 3000, "verify_timeout_ms": 10000,
-                        "verify_interval_ms": 300},
+                        "verify_interval_ms": 300, **self.genesys_extra},
             "probe": self.probe,
             "sites": sites,
             "failover_groups": [{"id": "carrier-1", "targets": targets}],
+            **({"tilt": self.tilt} if self.tilt else {}),
         }
 
     def write_configs(self):
@@ -260,6 +277,22 @@ class Cluster:
         for g in (c or {}).get("groups", []):
             if g["id"] == group:
                 return g["active"]
+        return None
+
+    def metrics(self, i):
+        import urllib.request
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_ports[i - 1]}/metrics",
+                                    timeout=5) as r:
+            return r.read().decode()
+
+    def observation(self, viewer, node, site):
+        """node's committed observation of site, as viewer's replica has it (or None)."""
+        cl = self.cluster_view(viewer)
+        for s in (cl or {}).get("sites", []):
+            if s["id"] == site:
+                for o in s["observations"]:
+                    if o["node"] == node:
+                        return o
         return None
 
     def dump(self, i):

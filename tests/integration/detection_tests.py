@@ -1,0 +1,283 @@
+"""Detection integration tests: every probe kind, the Genesys signal, freshness, TILT, bounded
+log cost and metrics, with three real drwatchd processes (imported by run.py)."""
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+
+from harness import ROOT, SITES, Cluster, wait_until
+
+sys.path.insert(0, os.path.join(ROOT, "tests", "tools"))
+import simctl  # noqa: E402
+
+TOOLS = os.path.join(ROOT, "tests", "tools")
+BUILD = None  # set by run.py
+
+
+def make_certs(d):
+    """A CA and a server certificate for 127.0.0.1, made with the openssl CLI."""
+    subprocess.run(
+        "set -e; printf 'subjectAltName=IP:127.0.0.1\\n' > srv.ext; "
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+        "-keyout ca.key -out ca.pem -days 2 -subj /CN=drwatch-it-ca; "
+        "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+        "-keyout srv.key -out srv.csr -subj /CN=edge.test; "
+        "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+        "-out srv.pem -days 2 -extfile srv.ext",
+        shell=True, cwd=d, check=True, capture_output=True)
+    return os.path.join(d, "ca.pem"), os.path.join(d, "srv.pem"), os.path.join(d, "srv.key")
+
+
+def start_line(argv, word):
+    """Starts a helper that prints '<word> <port>' once listening; .port is that port."""
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    line = p.stdout.readline()
+    if not line.startswith(word):
+        p.kill()
+        p.wait()
+        raise AssertionError(f"{argv[1]} did not start: {line!r}")
+    p.port = int(line.split()[1])
+    return p
+
+
+def sipp(port, transport, scenario="uas_200.xml"):
+    return subprocess.Popen(["sipp", "-sf", os.path.join(TOOLS, "sip", scenario), "-i", "127.0.0.1",
+                             "-p", str(port), "-t", transport, "-nostdin", "-trace_err"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            cwd=tempfile.gettempdir())
+
+
+def stop_all(procs):
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+
+
+def probe_ok_counts(text):
+    """{(edge, kind): ok runs} from a /metrics scrape."""
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("drwatch_probe_total{") and 'result="ok"' in line:
+            labels = dict(kv.split("=", 1) for kv in line[line.index("{") + 1:line.index("}")].split(","))
+            key = (labels["edge"].strip('"'), labels["kind"].strip('"'))
+            out[key] = out.get(key, 0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def test_j_every_probe_kind_end_to_end():
+    """SIP OPTIONS over UDP and TCP (sipp), SIP over TLS and HTTPS with a test CA, TCP connect:
+    every node sees every Edge up through its own probe kind, metrics pass promtool, and losing
+    site A's SIP peers and ports fails over to site B."""
+    d = tempfile.mkdtemp(prefix="drwatch-certs-")
+    ca, crt, key = make_certs(d)
+    p_a1, p_a2 = simctl.free_port(), simctl.free_port()
+    helpers = [sipp(p_a1, "u1"), sipp(p_a2, "t1")]
+    https = start_line([sys.executable, os.path.join(TOOLS, "tls_http_server.py"), "--port", "0",
+                        "--cert", crt, "--key", key], "READY")
+    sip_tls = start_line([sys.executable, os.path.join(TOOLS, "sip_fake.py"), "--transport", "tls",
+                          "--script", "ok", "--cert", crt, "--key", key], "PORT")
+    helpers += [https, sip_tls]
+    try:
+        c = Cluster(BUILD, name="kinds")
+        c.edge_overrides = {
+            (None, "edge-a1"): {"health_url": None, "probes": [
+                {"kind": "sip", "address": f"127.0.0.1:{p_a1}", "transport": "udp"}]},
+            (None, "edge-a2"): {"health_url": None, "probes": [
+                {"kind": "sip", "address": f"127.0.0.1:{p_a2}", "transport": "tcp",
+                 "alive_codes": ["2xx"]},
+                {"kind": "tcp", "address": f"127.0.0.1:{c.edge_ports['edge-a2']}"}]},
+            (None, "edge-b1"): {"health_url": None, "probes": [
+                {"kind": "http", "url": f"https://127.0.0.1:{https.port}/body/edge-ok",
+                 "ca_file": ca, "expect_status": [200], "body_match": "edge-ok"}]},
+            (None, "edge-b2"): {"health_url": None, "probes": [
+                {"kind": "sip", "address": f"127.0.0.1:{sip_tls.port}", "transport": "tls",
+                 "ca_file": ca, "tls_server_name": "127.0.0.1"}]},
+        }
+        with c.start():
+            c.wait_leader()
+
+            def all_edges_up():
+                for i in range(1, 4):
+                    st = c.status(i)
+                    if not st or any(e["state"] != "up" for s in st["local"] for e in s["edges"]):
+                        return False
+                return True
+            wait_until(all_edges_up, 30, "every Edge up on every node through its probes")
+            for i in range(1, 4):
+                text = c.metrics(i)
+                ok = probe_ok_counts(text)
+                for key in (("edge-a1", "sip"), ("edge-a2", "sip"), ("edge-a2", "tcp"),
+                            ("edge-b1", "http"), ("edge-b2", "sip")):
+                    assert ok.get(key, 0) > 0, (i, key, ok)
+                r = subprocess.run(["promtool", "check", "metrics"], input=text,
+                                   capture_output=True, text=True)
+                assert r.returncode == 0, r.stdout + r.stderr
+                assert "drwatch_is_leader" in text
+            leaders = sum(float(line.split()[-1]) for i in range(1, 4)
+                          for line in c.metrics(i).splitlines()
+                          if line.startswith("drwatch_is_leader "))
+            assert leaders == 1, leaders
+            # Site A loses its SIP peers and its TCP port.
+            stop_all(helpers[:2])
+            c.kill_edges("site-a")
+            wait_until(lambda: all((c.operations(i) or [{}])[0].get("status") == "done"
+                                   for i in range(1, 4)), 40, "failover to premise-b")
+            puts = [(tb, inst) for tb, inst, st, _ in c.puts() if st == 200]
+            assert puts == [("tbB", True), ("tbA", False)], puts
+    finally:
+        stop_all(helpers)
+
+
+def _freshness_cluster(name, **kw):
+    """Nodes 1 and 3 reach site A through their own Edge processes (same Edge ids), so the test
+    can break one watchdog's path to A without touching the others'."""
+    views = {i: {e: simctl.free_port() for e in SITES["site-a"]} for i in (1, 3)}
+    urls = {(i, e): f"http://127.0.0.1:{p}/health" for i, v in views.items() for e, p in v.items()}
+    c = Cluster(BUILD, name=name, per_node_urls=urls, **kw)
+    c.views = {i: {e: simctl.start_edge(p, e) for e, p in v.items()} for i, v in views.items()}
+    for v in c.views.values():
+        c.extra_edges.update({f"{id(p)}": p for p in v.values()})
+    return c
+
+
+def _break_view(c, i):
+    for p in c.views[i].values():
+        p.kill()
+        p.wait()
+
+
+def test_k_silent_watchdog_cannot_tip_the_verdict_and_tilt_abstains():
+    """Node 3 reports site A down, then goes silent (SIGSTOP). Its DOWN goes stale, so when node 1
+    later loses A too there is one fresh DOWN of three: no verdict, no failover. Node 3 resumes
+    with a stalled loop: TILT, visible in drctl and /metrics, and while it abstains its fresh DOWN
+    still does not count. When TILT ends, two fresh DOWNs make the verdict."""
+    c = _freshness_cluster("fresh", ttl_ms=3000, refresh_ms=500,
+                           tilt={"stall_ms": 1500, "clock_jump_ms": 5000, "abstain_ms": 6000})
+    with c:
+        c.write_configs()
+        c.start_sims()
+        for i in range(1, 4):
+            c.start_node(i)
+        c.wait_leader()
+        wait_until(lambda: all(c.site_verdict(i, "site-a") == "up" for i in range(1, 4)), 20,
+                   "site-a up everywhere")
+        _break_view(c, 3)
+        wait_until(lambda: (c.observation(1, 3, "site-a") or {}).get("state") == "down", 20,
+                   "node 3's DOWN committed")
+        c.procs[3].send_signal(signal.SIGSTOP)
+        try:
+            wait_until(lambda: not c.observation(1, 3, "site-a")["fresh"], 20,
+                       "node 3's observation to go stale")
+            _break_view(c, 1)
+            wait_until(lambda: (c.observation(2, 1, "site-a") or {}).get("state") == "down", 20,
+                       "node 1's DOWN committed")
+            base = c.observation(2, 2, "site-a")["refreshed"]
+            wait_until(lambda: c.observation(2, 2, "site-a")["refreshed"] >= base + 2000, 20,
+                       "two more seconds of committed refreshes")
+            for i in (1, 2):
+                assert c.site_verdict(i, "site-a") == "up", c.cluster_view(i)["sites"]
+                assert c.operations(i) == []
+        finally:
+            c.procs[3].send_signal(signal.SIGCONT)
+        # Node 3's loop was stopped for seconds: it distrusts itself.
+        st = wait_until(lambda: (lambda s: s if s and s["node"]["tilt"]["active"] else None)(c.status(3)),
+                        20, "node 3 in TILT")
+        assert "stall" in st["node"]["tilt"]["reason"], st["node"]["tilt"]
+        assert any(line.startswith("drwatch_tilt 1") for line in c.metrics(3).splitlines())
+        wait_until(lambda: (c.observation(1, 3, "site-a") or {}).get("tilt") and
+                   c.observation(1, 3, "site-a")["fresh"], 20, "node 3's tilted DOWN committed")
+        assert c.site_verdict(1, "site-a") == "up", "a tilted node's vote must not count"
+        assert c.puts() == []
+        # TILT ends; two fresh DOWN observations now decide.
+        wait_until(lambda: c.site_verdict(1, "site-a") == "down", 30, "site-a down after TILT")
+        wait_until(lambda: all((c.operations(i) or [{}])[0].get("status") == "done"
+                               for i in range(1, 4)), 40, "failover done")
+
+
+def test_l_genesys_signal_and_combination():
+    """Site A uses probes_and_genesys: while the Genesys simulator says A's Edges are ONLINE the
+    watchdogs' DOWN alone changes nothing; once the cloud agrees (OFFLINE), the site goes down."""
+    c = Cluster(BUILD, name="cloudsig",
+                site_overrides={"site-a": {"combine": "probes_and_genesys"}},
+                genesys_extra={"poll_interval_ms": 500, "cloud_ttl_ms": 3000})
+    with c.start():
+        c.wait_leader()
+        wait_until(lambda: all(c.site_verdict(i, "site-a") == "up" for i in range(1, 4)), 20,
+                   "site-a up everywhere")
+        for e in SITES["site-a"]:
+            simctl.set_edge(c.genesys_url, e, True)  # the cloud keeps saying ONLINE
+        c.kill_edges("site-a")
+
+        def probes_down():
+            cl = c.cluster_view(1)
+            s = [x for x in cl["sites"] if x["id"] == "site-a"][0]
+            return s["probe_verdict"] == "down" and s
+        s = wait_until(probes_down, 20, "the watchdogs' quorum DOWN on site-a")
+        assert s["verdict"] == "up" and s["cloud_verdict"] == "up", s
+        base = [x for x in c.cluster_view(1)["sites"] if x["id"] == "site-a"][0]["since"]
+        assert c.puts() == [], "probes alone must not fail over a probes_and_genesys site"
+        for e in SITES["site-a"]:
+            simctl.set_edge(c.genesys_url, e, None)  # follow the (dead) Edge processes again
+        wait_until(lambda: all((c.operations(i) or [{}])[0].get("status") == "done"
+                               for i in range(1, 4)), 40, "failover once the cloud agrees")
+        s = [x for x in c.cluster_view(2)["sites"] if x["id"] == "site-a"][0]
+        assert s["verdict"] == "down" and s["cloud_verdict"] == "down" and s["since"] > base, s
+        reqs = [r for r in c.requests() if r["path"].endswith("/edges") or "/edges?" in r["path"]
+                or r["path"].endswith("/trunks")]
+        assert reqs, "the leader polls the cloud view"
+
+
+def test_m_log_cost_is_bounded():
+    """A flapping Edge (faster than the thresholds) and a site whose 60 Edges die at once add a
+    bounded number of entries: refreshes plus at most a few per node for the change."""
+    import threading
+    flap_port, shared_port = simctl.free_port(), simctl.free_port()
+    sites = dict(SITES, **{"site-c": [f"edge-c{k}" for k in range(60)]})
+    flap = simctl.start_edge(flap_port, "flapper")
+    shared = simctl.start_edge(shared_port, "site-c")
+    c = Cluster(BUILD, name="logcost", refresh_ms=1000, sites=sites,
+                shared_edge_ports={e: shared_port for e in sites["site-c"]},
+                edge_overrides={(None, "edge-b2"): {
+                    "health_url": f"http://127.0.0.1:{flap_port}/health"}})
+    c.extra_edges.update({"flap": flap, "shared": shared})
+    with c.start():
+        c.wait_leader()
+        wait_until(lambda: all(c.site_verdict(i, s) == "up" for i in range(1, 4)
+                               for s in ("site-a", "site-b", "site-c")), 30, "all sites up")
+
+        def index():
+            return max(c.status(i)["node"]["last_index"] for i in range(1, 4))
+        stop = threading.Event()
+
+        def flapper():  # 200 ms up, 200 ms down: never 3 failed runs in a row at 500 ms
+            up = False
+            while not stop.wait(0.2):
+                simctl.edge_mode(flap_port, "ok") if up else simctl.edge_mode(flap_port, "status", status=500)
+                up = not up
+        t = threading.Thread(target=flapper, daemon=True)
+        start_idx, start_ts = index(), c.cluster_view(1)["last_ts"]
+        t.start()
+        shared.kill()
+        shared.wait()
+        try:
+            wait_until(lambda: c.site_verdict(1, "site-c") == "down", 20, "site-c down")
+            wait_until(lambda: c.cluster_view(1)["last_ts"] >= start_ts + 10000, 30, "10 s of log")
+        finally:
+            stop.set()
+            t.join()
+        entries = index() - start_idx
+        seconds = (c.cluster_view(1)["last_ts"] - start_ts) / 1000
+        # Bound (docs/detection.md): each node adds one refresh per refresh interval plus one entry
+        # per change of its view (at most one per min_submit_interval); here 3 nodes, one change.
+        bound = 3 * (seconds / 1.0 + 1) + 3 * 2 + 2
+        print(f"    log cost: {entries} entries in {seconds:.1f} s (bound {bound:.0f})", flush=True)
+        assert entries <= bound, (entries, bound, seconds)
+        assert c.site_verdict(1, "site-b") == "up", "a flapping Edge below the thresholds changes nothing"
+
+
+TESTS = [test_j_every_probe_kind_end_to_end,
+         test_k_silent_watchdog_cannot_tip_the_verdict_and_tilt_abstains,
+         test_l_genesys_signal_and_combination,
+         test_m_log_cost_is_bounded]

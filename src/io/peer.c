@@ -341,10 +341,7 @@ int dw_peer_start(struct dw_peer **out, uv_loop_t *loop, struct dw_curlm *curlm,
                   char *errmsg, size_t errlen)
 {
     *out = NULL;
-    const struct dw_member *self = NULL;
-    for (int i = 0; i < cfg->n_members; i++)
-        if (cfg->members[i].id == cfg->node_id)
-            self = &cfg->members[i];
+    const struct dw_member *self = dw_config_member(cfg, cfg->node_id);
     if (self == NULL) {
         snprintf(errmsg, errlen, "node id %llu is not a configured member",
                  (unsigned long long)cfg->node_id);

@@ -130,13 +130,16 @@ def test_j_every_probe_kind_end_to_end():
         stop_all(helpers)
 
 
-def _freshness_cluster(name, **kw):
+def _freshness_cluster(name, hosts=None, **kw):
     """Nodes 1 and 3 reach site A through their own Edge processes (same Edge ids), so the test
     can break one watchdog's path to A without touching the others'."""
+    hosts = hosts or {}
     views = {i: {e: simctl.free_port() for e in SITES["site-a"]} for i in (1, 3)}
-    urls = {(i, e): f"http://127.0.0.1:{p}/health" for i, v in views.items() for e, p in v.items()}
+    urls = {(i, e): f"http://{hosts.get(i, '127.0.0.1')}:{p}/health"
+            for i, v in views.items() for e, p in v.items()}
     c = Cluster(BUILD, name=name, per_node_urls=urls, **kw)
-    c.views = {i: {e: simctl.start_edge(p, e) for e, p in v.items()} for i, v in views.items()}
+    c.views = {i: {e: simctl.start_edge(p, e, host=kw.get("sim_host", "127.0.0.1"))
+                   for e, p in v.items()} for i, v in views.items()}
     for v in c.views.values():
         c.extra_edges.update({f"{id(p)}": p for p in v.values()})
     return c
@@ -146,6 +149,47 @@ def _break_view(c, i):
     for p in c.views[i].values():
         p.kill()
         p.wait()
+
+
+def _restore_view(c, i, host="127.0.0.1"):
+    for e, p in list(c.views[i].items()):
+        c.views[i][e] = simctl.start_edge(p.port, e, host=host)
+        c.extra_edges[f"{id(c.views[i][e])}"] = c.views[i][e]
+
+
+class Netns:
+    """Node 3's own network: a namespace with two veth links to this host, one carrying the
+    cluster (raft and peer channel), one carrying its probes. Cutting the cluster link partitions
+    the watchdog while it keeps probing. Addresses exist only on these links."""
+
+    def __init__(self):
+        tag = os.getpid() % 100000
+        self.ns = f"dwt{tag}"
+        self.links = {"c": (f"dwc{tag}h", f"dwc{tag}n", "10.201.1"),
+                      "e": (f"dwe{tag}h", f"dwe{tag}n", "10.201.2")}
+
+    def ip(self, *args):
+        subprocess.run(["ip", *args], check=True, capture_output=True)
+
+    def __enter__(self):
+        self.ip("netns", "add", self.ns)
+        self.ip("-n", self.ns, "link", "set", "lo", "up")
+        for host_if, ns_if, net in self.links.values():
+            self.ip("link", "add", host_if, "type", "veth", "peer", "name", ns_if)
+            self.ip("link", "set", ns_if, "netns", self.ns)
+            self.ip("addr", "add", f"{net}.1/24", "dev", host_if)
+            self.ip("link", "set", host_if, "up")
+            self.ip("-n", self.ns, "addr", "add", f"{net}.2/24", "dev", ns_if)
+            self.ip("-n", self.ns, "link", "set", ns_if, "up")
+        return self
+
+    def set_cluster_link(self, up):
+        self.ip("link", "set", self.links["c"][0], "up" if up else "down")
+
+    def __exit__(self, *exc):
+        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
+        for host_if, _, _ in self.links.values():
+            subprocess.run(["ip", "link", "del", host_if], capture_output=True)
 
 
 def test_k_silent_watchdog_cannot_tip_the_verdict_and_tilt_abstains():
@@ -277,7 +321,67 @@ def test_m_log_cost_is_bounded():
         assert c.site_verdict(1, "site-b") == "up", "a flapping Edge below the thresholds changes nothing"
 
 
+def test_n_partitioned_watchdog_cannot_tip_the_verdict_either_way():
+    """Node 3 runs in its own network namespace. Cut off from the cluster (its link down) while
+    still probing, its last committed view goes stale: it can neither add to a DOWN majority nor
+    to an UP majority. Healed, its fresh view counts again."""
+    with Netns() as ns:
+        c = _freshness_cluster(
+            "partition", hosts={3: "10.201.2.1"}, ttl_ms=3000, refresh_ms=500,
+            member_ips={1: "10.201.1.1", 2: "10.201.1.1", 3: "10.201.1.2"},
+            node_prefix={3: ["ip", "netns", "exec", ns.ns]},
+            url_hosts={3: "10.201.2.1"}, sim_host="0.0.0.0")
+        with c:
+            c.write_configs()
+            c.start_sims()
+            for i in range(1, 4):
+                c.start_node(i)
+            c.wait_leader(30)
+            wait_until(lambda: all(c.site_verdict(i, "site-a") == "up" for i in range(1, 4)), 30,
+                       "site-a up everywhere")
+            # DOWN side: node 3 reports A down, is partitioned, goes stale; node 1 loses A.
+            _break_view(c, 3)
+            wait_until(lambda: (c.observation(1, 3, "site-a") or {}).get("state") == "down", 20,
+                       "node 3's DOWN committed")
+            ns.set_cluster_link(False)
+            wait_until(lambda: not c.observation(1, 3, "site-a")["fresh"], 20,
+                       "node 3's observation to go stale")
+            _break_view(c, 1)
+            wait_until(lambda: (c.observation(2, 1, "site-a") or {}).get("state") == "down", 20,
+                       "node 1's DOWN committed")
+            base = c.observation(2, 2, "site-a")["refreshed"]
+            wait_until(lambda: c.observation(2, 2, "site-a")["refreshed"] >= base + 2000, 20,
+                       "two more seconds of committed refreshes")
+            assert c.site_verdict(2, "site-a") == "up", c.cluster_view(2)["sites"]
+            assert c.operations(2) == [] and c.puts() == []
+            # Healed: two fresh DOWNs decide, and the failover runs.
+            ns.set_cluster_link(True)
+            wait_until(lambda: all((c.operations(i) or [{}])[0].get("status") == "done"
+                                   for i in range(1, 4)), 60, "failover after healing")
+            # UP side: site A is really dead for node 2 too. Node 3 sees A again and says so, is
+            # partitioned, goes stale; node 1 sees A again. One fresh UP of three: still DOWN.
+            c.kill_edges("site-a")
+            wait_until(lambda: (c.observation(1, 2, "site-a") or {}).get("state") == "down", 20,
+                       "node 2's DOWN committed")
+            _restore_view(c, 3, host="0.0.0.0")
+            wait_until(lambda: (c.observation(1, 3, "site-a") or {}).get("state") == "up", 20,
+                       "node 3's UP committed")
+            ns.set_cluster_link(False)
+            wait_until(lambda: not c.observation(1, 3, "site-a")["fresh"], 20,
+                       "node 3's observation to go stale")
+            _restore_view(c, 1, host="0.0.0.0")
+            wait_until(lambda: (c.observation(2, 1, "site-a") or {}).get("state") == "up", 20,
+                       "node 1's UP committed")
+            base = c.observation(2, 2, "site-a")["refreshed"]
+            wait_until(lambda: c.observation(2, 2, "site-a")["refreshed"] >= base + 2000, 20,
+                       "two more seconds of committed refreshes")
+            assert c.site_verdict(2, "site-a") == "down", c.cluster_view(2)["sites"]
+            ns.set_cluster_link(True)
+            wait_until(lambda: c.site_verdict(2, "site-a") == "up", 30, "site-a up after healing")
+
+
 TESTS = [test_j_every_probe_kind_end_to_end,
          test_k_silent_watchdog_cannot_tip_the_verdict_and_tilt_abstains,
          test_l_genesys_signal_and_combination,
-         test_m_log_cost_is_bounded]
+         test_m_log_cost_is_bounded,
+         test_n_partitioned_watchdog_cannot_tip_the_verdict_either_way]

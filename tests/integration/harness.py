@@ -45,7 +45,8 @@ class Cluster:
                  recover_threshold=2, election_ms=600, heartbeat_ms=60, ttl_ms=5000,
                  refresh_ms=1000, debug=True, keep=False, per_node_urls=None,
                  edge_overrides=None, site_overrides=None, tilt=None, genesys_extra=None,
-                 sites=None, shared_edge_ports=None):
+                 sites=None, shared_edge_ports=None, member_ips=None, node_prefix=None,
+                 url_hosts=None, sim_host="127.0.0.1"):
         self.build = os.path.abspath(build)
         self.n = n
         self.dir = tempfile.mkdtemp(prefix=f"drwatch-{name}-")
@@ -68,6 +69,12 @@ class Cluster:
         self.genesys_extra = genesys_extra or {}
         self.metrics_ports = [simctl.free_port() for _ in range(n)]
         self.sites = {k: list(v) for k, v in (sites or SITES).items()}
+        # Network-namespace tests: a node's own IP, a command prefix ("ip netns exec NS"), the
+        # host its URLs use to reach the simulators, and the address the simulators bind.
+        self.member_ips = member_ips or {}
+        self.node_prefix = node_prefix or {}
+        self.url_hosts = url_hosts or {}
+        self.sim_host = sim_host
         # {edge: port} for Edges served by a process the test runs itself (many Edges, one port)
         self.shared_edge_ports = dict(shared_edge_ports or {})
         self.raft_ports = [simctl.free_port() for _ in range(n)]
@@ -82,7 +89,7 @@ class Cluster:
     def start_sims(self):
         for e, port in self.edge_ports.items():
             if e not in self.shared_edge_ports:
-                self.edges[e] = simctl.start_edge(port, e)
+                self.edges[e] = simctl.start_edge(port, e, host=self.sim_host)
         fixture = {
             "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "token_ttl_s": 86399,
             "rate_limit_per_min": 300,
@@ -99,7 +106,7 @@ class Cluster:
         path = os.path.join(self.dir, "fixture.json")
         with open(path, "w") as f:
             json.dump(fixture, f)
-        self.genesys = simctl.start_genesys(self.genesys_port, path)
+        self.genesys = simctl.start_genesys(self.genesys_port, path, host=self.sim_host)
 
     def kill_edges(self, site):
         for e in self.sites[site]:
@@ -112,7 +119,7 @@ class Cluster:
     def start_edges(self, site):
         for e in self.sites[site]:
             if e not in self.edges:
-                self.edges[e] = simctl.start_edge(self.edge_ports[e], e)
+                self.edges[e] = simctl.start_edge(self.edge_ports[e], e, host=self.sim_host)
 
     def requests(self, since=0):
         return simctl.get_requests(self.genesys_url, since)
@@ -141,8 +148,9 @@ class Cluster:
         sites = []
         for s, es in self.sites.items():
             edges = []
+            host = self.url_hosts.get(i, "127.0.0.1")
             for e in es:
-                url = self.per_node_urls.get((i, e), f"http://127.0.0.1:{self.edge_ports[e]}/health")
+                url = self.per_node_urls.get((i, e), f"http://{host}:{self.edge_ports[e]}/health")
                 edge = {"id": e, "genesys_edge_id": e, "health_url": url}
                 for key in ((None, e), (i, e)):
                     edge.update(self.edge_overrides.get(key, {}))
@@ -160,12 +168,12 @@ class Cluster:
                      "metrics_address": f"127.0.0.1:{self.metrics_ports[i - 1]}"},
             "cluster": dict(
                 members=[{"id": j, "name": f"n{j}",
-                          "raft_address": f"127.0.0.1:{self.raft_ports[j - 1]}",
-                          "peer_address": f"127.0.0.1:{self.peer_ports[j - 1]}"}
+                          "raft_address": f"{self.member_ips.get(j, '127.0.0.1')}:{self.raft_ports[j - 1]}",
+                          "peer_address": f"{self.member_ips.get(j, '127.0.0.1')}:{self.peer_ports[j - 1]}"}
                          for j in range(1, self.n + 1)],
                 peer_secret_file=os.path.join(self.dir, "peer.secret"),
                 **self.cluster_opts),
-            "genesys": {"api_base_url": self.genesys_url, "login_base_url": self.genesys_url,
+            "genesys": {"api_base_url": self.genesys_for(i), "login_base_url": self.genesys_for(i),
                         "client_id": CLIENT_ID,
                         "client_secret_file": os.path.join(self.dir, "genesys.secret"),
                         "request_timeout_ms": 3000, "verify_timeout_ms": 10000,
@@ -175,6 +183,9 @@ class Cluster:
             "failover_groups": [{"id": "carrier-1", "targets": targets}],
             **({"tilt": self.tilt} if self.tilt else {}),
         }
+
+    def genesys_for(self, i):
+        return f"http://{self.url_hosts.get(i, '127.0.0.1')}:{self.genesys_port}"
 
     def write_configs(self):
         with open(os.path.join(self.dir, "peer.secret"), "w") as f:
@@ -188,7 +199,8 @@ class Cluster:
     def start_node(self, i):
         log = open(os.path.join(self.dir, f"n{i}.log"), "a")
         env = dict(os.environ, DRWATCH_GENESYS_BACKOFF_SCALE="0.05")
-        p = subprocess.Popen([os.path.join(self.build, "drwatchd"), "--config",
+        p = subprocess.Popen(self.node_prefix.get(i, []) +
+                             [os.path.join(self.build, "drwatchd"), "--config",
                               os.path.join(self.dir, f"n{i}.json")],
                              stdout=log, stderr=subprocess.STDOUT, env=env)
         self.procs[i] = p

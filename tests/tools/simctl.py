@@ -62,19 +62,20 @@ def _start(argv, timeout):
     return proc
 
 
-def start_edge(port, name="edge", timeout=10.0):
-    """Start an edge_sim on 127.0.0.1:port; returns a Popen with .port and .url."""
-    proc = _start([EDGE_SIM, "--port", str(port), "--name", name], timeout)
+def start_edge(port, name="edge", timeout=10.0, host="127.0.0.1"):
+    """Start an edge_sim on host:port (127.0.0.1 unless a test reaches it from a network
+    namespace it made); returns a Popen with .port and .url (always via 127.0.0.1)."""
+    proc = _start([EDGE_SIM, "--port", str(port), "--name", name, "--host", host], timeout)
     proc.url = "http://127.0.0.1:%d/health" % proc.port
     return proc
 
 
 def start_genesys(port, fixture_path, edge_poll_ms=300, edge_timeout_ms=500,
-                  timeout=15.0):
+                  timeout=15.0, host="127.0.0.1"):
     """Start a genesys_sim (port 0 = pick one); returns a Popen with .port and .base."""
     proc = _start([GENESYS_SIM, "--port", str(port), "--fixture", fixture_path,
                    "--edge-poll-ms", str(edge_poll_ms),
-                   "--edge-timeout-ms", str(edge_timeout_ms)], timeout)
+                   "--edge-timeout-ms", str(edge_timeout_ms), "--host", host], timeout)
     proc.base = "http://127.0.0.1:%d" % proc.port
     return proc
 

@@ -212,10 +212,15 @@ class Cluster:
         return p
 
     def start(self):
-        self.write_configs()
-        self.start_sims()
-        for i in range(1, self.n + 1):
-            self.start_node(i)
+        # `with Cluster(...).start()` enters only after start() returns: clean up here if it fails.
+        try:
+            self.write_configs()
+            self.start_sims()
+            for i in range(1, self.n + 1):
+                self.start_node(i)
+        except BaseException:
+            self.__exit__(*sys.exc_info())
+            raise
         return self
 
     def kill_node(self, i, sig=signal.SIGKILL):

@@ -5,6 +5,7 @@ usage: tests/integration/run.py --build DIR [-k NAME]"""
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -333,8 +334,21 @@ TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
 TESTS += detection_tests.TESTS
 
 
+TEST_LIMIT_S = 300
+
+
+class TestTimeout(Exception):
+    pass
+
+
+def on_alarm(signum, frame):
+    # A test that hangs must fail (and clean up through its with-blocks), not stall CI.
+    raise TestTimeout(f"test exceeded {TEST_LIMIT_S} s")
+
+
 def main():
     global BUILD
+    signal.signal(signal.SIGALRM, on_alarm)
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", required=True)
     ap.add_argument("-k", default="")
@@ -346,6 +360,7 @@ def main():
         if args.k not in t.__name__:
             continue
         t0 = time.monotonic()
+        signal.alarm(TEST_LIMIT_S)
         try:
             t()
             passed += 1
@@ -354,6 +369,8 @@ def main():
             failed += 1
             print(f"FAIL {t.__name__} ({time.monotonic() - t0:.1f}s)", flush=True)
             traceback.print_exc()
+        finally:
+            signal.alarm(0)
     print(f"{passed} passed, {failed} failed")
     return 1 if failed or not passed else 0
 

@@ -147,6 +147,7 @@ struct dw_config {
     int n_groups;
     struct dw_group groups[DW_MAX_GROUPS];
     bool debug;                        /* node.debug: enables the admin "debug" command */
+    uint64_t topology_digest;          /* set by dw_config_parse; 0 = compute on demand */
 };
 
 /* Validation errors: every problem found, each "json.path: message". */

@@ -105,9 +105,15 @@ static void read_trunks(const cJSON *trunks, struct slot *slots, int n, int *ign
             continue;
         if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(t, "inService")))
             continue;
+        const cJSON *conn = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(t, "connectedStatus"), "connected");
+        /* Absent or mistyped data is no evidence: it must never count as "disconnected". */
+        if (!cJSON_IsBool(conn)) {
+            (*ignored)++;
+            continue;
+        }
         s->in_service++;
-        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
-                cJSON_GetObjectItemCaseSensitive(t, "connectedStatus"), "connected")))
+        if (cJSON_IsTrue(conn))
             s->connected++;
     }
 }

@@ -216,12 +216,17 @@ static bool valid_url(const char *s)
             return false;
     s += skip;
     size_t host = strcspn(s, "/?#");
-    const char *at = memchr(s, '@', host);
-    if (at) {
-        host -= (size_t)(at + 1 - s);
-        s = at + 1;
-    }
     return host > 0 && s[0] != ':';
+}
+
+/* user:password@ in a URL would be copied into logs and drctl output wherever the URL is. */
+static bool url_has_userinfo(const char *s)
+{
+    const char *p = strstr(s, "://");
+    if (p == NULL)
+        return false;
+    p += 3;
+    return memchr(p, '@', strcspn(p, "/?#")) != NULL;
 }
 
 /* Copies a JSON string into dst after checking its type, length and format. */
@@ -251,6 +256,11 @@ static bool parse_str(struct ctx *c, const cJSON *v, char *dst, size_t size, enu
             err(c, "invalid address \"%.64s\" (expected IPv4 a.b.c.d:port, port 1-65535)", s);
         break;
     case F_URL:
+        if (url_has_userinfo(s)) {
+            /* not echoed: it holds a credential */
+            err(c, "credentials in a URL are not supported (they would appear in logs)");
+            return false;
+        }
         ok = valid_url(s);
         if (!ok)
             err(c, "invalid URL \"%.100s\" (expected http:// or https:// and a host)", s);
@@ -1191,8 +1201,10 @@ int dw_config_parse(const char *json, size_t len, struct dw_config *cfg,
     run_check_unique(&c);
     check_secret(&c, "cluster.peer_secret_file", cfg->cluster.peer_secret_file);
     check_secret(&c, "genesys.client_secret_file", cfg->genesys.client_secret_file);
-    if (!c.total)
+    if (!c.total) {
+        cfg->topology_digest = dw_config_topology_digest(cfg);
         return 0;
+    }
     /* nothing to free for a caller that only reports the errors */
     dw_config_free(cfg);
     return -1;

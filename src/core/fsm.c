@@ -1260,7 +1260,8 @@ int dw_fsm_open(struct dw_fsm **out, const struct dw_config *cfg, char *errmsg, 
         return -1;
     }
     f->cfg = cfg;
-    snprintf(f->digest, sizeof f->digest, "%016" PRIx64, dw_config_topology_digest(cfg));
+    snprintf(f->digest, sizeof f->digest, "%016" PRIx64,
+             cfg->topology_digest ? cfg->topology_digest : dw_config_topology_digest(cfg));
     if (index_edges(f) != 0) {
         set_msg(errmsg, errlen, "out of memory");
         goto fail;

@@ -315,6 +315,29 @@ static void node_collect(void *data, struct dw_metrics_writer *w)
            (double)gs.responses_5xx);
     metric(w, "drwatch_genesys_bad_responses_total", DW_METRIC_COUNTER,
            "Answers that could not be parsed.", NULL, (double)gs.bad_responses);
+    struct dw_probe_stats pst;
+    dw_prober_stats(n->prober, &pst);
+    metric(w, "drwatch_probe_skipped_busy_total", DW_METRIC_COUNTER,
+           "Probe runs skipped because the previous run was still in flight.", NULL,
+           (double)pst.skipped_busy);
+    metric(w, "drwatch_sip_malformed_total", DW_METRIC_COUNTER,
+           "SIP messages that did not parse.", NULL, (double)pst.sip_malformed);
+    struct dw_cloud_stats cs;
+    dw_cloud_stats(n->cloud, &cs);
+    if (cs.active) {
+        metric(w, "drwatch_cloud_polling", DW_METRIC_GAUGE,
+               "1 while this node polls the Genesys view of the Edges (leader only).", NULL,
+               cs.polling);
+        metric(w, "drwatch_cloud_polls_total", DW_METRIC_COUNTER, "Completed cloud polls.", NULL,
+               (double)cs.polls);
+        metric(w, "drwatch_cloud_poll_failures_total", DW_METRIC_COUNTER, "Failed cloud polls.",
+               NULL, (double)cs.poll_failures);
+        metric(w, "drwatch_cloud_requests_total", DW_METRIC_COUNTER,
+               "Genesys requests made by cloud polls.", NULL, (double)cs.requests);
+        metric(w, "drwatch_cloud_interval_seconds", DW_METRIC_GAUGE,
+               "Current cloud poll interval (stretched by the rate budget).", NULL,
+               cs.interval_ms / 1000.0);
+    }
     struct dw_peer_stats ps;
     dw_peer_stats(n->peer, &ps);
     metric(w, "drwatch_peer_forwarded_total", DW_METRIC_COUNTER,

@@ -38,6 +38,7 @@ struct dw_cloud {
     uint64_t last_proposal;      /* uv_now() when the last round started */
     int proposing;               /* entries in flight */
     bool round_failed;
+    bool warned_ttl;             /* the budget stretched the interval past cloud_ttl_ms */
     unsigned failures_in_row;
     struct dw_cloud_stats st;
 };
@@ -112,6 +113,14 @@ static void schedule_next(struct dw_cloud *c)
     c->st.last_requests = c->cycle_requests;
     c->st.requests += c->cycle_requests;
     c->st.interval_ms = dw_cloud_interval_ms(&c->cfg->genesys, c->cycle_requests);
+    if (c->st.interval_ms >= c->cfg->genesys.cloud_ttl_ms && !c->warned_ttl) {
+        /* Between polls the view then decays to unknown: combining sites wait for probes. */
+        dw_log(DW_LOG_WARN, "cloud",
+               "the rate budget stretches polls to %u ms, not below genesys.cloud_ttl_ms (%u ms): "
+               "raise cloud_ttl_ms or rate_budget_per_min",
+               c->st.interval_ms, c->cfg->genesys.cloud_ttl_ms);
+        c->warned_ttl = true;
+    }
     schedule(c, c->st.interval_ms > elapsed ? c->st.interval_ms - elapsed : 0);
 }
 
@@ -188,6 +197,16 @@ static void derive_and_share(struct dw_cloud *c, const cJSON *trunks)
 {
     int ignored = 0;
 
+    /* The leader stamps the entry with the time it is proposed: a view gathered over a long,
+     * retried cycle (or across a stall) would enter the log younger than it is. */
+    uint64_t age = uv_now(c->loop) - c->cycle_start;
+    if (age > c->cfg->genesys.cloud_ttl_ms / 2) {
+        char why[128];
+        snprintf(why, sizeof why, "view took %llu ms to gather (more than half of cloud_ttl_ms)",
+                 (unsigned long long)age);
+        cycle_failed(c, why);
+        return;
+    }
     if (dw_cloudview_derive(c->edges, trunks, c->gids, c->n, c->derived, &ignored) != 0) {
         cycle_failed(c, "cannot derive the view (out of memory)");
         return;

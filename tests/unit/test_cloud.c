@@ -1,30 +1,18 @@
 /* The Genesys signal: deriving Edge states from Genesys' lists (pure, on JSON fixtures), listing
  * with paging against the Genesys simulator (tests/tools/genesys_sim.py), and the leader-only
  * poller with a fake raft sink. Simulator tests are skipped when python3 is missing. */
-#include <fcntl.h>
-#include <poll.h>
-#include <setjmp.h>
 #include <signal.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
-
-#include <cmocka.h>
 
 #include "drwatch/cloud.h"
 #include "drwatch/cloudview.h"
 #include "drwatch/genesys.h"
 #include "drwatch/http.h"
 #include "drwatch/log.h"
-
-#ifndef DW_TOOLS_DIR
-#define DW_TOOLS_DIR "tests/tools"
-#endif
+#include "testlib.h"
 
 #define PFX "/api/v2/telephony/providers/edges"
 #define N_FILLER 130 /* Edges beyond one page of 100 */
@@ -67,11 +55,12 @@ static const char TRUNKS[] =
 static void test_derive(void **state)
 {
     static const char *const ids[] = {"e1", "e2", "e3", "e4", "e5", "e6", "e7", "e8", "absent", "e3"};
+    /* e7: a mistyped onlineStatus and a mistyped "connected" are no evidence either way */
     static const enum dw_health want[] = {DW_UP,      DW_DOWN,    DW_DOWN, DW_UP,      DW_UNKNOWN,
-                                          DW_UNKNOWN, DW_DOWN,    DW_DOWN, DW_UNKNOWN, DW_DOWN};
+                                          DW_UNKNOWN, DW_UNKNOWN, DW_DOWN, DW_UNKNOWN, DW_DOWN};
     static const enum dw_cloud_why why[] = {
         DW_CLOUD_ONLINE, DW_CLOUD_OFFLINE,   DW_CLOUD_DISCONNECTED, DW_CLOUD_ONLINE,
-        DW_CLOUD_NO_STATUS, DW_CLOUD_ABSENT, DW_CLOUD_DISCONNECTED, DW_CLOUD_OFFLINE,
+        DW_CLOUD_NO_STATUS, DW_CLOUD_ABSENT, DW_CLOUD_NO_STATUS, DW_CLOUD_OFFLINE,
         DW_CLOUD_ABSENT, DW_CLOUD_DISCONNECTED};
     enum { N = sizeof ids / sizeof ids[0] };
     struct dw_cloud_edge out[N];
@@ -88,13 +77,15 @@ static void test_derive(void **state)
                      dw_cloud_why_name(out[i].why), dw_health_name(want[i]),
                      dw_cloud_why_name(why[i]));
     }
-    assert_int_equal(out[2].trunks_in_service, 2);
+    /* t4's empty connectedStatus is skipped, not counted as disconnected */
+    assert_int_equal(out[2].trunks_in_service, 1);
     assert_int_equal(out[2].trunks_connected, 0);
     assert_int_equal(out[3].trunks_in_service, 2);
     assert_int_equal(out[3].trunks_connected, 1);
     assert_int_equal(out[0].trunks_in_service, 0);
-    /* edges: 7, "e1", null, [], {no id}, {id 5}; trunks: {no id}, "t", 3.5 */
-    assert_int_equal(ignored, 9);
+    /* edges: 7, "e1", null, [], {no id}, {id 5}; trunks: {no id}, "t", 3.5, and t4, t8, t10
+     * whose "connected" is missing or not a boolean */
+    assert_int_equal(ignored, 12);
 
     /* not lists at all */
     obj = cJSON_CreateObject();
@@ -124,126 +115,12 @@ static void test_interval(void **state)
     assert_int_equal(dw_cloud_interval_ms(&g, 1000), 10000);
 }
 
-/* ---- simulator processes ---- */
-
-struct sim {
-    pid_t pid;
-    int port;
-    int fd;
-};
-
-static pid_t live_pid;
-
-static int have_python(void)
-{
-    return system("python3 -c pass >/dev/null 2>&1") == 0;
-}
-
-static int stop_leftovers(void **state)
-{
-    (void)state;
-    if (live_pid > 0) {
-        kill(live_pid, SIGKILL);
-        waitpid(live_pid, NULL, 0);
-        live_pid = 0;
-    }
-    return 0;
-}
-
-static int sim_start(struct sim *s, const char *fixture)
-{
-    int fds[2];
-    char path[1024], line[128];
-    size_t len = 0;
-
-    memset(s, 0, sizeof s[0]);
-    snprintf(path, sizeof path, "%s/genesys_sim.py", DW_TOOLS_DIR);
-    if (pipe2(fds, O_CLOEXEC) != 0)
-        return -1;
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        int dn = open("/dev/null", O_RDONLY);
-        dup2(dn, 0);
-        dup2(fds[1], 1);
-        execlp("python3", "python3", path, "--port", "0", "--fixture", fixture, (char *)NULL);
-        _exit(127);
-    }
-    close(fds[1]);
-    s->pid = live_pid = pid;
-    s->fd = fds[0];
-    for (int waited = 0; waited < 20000 && !memchr(line, '\n', len); waited += 100) {
-        struct pollfd p = {.fd = s->fd, .events = POLLIN};
-        if (poll(&p, 1, 100) <= 0)
-            continue;
-        ssize_t got = read(s->fd, line + len, sizeof line - 1 - len);
-        if (got <= 0)
-            break;
-        len += (size_t)got;
-    }
-    line[len] = '\0';
-    return sscanf(line, "READY %d", &s->port) == 1 ? 0 : -1;
-}
-
-static void sim_stop(struct sim *s)
-{
-    if (s->pid <= 0)
-        return;
-    kill(s->pid, SIGTERM);
-    for (int i = 0; i < 100; i++) {
-        if (waitpid(s->pid, NULL, WNOHANG) == s->pid)
-            goto done;
-        usleep(50 * 1000);
-    }
-    kill(s->pid, SIGKILL);
-    waitpid(s->pid, NULL, 0);
-done:
-    live_pid = 0;
-    close(s->fd);
-    s->pid = 0;
-}
-
-/* Blocking control request to the simulator (outside the loop). */
-static cJSON *ctl(int port, const char *method, const char *path, const char *body)
-{
-    static char buf[1 << 21];
-    char url[256];
-    FILE *mem = fmemopen(buf, sizeof buf - 1, "w");
-    CURL *e = curl_easy_init();
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-    long status = 0;
-
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, mem);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
-    if (body != NULL)
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-    CURLcode rc = curl_easy_perform(e);
-    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-    fputc('\0', mem);
-    fclose(mem);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(e);
-    if (rc != CURLE_OK || status != 200)
-        return NULL;
-    return cJSON_Parse(buf);
-}
-
-static void ctl_ok(int port, const char *method, const char *path, const char *body)
-{
-    cJSON *j = ctl(port, method, path, body);
-    assert_non_null(j);
-    cJSON_Delete(j);
-}
+/* ---- simulator ---- */
 
 /* GET requests of the API path since the last reset; pages[] gets their pageNumber (up to 8). */
 static int sim_gets(int port, const char *api_path, int *pages)
 {
-    cJSON *j = ctl(port, "GET", "/_sim/requests", NULL);
+    cJSON *j = tl_ctl(port, "GET", "/_sim/requests", NULL);
     const cJSON *r;
     int n = 0;
 
@@ -270,11 +147,8 @@ static int sim_gets(int port, const char *api_path, int *pages)
 
 /* Three Edges of ours (two sharing an enabled trunk base, one on a disabled base) and enough
  * others that the edge list takes two pages. */
-static void write_fixture(const char *path)
+static void write_fixture(FILE *f)
 {
-    FILE *f = fopen(path, "w");
-
-    assert_non_null(f);
     fputs("{\"client_id\":\"drwatch-test\",\"client_secret\":\"s3cret\",\n"
           " \"sites\":[{\"id\":\"gsite-a\"},{\"id\":\"gsite-b\"}],\n"
           " \"edges\":[{\"id\":\"edge-a1\",\"site\":\"gsite-a\"},\n"
@@ -287,98 +161,20 @@ static void write_fixture(const char *path)
           " \"trunk_bases\":[{\"id\":\"tbA\",\"enabled\":true,\"edges\":[\"edge-a1\",\"edge-a2\"]},\n"
           "                 {\"id\":\"tbB\",\"enabled\":false,\"edges\":[\"edge-b1\"]}]}\n",
           f);
+}
+
+static void gsim_start(struct tl_gsim *g)
+{
+    char *json = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&json, &len);
+
+    assert_non_null(f);
+    write_fixture(f);
     fclose(f);
+    tl_gsim_start(g, json);
+    free(json);
 }
-
-struct gsim {
-    struct sim sim;
-    char base[64];
-    char fixture[64];
-};
-
-static void gsim_start(struct gsim *g)
-{
-    snprintf(g->fixture, sizeof g->fixture, "/tmp/dw-cloudfix-%d.json", (int)getpid());
-    write_fixture(g->fixture);
-    assert_int_equal(sim_start(&g->sim, g->fixture), 0);
-    snprintf(g->base, sizeof g->base, "http://127.0.0.1:%d", g->sim.port);
-}
-
-static void gsim_stop(struct gsim *g)
-{
-    sim_stop(&g->sim);
-    unlink(g->fixture);
-}
-
-/* ---- loop ---- */
-
-struct env {
-    uv_loop_t loop;
-    uv_timer_t tick;
-    struct dw_curlm *m;
-};
-
-static void on_tick(uv_timer_t *t)
-{
-    (void)t;
-}
-
-static void env_init(struct env *e)
-{
-    assert_int_equal(uv_loop_init(&e->loop), 0);
-    uv_timer_init(&e->loop, &e->tick);
-    uv_timer_start(&e->tick, on_tick, 5, 5);
-    assert_int_equal(dw_curlm_init(&e->m, &e->loop), 0);
-}
-
-static int run_until(struct env *e, int (*pred)(void *), void *arg, unsigned timeout_ms)
-{
-    uint64_t deadline = uv_hrtime() + (uint64_t)timeout_ms * 1000000u;
-
-    while (pred == NULL || !pred(arg)) {
-        if (uv_hrtime() > deadline)
-            return -1;
-        uv_run(&e->loop, UV_RUN_ONCE);
-    }
-    return 0;
-}
-
-static void run_for(struct env *e, unsigned ms)
-{
-    run_until(e, NULL, NULL, ms);
-}
-
-static void env_close(struct env *e)
-{
-    dw_curlm_close(e->m);
-    uv_close((uv_handle_t *)&e->tick, NULL);
-    uv_run(&e->loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&e->loop), 0);
-}
-
-static struct dw_genesys *genesys_new(struct env *e, struct gsim *gs)
-{
-    struct dw_genesys_cfg cfg;
-    struct dw_genesys *g;
-    char err[256];
-
-    memset(&cfg, 0, sizeof cfg);
-    snprintf(cfg.api_base_url, sizeof cfg.api_base_url, "%s", gs->base);
-    snprintf(cfg.login_base_url, sizeof cfg.login_base_url, "%s", gs->base);
-    snprintf(cfg.client_id, sizeof cfg.client_id, "drwatch-test");
-    cfg.request_timeout_ms = 3000;
-    assert_int_equal(dw_genesys_init(&g, &e->loop, e->m, &cfg, "s3cret", err, sizeof err), 0);
-    dw_genesys_set_backoff_scale(g, 0.01);
-    return g;
-}
-
-#define SKIP_WITHOUT_PYTHON()                                                                   \
-    do {                                                                                        \
-        if (!have_python()) {                                                                   \
-            print_message("python3 not found: skipping\n");                                     \
-            skip();                                                                             \
-        }                                                                                       \
-    } while (0)
 
 /* ---- dw_genesys_list ---- */
 
@@ -407,11 +203,11 @@ static int lres_done(void *arg)
     return ((struct lres *)arg)->done > 0;
 }
 
-static void list(struct env *e, struct dw_genesys *g, const char *what, struct lres *res)
+static void list(struct tl_loop *e, struct dw_genesys *g, const char *what, struct lres *res)
 {
     memset(res, 0, sizeof *res);
     assert_int_equal(dw_genesys_list(g, what, on_list, res), 0);
-    assert_int_equal(run_until(e, lres_done, res, 10000), 0);
+    assert_int_equal(tl_run_until(e, lres_done, res, 10000), 0);
     assert_int_equal(res->done, 1);
 }
 
@@ -429,16 +225,16 @@ static bool has_id(const cJSON *arr, const char *id)
 
 static void test_list_paging(void **state)
 {
-    struct env e;
-    struct gsim gs;
+    struct tl_loop e;
+    struct tl_gsim gs;
     struct lres res;
     int pages[8];
 
     (void)state;
-    SKIP_WITHOUT_PYTHON();
+    TL_NEED("python3");
     gsim_start(&gs);
-    env_init(&e);
-    struct dw_genesys *g = genesys_new(&e, &gs);
+    tl_loop_init(&e, 5);
+    struct dw_genesys *g = tl_genesys_new(&e, gs.base, gs.base, "s3cret");
 
     /* only the documented read-only collections */
     assert_int_equal(dw_genesys_list(g, "trunkbasesettings", on_list, &res), -1);
@@ -464,8 +260,8 @@ static void test_list_paging(void **state)
     cJSON_Delete(res.list);
 
     /* a 503 on the second page is retried, and the retry is counted */
-    ctl_ok(gs.sim.port, "POST", "/_sim/reset", "{}");
-    ctl_ok(gs.sim.port, "POST", "/_sim/faults",
+    tl_ctl_ok(gs.sim.port, "POST", "/_sim/reset", "{}");
+    tl_ctl_ok(gs.sim.port, "POST", "/_sim/faults",
            "{\"kind\":\"status\",\"status\":503,\"method\":\"GET\",\"path_prefix\":\"" PFX
            "/edges\",\"count\":1}");
     list(&e, g, "edges", &res);
@@ -475,7 +271,7 @@ static void test_list_paging(void **state)
     cJSON_Delete(res.list);
 
     /* a 500 is not retried: no partial list */
-    ctl_ok(gs.sim.port, "POST", "/_sim/faults",
+    tl_ctl_ok(gs.sim.port, "POST", "/_sim/faults",
            "{\"kind\":\"status\",\"status\":500,\"method\":\"GET\",\"path_prefix\":\"" PFX
            "/trunks\",\"count\":1}");
     list(&e, g, "trunks", &res);
@@ -494,8 +290,8 @@ static void test_list_paging(void **state)
     assert_null(res.list);
     assert_string_equal(res.detail, "client closed");
 
-    env_close(&e);
-    gsim_stop(&gs);
+    tl_loop_close(&e);
+    tl_gsim_stop(&gs);
 }
 
 /* ---- the poller ---- */
@@ -565,11 +361,11 @@ static int entry_has(void *arg)
     return w->r->n > 0 && strstr(last_entry(w->r), w->needle) != NULL;
 }
 
-static void wait_for_entry(struct env *e, struct fake_raft *r, const char *needle)
+static void wait_for_entry(struct tl_loop *e, struct fake_raft *r, const char *needle)
 {
     struct wait_entry w = {r, needle};
 
-    if (run_until(e, entry_has, &w, 8000) != 0)
+    if (tl_run_until(e, entry_has, &w, 8000) != 0)
         fail_msg("no entry with %s; last: %s", needle, last_entry(r));
 }
 
@@ -626,8 +422,8 @@ static int polled_more(void *arg)
 
 static void test_poller(void **state)
 {
-    struct env e;
-    struct gsim gs;
+    struct tl_loop e;
+    struct tl_gsim gs;
     struct dw_config cfg;
     struct fake_raft fr;
     struct dw_cloud *c, *idle;
@@ -637,10 +433,10 @@ static void test_poller(void **state)
     int n;
 
     (void)state;
-    SKIP_WITHOUT_PYTHON();
+    TL_NEED("python3");
     gsim_start(&gs);
-    env_init(&e);
-    struct dw_genesys *g = genesys_new(&e, &gs);
+    tl_loop_init(&e, 5);
+    struct dw_genesys *g = tl_genesys_new(&e, gs.base, gs.base, "s3cret");
     poller_config(&cfg);
     memset(&fr, 0, sizeof fr);
     uv_timer_init(&e.loop, &fr.commit);
@@ -658,7 +454,7 @@ static void test_poller(void **state)
 
     /* a follower never calls Genesys */
     assert_int_equal(dw_cloud_start_sink(&c, &e.loop, &cfg, g, &sink, err, sizeof err), 0);
-    run_for(&e, 300);
+    tl_run_for(&e, 300);
     assert_int_equal(sim_gets(gs.sim.port, PFX "/edges", NULL), 0);
     dw_cloud_stats(c, &st);
     assert_true(st.active);
@@ -680,7 +476,7 @@ static void test_poller(void **state)
     assert_int_equal(st.interval_ms, 100);
 
     /* Genesys sees an Edge go offline: proposed at the next cycle */
-    ctl_ok(gs.sim.port, "POST", "/_sim/set_edge", "{\"id\":\"edge-a1\",\"online\":false}");
+    tl_ctl_ok(gs.sim.port, "POST", "/_sim/set_edge", "{\"id\":\"edge-a1\",\"online\":false}");
     wait_for_entry(&e, &fr, "\"site-a-e1\":\"down\"");
     assert_non_null(strstr(last_entry(&fr), "\"site-a-e2\":\"up\""));
     dw_cloud_stats(c, &st);
@@ -690,17 +486,17 @@ static void test_poller(void **state)
     n = fr.n;
     dw_cloud_stats(c, &st);
     sw = (struct stats_wait){c, st.polls + 3};
-    assert_int_equal(run_until(&e, polled_more, &sw, 5000), 0);
+    assert_int_equal(tl_run_until(&e, polled_more, &sw, 5000), 0);
     assert_int_equal(fr.n, n);
     /* with a short cloud_ttl_ms the same view is repeated to stay fresh */
     cfg.genesys.cloud_ttl_ms = 600;
     sw.polls += 3;
-    assert_int_equal(run_until(&e, polled_more, &sw, 5000), 0);
+    assert_int_equal(tl_run_until(&e, polled_more, &sw, 5000), 0);
     assert_true(fr.n > n);
     cfg.genesys.cloud_ttl_ms = 30000;
 
     /* a refused proposal is retried at the next cycle */
-    ctl_ok(gs.sim.port, "POST", "/_sim/set_edge", "{\"id\":\"edge-a1\",\"online\":true}");
+    tl_ctl_ok(gs.sim.port, "POST", "/_sim/set_edge", "{\"id\":\"edge-a1\",\"online\":true}");
     fr.refuse = 1;
     n = fr.n;
     wait_for_entry(&e, &fr, "\"site-a-e1\":\"up\"");
@@ -709,20 +505,20 @@ static void test_poller(void **state)
     assert_true(st.proposal_failures >= 1);
 
     /* Genesys failing: counted, polling goes on */
-    ctl_ok(gs.sim.port, "POST", "/_sim/faults",
+    tl_ctl_ok(gs.sim.port, "POST", "/_sim/faults",
            "{\"kind\":\"status\",\"status\":500,\"method\":\"GET\",\"path_prefix\":\"" PFX
            "/trunks\",\"count\":1}");
     dw_cloud_stats(c, &st);
     sw.polls = st.polls + 1;
-    assert_int_equal(run_until(&e, polled_more, &sw, 5000), 0);
+    assert_int_equal(tl_run_until(&e, polled_more, &sw, 5000), 0);
     dw_cloud_stats(c, &st);
     assert_int_equal(st.poll_failures, 1);
 
     /* leadership lost: polling stops */
     fr.leader = false;
-    run_for(&e, 300);
-    ctl_ok(gs.sim.port, "POST", "/_sim/reset", "{}");
-    run_for(&e, 400);
+    tl_run_for(&e, 300);
+    tl_ctl_ok(gs.sim.port, "POST", "/_sim/reset", "{}");
+    tl_run_for(&e, 400);
     assert_int_equal(sim_gets(gs.sim.port, PFX "/edges", NULL), 0);
     dw_cloud_stats(c, &st);
     assert_false(st.polling);
@@ -732,11 +528,11 @@ static void test_poller(void **state)
     fr.leader = true;
     dw_cloud_stats(c, &st);
     sw.polls = st.polls;
-    assert_int_equal(run_until(&e, polled_more, &sw, 5000), 0);
+    assert_int_equal(tl_run_until(&e, polled_more, &sw, 5000), 0);
     dw_cloud_stats(c, &st);
     assert_int_equal(st.interval_ms, 3000);
     sw.polls = st.polls;
-    run_for(&e, 2000);
+    tl_run_for(&e, 2000);
     assert_false(polled_more(&sw));
     assert_int_equal(sim_gets(gs.sim.port, PFX "/edges", NULL), 2);
 
@@ -745,20 +541,20 @@ static void test_poller(void **state)
     dw_cloud_close(NULL);
 
     /* closing with a listing in flight is safe in the shutdown order: poller, client, raft */
-    ctl_ok(gs.sim.port, "POST", "/_sim/faults",
+    tl_ctl_ok(gs.sim.port, "POST", "/_sim/faults",
            "{\"kind\":\"latency\",\"latency_ms\":500,\"method\":\"GET\",\"path_prefix\":\"" PFX
            "/edges\",\"count\":1}");
     assert_int_equal(dw_cloud_start_sink(&c, &e.loop, &cfg, g, &sink, err, sizeof err), 0);
-    run_for(&e, 100);
+    tl_run_for(&e, 100);
     assert_int_equal(sim_gets(gs.sim.port, PFX "/edges", NULL), 3);
     dw_cloud_close(c);
     dw_genesys_close(g);
     uv_close((uv_handle_t *)&fr.commit, NULL);
-    run_for(&e, 50);
+    tl_run_for(&e, 50);
     for (int i = 0; i < fr.n && i < 64; i++)
         free(fr.entries[i]);
-    env_close(&e);
-    gsim_stop(&gs);
+    tl_loop_close(&e);
+    tl_gsim_stop(&gs);
 }
 
 int main(void)
@@ -770,10 +566,6 @@ int main(void)
         cmocka_unit_test(test_poller),
     };
 
-    signal(SIGPIPE, SIG_IGN);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    dw_log_set_level(getenv("DW_TEST_VERBOSE") ? DW_LOG_DEBUG : DW_LOG_ERROR);
-    int rc = cmocka_run_group_tests(tests, NULL, stop_leftovers);
-    curl_global_cleanup();
-    return rc;
+    tl_main_begin();
+    return tl_main_end(cmocka_run_group_tests(tests, NULL, tl_kill_all_teardown));
 }

@@ -545,6 +545,15 @@ static void test_bad_address(void **state)
     assert_int_equal(parse_doc(d), 0);
 }
 
+static void test_url_credentials_refused_without_echo(void **state)
+{
+    (void)state;
+    cJSON *d = doc("full.json");
+    set(d, "sites[0].edges[0].health_url", "\"https://probe:hunter2@10.1.0.5/health\"");
+    expect_only(d, "sites[0].edges[0].health_url: credentials in a URL are not supported "
+                   "(they would appear in logs)");
+}
+
 static void test_bad_url(void **state)
 {
     (void)state;
@@ -1178,6 +1187,7 @@ int main(void)
         cmocka_unit_test(test_duplicates),
         cmocka_unit_test(test_bad_address),
         cmocka_unit_test(test_bad_url),
+        cmocka_unit_test(test_url_credentials_refused_without_echo),
         cmocka_unit_test(test_node_not_member),
         cmocka_unit_test(test_target_site_unknown),
         cmocka_unit_test(test_secret_files),

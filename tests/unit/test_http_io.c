@@ -1,314 +1,76 @@
 /* The libuv/libcurl I/O layer (http, probe, genesys) against the Edge and Genesys simulators
  * (tests/tools/edge_sim.py, genesys_sim.py) run as child processes on loopback.
  * Skipped when python3 is missing. */
-#include <fcntl.h>
-#include <poll.h>
-#include <setjmp.h>
 #include <signal.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
-
-#include <cmocka.h>
-#include <cjson/cJSON.h>
 
 #include "drwatch/genesys.h"
 #include "drwatch/http.h"
 #include "drwatch/log.h"
 #include "drwatch/probe.h"
-
-#ifndef DW_TOOLS_DIR
-#define DW_TOOLS_DIR "tests/tools"
-#endif
+#include "testlib.h"
 
 #define PFX "/api/v2/telephony/providers/edges"
 
-/* ---- simulator processes ---- */
+/* ---- simulators ---- */
 
-struct sim {
-    pid_t pid;
-    int port;
-    int fd;
-};
-
-static int have_python(void)
+static void edge_start(struct tl_sim *edge, const char *port)
 {
-    const char *path = getenv("PATH");
-    char buf[4096];
-
-    if (path == NULL)
-        path = "/usr/bin:/bin";
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *save = NULL, *dir = strtok_r(buf, ":", &save); dir != NULL;
-         dir = strtok_r(NULL, ":", &save)) {
-        char exe[4200];
-        snprintf(exe, sizeof exe, "%s/python3", dir);
-        if (access(exe, X_OK) == 0)
-            return 1;
-    }
-    return 0;
+    assert_int_equal(tl_sim_start((const char *[]){"edge_sim.py", "--port", port, NULL}, edge), 0);
 }
-
-/* Simulators still running when a test fails half-way; the group teardown stops them. */
-static pid_t live[16];
-
-static void live_set(pid_t old, pid_t now)
-{
-    for (int i = 0; i < 16; i++) {
-        if (live[i] == old) {
-            live[i] = now;
-            return;
-        }
-    }
-}
-
-static int stop_leftovers(void **state)
-{
-    (void)state;
-    for (int i = 0; i < 16; i++) {
-        if (live[i] > 0) {
-            kill(live[i], SIGKILL);
-            waitpid(live[i], NULL, 0);
-            live[i] = 0;
-        }
-    }
-    return 0;
-}
-
-/* argv after "python3 SCRIPT"; waits for "READY <port>". Returns 0 or -1. */
-static int sim_start(struct sim *s, const char *script, const char *const *args)
-{
-    int fds[2];
-    char path[1024];
-    const char *argv[16];
-    int n = 0;
-
-    memset(s, 0, sizeof *s);
-    s->fd = -1;
-    snprintf(path, sizeof path, "%s/%s", DW_TOOLS_DIR, script);
-    argv[n++] = "python3";
-    argv[n++] = path;
-    for (int i = 0; args[i] != NULL && n < 15; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    if (pipe2(fds, O_CLOEXEC) != 0)
-        return -1;
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        int dn = open("/dev/null", O_RDONLY);
-        dup2(dn, 0);
-        dup2(fds[1], 1);
-        execvp("python3", (char *const *)argv);
-        _exit(127);
-    }
-    close(fds[1]);
-    s->pid = pid;
-    live_set(0, pid);
-    s->fd = fds[0];
-
-    char line[128];
-    size_t len = 0;
-    for (int waited = 0; waited < 20000 && !memchr(line, '\n', len);) {
-        struct pollfd p = {.fd = s->fd, .events = POLLIN};
-        int r = poll(&p, 1, 100);
-        waited += 100;
-        if (r <= 0)
-            continue;
-        ssize_t got = read(s->fd, line + len, sizeof line - 1 - len);
-        if (got <= 0)
-            break;
-        len += (size_t)got;
-    }
-    line[len] = '\0';
-    if (sscanf(line, "READY %d", &s->port) != 1)
-        return -1;
-    return 0;
-}
-
-static void sim_stop(struct sim *s)
-{
-    if (s->pid <= 0)
-        return;
-    kill(s->pid, SIGTERM);
-    for (int i = 0; i < 100; i++) {
-        if (waitpid(s->pid, NULL, WNOHANG) == s->pid)
-            goto done;
-        usleep(50 * 1000);
-    }
-    kill(s->pid, SIGKILL);
-    waitpid(s->pid, NULL, 0);
-done:
-    live_set(s->pid, 0);
-    close(s->fd);
-    s->pid = 0;
-}
-
-/* Blocking control request to a simulator (outside the loop); returns parsed JSON or NULL. */
-static cJSON *ctl(int port, const char *method, const char *path, const char *body)
-{
-    static char buf[1 << 20];
-    char url[256];
-    FILE *mem = fmemopen(buf, sizeof buf - 1, "w");
-    CURL *e = curl_easy_init();
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-    long status = 0;
-
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, mem);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
-    if (body != NULL)
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-    CURLcode rc = curl_easy_perform(e);
-    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-    fputc('\0', mem);
-    fclose(mem);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(e);
-    if (rc != CURLE_OK || status != 200) {
-        fprintf(stderr, "control %s %s: curl %d status %ld\n", method, path, rc, status);
-        return NULL;
-    }
-    return cJSON_Parse(buf);
-}
-
-static void ctl_ok(int port, const char *method, const char *path, const char *body)
-{
-    cJSON *j = ctl(port, method, path, body);
-    assert_non_null(j);
-    cJSON_Delete(j);
-}
-
-/* ---- loop helpers ---- */
-
-struct env {
-    uv_loop_t loop;
-    uv_timer_t tick;
-    struct dw_curlm *m;
-};
-
-static void on_tick(uv_timer_t *t)
-{
-    (void)t;
-}
-
-static void env_init(struct env *e)
-{
-    assert_int_equal(uv_loop_init(&e->loop), 0);
-    uv_timer_init(&e->loop, &e->tick);
-    uv_timer_start(&e->tick, on_tick, 10, 10); /* UV_RUN_ONCE returns at least every 10 ms */
-    assert_int_equal(dw_curlm_init(&e->m, &e->loop), 0);
-}
-
-static int run_until(struct env *e, int (*pred)(void *), void *arg, unsigned timeout_ms)
-{
-    uint64_t deadline = uv_hrtime() + (uint64_t)timeout_ms * 1000000u;
-
-    while (!pred(arg)) {
-        if (uv_hrtime() > deadline)
-            return -1;
-        uv_run(&e->loop, UV_RUN_ONCE);
-    }
-    return 0;
-}
-
-static void env_close(struct env *e)
-{
-    dw_curlm_close(e->m);
-    uv_close((uv_handle_t *)&e->tick, NULL);
-    uv_run(&e->loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&e->loop), 0);
-}
-
-#define SKIP_WITHOUT_PYTHON()                                                                   \
-    do {                                                                                        \
-        if (!have_python()) {                                                                   \
-            print_message("python3 not found: skipping\n");                                     \
-            skip();                                                                             \
-        }                                                                                       \
-    } while (0)
 
 /* ---- raw HTTP ---- */
 
-struct hres {
-    int done;
-    CURLcode code;
-    long status;
-    int truncated;
-    char body[64];
-};
-
-static void on_hres(const struct dw_http_resp *r, void *data)
-{
-    struct hres *h = data;
-    h->done = 1;
-    h->code = r->curl_code;
-    h->status = r->status;
-    h->truncated = r->truncated;
-    snprintf(h->body, sizeof h->body, "%s", r->body);
-}
-
-static int hres_done(void *arg)
-{
-    return ((struct hres *)arg)->done;
-}
-
 static void test_http_request(void **state)
 {
-    struct env e;
-    struct sim edge;
+    struct tl_loop e;
+    struct tl_sim edge;
     char url[128], port[8];
 
     (void)state;
-    SKIP_WITHOUT_PYTHON();
-    assert_int_equal(sim_start(&edge, "edge_sim.py", (const char *[]){"--port", "0", NULL}), 0);
+    TL_NEED("python3");
+    edge_start(&edge, "0");
     snprintf(url, sizeof url, "http://127.0.0.1:%d/health", edge.port);
     snprintf(port, sizeof port, "%d", edge.port);
-    env_init(&e);
+    tl_loop_init(&e, 10);
 
     struct dw_http_opts o = {.method = "GET", .url = url, .timeout_ms = 2000};
-    struct hres h = {0};
-    assert_int_equal(dw_http_request(e.m, &o, on_hres, &h), 0);
-    assert_int_equal(run_until(&e, hres_done, &h, 5000), 0);
+    struct tl_http_res h = {0};
+    assert_int_equal(dw_http_request(e.m, &o, tl_on_http_res, &h), 0);
+    assert_int_equal(tl_run_until(&e, tl_http_res_done, &h, 5000), 0);
     assert_int_equal(h.code, CURLE_OK);
     assert_int_equal(h.status, 200);
     assert_string_equal(h.body, "ok\n");
 
     /* body limit */
-    struct hres h2 = {0};
+    struct tl_http_res h2 = {0};
     o.max_body = 2;
-    assert_int_equal(dw_http_request(e.m, &o, on_hres, &h2), 0);
-    assert_int_equal(run_until(&e, hres_done, &h2, 5000), 0);
+    assert_int_equal(dw_http_request(e.m, &o, tl_on_http_res, &h2), 0);
+    assert_int_equal(tl_run_until(&e, tl_http_res_done, &h2, 5000), 0);
     assert_int_equal(h2.truncated, 1);
     assert_int_equal(h2.status, 200);
 
     /* timeout against a server that never answers */
-    ctl_ok(edge.port, "POST", "/_ctl/mode", "{\"mode\":\"hang\"}");
-    struct hres h3 = {0};
+    tl_ctl_ok(edge.port, "POST", "/_ctl/mode", "{\"mode\":\"hang\"}");
+    struct tl_http_res h3 = {0};
     o.max_body = 0;
     o.timeout_ms = 200;
-    assert_int_equal(dw_http_request(e.m, &o, on_hres, &h3), 0);
-    assert_int_equal(run_until(&e, hres_done, &h3, 5000), 0);
+    assert_int_equal(dw_http_request(e.m, &o, tl_on_http_res, &h3), 0);
+    assert_int_equal(tl_run_until(&e, tl_http_res_done, &h3, 5000), 0);
     assert_int_equal(h3.code, CURLE_OPERATION_TIMEDOUT);
 
     /* a transfer still running at close is aborted and called back */
-    struct hres h4 = {0};
+    struct tl_http_res h4 = {0};
     o.timeout_ms = 5000;
-    assert_int_equal(dw_http_request(e.m, &o, on_hres, &h4), 0);
+    assert_int_equal(dw_http_request(e.m, &o, tl_on_http_res, &h4), 0);
     uv_run(&e.loop, UV_RUN_ONCE);
-    env_close(&e);
+    tl_loop_close(&e);
     assert_int_equal(h4.done, 1);
     assert_int_equal(h4.code, CURLE_ABORTED_BY_CALLBACK);
-    sim_stop(&edge);
+    tl_sim_stop(&edge);
 }
 
 /* ---- probes ---- */
@@ -369,32 +131,32 @@ static void probe_cfg(struct dw_config *cfg, int port)
 static void test_probe_up_down_up(void **state)
 {
     static struct dw_config cfg;
-    struct env e;
-    struct sim edge;
+    struct tl_loop e;
+    struct tl_sim edge;
     struct site_log log = {0};
     struct dw_prober *p;
     char port[8];
 
     (void)state;
-    SKIP_WITHOUT_PYTHON();
-    assert_int_equal(sim_start(&edge, "edge_sim.py", (const char *[]){"--port", "0", NULL}), 0);
+    TL_NEED("python3");
+    edge_start(&edge, "0");
     snprintf(port, sizeof port, "%d", edge.port);
     probe_cfg(&cfg, edge.port);
-    env_init(&e);
+    tl_loop_init(&e, 10);
     assert_int_equal(dw_prober_start(&p, &e.loop, e.m, &cfg, on_site, &log), 0);
 
     struct site_wait w = {p, DW_UP};
-    assert_int_equal(run_until(&e, site_is, &w, 5000), 0);
+    assert_int_equal(tl_run_until(&e, site_is, &w, 5000), 0);
     assert_int_equal(dw_prober_edge(p, 0, 0), DW_UP);
 
-    sim_stop(&edge);
+    tl_sim_stop(&edge);
     w.want = DW_DOWN;
-    assert_int_equal(run_until(&e, site_is, &w, 5000), 0);
+    assert_int_equal(tl_run_until(&e, site_is, &w, 5000), 0);
     assert_int_equal(dw_prober_edge(p, 0, 0), DW_DOWN);
 
-    assert_int_equal(sim_start(&edge, "edge_sim.py", (const char *[]){"--port", port, NULL}), 0);
+    edge_start(&edge, port);
     w.want = DW_UP;
-    assert_int_equal(run_until(&e, site_is, &w, 5000), 0);
+    assert_int_equal(tl_run_until(&e, site_is, &w, 5000), 0);
 
     assert_int_equal(log.n, 3);
     assert_int_equal(log.old[0], DW_UNKNOWN);
@@ -410,28 +172,28 @@ static void test_probe_up_down_up(void **state)
     assert_int_equal(st.errors_bad_response, 0);
 
     dw_prober_close(p);
-    env_close(&e);
-    sim_stop(&edge);
+    tl_loop_close(&e);
+    tl_sim_stop(&edge);
 }
 
 static void test_probe_garbage(void **state)
 {
     static struct dw_config cfg;
-    struct env e;
-    struct sim edge;
+    struct tl_loop e;
+    struct tl_sim edge;
     struct site_log log = {0};
     struct dw_prober *p;
 
     (void)state;
-    SKIP_WITHOUT_PYTHON();
-    assert_int_equal(sim_start(&edge, "edge_sim.py", (const char *[]){"--port", "0", NULL}), 0);
-    ctl_ok(edge.port, "POST", "/_ctl/mode", "{\"mode\":\"garbage\"}");
+    TL_NEED("python3");
+    edge_start(&edge, "0");
+    tl_ctl_ok(edge.port, "POST", "/_ctl/mode", "{\"mode\":\"garbage\"}");
     probe_cfg(&cfg, edge.port);
-    env_init(&e);
+    tl_loop_init(&e, 10);
     assert_int_equal(dw_prober_start(&p, &e.loop, e.m, &cfg, on_site, &log), 0);
 
     struct site_wait w = {p, DW_DOWN};
-    assert_int_equal(run_until(&e, site_is, &w, 5000), 0);
+    assert_int_equal(tl_run_until(&e, site_is, &w, 5000), 0);
     struct dw_probe_stats st;
     dw_prober_stats(p, &st);
     assert_true(st.errors_bad_response >= 3);
@@ -439,7 +201,7 @@ static void test_probe_garbage(void **state)
 
     /* a plain 503 is a failure, not a bad response */
     uint64_t bad = st.errors_bad_response;
-    ctl_ok(edge.port, "POST", "/_ctl/mode", "{\"mode\":\"status\",\"status\":503}");
+    tl_ctl_ok(edge.port, "POST", "/_ctl/mode", "{\"mode\":\"status\",\"status\":503}");
     uint64_t until = uv_hrtime() + 500 * 1000000ull;
     while (uv_hrtime() < until)
         uv_run(&e.loop, UV_RUN_ONCE);
@@ -449,14 +211,14 @@ static void test_probe_garbage(void **state)
     assert_true(st2.errors_bad_response <= bad + 1); /* one probe may have been in flight */
     assert_int_equal(dw_prober_site(p, 0), DW_DOWN);
 
-    ctl_ok(edge.port, "POST", "/_ctl/mode", "{\"mode\":\"ok\"}");
+    tl_ctl_ok(edge.port, "POST", "/_ctl/mode", "{\"mode\":\"ok\"}");
     w.want = DW_UP;
-    assert_int_equal(run_until(&e, site_is, &w, 5000), 0);
+    assert_int_equal(tl_run_until(&e, site_is, &w, 5000), 0);
 
     /* closing with a probe possibly in flight leaves nothing behind */
     dw_prober_close(p);
-    env_close(&e);
-    sim_stop(&edge);
+    tl_loop_close(&e);
+    tl_sim_stop(&edge);
 }
 
 /* ---- Genesys ---- */
@@ -471,45 +233,20 @@ static const char FIXTURE[] =
     "                 {\"id\":\"tbB\",\"enabled\":false,\"edges\":[\"edge-b1\",\"edge-b2\"]},\n"
     "                 {\"id\":\"tbM\",\"managed\":true,\"enabled\":false,\"edges\":[]}]}\n";
 
-struct gsim {
-    struct sim sim;
-    char base[64];
-    char fixture[64];
-};
-
-static void gsim_start(struct gsim *g)
+static void gsim_reset(struct tl_gsim *g)
 {
-    snprintf(g->fixture, sizeof g->fixture, "/tmp/dw-gfix-%d.json", (int)getpid());
-    FILE *f = fopen(g->fixture, "w");
-    assert_non_null(f);
-    fputs(FIXTURE, f);
-    fclose(f);
-    assert_int_equal(sim_start(&g->sim, "genesys_sim.py",
-                               (const char *[]){"--port", "0", "--fixture", g->fixture, NULL}),
-                     0);
-    snprintf(g->base, sizeof g->base, "http://127.0.0.1:%d", g->sim.port);
+    tl_ctl_ok(g->sim.port, "POST", "/_sim/reset", "{}");
 }
 
-static void gsim_stop(struct gsim *g)
+static void gsim_fault(struct tl_gsim *g, const char *json)
 {
-    sim_stop(&g->sim);
-    unlink(g->fixture);
-}
-
-static void gsim_reset(struct gsim *g)
-{
-    ctl_ok(g->sim.port, "POST", "/_sim/reset", "{}");
-}
-
-static void gsim_fault(struct gsim *g, const char *json)
-{
-    ctl_ok(g->sim.port, "POST", "/_sim/faults", json);
+    tl_ctl_ok(g->sim.port, "POST", "/_sim/faults", json);
 }
 
 /* Requests since the last reset matching method and a path suffix; times in *t (up to 8). */
-static int gsim_count(struct gsim *g, const char *method, const char *path_suffix, double *t)
+static int gsim_count(struct tl_gsim *g, const char *method, const char *path_suffix, double *t)
 {
-    cJSON *j = ctl(g->sim.port, "GET", "/_sim/requests", NULL);
+    cJSON *j = tl_ctl(g->sim.port, "GET", "/_sim/requests", NULL);
     const cJSON *r;
     int n = 0;
 
@@ -528,9 +265,9 @@ static int gsim_count(struct gsim *g, const char *method, const char *path_suffi
     return n;
 }
 
-static int gsim_enabled(struct gsim *g, const char *id)
+static int gsim_enabled(struct tl_gsim *g, const char *id)
 {
-    cJSON *j = ctl(g->sim.port, "GET", "/_sim/state", NULL);
+    cJSON *j = tl_ctl(g->sim.port, "GET", "/_sim/state", NULL);
     assert_non_null(j);
     const cJSON *b = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "trunk_bases"), id);
     int v = cJSON_IsTrue(cJSON_GetObjectItem(b, "enabled"));
@@ -557,50 +294,43 @@ static int gres_done(void *arg)
     return ((struct gres *)arg)->done > 0;
 }
 
-static struct dw_genesys *genesys_new(struct env *e, struct gsim *gs, const char *secret)
+/* The login base with a trailing slash, which the client strips. */
+static struct dw_genesys *genesys_new(struct tl_loop *e, struct tl_gsim *gs, const char *secret)
 {
-    struct dw_genesys_cfg cfg;
-    struct dw_genesys *g;
-    char err[256];
+    char login[80];
 
-    memset(&cfg, 0, sizeof cfg);
-    snprintf(cfg.api_base_url, sizeof cfg.api_base_url, "%s", gs->base);
-    snprintf(cfg.login_base_url, sizeof cfg.login_base_url, "%s/", gs->base);
-    snprintf(cfg.client_id, sizeof cfg.client_id, "drwatch-test");
-    cfg.request_timeout_ms = 3000;
-    assert_int_equal(dw_genesys_init(&g, &e->loop, e->m, &cfg, secret, err, sizeof err), 0);
-    dw_genesys_set_backoff_scale(g, 0.01);
-    return g;
+    snprintf(login, sizeof login, "%s/", gs->base);
+    return tl_genesys_new(e, gs->base, login, secret);
 }
 
-static void set_enabled(struct env *e, struct dw_genesys *g, const char *id, bool on,
+static void set_enabled(struct tl_loop *e, struct dw_genesys *g, const char *id, bool on,
                         struct gres *res)
 {
     memset(res, 0, sizeof *res);
     assert_int_equal(dw_genesys_set_trunk_base_enabled(g, id, on, on_gres, res), 0);
-    assert_int_equal(run_until(e, gres_done, res, 10000), 0);
+    assert_int_equal(tl_run_until(e, gres_done, res, 10000), 0);
     assert_int_equal(res->done, 1);
 }
 
-static void check_trunks(struct env *e, struct dw_genesys *g, const char *id, struct gres *res)
+static void check_trunks(struct tl_loop *e, struct dw_genesys *g, const char *id, struct gres *res)
 {
     memset(res, 0, sizeof *res);
     assert_int_equal(dw_genesys_check_trunks(g, id, on_gres, res), 0);
-    assert_int_equal(run_until(e, gres_done, res, 10000), 0);
+    assert_int_equal(tl_run_until(e, gres_done, res, 10000), 0);
     assert_int_equal(res->done, 1);
 }
 
 static void test_genesys_set_and_check(void **state)
 {
-    struct env e;
-    struct gsim gs;
+    struct tl_loop e;
+    struct tl_gsim gs;
     struct gres res;
     struct dw_genesys_stats st;
 
     (void)state;
-    SKIP_WITHOUT_PYTHON();
-    gsim_start(&gs);
-    env_init(&e);
+    TL_NEED("python3");
+    tl_gsim_start(&gs, FIXTURE);
+    tl_loop_init(&e, 10);
     struct dw_genesys *g = genesys_new(&e, &gs, "s3cret");
 
     /* OAuth, then GET + one PUT */
@@ -626,7 +356,7 @@ static void test_genesys_set_and_check(void **state)
     assert_non_null(strstr(res.detail, "2/2"));
 
     /* one Edge offline: not yet */
-    ctl_ok(gs.sim.port, "POST", "/_sim/set_edge", "{\"id\":\"edge-b2\",\"online\":false}");
+    tl_ctl_ok(gs.sim.port, "POST", "/_sim/set_edge", "{\"id\":\"edge-b2\",\"online\":false}");
     check_trunks(&e, g, "tbB", &res);
     assert_int_equal(res.r, DW_G_NOT_YET);
     assert_non_null(strstr(res.detail, "1/2"));
@@ -720,16 +450,16 @@ static void test_genesys_set_and_check(void **state)
     assert_int_equal(st.bad_responses, 0);
 
     dw_genesys_close(g);
-    env_close(&e);
-    gsim_stop(&gs);
+    tl_loop_close(&e);
+    tl_gsim_stop(&gs);
 }
 
 /* A 200 that is not JSON: the API base points at the Edge simulator's text health page. */
 static void test_genesys_garbage(void **state)
 {
-    struct env e;
-    struct gsim gs;
-    struct sim edge;
+    struct tl_loop e;
+    struct tl_gsim gs;
+    struct tl_sim edge;
     struct gres res;
     struct dw_genesys_cfg cfg;
     struct dw_genesys *g;
@@ -737,10 +467,10 @@ static void test_genesys_garbage(void **state)
     char err[256];
 
     (void)state;
-    SKIP_WITHOUT_PYTHON();
-    gsim_start(&gs);
-    assert_int_equal(sim_start(&edge, "edge_sim.py", (const char *[]){"--port", "0", NULL}), 0);
-    env_init(&e);
+    TL_NEED("python3");
+    tl_gsim_start(&gs, FIXTURE);
+    edge_start(&edge, "0");
+    tl_loop_init(&e, 10);
     memset(&cfg, 0, sizeof cfg);
     snprintf(cfg.api_base_url, sizeof cfg.api_base_url, "http://127.0.0.1:%d/health?x=",
              edge.port);
@@ -757,21 +487,21 @@ static void test_genesys_garbage(void **state)
     assert_int_equal(st.bad_responses, 2);
 
     dw_genesys_close(g);
-    env_close(&e);
-    sim_stop(&edge);
-    gsim_stop(&gs);
+    tl_loop_close(&e);
+    tl_sim_stop(&edge);
+    tl_gsim_stop(&gs);
 }
 
 static void test_genesys_shared_token_and_close(void **state)
 {
-    struct env e;
-    struct gsim gs;
+    struct tl_loop e;
+    struct tl_gsim gs;
     struct gres r[3];
 
     (void)state;
-    SKIP_WITHOUT_PYTHON();
-    gsim_start(&gs);
-    env_init(&e);
+    TL_NEED("python3");
+    tl_gsim_start(&gs, FIXTURE);
+    tl_loop_init(&e, 10);
 
     /* three calls at once share one token request */
     struct dw_genesys *g = genesys_new(&e, &gs, "s3cret");
@@ -779,7 +509,7 @@ static void test_genesys_shared_token_and_close(void **state)
     for (int i = 0; i < 3; i++)
         assert_int_equal(dw_genesys_check_trunks(g, "tbA", on_gres, &r[i]), 0);
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(run_until(&e, gres_done, &r[i], 10000), 0);
+        assert_int_equal(tl_run_until(&e, gres_done, &r[i], 10000), 0);
         assert_int_equal(r[i].r, DW_G_OK);
     }
     assert_int_equal(gsim_count(&gs, "POST", "/oauth/token", NULL), 1);
@@ -801,15 +531,15 @@ static void test_genesys_shared_token_and_close(void **state)
     g = genesys_new(&e, &gs, "wrong-secret");
     memset(r, 0, sizeof r);
     assert_int_equal(dw_genesys_check_trunks(g, "tbA", on_gres, &r[0]), 0);
-    assert_int_equal(run_until(&e, gres_done, &r[0], 10000), 0);
+    assert_int_equal(tl_run_until(&e, gres_done, &r[0], 10000), 0);
     assert_int_equal(r[0].r, DW_G_FAIL);
     assert_non_null(strstr(r[0].detail, "401"));
     assert_null(strstr(r[0].detail, "wrong-secret"));
     dw_genesys_close(g);
 
-    env_close(&e);
+    tl_loop_close(&e);
     assert_int_equal(r[1].done, 0);
-    gsim_stop(&gs);
+    tl_gsim_stop(&gs);
 }
 
 int main(void)
@@ -823,10 +553,6 @@ int main(void)
         cmocka_unit_test(test_genesys_shared_token_and_close),
     };
 
-    signal(SIGPIPE, SIG_IGN);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    dw_log_set_level(getenv("DW_TEST_VERBOSE") ? DW_LOG_DEBUG : DW_LOG_ERROR);
-    int rc = cmocka_run_group_tests(tests, NULL, stop_leftovers);
-    curl_global_cleanup();
-    return rc;
+    tl_main_begin();
+    return tl_main_end(cmocka_run_group_tests(tests, NULL, tl_kill_all_teardown));
 }

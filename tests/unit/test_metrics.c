@@ -2,11 +2,7 @@
  * then a real scrape over TCP on 127.0.0.1 validated by `promtool check metrics`. The promtool
  * check is skipped, saying so, when promtool is not installed (package "prometheus"). */
 #include <math.h>
-#include <netinet/in.h>
-#include <setjmp.h>
-#include <stdarg.h>
 #include <stdbool.h>
-#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,9 +11,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cmocka.h>
-
 #include "drwatch/metrics.h"
+#include "testlib.h"
 
 /* ---- collectors ---- */
 
@@ -132,18 +127,6 @@ static void test_bad_address(void **state)
 
 /* ---- a real scrape ---- */
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof sa;
-    assert_true(fd >= 0);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
 struct fetch {
     uv_tcp_t tcp;
     uv_connect_t conn;
@@ -216,11 +199,6 @@ static int fetch(uv_loop_t *loop, int port, const char *request, struct fetch *f
     return status;
 }
 
-static int have_promtool(void)
-{
-    return system("command -v promtool >/dev/null 2>&1") == 0;
-}
-
 /* Returns promtool's exit code; its findings are printed. */
 static int promtool_check(const char *body)
 {
@@ -273,7 +251,7 @@ static void test_serve_and_promtool(void **state)
 
     assert_non_null(f);
     assert_int_equal(uv_loop_init(&loop), 0);
-    int port = free_port();
+    int port = tl_free_port(SOCK_STREAM);
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
     assert_int_equal(dw_metrics_start(&m, &loop, addr, err, sizeof err), 0);
     assert_int_equal(dw_metrics_add(m, collect_edges, &calls), 0);
@@ -290,7 +268,7 @@ static void test_serve_and_promtool(void **state)
     check_grouped(body);
     assert_int_equal(calls, 1);
 
-    if (have_promtool())
+    if (tl_have_exe("promtool"))
         assert_int_equal(promtool_check(body), 0);
     else
         fprintf(stderr, "SKIP promtool check: promtool not found (apt-get install prometheus)\n");
@@ -313,7 +291,7 @@ static void test_serve_and_promtool(void **state)
 static void test_promtool_rejects(void **state)
 {
     (void)state;
-    if (!have_promtool()) {
+    if (!tl_have_exe("promtool")) {
         fprintf(stderr, "SKIP: promtool not found (apt-get install prometheus)\n");
         skip();
     }

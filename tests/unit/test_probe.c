@@ -2,189 +2,37 @@
  * status, body match, CA/self-signed/client certificates (made here with the openssl CLI and
  * served by tests/tools/tls_http_server.py), TCP connect, SIP OPTIONS against sipp (skipped
  * when sipp is missing), Edges with several probes and the site rules any/all/at_least. */
-#include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
-#include <poll.h>
-#include <setjmp.h>
 #include <signal.h>
-#include <stdarg.h>
-#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
-
-#include <cmocka.h>
 
 #include "drwatch/http.h"
 #include "drwatch/log.h"
 #include "drwatch/probe.h"
+#include "testlib.h"
 
-#ifndef DW_TOOLS_DIR
-#define DW_TOOLS_DIR "tests/tools"
-#endif
+/* ---- servers ---- */
 
-/* ---- child processes ---- */
-
-static int in_path(const char *exe)
+static int http_server(struct tl_sim *c, const char *cert, const char *key, const char *client_ca)
 {
-    const char *path = getenv("PATH");
-    char buf[4096];
+    const char *argv[] = {"tls_http_server.py", "--cert", cert, "--key", key,
+                          "--client-ca", client_ca, NULL};
 
-    snprintf(buf, sizeof buf, "%s", path ? path : "/usr/bin:/bin");
-    for (char *save = NULL, *dir = strtok_r(buf, ":", &save); dir != NULL;
-         dir = strtok_r(NULL, ":", &save)) {
-        char full[4200];
-        snprintf(full, sizeof full, "%s/%s", dir, exe);
-        if (access(full, X_OK) == 0)
-            return 1;
-    }
-    return 0;
+    if (client_ca == NULL)
+        argv[5] = NULL;
+    if (cert == NULL) /* plain HTTP */
+        argv[1] = NULL;
+    return tl_sim_start(argv, c);
 }
 
-struct child {
-    pid_t pid;
-    int port;
-};
-
-/* Children still running when a test fails half-way; the group teardown stops them. */
-static pid_t live[8];
-
-static void live_track(pid_t old, pid_t now)
-{
-    for (int i = 0; i < 8; i++)
-        if (live[i] == old) {
-            live[i] = now;
-            return;
-        }
-}
-
-static void child_stop(struct child *c)
-{
-    if (c->pid <= 0)
-        return;
-    kill(c->pid, SIGTERM);
-    for (int i = 0; i < 100; i++) {
-        if (waitpid(c->pid, NULL, WNOHANG) == c->pid)
-            goto done;
-        usleep(20 * 1000);
-    }
-    kill(c->pid, SIGKILL);
-    waitpid(c->pid, NULL, 0);
-done:
-    live_track(c->pid, 0);
-    c->pid = 0;
-}
-
-/* Runs argv with stdout on a pipe; with want_ready, waits for "READY <port>". */
-static int child_start(struct child *c, const char *const *argv, int want_ready)
-{
-    int fds[2];
-
-    memset(c, 0, sizeof *c);
-    if (pipe2(fds, O_CLOEXEC) != 0)
-        return -1;
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        int dn = open("/dev/null", O_RDWR);
-        dup2(dn, 0);
-        dup2(want_ready ? fds[1] : dn, 1);
-        if (!want_ready)
-            dup2(dn, 2);
-        execvp(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    close(fds[1]);
-    c->pid = pid;
-    live_track(0, pid);
-    if (!want_ready) {
-        close(fds[0]);
-        return 0;
-    }
-    char line[128];
-    size_t len = 0;
-    for (int waited = 0; waited < 20000 && !memchr(line, '\n', len);) {
-        struct pollfd p = {.fd = fds[0], .events = POLLIN};
-        int r = poll(&p, 1, 100);
-        waited += 100;
-        if (r <= 0)
-            continue;
-        ssize_t got = read(fds[0], line + len, sizeof line - 1 - len);
-        if (got <= 0)
-            break;
-        len += (size_t)got;
-    }
-    close(fds[0]);
-    line[len] = '\0';
-    return sscanf(line, "READY %d", &c->port) == 1 ? 0 : -1;
-}
-
-static int http_server(struct child *c, const char *cert, const char *key, const char *client_ca)
-{
-    char script[1024];
-    const char *argv[12];
-    int n = 0;
-
-    snprintf(script, sizeof script, "%s/tls_http_server.py", DW_TOOLS_DIR);
-    argv[n++] = "python3";
-    argv[n++] = script;
-    if (cert) {
-        argv[n++] = "--cert";
-        argv[n++] = cert;
-        argv[n++] = "--key";
-        argv[n++] = key;
-    }
-    if (client_ca) {
-        argv[n++] = "--client-ca";
-        argv[n++] = client_ca;
-    }
-    argv[n] = NULL;
-    return child_start(c, argv, 1);
-}
-
-/* ---- certificates (openssl CLI) ---- */
+/* ---- certificates ---- */
 
 static char tmpdir[256];
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-    char cmd[2048];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    if (rc != 0)
-        fprintf(stderr, "failed (%d): %s\n", rc, cmd);
-    return rc;
-}
-
-static int make_certs(const char *d)
-{
-    const char *ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-    int rc = 0;
-
-    rc |= sh("cd %s && openssl req -x509 %s -keyout ca.key -out ca.pem -days 2 "
-             "-subj /CN=drwatch-test-ca 2>/dev/null", d, ec);
-    rc |= sh("cd %s && openssl req %s -keyout srv.key -out srv.csr -subj /CN=127.0.0.1 "
-             "2>/dev/null && printf 'subjectAltName=IP:127.0.0.1\\n' > srv.ext && "
-             "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
-             "-out srv.pem -days 2 -extfile srv.ext 2>/dev/null", d, ec);
-    rc |= sh("cd %s && openssl req %s -keyout cli.key -out cli.csr -subj /CN=drwatch-probe "
-             "2>/dev/null && openssl x509 -req -in cli.csr -CA ca.pem -CAkey ca.key "
-             "-CAcreateserial -out cli.pem -days 2 2>/dev/null", d, ec);
-    rc |= sh("cd %s && openssl req -x509 %s -keyout self.key -out self.pem -days 2 "
-             "-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 2>/dev/null", d, ec);
-    return rc;
-}
 
 static const char *tpath(const char *name)
 {
@@ -198,20 +46,19 @@ static const char *tpath(const char *name)
 /* ---- group state ---- */
 
 static int have_tools;
-static struct child srv_plain, srv_ca, srv_self, srv_mtls;
+static struct tl_sim srv_plain, srv_ca, srv_self, srv_mtls;
 
 static int group_setup(void **state)
 {
     (void)state;
     dw_log_set_level(getenv("DW_TEST_LOG") ? DW_LOG_DEBUG : DW_LOG_WARN);
     signal(SIGPIPE, SIG_IGN);
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/dw-probe-test-XXXXXX");
-    if (mkdtemp(tmpdir) == NULL)
+    if (tl_tmpdir(tmpdir, sizeof tmpdir, "dw-probe-test") != 0)
         return -1;
-    have_tools = in_path("python3") && in_path("openssl");
+    have_tools = tl_have_exe("python3") && tl_have_exe("openssl");
     if (!have_tools)
         return 0;
-    if (make_certs(tmpdir) != 0)
+    if (tl_make_certs(tmpdir) != 0)
         return -1;
     if (http_server(&srv_plain, NULL, NULL, NULL) != 0 ||
         http_server(&srv_ca, tpath("srv.pem"), tpath("srv.key"), NULL) != 0 ||
@@ -224,17 +71,12 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    child_stop(&srv_plain);
-    child_stop(&srv_ca);
-    child_stop(&srv_self);
-    child_stop(&srv_mtls);
-    for (int i = 0; i < 8; i++)
-        if (live[i] > 0) {
-            kill(live[i], SIGKILL);
-            waitpid(live[i], NULL, 0);
-        }
-    if (tmpdir[0])
-        sh("rm -rf %s", tmpdir);
+    tl_sim_stop(&srv_plain);
+    tl_sim_stop(&srv_ca);
+    tl_sim_stop(&srv_self);
+    tl_sim_stop(&srv_mtls);
+    tl_kill_all();
+    tl_rmtree(tmpdir);
     return 0;
 }
 
@@ -719,7 +561,7 @@ static const char uas_xml[] =
 static void test_sip_sipp(void **state)
 {
     (void)state;
-    if (!in_path("sipp"))
+    if (!tl_have_exe("sipp"))
         skip();
     char xml[600], port_s[16];
     snprintf(xml, sizeof xml, "%s/uas_options.xml", tmpdir);
@@ -728,20 +570,13 @@ static void test_sip_sipp(void **state)
     fputs(uas_xml, f);
     fclose(f);
 
-    /* sipp takes a fixed port: find a free UDP one */
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_DGRAM, 0);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    int port = ntohs(a.sin_port);
-    close(fd);
+    int port = tl_free_port(SOCK_DGRAM); /* sipp takes a fixed port */
     snprintf(port_s, sizeof port_s, "%d", port);
 
-    struct child sipp;
+    struct tl_sim sipp;
     const char *argv[] = {"sipp", "-sf", xml, "-i", "127.0.0.1", "-p", port_s, "-t", "u1",
                           "-nostdin", NULL};
-    assert_int_equal(child_start(&sipp, argv, 0), 0);
+    assert_int_equal(tl_spawn(argv, NULL, &sipp), 0);
 
     struct tcfg *t = tcfg_new(1);
     struct dw_probe_spec *p = add_probe(add_edge(t, 0), DW_PROBE_SIP);
@@ -757,7 +592,7 @@ static void test_sip_sipp(void **state)
     assert_int_equal(dw_prober_probe_info(e.p, 0, 0, 0, &info), 0);
     assert_int_equal(info.kind, DW_PROBE_SIP);
 
-    child_stop(&sipp); /* silence: timeouts (or ICMP unreachable) */
+    tl_sim_stop(&sipp); /* silence: timeouts (or ICMP unreachable) */
     wait_state(&e, 0, -1, DW_DOWN);
     env_close(&e);
     free(t);

@@ -1,17 +1,8 @@
 /* Raft wiring, peer channel and embedded HTTP server: three real raft nodes on loopback in one
  * process and one libuv loop. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-
-#include <cmocka.h>
-
-#include <arpa/inet.h>
-#include <ftw.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +17,7 @@
 #include "drwatch/log.h"
 #include "drwatch/peer.h"
 #include "drwatch/raftnode.h"
+#include "testlib.h"
 
 #define N 3
 #define SECRET "test-secret-0123456789"
@@ -72,31 +64,6 @@ static bool run_until(bool (*pred)(void *), void *arg, unsigned timeout_ms)
 static bool flag_set(void *arg)
 {
     return *(int *)arg != 0;
-}
-
-static void free_ports(int *out, int n)
-{
-    int fds[16];
-    for (int i = 0; i < n; i++) {
-        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
-        assert_true(fds[i] >= 0);
-        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        assert_int_equal(bind(fds[i], (struct sockaddr *)&sa, sizeof sa), 0);
-        socklen_t len = sizeof sa;
-        assert_int_equal(getsockname(fds[i], (struct sockaddr *)&sa, &len), 0);
-        out[i] = ntohs(sa.sin_port);
-    }
-    for (int i = 0; i < n; i++)
-        close(fds[i]);
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
 }
 
 /* ---- cluster ---- */
@@ -276,23 +243,7 @@ static void submit_observe(int i, enum dw_health a, enum dw_health b)
 
 /* ---- raw HTTP ---- */
 
-struct http_result {
-    int called;
-    long status;
-    CURLcode code;
-    char body[512];
-};
-
-static void on_http(const struct dw_http_resp *resp, void *data)
-{
-    struct http_result *r = data;
-    r->called = 1;
-    r->status = resp->status;
-    r->code = resp->curl_code;
-    snprintf(r->body, sizeof r->body, "%s", resp->body);
-}
-
-static struct http_result http(const char *method, const char *addr, const char *path,
+static struct tl_http_res http(const char *method, const char *addr, const char *path,
                                const char *auth, const char *body, size_t body_len)
 {
     char url[128], hdr[128];
@@ -307,9 +258,9 @@ static struct http_result http(const char *method, const char *addr, const char 
         .body_len = body_len,
         .timeout_ms = 3000,
     };
-    struct http_result r = {0};
-    assert_int_equal(dw_http_request(curlm, &o, on_http, &r), 0);
-    assert_true(run_until(flag_set, &r.called, 5000));
+    struct tl_http_res r = {0};
+    assert_int_equal(dw_http_request(curlm, &o, tl_on_http_res, &r), 0);
+    assert_true(run_until(flag_set, &r.done, 5000));
     return r;
 }
 
@@ -319,10 +270,9 @@ static void test_cluster(void **state)
 {
     (void)state;
     char err[256];
-    free_ports(ports, 2 * N);
+    tl_free_ports(SOCK_STREAM, ports, 2 * N);
     for (int i = 0; i < N; i++) {
-        snprintf(dirs[i], sizeof dirs[i], "/tmp/drwatch-raftio-XXXXXX");
-        assert_non_null(mkdtemp(dirs[i]));
+        assert_int_equal(tl_tmpdir(dirs[i], sizeof dirs[i], "drwatch-raftio"), 0);
         fill_config(&nodes[i].cfg, i);
     }
     assert_int_equal(uv_loop_init(&loop), 0);
@@ -377,7 +327,7 @@ static void test_cluster(void **state)
     /* The peer server's answers. */
     const char *la = nodes[l].cfg.members[l].peer_address;
     const char *fa = nodes[f].cfg.members[f].peer_address;
-    struct http_result r = http("GET", la, "/v1/ping", "wrong", NULL, 0);
+    struct tl_http_res r = http("GET", la, "/v1/ping", "wrong", NULL, 0);
     assert_int_equal(r.status, 401);
     assert_non_null(strstr(r.body, "unauthorized"));
     r = http("GET", la, "/v1/ping", NULL, NULL, 0);
@@ -437,7 +387,7 @@ static void test_cluster(void **state)
     for (int i = 0; i < N; i++) {
         dw_fsm_close(nodes[i].fsm);
         nodes[i].fsm = NULL;
-        nftw(dirs[i], rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        tl_rmtree(dirs[i]);
     }
     assert_int_equal(uv_loop_close(&loop), 0);
 }
@@ -482,8 +432,7 @@ static void test_httpd(void **state)
 {
     (void)state;
     char err[256], addr[32];
-    int port;
-    free_ports(&port, 1);
+    int port = tl_free_port(SOCK_STREAM);
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
     assert_int_equal(uv_loop_init(&loop), 0);
     assert_int_equal(dw_curlm_init(&curlm, &loop), 0);
@@ -501,7 +450,7 @@ static void test_httpd(void **state)
     /* The port is taken now. */
     assert_int_equal(dw_httpd_start(&bad, &loop, addr, 100, deferred_handler, &p, err, sizeof err), -1);
 
-    struct http_result r = http("POST", addr, "/now", NULL, "hello", 5);
+    struct tl_http_res r = http("POST", addr, "/now", NULL, "hello", 5);
     assert_int_equal(r.status, 200);
     assert_string_equal(r.body, "POST 5 hello");
     r = http("GET", addr, "/later", NULL, NULL, 0);
@@ -519,12 +468,12 @@ static void test_httpd(void **state)
     char url[64];
     snprintf(url, sizeof url, "http://%s/held", addr);
     struct dw_http_opts o = {.method = "GET", .url = url, .timeout_ms = 3000};
-    struct http_result held = {0};
-    assert_int_equal(dw_http_request(curlm, &o, on_http, &held), 0);
+    struct tl_http_res held = {0};
+    assert_int_equal(dw_http_request(curlm, &o, tl_on_http_res, &held), 0);
     p.req = NULL;
     assert_true(run_until(held_request_in, &p, 3000));
     dw_httpd_close(h);
-    assert_true(run_until(flag_set, &held.called, 3000));
+    assert_true(run_until(flag_set, &held.done, 3000));
     assert_true(held.status == 503 || held.code != CURLE_OK);
 
     uv_close((uv_handle_t *)&p.timer, NULL);

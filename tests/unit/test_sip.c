@@ -1,155 +1,48 @@
 /* SIP OPTIONS probes (src/io/sip.c) against real peers on 127.0.0.1: sipp as a UAS over UDP and
  * TCP (the scenarios in tests/tools/sip), and tests/tools/sip_fake.py for TLS and for malformed or
  * mismatched responses. Tests needing sipp, python3 or openssl skip when the tool is missing. */
-#include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
-#include <setjmp.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <cmocka.h>
-
 #include "drwatch/sip.h"
+#include "testlib.h"
 
-#ifndef DW_TOOLS_DIR
-#define DW_TOOLS_DIR "tests/tools"
-#endif
+/* ---- peers ---- */
 
-/* ---- child processes ---- */
-
-#define MAX_LIVE 8
-static pid_t live[MAX_LIVE];
 static char tmpdir[64];
-
-static bool have_exe(const char *name)
-{
-    const char *path = getenv("PATH");
-    char buf[4096];
-
-    snprintf(buf, sizeof buf, "%s", path ? path : "/usr/bin:/bin");
-    for (char *save = NULL, *dir = strtok_r(buf, ":", &save); dir;
-         dir = strtok_r(NULL, ":", &save)) {
-        char exe[4200];
-        snprintf(exe, sizeof exe, "%s/%s", dir, name);
-        if (access(exe, X_OK) == 0)
-            return true;
-    }
-    return false;
-}
-
-static void live_add(pid_t pid)
-{
-    for (int i = 0; i < MAX_LIVE; i++) {
-        if (live[i] == 0) {
-            live[i] = pid;
-            return;
-        }
-    }
-    fail_msg("too many child processes");
-}
-
-static void stop_children(void)
-{
-    for (int i = 0; i < MAX_LIVE; i++) {
-        if (live[i] > 0) {
-            kill(live[i], SIGKILL);
-            waitpid(live[i], NULL, 0);
-            live[i] = 0;
-        }
-    }
-}
-
-static pid_t spawn(char *const argv[], int out_fd)
-{
-    pid_t pid = fork();
-
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int null = open("/dev/null", O_RDWR);
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* no orphan peer if the test itself crashes */
-        dup2(null, 0);
-        dup2(out_fd >= 0 ? out_fd : null, 1);
-        if (out_fd < 0) /* sipp draws its screen on stderr too */
-            dup2(null, 2);
-        if (chdir(tmpdir) != 0) /* sipp may write logs into its working directory */
-            _exit(126);
-        execvp(argv[0], argv);
-        _exit(127);
-    }
-    live_add(pid);
-    return pid;
-}
 
 /* Starts sip_fake.py and returns its port. */
 static int start_fake(const char *transport, const char *script, const char *extra1,
                       const char *extra2, const char *extra3, const char *extra4)
 {
-    char *argv[16];
-    int n = 0, fds[2], port = 0;
-    char line[64] = "";
-    size_t got = 0;
+    const char *argv[16];
+    struct tl_sim sim;
+    int n = 0;
 
-    argv[n++] = "python3";
-    argv[n++] = DW_TOOLS_DIR "/sip_fake.py";
+    argv[n++] = "sip_fake.py";
     argv[n++] = "--transport";
-    argv[n++] = (char *)transport;
+    argv[n++] = transport;
     argv[n++] = "--script";
-    argv[n++] = (char *)script;
+    argv[n++] = script;
     if (extra1) {
         argv[n++] = "--cert";
-        argv[n++] = (char *)extra1;
+        argv[n++] = extra1;
         argv[n++] = "--key";
-        argv[n++] = (char *)extra2;
+        argv[n++] = extra2;
     }
     if (extra3) {
-        argv[n++] = (char *)extra3;
-        argv[n++] = (char *)extra4;
+        argv[n++] = extra3;
+        argv[n++] = extra4;
     }
     argv[n] = NULL;
-    assert_int_equal(pipe(fds), 0);
-    spawn(argv, fds[1]);
-    close(fds[1]);
-    while (got < sizeof line - 1 && strchr(line, '\n') == NULL) {
-        struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
-        ssize_t r;
-        if (poll(&pfd, 1, 10000) <= 0)
-            break;
-        r = read(fds[0], line + got, sizeof line - 1 - got);
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-        line[got] = '\0';
-    }
-    close(fds[0]);
-    assert_int_equal(sscanf(line, "PORT %d", &port), 1);
-    return port;
-}
-
-static int free_port(int type)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, type, 0);
-
-    assert_true(fd >= 0);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
+    assert_int_equal(tl_sim_start(argv, &sim), 0); /* stopped by tl_kill_all() */
+    return sim.port;
 }
 
 /* Whether 127.0.0.1:port is bound (udp) or listening (tcp), from /proc/net. */
@@ -176,13 +69,15 @@ static bool port_ready(bool tcp, int port)
 static int start_sipp(const char *scenario, bool tcp)
 {
     char sf[512], ps[16];
-    int port = free_port(tcp ? SOCK_STREAM : SOCK_DGRAM);
-    char *argv[] = {"sipp", "-sf", sf, "-i", "127.0.0.1", "-p", ps, "-t", tcp ? "t1" : "u1",
-                    "-nostdin", NULL};
+    int port = tl_free_port(tcp ? SOCK_STREAM : SOCK_DGRAM);
+    const char *argv[] = {"sipp", "-sf", sf, "-i", "127.0.0.1", "-p", ps, "-t", tcp ? "t1" : "u1",
+                          "-nostdin", NULL};
+    struct tl_sim sim;
 
     snprintf(sf, sizeof sf, "%s/sip/%s", DW_TOOLS_DIR, scenario);
     snprintf(ps, sizeof ps, "%d", port);
-    spawn(argv, -1);
+    /* in tmpdir: sipp may write logs into its working directory */
+    assert_int_equal(tl_spawn(argv, tmpdir, &sim), 0);
     for (int i = 0; i < 200 && !port_ready(tcp, port); i++)
         usleep(25000);
     assert_true(port_ready(tcp, port));
@@ -232,7 +127,7 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
 
-    stop_children();
+    tl_kill_all();
     dw_sip_close(f->sip);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&f->loop), 0);
@@ -287,14 +182,6 @@ static struct dw_sip_stats stats(struct fixture *f)
     return st;
 }
 
-#define NEED(tool)                                                                                 \
-    do {                                                                                           \
-        if (!have_exe(tool)) {                                                                     \
-            print_message("%s not found: skipped\n", tool);                                        \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
-
 /* ---- sipp over UDP and TCP ---- */
 
 static void test_sipp_200(void **state)
@@ -304,7 +191,7 @@ static void test_sipp_200(void **state)
     struct result r;
     struct dw_sip_stats st;
 
-    NEED("sipp");
+    TL_NEED("sipp");
     for (int tcp = 0; tcp <= 1; tcp++) {
         int port = start_sipp("uas_200.xml", tcp);
         spec_init(&spec, tcp ? DW_SIP_TCP : DW_SIP_UDP, port, 3000);
@@ -316,7 +203,7 @@ static void test_sipp_200(void **state)
         snprintf(spec.request_uri, sizeof spec.request_uri, "sip:ping@127.0.0.1:%d", port);
         r = probe(f, &spec);
         assert_true(r.ok);
-        stop_children();
+        tl_kill_all();
     }
     st = stats(f);
     assert_int_equal(st.sent, 4);
@@ -330,7 +217,7 @@ static void test_sipp_alive_codes(void **state)
     struct dw_probe_spec spec;
     struct result r;
 
-    NEED("sipp");
+    TL_NEED("sipp");
     for (int tcp = 0; tcp <= 1; tcp++) {
         int p404 = start_sipp("uas_404.xml", tcp), p503 = start_sipp("uas_503.xml", tcp);
         enum dw_sip_transport t = tcp ? DW_SIP_TCP : DW_SIP_UDP;
@@ -360,7 +247,7 @@ static void test_sipp_alive_codes(void **state)
         spec.alive_codes[1] = 503;
         r = probe(f, &spec);
         assert_true(r.ok);
-        stop_children();
+        tl_kill_all();
     }
 }
 
@@ -371,7 +258,7 @@ static void test_sipp_silent_and_slow(void **state)
     struct result r;
     double t0;
 
-    NEED("sipp");
+    TL_NEED("sipp");
     for (int tcp = 0; tcp <= 1; tcp++) {
         enum dw_sip_transport t = tcp ? DW_SIP_TCP : DW_SIP_UDP;
         int silent = start_sipp("uas_silent.xml", tcp), slow = start_sipp("uas_slow.xml", tcp);
@@ -394,7 +281,7 @@ static void test_sipp_silent_and_slow(void **state)
         assert_true(r.ok);
         assert_int_equal(r.code, 200);
         assert_true(now_s() - t0 >= 1.4);
-        stop_children();
+        tl_kill_all();
     }
     assert_int_equal(stats(f).timeouts, 4);
 }
@@ -405,13 +292,13 @@ static void test_sipp_provisional(void **state)
     struct dw_probe_spec spec;
     struct result r;
 
-    NEED("sipp");
+    TL_NEED("sipp");
     for (int tcp = 0; tcp <= 1; tcp++) {
         spec_init(&spec, tcp ? DW_SIP_TCP : DW_SIP_UDP, start_sipp("uas_trying.xml", tcp), 3000);
         r = probe(f, &spec);
         assert_true(r.ok);
         assert_int_equal(r.code, 200); /* 100 Trying is not an answer */
-        stop_children();
+        tl_kill_all();
     }
 }
 
@@ -423,7 +310,7 @@ static void test_sipp_many_udp(void **state)
     struct result r[N];
     int port;
 
-    NEED("sipp");
+    TL_NEED("sipp");
     port = start_sipp("uas_200.xml", false);
     spec_init(&spec, DW_SIP_UDP, port, 4000);
     memset(r, 0, sizeof r);
@@ -446,7 +333,7 @@ static void test_sipp_any_address(void **state)
     struct result r = {0};
     char err[256];
 
-    NEED("sipp");
+    TL_NEED("sipp");
     assert_int_equal(dw_sip_init(&s, &f->loop, NULL, err, sizeof err), 0);
     spec_init(&spec, DW_SIP_UDP, start_sipp("uas_200.xml", false), 3000);
     assert_int_equal(dw_sip_probe(s, &spec, on_result, &r), 0);
@@ -464,7 +351,7 @@ static void test_udp_retransmit(void **state)
     struct result r;
     double t0, dt;
 
-    NEED("python3");
+    TL_NEED("python3");
     /* the peer drops the first two copies: answered at the third, sent at 0.5 + 1.0 s */
     spec_init(&spec, DW_SIP_UDP, start_fake("udp", "drop:2", NULL, NULL, NULL, NULL), 3000);
     t0 = now_s();
@@ -503,7 +390,7 @@ static void run_bad(struct fixture *f, const char *transport, enum dw_sip_transp
         assert_int_equal(r.code, 200);
         assert_int_equal(after.malformed - before.malformed, cases[i].malformed);
         assert_int_equal(after.unmatched - before.unmatched, cases[i].unmatched);
-        stop_children();
+        tl_kill_all();
     }
 }
 
@@ -516,7 +403,7 @@ static void test_udp_malformed(void **state)
         {"truncated,callid,branch,cseq,oversized,garbage,nul,request,empty", 4, 5},
     };
 
-    NEED("python3");
+    TL_NEED("python3");
     run_bad(*state, "udp", DW_SIP_UDP, cases, sizeof cases / sizeof cases[0], NULL, NULL, NULL);
 }
 
@@ -534,7 +421,7 @@ static void test_tcp_malformed(void **state)
     struct result r;
     struct dw_sip_stats before;
 
-    NEED("python3");
+    TL_NEED("python3");
     run_bad(f, "tcp", DW_SIP_TCP, cases, sizeof cases / sizeof cases[0], NULL, NULL, NULL);
 
     before = stats(f);
@@ -553,7 +440,7 @@ static void test_tcp_malformed(void **state)
     r = probe(f, &spec);
     assert_false(r.ok);
     assert_string_equal(r.detail, "connection closed");
-    stop_children();
+    tl_kill_all();
 }
 
 static void test_tcp_refused(void **state)
@@ -562,7 +449,7 @@ static void test_tcp_refused(void **state)
     struct dw_probe_spec spec;
     struct result r;
 
-    spec_init(&spec, DW_SIP_TCP, free_port(SOCK_STREAM), 2000);
+    spec_init(&spec, DW_SIP_TCP, tl_free_port(SOCK_STREAM), 2000);
     r = probe(f, &spec);
     assert_false(r.ok);
     assert_string_equal(r.detail, "connect: connection refused");
@@ -602,7 +489,7 @@ static void test_close_in_flight(void **state)
     struct dw_sip *s;
     char err[256];
 
-    NEED("python3");
+    TL_NEED("python3");
     spec_init(&su, DW_SIP_UDP, start_fake("udp", "silent", NULL, NULL, NULL, NULL), 5000);
     spec_init(&st, DW_SIP_TCP, start_fake("tcp", "silent", NULL, NULL, NULL, NULL), 5000);
     memset(r, 0, sizeof r);
@@ -626,18 +513,6 @@ static void test_close_in_flight(void **state)
 static char ca_pem[DW_PATH_MAX], srv_pem[DW_PATH_MAX], srv_key[DW_PATH_MAX], cli_pem[DW_PATH_MAX],
     cli_key[DW_PATH_MAX];
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-    char cmd[2048];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    return system(cmd);
-}
-
 static bool make_certs(void)
 {
     const char *d = tmpdir;
@@ -650,20 +525,7 @@ static bool make_certs(void)
     snprintf(srv_key, sizeof srv_key, "%s/srv.key", d);
     snprintf(cli_pem, sizeof cli_pem, "%s/cli.pem", d);
     snprintf(cli_key, sizeof cli_key, "%s/cli.key", d);
-    if (sh("cd %s && exec >openssl.log 2>&1 && "
-           "printf 'subjectAltName=DNS:sip.test,IP:127.0.0.1\\n' > srv.ext && "
-           "printf 'extendedKeyUsage=clientAuth\\n' > cli.ext && "
-           "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
-           "-keyout ca.key -out ca.pem -days 2 -subj /CN=drwatch-test-ca && "
-           "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
-           "-keyout srv.key -out srv.csr -subj /CN=sip.test && "
-           "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
-           "-out srv.pem -days 2 -extfile srv.ext && "
-           "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
-           "-keyout cli.key -out cli.csr -subj /CN=drwatch-client && "
-           "openssl x509 -req -in cli.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
-           "-out cli.pem -days 2 -extfile cli.ext",
-           d) != 0)
+    if (tl_make_certs(d) != 0)
         return false;
     made = true;
     return true;
@@ -687,8 +549,8 @@ static void test_tls(void **state)
     struct result r;
     int port;
 
-    NEED("python3");
-    NEED("openssl");
+    TL_NEED("python3");
+    TL_NEED("openssl");
     assert_true(make_certs());
     port = start_fake("tls", "ok", srv_pem, srv_key, NULL, NULL);
 
@@ -721,8 +583,8 @@ static void test_tls_client_cert(void **state)
     struct result r;
     int port;
 
-    NEED("python3");
-    NEED("openssl");
+    TL_NEED("python3");
+    TL_NEED("openssl");
     assert_true(make_certs());
     port = start_fake("tls", "ok", srv_pem, srv_key, "--client-ca", ca_pem);
     spec_init(&spec, DW_SIP_TLS, port, 3000);
@@ -748,8 +610,8 @@ static void test_tls_malformed(void **state)
         {"garbage,callid,nul,branch", 2, 2},
     };
 
-    NEED("python3");
-    NEED("openssl");
+    TL_NEED("python3");
+    TL_NEED("openssl");
     assert_true(make_certs());
     run_bad(*state, "tls", DW_SIP_TLS, cases, 1, srv_pem, srv_key, ca_pem);
 }
@@ -757,8 +619,7 @@ static void test_tls_malformed(void **state)
 static int group_setup(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/dw-test-sip-XXXXXX");
-    assert_non_null(mkdtemp(tmpdir));
+    assert_int_equal(tl_tmpdir(tmpdir, sizeof tmpdir, "dw-test-sip"), 0);
     signal(SIGPIPE, SIG_IGN);
     return 0;
 }
@@ -766,8 +627,8 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    stop_children();
-    sh("rm -rf '%s'", tmpdir);
+    tl_kill_all();
+    tl_rmtree(tmpdir);
     return 0;
 }
 

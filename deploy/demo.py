@@ -43,6 +43,9 @@ def main():
         print("killed site A's Edges (edge-a1, edge-a2); waiting for the failover")
         wait_until(lambda: all((c.operations(i) or [{}])[0].get("status") == "done"
                                for i in range(1, 4)), 60, "the failover to finish")
+        # The quorum needs two of three; wait for the third node's own view too, for the record.
+        wait_until(lambda: all([x["local"] for x in c.status(i)["local"] if x["id"] == "site-a"]
+                               == ["down"] for i in range(1, 4)), 30, "every node's local verdict")
         events = [(t0, "test", "site A's Edges killed (edge-a1, edge-a2)")]
         for i in range(1, 4):
             events += [e for e in log_events(c, i) if e[0] >= t0 - 0.001]

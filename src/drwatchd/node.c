@@ -76,8 +76,10 @@ static void submitted(void *data, int status, const char *errmsg)
         dw_log(DW_LOG_INFO, "node", "observations committed again after %u failures",
                n->submit_failures);
     n->submit_failures = 0;
-    if (n->dirty)
-        submit(n);
+    /* Not submit() here: on the leader this runs inside raft's apply path, and raft must not be
+     * re-entered from its own callbacks. */
+    if (n->dirty && !uv_is_active((uv_handle_t *)&n->retry))
+        uv_timer_start(&n->retry, retry_cb, 0, 0);
 }
 
 /* At most one observation in flight and at least min_submit_interval_ms between two: however many

@@ -41,8 +41,7 @@ def main():
                                for s in ("site-a", "site-b")), 30, "both sites up")
         t0 = c.kill_edges("site-a")
         print("killed site A's Edges (edge-a1, edge-a2); waiting for the failover")
-        wait_until(lambda: all((c.operations(i) or [{}])[0].get("status") == "done"
-                               for i in range(1, 4)), 60, "the failover to finish")
+        c.wait_operation_done(timeout=60, what="the failover to finish")
         # The quorum needs two of three; wait for the third node's own view too, for the record.
         wait_until(lambda: all([x["local"] for x in c.status(i)["local"] if x["id"] == "site-a"]
                                == ["down"] for i in range(1, 4)), 30, "every node's local verdict")

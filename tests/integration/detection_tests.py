@@ -122,8 +122,7 @@ def test_j_every_probe_kind_end_to_end():
             # Site A loses its SIP peers and its TCP port.
             stop_all(helpers[:2])
             c.kill_edges("site-a")
-            wait_until(lambda: all((c.operations(i) or [{}])[0].get("status") == "done"
-                                   for i in range(1, 4)), 40, "failover to premise-b")
+            c.wait_operation_done(timeout=40, what="failover to premise-b")
             puts = [(tb, inst) for tb, inst, st, _ in c.puts() if st == 200]
             assert puts == [("tbB", True), ("tbA", False)], puts
     finally:
@@ -236,8 +235,7 @@ def test_k_silent_watchdog_cannot_tip_the_verdict_and_tilt_abstains():
         assert c.puts() == []
         # TILT ends; two fresh DOWN observations now decide.
         wait_until(lambda: c.site_verdict(1, "site-a") == "down", 30, "site-a down after TILT")
-        wait_until(lambda: all((c.operations(i) or [{}])[0].get("status") == "done"
-                               for i in range(1, 4)), 40, "failover done")
+        c.wait_operation_done(timeout=40, what="failover done")
 
 
 def test_l_genesys_signal_and_combination():
@@ -264,8 +262,7 @@ def test_l_genesys_signal_and_combination():
         assert c.puts() == [], "probes alone must not fail over a probes_and_genesys site"
         for e in SITES["site-a"]:
             simctl.set_edge(c.genesys_url, e, None)  # follow the (dead) Edge processes again
-        wait_until(lambda: all((c.operations(i) or [{}])[0].get("status") == "done"
-                               for i in range(1, 4)), 40, "failover once the cloud agrees")
+        c.wait_operation_done(timeout=40, what="failover once the cloud agrees")
         s = [x for x in c.cluster_view(2)["sites"] if x["id"] == "site-a"][0]
         assert s["verdict"] == "down" and s["cloud_verdict"] == "down" and s["since"] > base, s
         reqs = [r for r in c.requests() if r["path"].endswith("/edges") or "/edges?" in r["path"]
@@ -356,8 +353,7 @@ def test_n_partitioned_watchdog_cannot_tip_the_verdict_either_way():
             assert c.operations(2) == [] and c.puts() == []
             # Healed: two fresh DOWNs decide, and the failover runs.
             ns.set_cluster_link(True)
-            wait_until(lambda: all((c.operations(i) or [{}])[0].get("status") == "done"
-                                   for i in range(1, 4)), 60, "failover after healing")
+            c.wait_operation_done(timeout=60, what="failover after healing")
             # UP side: site A is really dead for node 2 too. Node 3 sees A again and says so, is
             # partitioned, goes stale; node 1 sees A again. One fresh UP of three: still DOWN.
             c.kill_edges("site-a")

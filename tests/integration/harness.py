@@ -312,6 +312,12 @@ class Cluster:
                         return o
         return None
 
+    def wait_operation_done(self, nodes=None, timeout=40, what="the operation to finish"):
+        """Until the newest operation is done as every given node's replica sees it."""
+        nodes = list(nodes or range(1, self.n + 1))
+        return wait_until(lambda: all((self.operations(i) or [{}])[0].get("status") == "done"
+                                      for i in nodes), timeout, f"{what} on nodes {nodes}")
+
     def dump(self, i):
         r = self.drctl(i, "dump", check=False)
         return r["dump"] if r else None

@@ -17,16 +17,6 @@ from harness import CLIENT_SECRET as CLIENT_SECRET_TEXT, Cluster, SITES, wait_un
 BUILD = None
 
 
-def op_done_everywhere(c, nodes):
-    def check():
-        for i in nodes:
-            ops = c.operations(i)
-            if not ops or ops[0]["status"] != "done":
-                return False
-        return True
-    return check
-
-
 def test_bad_config_lists_every_error():
     d = Cluster(BUILD, name="badcfg")
     try:
@@ -58,7 +48,7 @@ def test_a_site_down_fails_over_exactly_once():
         wait_until(lambda: all(c.site_verdict(i, "site-a") == "up" and c.site_verdict(i, "site-b") == "up"
                                for i in range(1, 4)), 20, "both sites up on every node")
         c.kill_edges("site-a")
-        wait_until(op_done_everywhere(c, range(1, 4)), 40, "failover done on every node")
+        c.wait_operation_done(range(1, 4), 40, "failover done on every node")
         puts = [(tb, inst) for tb, inst, status, _ in c.puts()]
         assert puts == [("tbB", True), ("tbA", False)], f"PUTs at the simulator: {puts}"
         assert all(c.group_active(i) == "premise-b" for i in range(1, 4))
@@ -131,7 +121,7 @@ def test_c_leader_killed_between_steps_new_leader_finishes_once():
         survivors = [i for i in range(1, 4) if i != leader]
         puts = [(tb, inst) for tb, inst, _, _ in c.puts()]
         assert puts == [("tbB", True)], f"before the crash: {puts}"
-        wait_until(op_done_everywhere(c, survivors), 40, "the new leader to finish the operation")
+        c.wait_operation_done(survivors, 40, "the new leader to finish the operation")
         new_leader = c.wait_leader()
         assert new_leader != leader
         puts = [(tb, inst) for tb, inst, _, _ in c.puts()]
@@ -148,7 +138,7 @@ def test_d_restarted_node_rebuilds_and_agrees():
     with Cluster(BUILD, name="restart").start() as c:
         c.wait_leader()
         c.kill_edges("site-a")
-        wait_until(op_done_everywhere(c, range(1, 4)), 40, "failover done")
+        c.wait_operation_done(range(1, 4), 40, "failover done")
         c.wait_converged(30)
         for i in (3, 1):
             c.kill_node(i, sig=15)
@@ -196,7 +186,7 @@ def test_f_genesys_409_and_503_are_retried():
         simctl.set_fault(c.genesys_url, method="PUT", path_prefix=prefix, kind="409", count=1)
         simctl.set_fault(c.genesys_url, method="GET", path_prefix=prefix, kind="status", status=503, count=1)
         c.kill_edges("site-a")
-        wait_until(op_done_everywhere(c, range(1, 4)), 60, "failover done despite faults")
+        c.wait_operation_done(range(1, 4), 60, "failover done despite faults")
         ok = [(tb, inst) for tb, inst, status, _ in c.puts() if status == 200]
         assert ok == [("tbB", True), ("tbA", False)], c.puts()
         assert any(status == 409 for _, _, status, _ in c.puts()), c.puts()
@@ -304,7 +294,7 @@ def test_i_leader_cut_off_mid_step_stops_and_the_majority_finishes():
         finally:
             for i in followers:
                 c.procs[i].send_signal(sig.SIGCONT)
-        wait_until(op_done_everywhere(c, range(1, 4)), 60, "the majority to finish the operation")
+        c.wait_operation_done(range(1, 4), 60, "the majority to finish the operation")
         puts = [(tb, inst) for tb, inst, status, _ in c.puts() if status == 200]
         assert puts == [("tbB", True), ("tbA", False)], puts
 

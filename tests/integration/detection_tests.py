@@ -191,6 +191,24 @@ class Netns:
             subprocess.run(["ip", "link", "del", host_if], capture_output=True)
 
 
+def _stale_vote_then_second(c, state, change_view, silence):
+    """Node 3 reports `state` for site-a and is silenced; once that observation is stale, node 1
+    reports `state` too. Returns after two more seconds of committed refreshes, for the caller to
+    check that one fresh vote plus one stale one moved nothing."""
+    change_view(3)
+    wait_until(lambda: (c.observation(1, 3, "site-a") or {}).get("state") == state, 20,
+               f"node 3's {state} committed")
+    silence()
+    wait_until(lambda: not c.observation(1, 3, "site-a")["fresh"], 20,
+               "node 3's observation to go stale")
+    change_view(1)
+    wait_until(lambda: (c.observation(2, 1, "site-a") or {}).get("state") == state, 20,
+               f"node 1's {state} committed")
+    base = c.observation(2, 2, "site-a")["refreshed"]
+    wait_until(lambda: c.observation(2, 2, "site-a")["refreshed"] >= base + 2000, 20,
+               "two more seconds of committed refreshes")
+
+
 def test_k_silent_watchdog_cannot_tip_the_verdict_and_tilt_abstains():
     """Node 3 reports site A down, then goes silent (SIGSTOP). Its DOWN goes stale, so when node 1
     later loses A too there is one fresh DOWN of three: no verdict, no failover. Node 3 resumes
@@ -206,19 +224,9 @@ def test_k_silent_watchdog_cannot_tip_the_verdict_and_tilt_abstains():
         c.wait_leader()
         wait_until(lambda: all(c.site_verdict(i, "site-a") == "up" for i in range(1, 4)), 20,
                    "site-a up everywhere")
-        _break_view(c, 3)
-        wait_until(lambda: (c.observation(1, 3, "site-a") or {}).get("state") == "down", 20,
-                   "node 3's DOWN committed")
-        c.procs[3].send_signal(signal.SIGSTOP)
         try:
-            wait_until(lambda: not c.observation(1, 3, "site-a")["fresh"], 20,
-                       "node 3's observation to go stale")
-            _break_view(c, 1)
-            wait_until(lambda: (c.observation(2, 1, "site-a") or {}).get("state") == "down", 20,
-                       "node 1's DOWN committed")
-            base = c.observation(2, 2, "site-a")["refreshed"]
-            wait_until(lambda: c.observation(2, 2, "site-a")["refreshed"] >= base + 2000, 20,
-                       "two more seconds of committed refreshes")
+            _stale_vote_then_second(c, "down", lambda i: _break_view(c, i),
+                                    lambda: c.procs[3].send_signal(signal.SIGSTOP))
             for i in (1, 2):
                 assert c.site_verdict(i, "site-a") == "up", c.cluster_view(i)["sites"]
                 assert c.operations(i) == []
@@ -337,18 +345,8 @@ def test_n_partitioned_watchdog_cannot_tip_the_verdict_either_way():
             wait_until(lambda: all(c.site_verdict(i, "site-a") == "up" for i in range(1, 4)), 30,
                        "site-a up everywhere")
             # DOWN side: node 3 reports A down, is partitioned, goes stale; node 1 loses A.
-            _break_view(c, 3)
-            wait_until(lambda: (c.observation(1, 3, "site-a") or {}).get("state") == "down", 20,
-                       "node 3's DOWN committed")
-            ns.set_cluster_link(False)
-            wait_until(lambda: not c.observation(1, 3, "site-a")["fresh"], 20,
-                       "node 3's observation to go stale")
-            _break_view(c, 1)
-            wait_until(lambda: (c.observation(2, 1, "site-a") or {}).get("state") == "down", 20,
-                       "node 1's DOWN committed")
-            base = c.observation(2, 2, "site-a")["refreshed"]
-            wait_until(lambda: c.observation(2, 2, "site-a")["refreshed"] >= base + 2000, 20,
-                       "two more seconds of committed refreshes")
+            _stale_vote_then_second(c, "down", lambda i: _break_view(c, i),
+                                    lambda: ns.set_cluster_link(False))
             assert c.site_verdict(2, "site-a") == "up", c.cluster_view(2)["sites"]
             assert c.operations(2) == [] and c.puts() == []
             # Healed: two fresh DOWNs decide, and the failover runs.
@@ -359,18 +357,8 @@ def test_n_partitioned_watchdog_cannot_tip_the_verdict_either_way():
             c.kill_edges("site-a")
             wait_until(lambda: (c.observation(1, 2, "site-a") or {}).get("state") == "down", 20,
                        "node 2's DOWN committed")
-            _restore_view(c, 3, host="0.0.0.0")
-            wait_until(lambda: (c.observation(1, 3, "site-a") or {}).get("state") == "up", 20,
-                       "node 3's UP committed")
-            ns.set_cluster_link(False)
-            wait_until(lambda: not c.observation(1, 3, "site-a")["fresh"], 20,
-                       "node 3's observation to go stale")
-            _restore_view(c, 1, host="0.0.0.0")
-            wait_until(lambda: (c.observation(2, 1, "site-a") or {}).get("state") == "up", 20,
-                       "node 1's UP committed")
-            base = c.observation(2, 2, "site-a")["refreshed"]
-            wait_until(lambda: c.observation(2, 2, "site-a")["refreshed"] >= base + 2000, 20,
-                       "two more seconds of committed refreshes")
+            _stale_vote_then_second(c, "up", lambda i: _restore_view(c, i, host="0.0.0.0"),
+                                    lambda: ns.set_cluster_link(False))
             assert c.site_verdict(2, "site-a") == "down", c.cluster_view(2)["sites"]
             ns.set_cluster_link(True)
             wait_until(lambda: c.site_verdict(2, "site-a") == "up", 30, "site-a up after healing")

@@ -49,6 +49,12 @@ class EdgeServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
+    def handle_error(self, request, client_address):
+        # A client resetting a kept-alive connection is normal here (probes time out and close).
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
+
     def __init__(self, addr, state):
         super().__init__(addr, EdgeHandler)
         self.state = state

@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cJSON.h>
@@ -1122,29 +1121,18 @@ static cJSON *big_doc(int n_sites, int per_site)
     return d;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void test_limits(void **state)
 {
     (void)state;
-    /* 10,000 Edges: parsing, defaults and the uniqueness checks stay fast */
+    /* 10,000 Edges parse with defaults applied; tests/bench/config times it */
     cJSON *d = big_doc(100, 100);
     char *text = cJSON_PrintUnformatted(d);
     cJSON_Delete(d);
-    double t0 = now_s();
     int rc = parse_text(text);
-    double took = now_s() - t0;
     free(text);
     if (rc != 0)
         dump_errors();
     assert_int_equal(rc, 0);
-    print_message("  10000 edges parsed in %.3f s\n", took);
-    assert_true(took < 1.0);
     assert_int_equal(cfg.n_sites, 100);
     assert_string_equal(cfg.sites[99].edges[99].id, "edge-99-99");
     assert_int_equal(cfg.sites[99].edges[99].n_probes, 1);

@@ -57,8 +57,10 @@ struct dw_edge {
     char id[DW_ID_MAX];
     char genesys_edge_id[DW_ID_MAX];  /* optional, "" when absent: needed for the Genesys signal */
     char health_url[DW_URL_MAX];      /* shorthand for one http probe; "" when probes are given */
-    int n_probes;                     /* >= 1: health_url and/or "probes" */
-    struct dw_probe_spec probes[DW_MAX_PROBES]; /* an Edge is UP while any of its probes is UP */
+    int n_probes;                     /* 1..DW_MAX_PROBES: health_url and/or "probes" */
+    /* an Edge is UP while any of its probes is UP; allocated to n_probes (a spec is ~2 KB and
+     * most Edges have one or two), freed by dw_config_free */
+    struct dw_probe_spec *probes;
 };
 
 /* How a site's Edges make the site's verdict (see docs/detection.md). */

@@ -672,6 +672,12 @@ static void edge_check(struct ctx *c, const cJSON *obj, void *base)
     if (!e->health_url[0])
         return;
     int n = e->n_probes < DW_MAX_PROBES - 1 ? e->n_probes : DW_MAX_PROBES - 1;
+    struct dw_probe_spec *grown = realloc(e->probes, (size_t)(n + 1) * sizeof *grown);
+    if (!grown) {
+        err(c, "out of memory");
+        return;
+    }
+    e->probes = grown;
     memmove(&e->probes[1], &e->probes[0], (size_t)n * sizeof e->probes[0]);
     struct dw_probe_spec *p = &e->probes[0];
     memset(p, 0, sizeof *p);
@@ -830,7 +836,7 @@ static const struct field edge_f[] = {
     STR("health_url", false, struct dw_edge, health_url, F_URL),
     { .key = "probes", .kind = K_ARRAY, .off = offsetof(struct dw_edge, probes),
       .size = sizeof(spec_t), .count_off = offsetof(struct dw_edge, n_probes), .min = 1,
-      .max = DW_MAX_PROBES, .sub = &spec_t_table },
+      .max = DW_MAX_PROBES, .sub = &spec_t_table, .alloc = true },
 };
 static const struct table edge_t = { .f = edge_f, .n = sizeof edge_f / sizeof edge_f[0],
                                      .check = edge_check };
@@ -1214,8 +1220,11 @@ void dw_config_free(struct dw_config *cfg)
 {
     if (!cfg)
         return;
-    for (int i = 0; cfg->sites && i < cfg->n_sites; i++)
+    for (int i = 0; cfg->sites && i < cfg->n_sites; i++) {
+        for (int j = 0; cfg->sites[i].edges && j < cfg->sites[i].n_edges; j++)
+            free(cfg->sites[i].edges[j].probes);
         free(cfg->sites[i].edges);
+    }
     free(cfg->sites);
     cfg->sites = NULL;
     cfg->n_sites = 0;

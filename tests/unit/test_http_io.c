@@ -111,8 +111,11 @@ static void probe_cfg(struct dw_config *cfg, int port)
     cfg->probe.recover_threshold = 2;
     static struct dw_site site;
     static struct dw_edge edge;
+    static struct dw_probe_spec spec;
     memset(&site, 0, sizeof site);
     memset(&edge, 0, sizeof edge);
+    memset(&spec, 0, sizeof spec);
+    edge.probes = &spec;
     cfg->sites = &site;
     cfg->n_sites = 1;
     snprintf(cfg->sites[0].id, DW_ID_MAX, "site-a");

@@ -196,6 +196,7 @@ struct tcfg {
     struct dw_config cfg;
     struct dw_site sites[T_SITES];
     struct dw_edge edges[T_SITES][T_EDGES];
+    struct dw_probe_spec probes[T_SITES][T_EDGES][DW_MAX_PROBES];
 };
 
 static struct tcfg *tcfg_new(int n_sites)
@@ -220,6 +221,7 @@ static struct dw_edge *add_edge(struct tcfg *t, int site)
     struct dw_site *s = &t->sites[site];
     assert_true(s->n_edges < T_EDGES);
     struct dw_edge *e = &s->edges[s->n_edges];
+    e->probes = t->probes[site][s->n_edges];
     snprintf(e->id, DW_ID_MAX, "edge-%d-%d", site, s->n_edges);
     s->n_edges++;
     return e;

@@ -338,22 +338,31 @@ int tl_make_certs(const char *dir)
     return 0;
 }
 
+/* Ports handed out before by this process: a later bind to 0 may return one of them while its
+ * first user still needs it, so they are never handed out twice. */
+static unsigned char given_ports[65536 / 8];
+
 void tl_free_ports(int type, int *out, int n)
 {
-    int fds[16];
+    int fds[64], nfd = 0;
 
-    /* all bound at once, so the ports differ */
+    /* all held bound until the end, so the kernel cannot return one twice */
     assert_true(n > 0 && n <= 16);
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n;) {
         struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
         socklen_t len = sizeof sa;
-        fds[i] = socket(AF_INET, type, 0);
-        assert_true(fds[i] >= 0);
-        assert_int_equal(bind(fds[i], (struct sockaddr *)&sa, sizeof sa), 0);
-        assert_int_equal(getsockname(fds[i], (struct sockaddr *)&sa, &len), 0);
-        out[i] = ntohs(sa.sin_port);
+        assert_true(nfd < (int)(sizeof fds / sizeof fds[0]));
+        int fd = fds[nfd++] = socket(AF_INET, type, 0);
+        assert_true(fd >= 0);
+        assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+        assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+        int port = ntohs(sa.sin_port);
+        if (given_ports[port / 8] & (1u << (port % 8)))
+            continue;
+        given_ports[port / 8] |= (unsigned char)(1u << (port % 8));
+        out[i++] = port;
     }
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < nfd; i++)
         close(fds[i]);
 }
 

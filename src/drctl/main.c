@@ -26,7 +26,8 @@ static void usage(FILE *f)
             "  status                       leader, members, sites, active targets, operations\n"
             "  history [N]                  the N most recent history rows (default 50)\n"
             "  dump                         the replicated state, one line per row\n"
-            "  debug crash-before STEP      (node.debug only) SIGKILL this node before STEP\n"
+            "  debug crash-before STEP      (node.debug only) SIGKILL this node before STEP of an\n"
+            "                               operation it began\n"
             "the socket defaults to $DRWATCH_SOCKET, else " DEFAULT_SOCKET "\n");
 }
 

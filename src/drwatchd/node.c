@@ -366,6 +366,8 @@ static void admin_handler(void *data, const cJSON *req, cJSON *reply)
         char *d = dw_fsm_dump(n->fsm);
         cJSON_AddBoolToObject(reply, "ok", d != NULL);
         cJSON_AddStringToObject(reply, "dump", d ? d : "");
+        /* the dump is the state after this entry: equal indexes must give equal dumps */
+        cJSON_AddNumberToObject(reply, "applied", (double)dw_raft_last_applied(n->raft));
         free(d);
     } else if (strcmp(cmd, "debug") == 0) {
         const cJSON *cb = cJSON_GetObjectItemCaseSensitive(req, "crash_before");

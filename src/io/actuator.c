@@ -27,6 +27,7 @@ struct dw_actuator {
     char detail[512];
     char current[160];
     char crash_before[16];
+    int64_t began_op; /* the last operation whose first step this process ran */
     int64_t unknown_logged;
 };
 
@@ -236,6 +237,8 @@ static void verify_next(struct dw_actuator *a)
 
 static void execute(struct dw_actuator *a)
 {
+    if (a->cur.seq == 0)
+        a->began_op = a->cur.op;
     a->tb = 0;
     a->detail[0] = '\0';
     if (strcmp(a->cur.action, "verify") == 0) {
@@ -248,7 +251,10 @@ static void execute(struct dw_actuator *a)
 
 static void maybe_crash(struct dw_actuator *a)
 {
-    if (a->crash_before[0] && strcmp(a->crash_before, a->cur.action) == 0) {
+    /* Only the leader that began this operation dies: the one that takes over must finish it,
+     * even when every node was armed. */
+    if (a->crash_before[0] && strcmp(a->crash_before, a->cur.action) == 0 &&
+        a->began_op == a->cur.op) {
         dw_log(DW_LOG_WARN, "actuator", "debug: crashing before %s of op %lld as requested",
                a->cur.action, (long long)a->cur.op);
         raise(SIGKILL);

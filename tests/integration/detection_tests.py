@@ -105,20 +105,27 @@ def test_j_every_probe_kind_end_to_end():
                         return False
                 return True
             wait_until(all_edges_up, 30, "every Edge up on every node through its probes")
+            kinds = (("edge-a1", "sip"), ("edge-a2", "sip"), ("edge-a2", "tcp"),
+                     ("edge-b1", "http"), ("edge-b2", "sip"))
             for i in range(1, 4):
+                # An Edge is up once one of its probes is: edge-a2's second kind may lag a run.
+                wait_until(lambda: all(probe_ok_counts(c.metrics(i)).get(k, 0) > 0 for k in kinds),
+                           10, f"node {i}: a successful run of every probe kind")
                 text = c.metrics(i)
-                ok = probe_ok_counts(text)
-                for key in (("edge-a1", "sip"), ("edge-a2", "sip"), ("edge-a2", "tcp"),
-                            ("edge-b1", "http"), ("edge-b2", "sip")):
-                    assert ok.get(key, 0) > 0, (i, key, ok)
                 r = subprocess.run(["promtool", "check", "metrics"], input=text,
                                    capture_output=True, text=True)
                 assert r.returncode == 0, r.stdout + r.stderr
                 assert "drwatch_is_leader" in text
-            leaders = sum(float(line.split()[-1]) for i in range(1, 4)
-                          for line in c.metrics(i).splitlines()
-                          if line.startswith("drwatch_is_leader "))
-            assert leaders == 1, leaders
+
+            def leaders():
+                return sum(float(line.split()[-1]) for i in range(1, 4)
+                           for line in c.metrics(i).splitlines()
+                           if line.startswith("drwatch_is_leader "))
+            # Three scrapes one after another can straddle a change of leader: wait for one
+            # scrape round that shows exactly one, and never more than one.
+            seen = []
+            wait_until(lambda: seen.append(leaders()) or seen[-1] == 1, 10, "exactly one leader")
+            assert max(seen) <= 1, seen
             # Site A loses its SIP peers and its TCP port.
             stop_all(helpers[:2])
             c.kill_edges("site-a")
@@ -298,6 +305,15 @@ def test_m_log_cost_is_bounded():
 
         def index():
             return max(c.status(i)["node"]["last_index"] for i in range(1, 4))
+
+        def term():
+            return max(c.status(i)["leader"]["term"] for i in range(1, 4))
+
+        def counter(name):
+            # Summed over nodes and label sets.
+            return sum(float(line.rsplit(" ", 1)[1]) for i in range(1, 4)
+                       for line in c.metrics(i).splitlines()
+                       if line.startswith(name + " ") or line.startswith(name + "{"))
         stop = threading.Event()
 
         def flapper():  # 200 ms up, 200 ms down: never 3 failed runs in a row at 500 ms
@@ -306,6 +322,8 @@ def test_m_log_cost_is_bounded():
                 simctl.edge_mode(flap_port, "ok") if up else simctl.edge_mode(flap_port, "status", status=500)
                 up = not up
         t = threading.Thread(target=flapper, daemon=True)
+        start_term, start_failed = term(), counter("drwatch_observations_failed_total")
+        start_trips = counter("drwatch_tilt_trips_total")
         start_idx, start_ts = index(), c.cluster_view(1)["last_ts"]
         t.start()
         shared.kill()
@@ -320,8 +338,14 @@ def test_m_log_cost_is_bounded():
         seconds = (c.cluster_view(1)["last_ts"] - start_ts) / 1000
         # Bound (docs/detection.md): each node adds one refresh per refresh interval plus one entry
         # per change of its view (at most one per min_submit_interval); here 3 nodes, one change.
-        bound = 3 * (seconds / 1.0 + 1) + 3 * 2 + 2
-        print(f"    log cost: {entries} entries in {seconds:.1f} s (bound {bound:.0f})", flush=True)
+        # A loaded machine may add what the bound also allows for: a leader entry per new term, a
+        # resubmission per observation whose commit timed out (it may have committed anyway), and
+        # a view change per TILT trip.
+        extra = (term() - start_term) + (counter("drwatch_observations_failed_total") - start_failed) \
+            + (counter("drwatch_tilt_trips_total") - start_trips)
+        bound = 3 * (seconds / 1.0 + 1) + 3 * 2 + 2 + extra
+        print(f"    log cost: {entries} entries in {seconds:.1f} s (bound {bound:.0f}, "
+              f"of which {extra:.0f} for elections, retries and TILT)", flush=True)
         assert entries <= bound, (entries, bound, seconds)
         assert c.site_verdict(1, "site-b") == "up", "a flapping Edge below the thresholds changes nothing"
 

@@ -319,15 +319,28 @@ class Cluster:
                                       for i in nodes), timeout, f"{what} on nodes {nodes}")
 
     def dump(self, i):
+        """(applied index, replicated state as text) of node i, or None."""
         r = self.drctl(i, "dump", check=False)
-        return r["dump"] if r else None
+        return (r["applied"], r["dump"]) if r else None
 
     def wait_converged(self, timeout=20):
-        """Until every live node's replicated state is byte-identical at the same point."""
+        """Until every live node has shown its replicated state at one same applied index; the
+        states must be byte-identical there (any difference at an equal index fails at once)."""
+        seen = {}  # applied index -> {node: dump}
+
         def same():
-            dumps = [self.dump(i) for i in self.alive()]
-            return dumps[0] if dumps and None not in dumps and len(set(dumps)) == 1 else None
-        return wait_until(same, timeout, "identical state on every node", interval=0.02)
+            nodes = self.alive()
+            for i in nodes:
+                d = self.dump(i)
+                if d is None:
+                    continue
+                at = seen.setdefault(d[0], {})
+                at[i] = d[1]
+                assert len(set(at.values())) == 1, f"nodes differ at applied index {d[0]}: {sorted(at)}"
+                if all(j in at for j in nodes):
+                    return at[i]
+            return None
+        return wait_until(same, timeout, "every node's state at one same applied index", interval=0.05)
 
     # ---- teardown -----------------------------------------------------------------------
     def stop(self):

@@ -109,14 +109,18 @@ def test_b_one_node_losing_site_a_changes_nothing():
 
 def test_c_leader_killed_between_steps_new_leader_finishes_once():
     with Cluster(BUILD, name="crash").start() as c:
-        leader = c.wait_leader()
+        c.wait_leader()
         wait_until(lambda: all(c.site_verdict(i, "site-a") == "up" for i in range(1, 4)), 20,
                    "site-a up everywhere")
-        c.drctl(leader, "debug", "crash-before", "deactivate")
+        # Armed on every node: on a loaded machine leadership may move before the step is reached.
+        for i in range(1, 4):
+            c.drctl(i, "debug", "crash-before", "deactivate")
         c.kill_edges("site-a")
-        proc = c.procs[leader]
-        wait_until(lambda: proc.poll() is not None, 40, f"leader {leader} to die before deactivate")
-        assert proc.returncode == -9, proc.returncode
+        dead = wait_until(lambda: [i for i, p in c.procs.items() if p.poll() is not None], 40,
+                          "the acting leader to die before deactivate")
+        assert len(dead) == 1, dead
+        leader = dead[0]
+        assert c.procs[leader].returncode == -9, c.procs[leader].returncode
         del c.procs[leader]
         survivors = [i for i in range(1, 4) if i != leader]
         puts = [(tb, inst) for tb, inst, _, _ in c.puts()]
@@ -190,8 +194,9 @@ def test_f_genesys_409_and_503_are_retried():
         ok = [(tb, inst) for tb, inst, status, _ in c.puts() if status == 200]
         assert ok == [("tbB", True), ("tbA", False)], c.puts()
         assert any(status == 409 for _, _, status, _ in c.puts()), c.puts()
-        leader = c.wait_leader()
-        assert "409" in c.log(leader) or "conflict" in c.log(leader).lower()
+        # Whoever led when the 409 came may not lead now.
+        logs = "".join(c.log(i) for i in range(1, 4))
+        assert "409" in logs or "conflict" in logs.lower()
 
 
 def test_g_garbage_edges_and_dead_genesys_api():

@@ -47,6 +47,8 @@ struct dw_http_opts {
     const char *client_key;      /* PEM key of client_cert; NULL = in client_cert's file */
     int tls_no_verify;           /* 1 = accept any server certificate and name (lab Edges only) */
     long recv_buffer;            /* curl's receive buffer per transfer, 0 = its default (16 KiB) */
+    int direct;                  /* 1 = never through a proxy, whatever http_proxy & co. say;
+                                    0 = libcurl's proxy environment applies */
 };
 
 /* The response is valid only during cb. Returns 0, or -1 (cb is then never called). */

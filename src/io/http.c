@@ -446,6 +446,8 @@ static int req_easy(struct req *r, const struct dw_http_opts *opts)
     bad |= curl_easy_setopt(e, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS)) !=
            CURLE_OK;
 #endif
+    if (opts->direct)
+        bad |= curl_easy_setopt(e, CURLOPT_PROXY, "") != CURLE_OK; /* "" overrides the env */
     if (opts->fresh_connect) {
         bad |= curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L) != CURLE_OK;
         bad |= curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L) != CURLE_OK;

@@ -323,6 +323,7 @@ int dw_peer_submit(struct dw_peer *p, const char *entry_json, dw_raft_done_cb cb
         .body_len = strlen(entry_json),
         .timeout_ms = PEER_FORWARD_TIMEOUT_MS,
         .max_body = 4096,
+        .direct = 1, /* members talk to each other, never through an egress proxy */
     };
     p->stats.forwarded++;
     if (dw_http_request(p->curlm, &o, on_forward_done, s) != 0) {

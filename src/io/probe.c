@@ -503,6 +503,7 @@ static int probe_init(struct dw_prober *p, struct probe *pr, const struct dw_pro
         /* thousands may be in flight when Edges are slow: small buffers, small peak memory */
         pr->opts.recv_buffer = 4096;
         pr->opts.fresh_connect = 1;
+        pr->opts.direct = 1; /* a proxy would answer for an Edge it cannot reach */
         pr->opts.tls_no_verify = !sp->verify_tls;
         pr->n_expect = sp->n_expect_status < 0 ? 0
                        : sp->n_expect_status > DW_MAX_CODES ? DW_MAX_CODES

@@ -1,10 +1,13 @@
 """Detection integration tests: every probe kind, the Genesys signal, freshness, TILT, bounded
 log cost and metrics, with three real drwatchd processes (imported by run.py)."""
+import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import urllib.parse
+import urllib.request
 
 from harness import ROOT, SITES, Cluster, wait_until
 
@@ -388,8 +391,37 @@ def test_n_partitioned_watchdog_cannot_tip_the_verdict_either_way():
             wait_until(lambda: c.site_verdict(2, "site-a") == "up", 30, "site-a up after healing")
 
 
+def test_o_egress_proxy_carries_genesys_calls_only():
+    """With http(s)_proxy set for the daemons, every Genesys call (login and API) goes through the
+    proxy and the failover still happens; Edge probes and the peer channel never do, so a proxy
+    can neither answer for a dead Edge nor sit between members."""
+    proxy = start_line([sys.executable, os.path.join(TOOLS, "http_proxy.py")], "READY")
+    purl = f"http://127.0.0.1:{proxy.port}"
+    try:
+        env = {"http_proxy": purl, "https_proxy": purl, "HTTPS_PROXY": purl, "no_proxy": ""}
+        with Cluster(BUILD, name="proxy", node_env=env).start() as c:
+            c.wait_leader()
+            wait_until(lambda: all(c.site_verdict(i, "site-a") == "up" for i in range(1, 4)), 30,
+                       "site-a up everywhere")
+            c.kill_edges("site-a")
+            c.wait_operation_done(timeout=40, what="failover through the proxy")
+            puts = [(tb, inst) for tb, inst, st, _ in c.puts() if st == 200]
+            assert puts == [("tbB", True), ("tbA", False)], puts
+            no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            with no_proxy.open(purl + "/_proxy/log", timeout=5) as r:
+                log = json.loads(r.read())
+            genesys = f"http://127.0.0.1:{urllib.parse.urlsplit(c.genesys_url).port}/"
+            assert any("/oauth/token" in e["url"] for e in log), log[:5]
+            assert sum(1 for e in log if e["method"] == "PUT") == 2, [e for e in log if e["method"] == "PUT"]
+            others = [e for e in log if not e["url"].startswith(genesys)]
+            assert not others, f"only Genesys calls may use the proxy: {others[:5]}"
+    finally:
+        stop_all([proxy])
+
+
 TESTS = [test_j_every_probe_kind_end_to_end,
          test_k_silent_watchdog_cannot_tip_the_verdict_and_tilt_abstains,
          test_l_genesys_signal_and_combination,
          test_m_log_cost_is_bounded,
-         test_n_partitioned_watchdog_cannot_tip_the_verdict_either_way]
+         test_n_partitioned_watchdog_cannot_tip_the_verdict_either_way,
+         test_o_egress_proxy_carries_genesys_calls_only]

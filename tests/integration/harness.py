@@ -46,11 +46,12 @@ class Cluster:
                  refresh_ms=1000, debug=True, keep=False, per_node_urls=None,
                  edge_overrides=None, site_overrides=None, tilt=None, genesys_extra=None,
                  sites=None, shared_edge_ports=None, member_ips=None, node_prefix=None,
-                 url_hosts=None, sim_host="127.0.0.1"):
+                 url_hosts=None, sim_host="127.0.0.1", node_env=None):
         self.build = os.path.abspath(build)
         self.n = n
         self.dir = tempfile.mkdtemp(prefix=f"drwatch-{name}-")
         self.keep = keep
+        self.node_env = node_env or {}
         self.procs = {}
         self.node_logs = {}
         self.edges = {}
@@ -198,7 +199,9 @@ class Cluster:
 
     def start_node(self, i):
         log = open(os.path.join(self.dir, f"n{i}.log"), "a")
-        env = dict(os.environ, DRWATCH_GENESYS_BACKOFF_SCALE="0.05")
+        # The simulators are on loopback: a proxy set for the machine must not come between.
+        env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+        env.update(DRWATCH_GENESYS_BACKOFF_SCALE="0.05", **self.node_env)
         p = subprocess.Popen(self.node_prefix.get(i, []) +
                              [os.path.join(self.build, "drwatchd"), "--config",
                               os.path.join(self.dir, f"n{i}.json")],

@@ -272,28 +272,26 @@ def test_i_leader_cut_off_mid_step_stops_and_the_majority_finishes():
     import signal as sig
     import simctl
     with Cluster(BUILD, name="minority").start() as c:
-        leader = c.wait_leader()
+        c.wait_leader()
         wait_until(lambda: all(c.site_verdict(i, "site-a") == "up" for i in range(1, 4)), 20,
                    "site-a up everywhere")
-        simctl.set_fault(c.genesys_url, method="PUT",
-                         path_prefix="/api/v2/telephony/providers/edges/trunkbasesettings/tbB",
-                         kind="latency", latency_ms=400, count=1)
+        tbb = "/api/v2/telephony/providers/edges/trunkbasesettings/tbB"
+        simctl.set_fault(c.genesys_url, method="PUT", path_prefix=tbb, kind="hold", count=1)
         c.kill_edges("site-a")
-
-        def activate_started():
-            ops = c.operations(leader)
-            return ops and ops[0]["steps"][0]["status"] == "started"
-        # The PUT answers ~0.4 s later, before the leader can notice it lost its majority, so the
-        # step's DONE entry is pending in raft when the leader steps down.
-        wait_until(activate_started, 30, "the activate step to start on the leader", interval=0.01)
+        # The simulator holds the PUT: it has reached the API and the leader waits for it.
+        held = simctl.wait_held(c.genesys_url, "PUT", tbb, timeout=30)
+        leader = c.wait_leader()
         followers = [i for i in range(1, 4) if i != leader]
         for i in followers:
             c.procs[i].send_signal(sig.SIGSTOP)
         try:
+            # Answered now, the PUT's DONE entry is proposed while the leader still believes it
+            # leads: it is pending in raft when the leader steps down an election timeout later.
+            assert simctl.release_held(c.genesys_url, seq=held["seq"]) == 1
             wait_until(lambda: (c.status(leader) or {}).get("node", {}).get("raft_state") != "leader",
                        20, "the cut-off leader to step down")
             wait_until(lambda: "tbB" in [tb for tb, _, st, _ in c.puts() if st == 200], 20,
-                       "the slow PUT to complete")
+                       "the held PUT to complete")
             assert c.procs[leader].poll() is None, "the deposed leader must not crash"
             assert [tb for tb, *_ in c.puts()] == ["tbB"], c.puts()
         finally:

@@ -9,17 +9,38 @@ Fixture keys: client_id, client_secret, token_ttl_s, rate_limit_per_min,
 rate_limit_window_s (default 60), sites, edges, trunk_bases, outbound_routes.
 
 Control API (no auth), never recorded in the request log:
-  GET    /_sim/requests[?since=seq]   {"requests":[...]}
-  POST   /_sim/reset                  clear log, faults, rate windows;
-                                      body {"state":true} also reloads the fixture
-  GET    /_sim/state                  trunk bases, edges, trunks, routes
+  GET    /_sim/requests[?since=seq][&held=1]
+                                      {"requests":[...]}; held=1 lists only
+                                      requests blocked by a hold fault now
+  POST   /_sim/reset                  clear log, faults, rate windows, release
+                                      held requests; body {"state":true} also
+                                      reloads the fixture
+  GET    /_sim/state                  trunk bases, edges, trunks, routes, and
+                                      edge_polls {id: {"rounds","failures",
+                                      "offline_transitions"}}: health probe
+                                      rounds done, failed probes, ONLINE->OFFLINE
+                                      changes caused by probes (never reset)
   GET    /_sim/faults                 active faults
-  POST   /_sim/faults                 add a fault (count -1 = unlimited)
-  DELETE /_sim/faults                 remove all faults
+  POST   /_sim/faults                 add a fault (count -1 = unlimited), body
+                                      {"kind","path_prefix","method","count",
+                                      "status","latency_ms","retry_after_s"}
+  DELETE /_sim/faults                 remove all faults, release held requests
+  POST   /_sim/release                release held requests: all, or only those
+                                      of {"fault_id":N} and/or {"seq":N};
+                                      answers {"released":count}
   POST   /_sim/set_enabled            {"id":"tbA","enabled":true}
   POST   /_sim/set_edge               {"id":"edge-a1","online":true|false|null}
                                       (null = follow health_url again)
-Prints "READY <port>" on stdout once listening; exits on SIGTERM.
+Fault kinds: status, latency, drop, 429, 409 (bumps the version first),
+expire_token, and hold: the matching request is recorded, then its handler
+blocks until released (POST /_sim/release, DELETE /_sim/faults, reset, or the
+sim shutting down) and only then is processed as usual, so its effect and its
+answer come after the release. Request log entries carry "held": true while
+blocked (status stays null until answered; "fault" is "hold" for good).
+A client that gave up meanwhile still gets its request applied on release.
+
+Prints "READY <port>" on stdout once listening; exits on SIGTERM (held
+requests are released first and get up to 2 s to be answered).
 """
 import argparse
 import base64
@@ -123,6 +144,9 @@ class Sim:
         self.seq = 0
         self.faults = []
         self.fault_seq = 0
+        self.held = []            # {"ev","fault_id","entry"} of blocked requests
+        self.hold_cv = threading.Condition(self.lock)
+        self.holding = 0          # handlers held or released but not yet answered
         self.sites = {}
         for s in fixture.get("sites", []):
             self.sites[s["id"]] = {"id": s["id"], "name": s.get("name", s["id"])}
@@ -133,7 +157,8 @@ class Sim:
                 "site": e.get("site"), "edgeGroup": e.get("edgeGroup"),
                 "health_url": e.get("health_url"),
                 "online": bool(e.get("online", not e.get("health_url"))),
-                "force": None, "in_service": True, "polled": threading.Event()}
+                "force": None, "in_service": True, "polled": threading.Event(),
+                "rounds": 0, "failures": 0, "offline_transitions": 0}
         self.trunks = {}          # id -> {"base","edge","connected","since"}
         self.load_state()
 
@@ -219,6 +244,8 @@ class Sim:
         with self.lock:
             e = self.edges[eid]
             if e["online"] != online:
+                if not online:
+                    e["offline_transitions"] += 1
                 e["online"] = online
                 self.recompute()
 
@@ -237,7 +264,13 @@ class Sim:
     def _poll_edge(self, eid, url):
         while not self.stopping.is_set():
             ok = probe(url, self.timeout_s)
-            self.set_edge_online(eid, ok)
+            with self.lock:
+                # Counted with the status change so a reader never sees the round without it.
+                self.set_edge_online(eid, ok)
+                e = self.edges[eid]
+                e["rounds"] += 1
+                if not ok:
+                    e["failures"] += 1
             self.edges[eid]["polled"].set()
             self.stopping.wait(self.poll_s)
 
@@ -249,9 +282,48 @@ class Sim:
             self.log.append(entry)
         return entry
 
-    def requests_since(self, since):
+    def requests_since(self, since, held_only=False):
         with self.lock:
-            return [dict(e) for e in self.log if e["seq"] > since]
+            return [dict(e) for e in self.log
+                    if e["seq"] > since and (e["held"] or not held_only)]
+
+    def hold(self, fault, entry):
+        """Block the calling handler until released; True when it was held."""
+        h = {"ev": threading.Event(), "fault_id": fault["id"], "entry": entry}
+        with self.lock:
+            if self.stopping.is_set():
+                return False
+            self.held.append(h)
+            self.holding += 1
+            entry["held"] = True
+        h["ev"].wait()
+        return True
+
+    def hold_done(self):
+        with self.lock:
+            self.holding -= 1
+            self.hold_cv.notify_all()
+
+    def release(self, fault_id=None, seq=None):
+        with self.lock:
+            keep, out = [], []
+            for h in self.held:
+                if ((fault_id is None or h["fault_id"] == fault_id)
+                        and (seq is None or h["entry"]["seq"] == seq)):
+                    out.append(h)
+                else:
+                    keep.append(h)
+            self.held = keep
+            for h in out:
+                h["entry"]["held"] = False
+                h["ev"].set()
+        return len(out)
+
+    def drain_holds(self, timeout):
+        """Release everything and give the released requests time to be answered."""
+        self.release()
+        with self.lock:
+            self.hold_cv.wait_for(lambda: self.holding == 0, timeout)
 
     def take_faults(self, method, path):
         hit = []
@@ -394,6 +466,9 @@ class Sim:
                 "routes": {i: {"version": r["version"],
                                "externalTrunkBases": list(r["externalTrunkBases"])}
                            for i, r in self.routes.items()},
+                "edge_polls": {i: {"rounds": e["rounds"], "failures": e["failures"],
+                                   "offline_transitions": e["offline_transitions"]}
+                               for i, e in self.edges.items()},
             }
 
 
@@ -527,6 +602,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def dispatch(self):
         self.entry = None
+        self.was_held = False
         sim = self.server.sim
         url = urllib.parse.urlsplit(self.path)
         path = url.path
@@ -553,7 +629,7 @@ class Handler(BaseHTTPRequestHandler):
         self.entry = sim.record({
             "t": time.time(), "method": self.command, "path": path, "query": query,
             "body": body, "body_len": blen, "status": None, "fault": None,
-            "headers": {k: v for k, v in self.headers.items()}})
+            "held": False, "headers": {k: v for k, v in self.headers.items()}})
         try:
             self.handle_request(path, query, raw, body)
         except ApiError as e:
@@ -564,6 +640,9 @@ class Handler(BaseHTTPRequestHandler):
             traceback.print_exc()
             self.respond(500, error_body(500, "internal.server.error",
                                          "The server encountered an internal error."))
+        finally:
+            if self.was_held:
+                sim.hold_done()
 
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = dispatch
 
@@ -579,7 +658,8 @@ class Handler(BaseHTTPRequestHandler):
             raise bad_request("body must be a JSON object")
         if path == "/_sim/requests" and m == "GET":
             since = int_param(query, "since", 0)
-            self.respond(200, {"requests": sim.requests_since(since)})
+            held = query.get("held") in ("1", "true")
+            self.respond(200, {"requests": sim.requests_since(since, held)})
         elif path == "/_sim/reset" and m == "POST":
             with sim.lock:
                 sim.log.clear()
@@ -587,6 +667,7 @@ class Handler(BaseHTTPRequestHandler):
                 sim.windows.clear()
                 if req.get("state"):
                     sim.load_state()
+            sim.release()
             self.respond(200, {"ok": True, "seq": sim.seq})
         elif path == "/_sim/state" and m == "GET":
             self.respond(200, sim.state_view())
@@ -597,10 +678,19 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/_sim/faults" and m == "DELETE":
             with sim.lock:
                 sim.faults.clear()
-            self.respond(200, {"ok": True})
+            released = sim.release()
+            self.respond(200, {"ok": True, "released": released})
+        elif path == "/_sim/release" and m == "POST":
+            try:
+                fid = None if req.get("fault_id") is None else int(req["fault_id"])
+                seq = None if req.get("seq") is None else int(req["seq"])
+            except (TypeError, ValueError):
+                raise bad_request("fault_id and seq must be integers") from None
+            self.respond(200, {"released": sim.release(fid, seq)})
         elif path == "/_sim/faults" and m == "POST":
             kind = req.get("kind")
-            if kind not in ("status", "latency", "drop", "429", "409", "expire_token"):
+            if kind not in ("status", "latency", "drop", "429", "409", "expire_token",
+                            "hold"):
                 raise bad_request("unknown fault kind %r" % kind)
             try:
                 f = {"method": str(req.get("method", "*")).upper(),
@@ -647,7 +737,10 @@ class Handler(BaseHTTPRequestHandler):
         for f in sim.take_faults(m, path):
             self.entry["fault"] = f["kind"]
             k = f["kind"]
-            if k == "latency":
+            if k == "hold":
+                if sim.hold(f, self.entry):
+                    self.was_held = True
+            elif k == "latency":
                 time.sleep(f["latency_ms"] / 1000.0)
             elif k == "expire_token":
                 with sim.lock:
@@ -906,6 +999,7 @@ def main():
 
     def on_signal(_signo, _frame):
         sim.stopping.set()
+        sim.release()
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -916,6 +1010,7 @@ def main():
         server.serve_forever(poll_interval=0.1)
     finally:
         sim.stopping.set()
+        sim.drain_holds(2.0)
         server.server_close()
     return 0
 

@@ -218,6 +218,47 @@ def wait_edge_status(base, edge_id, status, timeout=10.0):
                     timeout, what="%s %s" % (edge_id, status))
 
 
+def release_held(base, fault_id=None, seq=None):
+    """Let requests blocked by hold faults proceed (all, or those of one fault / one log
+    seq); returns how many were released."""
+    body = {}
+    if fault_id is not None:
+        body["fault_id"] = fault_id
+    if seq is not None:
+        body["seq"] = seq
+    return _ctl("POST", base + "/_sim/release", body)["released"]
+
+
+def get_held(base):
+    """Log entries of the requests a hold fault blocks right now."""
+    return _ctl("GET", base + "/_sim/requests?held=1")["requests"]
+
+
+def wait_held(base, method="*", path_prefix="/", timeout=10.0):
+    """Wait until a request matching method ('*' = any) and path_prefix is blocked by a hold
+    fault (it has reached the API and is in flight); returns its log entry."""
+    def find():
+        for e in get_held(base):
+            if method in ("*", e["method"]) and e["path"].startswith(path_prefix):
+                return e
+        return None
+    return wait_for(find, timeout, 0.02, "held %s %s" % (method, path_prefix))
+
+
+def edge_polls(base, edge_id):
+    """{"rounds", "failures", "offline_transitions"} of the sim's health probes of an edge."""
+    return get_state(base)["edge_polls"][edge_id]
+
+
+def wait_edge_polls(base, edge_id, rounds, timeout=10.0):
+    """Wait until the sim has completed at least `rounds` health probe rounds of edge_id in
+    total; returns edge_polls() then."""
+    def done():
+        p = edge_polls(base, edge_id)
+        return p if p["rounds"] >= rounds else None
+    return wait_for(done, timeout, 0.02, "%s poll round %d" % (edge_id, rounds))
+
+
 # ---- Edge simulator control ----------------------------------------------
 def edge_mode(port, mode, delay_ms=None, status=None):
     body = {"mode": mode}

@@ -46,7 +46,19 @@ def write_fixture(d, name, obj):
     return path
 
 
+# Edge health probes of the main sim: a probe answered later than EDGE_TIMEOUT_MS counts as
+# OFFLINE, so it is far above any loopback answer even on a loaded machine. Probe timeouts
+# themselves (hang, slow) are tested on a separate sim with SHORT_TIMEOUT_MS, so they stay
+# fast; there a spurious OFFLINE only delays the ONLINE waits.
+EDGE_POLL_MS = 100
+EDGE_TIMEOUT_MS = 2000
+SHORT_TIMEOUT_MS = 300
+SLOW_OFFLINE_MS = 1000      # well above SHORT_TIMEOUT_MS
+SLOW_ONLINE_MS = 100        # well below EDGE_TIMEOUT_MS
+
+
 def setup(tmp):
+    ENV["tmp"] = tmp
     ports = {n: simctl.free_port() for n in ("edge-a1", "edge-a2", "edge-b1")}
     ENV["ports"] = ports
     ENV["edges"] = {n: simctl.start_edge(p, n) for n, p in ports.items()}
@@ -72,7 +84,8 @@ def setup(tmp):
              "externalTrunkBases": ["tbA", "tbB"]}],
     }
     ENV["g"] = simctl.start_genesys(0, write_fixture(tmp, "main.json", fixture),
-                                    edge_poll_ms=100, edge_timeout_ms=300)
+                                    edge_poll_ms=EDGE_POLL_MS,
+                                    edge_timeout_ms=EDGE_TIMEOUT_MS)
     ENV["base"] = ENV["g"].base
     small = {"client_id": "drwatch-test", "client_secret": "s3cret",
              "rate_limit_per_min": 5, "rate_limit_window_s": 2, "trunk_bases": [],
@@ -124,6 +137,39 @@ def trunk(base, tok, tid):
     r = api(base, tok, "GET", "trunks/" + tid)
     eq(r.status, 200, "GET trunk " + tid)
     return r.json()
+
+
+def connected_trunk(base, tok, tid):
+    """The trunk when connected, else None (for wait_for)."""
+    t = trunk(base, tok, tid)
+    return t if t["connectedStatus"]["connected"] else None
+
+
+def tba_trunks_connected(base, tok, down=()):
+    """tbA's trunk listing once every trunk whose edge is not in `down` is connected."""
+    j = api(base, tok, "GET", "trunks?trunkBase.id=tbA&trunkType=EXTERNAL").json()
+    ok = j["entities"] and all(t["connectedStatus"]["connected"]
+                               for t in j["entities"] if t["edge"]["id"] not in down)
+    return j if ok else None
+
+
+def online_edge(base, tok, eid):
+    """The edge's public view when ONLINE, else None (for wait_for)."""
+    r = api(base, tok, "GET", "edges/" + eid)
+    eq(r.status, 200, "GET edge " + eid)
+    e = r.json()
+    return e if e["onlineStatus"] == "ONLINE" else None
+
+
+def steady_online(base, eid, rounds=4, what=""):
+    """Several health probe rounds of eid, all answered in time: no failure, no OFFLINE."""
+    p0 = simctl.edge_polls(base, eid)
+    # The round in flight may have started before the caller's change; `rounds` more
+    # complete after it.
+    p1 = simctl.wait_edge_polls(base, eid, p0["rounds"] + rounds + 1, 15)
+    eq((p1["failures"], p1["offline_transitions"]),
+       (p0["failures"], p0["offline_transitions"]), what + ": probe failures / OFFLINE changes")
+    eq(get_state(base)["edges"][eid], "ONLINE", what)
 
 
 # ---------------------------------------------------------------- tests
@@ -249,7 +295,8 @@ def patch_405_and_unknown_paths_404():
 @test
 def trunks_follow_edges_and_bases():
     base, tok = ENV["base"], ENV["token"]
-    j = api(base, tok, "GET", "trunks?trunkBase.id=tbA&trunkType=EXTERNAL").json()
+    # Connected follows the last health probe of each edge: wait for both to be up.
+    j = wait_for(lambda: tba_trunks_connected(base, tok), 10, what="tbA trunks connected")
     eq(sorted(t["edge"]["id"] for t in j["entities"]), ["edge-a1", "edge-a2"], "tbA trunks")
     for t in j["entities"]:
         eq((t["inService"], t["enabled"], t["connectedStatus"]["connected"], t["state"],
@@ -265,20 +312,27 @@ def trunks_follow_edges_and_bases():
     t0 = trunk(base, tok, "trunk-tbA-edge-a1")
     # Kill edge-a1: its trunk loses connection, the other stays up.
     simctl.kill(ENV["edges"]["edge-a1"])
-    simctl.wait_edge_status(base, "edge-a1", "OFFLINE", 5)
+    simctl.wait_edge_status(base, "edge-a1", "OFFLINE", 10)
     t1 = trunk(base, tok, "trunk-tbA-edge-a1")
     eq((t1["inService"], t1["connectedStatus"]["connected"]), (True, False), "dead edge trunk")
     check(t1["connectedStatus"]["connectedStateTime"] > t0["connectedStatus"]["connectedStateTime"],
           "connectedStateTime moves")
-    eq(trunk(base, tok, "trunk-tbA-edge-a2")["connectedStatus"]["connected"], True, "other edge")
+    # One listing shows the dead edge's trunk down and the live one's up (a2 follows its own
+    # probes, so wait for it rather than sample once).
+    j = wait_for(lambda: tba_trunks_connected(base, tok, {"edge-a1"}), 10, what="edge-a2 trunk")
+    eq({t["edge"]["id"]: t["connectedStatus"]["connected"] for t in j["entities"]},
+       {"edge-a1": False, "edge-a2": True}, "other edge")
     e = api(base, tok, "GET", "edges/edge-a1").json()
     eq((e["onlineStatus"], e["statusCode"]), ("OFFLINE", "INACTIVE"), "edge view")
     # Restart on the same port: back online.
     ENV["edges"]["edge-a1"] = simctl.start_edge(ENV["ports"]["edge-a1"], "edge-a1")
-    simctl.wait_edge_status(base, "edge-a1", "ONLINE", 5)
-    eq(trunk(base, tok, "trunk-tbA-edge-a1")["connectedStatus"]["connected"], True, "restarted")
-    e = api(base, tok, "GET", "edges/edge-a1").json()
-    eq((e["onlineStatus"], e["statusCode"]), ("ONLINE", "ACTIVE"), "edge view restarted")
+    simctl.wait_edge_status(base, "edge-a1", "ONLINE", 10)
+    t2 = wait_for(lambda: connected_trunk(base, tok, "trunk-tbA-edge-a1"), 10,
+                  what="restarted edge trunk connected")
+    check(t2["connectedStatus"]["connectedStateTime"] > t1["connectedStatus"]["connectedStateTime"],
+          "connectedStateTime moves back")
+    e = wait_for(lambda: online_edge(base, tok, "edge-a1"), 10, what="edge-a1 view ONLINE")
+    eq(e["statusCode"], "ACTIVE", "edge view restarted")
     # Disabling the base takes every derived trunk out of service.
     simctl.set_enabled(base, "tbA", False)
     for t in api(base, tok, "GET", "trunks?trunkBase.id=tbA").json()["entities"]:
@@ -307,8 +361,10 @@ def edges_list_metrics_statuscode_sites():
     r = api(base, tok, "POST", "edge-b1/statuscode",
             {"inService": False, "callDrainingWaitTimeSeconds": 300})
     eq(r.status // 100, 2, "statuscode")
-    e = api(base, tok, "GET", "edges/edge-b1").json()
-    eq((e["onlineStatus"], e["statusCode"]), ("ONLINE", "INACTIVE"), "out of service")
+    # Online but out of service; ONLINE follows the probes, so wait for it, then the same view
+    # must say INACTIVE (which an OFFLINE edge would say anyway).
+    e = wait_for(lambda: online_edge(base, tok, "edge-b1"), 10, what="edge-b1 view ONLINE")
+    eq((e["statusCode"], e["callDrainingState"]), ("INACTIVE", "COMPLETE"), "out of service")
     eq(trunk(base, tok, "trunk-tbB-edge-b1")["enabled"], False, "trunk enabled follows edge")
     s = api(base, tok, "GET", "sites/site-a").json()
     eq((s["id"], s["name"]), ("site-a", "Site A"), "site")
@@ -339,20 +395,51 @@ def outbound_routes():
 @test
 def edge_modes_drive_online_status():
     base, port = ENV["base"], ENV["ports"]["edge-a2"]
-    for mode, kw in (("status", {"status": 503}), ("hang", {}), ("garbage", {}),
-                     ("slow", {"delay_ms": 1000})):
+    # Probes failing at once: exactly one ONLINE->OFFLINE change each, counted as failures.
+    for mode, kw in (("status", {"status": 503}), ("garbage", {})):
+        p0 = simctl.edge_polls(base, "edge-a2")
         simctl.edge_mode(port, mode, **kw)
-        simctl.wait_edge_status(base, "edge-a2", "OFFLINE", 5)
+        simctl.wait_edge_status(base, "edge-a2", "OFFLINE", 10)
+        p1 = simctl.edge_polls(base, "edge-a2")
+        check(p1["failures"] > p0["failures"] and
+              p1["offline_transitions"] == p0["offline_transitions"] + 1,
+              "%s: a failed probe made it OFFLINE once (%r -> %r)" % (mode, p0, p1))
         simctl.edge_mode(port, "ok")
-        simctl.wait_edge_status(base, "edge-a2", "ONLINE", 5)
-    simctl.edge_mode(port, "slow", delay_ms=20)
-    time.sleep(0.3)   # several poll rounds; a fast-enough answer must stay ONLINE
-    eq(get_state(base)["edges"]["edge-a2"], "ONLINE", "slow but within timeout")
+        simctl.wait_edge_status(base, "edge-a2", "ONLINE", 10)
+    simctl.edge_mode(port, "slow", delay_ms=SLOW_ONLINE_MS)
+    steady_online(base, "edge-a2", what="slow but within timeout")
     simctl.edge_mode(port, "status", status=204)
-    time.sleep(0.3)
-    eq(get_state(base)["edges"]["edge-a2"], "ONLINE", "any 2xx is ONLINE")
+    steady_online(base, "edge-a2", what="any 2xx is ONLINE")
     simctl.set_edge(base, "edge-a2", False)
     eq(get_state(base)["edges"]["edge-a2"], "OFFLINE", "forced offline")
+
+
+@test
+def edge_probe_timeout():
+    eport = simctl.free_port()
+    edge = simctl.start_edge(eport, "edge-t")
+    g = None
+    try:
+        fx = {"client_id": "drwatch-test", "client_secret": "s3cret", "trunk_bases": [],
+              "sites": [{"id": "site-t"}],
+              "edges": [{"id": "edge-t", "site": "site-t",
+                         "health_url": "http://127.0.0.1:%d/health" % eport}]}
+        g = simctl.start_genesys(0, write_fixture(ENV["tmp"], "timeout.json", fx),
+                                 edge_poll_ms=EDGE_POLL_MS, edge_timeout_ms=SHORT_TIMEOUT_MS)
+        simctl.wait_edge_status(g.base, "edge-t", "ONLINE", 10)
+        # No answer, or an answer later than the probe timeout, is OFFLINE.
+        for mode, kw in (("hang", {}), ("slow", {"delay_ms": SLOW_OFFLINE_MS})):
+            p0 = simctl.edge_polls(g.base, "edge-t")
+            simctl.edge_mode(eport, mode, **kw)
+            simctl.wait_edge_status(g.base, "edge-t", "OFFLINE", 10)
+            check(simctl.edge_polls(g.base, "edge-t")["failures"] > p0["failures"],
+                  mode + ": counted as a failed probe")
+            simctl.edge_mode(eport, "ok")
+            simctl.wait_edge_status(g.base, "edge-t", "ONLINE", 10)
+    finally:
+        if g is not None:
+            simctl.stop(g)
+        simctl.stop(edge)
 
 
 @test
@@ -476,6 +563,89 @@ def faults_each_kind():
     eq(token_req(base, basic("drwatch-test", "s3cret")).status, 200, "faults cleared")
     r = http("POST", base + "/_sim/faults", {"kind": "nope"})
     eq(r.status, 400, "unknown fault kind")
+
+
+def in_thread(fn, *args):
+    """Run fn(*args) in a daemon thread; returns (thread, list that gets its result)."""
+    out = []
+
+    def run():
+        try:
+            out.append(fn(*args))
+        except Exception as e:  # handed to the main thread through out
+            out.append(e)
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, out
+
+
+@test
+def hold_fault():
+    base, tok = ENV["base"], ENV["token"]
+    tbp = "/api/v2/telephony/providers/edges/trunkbasesettings"
+    try:
+        o = api(base, tok, "GET", "trunkbasesettings/tbB").json()
+        v = o["version"]
+        o["properties"]["trunk_enabled"]["value"]["instance"] = True
+        f = simctl.set_fault(base, "hold", tbp + "/tbB", "PUT")
+        eq(api(base, tok, "GET", "trunkbasesettings/tbB").status, 200, "GET not held")
+        th, out = in_thread(tb_put, base, tok, "tbB", o)
+        e = simctl.wait_held(base, "PUT", tbp + "/tbB", 10)
+        eq((e["method"], e["held"], e["status"], e["fault"], e["body"]["version"]),
+           ("PUT", True, None, "hold", v), "held log entry")
+        # While held: other requests are served, the PUT has not taken effect nor been answered.
+        g = api(base, tok, "GET", "trunkbasesettings/tbB")
+        eq((g.status, g.json()["version"]), (200, v), "GET during hold")
+        eq(get_state(base)["trunk_bases"]["tbB"], {"enabled": False, "version": v},
+           "not applied while held")
+        eq([x["seq"] for x in simctl.get_held(base)], [e["seq"]], "held list")
+        th.join(0.2)
+        check(th.is_alive() and not out, "held PUT answered before release: %r" % out)
+        eq(simctl.release_held(base, fault_id=f["id"] + 1000), 0, "other fault releases none")
+        check(th.is_alive() and not out, "held PUT answered by an unrelated release")
+        eq(simctl.release_held(base, fault_id=f["id"]), 1, "released count")
+        th.join(10)
+        check(not th.is_alive() and out, "released PUT answered")
+        r = out[0]
+        check(not isinstance(r, Exception), "released PUT failed: %r" % r)
+        eq((r.status, r.json()["version"]), (200, v + 1), "released PUT processed")
+        eq(get_state(base)["trunk_bases"]["tbB"], {"enabled": True, "version": v + 1},
+           "applied after release")
+        le = [x for x in simctl.get_requests(base) if x["seq"] == e["seq"]][0]
+        eq((le["held"], le["status"], le["fault"]), (False, 200, "hold"), "log after release")
+        eq(simctl.get_held(base), [], "nothing held")
+        eq(simctl.release_held(base), 0, "release with nothing held")
+        # clear_faults releases every held request (count -1: each GET is held).
+        simctl.set_fault(base, "hold", "/api/v2/telephony/providers/edges/trunks", "GET",
+                         count=-1)
+        ths = [in_thread(api, base, tok, "GET", "trunks") for _ in range(2)]
+        wait_for(lambda: len(simctl.get_held(base)) == 2, 10, 0.02, "two held GETs")
+        for t, res in ths:
+            check(t.is_alive() and not res, "held GET answered before clear_faults")
+        simctl.clear_faults(base)
+        for t, res in ths:
+            t.join(10)
+            check(res and not isinstance(res[0], Exception), "GET after clear: %r" % res)
+            eq(res[0].status, 200, "GET released by clear_faults")
+        eq(api(base, tok, "GET", "trunks").status, 200, "fault gone")
+        eq(simctl.get_held(base), [], "nothing held after clear")
+    finally:
+        simctl.clear_faults(base)
+    # A sim shutting down answers its held requests instead of dying with them.
+    small = {"client_id": "drwatch-test", "client_secret": "s3cret", "trunk_bases": [],
+             "edges": [], "sites": []}
+    g = simctl.start_genesys(0, write_fixture(ENV["tmp"], "hold.json", small))
+    try:
+        t2 = get_token(g.base)
+        simctl.set_fault(g.base, "hold", "/api/v2/", "GET")
+        th, out = in_thread(api, g.base, t2, "GET", "trunks")
+        simctl.wait_held(g.base, "GET", "/api/v2/", 10)
+    finally:
+        rc = simctl.stop(g)
+    eq(rc, 0, "clean exit with a held request")
+    th.join(10)
+    check(out and not isinstance(out[0], Exception), "held GET at shutdown: %r" % out)
+    eq(out[0].status, 200, "held GET answered at shutdown")
 
 
 @test

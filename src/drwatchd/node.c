@@ -317,6 +317,9 @@ static void node_collect(void *data, struct dw_metrics_writer *w)
            (double)gs.responses_5xx);
     metric(w, "drwatch_genesys_bad_responses_total", DW_METRIC_COUNTER,
            "Answers that could not be parsed.", NULL, (double)gs.bad_responses);
+    metric(w, "drwatch_genesys_retries_total", DW_METRIC_COUNTER,
+           "Requests sent again after a 429, a 5xx or a transport error.", NULL,
+           (double)gs.retries);
     struct dw_probe_stats pst;
     dw_prober_stats(n->prober, &pst);
     metric(w, "drwatch_probe_skipped_busy_total", DW_METRIC_COUNTER,

@@ -314,8 +314,11 @@ static void retry_later(struct call *c, unsigned base_ms, const char *why)
     double ms = (double)base_ms * c->g->backoff_scale;
 
     c->retries++;
-    dw_log(DW_LOG_WARN, "genesys", "%s %s, retry %d/%d in %.0f ms", c->label, why, c->retries,
-           G_MAX_RETRIES, ms);
+    c->g->stats.retries++;
+    /* During an outage every call retries: its first and last retry say enough, the metric
+     * counts them all. */
+    dw_log(c->retries == 1 || c->retries == G_MAX_RETRIES ? DW_LOG_WARN : DW_LOG_DEBUG, "genesys",
+           "%s %s, retry %d/%d in %.0f ms", c->label, why, c->retries, G_MAX_RETRIES, ms);
     uv_timer_start(&c->timer, on_retry_timer, ms < 0 ? 0 : (uint64_t)ms, 0);
 }
 

@@ -197,6 +197,9 @@ def test_f_genesys_409_and_503_are_retried():
         # Whoever led when the 409 came may not lead now.
         logs = "".join(c.log(i) for i in range(1, 4))
         assert "409" in logs or "conflict" in logs.lower()
+        retries = sum(float(line.split()[-1]) for i in range(1, 4) for line in c.metrics(i).splitlines()
+                      if line.startswith("drwatch_genesys_retries_total "))
+        assert retries >= 1, "the 503 was retried and counted"
 
 
 def test_g_garbage_edges_and_dead_genesys_api():
@@ -223,6 +226,11 @@ def test_g_garbage_edges_and_dead_genesys_api():
         for i in range(1, 4):
             assert "bad response" in c.log(i) or "garbage" in c.log(i).lower() or \
                 "Weird server reply" in c.log(i), c.log(i)[-2000:]
+        # An unreachable API makes every call retry: each call logs its first and last retry.
+        import re
+        warned = [(m.group(1), m.group(2)) for i in range(1, 4)
+                  for m in re.finditer(r"WARN +genesys: .*, retry (\d+)/(\d+) in", c.log(i))]
+        assert warned and all(n in ("1", of) for n, of in warned), warned
         # Held: recovering the API does not restart anything without an operator.
         simctl.clear_faults(c.genesys_url)
         before = len(c.requests())

@@ -69,6 +69,25 @@ def probe_ok_counts(text):
     return out
 
 
+def check_metrics_doc(text):
+    """docs/metrics.md names every series a node serves and nothing it does not (the cloud
+    poller's only appear on a leader polling Genesys), and its alert rules pass promtool."""
+    import re
+    with open(os.path.join(ROOT, "docs", "metrics.md")) as f:
+        doc = f.read()
+    documented = set(re.findall(r"^\| `(drwatch_[a-z_]+)` \|", doc, re.M))
+    served = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
+    assert served - documented == set(), f"undocumented metrics: {served - documented}"
+    missing = {m for m in documented - served if not m.startswith("drwatch_cloud_")}
+    assert missing == set(), f"documented but not served: {missing}"
+    rules = re.search(r"```yaml\n(.*?)```", doc, re.S).group(1)
+    with tempfile.NamedTemporaryFile("w", suffix=".yml") as f:
+        f.write(rules)
+        f.flush()
+        r = subprocess.run(["promtool", "check", "rules", f.name], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 def test_j_every_probe_kind_end_to_end():
     """SIP OPTIONS over UDP and TCP (sipp), SIP over TLS and HTTPS with a test CA, TCP connect:
     every node sees every Edge up through its own probe kind, metrics pass promtool, and losing
@@ -119,6 +138,8 @@ def test_j_every_probe_kind_end_to_end():
                                    capture_output=True, text=True)
                 assert r.returncode == 0, r.stdout + r.stderr
                 assert "drwatch_is_leader" in text
+
+            check_metrics_doc(c.metrics(1))
 
             def leaders():
                 return sum(float(line.split()[-1]) for i in range(1, 4)

@@ -420,6 +420,26 @@ static int polled_more(void *arg)
     return st.polls > w->polls;
 }
 
+static int not_polling(void *arg)
+{
+    struct dw_cloud_stats st;
+
+    dw_cloud_stats(arg, &st);
+    return !st.polling;
+}
+
+struct gets_wait {
+    int port;
+    int n;
+};
+
+/* The simulator logged at least n GETs of the edge list (asked on every turn of the loop). */
+static int edge_gets_reach(void *arg)
+{
+    struct gets_wait *w = arg;
+    return sim_gets(w->port, PFX "/edges", NULL) >= w->n;
+}
+
 static void test_poller(void **state)
 {
     struct tl_loop e;
@@ -486,12 +506,12 @@ static void test_poller(void **state)
     n = fr.n;
     dw_cloud_stats(c, &st);
     sw = (struct stats_wait){c, st.polls + 3};
-    assert_int_equal(tl_run_until(&e, polled_more, &sw, 5000), 0);
+    assert_int_equal(tl_run_until(&e, polled_more, &sw, 15000), 0);
     assert_int_equal(fr.n, n);
     /* with a short cloud_ttl_ms the same view is repeated to stay fresh */
     cfg.genesys.cloud_ttl_ms = 600;
     sw.polls += 3;
-    assert_int_equal(tl_run_until(&e, polled_more, &sw, 5000), 0);
+    assert_int_equal(tl_run_until(&e, polled_more, &sw, 15000), 0);
     assert_true(fr.n > n);
     cfg.genesys.cloud_ttl_ms = 30000;
 
@@ -509,28 +529,32 @@ static void test_poller(void **state)
            "{\"kind\":\"status\",\"status\":500,\"method\":\"GET\",\"path_prefix\":\"" PFX
            "/trunks\",\"count\":1}");
     dw_cloud_stats(c, &st);
+    /* counted from here: a stall during the short cloud_ttl_ms above fails a cycle too */
+    uint64_t failures = st.poll_failures;
     sw.polls = st.polls + 1;
-    assert_int_equal(tl_run_until(&e, polled_more, &sw, 5000), 0);
+    assert_int_equal(tl_run_until(&e, polled_more, &sw, 15000), 0);
     dw_cloud_stats(c, &st);
-    assert_int_equal(st.poll_failures, 1);
+    assert_int_equal(st.poll_failures, failures + 1);
 
-    /* leadership lost: polling stops */
+    /* leadership lost: polling stops. The timer that sees it is only armed between cycles, so
+     * once polling is off no listing is in flight and the log can be reset. */
     fr.leader = false;
-    tl_run_for(&e, 300);
+    assert_int_equal(tl_run_until(&e, not_polling, c, 10000), 0);
     tl_ctl_ok(gs.sim.port, "POST", "/_sim/reset", "{}");
     tl_run_for(&e, 400);
     assert_int_equal(sim_gets(gs.sim.port, PFX "/edges", NULL), 0);
     dw_cloud_stats(c, &st);
     assert_false(st.polling);
 
-    /* the budget stretches the cycle: 3 requests at 60/min is one cycle every 3 s */
-    cfg.genesys.rate_budget_per_min = 60;
+    /* the budget stretches the cycle: 3 requests at 30/min is one cycle every 6 s; the next
+     * cycle is due 6 s after this one started, so a slow cycle still leaves the 2 s below quiet */
+    cfg.genesys.rate_budget_per_min = 30;
     fr.leader = true;
     dw_cloud_stats(c, &st);
     sw.polls = st.polls;
-    assert_int_equal(tl_run_until(&e, polled_more, &sw, 5000), 0);
+    assert_int_equal(tl_run_until(&e, polled_more, &sw, 10000), 0);
     dw_cloud_stats(c, &st);
-    assert_int_equal(st.interval_ms, 3000);
+    assert_int_equal(st.interval_ms, 6000);
     sw.polls = st.polls;
     tl_run_for(&e, 2000);
     assert_false(polled_more(&sw));
@@ -540,12 +564,15 @@ static void test_poller(void **state)
     dw_cloud_close(idle);
     dw_cloud_close(NULL);
 
-    /* closing with a listing in flight is safe in the shutdown order: poller, client, raft */
+    /* closing with a listing in flight is safe in the shutdown order: poller, client, raft.
+     * The simulator holds the new poller's first GET for 5 s: once it is logged, the listing is
+     * in flight until well after the close (the abort does not wait for the answer). */
     tl_ctl_ok(gs.sim.port, "POST", "/_sim/faults",
-           "{\"kind\":\"latency\",\"latency_ms\":500,\"method\":\"GET\",\"path_prefix\":\"" PFX
+           "{\"kind\":\"latency\",\"latency_ms\":5000,\"method\":\"GET\",\"path_prefix\":\"" PFX
            "/edges\",\"count\":1}");
     assert_int_equal(dw_cloud_start_sink(&c, &e.loop, &cfg, g, &sink, err, sizeof err), 0);
-    tl_run_for(&e, 100);
+    struct gets_wait gw = {gs.sim.port, 3};
+    assert_int_equal(tl_run_until(&e, edge_gets_reach, &gw, 10000), 0);
     assert_int_equal(sim_gets(gs.sim.port, PFX "/edges", NULL), 3);
     dw_cloud_close(c);
     dw_genesys_close(g);

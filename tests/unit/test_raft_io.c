@@ -81,7 +81,9 @@ static void fill_config(struct dw_config *c, int self)
         snprintf(m->raft_address, sizeof m->raft_address, "127.0.0.1:%d", ports[i]);
         snprintf(m->peer_address, sizeof m->peer_address, "127.0.0.1:%d", ports[N + i]);
     }
-    c->cluster.election_timeout_ms = 300;
+    /* All three nodes share one process: a stall of the whole test must not look like a dead
+     * leader, or the leader changes under the checks. */
+    c->cluster.election_timeout_ms = 1000;
     c->cluster.heartbeat_ms = 30;
     c->cluster.observation_ttl_ms = 15000;
     c->cluster.refresh_interval_ms = 5000;
@@ -191,6 +193,40 @@ static bool converged(void *arg)
     return true;
 }
 
+/* Waits for a leader all running nodes agree on and returns its index. */
+static int wait_leader(void)
+{
+    if (!run_until(one_leader_known, NULL, 20000))
+        fail_msg("no leader agreed on within 20 s");
+    return leader_index();
+}
+
+/* Who leads and the running nodes' terms: unchanged across a check means no election (and no
+ * step-down) happened during it, so checks that depend on who leads apply. */
+struct epoch {
+    int leader;
+    uint64_t term[N];
+};
+
+static struct epoch epoch_now(void)
+{
+    struct epoch ep = {leader_index(), {0}};
+    for (int i = 0; i < N; i++)
+        ep.term[i] = nodes[i].raft != NULL ? dw_raft_term(nodes[i].raft) : 0;
+    return ep;
+}
+
+static bool epoch_held(const struct epoch *ep)
+{
+    struct epoch now = epoch_now();
+    if (now.leader != ep->leader)
+        return false;
+    for (int i = 0; i < N; i++)
+        if (now.term[i] != ep->term[i])
+            return false;
+    return true;
+}
+
 static void assert_same_state(void)
 {
     char *d0 = dw_fsm_dump(nodes[0].fsm);
@@ -226,7 +262,8 @@ static bool done_called(void *arg)
     return ((struct done *)arg)->called != 0;
 }
 
-static void submit_observe(int i, enum dw_health a, enum dw_health b)
+/* One submission through node i; the callback's status (and message in err). */
+static int try_submit(int i, enum dw_health a, enum dw_health b, char *err, size_t errlen)
 {
     enum dw_health st[2] = {a, b};
     char *e = dw_entry_observe(&nodes[i].cfg, nodes[i].cfg.node_id, false, st);
@@ -235,10 +272,31 @@ static void submit_observe(int i, enum dw_health a, enum dw_health b)
     assert_int_equal(dw_peer_submit(nodes[i].peer, e, on_done, &d), 0);
     free(e);
     assert_int_equal(d.called, 0); /* never synchronous */
-    assert_true(run_until(done_called, &d, 5000));
-    if (d.status != 0)
-        fail_msg("submit from node %d: %d %s", i + 1, d.status, d.err);
+    assert_true(run_until(done_called, &d, 20000));
     assert_int_equal(d.called, 1);
+    snprintf(err, errlen, "%s", d.err);
+    return d.status;
+}
+
+/* Submits through node i once a leader is known. A submission that fails while the leadership
+ * changes is tried again (observations are idempotent); one that fails under a steady leader
+ * fails the test. */
+static void submit_observe(int i, enum dw_health a, enum dw_health b)
+{
+    char err[256];
+
+    for (int attempt = 0; attempt < 5; attempt++) {
+        wait_leader();
+        struct epoch ep = epoch_now();
+        int status = try_submit(i, a, b, err, sizeof err);
+        if (status == 0)
+            return;
+        if (epoch_held(&ep))
+            fail_msg("submit from node %d: %d %s", i + 1, status, err);
+        print_message("submit from node %d failed during a leader change (%s): again\n", i + 1,
+                      err);
+    }
+    fail_msg("submit from node %d: the leadership never settled", i + 1);
 }
 
 /* ---- raw HTTP ---- */
@@ -292,12 +350,11 @@ static void test_cluster(void **state)
     struct done early = {0};
     assert_int_equal(dw_peer_submit(nodes[1].peer, "{}", on_done, &early), 0);
     assert_int_equal(early.called, 0);
-    assert_true(run_until(done_called, &early, 2000));
+    assert_true(run_until(done_called, &early, 10000));
     assert_int_not_equal(early.status, 0);
     assert_non_null(strstr(early.err, "leader"));
 
-    assert_true(run_until(one_leader_known, NULL, 10000));
-    int l = leader_index();
+    int l = wait_leader();
     assert_true(l >= 0);
     assert_string_equal(dw_raft_state_name(nodes[l].raft), "leader");
     assert_true(dw_raft_term(nodes[l].raft) >= 1);
@@ -306,10 +363,39 @@ static void test_cluster(void **state)
     assert_int_equal(dw_raft_propose(nodes[f].raft, "{}", on_done, NULL, err, sizeof err), -1);
     assert_string_equal(err, "not leader");
 
-    /* Through a follower (forwarded), then the leader itself (local). */
-    submit_observe(f, DW_DOWN, DW_UP);
-    submit_observe(l, DW_DOWN, DW_UP);
-    assert_true(run_until(converged, NULL, 5000));
+    /* Through a follower (forwarded), then the leader itself (local): exactly one forward
+     * from the follower, served by the leader. The counts are taken over a round with one
+     * leader throughout; a round that saw an election is done again. */
+    struct dw_peer_stats st, f0, l0;
+    for (int attempt = 0;; attempt++) {
+        if (attempt == 5)
+            fail_msg("no round of submissions under a steady leader");
+        l = wait_leader();
+        f = (l + 1) % N;
+        g = (l + 2) % N;
+        dw_peer_stats(nodes[f].peer, &f0);
+        dw_peer_stats(nodes[l].peer, &l0);
+        struct epoch ep = epoch_now();
+        char ferr[256] = "", lerr[256] = "";
+        int fs = try_submit(f, DW_DOWN, DW_UP, ferr, sizeof ferr);
+        int ls = fs == 0 ? try_submit(l, DW_DOWN, DW_UP, lerr, sizeof lerr) : -1;
+        if (!epoch_held(&ep)) {
+            print_message("the leadership changed during the submissions: again\n");
+            continue;
+        }
+        if (fs != 0)
+            fail_msg("submit from follower %d: %d %s", f + 1, fs, ferr);
+        if (ls != 0)
+            fail_msg("submit from leader %d: %d %s", l + 1, ls, lerr);
+        dw_peer_stats(nodes[f].peer, &st);
+        assert_int_equal(st.forwarded - f0.forwarded, 1);
+        assert_int_equal(st.forward_failures - f0.forward_failures, 0);
+        dw_peer_stats(nodes[l].peer, &st);
+        assert_int_equal(st.received - l0.received, 1);
+        assert_int_equal(st.forwarded - l0.forwarded, 0); /* the leader proposed locally */
+        break;
+    }
+    assert_true(run_until(converged, NULL, 20000));
     assert_same_state();
     for (int i = 0; i < N; i++) {
         assert_int_equal(dw_fsm_site_verdict(nodes[i].fsm, 0), DW_DOWN);
@@ -317,16 +403,10 @@ static void test_cluster(void **state)
         assert_int_equal(dw_fsm_rejected(nodes[i].fsm), 0);
         assert_true(nodes[i].applied_calls > 0);
     }
-    struct dw_peer_stats st;
-    dw_peer_stats(nodes[f].peer, &st);
-    assert_int_equal(st.forwarded, 1);
-    assert_int_equal(st.forward_failures, 0);
-    dw_peer_stats(nodes[l].peer, &st);
-    assert_int_equal(st.received, 1);
 
-    /* The peer server's answers. */
+    /* The peer server's answers. The secret is checked before anything else, on any node. */
     const char *la = nodes[l].cfg.members[l].peer_address;
-    const char *fa = nodes[f].cfg.members[f].peer_address;
+    dw_peer_stats(nodes[l].peer, &l0);
     struct tl_http_res r = http("GET", la, "/v1/ping", "wrong", NULL, 0);
     assert_int_equal(r.status, 401);
     assert_non_null(strstr(r.body, "unauthorized"));
@@ -335,19 +415,38 @@ static void test_cluster(void **state)
     r = http("GET", la, "/v1/ping", SECRET "x", NULL, 0);
     assert_int_equal(r.status, 401);
     dw_peer_stats(nodes[l].peer, &st);
-    assert_int_equal(st.rejected_auth, 3);
-    r = http("GET", fa, "/v1/ping", SECRET, NULL, 0);
-    assert_int_equal(r.status, 200);
-    char want[64];
-    snprintf(want, sizeof want, "\"leader\":%d", l + 1);
-    assert_non_null(strstr(r.body, want));
-    r = http("POST", fa, "/v1/propose", SECRET, "{}", 2);
-    assert_int_equal(r.status, 421);
-    assert_non_null(strstr(r.body, want));
-    r = http("POST", la, "/v1/propose", SECRET, "{\"v\":1,\"type\":\"bogus\"}", 22);
-    assert_int_equal(r.status, 400);
-    dw_peer_stats(nodes[l].peer, &st);
-    assert_int_equal(st.rejected_bad, 1);
+    assert_int_equal(st.rejected_auth - l0.rejected_auth, 3);
+    /* What a follower says of the leader, and the leader's check of an entry: against the
+     * leader of the moment, over a round without an election. */
+    for (int attempt = 0;; attempt++) {
+        if (attempt == 5)
+            fail_msg("no round of requests under a steady leader");
+        l = wait_leader();
+        f = (l + 1) % N;
+        g = (l + 2) % N;
+        la = nodes[l].cfg.members[l].peer_address;
+        const char *fa = nodes[f].cfg.members[f].peer_address;
+        struct epoch ep = epoch_now();
+        dw_peer_stats(nodes[l].peer, &l0);
+        struct tl_http_res ping = http("GET", fa, "/v1/ping", SECRET, NULL, 0);
+        struct tl_http_res refused = http("POST", fa, "/v1/propose", SECRET, "{}", 2);
+        struct tl_http_res bogus =
+            http("POST", la, "/v1/propose", SECRET, "{\"v\":1,\"type\":\"bogus\"}", 22);
+        if (!epoch_held(&ep)) {
+            print_message("the leadership changed during the requests: again\n");
+            continue;
+        }
+        char want[64];
+        snprintf(want, sizeof want, "\"leader\":%d", l + 1);
+        assert_int_equal(ping.status, 200);
+        assert_non_null(strstr(ping.body, want));
+        assert_int_equal(refused.status, 421);
+        assert_non_null(strstr(refused.body, want));
+        assert_int_equal(bogus.status, 400);
+        dw_peer_stats(nodes[l].peer, &st);
+        assert_int_equal(st.rejected_bad - l0.rejected_bad, 1);
+        break;
+    }
     r = http("GET", la, "/v1/nothing", SECRET, NULL, 0);
     assert_int_equal(r.status, 404);
     char *big = malloc(DW_ENTRY_MAX + 10);
@@ -363,17 +462,18 @@ static void test_cluster(void **state)
     for (int k = 0; k < 12; k++)
         submit_observe(k % 2 ? f : l, k % 2 ? DW_UP : DW_DOWN, DW_UP);
     start_node(g);
-    assert_true(run_until(converged, NULL, 10000));
+    assert_true(run_until(converged, NULL, 20000));
     assert_same_state();
 
-    /* Leader change: the old leader goes, a new one takes office and accepts entries. */
+    /* Leader change: the leader of the moment goes, a new one takes office and accepts
+     * entries through the remaining follower. */
+    l = wait_leader();
     stop_node(l);
-    assert_true(run_until(one_leader_known, NULL, 10000));
-    int l2 = leader_index();
+    int l2 = wait_leader();
     assert_true(l2 >= 0 && l2 != l);
-    submit_observe(l2 == f ? g : f, DW_UP, DW_UP);
+    submit_observe(3 - l - l2, DW_UP, DW_UP); /* the third node */
     start_node(l);
-    assert_true(run_until(converged, NULL, 10000));
+    assert_true(run_until(converged, NULL, 20000));
     assert_same_state();
 
     int closed = 0;

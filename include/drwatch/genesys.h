@@ -64,7 +64,8 @@ void dw_genesys_set_guard(struct dw_genesys *g, bool (*guard)(void *data), void 
 
 struct dw_genesys_stats {
     uint64_t requests, responses_4xx, responses_5xx, responses_429, conflicts_409,
-        token_fetches, bad_responses, transport_errors, retries;
+        token_fetches, bad_responses, transport_errors, retries,
+        paced; /* list requests held back by the rate budget */
 };
 void dw_genesys_stats(const struct dw_genesys *g, struct dw_genesys_stats *out);
 

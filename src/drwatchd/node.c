@@ -320,6 +320,9 @@ static void node_collect(void *data, struct dw_metrics_writer *w)
     metric(w, "drwatch_genesys_retries_total", DW_METRIC_COUNTER,
            "Requests sent again after a 429, a 5xx or a transport error.", NULL,
            (double)gs.retries);
+    metric(w, "drwatch_genesys_paced_total", DW_METRIC_COUNTER,
+           "Cloud poll requests held back to stay within rate_budget_per_min.", NULL,
+           (double)gs.paced);
     struct dw_probe_stats pst;
     dw_prober_stats(n->prober, &pst);
     metric(w, "drwatch_probe_skipped_busy_total", DW_METRIC_COUNTER,

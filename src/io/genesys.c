@@ -82,6 +82,10 @@ struct dw_genesys {
     struct dw_genesys_stats stats;
     bool (*guard)(void *data);
     void *guard_data;
+    /* token bucket of rate_budget_per_min (0 = no pacing) */
+    unsigned per_min;
+    double tokens, burst;
+    uint64_t refilled_at; /* uv_now() */
 };
 
 static void wipe_free(char *s)
@@ -403,6 +407,40 @@ static void on_http(const struct dw_http_resp *r, void *data)
     c->on_resp(c, r);
 }
 
+/* ---- pacing ---- */
+
+static void pace_refill(struct dw_genesys *g)
+{
+    uint64_t now = uv_now(g->loop);
+    g->tokens += (double)(now - g->refilled_at) * g->per_min / 60000.0;
+    if (g->tokens > g->burst)
+        g->tokens = g->burst;
+    g->refilled_at = now;
+}
+
+/* Every request takes a token; only list requests wait for one (call_send), so the cloud
+ * poller yields to a failover instead of delaying it. The debt is bounded by one burst. */
+static void pace_take(struct dw_genesys *g)
+{
+    if (g->per_min == 0)
+        return;
+    pace_refill(g);
+    g->tokens -= 1.0;
+    if (g->tokens < -g->burst)
+        g->tokens = -g->burst;
+}
+
+/* ms until a list request may go, 0 = now */
+static uint64_t pace_wait_ms(struct dw_genesys *g)
+{
+    if (g->per_min == 0)
+        return 0;
+    pace_refill(g);
+    if (g->tokens >= 1.0)
+        return 0;
+    return (uint64_t)((1.0 - g->tokens) * 60000.0 / g->per_min) + 1;
+}
+
 static void call_issue(struct call *c)
 {
     struct dw_genesys *g = c->g;
@@ -440,6 +478,8 @@ static void call_issue(struct call *c)
     }
     int rc = dw_http_request(g->curlm, &o, on_http, c);
     wipe_free(auth);
+    if (rc == 0)
+        pace_take(g);
     if (rc != 0) {
         char d[G_DETAIL_MAX];
         snprintf(d, sizeof d, "%s: cannot start the request", c->label);
@@ -472,6 +512,12 @@ static void call_send(struct call *c)
         /* Every call waiting for a token shares one token request. */
         c->waiting_token = 1;
         token_fetch_start(g);
+        return;
+    }
+    uint64_t wait = c->kind == CALL_LIST ? pace_wait_ms(g) : 0;
+    if (wait > 0) {
+        g->stats.paced++;
+        uv_timer_start(&c->timer, on_retry_timer, wait, 0);
         return;
     }
     call_issue(c);
@@ -869,6 +915,11 @@ int dw_genesys_init(struct dw_genesys **out, uv_loop_t *loop, struct dw_curlm *c
     g->curlm = curlm;
     g->timeout_ms = cfg->request_timeout_ms ? cfg->request_timeout_ms : 10000;
     g->backoff_scale = 1.0;
+    g->per_min = cfg->rate_budget_per_min;
+    /* ten seconds of budget may go at once: one poll cycle's pages, or a failover's calls */
+    g->burst = g->per_min >= 6 ? g->per_min / 6.0 : 1.0;
+    g->tokens = g->burst;
+    g->refilled_at = uv_now(loop);
     g->api = strip_slash_dup(cfg->api_base_url);
     g->login = strip_slash_dup(cfg->login_base_url);
     g->client_id = strdup(cfg->client_id);

@@ -294,6 +294,107 @@ static void test_list_paging(void **state)
     tl_gsim_stop(&gs);
 }
 
+/* ---- pacing: the rate budget as a token bucket ---- */
+
+struct gres {
+    int done;
+    enum dw_gresult r;
+};
+
+static void on_gres(void *data, enum dw_gresult r, const char *detail)
+{
+    struct gres *x = data;
+    (void)detail;
+    x->done++;
+    x->r = r;
+}
+
+static int all_listed(void *arg)
+{
+    struct lres *r = arg;
+    for (int i = 0; i < 6; i++)
+        if (!r[i].done)
+            return 0;
+    return 1;
+}
+
+static void test_list_paced(void **state)
+{
+    enum { BUDGET = 120 }; /* per minute: 2 per second, bursts of 20 */
+    struct tl_loop e;
+    struct tl_gsim gs;
+    struct lres res[6];
+    struct gres chk = {0};
+    struct dw_genesys_cfg cfg;
+    struct dw_genesys_stats st;
+    struct dw_genesys *g;
+    char err[256];
+
+    (void)state;
+    TL_NEED("python3");
+    gsim_start(&gs);
+    tl_loop_init(&e, 5);
+    memset(&cfg, 0, sizeof cfg);
+    snprintf(cfg.api_base_url, sizeof cfg.api_base_url, "%s", gs.base);
+    snprintf(cfg.login_base_url, sizeof cfg.login_base_url, "%s", gs.base);
+    snprintf(cfg.client_id, sizeof cfg.client_id, "drwatch-test");
+    cfg.request_timeout_ms = 3000;
+    cfg.rate_budget_per_min = BUDGET;
+    assert_int_equal(dw_genesys_init(&g, &e.loop, e.m, &cfg, "s3cret", err, sizeof err), 0);
+
+    /* 10 lists of 2 pages take the burst; 6 more must wait for tokens */
+    for (int round = 0; round < 10; round++) {
+        list(&e, g, "edges", &res[0]);
+        assert_int_equal(res[0].r, DW_G_OK);
+        cJSON_Delete(res[0].list);
+    }
+    dw_genesys_stats(g, &st);
+    uint64_t paced_before = st.paced;
+    tl_ctl_ok(gs.sim.port, "POST", "/_sim/reset", "{}");
+    memset(res, 0, sizeof res);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(dw_genesys_list(g, "edges", on_list, &res[i]), 0);
+    /* an actuator call started after the lists is not queued behind them */
+    assert_int_equal(dw_genesys_check_trunks(g, "tbA", on_gres, &chk), 0);
+    assert_int_equal(tl_run_until(&e, all_listed, res, 60000), 0);
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(res[i].r, DW_G_OK);
+        cJSON_Delete(res[i].list);
+    }
+    assert_int_equal(chk.done, 1);
+    dw_genesys_stats(g, &st);
+    assert_true(st.paced > paced_before);
+
+    /* What the API saw: over any window, list requests stay within burst + rate x window (one
+     * request of slack for arrival jitter), and the trunk check came before most pages. */
+    cJSON *j = tl_ctl(gs.sim.port, "GET", "/_sim/requests", NULL);
+    assert_non_null(j);
+    double t[64];
+    int n = 0, check_at = -1;
+    const cJSON *r;
+    cJSON_ArrayForEach(r, cJSON_GetObjectItem(j, "requests")) {
+        const char *p = cJSON_GetStringValue(cJSON_GetObjectItem(r, "path"));
+        if (p == NULL)
+            continue;
+        if (strcmp(p, PFX "/trunks") == 0 && check_at < 0)
+            check_at = n;
+        else if (strcmp(p, PFX "/edges") == 0 && n < 64)
+            t[n++] = cJSON_GetNumberValue(cJSON_GetObjectItem(r, "t"));
+    }
+    cJSON_Delete(j);
+    assert_int_equal(n, 12);
+    assert_true(check_at >= 0 && check_at < 3);
+    for (int a = 0; a < n; a++)
+        for (int b = a + 1; b < n; b++)
+            assert_true((double)(b - a + 1) <= BUDGET / 6.0 + (t[b] - t[a]) * BUDGET / 60.0 + 1.0);
+    /* the burst was spent before: the 12 pages could not all go at once */
+    assert_true(t[n - 1] - t[0] >= (n - 2) * 60.0 / BUDGET * 0.9);
+
+    dw_genesys_close(g);
+    tl_loop_close(&e);
+    tl_gsim_stop(&gs);
+}
+
 /* ---- the poller ---- */
 
 struct pending {
@@ -590,6 +691,7 @@ int main(void)
         cmocka_unit_test(test_derive),
         cmocka_unit_test(test_interval),
         cmocka_unit_test(test_list_paging),
+        cmocka_unit_test(test_list_paced),
         cmocka_unit_test(test_poller),
     };
 

@@ -384,11 +384,11 @@ static void test_list_paced(void **state)
     cJSON_Delete(j);
     assert_int_equal(n, 12);
     assert_true(check_at >= 0 && check_at < 3);
-    for (int a = 0; a < n; a++)
-        for (int b = a + 1; b < n; b++)
-            assert_true((double)(b - a + 1) <= BUDGET / 6.0 + (t[b] - t[a]) * BUDGET / 60.0 + 1.0);
-    /* the burst was spent before: the 12 pages could not all go at once */
-    assert_true(t[n - 1] - t[0] >= (n - 2) * 60.0 / BUDGET * 0.9);
+    /* The burst was spent before, so each page waited for its own token: one per 60 / BUDGET s
+     * (a fifth off for the difference between sending and the sim's arrival stamp). */
+    for (int a = 1; a < n; a++)
+        if (t[a] - t[a - 1] < 0.8 * 60.0 / BUDGET)
+            fail_msg("pages %d and %d only %.3f s apart", a - 1, a, t[a] - t[a - 1]);
 
     dw_genesys_close(g);
     tl_loop_close(&e);

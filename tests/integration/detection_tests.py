@@ -332,12 +332,7 @@ def test_m_log_cost_is_bounded():
 
         def term():
             return max(c.status(i)["leader"]["term"] for i in range(1, 4))
-
-        def counter(name):
-            # Summed over nodes and label sets.
-            return sum(float(line.rsplit(" ", 1)[1]) for i in range(1, 4)
-                       for line in c.metrics(i).splitlines()
-                       if line.startswith(name + " ") or line.startswith(name + "{"))
+        counter = c.metric_sum
         stop = threading.Event()
 
         def flapper():  # 200 ms up, 200 ms down: never 3 failed runs in a row at 500 ms

@@ -198,6 +198,9 @@ class Cluster:
                 json.dump(self.config(i), f, indent=2)
 
     def start_node(self, i):
+        # A node killed by SIGKILL leaves its socket behind: waiting for it must mean this start.
+        if os.path.exists(self.socket(i)):
+            os.unlink(self.socket(i))
         log = open(os.path.join(self.dir, f"n{i}.log"), "a")
         # The simulators are on loopback: a proxy set for the machine must not come between.
         env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
@@ -230,6 +233,9 @@ class Cluster:
         p = self.procs.pop(i)
         p.send_signal(sig)
         rc = p.wait(timeout=20)
+        if sig == signal.SIGTERM:
+            # A clean shutdown is part of every test that asks for one (sanitizer reports too).
+            assert rc == 0, f"node {i} exited {rc} on SIGTERM:\n" + "\n".join(self.log(i).splitlines()[-30:])
         return rc
 
     def alive(self):
@@ -298,6 +304,12 @@ class Cluster:
             if g["id"] == group:
                 return g["active"]
         return None
+
+    def metric_sum(self, name, nodes=None):
+        """A metric summed over its samples (all label sets) and over the live nodes."""
+        return sum(float(line.rsplit(" ", 1)[1]) for i in (nodes or self.alive())
+                   for line in self.metrics(i).splitlines()
+                   if line.startswith(name + " ") or line.startswith(name + "{"))
 
     def metrics(self, i):
         import urllib.request

@@ -145,7 +145,7 @@ def test_d_restarted_node_rebuilds_and_agrees():
         c.wait_operation_done(range(1, 4), 40, "failover done")
         c.wait_converged(30)
         for i in (3, 1):
-            c.kill_node(i, sig=15)
+            c.kill_node(i, sig=signal.SIGTERM)
             c.start_node(i)
             c.wait_converged(30)
             assert c.group_active(i) == "premise-b"
@@ -194,12 +194,12 @@ def test_f_genesys_409_and_503_are_retried():
         ok = [(tb, inst) for tb, inst, status, _ in c.puts() if status == 200]
         assert ok == [("tbB", True), ("tbA", False)], c.puts()
         assert any(status == 409 for _, _, status, _ in c.puts()), c.puts()
-        # Whoever led when the 409 came may not lead now.
+        # Counted on whichever node led when the faults came.
+        assert c.metric_sum("drwatch_genesys_conflicts_total") >= 1
+        assert c.metric_sum("drwatch_genesys_server_errors_total") >= 1
+        assert c.metric_sum("drwatch_genesys_retries_total") >= 1, "the 503 was retried"
         logs = "".join(c.log(i) for i in range(1, 4))
-        assert "409" in logs or "conflict" in logs.lower()
-        retries = sum(float(line.split()[-1]) for i in range(1, 4) for line in c.metrics(i).splitlines()
-                      if line.startswith("drwatch_genesys_retries_total "))
-        assert retries >= 1, "the 503 was retried and counted"
+        assert "-> 409 (version" in logs, "the 409 is logged with the stale version"
 
 
 def test_g_garbage_edges_and_dead_genesys_api():
@@ -234,6 +234,9 @@ def test_g_garbage_edges_and_dead_genesys_api():
         # Held: recovering the API does not restart anything without an operator.
         simctl.clear_faults(c.genesys_url)
         before = len(c.requests())
+        t0 = c.cluster_view(2)["last_ts"]
+        # Give the leader time to act if the hold were ignored: three refresh rounds in the log.
+        wait_until(lambda: c.cluster_view(2)["last_ts"] >= t0 + 3000, 20, "3 s more of log")
         c.wait_converged(20)
         assert c.cluster_view(2)["groups"][0]["hold"]
         assert [r for r in c.requests()[before:] if r["method"] == "PUT"] == []

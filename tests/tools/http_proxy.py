@@ -58,13 +58,16 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(403, b'{"error": "only http://127.0.0.1 targets"}')
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
         path = u.path + ("?" + u.query if u.query else "")
-        status = 502
+        # Recorded before the answer goes back, so whoever got an answer finds it in the log.
+        entry = {"method": self.command, "url": self.path, "status": 502}
+        with self.server.lock:
+            self.server.log.append(entry)
         try:
             conn = http.client.HTTPConnection("127.0.0.1", u.port or 80, timeout=30)
             conn.request(self.command, path, body=body, headers=headers)
             r = conn.getresponse()
             data = r.read()
-            status = r.status
+            entry["status"] = r.status
             self.send_response(r.status, r.reason)
             for k, v in r.getheaders():
                 if k.lower() not in HOP_BY_HOP and k.lower() != "content-length":
@@ -75,8 +78,6 @@ class Handler(BaseHTTPRequestHandler):
             conn.close()
         except OSError as e:
             self.reply(502, json.dumps({"error": str(e)}).encode())
-        with self.server.lock:
-            self.server.log.append({"method": self.command, "url": self.path, "status": status})
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = forward
 

@@ -245,20 +245,34 @@ static void derive_and_share(struct dw_cloud *c, const cJSON *trunks)
     maybe_propose(c);
 }
 
+/* What both listings do with their result; true when the cycle goes on. A leadership lost
+ * mid-cycle still counts the cycle's requests, then the leadership check stops polling. */
+static bool listing_usable(struct dw_cloud *c, enum dw_gresult res, unsigned requests,
+                           const char *detail)
+{
+    c->cycle_requests += requests;
+    if (c->closing)
+        return false;
+    if (res != DW_G_OK) {
+        cycle_failed(c, detail);
+        return false;
+    }
+    if (!c->sink.is_leader(c->sink.data)) {
+        c->st.requests += c->cycle_requests;
+        c->cycle_requests = 0;
+        schedule(c, 0);
+        return false;
+    }
+    return true;
+}
+
 static void on_trunks(void *data, enum dw_gresult res, cJSON *trunks, unsigned requests,
                       const char *detail)
 {
     struct dw_cloud *c = data;
 
-    c->cycle_requests += requests;
-    if (!c->closing) {
-        if (res != DW_G_OK)
-            cycle_failed(c, detail);
-        else if (!c->sink.is_leader(c->sink.data))
-            schedule(c, 0); /* the leadership check stops the cycle */
-        else
-            derive_and_share(c, trunks);
-    }
+    if (listing_usable(c, res, requests, detail))
+        derive_and_share(c, trunks);
     cJSON_Delete(c->edges);
     c->edges = NULL;
     cJSON_Delete(trunks);
@@ -270,14 +284,8 @@ static void on_edges(void *data, enum dw_gresult res, cJSON *edges, unsigned req
 {
     struct dw_cloud *c = data;
 
-    c->cycle_requests += requests;
-    if (c->closing) {
+    if (!listing_usable(c, res, requests, detail)) {
         cJSON_Delete(edges);
-    } else if (res != DW_G_OK) {
-        cycle_failed(c, detail);
-    } else if (!c->sink.is_leader(c->sink.data)) {
-        cJSON_Delete(edges);
-        schedule(c, 0);
     } else {
         c->edges = edges;
         if (dw_genesys_list(c->g, "trunks", on_trunks, c) == 0) {

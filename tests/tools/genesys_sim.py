@@ -801,6 +801,13 @@ class Handler(BaseHTTPRequestHandler):
             self.respond(401, {"error": "invalid_client", "description": msg,
                                "error_description": msg})
             return
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if ctype != "application/x-www-form-urlencoded":
+            # Without the form type the body is not read as a form: no grant_type at all.
+            msg = "Content-Type must be application/x-www-form-urlencoded"
+            self.respond(400, {"error": "invalid_request", "description": msg,
+                               "error_description": msg})
+            return
         grant = form.get("grant_type")
         if grant != "client_credentials":
             err = "invalid_request" if grant is None else "unsupported_grant_type"

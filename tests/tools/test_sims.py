@@ -196,6 +196,9 @@ def token_flow_and_bad_credentials():
     r = token_req(base, basic("drwatch-test", "s3cret"), "grant_type=password")
     eq(r.status, 400, "wrong grant")
     eq(r.json()["error"], "unsupported_grant_type", "grant error")
+    r = http("POST", base + "/oauth/token", {"grant_type": "client_credentials"},
+             {"Authorization": basic("drwatch-test", "s3cret")})
+    eq((r.status, r.json()["error"]), (400, "invalid_request"), "JSON body instead of a form")
     r = api(base, None, "GET", "trunkbasesettings")
     eq(r.status, 401, "no token")
     eq(r.json()["code"], "bad.credentials", "code")

@@ -154,7 +154,7 @@ def test_j_every_probe_kind_end_to_end():
             stop_all(helpers[:2])
             c.kill_edges("site-a")
             c.wait_operation_done(timeout=40, what="failover to premise-b")
-            puts = [(tb, inst) for tb, inst, st, _ in c.puts() if st == 200]
+            puts = c.ok_puts()
             assert puts == [("tbB", True), ("tbA", False)], puts
     finally:
         stop_all(helpers)
@@ -253,8 +253,7 @@ def test_k_silent_watchdog_cannot_tip_the_verdict_and_tilt_abstains():
         for i in range(1, 4):
             c.start_node(i)
         c.wait_leader()
-        wait_until(lambda: all(c.site_verdict(i, "site-a") == "up" for i in range(1, 4)), 20,
-                   "site-a up everywhere")
+        c.wait_sites_up("site-a", timeout=20)
         try:
             _stale_vote_then_second(c, "down", lambda i: _break_view(c, i),
                                     lambda: c.procs[3].send_signal(signal.SIGSTOP))
@@ -285,8 +284,7 @@ def test_l_genesys_signal_and_combination():
                 genesys_extra={"poll_interval_ms": 500, "cloud_ttl_ms": 3000})
     with c.start():
         c.wait_leader()
-        wait_until(lambda: all(c.site_verdict(i, "site-a") == "up" for i in range(1, 4)), 20,
-                   "site-a up everywhere")
+        c.wait_sites_up("site-a", timeout=20)
         for e in SITES["site-a"]:
             simctl.set_edge(c.genesys_url, e, True)  # the cloud keeps saying ONLINE
         c.kill_edges("site-a")
@@ -324,8 +322,7 @@ def test_m_log_cost_is_bounded():
     c.extra_edges.update({"flap": flap, "shared": shared})
     with c.start():
         c.wait_leader()
-        wait_until(lambda: all(c.site_verdict(i, s) == "up" for i in range(1, 4)
-                               for s in ("site-a", "site-b", "site-c")), 30, "all sites up")
+        c.wait_sites_up("site-a", "site-b", "site-c", timeout=30)
 
         def index():
             return max(c.status(i)["node"]["last_index"] for i in range(1, 4))
@@ -385,8 +382,7 @@ def test_n_partitioned_watchdog_cannot_tip_the_verdict_either_way():
             for i in range(1, 4):
                 c.start_node(i)
             c.wait_leader(30)
-            wait_until(lambda: all(c.site_verdict(i, "site-a") == "up" for i in range(1, 4)), 30,
-                       "site-a up everywhere")
+            c.wait_sites_up("site-a", timeout=30)
             # DOWN side: node 3 reports A down, is partitioned, goes stale; node 1 loses A.
             _stale_vote_then_second(c, "down", lambda i: _break_view(c, i),
                                     lambda: ns.set_cluster_link(False))
@@ -417,11 +413,10 @@ def test_o_egress_proxy_carries_genesys_calls_only():
         env = {"http_proxy": purl, "https_proxy": purl, "HTTPS_PROXY": purl, "no_proxy": ""}
         with Cluster(BUILD, name="proxy", node_env=env).start() as c:
             c.wait_leader()
-            wait_until(lambda: all(c.site_verdict(i, "site-a") == "up" for i in range(1, 4)), 30,
-                       "site-a up everywhere")
+            c.wait_sites_up("site-a", timeout=30)
             c.kill_edges("site-a")
             c.wait_operation_done(timeout=40, what="failover through the proxy")
-            puts = [(tb, inst) for tb, inst, st, _ in c.puts() if st == 200]
+            puts = c.ok_puts()
             assert puts == [("tbB", True), ("tbA", False)], puts
             no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
             with no_proxy.open(purl + "/_proxy/log", timeout=5) as r:

@@ -125,6 +125,16 @@ class Cluster:
     def requests(self, since=0):
         return simctl.get_requests(self.genesys_url, since)
 
+    def wait_sites_up(self, *sites, timeout=20):
+        """Until every live node's cluster verdict on each of sites is up."""
+        nodes = self.alive()
+        wait_until(lambda: all(self.site_verdict(i, s) == "up" for i in nodes for s in sites),
+                   timeout, f"{', '.join(sites)} up on nodes {nodes}")
+
+    def ok_puts(self):
+        """(trunk base, trunk_enabled) of every PUT the simulator accepted, in order."""
+        return [(tb, inst) for tb, inst, status, _ in self.puts() if status == 200]
+
     def puts(self):
         """The trunkbasesettings PUTs the simulator accepted or refused, in order."""
         out = []

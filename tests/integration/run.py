@@ -45,8 +45,7 @@ def test_bad_config_lists_every_error():
 def test_a_site_down_fails_over_exactly_once():
     with Cluster(BUILD, name="failover").start() as c:
         c.wait_leader()
-        wait_until(lambda: all(c.site_verdict(i, "site-a") == "up" and c.site_verdict(i, "site-b") == "up"
-                               for i in range(1, 4)), 20, "both sites up on every node")
+        c.wait_sites_up("site-a", "site-b")
         c.kill_edges("site-a")
         c.wait_operation_done(range(1, 4), 40, "failover done on every node")
         puts = [(tb, inst) for tb, inst, status, _ in c.puts()]
@@ -78,8 +77,7 @@ def test_b_one_node_losing_site_a_changes_nothing():
         for i in range(1, 4):
             c.start_node(i)
         c.wait_leader()
-        wait_until(lambda: all(c.site_verdict(i, "site-a") == "up" for i in range(1, 4)), 20,
-                   "site-a up everywhere")
+        c.wait_sites_up("site-a", timeout=20)
         for p in c.extra_edges.values():
             p.kill()
             p.wait()
@@ -110,8 +108,7 @@ def test_b_one_node_losing_site_a_changes_nothing():
 def test_c_leader_killed_between_steps_new_leader_finishes_once():
     with Cluster(BUILD, name="crash").start() as c:
         c.wait_leader()
-        wait_until(lambda: all(c.site_verdict(i, "site-a") == "up" for i in range(1, 4)), 20,
-                   "site-a up everywhere")
+        c.wait_sites_up("site-a", timeout=20)
         # Armed on every node: on a loaded machine leadership may move before the step is reached.
         for i in range(1, 4):
             c.drctl(i, "debug", "crash-before", "deactivate")
@@ -159,8 +156,7 @@ def test_e_both_premise_sites_down_goes_to_cloud():
     import simctl
     with Cluster(BUILD, name="cloud").start() as c:
         c.wait_leader()
-        wait_until(lambda: all(c.site_verdict(i, "site-b") == "up" for i in range(1, 4)), 20,
-                   "site-b up everywhere")
+        c.wait_sites_up("site-b", timeout=20)
         c.kill_edges("site-b")
         c.kill_edges("site-a")
 
@@ -173,7 +169,7 @@ def test_e_both_premise_sites_down_goes_to_cloud():
         # in service and every PUT that switched something on was followed by the right ones.
         st = simctl.get_state(c.genesys_url)["trunk_bases"]
         assert st["tbC"]["enabled"] and not st["tbA"]["enabled"] and not st["tbB"]["enabled"], st
-        puts = [(tb, inst) for tb, inst, status, _ in c.puts() if status == 200]
+        puts = c.ok_puts()
         assert puts in ([("tbC", True), ("tbA", False)],
                         [("tbB", True), ("tbC", True), ("tbA", False), ("tbB", False)]), puts
         ops = c.operations(1)
@@ -184,14 +180,13 @@ def test_f_genesys_409_and_503_are_retried():
     import simctl
     with Cluster(BUILD, name="faults").start() as c:
         c.wait_leader()
-        wait_until(lambda: all(c.site_verdict(i, "site-a") == "up" for i in range(1, 4)), 20,
-                   "site-a up everywhere")
+        c.wait_sites_up("site-a", timeout=20)
         prefix = "/api/v2/telephony/providers/edges/trunkbasesettings/"
         simctl.set_fault(c.genesys_url, method="PUT", path_prefix=prefix, kind="409", count=1)
         simctl.set_fault(c.genesys_url, method="GET", path_prefix=prefix, kind="status", status=503, count=1)
         c.kill_edges("site-a")
         c.wait_operation_done(range(1, 4), 60, "failover done despite faults")
-        ok = [(tb, inst) for tb, inst, status, _ in c.puts() if status == 200]
+        ok = c.ok_puts()
         assert ok == [("tbB", True), ("tbA", False)], c.puts()
         assert any(status == 409 for _, _, status, _ in c.puts()), c.puts()
         # Counted on whichever node led when the faults came.
@@ -208,8 +203,7 @@ def test_g_garbage_edges_and_dead_genesys_api():
     import simctl
     with Cluster(BUILD, name="garbage").start() as c:
         c.wait_leader()
-        wait_until(lambda: all(c.site_verdict(i, "site-a") == "up" for i in range(1, 4)), 20,
-                   "site-a up everywhere")
+        c.wait_sites_up("site-a", timeout=20)
         prefix = "/api/v2/telephony/providers/edges/trunkbasesettings/"
         simctl.set_fault(c.genesys_url, method="*", path_prefix=prefix, kind="drop", count=-1)
         for e in SITES["site-a"]:
@@ -284,8 +278,7 @@ def test_i_leader_cut_off_mid_step_stops_and_the_majority_finishes():
     import simctl
     with Cluster(BUILD, name="minority").start() as c:
         c.wait_leader()
-        wait_until(lambda: all(c.site_verdict(i, "site-a") == "up" for i in range(1, 4)), 20,
-                   "site-a up everywhere")
+        c.wait_sites_up("site-a", timeout=20)
         tbb = "/api/v2/telephony/providers/edges/trunkbasesettings/tbB"
         simctl.set_fault(c.genesys_url, method="PUT", path_prefix=tbb, kind="hold", count=1)
         c.kill_edges("site-a")
@@ -309,7 +302,7 @@ def test_i_leader_cut_off_mid_step_stops_and_the_majority_finishes():
             for i in followers:
                 c.procs[i].send_signal(sig.SIGCONT)
         c.wait_operation_done(range(1, 4), 60, "the majority to finish the operation")
-        puts = [(tb, inst) for tb, inst, status, _ in c.puts() if status == 200]
+        puts = c.ok_puts()
         assert puts == [("tbB", True), ("tbA", False)], puts
 
 

@@ -1,10 +1,18 @@
 /* The actuator runs the FSM's pending operation steps against Genesys, on the leader only.
  * Each step is journaled: STARTED is committed before the first Genesys call and DONE/FAILED
  * after the last, so a new leader resumes at the first unfinished step. Steps are idempotent
- * (read, skip when already so), so a resumed STARTED step never acts twice. Before each step
- * the actuator checks that it is still the leader whose barrier succeeded (fencing). */
+ * (read, skip when already so), so a resumed STARTED step never acts twice.
+ * Fencing (docs/architecture.md): every write carries a token {barrier term, operation, step};
+ * the Genesys client checks it immediately before each request it sends. The token holds while
+ * this node leads in that term, holds a lease (a barrier acknowledged by a majority less than
+ * 3/4 of an election timeout ago, so no other leader can have been elected since), and the step
+ * is still its operation's next one. Steps of different operations run independently. */
 #ifndef DRWATCH_ACTUATOR_H
 #define DRWATCH_ACTUATOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include <uv.h>
 
@@ -15,8 +23,28 @@
 
 struct dw_actuator;
 
+/* Everything the actuator needs of raft and Genesys, so a simulated cluster can drive it. */
+struct dw_actuator_ops {
+    void *raft;
+    bool (*is_leader)(void *raft);
+    uint64_t (*term)(void *raft);
+    int (*barrier)(void *raft, dw_raft_done_cb cb, void *data);
+    int (*propose)(void *raft, const char *entry_json, dw_raft_done_cb cb, void *data,
+                   char *errmsg, size_t errlen);
+    void *genesys;
+    int (*set_trunk_base)(void *genesys, const char *trunk_base_id, bool enabled,
+                          const struct dw_fence *fence, dw_genesys_cb cb, void *data);
+    int (*check_trunks)(void *genesys, const char *trunk_base_id, dw_genesys_cb cb, void *data);
+    void (*cancel_writes)(void *genesys, const char *why);
+};
+
+/* A running node's ops: raftnode and the Genesys client. */
+void dw_actuator_live_ops(struct dw_actuator_ops *ops, struct dw_raft *raft,
+                          struct dw_genesys *genesys);
+
+/* ops is copied. */
 int dw_actuator_init(struct dw_actuator **out, uv_loop_t *loop, const struct dw_config *cfg,
-                     struct dw_fsm *fsm, struct dw_raft *raft, struct dw_genesys *genesys);
+                     struct dw_fsm *fsm, const struct dw_actuator_ops *ops);
 /* Call after entries were applied; cheap when there is nothing to do. */
 void dw_actuator_kick(struct dw_actuator *a);
 void dw_actuator_close(struct dw_actuator *a); /* accepts NULL */
@@ -26,7 +54,14 @@ void dw_actuator_close(struct dw_actuator *a); /* accepts NULL */
  * i.e. after every earlier step's DONE is committed. "" disarms. */
 void dw_actuator_crash_before(struct dw_actuator *a, const char *action);
 
-/* Short description of the step in flight, "" when idle. */
-const char *dw_actuator_current(const struct dw_actuator *a);
+/* Short description of the steps in flight ("; "-separated), "" when idle. */
+const char *dw_actuator_current(struct dw_actuator *a);
+
+struct dw_actuator_stats {
+    uint64_t lease_renewals; /* barriers that extended the write lease */
+    uint64_t fenced_steps;   /* steps stopped because their fencing token lapsed */
+    uint64_t resume_waits;   /* resumed steps that first waited out an earlier leader's request */
+};
+void dw_actuator_stats(const struct dw_actuator *a, struct dw_actuator_stats *out);
 
 #endif

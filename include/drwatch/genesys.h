@@ -8,6 +8,7 @@
 #define DRWATCH_GENESYS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <cJSON.h>
@@ -23,6 +24,19 @@ enum dw_gresult {
     DW_G_UNCHANGED,     /* trunk_enabled already had the wanted value: no PUT sent */
     DW_G_NOT_YET,       /* verify only: trunks exist but not all inService+connected yet */
     DW_G_FAIL,          /* permanent failure or retries exhausted; detail says why */
+    DW_G_FENCED,        /* write only: not sent (further), its fencing token is no longer valid */
+};
+
+/* A fencing token: every write carries one, and the client asks valid() immediately before each
+ * request it sends for that write (the read-first GET, the PUT, retries, 409 re-reads, and
+ * requests parked behind a token refresh or a Retry-After wait). valid() returning false ends
+ * the call with DW_G_FENCED and nothing more is sent for it. The token is copied. */
+struct dw_fence {
+    uint64_t term;  /* raft term of the barrier the writer's leadership rests on */
+    int64_t op;     /* operation and step the write belongs to */
+    int seq;
+    bool (*valid)(void *data, const struct dw_fence *fence, char *why, size_t whylen);
+    void *data;
 };
 
 /* detail: short human text ("PUT trunkbasesettings/tbB -> 200 version 4", "HTTP 400: ..."),
@@ -36,9 +50,13 @@ int dw_genesys_init(struct dw_genesys **out, uv_loop_t *loop, struct dw_curlm *c
 /* Pending calls complete with DW_G_FAIL "client closed" before this returns. */
 void dw_genesys_close(struct dw_genesys *g);
 
-/* Returns 0, or -1 if the call could not start (cb never called then). */
+/* Returns 0, or -1 if the call could not start (cb never called then; also without a fence). */
 int dw_genesys_set_trunk_base_enabled(struct dw_genesys *g, const char *trunk_base_id,
-                                      bool enabled, dw_genesys_cb cb, void *data);
+                                      bool enabled, const struct dw_fence *fence,
+                                      dw_genesys_cb cb, void *data);
+/* Ends every unfinished write now with DW_G_FENCED (leadership lost): their callbacks run before
+ * this returns, and no further request is sent for them; a response still in flight is ignored. */
+void dw_genesys_cancel_writes(struct dw_genesys *g, const char *why);
 /* One check (no polling): OK when the base has at least one trunk and every trunk of it reports
  * inService:true and connectedStatus.connected:true; NOT_YET otherwise. */
 int dw_genesys_check_trunks(struct dw_genesys *g, const char *trunk_base_id,
@@ -52,20 +70,16 @@ typedef void (*dw_genesys_list_cb)(void *data, enum dw_gresult result, cJSON *en
                                    unsigned requests, const char *detail);
 /* Read-only listing of GET /api/v2/telephony/providers/edges/{what}, what = "edges" or
  * "trunks", with pageSize=100 and pageNumber=1..pageCount (more than 200 pages fail rather than
- * give a partial view). Same token, retry and backoff machinery as the other calls; the guard is
- * not asked (nothing is written). Returns 0, or -1 if the call could not start (bad what,
- * client closing; cb never called then). */
+ * give a partial view). Same token, retry and backoff machinery as the other calls; no
+ * fence (nothing is written). Returns 0, or -1 if the call could not start (bad what, client
+ * closing; cb never called then). */
 int dw_genesys_list(struct dw_genesys *g, const char *what, dw_genesys_list_cb cb, void *data);
-
-/* Write calls (set_trunk_base_enabled) ask guard before every request they send, retries and
- * 409 re-reads included, and fail with "may no longer act" when it says no: fencing for a
- * leader deposed while a call is retrying. */
-void dw_genesys_set_guard(struct dw_genesys *g, bool (*guard)(void *data), void *data);
 
 struct dw_genesys_stats {
     uint64_t requests, responses_4xx, responses_5xx, responses_429, conflicts_409,
         token_fetches, bad_responses, transport_errors, retries,
-        paced; /* list requests held back by the rate budget */
+        paced,  /* list requests held back by the rate budget */
+        fenced; /* write requests not sent because their fencing token was no longer valid */
 };
 void dw_genesys_stats(const struct dw_genesys *g, struct dw_genesys_stats *out);
 

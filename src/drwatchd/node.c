@@ -320,6 +320,20 @@ static void node_collect(void *data, struct dw_metrics_writer *w)
     metric(w, "drwatch_genesys_retries_total", DW_METRIC_COUNTER,
            "Requests sent again after a 429, a 5xx or a transport error.", NULL,
            (double)gs.retries);
+    metric(w, "drwatch_genesys_fenced_total", DW_METRIC_COUNTER,
+           "Genesys write requests not sent because their fencing token was no longer valid.",
+           NULL, (double)gs.fenced);
+    struct dw_actuator_stats as;
+    dw_actuator_stats(n->actuator, &as);
+    metric(w, "drwatch_actuator_lease_renewals_total", DW_METRIC_COUNTER,
+           "Barriers that extended this leader's write lease while a write ran.", NULL,
+           (double)as.lease_renewals);
+    metric(w, "drwatch_actuator_fenced_steps_total", DW_METRIC_COUNTER,
+           "Steps stopped because leadership, term, lease or relevance no longer held.", NULL,
+           (double)as.fenced_steps);
+    metric(w, "drwatch_actuator_resume_waits_total", DW_METRIC_COUNTER,
+           "Resumed steps that first waited out an earlier leader's request in flight.", NULL,
+           (double)as.resume_waits);
     metric(w, "drwatch_genesys_paced_total", DW_METRIC_COUNTER,
            "Cloud poll requests held back to stay within rate_budget_per_min.", NULL,
            (double)gs.paced);
@@ -488,7 +502,9 @@ int dw_node_start(struct dw_node **out, uv_loop_t *loop, const struct dw_config 
         goto err_after_peer;
     }
     memset(n->client_secret, 0, sizeof n->client_secret);
-    if (dw_actuator_init(&n->actuator, loop, cfg, n->fsm, n->raft, n->genesys) != 0) {
+    struct dw_actuator_ops ops;
+    dw_actuator_live_ops(&ops, n->raft, n->genesys);
+    if (dw_actuator_init(&n->actuator, loop, cfg, n->fsm, &ops) != 0) {
         snprintf(errmsg, errlen, "dw_actuator_init(): out of memory");
         goto err_after_genesys;
     }

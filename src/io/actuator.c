@@ -1,3 +1,6 @@
+/* Runs operation steps against Genesys on the leader, one worker per running operation, each
+ * write fenced by {term, op, step} and a majority-acknowledged lease. */
+#include <inttypes.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -8,32 +11,52 @@
 #include "drwatch/entry.h"
 #include "drwatch/log.h"
 
-#define TICK_MS 500
+#define TICK_MAX_MS 500
+#define MAX_WORKERS DW_MAX_GROUPS /* a group runs at most one operation at a time */
+
+struct dw_actuator;
+
+struct worker {
+    struct dw_actuator *a;
+    int64_t op;              /* operation this worker serves, 0 = free */
+    int busy;                /* a step of op is in flight */
+    struct dw_step_ref cur;
+    struct dw_fence fence;
+    uint64_t barrier_sent;   /* monotonic ms when the step's barrier was requested */
+    int tb;                  /* trunk base of the current target being worked on */
+    uint64_t verify_deadline;
+    uint64_t started_term;   /* this node committed STARTED of started_seq in this term */
+    int started_seq;
+    char detail[512];
+    uv_timer_t wait;         /* verify polling, resume wait */
+};
 
 struct dw_actuator {
     uv_loop_t *loop;
     const struct dw_config *cfg;
     struct dw_fsm *fsm;
-    struct dw_raft *raft;
-    struct dw_genesys *genesys;
-    uv_timer_t tick;  /* notices leadership and retries after failures */
-    uv_timer_t wait;  /* verify polling interval */
-    int busy;         /* one step in flight at a time, across all operations */
+    struct dw_actuator_ops ops;
+    uv_timer_t tick;         /* notices leadership changes, renews the lease, retries */
     int closing;
-    int refs;         /* outstanding callbacks + open handles; freed at zero */
-    struct dw_step_ref cur;
-    int tb;           /* trunk base of the current target being worked on */
-    uint64_t verify_deadline;
-    char detail[512];
-    char current[160];
+    int refs;                /* outstanding callbacks + open handles; freed at zero */
+    uint64_t term;           /* term this node leads in as far as the actuator saw, 0 = none */
+    uint64_t leader_since;   /* monotonic ms when it first saw this node lead in term */
+    uint64_t lease_term;
+    uint64_t lease_until;    /* monotonic ms; no other leader can exist before it */
+    unsigned lease_ms;
+    int renewing;
+    uint64_t renew_sent, renew_term;
+    struct worker w[MAX_WORKERS];
+    char current[512];
     char crash_before[16];
-    int64_t began_op; /* the last operation whose first step this process ran */
+    int64_t began_op;        /* the last operation whose first step this process ran */
     int64_t unknown_logged;
+    struct dw_actuator_stats stats;
 };
 
-static bool may_write(void *raft)
+static uint64_t mono_ms(void)
 {
-    return dw_raft_is_leader(raft);
+    return uv_hrtime() / 1000000u;
 }
 
 static void tick_cb(uv_timer_t *t);
@@ -41,7 +64,7 @@ static void tick_cb(uv_timer_t *t);
 /* Never from inside a raft callback: raft must not be re-entered while it completes requests. */
 static void kick_soon(struct dw_actuator *a)
 {
-    uv_timer_start(&a->tick, tick_cb, 0, TICK_MS);
+    uv_timer_start(&a->tick, tick_cb, 0, uv_timer_get_repeat(&a->tick));
 }
 
 static void act_unref(struct dw_actuator *a)
@@ -50,220 +73,387 @@ static void act_unref(struct dw_actuator *a)
         free(a);
 }
 
-static void handle_closed(uv_handle_t *h)
+static const struct dw_target *cur_target(const struct worker *w)
 {
-    act_unref(h->data);
+    return &w->a->cfg->groups[w->cur.group].targets[w->cur.target];
 }
 
-static const struct dw_target *cur_target(const struct dw_actuator *a)
+static void detail_append(struct worker *w, const char *text)
 {
-    return &a->cfg->groups[a->cur.group].targets[a->cur.target];
-}
-
-static void detail_append(struct dw_actuator *a, const char *text)
-{
-    size_t n = strlen(a->detail);
-    if (n > 0 && n + 2 < sizeof a->detail) {
-        a->detail[n++] = ';';
-        a->detail[n++] = ' ';
-        a->detail[n] = '\0';
+    size_t n = strlen(w->detail);
+    if (n > 0 && n + 2 < sizeof w->detail) {
+        w->detail[n++] = ';';
+        w->detail[n++] = ' ';
+        w->detail[n] = '\0';
     }
-    snprintf(a->detail + n, sizeof a->detail - n, "%s", text);
+    snprintf(w->detail + n, sizeof w->detail - n, "%s", text);
 }
 
-static void step_finished(struct dw_actuator *a)
+static void step_finished(struct worker *w)
 {
-    a->busy = 0;
-    a->current[0] = '\0';
+    w->busy = 0;
+    uv_timer_stop(&w->wait);
 }
 
-/* Journals a step transition; the next step is looked up only after this commits. */
+/* ---- fencing ---- */
+
+static bool step_still_next(struct dw_actuator *a, int64_t op, int seq)
+{
+    struct dw_step_ref steps[MAX_WORKERS];
+    int n = dw_fsm_next_steps(a->fsm, steps, MAX_WORKERS);
+    for (int i = 0; i < n; i++) {
+        if (steps[i].op == op && steps[i].seq == seq)
+            return true;
+    }
+    return false;
+}
+
+/* Side-effect free: the Genesys client calls it from inside its own machinery. Reads need no
+ * lease (they change nothing); writes do. */
+static bool fence_check(struct dw_actuator *a, const struct dw_fence *f, bool write, char *why,
+                        size_t whylen)
+{
+    if (a->closing) {
+        snprintf(why, whylen, "shutting down");
+        return false;
+    }
+    if (!a->ops.is_leader(a->ops.raft)) {
+        snprintf(why, whylen, "no longer leader");
+        return false;
+    }
+    uint64_t term = a->ops.term(a->ops.raft);
+    if (term != f->term) {
+        snprintf(why, whylen, "term is %" PRIu64 " now", term);
+        return false;
+    }
+    uint64_t now = mono_ms();
+    if (write && (a->lease_term != f->term || now >= a->lease_until)) {
+        snprintf(why, whylen, "lease lapsed %" PRIu64 " ms ago (no majority acknowledgement "
+                 "for %u ms)", a->lease_term == f->term ? now - a->lease_until : 0, a->lease_ms);
+        return false;
+    }
+    if (!step_still_next(a, f->op, f->seq)) {
+        snprintf(why, whylen, "step is no longer pending (operation ended or moved on)");
+        return false;
+    }
+    return true;
+}
+
+/* The token check immediately before every Genesys write request. */
+static bool fence_valid(void *data, const struct dw_fence *f, char *why, size_t whylen)
+{
+    return fence_check(data, f, true, why, whylen);
+}
+
+/* Leadership as the actuator saw it last; a change cancels every write in flight. */
+static bool leading(struct dw_actuator *a)
+{
+    bool lead = !a->closing && a->ops.is_leader(a->ops.raft);
+    uint64_t term = lead ? a->ops.term(a->ops.raft) : 0;
+
+    if (term == a->term)
+        return lead;
+    if (a->term != 0) {
+        dw_log(DW_LOG_WARN, "actuator", "leadership of term %" PRIu64 " lost: cancelling "
+               "Genesys writes in flight", a->term);
+        a->ops.cancel_writes(a->ops.genesys, "leadership lost");
+    }
+    a->term = term;
+    a->leader_since = mono_ms();
+    a->lease_until = 0;
+    a->lease_term = 0;
+    return lead;
+}
+
+static void extend_lease(struct dw_actuator *a, uint64_t term, uint64_t sent)
+{
+    if (a->ops.term(a->ops.raft) != term)
+        return;
+    if (a->lease_term != term)
+        a->lease_until = 0;
+    a->lease_term = term;
+    if (sent + a->lease_ms > a->lease_until)
+        a->lease_until = sent + a->lease_ms;
+}
+
+static void renew_done(void *data, int status, const char *errmsg)
+{
+    struct dw_actuator *a = data;
+    if (a->closing) {
+        act_unref(a);
+        return;
+    }
+    a->refs--;
+    a->renewing = 0;
+    if (status == 0) {
+        extend_lease(a, a->renew_term, a->renew_sent);
+        a->stats.lease_renewals++;
+    } else {
+        dw_log(DW_LOG_DEBUG, "actuator", "lease renewal failed: %s", errmsg ? errmsg : "?");
+    }
+}
+
+static bool writing(const struct dw_actuator *a)
+{
+    for (int i = 0; i < MAX_WORKERS; i++) {
+        const struct worker *w = &a->w[i];
+        if (w->busy && strcmp(w->cur.action, "verify") != 0)
+            return true;
+    }
+    return false;
+}
+
+/* While a write runs, a barrier every third of the lease keeps it from lapsing on a healthy
+ * leader, however long Genesys takes to answer. */
+static void renew_lease(struct dw_actuator *a)
+{
+    if (a->renewing || a->term == 0 || !writing(a))
+        return;
+    if (a->lease_term == a->term && a->lease_until > mono_ms() + 2 * a->lease_ms / 3)
+        return;
+    a->renew_sent = mono_ms();
+    a->renew_term = a->term;
+    a->refs++;
+    if (a->ops.barrier(a->ops.raft, renew_done, a) != 0) {
+        a->refs--;
+        return;
+    }
+    a->renewing = 1;
+}
+
+/* Leadership, term and relevance before each stage of a step; stops the step when one fails. */
+static int still_valid(struct worker *w)
+{
+    char why[160];
+
+    if (fence_check(w->a, &w->fence, false, why, sizeof why))
+        return 1;
+    dw_log(DW_LOG_WARN, "actuator", "op %" PRId64 " step %d: stopping: %s", w->cur.op,
+           w->cur.seq, why);
+    w->a->stats.fenced_steps++;
+    step_finished(w);
+    kick_soon(w->a);
+    return 0;
+}
+
+/* ---- journal ---- */
+
 static void committed(void *data, int status, const char *errmsg);
 
-static void commit(struct dw_actuator *a, enum dw_step_status st)
+static void commit(struct worker *w, enum dw_step_status st)
 {
+    struct dw_actuator *a = w->a;
     char err[256];
-    char *e = dw_entry_step(a->cur.op, a->cur.seq, st, st == DW_STEP_STARTED ? NULL : a->detail);
+    char *e = dw_entry_step(w->cur.op, w->cur.seq, st, st == DW_STEP_STARTED ? NULL : w->detail);
     if (e == NULL) {
-        step_finished(a);
+        step_finished(w);
         return;
     }
     a->refs++;
-    if (dw_raft_propose(a->raft, e, committed, a, err, sizeof err) != 0) {
+    if (a->ops.propose(a->ops.raft, e, committed, w, err, sizeof err) != 0) {
         a->refs--;
-        dw_log(DW_LOG_WARN, "actuator", "op %lld step %d: cannot journal %s: %s",
-               (long long)a->cur.op, a->cur.seq, dw_step_status_name(st), err);
-        step_finished(a);
+        dw_log(DW_LOG_WARN, "actuator", "op %" PRId64 " step %d: cannot journal %s: %s",
+               w->cur.op, w->cur.seq, dw_step_status_name(st), err);
+        step_finished(w);
     } else {
-        dw_log(DW_LOG_INFO, "actuator", "op %lld step %d %s %s: %s%s%s", (long long)a->cur.op,
-               a->cur.seq, a->cur.action, cur_target(a)->id, dw_step_status_name(st),
-               a->detail[0] && st != DW_STEP_STARTED ? ": " : "",
-               st != DW_STEP_STARTED ? a->detail : "");
+        if (st == DW_STEP_STARTED) {
+            w->started_term = w->fence.term;
+            w->started_seq = w->cur.seq;
+        }
+        dw_log(DW_LOG_INFO, "actuator", "op %" PRId64 " step %d %s %s: %s%s%s", w->cur.op,
+               w->cur.seq, w->cur.action, cur_target(w)->id, dw_step_status_name(st),
+               w->detail[0] && st != DW_STEP_STARTED ? ": " : "",
+               st != DW_STEP_STARTED ? w->detail : "");
     }
     free(e);
 }
 
 static void committed(void *data, int status, const char *errmsg)
 {
-    struct dw_actuator *a = data;
+    struct worker *w = data;
+    struct dw_actuator *a = w->a;
     if (a->closing) {
         act_unref(a);
         return;
     }
     a->refs--;
     if (status != 0)
-        dw_log(DW_LOG_WARN, "actuator", "op %lld step %d: journal entry not committed: %s",
-               (long long)a->cur.op, a->cur.seq, errmsg ? errmsg : "unknown");
-    step_finished(a);
+        dw_log(DW_LOG_WARN, "actuator", "op %" PRId64 " step %d: journal entry not committed: %s",
+               w->cur.op, w->cur.seq, errmsg ? errmsg : "unknown");
+    step_finished(w);
     kick_soon(a);
 }
 
-/* Fencing and relevance, checked before every Genesys call and every journal entry: this node
- * must still lead, and the step must still be its operation's next one (the FSM aborts an
- * operation whose destination went down). */
-static int still_leader(struct dw_actuator *a)
-{
-    if (!dw_raft_is_leader(a->raft)) {
-        dw_log(DW_LOG_WARN, "actuator", "op %lld step %d: no longer leader, stopping before the next call",
-               (long long)a->cur.op, a->cur.seq);
-        step_finished(a);
-        return 0;
-    }
-    struct dw_step_ref steps[DW_MAX_GROUPS];
-    int n = dw_fsm_next_steps(a->fsm, steps, DW_MAX_GROUPS);
-    for (int i = 0; i < n; i++) {
-        if (steps[i].op == a->cur.op && steps[i].seq == a->cur.seq)
-            return 1;
-    }
-    dw_log(DW_LOG_INFO, "actuator", "op %lld step %d: no longer pending (operation ended), dropping it",
-           (long long)a->cur.op, a->cur.seq);
-    step_finished(a);
-    kick_soon(a);
-    return 0;
-}
+/* ---- activate / deactivate ---- */
 
-static void switch_next(struct dw_actuator *a);
+static void switch_next(struct worker *w);
 
 static void switch_done(void *data, enum dw_gresult res, const char *detail)
 {
-    struct dw_actuator *a = data;
-    if (a->closing) {
-        act_unref(a);
+    struct worker *w = data;
+    if (w->a->closing) {
+        act_unref(w->a);
         return;
     }
-    a->refs--;
-    detail_append(a, detail);
+    w->a->refs--;
+    if (res == DW_G_FENCED) {
+        /* nothing more was sent; the step stays STARTED and is run again once this node holds
+         * a valid token, reading first */
+        dw_log(DW_LOG_WARN, "actuator", "op %" PRId64 " step %d: stopped by fencing: %s",
+               w->cur.op, w->cur.seq, detail);
+        w->a->stats.fenced_steps++;
+        step_finished(w);
+        kick_soon(w->a);
+        return;
+    }
+    detail_append(w, detail);
     if (res == DW_G_OK || res == DW_G_UNCHANGED) {
-        a->tb++;
-        switch_next(a);
-    } else if (still_leader(a)) {
-        commit(a, DW_STEP_FAILED);
+        w->tb++;
+        switch_next(w);
+    } else if (still_valid(w)) {
+        commit(w, DW_STEP_FAILED);
     }
 }
 
-static void switch_next(struct dw_actuator *a)
+static void switch_next(struct worker *w)
 {
-    const struct dw_target *t = cur_target(a);
-    if (a->tb >= t->n_trunk_bases) {
-        if (still_leader(a))
-            commit(a, DW_STEP_DONE);
+    struct dw_actuator *a = w->a;
+    const struct dw_target *t = cur_target(w);
+    if (!still_valid(w))
+        return;
+    if (w->tb >= t->n_trunk_bases) {
+        commit(w, DW_STEP_DONE);
         return;
     }
-    if (!still_leader(a))
-        return;
-    int enable = strcmp(a->cur.action, "activate") == 0;
+    bool enable = strcmp(w->cur.action, "activate") == 0;
     a->refs++;
-    if (dw_genesys_set_trunk_base_enabled(a->genesys, t->trunk_base_ids[a->tb], enable,
-                                          switch_done, a) != 0) {
+    if (a->ops.set_trunk_base(a->ops.genesys, t->trunk_base_ids[w->tb], enable, &w->fence,
+                              switch_done, w) != 0) {
         a->refs--;
-        detail_append(a, "cannot start Genesys call");
-        commit(a, DW_STEP_FAILED);
+        detail_append(w, "cannot start Genesys call");
+        commit(w, DW_STEP_FAILED);
     }
 }
 
-static void verify_next(struct dw_actuator *a);
+/* ---- verify ---- */
+
+static void verify_next(struct worker *w);
 
 static void verify_wait_done(uv_timer_t *t)
 {
-    struct dw_actuator *a = t->data;
-    if (!a->closing && still_leader(a))
-        verify_next(a);
+    struct worker *w = t->data;
+    if (!w->a->closing && still_valid(w))
+        verify_next(w);
 }
 
 static void verify_done(void *data, enum dw_gresult res, const char *detail)
 {
-    struct dw_actuator *a = data;
+    struct worker *w = data;
+    struct dw_actuator *a = w->a;
     if (a->closing) {
         act_unref(a);
         return;
     }
     a->refs--;
-    const struct dw_target *t = cur_target(a);
+    const struct dw_target *t = cur_target(w);
     if (res == DW_G_OK) {
         char line[192];
-        snprintf(line, sizeof line, "%s verified: %s", t->trunk_base_ids[a->tb], detail);
-        detail_append(a, line);
-        a->tb++;
-        verify_next(a);
+        snprintf(line, sizeof line, "%s verified: %s", t->trunk_base_ids[w->tb], detail);
+        detail_append(w, line);
+        w->tb++;
+        verify_next(w);
         return;
     }
-    if (res == DW_G_FAIL || uv_now(a->loop) >= a->verify_deadline) {
+    if (res == DW_G_FAIL || uv_now(a->loop) >= w->verify_deadline) {
         char line[256];
-        snprintf(line, sizeof line, "%s not verified within %u ms: %s", t->trunk_base_ids[a->tb],
+        snprintf(line, sizeof line, "%s not verified within %u ms: %s", t->trunk_base_ids[w->tb],
                  a->cfg->genesys.verify_timeout_ms, detail);
-        detail_append(a, line);
-        if (still_leader(a))
-            commit(a, DW_STEP_FAILED);
+        detail_append(w, line);
+        if (still_valid(w))
+            commit(w, DW_STEP_FAILED);
         return;
     }
-    uv_timer_start(&a->wait, verify_wait_done, a->cfg->genesys.verify_interval_ms, 0);
+    uv_timer_start(&w->wait, verify_wait_done, a->cfg->genesys.verify_interval_ms, 0);
 }
 
-static void verify_next(struct dw_actuator *a)
+static void verify_next(struct worker *w)
 {
-    const struct dw_target *t = cur_target(a);
-    if (a->tb >= t->n_trunk_bases) {
-        if (still_leader(a))
-            commit(a, DW_STEP_DONE);
+    struct dw_actuator *a = w->a;
+    const struct dw_target *t = cur_target(w);
+    if (w->tb >= t->n_trunk_bases) {
+        if (still_valid(w))
+            commit(w, DW_STEP_DONE);
         return;
     }
     a->refs++;
-    if (dw_genesys_check_trunks(a->genesys, t->trunk_base_ids[a->tb], verify_done, a) != 0) {
+    if (a->ops.check_trunks(a->ops.genesys, t->trunk_base_ids[w->tb], verify_done, w) != 0) {
         a->refs--;
-        detail_append(a, "cannot start Genesys call");
-        commit(a, DW_STEP_FAILED);
+        detail_append(w, "cannot start Genesys call");
+        commit(w, DW_STEP_FAILED);
     }
 }
 
-static void execute(struct dw_actuator *a)
+/* ---- a step ---- */
+
+static void execute(struct worker *w)
 {
-    if (a->cur.seq == 0)
-        a->began_op = a->cur.op;
-    a->tb = 0;
-    a->detail[0] = '\0';
-    if (strcmp(a->cur.action, "verify") == 0) {
-        a->verify_deadline = uv_now(a->loop) + a->cfg->genesys.verify_timeout_ms;
-        verify_next(a);
+    struct dw_actuator *a = w->a;
+    if (w->cur.seq == 0)
+        a->began_op = w->cur.op;
+    w->tb = 0;
+    w->detail[0] = '\0';
+    if (strcmp(w->cur.action, "verify") == 0) {
+        w->verify_deadline = uv_now(a->loop) + a->cfg->genesys.verify_timeout_ms;
+        verify_next(w);
     } else {
-        switch_next(a);
+        switch_next(w);
     }
 }
 
-static void maybe_crash(struct dw_actuator *a)
+static void maybe_crash(struct worker *w)
 {
+    struct dw_actuator *a = w->a;
     /* Only the leader that began this operation dies: the one that takes over must finish it,
      * even when every node was armed. */
-    if (a->crash_before[0] && strcmp(a->crash_before, a->cur.action) == 0 &&
-        a->began_op == a->cur.op) {
-        dw_log(DW_LOG_WARN, "actuator", "debug: crashing before %s of op %lld as requested",
-               a->cur.action, (long long)a->cur.op);
+    if (a->crash_before[0] && strcmp(a->crash_before, w->cur.action) == 0 &&
+        a->began_op == w->cur.op) {
+        dw_log(DW_LOG_WARN, "actuator", "debug: crashing before %s of op %" PRId64 " as requested",
+               w->cur.action, w->cur.op);
         raise(SIGKILL);
     }
 }
 
+static void resume_wait_done(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+    step_finished(w);
+    kick_soon(w->a);
+}
+
+/* A STARTED step this node did not start in this term: an earlier leader may still have a
+ * request in flight. Its lease ended before this term began, so waiting one request timeout
+ * from then lets that request land (or die) before this leader reads. */
+static bool resume_must_wait(struct worker *w)
+{
+    struct dw_actuator *a = w->a;
+    if (w->cur.status != DW_STEP_STARTED || strcmp(w->cur.action, "verify") == 0 ||
+        (w->started_term == w->fence.term && w->started_seq == w->cur.seq))
+        return false;
+    uint64_t ready = a->leader_since + a->cfg->genesys.request_timeout_ms, now = mono_ms();
+    if (now >= ready)
+        return false;
+    dw_log(DW_LOG_INFO, "actuator", "op %" PRId64 " step %d %s %s: started by an earlier leader; "
+           "waiting %" PRIu64 " ms for any request it still has in flight, then reading first",
+           w->cur.op, w->cur.seq, w->cur.action, cur_target(w)->id, ready - now);
+    a->stats.resume_waits++;
+    uv_timer_start(&w->wait, resume_wait_done, ready - now, 0);
+    return true;
+}
+
 static void barrier_done(void *data, int status, const char *errmsg)
 {
-    struct dw_actuator *a = data;
+    struct worker *w = data;
+    struct dw_actuator *a = w->a;
     if (a->closing) {
         act_unref(a);
         return;
@@ -271,60 +461,145 @@ static void barrier_done(void *data, int status, const char *errmsg)
     a->refs--;
     if (status != 0) {
         dw_log(DW_LOG_WARN, "actuator", "barrier failed: %s", errmsg ? errmsg : "unknown");
-        step_finished(a);
+        step_finished(w);
         return;
     }
-    if (!still_leader(a))
+    extend_lease(a, w->fence.term, w->barrier_sent);
+    if (!still_valid(w))
         return;
-    maybe_crash(a);
-    if (a->cur.status == DW_STEP_PENDING) {
-        a->detail[0] = '\0';
-        commit(a, DW_STEP_STARTED);
-    } else {
-        dw_log(DW_LOG_INFO, "actuator", "op %lld step %d %s %s: running (resumed or started)",
-               (long long)a->cur.op, a->cur.seq, a->cur.action, cur_target(a)->id);
-        execute(a);
+    maybe_crash(w);
+    if (w->cur.status == DW_STEP_PENDING) {
+        w->detail[0] = '\0';
+        commit(w, DW_STEP_STARTED);
+    } else if (!resume_must_wait(w)) {
+        dw_log(DW_LOG_INFO, "actuator", "op %" PRId64 " step %d %s %s: running (resumed or started)",
+               w->cur.op, w->cur.seq, w->cur.action, cur_target(w)->id);
+        execute(w);
     }
+}
+
+static void start_step(struct dw_actuator *a, struct worker *w, const struct dw_step_ref *s)
+{
+    w->cur = *s;
+    w->busy = 1;
+    w->fence = (struct dw_fence){.term = a->term, .op = s->op, .seq = s->seq,
+                                 .valid = fence_valid, .data = a};
+    /* Every step begins with a barrier in the current term: it proves a majority and starts
+     * the lease. */
+    w->barrier_sent = mono_ms();
+    a->refs++;
+    if (a->ops.barrier(a->ops.raft, barrier_done, w) != 0) {
+        a->refs--;
+        step_finished(w);
+    }
+}
+
+static struct worker *worker_for(struct dw_actuator *a, int64_t op)
+{
+    for (int i = 0; i < MAX_WORKERS; i++)
+        if (a->w[i].op == op)
+            return &a->w[i];
+    return NULL;
 }
 
 void dw_actuator_kick(struct dw_actuator *a)
 {
-    if (a == NULL || a->closing || a->busy || !dw_raft_is_leader(a->raft))
+    struct dw_step_ref steps[MAX_WORKERS];
+
+    if (a == NULL || a->closing || !leading(a))
         return;
-    struct dw_step_ref steps[1];
-    if (dw_fsm_next_steps(a->fsm, steps, 1) < 1)
-        return;
-    if (steps[0].group < 0 || steps[0].target < 0) {
-        /* The log names a group or target this node's configuration lacks (a config changed
-         * under a running operation): acting on a guess could switch the wrong trunk. */
-        if (a->unknown_logged != steps[0].op)
-            dw_log(DW_LOG_ERROR, "actuator",
-                   "op %lld names a group or target missing from this node's configuration; "
-                   "not acting on it", (long long)steps[0].op);
-        a->unknown_logged = steps[0].op;
-        return;
+    int n = dw_fsm_next_steps(a->fsm, steps, MAX_WORKERS);
+    /* free the workers of operations that ended */
+    for (int i = 0; i < MAX_WORKERS; i++) {
+        struct worker *w = &a->w[i];
+        bool running = false;
+        for (int k = 0; k < n && !running; k++)
+            running = steps[k].op == w->op;
+        if (w->op != 0 && !running && !w->busy)
+            w->op = 0;
     }
-    a->cur = steps[0];
-    a->busy = 1;
-    snprintf(a->current, sizeof a->current, "op %lld step %d/%d %s %s (%s)", (long long)a->cur.op,
-             a->cur.seq + 1, a->cur.n_steps, a->cur.action, cur_target(a)->id,
-             dw_step_status_name(a->cur.status));
-    /* Fencing: every step begins with a barrier in the current term. */
-    a->refs++;
-    if (dw_raft_barrier(a->raft, barrier_done, a) != 0) {
-        a->refs--;
-        step_finished(a);
+    for (int k = 0; k < n; k++) {
+        const struct dw_step_ref *s = &steps[k];
+        if (s->group < 0 || s->target < 0) {
+            /* The log names a group or target this node's configuration lacks: acting on a
+             * guess could switch the wrong trunk. Other operations go on. */
+            if (s->op > a->unknown_logged)
+                dw_log(DW_LOG_ERROR, "actuator", "op %" PRId64 " names a group or target "
+                       "missing from this node's configuration; not acting on it", s->op);
+            if (s->op > a->unknown_logged)
+                a->unknown_logged = s->op;
+            continue;
+        }
+        struct worker *w = worker_for(a, s->op);
+        if (w == NULL && (w = worker_for(a, 0)) != NULL) {
+            w->op = s->op;
+            w->started_term = 0;
+        }
+        if (w != NULL && !w->busy)
+            start_step(a, w, s);
     }
 }
 
 static void tick_cb(uv_timer_t *t)
 {
-    dw_actuator_kick(t->data);
+    struct dw_actuator *a = t->data;
+    dw_actuator_kick(a);
+    if (!a->closing && leading(a))
+        renew_lease(a);
 }
 
+/* ---- ops of a running node ---- */
+
+static bool live_is_leader(void *r)
+{
+    return dw_raft_is_leader(r);
+}
+
+static uint64_t live_term(void *r)
+{
+    return dw_raft_term(r);
+}
+
+static int live_barrier(void *r, dw_raft_done_cb cb, void *data)
+{
+    return dw_raft_barrier(r, cb, data);
+}
+
+static int live_propose(void *r, const char *e, dw_raft_done_cb cb, void *data, char *err,
+                        size_t errlen)
+{
+    return dw_raft_propose(r, e, cb, data, err, errlen);
+}
+
+static int live_set(void *g, const char *tb, bool on, const struct dw_fence *f, dw_genesys_cb cb,
+                    void *data)
+{
+    return dw_genesys_set_trunk_base_enabled(g, tb, on, f, cb, data);
+}
+
+static int live_check(void *g, const char *tb, dw_genesys_cb cb, void *data)
+{
+    return dw_genesys_check_trunks(g, tb, cb, data);
+}
+
+static void live_cancel(void *g, const char *why)
+{
+    dw_genesys_cancel_writes(g, why);
+}
+
+void dw_actuator_live_ops(struct dw_actuator_ops *ops, struct dw_raft *raft,
+                          struct dw_genesys *genesys)
+{
+    *ops = (struct dw_actuator_ops){
+        .raft = raft, .is_leader = live_is_leader, .term = live_term, .barrier = live_barrier,
+        .propose = live_propose, .genesys = genesys, .set_trunk_base = live_set,
+        .check_trunks = live_check, .cancel_writes = live_cancel};
+}
+
+/* ---- lifetime ---- */
 
 int dw_actuator_init(struct dw_actuator **out, uv_loop_t *loop, const struct dw_config *cfg,
-                     struct dw_fsm *fsm, struct dw_raft *raft, struct dw_genesys *genesys)
+                     struct dw_fsm *fsm, const struct dw_actuator_ops *ops)
 {
     struct dw_actuator *a = calloc(1, sizeof *a);
     if (a == NULL)
@@ -332,17 +607,33 @@ int dw_actuator_init(struct dw_actuator **out, uv_loop_t *loop, const struct dw_
     a->loop = loop;
     a->cfg = cfg;
     a->fsm = fsm;
-    a->raft = raft;
-    a->genesys = genesys;
-    a->refs = 2; /* the two timers */
-    dw_genesys_set_guard(genesys, may_write, raft);
+    a->ops = *ops;
+    /* Followers refuse votes for at least one election timeout after hearing from the leader;
+     * a quarter is left for clock-rate differences between nodes. */
+    a->lease_ms = cfg->cluster.election_timeout_ms * 3 / 4;
+    unsigned tick = a->lease_ms / 3;
+    tick = tick < 10 ? 10 : tick > TICK_MAX_MS ? TICK_MAX_MS : tick;
+    a->refs = 1 + MAX_WORKERS; /* the timers */
     uv_timer_init(loop, &a->tick);
-    uv_timer_init(loop, &a->wait);
     a->tick.data = a;
-    a->wait.data = a;
-    uv_timer_start(&a->tick, tick_cb, TICK_MS, TICK_MS);
+    for (int i = 0; i < MAX_WORKERS; i++) {
+        a->w[i].a = a;
+        uv_timer_init(loop, &a->w[i].wait);
+        a->w[i].wait.data = &a->w[i];
+    }
+    uv_timer_start(&a->tick, tick_cb, tick, tick);
     *out = a;
     return 0;
+}
+
+static void tick_closed(uv_handle_t *h)
+{
+    act_unref(h->data);
+}
+
+static void wait_closed(uv_handle_t *h)
+{
+    act_unref(((struct worker *)h->data)->a);
 }
 
 void dw_actuator_close(struct dw_actuator *a)
@@ -350,8 +641,9 @@ void dw_actuator_close(struct dw_actuator *a)
     if (a == NULL)
         return;
     a->closing = 1;
-    uv_close((uv_handle_t *)&a->tick, handle_closed);
-    uv_close((uv_handle_t *)&a->wait, handle_closed);
+    uv_close((uv_handle_t *)&a->tick, tick_closed);
+    for (int i = 0; i < MAX_WORKERS; i++)
+        uv_close((uv_handle_t *)&a->w[i].wait, wait_closed);
 }
 
 void dw_actuator_crash_before(struct dw_actuator *a, const char *action)
@@ -359,7 +651,31 @@ void dw_actuator_crash_before(struct dw_actuator *a, const char *action)
     snprintf(a->crash_before, sizeof a->crash_before, "%s", action ? action : "");
 }
 
-const char *dw_actuator_current(const struct dw_actuator *a)
+const char *dw_actuator_current(struct dw_actuator *a)
 {
+    size_t n = 0;
+
+    a->current[0] = '\0';
+    for (int i = 0; i < MAX_WORKERS && n + 1 < sizeof a->current; i++) {
+        const struct worker *w = &a->w[i];
+        if (!w->busy)
+            continue;
+        int k = snprintf(a->current + n, sizeof a->current - n,
+                         "%sop %" PRId64 " step %d/%d %s %s (%s)", n ? "; " : "", w->cur.op,
+                         w->cur.seq + 1, w->cur.n_steps, w->cur.action, cur_target(w)->id,
+                         dw_step_status_name(w->cur.status));
+        if (k < 0)
+            break;
+        n += (size_t)k < sizeof a->current - n ? (size_t)k : sizeof a->current - n - 1;
+    }
     return a->current;
+}
+
+void dw_actuator_stats(const struct dw_actuator *a, struct dw_actuator_stats *out)
+{
+    if (a == NULL) {
+        memset(out, 0, sizeof *out);
+        return;
+    }
+    *out = a->stats;
 }

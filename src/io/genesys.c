@@ -1,3 +1,4 @@
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,7 +52,9 @@ struct call {
     int finished;
     int releasing;
     int logged; /* the failure was already logged with more context */
-    char fail_detail[G_DETAIL_MAX]; /* set when a failure is reported from the timer */
+    char fail_detail[G_DETAIL_MAX]; /* set when a result is reported from the timer */
+    enum dw_gresult soon_result;
+    struct dw_fence fence;          /* writes only */
     uv_timer_t timer;
 
     int puts;
@@ -80,8 +83,6 @@ struct dw_genesys {
     int n_calls; /* until their timers have closed */
     int closing;
     struct dw_genesys_stats stats;
-    bool (*guard)(void *data);
-    void *guard_data;
     /* token bucket of rate_budget_per_min (0 = no pacing) */
     unsigned per_min;
     double tokens, burst;
@@ -238,14 +239,41 @@ static void on_fail_timer(uv_timer_t *t)
 {
     struct call *c = t->data;
 
-    call_finish(c, DW_G_FAIL, c->fail_detail);
+    call_finish(c, c->soon_result, c->fail_detail);
 }
 
-/* Failing from the next loop turn keeps callbacks out of the caller's stack. */
-static void call_fail_soon(struct call *c, const char *detail)
+/* Reporting from the next loop turn keeps callbacks out of the caller's stack. */
+static void call_end_soon(struct call *c, enum dw_gresult result, const char *detail)
 {
     snprintf(c->fail_detail, sizeof c->fail_detail, "%s", detail);
+    c->soon_result = result;
     uv_timer_start(&c->timer, on_fail_timer, 0, 0);
+}
+
+static void call_fail_soon(struct call *c, const char *detail)
+{
+    call_end_soon(c, DW_G_FAIL, detail);
+}
+
+/* The last check before a write's request leaves: whatever path led here (first request, retry
+ * timer, 409 re-read, a token that just arrived), a token that is no longer valid stops it. */
+static int fence_holds(struct call *c)
+{
+    char why[160] = "";
+    char d[G_DETAIL_MAX];
+
+    if (c->kind != CALL_SET)
+        return 1;
+    if (c->fence.valid != NULL && c->fence.valid(c->fence.data, &c->fence, why, sizeof why))
+        return 1;
+    c->g->stats.fenced++;
+    snprintf(d, sizeof d, "%s not sent: fencing token (term %" PRIu64 ", op %" PRId64
+             ", step %d) no longer valid: %s", c->label, c->fence.term, c->fence.op,
+             c->fence.seq, why[0] ? why : "refused");
+    dw_log(DW_LOG_WARN, "genesys", "%s", d);
+    c->logged = 1;
+    call_end_soon(c, DW_G_FENCED, d);
+    return 0;
 }
 
 /* ---- requests with auth and retries ---- */
@@ -448,6 +476,8 @@ static void call_issue(struct call *c)
     const char *headers[4];
     int n = 0;
 
+    if (!fence_holds(c))
+        return;
     headers[n++] = "Accept: application/json";
     if (c->kind == CALL_TOKEN) {
         headers[n++] = "Content-Type: application/x-www-form-urlencoded";
@@ -500,14 +530,9 @@ static void call_send(struct call *c)
         call_finish(c, DW_G_FAIL, "client closed");
         return;
     }
-    /* Retries can stretch a write over minutes: the guard is asked again before every request,
-     * so a deposed leader never sends a late PUT. */
-    if (c->kind == CALL_SET && g->guard != NULL && !g->guard(g->guard_data)) {
-        char d[G_DETAIL_MAX];
-        snprintf(d, sizeof d, "%s: not sent, this node may no longer act", c->label);
-        call_fail_soon(c, d);
+    /* Fail fast before waiting for a token; call_issue checks again right before sending. */
+    if (!fence_holds(c))
         return;
-    }
     if (c->kind != CALL_TOKEN && !token_valid(g)) {
         /* Every call waiting for a token shares one token request. */
         c->waiting_token = 1;
@@ -971,10 +996,26 @@ void dw_genesys_close(struct dw_genesys *g)
     genesys_maybe_free(g);
 }
 
-void dw_genesys_set_guard(struct dw_genesys *g, bool (*guard)(void *data), void *data)
+void dw_genesys_cancel_writes(struct dw_genesys *g, const char *why)
 {
-    g->guard = guard;
-    g->guard_data = data;
+    struct call *c;
+    char d[G_DETAIL_MAX];
+
+    if (g == NULL)
+        return;
+    /* a callback may start or end calls: scan again after each */
+    for (;;) {
+        for (c = g->calls; c != NULL; c = c->next)
+            if (!c->finished && c->kind == CALL_SET)
+                break;
+        if (c == NULL)
+            return;
+        snprintf(d, sizeof d, "trunkbasesettings/%s: cancelled: %s", c->tb_id, why);
+        g->stats.fenced++;
+        dw_log(DW_LOG_WARN, "genesys", "%s", d);
+        c->logged = 1;
+        call_finish(c, DW_G_FENCED, d);
+    }
 }
 
 void dw_genesys_set_backoff_scale(struct dw_genesys *g, double scale)
@@ -1002,12 +1043,16 @@ static struct call *start_call(struct dw_genesys *g, enum call_kind kind, const 
 }
 
 int dw_genesys_set_trunk_base_enabled(struct dw_genesys *g, const char *trunk_base_id,
-                                      bool enabled, dw_genesys_cb cb, void *data)
+                                      bool enabled, const struct dw_fence *fence,
+                                      dw_genesys_cb cb, void *data)
 {
+    if (fence == NULL || fence->valid == NULL)
+        return -1;
     struct call *c = start_call(g, CALL_SET, trunk_base_id, cb, data);
 
     if (c == NULL)
         return -1;
+    c->fence = *fence;
     c->wanted = enabled;
     set_get(c);
     return 0;

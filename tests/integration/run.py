@@ -12,6 +12,7 @@ import time
 import traceback
 
 import detection_tests
+import fencing_tests
 from harness import CLIENT_SECRET as CLIENT_SECRET_TEXT, Cluster, SITES, wait_until
 
 BUILD = None
@@ -329,6 +330,7 @@ def test_example_config_is_valid():
 
 TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
 TESTS += detection_tests.TESTS
+TESTS += fencing_tests.TESTS
 
 
 TEST_LIMIT_S = 300
@@ -352,6 +354,7 @@ def main():
     args = ap.parse_args()
     BUILD = os.path.abspath(args.build)
     detection_tests.BUILD = BUILD
+    fencing_tests.BUILD = BUILD
     passed = failed = 0
     for t in TESTS:
         if args.k not in t.__name__:

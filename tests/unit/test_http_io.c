@@ -279,6 +279,15 @@ static void gsim_fault(struct tl_gsim *g, const char *json)
     tl_ctl_ok(g->sim.port, "POST", "/_sim/faults", json);
 }
 
+/* A logged request with this method and path suffix. */
+static bool req_is(const cJSON *r, const char *method, const char *path_suffix)
+{
+    const char *m = cJSON_GetObjectItem(r, "method")->valuestring;
+    const char *p = cJSON_GetObjectItem(r, "path")->valuestring;
+    size_t lp = strlen(p), ls = strlen(path_suffix);
+    return strcmp(m, method) == 0 && lp >= ls && strcmp(p + lp - ls, path_suffix) == 0;
+}
+
 /* Requests since the last reset matching method and a path suffix; times in *t (up to 8). */
 static int gsim_count(struct tl_gsim *g, const char *method, const char *path_suffix, double *t)
 {
@@ -288,10 +297,7 @@ static int gsim_count(struct tl_gsim *g, const char *method, const char *path_su
 
     assert_non_null(j);
     cJSON_ArrayForEach(r, cJSON_GetObjectItem(j, "requests")) {
-        const char *m = cJSON_GetObjectItem(r, "method")->valuestring;
-        const char *p = cJSON_GetObjectItem(r, "path")->valuestring;
-        size_t lp = strlen(p), ls = strlen(path_suffix);
-        if (strcmp(m, method) == 0 && lp >= ls && strcmp(p + lp - ls, path_suffix) == 0) {
+        if (req_is(r, method, path_suffix)) {
             if (t != NULL && n < 8)
                 t[n] = cJSON_GetObjectItem(r, "t")->valuedouble;
             n++;
@@ -350,11 +356,19 @@ static struct dw_genesys *genesys_new(struct tl_loop *e, struct tl_gsim *gs, con
     return tl_genesys_new(e, gs->base, login, secret);
 }
 
+static bool fence_always(void *data, const struct dw_fence *f, char *why, size_t whylen)
+{
+    (void)data, (void)f, (void)why, (void)whylen;
+    return true;
+}
+
+static const struct dw_fence open_fence = {.term = 1, .op = 1, .seq = 0, .valid = fence_always};
+
 static void set_enabled(struct tl_loop *e, struct dw_genesys *g, const char *id, bool on,
                         struct gres *res)
 {
     memset(res, 0, sizeof *res);
-    assert_int_equal(dw_genesys_set_trunk_base_enabled(g, id, on, on_gres, res), 0);
+    assert_int_equal(dw_genesys_set_trunk_base_enabled(g, id, on, &open_fence, on_gres, res), 0);
     assert_int_equal(tl_run_until(e, gres_done, res, 10000), 0);
     assert_int_equal(res->done, 1);
 }
@@ -589,6 +603,165 @@ static void test_genesys_shared_token_and_close(void **state)
     tl_gsim_stop(&gs);
 }
 
+/* ---- fencing: the token is checked right before every request a write sends ---- */
+
+struct fence_ctl {
+    bool ok;
+    int asked;
+};
+
+static bool fence_flag(void *data, const struct dw_fence *f, char *why, size_t whylen)
+{
+    struct fence_ctl *c = data;
+    (void)f;
+    c->asked++;
+    if (!c->ok)
+        snprintf(why, whylen, "test says no");
+    return c->ok;
+}
+
+/* A request matching method and path suffix in the simulator's log has key set (e.g. "held"
+ * while blocked by a hold fault) or, with status > 0, was answered with it. */
+struct sim_req_wait {
+    struct tl_gsim *g;
+    const char *method, *suffix;
+    int status; /* 0: wait for "held" */
+};
+
+static int sim_req_seen(void *arg)
+{
+    struct sim_req_wait *w = arg;
+    cJSON *j = tl_ctl(w->g->sim.port, "GET", "/_sim/requests", NULL);
+    const cJSON *r;
+    int found = 0;
+
+    assert_non_null(j);
+    cJSON_ArrayForEach(r, cJSON_GetObjectItem(j, "requests")) {
+        if (!req_is(r, w->method, w->suffix))
+            continue;
+        const cJSON *st = cJSON_GetObjectItem(r, "status");
+        if (w->status == 0 ? cJSON_IsTrue(cJSON_GetObjectItem(r, "held"))
+                           : cJSON_IsNumber(st) && st->valueint == w->status)
+            found = 1;
+    }
+    cJSON_Delete(j);
+    return found;
+}
+
+static void await_sim(struct tl_loop *e, struct tl_gsim *gs, const char *method,
+                      const char *suffix, int status)
+{
+    struct sim_req_wait w = {gs, method, suffix, status};
+    assert_int_equal(tl_run_until(e, sim_req_seen, &w, 10000), 0);
+}
+
+static void start_set(struct dw_genesys *g, const char *id, struct fence_ctl *fc,
+                      struct gres *res)
+{
+    struct dw_fence f = {.term = 7, .op = 3, .seq = 0, .valid = fence_flag, .data = fc};
+    memset(res, 0, sizeof *res);
+    fc->ok = true;
+    assert_int_equal(dw_genesys_set_trunk_base_enabled(g, id, true, &f, on_gres, res), 0);
+}
+
+static void test_genesys_fencing(void **state)
+{
+    struct tl_loop e;
+    struct tl_gsim gs;
+    struct gres res, chk;
+    struct fence_ctl fc = {true, 0};
+    struct dw_genesys_stats st;
+
+    (void)state;
+    TL_NEED("python3");
+    tl_gsim_start(&gs, FIXTURE);
+    tl_loop_init(&e, 10);
+    struct dw_genesys *g = genesys_new(&e, &gs, "s3cret");
+
+    /* no fence, no write */
+    assert_int_equal(dw_genesys_set_trunk_base_enabled(g, "tbB", true, NULL, on_gres, &res), -1);
+
+    /* Deposed while the read-first GET is in flight: its answer leads to no PUT. */
+    gsim_fault(&gs, "{\"kind\":\"hold\",\"method\":\"GET\",\"path_prefix\":\"" PFX
+                    "/trunkbasesettings/tbB\",\"count\":1}");
+    start_set(g, "tbB", &fc, &res);
+    await_sim(&e, &gs, "GET", "/trunkbasesettings/tbB", 0);
+    fc.ok = false;
+    tl_ctl_ok(gs.sim.port, "POST", "/_sim/release", "{}");
+    assert_int_equal(tl_run_until(&e, gres_done, &res, 10000), 0);
+    assert_int_equal(res.r, DW_G_FENCED);
+    assert_non_null(strstr(res.detail, "test says no"));
+    assert_non_null(strstr(res.detail, "term 7, op 3, step 0"));
+    assert_int_equal(gsim_count(&gs, "PUT", "/trunkbasesettings/tbB", NULL), 0);
+    assert_false(gsim_enabled(&gs, "tbB"));
+
+    /* A PUT parked behind a token refresh (its first try drew a 401) is checked again when the
+     * token arrives: deposed meanwhile, it is never sent again. */
+    gsim_reset(&gs);
+    gsim_fault(&gs, "{\"kind\":\"expire_token\",\"method\":\"PUT\",\"path_prefix\":\"" PFX
+                    "/trunkbasesettings/tbB\",\"count\":1}");
+    gsim_fault(&gs, "{\"kind\":\"hold\",\"method\":\"POST\",\"path_prefix\":\"/oauth/token\","
+                    "\"count\":1}");
+    start_set(g, "tbB", &fc, &res);
+    await_sim(&e, &gs, "POST", "/oauth/token", 0);
+    assert_int_equal(gsim_count(&gs, "PUT", "/trunkbasesettings/tbB", NULL), 1);
+    fc.ok = false;
+    tl_ctl_ok(gs.sim.port, "POST", "/_sim/release", "{}");
+    assert_int_equal(tl_run_until(&e, gres_done, &res, 10000), 0);
+    assert_int_equal(res.r, DW_G_FENCED);
+    assert_int_equal(gsim_count(&gs, "PUT", "/trunkbasesettings/tbB", NULL), 1);
+    assert_false(gsim_enabled(&gs, "tbB"));
+
+    /* Deposed during a 503 back-off (3 s at real scale): the retry is never sent. */
+    gsim_reset(&gs);
+    dw_genesys_set_backoff_scale(g, 1.0);
+    gsim_fault(&gs, "{\"kind\":\"status\",\"status\":503,\"method\":\"GET\",\"path_prefix\":\"" PFX
+                    "/trunkbasesettings/tbB\",\"count\":1}");
+    start_set(g, "tbB", &fc, &res);
+    await_sim(&e, &gs, "GET", "/trunkbasesettings/tbB", 503);
+    fc.ok = false;
+    assert_int_equal(tl_run_until(&e, gres_done, &res, 10000), 0);
+    assert_int_equal(res.r, DW_G_FENCED);
+    assert_int_equal(gsim_count(&gs, "GET", "/trunkbasesettings/tbB", NULL), 1);
+    dw_genesys_set_backoff_scale(g, 0.01);
+
+    /* Leadership lost with a write in flight: it ends at once, its answer is ignored, and a
+     * read (verify) in flight is left alone. */
+    gsim_reset(&gs);
+    gsim_fault(&gs, "{\"kind\":\"hold\",\"method\":\"GET\",\"path_prefix\":\"" PFX
+                    "/trunkbasesettings/tbB\",\"count\":1}");
+    start_set(g, "tbB", &fc, &res);
+    memset(&chk, 0, sizeof chk);
+    assert_int_equal(dw_genesys_check_trunks(g, "tbA", on_gres, &chk), 0);
+    await_sim(&e, &gs, "GET", "/trunkbasesettings/tbB", 0);
+    dw_genesys_cancel_writes(g, "leadership lost");
+    assert_int_equal(res.done, 1);
+    assert_int_equal(res.r, DW_G_FENCED);
+    assert_non_null(strstr(res.detail, "cancelled: leadership lost"));
+    tl_ctl_ok(gs.sim.port, "POST", "/_sim/release", "{}");
+    await_sim(&e, &gs, "GET", "/trunkbasesettings/tbB", 200);
+    assert_int_equal(tl_run_until(&e, gres_done, &chk, 10000), 0);
+    assert_int_equal(chk.r, DW_G_OK);
+    assert_int_equal(res.done, 1);
+    assert_int_equal(gsim_count(&gs, "PUT", "/trunkbasesettings/tbB", NULL), 0);
+
+    /* A valid token: the write goes through, asked before each request (GET, PUT). */
+    gsim_reset(&gs);
+    fc.asked = 0;
+    start_set(g, "tbB", &fc, &res);
+    assert_int_equal(tl_run_until(&e, gres_done, &res, 10000), 0);
+    assert_int_equal(res.r, DW_G_OK);
+    assert_true(fc.asked >= 2);
+    assert_true(gsim_enabled(&gs, "tbB"));
+
+    dw_genesys_stats(g, &st);
+    assert_int_equal(st.fenced, 4);
+
+    dw_genesys_close(g);
+    tl_loop_close(&e);
+    tl_gsim_stop(&gs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -598,6 +771,7 @@ int main(void)
         cmocka_unit_test(test_genesys_set_and_check),
         cmocka_unit_test(test_genesys_garbage),
         cmocka_unit_test(test_genesys_shared_token_and_close),
+        cmocka_unit_test(test_genesys_fencing),
     };
 
     tl_main_begin();

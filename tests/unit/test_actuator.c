@@ -1,0 +1,530 @@
+/* The actuator on a real FSM and a real loop, with raft and Genesys replaced through its ops:
+ * fencing (term, leadership, lease, relevance), cancelling writes when leadership goes,
+ * independent operations, and the wait before resuming a step an earlier leader started. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "drwatch/actuator.h"
+#include "drwatch/entry.h"
+#include "drwatch/fsm.h"
+#include "testlib.h"
+
+#define T0 1700000000000LL
+#define ELECTION_MS 200 /* lease 150 ms */
+#define REQUEST_MS 1000
+
+/* ---- a small cluster config: g1 runs on site-a (backup site-b), g2 on site-c (backup b) ---- */
+
+static void site(struct dw_config *cfg, const char *id)
+{
+    struct dw_site *s = &cfg->sites[cfg->n_sites++];
+    snprintf(s->id, sizeof s->id, "%s", id);
+    s->edges = calloc(1, sizeof *s->edges);
+    assert_non_null(s->edges);
+    s->n_edges = 1;
+    snprintf(s->edges[0].id, sizeof s->edges[0].id, "%s-e1", id);
+}
+
+static void group(struct dw_config *cfg, const char *id, int primary, const char *tb_primary,
+                  const char *tb_backup)
+{
+    struct dw_group *g = &cfg->groups[cfg->n_groups++];
+    const struct {
+        const char *id;
+        int site;
+        const char *tb;
+    } t[2] = {{"primary", primary, tb_primary}, {"backup", 1, tb_backup}};
+    snprintf(g->id, sizeof g->id, "%s", id);
+    for (int i = 0; i < 2; i++) {
+        struct dw_target *x = &g->targets[g->n_targets++];
+        snprintf(x->id, sizeof x->id, "%s", t[i].id);
+        x->site = t[i].site;
+        x->n_trunk_bases = 1;
+        snprintf(x->trunk_base_ids[0], sizeof x->trunk_base_ids[0], "%s", t[i].tb);
+    }
+}
+
+static struct dw_config *config(void)
+{
+    struct dw_config *cfg = calloc(1, sizeof *cfg);
+    assert_non_null(cfg);
+    cfg->node_id = 1;
+    cfg->n_members = 3;
+    for (int i = 0; i < 3; i++)
+        cfg->members[i].id = (uint64_t)i + 1;
+    cfg->cluster.election_timeout_ms = ELECTION_MS;
+    cfg->cluster.observation_ttl_ms = 60000;
+    cfg->cluster.refresh_interval_ms = 5000;
+    cfg->genesys.request_timeout_ms = REQUEST_MS;
+    cfg->genesys.verify_timeout_ms = 5000;
+    cfg->genesys.verify_interval_ms = 20;
+    cfg->sites = calloc(3, sizeof *cfg->sites);
+    assert_non_null(cfg->sites);
+    site(cfg, "site-a");
+    site(cfg, "site-b");
+    site(cfg, "site-c");
+    group(cfg, "g1", 0, "tb-a", "tb-b1");
+    group(cfg, "g2", 2, "tb-c", "tb-b2");
+    return cfg;
+}
+
+/* ---- fake raft: proposals are stamped and applied to the FSM on the next loop turn ---- */
+
+struct pending {
+    dw_raft_done_cb cb;
+    void *data;
+    char *entry; /* NULL for a barrier */
+};
+
+struct fx {
+    struct tl_loop e;
+    struct dw_config *cfg;
+    struct dw_fsm *fsm;
+    struct dw_actuator *a;
+    bool leader;
+    uint64_t term;
+    bool stall_barriers; /* barriers never complete (no majority answers) */
+    struct pending q[64];
+    int nq;
+    uv_timer_t flush;
+    int64_t ts;
+    /* fake Genesys */
+    struct call {
+        char tb[32];
+        bool enabled;
+        bool write;
+        struct dw_fence fence;
+        dw_genesys_cb cb;
+        void *data;
+        bool answered;
+        uint64_t at; /* uv_now when asked */
+    } calls[64];
+    int ncalls;
+    const char *hold_tb; /* calls for this trunk base are not answered by auto_answer */
+    int cancels;
+};
+
+static struct fx *fxp(void *p)
+{
+    return p;
+}
+
+static void apply_entry(struct fx *x, const char *unstamped)
+{
+    char err[256];
+    char *st = dw_entry_stamp(unstamped, strlen(unstamped), ++x->ts, 1, err, sizeof err);
+    assert_non_null(st);
+    assert_int_equal(dw_fsm_apply(x->fsm, st, strlen(st)), DW_FSM_APPLIED);
+    free(st);
+}
+
+static void flush_cb(uv_timer_t *t)
+{
+    struct fx *x = t->data;
+    struct pending q[64];
+    int kept = 0, todo = 0;
+    for (int i = 0; i < x->nq; i++) {
+        if (x->q[i].entry == NULL && x->stall_barriers)
+            x->q[kept++] = x->q[i];
+        else
+            q[todo++] = x->q[i];
+    }
+    x->nq = kept;
+    for (int i = 0; i < todo; i++) {
+        if (q[i].entry != NULL) {
+            apply_entry(x, q[i].entry);
+            free(q[i].entry);
+        }
+        q[i].cb(q[i].data, 0, NULL);
+    }
+    if (todo > 0)
+        dw_actuator_kick(x->a);
+}
+
+static void enqueue(struct fx *x, dw_raft_done_cb cb, void *data, char *entry)
+{
+    assert_true(x->nq < 64);
+    x->q[x->nq++] = (struct pending){cb, data, entry};
+    uv_timer_start(&x->flush, flush_cb, 0, 0);
+}
+
+static void stall_barriers(struct fx *x, bool stall)
+{
+    x->stall_barriers = stall;
+    if (!stall)
+        uv_timer_start(&x->flush, flush_cb, 0, 0);
+}
+
+static bool f_is_leader(void *r)
+{
+    return fxp(r)->leader;
+}
+
+static uint64_t f_term(void *r)
+{
+    return fxp(r)->term;
+}
+
+static int f_barrier(void *r, dw_raft_done_cb cb, void *data)
+{
+    if (!fxp(r)->leader)
+        return -1;
+    enqueue(r, cb, data, NULL);
+    return 0;
+}
+
+static int f_propose(void *r, const char *e, dw_raft_done_cb cb, void *data, char *err,
+                     size_t errlen)
+{
+    if (!fxp(r)->leader) {
+        snprintf(err, errlen, "not leader");
+        return -1;
+    }
+    enqueue(r, cb, data, strdup(e));
+    return 0;
+}
+
+static struct call *new_call(struct fx *x, const char *tb, dw_genesys_cb cb, void *data)
+{
+    assert_true(x->ncalls < 64);
+    struct call *c = &x->calls[x->ncalls++];
+    memset(c, 0, sizeof *c);
+    snprintf(c->tb, sizeof c->tb, "%s", tb);
+    c->cb = cb;
+    c->data = data;
+    c->at = uv_now(&x->e.loop);
+    return c;
+}
+
+static int f_set(void *g, const char *tb, bool on, const struct dw_fence *f, dw_genesys_cb cb,
+                 void *data)
+{
+    struct call *c = new_call(g, tb, cb, data);
+    c->write = true;
+    c->enabled = on;
+    c->fence = *f;
+    return 0;
+}
+
+static int f_check(void *g, const char *tb, dw_genesys_cb cb, void *data)
+{
+    new_call(g, tb, cb, data);
+    return 0;
+}
+
+static void f_cancel(void *g, const char *why)
+{
+    struct fx *x = g;
+    x->cancels++;
+    for (int i = 0; i < x->ncalls; i++) {
+        struct call *c = &x->calls[i];
+        if (c->write && !c->answered) {
+            c->answered = true;
+            c->cb(c->data, DW_G_FENCED, why);
+        }
+    }
+}
+
+/* Answers every open call but those of hold_tb: a write as the real client would (its fence is
+ * asked right before the PUT), a check as verified. */
+static void answer(struct fx *x, struct call *c)
+{
+    char why[160];
+    c->answered = true;
+    if (c->write && !c->fence.valid(c->fence.data, &c->fence, why, sizeof why))
+        c->cb(c->data, DW_G_FENCED, why);
+    else
+        c->cb(c->data, DW_G_OK, c->write ? "PUT ok" : "verified");
+}
+
+static void auto_answer(struct fx *x)
+{
+    for (int i = 0; i < x->ncalls; i++) {
+        struct call *c = &x->calls[i];
+        if (!c->answered && !(x->hold_tb && strcmp(c->tb, x->hold_tb) == 0))
+            answer(x, c);
+    }
+}
+
+static struct call *open_call(struct fx *x, const char *tb)
+{
+    for (int i = 0; i < x->ncalls; i++)
+        if (!x->calls[i].answered && strcmp(x->calls[i].tb, tb) == 0)
+            return &x->calls[i];
+    return NULL;
+}
+
+static int setup(void **state)
+{
+    struct fx *x = calloc(1, sizeof *x);
+    char err[256];
+    assert_non_null(x);
+    tl_loop_init(&x->e, 5);
+    x->cfg = config();
+    assert_int_equal(dw_fsm_open(&x->fsm, x->cfg, err, sizeof err), 0);
+    uv_timer_init(&x->e.loop, &x->flush);
+    x->flush.data = x;
+    x->ts = T0;
+    struct dw_actuator_ops ops = {
+        .raft = x, .is_leader = f_is_leader, .term = f_term, .barrier = f_barrier,
+        .propose = f_propose, .genesys = x, .set_trunk_base = f_set, .check_trunks = f_check,
+        .cancel_writes = f_cancel};
+    assert_int_equal(dw_actuator_init(&x->a, &x->e.loop, x->cfg, x->fsm, &ops), 0);
+    *state = x;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *x = *state;
+    x->leader = false;
+    f_cancel(x, "test over");
+    for (int i = 0; i < x->ncalls; i++)
+        if (!x->calls[i].answered) {
+            x->calls[i].answered = true;
+            x->calls[i].cb(x->calls[i].data, DW_G_FAIL, "test over");
+        }
+    x->stall_barriers = false;
+    dw_actuator_close(x->a);
+    for (int i = 0; i < x->nq; i++) {
+        x->q[i].cb(x->q[i].data, 1, "closing");
+        free(x->q[i].entry);
+    }
+    x->nq = 0;
+    uv_close((uv_handle_t *)&x->flush, NULL);
+    tl_loop_close(&x->e);
+    dw_fsm_close(x->fsm);
+    dw_config_free(x->cfg);
+    free(x->cfg);
+    free(x);
+    return 0;
+}
+
+/* Every member sees the given sites down (1 = down), the rest up. */
+static void observe_all(struct fx *x, int a_down, int c_down)
+{
+    enum dw_health st[3] = {a_down ? DW_DOWN : DW_UP, DW_UP, c_down ? DW_DOWN : DW_UP};
+    for (uint64_t n = 1; n <= 3; n++) {
+        char *e = dw_entry_observe(x->cfg, n, false, st);
+        apply_entry(x, e);
+        free(e);
+    }
+}
+
+static void lead(struct fx *x, uint64_t term)
+{
+    x->leader = true;
+    x->term = term;
+    dw_actuator_kick(x->a);
+}
+
+struct want_call {
+    struct fx *x;
+    const char *tb;
+};
+
+static int call_open(void *arg)
+{
+    struct want_call *w = arg;
+    return open_call(w->x, w->tb) != NULL;
+}
+
+static void await_call(struct fx *x, const char *tb)
+{
+    struct want_call w = {x, tb};
+    assert_int_equal(tl_run_until(&x->e, call_open, &w, 5000), 0);
+}
+
+static bool fence_ok(struct call *c)
+{
+    char why[160];
+    return c->fence.valid(c->fence.data, &c->fence, why, sizeof why);
+}
+
+static int fence_lapsed(void *arg)
+{
+    return !fence_ok(arg);
+}
+
+struct done_wait {
+    struct fx *x;
+    int group;
+    int target;
+};
+
+static int group_on(void *arg)
+{
+    struct done_wait *w = arg;
+    struct dw_step_ref r[4];
+    auto_answer(w->x);
+    int n = dw_fsm_next_steps(w->x->fsm, r, 4);
+    for (int i = 0; i < n; i++)
+        if (r[i].group == w->group)
+            return 0;
+    return dw_fsm_active_target(w->x->fsm, w->group) == w->target;
+}
+
+static void test_fence_term_leadership_and_relevance(void **state)
+{
+    struct fx *x = *state;
+    observe_all(x, 1, 0);
+    lead(x, 5);
+    await_call(x, "tb-b1"); /* activate backup of g1 */
+    struct call *c = open_call(x, "tb-b1");
+    assert_true(c->write && c->enabled);
+    assert_int_equal(c->fence.term, 5);
+    assert_true(fence_ok(c));
+
+    /* re-elected in a later term: the token of term 5 is dead, even though this node leads */
+    x->term = 6;
+    assert_false(fence_ok(c));
+    x->term = 5;
+    assert_true(fence_ok(c));
+    x->leader = false;
+    assert_false(fence_ok(c));
+    x->leader = true;
+    assert_true(fence_ok(c));
+
+    /* the operation ended meanwhile (another leader failed its step): no longer relevant */
+    char *e = dw_entry_step(c->fence.op, c->fence.seq, DW_STEP_FAILED, "elsewhere");
+    apply_entry(x, e);
+    free(e);
+    assert_false(fence_ok(c));
+}
+
+static void test_lease_lapses_without_majority_and_holds_with_it(void **state)
+{
+    struct fx *x = *state;
+    struct dw_actuator_stats st;
+    observe_all(x, 1, 0);
+    lead(x, 3);
+    await_call(x, "tb-b1");
+    struct call *c = open_call(x, "tb-b1");
+
+    /* a healthy leader: renewals keep the token valid for many leases while Genesys is slow */
+    tl_run_for(&x->e, 4 * ELECTION_MS);
+    assert_true(fence_ok(c));
+    dw_actuator_stats(x->a, &st);
+    assert_true(st.lease_renewals >= 2);
+
+    /* no majority answers any more: within one lease the token lapses, though raft still
+     * says leader (it has not noticed yet) */
+    stall_barriers(x, true);
+    assert_int_equal(tl_run_until(&x->e, fence_lapsed, c, 5 * ELECTION_MS), 0);
+    assert_true(x->leader);
+    char why[160];
+    c->fence.valid(c->fence.data, &c->fence, why, sizeof why);
+    assert_non_null(strstr(why, "lease lapsed"));
+
+    /* the answer to the held read arrives now: the PUT is refused, the step stays STARTED */
+    answer(x, c);
+    struct dw_step_ref r[4];
+    assert_int_equal(dw_fsm_next_steps(x->fsm, r, 4), 1);
+    assert_int_equal(r[0].status, DW_STEP_STARTED);
+    dw_actuator_stats(x->a, &st);
+    assert_true(st.fenced_steps >= 1);
+
+    /* majority back: the step runs again and the failover completes */
+    stall_barriers(x, false);
+    struct done_wait w = {x, 0, 1};
+    assert_int_equal(tl_run_until(&x->e, group_on, &w, 5000), 0);
+}
+
+static int cancelled(void *arg)
+{
+    return fxp(arg)->cancels > 0;
+}
+
+static void test_leadership_loss_cancels_writes(void **state)
+{
+    struct fx *x = *state;
+    observe_all(x, 1, 0);
+    lead(x, 2);
+    await_call(x, "tb-b1");
+    struct call *c = open_call(x, "tb-b1");
+    x->leader = false;
+    assert_int_equal(tl_run_until(&x->e, cancelled, x, 2000), 0);
+    assert_true(c->answered);
+    /* nothing new while not leading */
+    int n = x->ncalls;
+    tl_run_for(&x->e, 100);
+    assert_int_equal(x->ncalls, n);
+}
+
+static void test_operations_run_independently(void **state)
+{
+    struct fx *x = *state;
+    observe_all(x, 1, 1);
+    x->hold_tb = "tb-b1"; /* g1's activation never answers */
+    lead(x, 1);
+    struct done_wait w = {x, 1, 1};
+    assert_int_equal(tl_run_until(&x->e, group_on, &w, 5000), 0);
+    assert_non_null(open_call(x, "tb-b1"));
+    assert_int_equal(dw_fsm_active_target(x->fsm, 0), 0);
+    x->hold_tb = NULL;
+    struct done_wait w1 = {x, 0, 1};
+    assert_int_equal(tl_run_until(&x->e, group_on, &w1, 5000), 0);
+}
+
+static void test_resumed_step_waits_out_the_earlier_leader(void **state)
+{
+    struct fx *x = *state;
+    struct dw_step_ref r[4];
+    struct dw_actuator_stats st;
+    observe_all(x, 1, 0);
+    /* an earlier leader started activate and died */
+    assert_int_equal(dw_fsm_next_steps(x->fsm, r, 4), 1);
+    char *e = dw_entry_step(r[0].op, r[0].seq, DW_STEP_STARTED, NULL);
+    apply_entry(x, e);
+    free(e);
+
+    uint64_t t0 = uv_now(&x->e.loop);
+    lead(x, 9);
+    await_call(x, "tb-b1");
+    assert_true(open_call(x, "tb-b1")->at >= t0 + REQUEST_MS);
+    dw_actuator_stats(x->a, &st);
+    assert_int_equal(st.resume_waits, 1);
+}
+
+/* A step this leader started itself in this term and had to stop is run again at once: no
+ * earlier leader can have a request of it in flight. */
+static void test_own_step_resumes_without_waiting(void **state)
+{
+    struct fx *x = *state;
+    struct dw_actuator_stats st;
+    observe_all(x, 1, 0);
+    lead(x, 4);
+    await_call(x, "tb-b1");
+    struct call *c = open_call(x, "tb-b1");
+    stall_barriers(x, true);
+    assert_int_equal(tl_run_until(&x->e, fence_lapsed, c, 5 * ELECTION_MS), 0);
+    answer(x, c);
+    stall_barriers(x, false);
+    await_call(x, "tb-b1");
+    assert_true(open_call(x, "tb-b1")->at < c->at + REQUEST_MS);
+    dw_actuator_stats(x->a, &st);
+    assert_int_equal(st.resume_waits, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_fence_term_leadership_and_relevance, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lease_lapses_without_majority_and_holds_with_it,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_leadership_loss_cancels_writes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_operations_run_independently, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resumed_step_waits_out_the_earlier_leader, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_own_step_resumes_without_waiting, setup, teardown),
+    };
+    tl_main_begin();
+    return tl_main_end(cmocka_run_group_tests(tests, NULL, tl_kill_all_teardown));
+}

@@ -891,10 +891,20 @@ static void on_list_page(struct call *c, const struct dw_http_resp *r)
 
 static void list_page(struct call *c)
 {
-    char rel[64];
+    /* The Edge list is the prefix itself, ".../providers/edges?pageSize=": there is no
+     * .../edges/edges. The label, "edges?pageSize=...", still reads as the URL's tail. */
+    const char *sub = strcmp(c->tb_id, "edges") == 0 ? "" : c->tb_id;
+    char query[48], label[64];
+    char *url = NULL;
 
-    snprintf(rel, sizeof rel, "%s?pageSize=100&pageNumber=%d", c->tb_id, c->page);
-    call_api(c, "GET", rel, NULL, on_list_page);
+    snprintf(query, sizeof query, "?pageSize=100&pageNumber=%d", c->page);
+    snprintf(label, sizeof label, "%s%s", c->tb_id, query);
+    if (asprintf(&url, "%s" G_PFX "%s%s%s", c->g->api, sub[0] ? "/" : "", sub, query) < 0) {
+        call_fail_soon(c, "out of memory");
+        return;
+    }
+    call_request(c, "GET", url, label, NULL, on_list_page);
+    free(url);
 }
 
 /* ---- public ---- */
@@ -1027,7 +1037,7 @@ int dw_genesys_check_trunks(struct dw_genesys *g, const char *trunk_base_id,
 
 int dw_genesys_list(struct dw_genesys *g, const char *what, dw_genesys_list_cb cb, void *data)
 {
-    /* only the documented read-only collections (shared/genesys-api.md section 4) */
+    /* only the read-only collections the cloud signal needs */
     if (what == NULL || cb == NULL || (strcmp(what, "edges") != 0 && strcmp(what, "trunks") != 0))
         return -1;
     if (g == NULL || g->closing)

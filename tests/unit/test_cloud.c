@@ -15,6 +15,7 @@
 #include "testlib.h"
 
 #define PFX "/api/v2/telephony/providers/edges"
+#define EDGE_LIST PFX /* the Edge list is the prefix itself: there is no .../edges/edges */
 #define N_FILLER 130 /* Edges beyond one page of 100 */
 
 /* ---- derivation (pure) ---- */
@@ -145,6 +146,22 @@ static int sim_gets(int port, const char *api_path, int *pages)
     return n;
 }
 
+/* Logged requests whose string field (e.g. "target": path and query as sent) is value. */
+static int sim_count(int port, const char *field, const char *value)
+{
+    cJSON *j = tl_ctl(port, "GET", "/_sim/requests", NULL);
+    const cJSON *r;
+    int n = 0;
+
+    assert_non_null(j);
+    cJSON_ArrayForEach(r, cJSON_GetObjectItem(j, "requests")) {
+        const char *v = cJSON_GetStringValue(cJSON_GetObjectItem(r, field));
+        n += v != NULL && strcmp(v, value) == 0;
+    }
+    cJSON_Delete(j);
+    return n;
+}
+
 /* Three Edges of ours (two sharing an enabled trunk base, one on a disabled base) and enough
  * others that the edge list takes two pages. */
 static void write_fixture(FILE *f)
@@ -248,22 +265,26 @@ static void test_list_paging(void **state)
     assert_true(has_id(res.list, "other-129"));
     assert_int_equal(res.requests, 2);
     assert_non_null(strstr(res.detail, "133 entities in 2 pages"));
-    assert_int_equal(sim_gets(gs.sim.port, PFX "/edges", pages), 2);
+    assert_int_equal(sim_gets(gs.sim.port, EDGE_LIST, pages), 2);
     assert_int_equal(pages[0], 1);
     assert_int_equal(pages[1], 2);
+    /* the exact request lines of the real API */
+    assert_int_equal(sim_count(gs.sim.port, "target", PFX "?pageSize=100&pageNumber=1"), 1);
+    assert_int_equal(sim_count(gs.sim.port, "target", PFX "?pageSize=100&pageNumber=2"), 1);
     cJSON_Delete(res.list);
 
     list(&e, g, "trunks", &res);
     assert_int_equal(res.r, DW_G_OK);
     assert_int_equal(cJSON_GetArraySize(res.list), 3);
     assert_int_equal(res.requests, 1);
+    assert_int_equal(sim_count(gs.sim.port, "target", PFX "/trunks?pageSize=100&pageNumber=1"), 1);
     cJSON_Delete(res.list);
 
     /* a 503 on the second page is retried, and the retry is counted */
     tl_ctl_ok(gs.sim.port, "POST", "/_sim/reset", "{}");
     tl_ctl_ok(gs.sim.port, "POST", "/_sim/faults",
-           "{\"kind\":\"status\",\"status\":503,\"method\":\"GET\",\"path_prefix\":\"" PFX
-           "/edges\",\"count\":1}");
+           "{\"kind\":\"status\",\"status\":503,\"method\":\"GET\",\"path\":\"" EDGE_LIST
+           "\",\"count\":1}");
     list(&e, g, "edges", &res);
     assert_int_equal(res.r, DW_G_OK);
     assert_int_equal(res.requests, 3);
@@ -378,12 +399,14 @@ static void test_list_paced(void **state)
             continue;
         if (strcmp(p, PFX "/trunks") == 0 && check_at < 0)
             check_at = n;
-        else if (strcmp(p, PFX "/edges") == 0 && n < 64)
+        else if (strcmp(p, EDGE_LIST) == 0 && n < 64)
             t[n++] = cJSON_GetNumberValue(cJSON_GetObjectItem(r, "t"));
     }
     cJSON_Delete(j);
     assert_int_equal(n, 12);
     assert_true(check_at >= 0 && check_at < 3);
+    assert_int_equal(
+        sim_count(gs.sim.port, "target", PFX "/trunks?trunkBase.id=tbA&pageSize=100"), 1);
     /* The burst was spent before, so each page waited for its own token: one per 60 / BUDGET s
      * (a fifth off for the difference between sending and the sim's arrival stamp). */
     for (int a = 1; a < n; a++)
@@ -538,7 +561,7 @@ struct gets_wait {
 static int edge_gets_reach(void *arg)
 {
     struct gets_wait *w = arg;
-    return sim_gets(w->port, PFX "/edges", NULL) >= w->n;
+    return sim_gets(w->port, EDGE_LIST, NULL) >= w->n;
 }
 
 static void test_poller(void **state)
@@ -576,7 +599,7 @@ static void test_poller(void **state)
     /* a follower never calls Genesys */
     assert_int_equal(dw_cloud_start_sink(&c, &e.loop, &cfg, g, &sink, err, sizeof err), 0);
     tl_run_for(&e, 300);
-    assert_int_equal(sim_gets(gs.sim.port, PFX "/edges", NULL), 0);
+    assert_int_equal(sim_gets(gs.sim.port, EDGE_LIST, NULL), 0);
     dw_cloud_stats(c, &st);
     assert_true(st.active);
     assert_false(st.polling);
@@ -643,7 +666,7 @@ static void test_poller(void **state)
     assert_int_equal(tl_run_until(&e, not_polling, c, 10000), 0);
     tl_ctl_ok(gs.sim.port, "POST", "/_sim/reset", "{}");
     tl_run_for(&e, 400);
-    assert_int_equal(sim_gets(gs.sim.port, PFX "/edges", NULL), 0);
+    assert_int_equal(sim_gets(gs.sim.port, EDGE_LIST, NULL), 0);
     dw_cloud_stats(c, &st);
     assert_false(st.polling);
 
@@ -659,7 +682,7 @@ static void test_poller(void **state)
     sw.polls = st.polls;
     tl_run_for(&e, 2000);
     assert_false(polled_more(&sw));
-    assert_int_equal(sim_gets(gs.sim.port, PFX "/edges", NULL), 2);
+    assert_int_equal(sim_gets(gs.sim.port, EDGE_LIST, NULL), 2);
 
     dw_cloud_close(c);
     dw_cloud_close(idle);
@@ -669,12 +692,12 @@ static void test_poller(void **state)
      * The simulator holds the new poller's first GET for 5 s: once it is logged, the listing is
      * in flight until well after the close (the abort does not wait for the answer). */
     tl_ctl_ok(gs.sim.port, "POST", "/_sim/faults",
-           "{\"kind\":\"latency\",\"latency_ms\":5000,\"method\":\"GET\",\"path_prefix\":\"" PFX
-           "/edges\",\"count\":1}");
+           "{\"kind\":\"latency\",\"latency_ms\":5000,\"method\":\"GET\",\"path\":\"" EDGE_LIST
+           "\",\"count\":1}");
     assert_int_equal(dw_cloud_start_sink(&c, &e.loop, &cfg, g, &sink, err, sizeof err), 0);
     struct gets_wait gw = {gs.sim.port, 3};
     assert_int_equal(tl_run_until(&e, edge_gets_reach, &gw, 10000), 0);
-    assert_int_equal(sim_gets(gs.sim.port, PFX "/edges", NULL), 3);
+    assert_int_equal(sim_gets(gs.sim.port, EDGE_LIST, NULL), 3);
     dw_cloud_close(c);
     dw_genesys_close(g);
     uv_close((uv_handle_t *)&fr.commit, NULL);

@@ -27,7 +27,7 @@ Control API (no auth), never recorded in the request log:
   POST   /_sim/faults                 add a fault (count -1 = unlimited), body
                                       {"kind","path_prefix","path","method",
                                       "count","status","latency_ms",
-                                      "retry_after_s"}; "path" (exact)
+                                      "retry_after_s","body"}; "path" (exact)
                                       narrows path_prefix, e.g. to the Edge
                                       list, which is the API prefix itself
   DELETE /_sim/faults                 remove all faults, release held requests
@@ -38,10 +38,12 @@ Control API (no auth), never recorded in the request log:
   POST   /_sim/set_edge               {"id":"edge-a1","online":true|false|null}
                                       (null = follow health_url again)
 Fault kinds: status, latency, drop, 429, 409 (bumps the version first),
-expire_token, and hold: the matching request is recorded, then its handler
-blocks until released (POST /_sim/release, DELETE /_sim/faults, reset, or the
-sim shutting down) and only then is processed as usual, so its effect and its
-answer come after the release. Request log entries carry "held": true while
+expire_token, body (answers "status", default 200, with the fault's "body"
+text verbatim: numbers JSON allows but no sane API sends), and hold: the
+matching request is recorded, then its handler blocks until released (POST
+/_sim/release, DELETE /_sim/faults, reset, or the sim shutting down) and only
+then is processed as usual, so its effect and its answer come after the
+release. Request log entries carry "held": true while
 blocked (status stays null until answered; "fault" is "hold" for good).
 A client that gave up meanwhile still gets its request applied on release.
 
@@ -581,16 +583,19 @@ class Handler(BaseHTTPRequestHandler):
         return (self.rfile.read(n) if n else b""), n
 
     def respond(self, status, obj=None, headers=None):
+        self.respond_raw(status, None if obj is None else json.dumps(obj).encode(), headers)
+
+    def respond_raw(self, status, body, headers=None):
         sim = self.server.sim
         if self.entry is not None:
             self.entry["status"] = status
-        body = b"" if obj is None else json.dumps(obj).encode()
         hdrs = sim.rate_headers(sim.client_id)
         hdrs.update(headers or {})
         try:
             self.send_response(status)
-            if obj is not None:
+            if body is not None:
                 self.send_header("Content-Type", "application/json")
+            body = body or b""
             self.send_header("Content-Length", str(len(body)))
             self.send_header("inin-correlation-id", str(uuid.uuid4()))
             for k, v in hdrs.items():
@@ -701,15 +706,16 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/_sim/faults" and m == "POST":
             kind = req.get("kind")
             if kind not in ("status", "latency", "drop", "429", "409", "expire_token",
-                            "hold"):
+                            "hold", "body"):
                 raise bad_request("unknown fault kind %r" % kind)
-            if not isinstance(req.get("path", ""), str):
-                raise bad_request("path must be a string")
+            if not all(isinstance(req.get(k, ""), str) for k in ("body", "path")):
+                raise bad_request("body and path must be strings")
             try:
                 f = {"method": str(req.get("method", "*")).upper(),
                      "path_prefix": str(req.get("path_prefix", "/")),
-                     "path": req.get("path"), "kind": kind,
-                     "status": int(req.get("status", 503)),
+                     "path": req.get("path"), "body": req.get("body", ""),
+                     "kind": kind,
+                     "status": int(req.get("status", 200 if kind == "body" else 503)),
                      "latency_ms": int(req.get("latency_ms", 0)),
                      "retry_after_s": int(req.get("retry_after_s", 1)),
                      "count": int(req.get("count", 1)), "hits": 0}
@@ -770,6 +776,9 @@ class Handler(BaseHTTPRequestHandler):
                 st = f["status"]
                 raise ApiError(st, "simulated.fault.%d" % st,
                                "Simulated failure with status %d." % st)
+            elif k == "body":
+                self.respond_raw(f["status"], f["body"].encode())
+                return
         if raw is None:
             raise ApiError(413, "request.entity.too.large",
                            "The request body exceeds the maximum size of 512 KB.")

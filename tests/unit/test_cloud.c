@@ -1,6 +1,7 @@
 /* The Genesys signal: deriving Edge states from Genesys' lists (pure, on JSON fixtures), listing
- * with paging against the Genesys simulator (tests/tools/genesys_sim.py), and the leader-only
- * poller with a fake raft sink. Simulator tests are skipped when python3 is missing. */
+ * with paging against the Genesys simulator (tests/tools/genesys_sim.py) at the real paths,
+ * numbers in Genesys' answers range-checked, and the leader-only poller with a fake raft sink.
+ * Simulator tests are skipped when python3 is missing. */
 #include <limits.h>
 #include <math.h>
 #include <signal.h>

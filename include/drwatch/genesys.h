@@ -1,4 +1,4 @@
-/* Asynchronous Genesys Cloud Platform API client (shared/genesys-api.md): OAuth client
+/* Asynchronous Genesys Cloud Platform API client: OAuth client
  * credentials with a cached token (refreshed 60 s before expiry and once on 401), trunk base
  * switching through trunkbasesettings trunk_enabled (GET, skip if already so, PUT with the version
  * read, re-read and retry on 409), verification through GET trunks?trunkBase.id=.
@@ -68,11 +68,11 @@ int dw_genesys_check_trunks(struct dw_genesys *g, const char *trunk_base_id,
  * counted), for rate accounting; it is set whatever the result. */
 typedef void (*dw_genesys_list_cb)(void *data, enum dw_gresult result, cJSON *entities,
                                    unsigned requests, const char *detail);
-/* Read-only listing of GET /api/v2/telephony/providers/edges/{what}, what = "edges" or
- * "trunks", with pageSize=100 and pageNumber=1..pageCount (more than 200 pages fail rather than
- * give a partial view). Same token, retry and backoff machinery as the other calls; no
- * fence (nothing is written). Returns 0, or -1 if the call could not start (bad what, client
- * closing; cb never called then). */
+/* Read-only listing, what = "edges" (GET /api/v2/telephony/providers/edges itself: the Edge
+ * list has no path of its own) or "trunks" (GET .../edges/trunks), with pageSize=100 and
+ * pageNumber=1..pageCount (more than 200 pages fail rather than give a partial view). Same
+ * token, retry and backoff machinery as the other calls; no fence (nothing is written).
+ * Returns 0, or -1 if the call could not start (bad what, client closing; cb never called). */
 int dw_genesys_list(struct dw_genesys *g, const char *what, dw_genesys_list_cb cb, void *data);
 
 struct dw_genesys_stats {
@@ -82,6 +82,11 @@ struct dw_genesys_stats {
         fenced; /* write requests not sent because their fencing token was no longer valid */
 };
 void dw_genesys_stats(const struct dw_genesys *g, struct dw_genesys_stats *out);
+
+/* Numbers from Genesys: true and *out set when v is a JSON number holding an integer in
+ * [min, max]. Checked before any cast (casting 1e300 or inf to an integer is undefined); every
+ * number read from a response goes through here, and garbage counts as a bad response. */
+bool dw_json_int_in(const cJSON *v, long long min, long long max, long long *out);
 
 /* Multiplies every retry wait (Retry-After and the 3/9/27 s backoff); 1.0 is real time, tests
  * use e.g. 0.01. dw_genesys_init reads DRWATCH_GENESYS_BACKOFF_SCALE from the environment. */

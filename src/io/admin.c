@@ -231,11 +231,14 @@ int dw_admin_start(struct dw_admin **out, uv_loop_t *loop, const char *path,
     /* A stale socket from a killed daemon would make bind fail; the data_dir flock already
      * guarantees no other live daemon owns this node. */
     unlink(path);
+    /* The socket is born 0660 (owner and group, for drctl): a chmod after bind would leave it
+     * with the process umask's mode for a while, and a failed chmod would leave it so. The
+     * umask is process-wide; it is restored at once. */
+    mode_t old_mask = umask(0117);
     int rc = uv_pipe_bind(&a->server, path);
-    if (rc == 0) {
-        chmod(path, 0660);
+    umask(old_mask);
+    if (rc == 0)
         rc = uv_listen((uv_stream_t *)&a->server, 16, on_connection);
-    }
     if (rc != 0) {
         snprintf(errmsg, errlen, "admin socket %s: %s", path, uv_strerror(rc));
         uv_close((uv_handle_t *)&a->server, server_closed);

@@ -1,4 +1,5 @@
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #define G_TOKEN_EARLY_MS 60000
 #define G_RETRY_AFTER_DEFAULT_S 3
 #define G_RETRY_AFTER_MAX_S 180
+#define G_TOKEN_MAX_TTL_S (7 * 86400)
 #define G_MAX_BODY (4u * 1024 * 1024)
 #define G_DETAIL_MAX 256
 
@@ -336,6 +338,43 @@ static void fail_bad(struct call *c, const struct dw_http_resp *r, const char *w
     call_failf(c, "%s -> %ld: %s", c->label, r->status, what);
 }
 
+bool dw_json_int_in(const cJSON *v, long long min, long long max, long long *out)
+{
+    if (!cJSON_IsNumber(v))
+        return false;
+    double d = v->valuedouble;
+    /* Within +-2^53 the cast is defined and exact; NaN fails the comparison. */
+    if (!(d >= -9007199254740992.0 && d <= 9007199254740992.0))
+        return false;
+    long long i = (long long)d;
+    if ((double)i != d || i < min || i > max)
+        return false;
+    *out = i;
+    return true;
+}
+
+/* Integer member key of obj into *out; an absent optional one leaves *out alone. Anything
+ * else (wrong type, fraction, out of [min, max]) fails c as a bad response: false. */
+static bool int_member(struct call *c, const struct dw_http_resp *r, const cJSON *obj,
+                       const char *key, bool optional, long long min, long long max,
+                       long long *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    char what[128];
+
+    if ((v == NULL && optional) || dw_json_int_in(v, min, max, out))
+        return true;
+    if (v == NULL)
+        snprintf(what, sizeof what, "%s missing", key);
+    else if (cJSON_IsNumber(v))
+        snprintf(what, sizeof what, "%s %.10g is not an integer in [%lld, %lld]", key,
+                 v->valuedouble, min, max);
+    else
+        snprintf(what, sizeof what, "%s is not a number", key);
+    fail_bad(c, r, what);
+    return false;
+}
+
 static void on_retry_timer(uv_timer_t *t)
 {
     call_send(t->data);
@@ -621,15 +660,19 @@ static void on_token(struct call *c, const struct dw_http_resp *r)
     }
     cJSON *root = cJSON_Parse(r->body);
     const cJSON *tok = cJSON_GetObjectItemCaseSensitive(root, "access_token");
-    const cJSON *exp = cJSON_GetObjectItemCaseSensitive(root, "expires_in");
-    if (!cJSON_IsString(tok) || tok->valuestring[0] == '\0' || !cJSON_IsNumber(exp)) {
+    long long ttl = 0;
+    if (!cJSON_IsString(tok) || tok->valuestring[0] == '\0') {
         cJSON_Delete(root);
-        fail_bad(c, r, root ? "token response without access_token/expires_in"
-                            : "invalid JSON");
+        fail_bad(c, r, root ? "token response without access_token" : "invalid JSON");
+        return;
+    }
+    /* lifetimes are 300 s to 48 h; a week leaves room without trusting nonsense */
+    if (!int_member(c, r, root, "expires_in", false, 1, G_TOKEN_MAX_TTL_S, &ttl)) {
+        explicit_bzero(tok->valuestring, strlen(tok->valuestring));
+        cJSON_Delete(root);
         return;
     }
     char *t = strdup(tok->valuestring);
-    double ttl = exp->valuedouble;
     explicit_bzero(tok->valuestring, strlen(tok->valuestring));
     cJSON_Delete(root);
     if (t == NULL) {
@@ -639,12 +682,8 @@ static void on_token(struct call *c, const struct dw_http_resp *r)
     drop_token(g);
     g->token = t;
     g->token_gen++;
-    if (ttl < 0)
-        ttl = 0;
-    if (ttl > 7 * 86400.0)
-        ttl = 7 * 86400.0;
-    g->token_expiry = uv_now(g->loop) + (uint64_t)(ttl * 1000.0);
-    dw_log(DW_LOG_INFO, "genesys", "token obtained, expires in %.0f s", ttl);
+    g->token_expiry = uv_now(g->loop) + (uint64_t)ttl * 1000u;
+    dw_log(DW_LOG_INFO, "genesys", "token obtained, expires in %lld s", ttl);
     call_finish(c, DW_G_OK, "token");
 }
 
@@ -695,16 +734,19 @@ static void on_set_put(struct call *c, const struct dw_http_resp *r)
         return;
     }
     cJSON *root = cJSON_Parse(r->body);
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "version");
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         fail_bad(c, r, "invalid JSON");
         return;
     }
-    char ver[32] = "?";
-    if (cJSON_IsNumber(v))
-        snprintf(ver, sizeof ver, "%.0f", v->valuedouble);
+    long long v = -1;
+    bool ok = int_member(c, r, root, "version", true, 0, INT_MAX, &v);
     cJSON_Delete(root);
+    if (!ok)
+        return;
+    char ver[32] = "?";
+    if (v >= 0)
+        snprintf(ver, sizeof ver, "%lld", v);
 
     char d[G_DETAIL_MAX];
     snprintf(d, sizeof d, "PUT trunkbasesettings/%s trunk_enabled=%s -> %ld (version %ld->%s)",
@@ -754,14 +796,18 @@ static void on_set_get(struct call *c, const struct dw_http_resp *r)
         fail_bad(c, r, "invalid JSON");
         return;
     }
-    const cJSON *ver = cJSON_GetObjectItemCaseSensitive(root, "version");
     const cJSON *props = cJSON_GetObjectItemCaseSensitive(root, "properties");
-    if (!cJSON_IsNumber(ver) || (props != NULL && !cJSON_IsObject(props))) {
+    if (props != NULL && !cJSON_IsObject(props)) {
         cJSON_Delete(root);
-        fail_bad(c, r, "trunk base settings without version/properties");
+        fail_bad(c, r, "trunk base settings properties is not an object");
         return;
     }
-    c->version_read = (long)ver->valuedouble;
+    long long ver;
+    if (!int_member(c, r, root, "version", false, 0, INT_MAX, &ver)) {
+        cJSON_Delete(root);
+        return;
+    }
+    c->version_read = (long)ver;
     const cJSON *te = cJSON_GetObjectItemCaseSensitive(props, "trunk_enabled");
     const cJSON *val = cJSON_GetObjectItemCaseSensitive(te, "value");
     const cJSON *inst = cJSON_GetObjectItemCaseSensitive(val, "instance");
@@ -839,9 +885,11 @@ static void on_check_page(struct call *c, const struct dw_http_resp *r)
                      !in_service ? "not in service" : "not connected");
         }
     }
-    const cJSON *pc = cJSON_GetObjectItemCaseSensitive(root, "pageCount");
-    int page_count = cJSON_IsNumber(pc) ? (int)pc->valuedouble : 1;
+    long long page_count = 1;
+    bool ok = int_member(c, r, root, "pageCount", true, 0, INT_MAX, &page_count);
     cJSON_Delete(root);
+    if (!ok)
+        return;
     if (c->page < page_count && c->page < G_MAX_PAGES) {
         c->page++;
         check_page(c);
@@ -892,8 +940,11 @@ static void on_list_page(struct call *c, const struct dw_http_resp *r)
         fail_bad(c, r, root ? "list without entities" : "invalid JSON");
         return;
     }
-    const cJSON *pc = cJSON_GetObjectItemCaseSensitive(root, "pageCount");
-    double page_count = cJSON_IsNumber(pc) ? pc->valuedouble : 1.0;
+    long long page_count = 1;
+    if (!int_member(c, r, root, "pageCount", true, 0, INT_MAX, &page_count)) {
+        cJSON_Delete(root);
+        return;
+    }
     /* move the page's entities over instead of copying them */
     cJSON *e;
     while ((e = cJSON_DetachItemFromArray(ents, 0)) != NULL)
@@ -916,10 +967,20 @@ static void on_list_page(struct call *c, const struct dw_http_resp *r)
 
 static void list_page(struct call *c)
 {
-    char rel[64];
+    /* The Edge list is the prefix itself, ".../providers/edges?pageSize=": there is no
+     * .../edges/edges. The label, "edges?pageSize=...", still reads as the URL's tail. */
+    const char *sub = strcmp(c->tb_id, "edges") == 0 ? "" : c->tb_id;
+    char query[48], label[64];
+    char *url = NULL;
 
-    snprintf(rel, sizeof rel, "%s?pageSize=100&pageNumber=%d", c->tb_id, c->page);
-    call_api(c, "GET", rel, NULL, on_list_page);
+    snprintf(query, sizeof query, "?pageSize=100&pageNumber=%d", c->page);
+    snprintf(label, sizeof label, "%s%s", c->tb_id, query);
+    if (asprintf(&url, "%s" G_PFX "%s%s%s", c->g->api, sub[0] ? "/" : "", sub, query) < 0) {
+        call_fail_soon(c, "out of memory");
+        return;
+    }
+    call_request(c, "GET", url, label, NULL, on_list_page);
+    free(url);
 }
 
 /* ---- public ---- */
@@ -1072,7 +1133,7 @@ int dw_genesys_check_trunks(struct dw_genesys *g, const char *trunk_base_id,
 
 int dw_genesys_list(struct dw_genesys *g, const char *what, dw_genesys_list_cb cb, void *data)
 {
-    /* only the documented read-only collections (shared/genesys-api.md section 4) */
+    /* only the read-only collections the cloud signal needs */
     if (what == NULL || cb == NULL || (strcmp(what, "edges") != 0 && strcmp(what, "trunks") != 0))
         return -1;
     if (g == NULL || g->closing)

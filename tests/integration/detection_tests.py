@@ -302,9 +302,13 @@ def test_l_genesys_signal_and_combination():
         c.wait_operation_done(timeout=40, what="failover once the cloud agrees")
         s = [x for x in c.cluster_view(2)["sites"] if x["id"] == "site-a"][0]
         assert s["verdict"] == "down" and s["cloud_verdict"] == "down" and s["since"] > base, s
-        reqs = [r for r in c.requests() if r["path"].endswith("/edges") or "/edges?" in r["path"]
-                or r["path"].endswith("/trunks")]
-        assert reqs, "the leader polls the cloud view"
+        reqs = c.requests()
+        # the Edge list is the API prefix itself
+        lists = [r for r in reqs if r["path"] in (simctl.PFX, simctl.PFX + "/trunks")]
+        assert {r["path"] for r in lists} == {simctl.PFX, simctl.PFX + "/trunks"}, lists[:4]
+        assert not [r for r in lists if r["status"] == 404], "a listing got 404"
+        assert not [r for r in reqs if r["path"].startswith(simctl.PFX + "/edges")], \
+            "no request to .../edges/edges"
 
 
 def test_m_log_cost_is_bounded():

@@ -239,8 +239,11 @@ def test_g_garbage_edges_and_dead_genesys_api():
 
 def test_h_admin_socket_and_drctl_errors():
     import socket
+    import stat
     with Cluster(BUILD, name="admin").start() as c:
         c.wait_leader()
+        st = os.stat(c.socket(1))
+        assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o660, oct(st.st_mode)
         s = socket.socket(socket.AF_UNIX)
         s.connect(c.socket(1))
         f = s.makefile("rw")

@@ -2,7 +2,7 @@
 """Simulator of the Genesys Cloud Platform API subset drwatch uses.
 
 Serves the login host (/oauth/token) and the API host (/api/v2/...) on one
-loopback port, following docs in shared/genesys-api.md. Edge online status
+loopback port, with the real API's paths, bodies and errors. Edge online status
 follows simulated Edge processes (their health_url is polled).
 
 Fixture keys: client_id, client_secret, token_ttl_s, rate_limit_per_min,
@@ -10,8 +10,11 @@ rate_limit_window_s (default 60), sites, edges, trunk_bases, outbound_routes.
 
 Control API (no auth), never recorded in the request log:
   GET    /_sim/requests[?since=seq][&held=1]
-                                      {"requests":[...]}; held=1 lists only
-                                      requests blocked by a hold fault now
+                                      {"requests":[...]}, each with "method",
+                                      "path", "query", "target" (the request
+                                      target as sent), "body", "status", ...;
+                                      held=1 lists only requests blocked by a
+                                      hold fault now
   POST   /_sim/reset                  clear log, faults, rate windows, release
                                       held requests; body {"state":true} also
                                       reloads the fixture
@@ -22,8 +25,11 @@ Control API (no auth), never recorded in the request log:
                                       changes caused by probes (never reset)
   GET    /_sim/faults                 active faults
   POST   /_sim/faults                 add a fault (count -1 = unlimited), body
-                                      {"kind","path_prefix","method","count",
-                                      "status","latency_ms","retry_after_s"}
+                                      {"kind","path_prefix","path","method",
+                                      "count","status","latency_ms",
+                                      "retry_after_s","body"}; "path" (exact)
+                                      narrows path_prefix, e.g. to the Edge
+                                      list, which is the API prefix itself
   DELETE /_sim/faults                 remove all faults, release held requests
   POST   /_sim/release                release held requests: all, or only those
                                       of {"fault_id":N} and/or {"seq":N};
@@ -32,10 +38,12 @@ Control API (no auth), never recorded in the request log:
   POST   /_sim/set_edge               {"id":"edge-a1","online":true|false|null}
                                       (null = follow health_url again)
 Fault kinds: status, latency, drop, 429, 409 (bumps the version first),
-expire_token, and hold: the matching request is recorded, then its handler
-blocks until released (POST /_sim/release, DELETE /_sim/faults, reset, or the
-sim shutting down) and only then is processed as usual, so its effect and its
-answer come after the release. Request log entries carry "held": true while
+expire_token, body (answers "status", default 200, with the fault's "body"
+text verbatim: numbers JSON allows but no sane API sends), and hold: the
+matching request is recorded, then its handler blocks until released (POST
+/_sim/release, DELETE /_sim/faults, reset, or the sim shutting down) and only
+then is processed as usual, so its effect and its answer come after the
+release. Request log entries carry "held": true while
 blocked (status stays null until answered; "fault" is "hold" for good).
 A client that gave up meanwhile still gets its request applied on release.
 
@@ -61,6 +69,8 @@ from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PFX = "/api/v2/telephony/providers/edges"
+# Sub-collections of PFX: never read as an Edge id.
+COLLECTIONS = ("trunkbasesettings", "trunks", "sites", "metrics", "edgegroups", "edges")
 MAX_BODY = 512 * 1024
 MAX_DRAIN = 64 * 1024 * 1024
 VERSION_MSG = ("The version number of the modified resource must match the "
@@ -335,6 +345,8 @@ class Sim:
                     continue
                 if not path.startswith(f["path_prefix"]):
                     continue
+                if f["path"] is not None and path != f["path"]:
+                    continue
                 if f["count"] > 0:
                     f["count"] -= 1
                 f["hits"] += 1
@@ -571,16 +583,19 @@ class Handler(BaseHTTPRequestHandler):
         return (self.rfile.read(n) if n else b""), n
 
     def respond(self, status, obj=None, headers=None):
+        self.respond_raw(status, None if obj is None else json.dumps(obj).encode(), headers)
+
+    def respond_raw(self, status, body, headers=None):
         sim = self.server.sim
         if self.entry is not None:
             self.entry["status"] = status
-        body = b"" if obj is None else json.dumps(obj).encode()
         hdrs = sim.rate_headers(sim.client_id)
         hdrs.update(headers or {})
         try:
             self.send_response(status)
-            if obj is not None:
+            if body is not None:
                 self.send_header("Content-Type", "application/json")
+            body = body or b""
             self.send_header("Content-Length", str(len(body)))
             self.send_header("inin-correlation-id", str(uuid.uuid4()))
             for k, v in hdrs.items():
@@ -628,6 +643,7 @@ class Handler(BaseHTTPRequestHandler):
                 body = text
         self.entry = sim.record({
             "t": time.time(), "method": self.command, "path": path, "query": query,
+            "target": self.path,  # as sent, so tests can pin the exact request line
             "body": body, "body_len": blen, "status": None, "fault": None,
             "held": False, "headers": {k: v for k, v in self.headers.items()}})
         try:
@@ -690,12 +706,16 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/_sim/faults" and m == "POST":
             kind = req.get("kind")
             if kind not in ("status", "latency", "drop", "429", "409", "expire_token",
-                            "hold"):
+                            "hold", "body"):
                 raise bad_request("unknown fault kind %r" % kind)
+            if not all(isinstance(req.get(k, ""), str) for k in ("body", "path")):
+                raise bad_request("body and path must be strings")
             try:
                 f = {"method": str(req.get("method", "*")).upper(),
                      "path_prefix": str(req.get("path_prefix", "/")),
-                     "kind": kind, "status": int(req.get("status", 503)),
+                     "path": req.get("path"), "body": req.get("body", ""),
+                     "kind": kind,
+                     "status": int(req.get("status", 200 if kind == "body" else 503)),
                      "latency_ms": int(req.get("latency_ms", 0)),
                      "retry_after_s": int(req.get("retry_after_s", 1)),
                      "count": int(req.get("count", 1)), "hits": 0}
@@ -756,6 +776,9 @@ class Handler(BaseHTTPRequestHandler):
                 st = f["status"]
                 raise ApiError(st, "simulated.fault.%d" % st,
                                "Simulated failure with status %d." % st)
+            elif k == "body":
+                self.respond_raw(f["status"], f["body"].encode())
+                return
         if raw is None:
             raise ApiError(413, "request.entity.too.large",
                            "The request body exceeds the maximum size of 512 KB.")
@@ -776,9 +799,13 @@ class Handler(BaseHTTPRequestHandler):
         retry = sim.rate_take(client)
         if retry is not None:
             raise rate_error(retry)
-        if not path.startswith(PFX + "/"):
+        # The Edge list is the prefix itself; a trailing slash is not the same path.
+        if path == PFX:
+            parts = []
+        elif path.startswith(PFX + "/"):
+            parts = [urllib.parse.unquote(p) for p in path[len(PFX) + 1:].split("/")]
+        else:
             raise not_found()
-        parts = [urllib.parse.unquote(p) for p in path[len(PFX) + 1:].split("/")]
         if "" in parts:
             raise not_found()
         status, obj = self.route(parts, query, body)
@@ -834,9 +861,15 @@ class Handler(BaseHTTPRequestHandler):
 
     def route(self, parts, query, body):
         sim = self.server.sim
-        path = PFX + "/" + "/".join(parts)
-        n, p0 = len(parts), parts[0]
+        path = PFX + "".join("/" + p for p in parts)
+        n, p0 = len(parts), parts[0] if parts else None
         with sim.lock:
+            if n == 0:
+                self.need("GET")
+                items = [sim.edge_view(e) for e in sim.edges.values()
+                         if query.get("site.id", e["site"]) == e["site"]
+                         and query.get("edgeGroup.id", e["edgeGroup"]) == e["edgeGroup"]]
+                return (200, page(path, query, items))
             if p0 == "trunkbasesettings" and n == 1:
                 self.need("GET")
                 items = [sim.base_view(b) for b in sim.bases.values()
@@ -877,13 +910,7 @@ class Handler(BaseHTTPRequestHandler):
                     "trunk": {"id": t["id"], "selfUri": "%s/trunks/%s" % (PFX, t["id"])},
                     "calls": {"inboundCallCount": 0, "outboundCallCount": 0},
                     "qos": {"mismatchCount": 0}, "eventTime": iso(time.time())})
-            if p0 == "edges" and n == 1:
-                self.need("GET")
-                items = [sim.edge_view(e) for e in sim.edges.values()
-                         if query.get("site.id", e["site"]) == e["site"]
-                         and query.get("edgeGroup.id", e["edgeGroup"]) == e["edgeGroup"]]
-                return (200, page(path, query, items))
-            if p0 == "edges" and n == 2 and parts[1] == "metrics":
+            if p0 == "metrics" and n == 1:
                 self.need("GET")
                 ids = [i for i in query.get("edgeIds", "").split(",") if i]
                 if not ids or len(ids) > 100:
@@ -895,15 +922,15 @@ class Handler(BaseHTTPRequestHandler):
                      "processors": [{"cpuId": "0", "activeTimePct": 1.0}],
                      "memory": [], "disks": [], "subsystems": []}
                     for i in ids if i in sim.edges])
-            if p0 == "edges" and n == 2:
-                self.need("GET")
-                e = sim.edges.get(parts[1])
-                if e is None:
-                    raise not_found("Edge %s not found." % parts[1])
-                return (200, sim.edge_view(e))
-            if n == 2 and parts[1] == "statuscode" and p0 not in ("edges", "trunks", "sites", "trunkbasesettings"):
-                self.need("POST")
+            # Anything else one level down is an Edge id (there is no .../edges/edges).
+            if n in (1, 2) and p0 not in COLLECTIONS and (n == 1 or parts[1] == "statuscode"):
                 e = sim.edges.get(p0)
+                if n == 1:
+                    self.need("GET")
+                    if e is None:
+                        raise not_found("Edge %s not found." % p0)
+                    return (200, sim.edge_view(e))
+                self.need("POST")
                 if e is None:
                     raise not_found("Edge %s not found." % p0)
                 if not isinstance(body, dict) or not isinstance(body.get("inService"), bool):

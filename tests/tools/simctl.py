@@ -194,8 +194,11 @@ def get_token(base, client_id="drwatch-test", secret="s3cret"):
 
 
 def api(base, token, method, path, body=None, timeout=10.0):
-    """Call the public API; path may be relative to the edges prefix ('trunks?...')."""
-    if not path.startswith("/"):
+    """Call the public API; path may be relative to the edges prefix ('trunks?...'), or a
+    query of the prefix itself ('?pageSize=100': the Edge list)."""
+    if path.startswith("?"):
+        path = PFX + path
+    elif not path.startswith("/"):
         path = PFX + "/" + path
     hdrs = {"Authorization": "Bearer " + token} if token else {}
     return http(method, base + path, body, hdrs, timeout)

@@ -155,7 +155,7 @@ def tba_trunks_connected(base, tok, down=()):
 
 def online_edge(base, tok, eid):
     """The edge's public view when ONLINE, else None (for wait_for)."""
-    r = api(base, tok, "GET", "edges/" + eid)
+    r = api(base, tok, "GET", eid)
     eq(r.status, 200, "GET edge " + eid)
     e = r.json()
     return e if e["onlineStatus"] == "ONLINE" else None
@@ -284,7 +284,7 @@ def put_with_version_and_conflicts():
 @test
 def patch_405_and_unknown_paths_404():
     base, tok = ENV["base"], ENV["token"]
-    for p in ("trunks/trunk-tbA-edge-a1", "trunkbasesettings/tbA", "edges/edge-a1"):
+    for p in ("trunks/trunk-tbA-edge-a1", "trunkbasesettings/tbA", "edge-a1"):
         r = api(base, tok, "PATCH", p, {"inService": False})
         eq(r.status, 405, "PATCH " + p)
         eq(set(r.json()), ERROR_KEYS, "405 body")
@@ -325,7 +325,7 @@ def trunks_follow_edges_and_bases():
     j = wait_for(lambda: tba_trunks_connected(base, tok, {"edge-a1"}), 10, what="edge-a2 trunk")
     eq({t["edge"]["id"]: t["connectedStatus"]["connected"] for t in j["entities"]},
        {"edge-a1": False, "edge-a2": True}, "other edge")
-    e = api(base, tok, "GET", "edges/edge-a1").json()
+    e = api(base, tok, "GET", "edge-a1").json()
     eq((e["onlineStatus"], e["statusCode"]), ("OFFLINE", "INACTIVE"), "edge view")
     # Restart on the same port: back online.
     ENV["edges"]["edge-a1"] = simctl.start_edge(ENV["ports"]["edge-a1"], "edge-a1")
@@ -349,18 +349,18 @@ def trunks_follow_edges_and_bases():
 @test
 def edges_list_metrics_statuscode_sites():
     base, tok = ENV["base"], ENV["token"]
-    j = api(base, tok, "GET", "edges?site.id=site-a").json()
+    j = api(base, tok, "GET", "?site.id=site-a").json()
     eq(sorted(e["id"] for e in j["entities"]), ["edge-a1", "edge-a2"], "site filter")
-    j = api(base, tok, "GET", "edges?edgeGroup.id=eg-b").json()
+    j = api(base, tok, "GET", "?edgeGroup.id=eg-b").json()
     eq([e["id"] for e in j["entities"]], ["edge-b1"], "edgeGroup filter")
     e = j["entities"][0]
     for k in ("id", "name", "state", "onlineStatus", "statusCode", "site", "edgeGroup",
               "conversationCount", "callDrainingState"):
         check(k in e, "edge key " + k)
-    m = api(base, tok, "GET", "edges/metrics?edgeIds=edge-a1,edge-b1").json()
+    m = api(base, tok, "GET", "metrics?edgeIds=edge-a1,edge-b1").json()
     eq(sorted(x["edge"]["id"] for x in m), ["edge-a1", "edge-b1"], "metrics")
     ids = ",".join("e%d" % i for i in range(101))
-    eq(api(base, tok, "GET", "edges/metrics?edgeIds=" + ids).status, 400, "metrics > 100")
+    eq(api(base, tok, "GET", "metrics?edgeIds=" + ids).status, 400, "metrics > 100")
     r = api(base, tok, "POST", "edge-b1/statuscode",
             {"inService": False, "callDrainingWaitTimeSeconds": 300})
     eq(r.status // 100, 2, "statuscode")
@@ -373,6 +373,30 @@ def edges_list_metrics_statuscode_sites():
     eq((s["id"], s["name"]), ("site-a", "Site A"), "site")
     eq(api(base, tok, "GET", "sites/nope").status, 404, "unknown site")
     eq(api(base, tok, "GET", "trunks/trunk-tbA-edge-a1/metrics").status, 200, "trunk metrics")
+
+
+@test
+def edge_list_is_the_prefix_and_edges_edges_is_404():
+    base, tok = ENV["base"], ENV["token"]
+    r = api(base, tok, "GET", "?pageSize=100&pageNumber=1")
+    eq(r.status, 200, "Edge list at the prefix")
+    j = r.json()
+    eq(sorted(e["id"] for e in j["entities"]), ["edge-a1", "edge-a2", "edge-b1"], "all Edges")
+    eq((j["pageSize"], j["pageNumber"], j["pageCount"], j["total"]), (100, 1, 1, 3), "envelope")
+    eq(j["selfUri"], simctl.PFX + "?pageSize=100&pageNumber=1", "selfUri")
+    eq(api(base, tok, "GET", "edge-a1").json()["id"], "edge-a1", "one Edge")
+    # The wrong paths an old client used, and a trailing slash, are not the list.
+    for p in ("edges", "edges?pageSize=100&pageNumber=1", "edges/edge-a1",
+              "edges/metrics?edgeIds=edge-a1", "/api/v2/telephony/providers/edges/"):
+        r = api(base, tok, "GET", p)
+        eq(r.status, 404, "GET " + p)
+        j = r.json()
+        eq(set(j), ERROR_KEYS, "404 body of " + p)
+        eq((j["code"], j["status"]), ("not.found", 404), "404 of " + p)
+    eq(api(base, tok, "POST", "edges/edge-b1/statuscode", {"inService": False}).status, 404,
+       "statuscode under edges/")
+    eq(api(base, tok, "POST", simctl.PFX, {"inService": False}).status, 405, "POST to the list")
+    eq(api(base, tok, "GET", "nope").status, 404, "unknown Edge")
 
 
 @test
@@ -553,6 +577,16 @@ def faults_each_kind():
     eq(tb_put(base, tok, "tbA", o).status, 409, "old version now stale")
     o = api(base, tok, "GET", "trunkbasesettings/tbA").json()
     eq(tb_put(base, tok, "tbA", o).status, 200, "re-read then PUT")
+    # body: a verbatim answer; path narrows the prefix to one exact path (the Edge list)
+    simctl.set_fault(base, "body", simctl.PFX, "GET", path=simctl.PFX,
+                     body='{"entities":[],"pageCount":1e300}')
+    check(api(base, tok, "GET", "trunks").json()["entities"], "path is exact: trunks not hit")
+    r = api(base, tok, "GET", "?pageSize=100")
+    eq((r.status, r.body), (200, b'{"entities":[],"pageCount":1e300}'), "body fault")
+    eq(len(api(base, tok, "GET", "?pageSize=100").json()["entities"]), 3, "body fault used up")
+    simctl.set_fault(base, "body", "/oauth/token", status=201, body="nope")
+    r = token_req(base, basic("drwatch-test", "s3cret"))
+    eq((r.status, r.body), (201, b"nope"), "body fault on the login host")
     simctl.set_fault(base, "expire_token", "/api/v2/")
     eq(api(base, tok, "GET", "trunks").status, 401, "token expired")
     eq(api(base, tok, "GET", "trunks").status, 401, "stays expired")
@@ -718,8 +752,8 @@ def keepalive_chunked_and_expect():
     conn = httpclient.HTTPConnection("127.0.0.1", ENV["g"].port, timeout=5)
     hdr = {"Authorization": "Bearer " + tok}
     try:
-        for path in ("trunkbasesettings/nope", "trunkbasesettings/tbA", "edges"):
-            conn.request("GET", simctl.PFX + "/" + path, headers=hdr)
+        for path in ("/trunkbasesettings/nope", "/trunkbasesettings/tbA", ""):
+            conn.request("GET", simctl.PFX + path, headers=hdr)
             r = conn.getresponse()
             r.read()
             check(r.status in (200, 404), "keep-alive status")

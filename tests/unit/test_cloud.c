@@ -1,6 +1,9 @@
 /* The Genesys signal: deriving Edge states from Genesys' lists (pure, on JSON fixtures), listing
- * with paging against the Genesys simulator (tests/tools/genesys_sim.py), and the leader-only
- * poller with a fake raft sink. Simulator tests are skipped when python3 is missing. */
+ * with paging against the Genesys simulator (tests/tools/genesys_sim.py) at the real paths,
+ * numbers in Genesys' answers range-checked, and the leader-only poller with a fake raft sink.
+ * Simulator tests are skipped when python3 is missing. */
+#include <limits.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +18,7 @@
 #include "testlib.h"
 
 #define PFX "/api/v2/telephony/providers/edges"
+#define EDGE_LIST PFX /* the Edge list is the prefix itself: there is no .../edges/edges */
 #define N_FILLER 130 /* Edges beyond one page of 100 */
 
 /* ---- derivation (pure) ---- */
@@ -145,6 +149,22 @@ static int sim_gets(int port, const char *api_path, int *pages)
     return n;
 }
 
+/* Logged requests whose string field (e.g. "target": path and query as sent) is value. */
+static int sim_count(int port, const char *field, const char *value)
+{
+    cJSON *j = tl_ctl(port, "GET", "/_sim/requests", NULL);
+    const cJSON *r;
+    int n = 0;
+
+    assert_non_null(j);
+    cJSON_ArrayForEach(r, cJSON_GetObjectItem(j, "requests")) {
+        const char *v = cJSON_GetStringValue(cJSON_GetObjectItem(r, field));
+        n += v != NULL && strcmp(v, value) == 0;
+    }
+    cJSON_Delete(j);
+    return n;
+}
+
 /* Three Edges of ours (two sharing an enabled trunk base, one on a disabled base) and enough
  * others that the edge list takes two pages. */
 static void write_fixture(FILE *f)
@@ -248,22 +268,26 @@ static void test_list_paging(void **state)
     assert_true(has_id(res.list, "other-129"));
     assert_int_equal(res.requests, 2);
     assert_non_null(strstr(res.detail, "133 entities in 2 pages"));
-    assert_int_equal(sim_gets(gs.sim.port, PFX "/edges", pages), 2);
+    assert_int_equal(sim_gets(gs.sim.port, EDGE_LIST, pages), 2);
     assert_int_equal(pages[0], 1);
     assert_int_equal(pages[1], 2);
+    /* the exact request lines of the real API */
+    assert_int_equal(sim_count(gs.sim.port, "target", PFX "?pageSize=100&pageNumber=1"), 1);
+    assert_int_equal(sim_count(gs.sim.port, "target", PFX "?pageSize=100&pageNumber=2"), 1);
     cJSON_Delete(res.list);
 
     list(&e, g, "trunks", &res);
     assert_int_equal(res.r, DW_G_OK);
     assert_int_equal(cJSON_GetArraySize(res.list), 3);
     assert_int_equal(res.requests, 1);
+    assert_int_equal(sim_count(gs.sim.port, "target", PFX "/trunks?pageSize=100&pageNumber=1"), 1);
     cJSON_Delete(res.list);
 
     /* a 503 on the second page is retried, and the retry is counted */
     tl_ctl_ok(gs.sim.port, "POST", "/_sim/reset", "{}");
     tl_ctl_ok(gs.sim.port, "POST", "/_sim/faults",
-           "{\"kind\":\"status\",\"status\":503,\"method\":\"GET\",\"path_prefix\":\"" PFX
-           "/edges\",\"count\":1}");
+           "{\"kind\":\"status\",\"status\":503,\"method\":\"GET\",\"path\":\"" EDGE_LIST
+           "\",\"count\":1}");
     list(&e, g, "edges", &res);
     assert_int_equal(res.r, DW_G_OK);
     assert_int_equal(res.requests, 3);
@@ -299,14 +323,15 @@ static void test_list_paging(void **state)
 struct gres {
     int done;
     enum dw_gresult r;
+    char detail[256];
 };
 
 static void on_gres(void *data, enum dw_gresult r, const char *detail)
 {
     struct gres *x = data;
-    (void)detail;
     x->done++;
     x->r = r;
+    snprintf(x->detail, sizeof x->detail, "%s", detail);
 }
 
 static int all_listed(void *arg)
@@ -378,17 +403,187 @@ static void test_list_paced(void **state)
             continue;
         if (strcmp(p, PFX "/trunks") == 0 && check_at < 0)
             check_at = n;
-        else if (strcmp(p, PFX "/edges") == 0 && n < 64)
+        else if (strcmp(p, EDGE_LIST) == 0 && n < 64)
             t[n++] = cJSON_GetNumberValue(cJSON_GetObjectItem(r, "t"));
     }
     cJSON_Delete(j);
     assert_int_equal(n, 12);
     assert_true(check_at >= 0 && check_at < 3);
+    assert_int_equal(
+        sim_count(gs.sim.port, "target", PFX "/trunks?trunkBase.id=tbA&pageSize=100"), 1);
     /* The burst was spent before, so each page waited for its own token: one per 60 / BUDGET s
      * (a fifth off for the difference between sending and the sim's arrival stamp). */
     for (int a = 1; a < n; a++)
         if (t[a] - t[a - 1] < 0.8 * 60.0 / BUDGET)
             fail_msg("pages %d and %d only %.3f s apart", a - 1, a, t[a] - t[a - 1]);
+
+    dw_genesys_close(g);
+    tl_loop_close(&e);
+    tl_gsim_stop(&gs);
+}
+
+/* ---- numbers from Genesys ---- */
+
+static void test_json_int_in(void **state)
+{
+    static const struct {
+        double v;
+        long long min, max;
+        bool ok;
+    } cases[] = {
+        {0.0, 0, 10, true},           {-0.0, 0, 10, true},
+        {10.0, 0, 10, true},          {11.0, 0, 10, false},
+        {-1.0, 0, 10, false},         {2.5, 0, 10, false},
+        {1e300, 0, INT_MAX, false},   {-1e300, INT_MIN, 0, false},
+        {2147483647.0, 0, INT_MAX, true}, {2147483648.0, 0, INT_MAX, false},
+        /* beyond 2^53 even a range of the whole type fails: the cast could not be exact */
+        {9223372036854775808.0, LLONG_MIN, LLONG_MAX, false},
+        {9007199254740992.0, LLONG_MIN, LLONG_MAX, true},
+    };
+    long long out;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cJSON *n = cJSON_CreateNumber(cases[i].v);
+        out = -42;
+        if (dw_json_int_in(n, cases[i].min, cases[i].max, &out) != cases[i].ok)
+            fail_msg("%.17g in [%lld, %lld]: wanted %d", cases[i].v, cases[i].min,
+                     cases[i].max, cases[i].ok);
+        assert_true(cases[i].ok ? out == (long long)cases[i].v : out == -42);
+        cJSON_Delete(n);
+    }
+    cJSON *x[] = {cJSON_CreateNumber(NAN), cJSON_CreateNumber(INFINITY),
+                  cJSON_CreateNumber(-INFINITY), cJSON_CreateString("3"), cJSON_CreateNull(),
+                  cJSON_CreateTrue(), NULL};
+    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++) {
+        assert_false(dw_json_int_in(x[i], LLONG_MIN, LLONG_MAX, &out));
+        cJSON_Delete(x[i]);
+    }
+}
+
+/* The simulator answers the next `method path` with body, verbatim, status 200. */
+static void body_fault(int port, const char *method, const char *path, const char *body)
+{
+    cJSON *f = cJSON_CreateObject();
+    char *s;
+
+    assert_non_null(cJSON_AddStringToObject(f, "kind", "body"));
+    assert_non_null(cJSON_AddStringToObject(f, "method", method));
+    assert_non_null(cJSON_AddStringToObject(f, "path", path));
+    assert_non_null(cJSON_AddStringToObject(f, "body", body));
+    s = cJSON_PrintUnformatted(f);
+    assert_non_null(s);
+    tl_ctl_ok(port, "POST", "/_sim/faults", s);
+    free(s);
+    cJSON_Delete(f);
+}
+
+static int gres_done(void *arg)
+{
+    return ((struct gres *)arg)->done > 0;
+}
+
+static uint64_t bad_responses(const struct dw_genesys *g)
+{
+    struct dw_genesys_stats st;
+
+    dw_genesys_stats(g, &st);
+    return st.bad_responses;
+}
+
+/* A failure counted as a bad response, naming what was wrong. */
+static void assert_bad(const struct dw_genesys *g, uint64_t *bad, enum dw_gresult r,
+                       const char *detail, const char *needle)
+{
+    if (r != DW_G_FAIL || strstr(detail, needle) == NULL)
+        fail_msg("wanted a failure naming %s, got %d: %s", needle, r, detail);
+    assert_int_equal(bad_responses(g), *bad + 1);
+    (*bad)++;
+}
+
+static void run_set(struct tl_loop *e, struct dw_genesys *g, const char *tb, struct gres *res)
+{
+    memset(res, 0, sizeof *res);
+    assert_int_equal(dw_genesys_set_trunk_base_enabled(g, tb, true, &tl_open_fence, on_gres, res), 0);
+    assert_int_equal(tl_run_until(e, gres_done, res, 10000), 0);
+}
+
+/* Numbers a JSON parser accepts but no sane API sends fail the call cleanly (no cast of 1e300 or
+ * inf to an integer), are counted as bad responses, and nothing is written on a bad version. */
+static void test_bad_numbers(void **state)
+{
+    static const char *const page_counts[] = {"1e300", "1e999", "-1e999", "-1", "2.5",
+                                              "2147483648", "\"2\"", "null"};
+    static const char *const versions[] = {"1e20", "1e999", "-1", "1.5", "\"3\"", "null"};
+    static const char *const ttls[] = {"-5", "0", "1e300", "-1e999", "86399.5", "604801",
+                                       "\"86399\""};
+    struct tl_loop e;
+    struct tl_gsim gs;
+    struct lres res;
+    struct gres gr;
+    char body[256];
+    uint64_t bad = 0;
+
+    (void)state;
+    TL_NEED("python3");
+    gsim_start(&gs);
+    tl_loop_init(&e, 5);
+    struct dw_genesys *g = tl_genesys_new(&e, gs.base, gs.base, "s3cret");
+    int port = gs.sim.port;
+
+    for (size_t i = 0; i < sizeof page_counts / sizeof page_counts[0]; i++) {
+        snprintf(body, sizeof body, "{\"entities\":[],\"pageCount\":%s}", page_counts[i]);
+        body_fault(port, "GET", EDGE_LIST, body);
+        list(&e, g, "edges", &res);
+        assert_null(res.list);
+        assert_bad(g, &bad, res.r, res.detail, "pageCount");
+        body_fault(port, "GET", PFX "/trunks", body);
+        memset(&gr, 0, sizeof gr);
+        assert_int_equal(dw_genesys_check_trunks(g, "tbA", on_gres, &gr), 0);
+        assert_int_equal(tl_run_until(&e, gres_done, &gr, 10000), 0);
+        assert_bad(g, &bad, gr.r, gr.detail, "pageCount");
+    }
+    /* an empty list may say 0 pages, or none */
+    body_fault(port, "GET", EDGE_LIST, "{\"entities\":[],\"pageCount\":0}");
+    list(&e, g, "edges", &res);
+    assert_int_equal(res.r, DW_G_OK);
+    cJSON_Delete(res.list);
+    body_fault(port, "GET", EDGE_LIST, "{\"entities\":[]}");
+    list(&e, g, "edges", &res);
+    assert_int_equal(res.r, DW_G_OK);
+    cJSON_Delete(res.list);
+
+    tl_ctl_ok(port, "POST", "/_sim/reset", "{}");
+    for (size_t i = 0; i < sizeof versions / sizeof versions[0]; i++) {
+        snprintf(body, sizeof body,
+                 "{\"id\":\"tbB\",\"name\":\"tbB\",\"version\":%s,\"properties\":{}}",
+                 versions[i]);
+        body_fault(port, "GET", PFX "/trunkbasesettings/tbB", body);
+        run_set(&e, g, "tbB", &gr);
+        assert_bad(g, &bad, gr.r, gr.detail, "version");
+    }
+    assert_int_equal(sim_count(port, "method", "PUT"), 0);
+    /* the version in a PUT's answer is checked too */
+    body_fault(port, "PUT", PFX "/trunkbasesettings/tbB", "{\"id\":\"tbB\",\"version\":1e20}");
+    run_set(&e, g, "tbB", &gr);
+    assert_bad(g, &bad, gr.r, gr.detail, "version");
+
+    /* a token lifetime outside 1 s .. 7 days: the token is not used */
+    for (size_t i = 0; i < sizeof ttls / sizeof ttls[0]; i++) {
+        struct dw_genesys *g2 = tl_genesys_new(&e, gs.base, gs.base, "s3cret");
+        uint64_t bad2 = 0;
+
+        snprintf(body, sizeof body,
+                 "{\"access_token\":\"tok\",\"token_type\":\"bearer\",\"expires_in\":%s}",
+                 ttls[i]);
+        tl_ctl_ok(port, "POST", "/_sim/reset", "{}");
+        body_fault(port, "POST", "/oauth/token", body);
+        list(&e, g2, "trunks", &res);
+        assert_null(res.list);
+        assert_bad(g2, &bad2, res.r, res.detail, "expires_in");
+        assert_int_equal(sim_gets(port, PFX "/trunks", NULL), 0);
+        dw_genesys_close(g2);
+    }
 
     dw_genesys_close(g);
     tl_loop_close(&e);
@@ -538,7 +733,7 @@ struct gets_wait {
 static int edge_gets_reach(void *arg)
 {
     struct gets_wait *w = arg;
-    return sim_gets(w->port, PFX "/edges", NULL) >= w->n;
+    return sim_gets(w->port, EDGE_LIST, NULL) >= w->n;
 }
 
 static void test_poller(void **state)
@@ -576,7 +771,7 @@ static void test_poller(void **state)
     /* a follower never calls Genesys */
     assert_int_equal(dw_cloud_start_sink(&c, &e.loop, &cfg, g, &sink, err, sizeof err), 0);
     tl_run_for(&e, 300);
-    assert_int_equal(sim_gets(gs.sim.port, PFX "/edges", NULL), 0);
+    assert_int_equal(sim_gets(gs.sim.port, EDGE_LIST, NULL), 0);
     dw_cloud_stats(c, &st);
     assert_true(st.active);
     assert_false(st.polling);
@@ -643,7 +838,7 @@ static void test_poller(void **state)
     assert_int_equal(tl_run_until(&e, not_polling, c, 10000), 0);
     tl_ctl_ok(gs.sim.port, "POST", "/_sim/reset", "{}");
     tl_run_for(&e, 400);
-    assert_int_equal(sim_gets(gs.sim.port, PFX "/edges", NULL), 0);
+    assert_int_equal(sim_gets(gs.sim.port, EDGE_LIST, NULL), 0);
     dw_cloud_stats(c, &st);
     assert_false(st.polling);
 
@@ -659,7 +854,7 @@ static void test_poller(void **state)
     sw.polls = st.polls;
     tl_run_for(&e, 2000);
     assert_false(polled_more(&sw));
-    assert_int_equal(sim_gets(gs.sim.port, PFX "/edges", NULL), 2);
+    assert_int_equal(sim_gets(gs.sim.port, EDGE_LIST, NULL), 2);
 
     dw_cloud_close(c);
     dw_cloud_close(idle);
@@ -669,12 +864,12 @@ static void test_poller(void **state)
      * The simulator holds the new poller's first GET for 5 s: once it is logged, the listing is
      * in flight until well after the close (the abort does not wait for the answer). */
     tl_ctl_ok(gs.sim.port, "POST", "/_sim/faults",
-           "{\"kind\":\"latency\",\"latency_ms\":5000,\"method\":\"GET\",\"path_prefix\":\"" PFX
-           "/edges\",\"count\":1}");
+           "{\"kind\":\"latency\",\"latency_ms\":5000,\"method\":\"GET\",\"path\":\"" EDGE_LIST
+           "\",\"count\":1}");
     assert_int_equal(dw_cloud_start_sink(&c, &e.loop, &cfg, g, &sink, err, sizeof err), 0);
     struct gets_wait gw = {gs.sim.port, 3};
     assert_int_equal(tl_run_until(&e, edge_gets_reach, &gw, 10000), 0);
-    assert_int_equal(sim_gets(gs.sim.port, PFX "/edges", NULL), 3);
+    assert_int_equal(sim_gets(gs.sim.port, EDGE_LIST, NULL), 3);
     dw_cloud_close(c);
     dw_genesys_close(g);
     uv_close((uv_handle_t *)&fr.commit, NULL);
@@ -691,6 +886,8 @@ int main(void)
         cmocka_unit_test(test_derive),
         cmocka_unit_test(test_interval),
         cmocka_unit_test(test_list_paging),
+        cmocka_unit_test(test_json_int_in),
+        cmocka_unit_test(test_bad_numbers),
         cmocka_unit_test(test_list_paced),
         cmocka_unit_test(test_poller),
     };

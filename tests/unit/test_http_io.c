@@ -356,19 +356,11 @@ static struct dw_genesys *genesys_new(struct tl_loop *e, struct tl_gsim *gs, con
     return tl_genesys_new(e, gs->base, login, secret);
 }
 
-static bool fence_always(void *data, const struct dw_fence *f, char *why, size_t whylen)
-{
-    (void)data, (void)f, (void)why, (void)whylen;
-    return true;
-}
-
-static const struct dw_fence open_fence = {.term = 1, .op = 1, .seq = 0, .valid = fence_always};
-
 static void set_enabled(struct tl_loop *e, struct dw_genesys *g, const char *id, bool on,
                         struct gres *res)
 {
     memset(res, 0, sizeof *res);
-    assert_int_equal(dw_genesys_set_trunk_base_enabled(g, id, on, &open_fence, on_gres, res), 0);
+    assert_int_equal(dw_genesys_set_trunk_base_enabled(g, id, on, &tl_open_fence, on_gres, res), 0);
     assert_int_equal(tl_run_until(e, gres_done, res, 10000), 0);
     assert_int_equal(res->done, 1);
 }

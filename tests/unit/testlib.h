@@ -15,6 +15,7 @@
 #include <cjson/cJSON.h>
 #include <uv.h>
 
+#include "drwatch/genesys.h"
 #include "drwatch/http.h"
 
 #ifndef DW_TOOLS_DIR
@@ -98,6 +99,9 @@ void tl_on_http_res(const struct dw_http_resp *r, void *data);
 
 /* A tl_run_until() predicate: the response is in. */
 int tl_http_res_done(void *arg);
+
+/* A fencing token that always holds, for tests of the client's calls themselves. */
+extern const struct dw_fence tl_open_fence;
 
 /* A Genesys client on l with 3 s requests and its backoff sped up 100 times. */
 struct dw_genesys *tl_genesys_new(struct tl_loop *l, const char *api_base, const char *login_base,

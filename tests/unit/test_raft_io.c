@@ -343,6 +343,44 @@ static struct tl_http_res http(const char *method, const char *addr, const char 
     return r;
 }
 
+/* ---- what the nodes log ---- */
+
+/* stderr (where dw_log writes) goes to a temporary file until capture_end. */
+static FILE *capture_begin(int *saved)
+{
+    fflush(stderr);
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    *saved = dup(2);
+    assert_true(*saved >= 0);
+    assert_true(dup2(fileno(f), 2) >= 0);
+    return f;
+}
+
+/* Restores stderr; returns what was written meanwhile (free it). */
+static char *capture_end(FILE *f, int saved)
+{
+    fflush(stderr);
+    assert_true(dup2(saved, 2) >= 0);
+    close(saved);
+    long n = ftell(f);
+    assert_true(n >= 0);
+    char *text = calloc(1, (size_t)n + 1);
+    assert_non_null(text);
+    rewind(f);
+    assert_int_equal(fread(text, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    return text;
+}
+
+static int count_lines_with(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *p = strstr(text, needle); p != NULL; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
 /* ---- tests ---- */
 
 static void test_cluster(void **state)
@@ -494,17 +532,29 @@ static void test_cluster(void **state)
         dw_peer_stats(nodes[l].peer, &l0);
         uint64_t applied0 = dw_fsm_applied(nodes[l].fsm);
         const char *key = pair_secret(f, l);
+        int saved;
+        FILE *log = capture_begin(&saved);
         struct tl_http_res other = http("POST", la, "/v1/propose", key, f + 1, of_g, strlen(of_g));
         struct tl_http_res as_g = http("POST", la, "/v1/propose", key, g + 1, of_g, strlen(of_g));
         struct tl_http_res nameless = http("POST", la, "/v1/propose", key, 0, of_f, strlen(of_f));
         uint64_t applied1 = dw_fsm_applied(nodes[l].fsm);
+        char *logged = capture_end(log, saved);
         struct tl_http_res own = http("POST", la, "/v1/propose", key, f + 1, of_f, strlen(of_f));
         free(of_g);
         free(of_f);
+        /* Three refusals within 10 s: one line (a retry may fall in the same 10 s: none). */
+        int lines = count_lines_with(logged, "refused a request");
+        bool secret_logged = strstr(logged, "secret-of-members") != NULL;
+        free(logged);
         if (!epoch_held(&ep)) {
             print_message("the leadership changed during the identity checks: again\n");
             continue;
         }
+        if (attempt == 0)
+            assert_int_equal(lines, 1);
+        else
+            assert_true(lines <= 1);
+        assert_false(secret_logged);
         char want[160];
         assert_int_equal(other.status, 403);
         snprintf(want, sizeof want, "node: member %d may only forward its own observations, "

@@ -109,7 +109,8 @@ struct dw_cluster_cfg {
     unsigned snapshot_threshold;   /* default 1024 */
     unsigned snapshot_trailing;    /* default 256 */
     unsigned min_submit_interval_ms; /* floor between two observations from one node, default 250 */
-    char peer_secret_file[DW_PATH_MAX]; /* shared secret authenticating the peer channel */
+    /* one file per other member, "<id>.secret", holding the secret this node shares with it */
+    char peer_secret_dir[DW_PATH_MAX];
 };
 
 struct dw_genesys_cfg {
@@ -172,6 +173,23 @@ int dw_config_load(const char *path, struct dw_config *cfg, struct dw_config_err
 
 /* Reads a secret file, trims trailing whitespace. Returns 0 or -1 with errmsg. */
 int dw_config_read_secret(const char *path, char *out, size_t out_len, char *errmsg, size_t errlen);
+
+/* Peer channel secrets: one per pair of members, so a node holds only the secrets it shares with
+ * each other member and cannot authenticate as a third one. */
+#define DW_PEER_SECRET_MIN 16
+#define DW_PEER_SECRET_MAX 256
+struct dw_peer_secrets {
+    char s[DW_MAX_MEMBERS][DW_PEER_SECRET_MAX + 1]; /* s[i] for cfg->members[i]; "" for self */
+};
+
+/* Writes "<peer_secret_dir>/<member_id>.secret" into out; -1 when it does not fit. */
+int dw_config_peer_secret_path(const struct dw_config *cfg, uint64_t member_id, char *out,
+                               size_t len);
+
+/* Reads and checks every secret this node needs from cluster.peer_secret_dir. Returns 0, or -1
+ * with the first problem in errmsg and out wiped. Wipe out with explicit_bzero when done. */
+int dw_config_read_peer_secrets(const struct dw_config *cfg, struct dw_peer_secrets *out,
+                                char *errmsg, size_t errlen);
 
 const struct dw_member *dw_config_member(const struct dw_config *cfg, uint64_t id);
 int dw_config_site_index(const struct dw_config *cfg, const char *site_id);

@@ -1,6 +1,8 @@
 /* Peer channel between watchdog nodes: HTTP/JSON on each member's peer_address (dw_httpd on the
- * server side, dw_http on the client side), authenticated by a shared secret sent as
- * "Authorization: Bearer <secret>" and compared in constant time.
+ * server side, dw_http on the client side). A request carries "X-Drwatch-Node: <sender id>" and
+ * "Authorization: Bearer <secret>", the secret the sender shares with the receiver alone (one
+ * per pair of members, compared in constant time): unknown secrets get 401, a secret of one
+ * member naming another, or an observation of another node, 403.
  *   POST /v1/propose   body: an unstamped entry. The leader stamps and applies it and answers
  *                      200 {"ok":true} once committed; a follower answers 421
  *                      {"ok":false,"error":"not leader","leader":ID}; bad entries 400.
@@ -24,12 +26,12 @@ struct dw_peer;
  * Other paths can be served by extra_handler (NULL: 404), e.g. /metrics later.
  * curlm and raft must outlive the peer: close the peer first. */
 int dw_peer_start(struct dw_peer **out, uv_loop_t *loop, struct dw_curlm *curlm,
-                  const struct dw_config *cfg, const char *secret, struct dw_raft *raft,
-                  char *errmsg, size_t errlen);
+                  const struct dw_config *cfg, const struct dw_peer_secrets *secrets,
+                  struct dw_raft *raft, char *errmsg, size_t errlen);
 /* Submissions still pending complete with an error before dw_peer_close returns. */
 void dw_peer_close(struct dw_peer *p);
 
-/* Serves paths other than /v1/propose and /v1/ping (after the same bearer check); NULL: 404. */
+/* Serves paths other than /v1/propose and /v1/ping (after the same checks); NULL: 404. */
 void dw_peer_set_extra_handler(struct dw_peer *p, dw_httpd_handler h, void *data);
 
 /* Sends an unstamped entry to the current leader (or proposes locally when this node leads).
@@ -40,9 +42,10 @@ void dw_peer_set_extra_handler(struct dw_peer *p, dw_httpd_handler h, void *data
 int dw_peer_submit(struct dw_peer *p, const char *entry_json, dw_raft_done_cb cb, void *data);
 
 /* forwarded: entries sent to another node's /v1/propose; forward_failures: those not answered
- * 200; received: authenticated proposals served; rejected_auth: 401s; rejected_bad: 400s. */
+ * 200; received: authenticated proposals served; rejected_auth: 401s; rejected_bad: 400s and
+ * entries of a type peers may not send; rejected_identity: 403s for speaking for another node. */
 struct dw_peer_stats {
-    uint64_t forwarded, forward_failures, received, rejected_auth, rejected_bad;
+    uint64_t forwarded, forward_failures, received, rejected_auth, rejected_bad, rejected_identity;
 };
 void dw_peer_stats(const struct dw_peer *p, struct dw_peer_stats *out);
 

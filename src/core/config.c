@@ -74,6 +74,7 @@ struct ctx {
     struct dw_config_errors *errs;
     int total;
     unsigned seen;
+    bool members_bad;         /* an error under cluster.members: skip the per-member secrets */
     size_t len;
     char path[512];
 };
@@ -85,6 +86,10 @@ static void verr(struct ctx *c, const char *path, const char *fmt, va_list ap)
 {
     char text[256];
     c->total++;
+    if (!path)
+        path = c->len ? c->path : "$";
+    if (strncmp(path, "cluster.members", 15) == 0)
+        c->members_bad = true;
     if (!c->errs)
         return;
     if (c->total > DW_CFG_MAX_ERRORS) {
@@ -92,8 +97,6 @@ static void verr(struct ctx *c, const char *path, const char *fmt, va_list ap)
         return;
     }
     vsnprintf(text, sizeof text, fmt, ap);
-    if (!path)
-        path = c->len ? c->path : "$";
     if (snprintf(c->errs->msg[c->errs->n], sizeof c->errs->msg[0], "%s: %s", path, text) < 0)
         c->errs->msg[c->errs->n][0] = '\0';
     c->errs->n++;
@@ -756,9 +759,20 @@ static const struct field member_f[] = {
 };
 static const struct table member_t = TABLE(member_f);
 
+/* One secret shared by every member let any holder speak for every node: refused by name so
+ * the operator learns what replaced it. */
+static void refuse_shared_secret(struct ctx *c, const cJSON *v, void *base)
+{
+    (void)base;
+    if (v)
+        err(c, "no longer supported: a secret shared by all members lets any of them speak for "
+               "the others; use cluster.peer_secret_dir (see docs/config.md)");
+}
+
 static const struct field cluster_f[] = {
     ARR("members", cfg_t, members, n_members, 1, DW_MAX_MEMBERS, &member_t, F_ID),
-    STR("peer_secret_file", true, cfg_t, cluster.peer_secret_file, F_PATH),
+    STR("peer_secret_dir", true, cfg_t, cluster.peer_secret_dir, F_PATH),
+    { .key = "peer_secret_file", .kind = K_FUNC, .fn = refuse_shared_secret },
     NUM("election_timeout_ms", cfg_t, cluster.election_timeout_ms, 1000, 1, MS_MAX),
     NUM("heartbeat_ms", cfg_t, cluster.heartbeat_ms, 100, 1, MS_MAX),
     NUM("observation_ttl_ms", cfg_t, cluster.observation_ttl_ms, 15000, 1, MS_MAX),
@@ -1160,6 +1174,58 @@ static void check_secret(struct ctx *c, const char *json_path, const char *file)
     explicit_bzero(buf, sizeof buf);
 }
 
+/* Reads what this node shares with each other member into out (see dw_peer_secrets); every
+ * problem is reported at cluster.peer_secret_dir. */
+static void check_peer_secrets(struct ctx *c, struct dw_peer_secrets *out)
+{
+    const struct dw_config *cfg = c->cfg;
+    const char *jp = "cluster.peer_secret_dir", *dir = cfg->cluster.peer_secret_dir;
+    char path[DW_PATH_MAX + 32], msg[200];
+    struct stat st;
+
+    memset(out, 0, sizeof *out);
+    if (!dir[0] || !dw_config_member(cfg, cfg->node_id) || c->members_bad)
+        return;
+    if (stat(dir, &st) != 0) {
+        err_at(c, jp, "cannot read \"%s\": %s", dir, strerror(errno));
+        return;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        err_at(c, jp, "\"%s\" is not a directory", dir);
+        return;
+    }
+    /* Present when a whole directory was copied between nodes, or when every member was given
+     * one secret of its own: both leave some node able to authenticate as another. */
+    if (dw_config_peer_secret_path(cfg, cfg->node_id, path, sizeof path) == 0 &&
+        access(path, F_OK) == 0)
+        err_at(c, jp, "\"%s\" names this node: a node holds only the secrets it shares with each "
+               "other member", path);
+    for (int i = 0; i < cfg->n_members; i++) {
+        const struct dw_member *m = &cfg->members[i];
+        if (m->id == cfg->node_id || !m->id)
+            continue;
+        if (dw_config_peer_secret_path(cfg, m->id, path, sizeof path) != 0) {
+            err_at(c, jp, "too long to hold the secret files");
+            return;
+        }
+        if (dw_config_read_secret(path, out->s[i], sizeof out->s[i], msg, sizeof msg) != 0) {
+            err_at(c, jp, "secret shared with member %llu: %s", (unsigned long long)m->id, msg);
+            continue;
+        }
+        if (strlen(out->s[i]) < DW_PEER_SECRET_MIN) {
+            err_at(c, jp, "\"%s\" is shorter than %d bytes", path, DW_PEER_SECRET_MIN);
+            continue;
+        }
+        for (int j = 0; j < i; j++)
+            if (strcmp(out->s[i], out->s[j]) == 0) {
+                err_at(c, jp, "\"%s\" holds the same secret as the file for member %llu: every "
+                       "pair of members needs its own", path,
+                       (unsigned long long)cfg->members[j].id);
+                break;
+            }
+    }
+}
+
 /* ---- public ---- */
 
 int dw_config_parse(const char *json, size_t len, struct dw_config *cfg,
@@ -1205,7 +1271,9 @@ int dw_config_parse(const char *json, size_t len, struct dw_config *cfg,
     check_numbers(&c);
     check_limits(&c);
     run_check_unique(&c);
-    check_secret(&c, "cluster.peer_secret_file", cfg->cluster.peer_secret_file);
+    struct dw_peer_secrets peer;
+    check_peer_secrets(&c, &peer);
+    explicit_bzero(&peer, sizeof peer);
     check_secret(&c, "genesys.client_secret_file", cfg->genesys.client_secret_file);
     if (!c.total) {
         cfg->topology_digest = dw_config_topology_digest(cfg);
@@ -1335,6 +1403,39 @@ fail_errno:
         close(fd);
     explicit_bzero(out, out_len);
     return -1;
+}
+
+int dw_config_peer_secret_path(const struct dw_config *cfg, uint64_t member_id, char *out,
+                               size_t len)
+{
+    const char *dir = cfg->cluster.peer_secret_dir;
+    size_t n = strlen(dir);
+    const char *sep = n && dir[n - 1] == '/' ? "" : "/";
+    int w = snprintf(out, len, "%s%s%llu.secret", dir, sep, (unsigned long long)member_id);
+    return w < 0 || (size_t)w >= len ? -1 : 0;
+}
+
+int dw_config_read_peer_secrets(const struct dw_config *cfg, struct dw_peer_secrets *out,
+                                char *errmsg, size_t errlen)
+{
+    struct dw_config_errors *errs = calloc(1, sizeof *errs);
+    if (!errs) {
+        snprintf(errmsg, errlen, "out of memory");
+        return -1;
+    }
+    /* check_peer_secrets only reads the configuration */
+    struct ctx c = { .cfg = (struct dw_config *)cfg, .errs = errs };
+    check_peer_secrets(&c, out);
+    if (!dw_config_member(cfg, cfg->node_id) && !c.total)
+        err_at(&c, "node.id", "%llu is not the id of any cluster.members entry",
+               (unsigned long long)cfg->node_id);
+    int rc = c.total ? -1 : 0;
+    if (rc != 0) {
+        snprintf(errmsg, errlen, "%s", errs->msg[0]);
+        explicit_bzero(out, sizeof *out);
+    }
+    free(errs);
+    return rc;
 }
 
 const struct dw_member *dw_config_member(const struct dw_config *cfg, uint64_t id)

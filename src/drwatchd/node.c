@@ -25,7 +25,7 @@
 struct dw_node {
     uv_loop_t *loop;
     const struct dw_config *cfg;
-    char peer_secret[512];
+    struct dw_peer_secrets peer_secrets;
     char client_secret[1024];
     struct dw_curlm *curlm;
     struct dw_fsm *fsm;
@@ -365,8 +365,11 @@ static void node_collect(void *data, struct dw_metrics_writer *w)
     metric(w, "drwatch_peer_forwarded_total", DW_METRIC_COUNTER,
            "Observations forwarded to the leader.", NULL, (double)ps.forwarded);
     metric(w, "drwatch_peer_rejected_total", DW_METRIC_COUNTER,
-           "Peer requests refused (bad secret or bad entry).", NULL,
-           (double)(ps.rejected_auth + ps.rejected_bad));
+           "Peer requests refused (bad secret, bad entry, or speaking for another node).", NULL,
+           (double)(ps.rejected_auth + ps.rejected_bad + ps.rejected_identity));
+    metric(w, "drwatch_peer_identity_refused_total", DW_METRIC_COUNTER,
+           "Peer requests refused because a member spoke for another node (HTTP 403).", NULL,
+           (double)ps.rejected_identity);
 }
 
 static void admin_handler(void *data, const cJSON *req, cJSON *reply)
@@ -470,9 +473,8 @@ int dw_node_start(struct dw_node **out, uv_loop_t *loop, const struct dw_config 
     }
     n->loop = loop;
     n->cfg = cfg;
-    if (dw_config_read_secret(cfg->cluster.peer_secret_file, n->peer_secret, sizeof n->peer_secret,
-                              err, sizeof err) != 0) {
-        snprintf(errmsg, errlen, "cluster.peer_secret_file: %s", err);
+    if (dw_config_read_peer_secrets(cfg, &n->peer_secrets, err, sizeof err) != 0) {
+        snprintf(errmsg, errlen, "%s", err);
         goto err_after_alloc;
     }
     if (dw_config_read_secret(cfg->genesys.client_secret_file, n->client_secret,
@@ -492,7 +494,10 @@ int dw_node_start(struct dw_node **out, uv_loop_t *loop, const struct dw_config 
         snprintf(errmsg, errlen, "dw_raft_start(): %s", err);
         goto err_after_fsm;
     }
-    if (dw_peer_start(&n->peer, loop, n->curlm, cfg, n->peer_secret, n->raft, err, sizeof err) != 0) {
+    int peer_rc = dw_peer_start(&n->peer, loop, n->curlm, cfg, &n->peer_secrets, n->raft, err,
+                                sizeof err);
+    explicit_bzero(&n->peer_secrets, sizeof n->peer_secrets); /* the peer keeps its own copy */
+    if (peer_rc != 0) {
         snprintf(errmsg, errlen, "dw_peer_start(): %s", err);
         goto err_after_raft;
     }
@@ -568,6 +573,7 @@ err_after_curlm:
     dw_curlm_close(n->curlm);
 err_after_alloc:
     memset(n->client_secret, 0, sizeof n->client_secret);
+    explicit_bzero(&n->peer_secrets, sizeof n->peer_secrets);
     free(n);
     return -1;
 }

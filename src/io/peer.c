@@ -5,12 +5,16 @@
 #include <string.h>
 
 #include <cJSON.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "drwatch/entry.h"
 #include "drwatch/log.h"
 #include "drwatch/peer.h"
 
 #define PEER_FORWARD_TIMEOUT_MS 3000
+#define PEER_NODE_HEADER "X-Drwatch-Node"
+#define REFUSED_LOG_MS 10000 /* at most one line per interval for refused identities */
 
 /* A proposal received over HTTP, waiting for raft; the peer detaches it at close. */
 struct serve_ctx {
@@ -35,7 +39,12 @@ struct dw_peer {
     const struct dw_config *cfg;
     struct dw_raft *raft;
     struct dw_httpd *httpd;
-    char *auth;                 /* "Bearer <secret>" */
+    /* secrets.s[i]: what this node shares with cfg->members[i], sent when it leads; expect[i]:
+     * SHA-256 of the Authorization header that member sends here */
+    struct dw_peer_secrets secrets;
+    unsigned char expect[DW_MAX_MEMBERS][32];
+    uint64_t refused_log_at;    /* uv_now() of the last refused-identity line, 0 = none yet */
+    unsigned refused_unlogged;  /* refused since that line */
     dw_httpd_handler extra;
     void *extra_data;
     struct dw_peer_stats stats;
@@ -89,16 +98,59 @@ static void reply_error(struct dw_httpd_req *req, unsigned status, const char *e
     reply_json(req, status, o);
 }
 
-/* Constant time in the content of the header; only its length can show. */
-static bool auth_ok(const struct dw_peer *p, const char *hdr)
+static int sha256(const char *text, unsigned char out[32])
 {
-    if (hdr == NULL)
-        return false;
-    size_t want = strlen(p->auth), got = strlen(hdr);
-    unsigned char diff = want != got;
-    for (size_t i = 0; i < want; i++)
-        diff |= (unsigned char)p->auth[i] ^ (unsigned char)(i < got ? hdr[i] : 0);
-    return diff == 0;
+    unsigned int n = 0;
+    return EVP_Digest(text, strlen(text), out, &n, EVP_sha256(), NULL) == 1 && n == 32 ? 0 : -1;
+}
+
+/* The member whose secret the header carries (index into cfg->members), or -1. Digests are
+ * compared, each against every member without stopping early, so neither the content nor the
+ * length of a secret shows in the timing. */
+static int auth_member(const struct dw_peer *p, const char *hdr)
+{
+    unsigned char got[32];
+    if (hdr == NULL || sha256(hdr, got) != 0)
+        return -1;
+    int found = -1;
+    for (int i = 0; i < p->cfg->n_members; i++) {
+        bool same = CRYPTO_memcmp(got, p->expect[i], sizeof got) == 0;
+        if (same && p->secrets.s[i][0] != '\0')
+            found = i;
+    }
+    return found;
+}
+
+/* A request carrying one member's credential that speaks for another: 403, counted, and logged
+ * at most once per REFUSED_LOG_MS so a looping misconfigured node cannot flood the log. */
+static void refuse_identity(struct dw_peer *p, struct dw_httpd_req *req, const char *why)
+{
+    p->stats.rejected_identity++;
+    uint64_t now = uv_now(p->loop);
+    if (p->refused_log_at == 0 || now - p->refused_log_at >= REFUSED_LOG_MS) {
+        dw_log(DW_LOG_WARN, "peer", "refused a request: %s (%u more refused since the last "
+               "such line)", why, p->refused_unlogged);
+        p->refused_log_at = now != 0 ? now : 1;
+        p->refused_unlogged = 0;
+    } else {
+        p->refused_unlogged++;
+    }
+    reply_error(req, 403, why);
+}
+
+/* "1".."2147483647" (raft ids in the configuration), else 0. */
+static uint64_t parse_node_id(const char *s)
+{
+    uint64_t v = 0;
+    size_t n = s != NULL ? strlen(s) : 0;
+    if (n == 0 || n > 10 || s[0] == '0')
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    return v <= 2147483647u ? v : 0;
 }
 
 static void on_served_proposal(void *data, int status, const char *errmsg)
@@ -117,8 +169,8 @@ static void on_served_proposal(void *data, int status, const char *errmsg)
     free(s);
 }
 
-static void serve_propose(struct dw_peer *p, struct dw_httpd_req *req, const char *body,
-                          size_t body_len)
+static void serve_propose(struct dw_peer *p, struct dw_httpd_req *req, uint64_t sender,
+                          const char *body, size_t body_len)
 {
     p->stats.received++;
     if (!dw_raft_is_leader(p->raft)) {
@@ -139,14 +191,24 @@ static void serve_propose(struct dw_peer *p, struct dw_httpd_req *req, const cha
     }
     free(checked);
     /* Steps and leader entries come only from the leader's own actuator and raft wiring; a
-     * follower (or anyone holding the secret) may only report what it observes. */
+     * follower (or anyone holding a member's secret) may only report what it observes. */
     cJSON *e = cJSON_ParseWithLength(body, body_len);
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(e, "type");
+    const cJSON *node = cJSON_GetObjectItemCaseSensitive(e, "node");
     bool observe = cJSON_IsString(type) && strcmp(type->valuestring, "observe") == 0;
+    double named = cJSON_IsNumber(node) ? node->valuedouble : -1;
     cJSON_Delete(e);
     if (!observe) {
         p->stats.rejected_bad++;
         reply_error(req, 403, "type: only observe entries may be forwarded");
+        return;
+    }
+    /* A node reports only what it observes itself: its vote is its own. */
+    if (named != (double)sender) {
+        char why[160];
+        snprintf(why, sizeof why, "node: member %llu may only forward its own observations, "
+                 "not node %.0f's", (unsigned long long)sender, named);
+        refuse_identity(p, req, why);
         return;
     }
     struct serve_ctx *s = calloc(1, sizeof *s);
@@ -168,16 +230,31 @@ static void on_http(void *data, struct dw_httpd_req *req, const char *method, co
                     const char *body, size_t body_len)
 {
     struct dw_peer *p = data;
-    if (!auth_ok(p, dw_httpd_header(req, "Authorization"))) {
+    int m = auth_member(p, dw_httpd_header(req, "Authorization"));
+    if (m < 0) {
         p->stats.rejected_auth++;
         reply_error(req, 401, "unauthorized");
+        return;
+    }
+    /* The secret says which member sent the request; the request must say the same. */
+    uint64_t sender = p->cfg->members[m].id;
+    uint64_t named = parse_node_id(dw_httpd_header(req, PEER_NODE_HEADER));
+    if (named != sender) {
+        char why[160];
+        if (named == 0)
+            snprintf(why, sizeof why, PEER_NODE_HEADER ": missing or not a member id (the "
+                     "credential is member %llu's)", (unsigned long long)sender);
+        else
+            snprintf(why, sizeof why, PEER_NODE_HEADER ": names node %llu but the credential "
+                     "is member %llu's", (unsigned long long)named, (unsigned long long)sender);
+        refuse_identity(p, req, why);
         return;
     }
     if (strcmp(path, "/v1/propose") == 0) {
         if (strcmp(method, "POST") != 0)
             reply_error(req, 405, "method not allowed");
         else
-            serve_propose(p, req, body, body_len);
+            serve_propose(p, req, sender, body, body_len);
         return;
     }
     if (strcmp(path, "/v1/ping") == 0) {
@@ -309,12 +386,13 @@ int dw_peer_submit(struct dw_peer *p, const char *entry_json, dw_raft_done_cb cb
     }
     char url[DW_ADDR_MAX + 32];
     snprintf(url, sizeof url, "http://%s/v1/propose", m->peer_address);
-    char auth_hdr[512];
-    if (snprintf(auth_hdr, sizeof auth_hdr, "Authorization: %s", p->auth) >= (int)sizeof auth_hdr) {
-        fail_later(p, s, -1, "peer secret too long");
-        return 0;
-    }
-    const char *headers[] = {auth_hdr, "Content-Type: application/json", NULL};
+    /* The secret this node shares with the leader, and its own id, which the leader checks. */
+    char auth_hdr[DW_PEER_SECRET_MAX + 32], node_hdr[64];
+    snprintf(auth_hdr, sizeof auth_hdr, "Authorization: Bearer %s",
+             p->secrets.s[m - p->cfg->members]);
+    snprintf(node_hdr, sizeof node_hdr, PEER_NODE_HEADER ": %llu",
+             (unsigned long long)p->cfg->node_id);
+    const char *headers[] = {auth_hdr, node_hdr, "Content-Type: application/json", NULL};
     struct dw_http_opts o = {
         .method = "POST",
         .url = url,
@@ -326,7 +404,9 @@ int dw_peer_submit(struct dw_peer *p, const char *entry_json, dw_raft_done_cb cb
         .direct = 1, /* members talk to each other, never through an egress proxy */
     };
     p->stats.forwarded++;
-    if (dw_http_request(p->curlm, &o, on_forward_done, s) != 0) {
+    int rc = dw_http_request(p->curlm, &o, on_forward_done, s);
+    explicit_bzero(auth_hdr, sizeof auth_hdr);
+    if (rc != 0) {
         p->stats.forward_failures++;
         fail_later(p, s, -1, "cannot start request to leader %llu", (unsigned long long)leader);
         return 0;
@@ -338,8 +418,8 @@ int dw_peer_submit(struct dw_peer *p, const char *entry_json, dw_raft_done_cb cb
 /* ---- lifecycle ---- */
 
 int dw_peer_start(struct dw_peer **out, uv_loop_t *loop, struct dw_curlm *curlm,
-                  const struct dw_config *cfg, const char *secret, struct dw_raft *raft,
-                  char *errmsg, size_t errlen)
+                  const struct dw_config *cfg, const struct dw_peer_secrets *secrets,
+                  struct dw_raft *raft, char *errmsg, size_t errlen)
 {
     *out = NULL;
     const struct dw_member *self = dw_config_member(cfg, cfg->node_id);
@@ -348,25 +428,36 @@ int dw_peer_start(struct dw_peer **out, uv_loop_t *loop, struct dw_curlm *curlm,
                  (unsigned long long)cfg->node_id);
         return -1;
     }
-    if (secret == NULL || secret[0] == '\0') {
-        snprintf(errmsg, errlen, "peer channel: empty shared secret");
-        return -1;
-    }
-    if (strlen(secret) > 256) {
-        snprintf(errmsg, errlen, "peer channel: shared secret longer than 256 bytes");
-        return -1;
+    for (int i = 0; i < cfg->n_members; i++) {
+        size_t n = strnlen(secrets->s[i], sizeof secrets->s[i]);
+        bool self_ = cfg->members[i].id == cfg->node_id;
+        if (self_ != (n == 0) || n >= sizeof secrets->s[i]) {
+            snprintf(errmsg, errlen, "peer channel: %s secret for member %llu",
+                     self_ ? "unexpected" : n == 0 ? "no" : "too long a",
+                     (unsigned long long)cfg->members[i].id);
+            return -1;
+        }
     }
     struct dw_peer *p = calloc(1, sizeof *p);
-    if (p == NULL || (p->failed_timer = malloc(sizeof *p->failed_timer)) == NULL ||
-        (p->auth = malloc(strlen("Bearer ") + strlen(secret) + 1)) == NULL) {
+    if (p == NULL || (p->failed_timer = malloc(sizeof *p->failed_timer)) == NULL) {
         snprintf(errmsg, errlen, "out of memory");
-        if (p != NULL) {
-            free(p->failed_timer);
-            free(p);
-        }
+        free(p);
         return -1;
     }
-    sprintf(p->auth, "Bearer %s", secret);
+    p->secrets = *secrets;
+    for (int i = 0; i < cfg->n_members; i++) {
+        char hdr[DW_PEER_SECRET_MAX + 16];
+        snprintf(hdr, sizeof hdr, "Bearer %s", p->secrets.s[i]);
+        int rc = p->secrets.s[i][0] != '\0' ? sha256(hdr, p->expect[i]) : 0;
+        explicit_bzero(hdr, sizeof hdr);
+        if (rc != 0) {
+            snprintf(errmsg, errlen, "peer channel: SHA-256 unavailable");
+            explicit_bzero(&p->secrets, sizeof p->secrets);
+            free(p->failed_timer);
+            free(p);
+            return -1;
+        }
+    }
     p->loop = loop;
     p->curlm = curlm;
     p->cfg = cfg;
@@ -375,7 +466,7 @@ int dw_peer_start(struct dw_peer **out, uv_loop_t *loop, struct dw_curlm *curlm,
     if (dw_httpd_start(&p->httpd, loop, self->peer_address, DW_ENTRY_MAX, on_http, p, err,
                        sizeof err) != 0) {
         snprintf(errmsg, errlen, "peer channel: %s", err);
-        free(p->auth);
+        explicit_bzero(&p->secrets, sizeof p->secrets);
         free(p->failed_timer);
         free(p);
         return -1;
@@ -424,7 +515,7 @@ void dw_peer_close(struct dw_peer *p)
         free(s);
     }
     uv_close((uv_handle_t *)p->failed_timer, on_timer_closed);
-    free(p->auth);
+    explicit_bzero(&p->secrets, sizeof p->secrets);
     free(p);
 }
 

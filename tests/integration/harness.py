@@ -182,7 +182,7 @@ class Cluster:
                           "raft_address": f"{self.member_ips.get(j, '127.0.0.1')}:{self.raft_ports[j - 1]}",
                           "peer_address": f"{self.member_ips.get(j, '127.0.0.1')}:{self.peer_ports[j - 1]}"}
                          for j in range(1, self.n + 1)],
-                peer_secret_file=os.path.join(self.dir, "peer.secret"),
+                peer_secret_dir=self.peer_secret_dir(i),
                 **self.cluster_opts),
             "genesys": {"api_base_url": self.genesys_for(i), "login_base_url": self.genesys_for(i),
                         "client_id": CLIENT_ID,
@@ -198,9 +198,17 @@ class Cluster:
     def genesys_for(self, i):
         return f"http://{self.url_hosts.get(i, '127.0.0.1')}:{self.genesys_port}"
 
+    def peer_secret_dir(self, i):
+        return os.path.join(self.dir, f"n{i}.peer")
+
     def write_configs(self):
-        with open(os.path.join(self.dir, "peer.secret"), "w") as f:
-            f.write(PEER_SECRET + "\n")
+        # One secret per pair of members: node i holds "<j>.secret" for every other member j.
+        for i in range(1, self.n + 1):
+            os.makedirs(self.peer_secret_dir(i), mode=0o700, exist_ok=True)
+            for j in range(1, self.n + 1):
+                if j != i:
+                    with open(os.path.join(self.peer_secret_dir(i), f"{j}.secret"), "w") as f:
+                        f.write(f"{PEER_SECRET}-{min(i, j)}-{max(i, j)}\n")
         with open(os.path.join(self.dir, "genesys.secret"), "w") as f:
             f.write(CLIENT_SECRET + "\n")
         for i in range(1, self.n + 1):

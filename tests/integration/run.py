@@ -317,11 +317,17 @@ def test_example_config_is_valid():
     with open(os.path.join(root, "deploy", "examples", "drwatch.json")) as f:
         cfg = json.load(f)
     with tempfile.TemporaryDirectory() as d:
-        for key, sect in (("peer_secret_file", "cluster"), ("client_secret_file", "genesys")):
-            path = os.path.join(d, key)
-            with open(path, "w") as f:
-                f.write("example-secret\n")
-            cfg[sect][key] = path
+        path = os.path.join(d, "client_secret_file")
+        with open(path, "w") as f:
+            f.write("example-secret\n")
+        cfg["genesys"]["client_secret_file"] = path
+        # what this node holds: the secret it shares with each other member
+        cfg["cluster"]["peer_secret_dir"] = d
+        me = cfg["node"]["id"]
+        for m in cfg["cluster"]["members"]:
+            if m["id"] != me:
+                with open(os.path.join(d, f"{m['id']}.secret"), "w") as f:
+                    f.write(f"example-secret-{me}-{m['id']}\n")
         path = os.path.join(d, "drwatch.json")
         with open(path, "w") as f:
             json.dump(cfg, f)

@@ -34,7 +34,16 @@ static int setup_dir(void **state)
     snprintf(tmpdir, sizeof tmpdir, "/tmp/dwcfg-XXXXXX");
     if (!mkdtemp(tmpdir))
         return -1;
-    write_file("peer.secret", "peer-shared-secret\n");
+    /* full.json is node 2's view: the secrets it shares with members 1 and 3 */
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/peer.d", tmpdir);
+    if (mkdir(dir, 0700) != 0)
+        return -1;
+    snprintf(dir, sizeof dir, "%s/peer.solo", tmpdir);
+    if (mkdir(dir, 0700) != 0)
+        return -1;
+    write_file("peer.d/1.secret", "secret-of-members-1-and-2\n");
+    write_file("peer.d/3.secret", "secret-of-members-2-and-3\n");
     write_file("genesys.secret", "  client secret \t\r\n\n");
     write_file("empty.secret", " \n");
     /* only their readability is checked at load */
@@ -47,13 +56,18 @@ static int setup_dir(void **state)
 static int teardown_dir(void **state)
 {
     (void)state;
-    const char *names[] = { "peer.secret", "genesys.secret", "empty.secret", "long.secret",
-                            "config.json", "ca.pem", "client.pem", "client.key" };
+    const char *names[] = { "peer.d/1.secret", "peer.d/3.secret", "genesys.secret",
+                            "empty.secret", "long.secret", "config.json", "ca.pem", "client.pem",
+                            "client.key" };
     char path[128];
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", tmpdir, names[i]);
         unlink(path);
     }
+    snprintf(path, sizeof path, "%s/peer.d", tmpdir);
+    rmdir(path);
+    snprintf(path, sizeof path, "%s/peer.solo", tmpdir);
+    rmdir(path);
     return rmdir(tmpdir);
 }
 
@@ -195,8 +209,8 @@ static void test_full_config(void **state)
     assert_int_equal(cfg.cluster.snapshot_threshold, 2048);
     assert_int_equal(cfg.cluster.snapshot_trailing, 512);
     char path[128];
-    snprintf(path, sizeof path, "%s/peer.secret", tmpdir);
-    assert_string_equal(cfg.cluster.peer_secret_file, path);
+    snprintf(path, sizeof path, "%s/peer.d", tmpdir);
+    assert_string_equal(cfg.cluster.peer_secret_dir, path);
 
     assert_string_equal(cfg.genesys.region, "eu-west-1");
     assert_string_equal(cfg.genesys.api_base_url, "https://api.mypurecloud.ie");
@@ -597,13 +611,6 @@ static void test_secret_files(void **state)
     char value[160], msg[300];
 
     cJSON *d = doc("full.json");
-    snprintf(value, sizeof value, "\"%s/nope.secret\"", tmpdir);
-    set(d, "cluster.peer_secret_file", value);
-    snprintf(msg, sizeof msg, "cluster.peer_secret_file: cannot read \"%s/nope.secret\": "
-                              "No such file or directory", tmpdir);
-    expect_only(d, msg);
-
-    d = doc("full.json");
     snprintf(value, sizeof value, "\"%s\"", tmpdir);
     set(d, "genesys.client_secret_file", value);
     snprintf(msg, sizeof msg, "genesys.client_secret_file: cannot read \"%s\": Is a directory",
@@ -615,6 +622,97 @@ static void test_secret_files(void **state)
     set(d, "genesys.client_secret_file", value);
     snprintf(msg, sizeof msg, "genesys.client_secret_file: \"%s/empty.secret\" is empty", tmpdir);
     expect_only(d, msg);
+}
+
+/* full.json with cluster.peer_secret_dir set to "<tmpdir>/<rel>" (rel NULL: as in the
+ * fixture) fails with exactly want, "@DIR@" standing for the temp dir. */
+static void expect_peer_dir(const char *rel, const char *want)
+{
+    char value[160], msg[400];
+    cJSON *d = doc("full.json");
+    if (rel != NULL) {
+        snprintf(value, sizeof value, "\"%s/%s\"", tmpdir, rel);
+        set(d, "cluster.peer_secret_dir", value);
+    }
+    const char *at = strstr(want, "@DIR@");
+    assert_non_null(at);
+    snprintf(msg, sizeof msg, "%.*s%s%s", (int)(at - want), want, tmpdir, at + 5);
+    expect_only(d, msg);
+}
+
+/* One secret per pair of members: node 2 of full.json holds 1.secret and 3.secret only. */
+static void test_peer_secrets(void **state)
+{
+    (void)state;
+    char value[160], path[160], em[256];
+    static struct dw_peer_secrets ps;
+
+    cJSON *d = doc("full.json");
+    assert_int_equal(parse_doc(d), 0);
+    assert_int_equal(dw_config_read_peer_secrets(&cfg, &ps, em, sizeof em), 0);
+    assert_string_equal(ps.s[0], "secret-of-members-1-and-2");
+    assert_string_equal(ps.s[1], "");
+    assert_string_equal(ps.s[2], "secret-of-members-2-and-3");
+    assert_int_equal(dw_config_peer_secret_path(&cfg, 3, path, sizeof path), 0);
+    snprintf(value, sizeof value, "%s/peer.d/3.secret", tmpdir);
+    assert_string_equal(path, value);
+
+    /* The shared secret is refused by name, not as an unknown key. */
+    d = doc("full.json");
+    set(d, "cluster.peer_secret_file", "\"/etc/drwatch/peer.secret\"");
+    expect_only(d, "cluster.peer_secret_file: no longer supported: a secret shared by all "
+                   "members lets any of them speak for the others; use "
+                   "cluster.peer_secret_dir (see docs/config.md)");
+
+    d = doc("full.json");
+    set(d, "cluster.peer_secret_dir", NULL);
+    expect_only(d, "cluster.peer_secret_dir: missing");
+
+    expect_peer_dir("nope.d", "cluster.peer_secret_dir: cannot read \"@DIR@/nope.d\": "
+                              "No such file or directory");
+    expect_peer_dir("genesys.secret", "cluster.peer_secret_dir: \"@DIR@/genesys.secret\" is "
+                                      "not a directory");
+
+    /* A member's file missing: the error names the member and the file, and the daemon's
+     * reader says the same. */
+    d = doc("full.json");
+    set(d, "cluster.members[2].id", "4");
+    char msg[400];
+    snprintf(msg, sizeof msg, "cluster.peer_secret_dir: secret shared with member 4: cannot "
+                              "read \"%s/peer.d/4.secret\": No such file or directory", tmpdir);
+    expect_only(d, msg);
+    d = doc("full.json");
+    assert_int_equal(parse_doc(d), 0);
+    cfg.members[2].id = 4;
+    assert_int_equal(dw_config_read_peer_secrets(&cfg, &ps, em, sizeof em), -1);
+    assert_string_equal(em, msg);
+    assert_string_equal(ps.s[0], ""); /* wiped */
+
+    /* This node's own file: a copied directory, or one secret per member given to all. */
+    write_file("peer.d/2.secret", "secret-of-member-2-alone\n");
+    expect_peer_dir(NULL, "cluster.peer_secret_dir: \"@DIR@/peer.d/2.secret\" names this node: "
+                          "a node holds only the secrets it shares with each other member");
+    snprintf(path, sizeof path, "%s/peer.d/2.secret", tmpdir);
+    unlink(path);
+
+    /* One secret for two pairs is a shared secret again. */
+    write_file("peer.d/3.secret", "secret-of-members-1-and-2\n");
+    expect_peer_dir(NULL, "cluster.peer_secret_dir: \"@DIR@/peer.d/3.secret\" holds the same "
+                          "secret as the file for member 1: every pair of members needs its own");
+    write_file("peer.d/3.secret", "too-short\n");
+    expect_peer_dir(NULL, "cluster.peer_secret_dir: \"@DIR@/peer.d/3.secret\" is shorter than "
+                          "16 bytes");
+    char big[DW_PEER_SECRET_MAX + 3];
+    memset(big, 'k', sizeof big - 2);
+    big[sizeof big - 2] = '\n';
+    big[sizeof big - 1] = '\0';
+    write_file("peer.d/3.secret", big);
+    expect_peer_dir(NULL, "cluster.peer_secret_dir: secret shared with member 3: "
+                          "\"@DIR@/peer.d/3.secret\" is longer than 256 bytes");
+
+    write_file("peer.d/3.secret", "secret-of-members-2-and-3\n");
+    d = doc("full.json");
+    assert_int_equal(parse_doc(d), 0);
 }
 
 static void test_read_secret(void **state)
@@ -1165,6 +1263,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_config),
+        cmocka_unit_test(test_peer_secrets),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_region),
         cmocka_unit_test(test_not_json),

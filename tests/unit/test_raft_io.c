@@ -20,7 +20,6 @@
 #include "testlib.h"
 
 #define N 3
-#define SECRET "test-secret-0123456789"
 
 struct node {
     struct dw_config cfg;
@@ -67,6 +66,17 @@ static bool flag_set(void *arg)
 }
 
 /* ---- cluster ---- */
+
+/* The secret members a and b (indexes) share; each pair has its own. */
+static const char *pair_secret(int a, int b)
+{
+    static char buf[4][64];
+    static int next;
+    char *out = buf[next++ % 4];
+    snprintf(out, sizeof buf[0], "secret-of-members-%d-and-%d", (a < b ? a : b) + 1,
+             (a < b ? b : a) + 1);
+    return out;
+}
 
 static void fill_config(struct dw_config *c, int self)
 {
@@ -134,7 +144,12 @@ static void start_node(int i)
     int rc = dw_raft_start(&n->raft, &loop, &n->cfg, n->fsm, on_applied, n, err, sizeof err);
     if (rc != 0)
         fail_msg("node %d: %s", i + 1, err);
-    rc = dw_peer_start(&n->peer, &loop, curlm, &n->cfg, SECRET, n->raft, err, sizeof err);
+    static struct dw_peer_secrets ps;
+    memset(&ps, 0, sizeof ps);
+    for (int j = 0; j < N; j++)
+        if (j != i)
+            snprintf(ps.s[j], sizeof ps.s[j], "%s", pair_secret(i, j));
+    rc = dw_peer_start(&n->peer, &loop, curlm, &n->cfg, &ps, n->raft, err, sizeof err);
     if (rc != 0)
         fail_msg("node %d peer: %s", i + 1, err);
 }
@@ -301,17 +316,23 @@ static void submit_observe(int i, enum dw_health a, enum dw_health b)
 
 /* ---- raw HTTP ---- */
 
+/* auth: the bearer secret, NULL for none; node: the X-Drwatch-Node value, 0 for none. */
 static struct tl_http_res http(const char *method, const char *addr, const char *path,
-                               const char *auth, const char *body, size_t body_len)
+                               const char *auth, int node, const char *body, size_t body_len)
 {
-    char url[128], hdr[128];
+    char url[128], hdr[128], node_hdr[64];
     snprintf(url, sizeof url, "http://%s%s", addr, path);
     snprintf(hdr, sizeof hdr, "Authorization: Bearer %s", auth != NULL ? auth : "");
-    const char *headers[] = {hdr, NULL};
+    snprintf(node_hdr, sizeof node_hdr, "X-Drwatch-Node: %d", node);
+    const char *headers[3] = {NULL}, **h = headers;
+    if (auth != NULL)
+        *h++ = hdr;
+    if (node != 0)
+        *h++ = node_hdr;
     struct dw_http_opts o = {
         .method = method,
         .url = url,
-        .headers = auth != NULL ? headers : NULL,
+        .headers = headers,
         .body = body,
         .body_len = body_len,
         .timeout_ms = 3000,
@@ -320,6 +341,44 @@ static struct tl_http_res http(const char *method, const char *addr, const char 
     assert_int_equal(dw_http_request(curlm, &o, tl_on_http_res, &r), 0);
     assert_true(run_until(flag_set, &r.done, 5000));
     return r;
+}
+
+/* ---- what the nodes log ---- */
+
+/* stderr (where dw_log writes) goes to a temporary file until capture_end. */
+static FILE *capture_begin(int *saved)
+{
+    fflush(stderr);
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    *saved = dup(2);
+    assert_true(*saved >= 0);
+    assert_true(dup2(fileno(f), 2) >= 0);
+    return f;
+}
+
+/* Restores stderr; returns what was written meanwhile (free it). */
+static char *capture_end(FILE *f, int saved)
+{
+    fflush(stderr);
+    assert_true(dup2(saved, 2) >= 0);
+    close(saved);
+    long n = ftell(f);
+    assert_true(n >= 0);
+    char *text = calloc(1, (size_t)n + 1);
+    assert_non_null(text);
+    rewind(f);
+    assert_int_equal(fread(text, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    return text;
+}
+
+static int count_lines_with(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *p = strstr(text, needle); p != NULL; p = strstr(p + 1, needle))
+        n++;
+    return n;
 }
 
 /* ---- tests ---- */
@@ -407,15 +466,21 @@ static void test_cluster(void **state)
     /* The peer server's answers. The secret is checked before anything else, on any node. */
     const char *la = nodes[l].cfg.members[l].peer_address;
     dw_peer_stats(nodes[l].peer, &l0);
-    struct tl_http_res r = http("GET", la, "/v1/ping", "wrong", NULL, 0);
+    struct tl_http_res r = http("GET", la, "/v1/ping", "wrong", f + 1, NULL, 0);
     assert_int_equal(r.status, 401);
     assert_non_null(strstr(r.body, "unauthorized"));
-    r = http("GET", la, "/v1/ping", NULL, NULL, 0);
+    r = http("GET", la, "/v1/ping", NULL, f + 1, NULL, 0);
     assert_int_equal(r.status, 401);
-    r = http("GET", la, "/v1/ping", SECRET "x", NULL, 0);
+    char longer[80];
+    snprintf(longer, sizeof longer, "%sx", pair_secret(f, l));
+    r = http("GET", la, "/v1/ping", longer, f + 1, NULL, 0);
+    assert_int_equal(r.status, 401);
+    /* A secret f shares with g is not one the leader knows. */
+    r = http("GET", la, "/v1/ping", pair_secret(f, g), f + 1, NULL, 0);
     assert_int_equal(r.status, 401);
     dw_peer_stats(nodes[l].peer, &st);
-    assert_int_equal(st.rejected_auth - l0.rejected_auth, 3);
+    assert_int_equal(st.rejected_auth - l0.rejected_auth, 4);
+    assert_int_equal(st.rejected_identity - l0.rejected_identity, 0);
     /* What a follower says of the leader, and the leader's check of an entry: against the
      * leader of the moment, over a round without an election. */
     for (int attempt = 0;; attempt++) {
@@ -428,10 +493,11 @@ static void test_cluster(void **state)
         const char *fa = nodes[f].cfg.members[f].peer_address;
         struct epoch ep = epoch_now();
         dw_peer_stats(nodes[l].peer, &l0);
-        struct tl_http_res ping = http("GET", fa, "/v1/ping", SECRET, NULL, 0);
-        struct tl_http_res refused = http("POST", fa, "/v1/propose", SECRET, "{}", 2);
-        struct tl_http_res bogus =
-            http("POST", la, "/v1/propose", SECRET, "{\"v\":1,\"type\":\"bogus\"}", 22);
+        struct tl_http_res ping = http("GET", fa, "/v1/ping", pair_secret(l, f), l + 1, NULL, 0);
+        struct tl_http_res refused =
+            http("POST", fa, "/v1/propose", pair_secret(g, f), g + 1, "{}", 2);
+        struct tl_http_res bogus = http("POST", la, "/v1/propose", pair_secret(f, l), f + 1,
+                                        "{\"v\":1,\"type\":\"bogus\"}", 22);
         if (!epoch_held(&ep)) {
             print_message("the leadership changed during the requests: again\n");
             continue;
@@ -447,11 +513,73 @@ static void test_cluster(void **state)
         assert_int_equal(st.rejected_bad - l0.rejected_bad, 1);
         break;
     }
-    r = http("GET", la, "/v1/nothing", SECRET, NULL, 0);
+    /* A member speaks only for itself (issue 6): follower f, holding only what it shares with
+     * each other member, posts to the leader an observation of node g, then one naming g as
+     * its sender, then one naming nobody; only its own, in its own name, is taken. */
+    for (int attempt = 0;; attempt++) {
+        if (attempt == 5)
+            fail_msg("no round of identity checks under a steady leader");
+        l = wait_leader();
+        f = (l + 1) % N;
+        g = (l + 2) % N;
+        la = nodes[l].cfg.members[l].peer_address;
+        enum dw_health views[2] = {DW_UP, DW_UP};
+        char *of_g = dw_entry_observe(&nodes[f].cfg, (uint64_t)g + 1, false, views);
+        char *of_f = dw_entry_observe(&nodes[f].cfg, (uint64_t)f + 1, false, views);
+        assert_non_null(of_g);
+        assert_non_null(of_f);
+        struct epoch ep = epoch_now();
+        dw_peer_stats(nodes[l].peer, &l0);
+        uint64_t applied0 = dw_fsm_applied(nodes[l].fsm);
+        const char *key = pair_secret(f, l);
+        int saved;
+        FILE *log = capture_begin(&saved);
+        struct tl_http_res other = http("POST", la, "/v1/propose", key, f + 1, of_g, strlen(of_g));
+        struct tl_http_res as_g = http("POST", la, "/v1/propose", key, g + 1, of_g, strlen(of_g));
+        struct tl_http_res nameless = http("POST", la, "/v1/propose", key, 0, of_f, strlen(of_f));
+        uint64_t applied1 = dw_fsm_applied(nodes[l].fsm);
+        char *logged = capture_end(log, saved);
+        struct tl_http_res own = http("POST", la, "/v1/propose", key, f + 1, of_f, strlen(of_f));
+        free(of_g);
+        free(of_f);
+        /* Three refusals within 10 s: one line (a retry may fall in the same 10 s: none). */
+        int lines = count_lines_with(logged, "refused a request");
+        bool secret_logged = strstr(logged, "secret-of-members") != NULL;
+        free(logged);
+        if (!epoch_held(&ep)) {
+            print_message("the leadership changed during the identity checks: again\n");
+            continue;
+        }
+        if (attempt == 0)
+            assert_int_equal(lines, 1);
+        else
+            assert_true(lines <= 1);
+        assert_false(secret_logged);
+        char want[160];
+        assert_int_equal(other.status, 403);
+        snprintf(want, sizeof want, "node: member %d may only forward its own observations, "
+                 "not node %d's", f + 1, g + 1);
+        assert_non_null(strstr(other.body, want));
+        assert_int_equal(as_g.status, 403);
+        snprintf(want, sizeof want, "X-Drwatch-Node: names node %d but the credential is "
+                 "member %d's", g + 1, f + 1);
+        assert_non_null(strstr(as_g.body, want));
+        assert_int_equal(nameless.status, 403);
+        assert_non_null(strstr(nameless.body, "X-Drwatch-Node: missing"));
+        assert_int_equal(applied1, applied0); /* nothing refused reached the log */
+        if (own.status != 200)
+            fail_msg("own observation: %ld %s", own.status, own.body);
+        dw_peer_stats(nodes[l].peer, &st);
+        assert_int_equal(st.rejected_identity - l0.rejected_identity, 3);
+        assert_int_equal(st.rejected_auth - l0.rejected_auth, 0);
+        break;
+    }
+
+    r = http("GET", la, "/v1/nothing", pair_secret(f, l), f + 1, NULL, 0);
     assert_int_equal(r.status, 404);
     char *big = malloc(DW_ENTRY_MAX + 10);
     memset(big, ' ', DW_ENTRY_MAX + 10);
-    r = http("POST", la, "/v1/propose", SECRET, big, DW_ENTRY_MAX + 10);
+    r = http("POST", la, "/v1/propose", pair_secret(f, l), f + 1, big, DW_ENTRY_MAX + 10);
     free(big);
     if (r.status != 413)
         fail_msg("oversize: status %ld curl %d %s", r.status, (int)r.code, r.body);
@@ -550,16 +678,16 @@ static void test_httpd(void **state)
     /* The port is taken now. */
     assert_int_equal(dw_httpd_start(&bad, &loop, addr, 100, deferred_handler, &p, err, sizeof err), -1);
 
-    struct tl_http_res r = http("POST", addr, "/now", NULL, "hello", 5);
+    struct tl_http_res r = http("POST", addr, "/now", NULL, 0, "hello", 5);
     assert_int_equal(r.status, 200);
     assert_string_equal(r.body, "POST 5 hello");
-    r = http("GET", addr, "/later", NULL, NULL, 0);
+    r = http("GET", addr, "/later", NULL, 0, NULL, 0);
     assert_int_equal(r.status, 202);
     assert_string_equal(r.body, "later");
     char big[200];
     memset(big, 'x', sizeof big);
     int before = p.handled;
-    r = http("POST", addr, "/now", NULL, big, sizeof big);
+    r = http("POST", addr, "/now", NULL, 0, big, sizeof big);
     assert_int_equal(r.status, 413);
     assert_int_equal(p.handled, before);
 

@@ -1113,7 +1113,8 @@ static int entry_time(struct dw_fsm *f, int64_t stamp, int64_t *ts)
         return 0;
     }
     *ts = f->last_ts + (stamp > f->last_stamp ? stamp - f->last_stamp : 0);
-    if (f->last_ts - stamp > ttl)
+    /* one row when stamps fall behind, not one per entry while they stay behind */
+    if (f->last_ts - stamp > ttl && f->last_ts - f->last_stamp <= ttl)
         return history(f, *ts, "time",
                        "entry stamped %.1f s before the cluster's time: time runs on from it",
                        (double)(f->last_ts - stamp) / 1000);

@@ -55,6 +55,7 @@ struct dw_raft {
 
     bool tilt;                /* this node distrusts its clock: it must not stamp (tilt.h) */
     bool transferring;        /* a raft_transfer is under way */
+    bool transfer_warned;     /* a refused transfer was logged in this TILT */
     int transfer_pick;        /* which other voter the next attempt asks */
     uint64_t handovers;       /* transfers started because of TILT */
     struct raft_transfer transfer;
@@ -258,8 +259,11 @@ static void hand_over(struct dw_raft *r)
     r->transfer.data = r;
     int rv = raft_transfer(&r->raft, &r->transfer, target, on_transfer);
     if (rv != 0) {
-        dw_log(DW_LOG_WARN, "raft", "TILT: cannot hand leadership to %llu: %s",
-               (unsigned long long)target, raft_strerror(rv));
+        /* retried on every poll: warn once per TILT */
+        if (!r->transfer_warned)
+            dw_log(DW_LOG_WARN, "raft", "TILT: cannot hand leadership to %llu: %s",
+                   (unsigned long long)target, raft_strerror(rv));
+        r->transfer_warned = true;
         return;
     }
     r->transferring = true;
@@ -273,6 +277,7 @@ void dw_raft_set_tilt(struct dw_raft *r, bool tilt)
     if (r == NULL || r->tilt == tilt)
         return;
     r->tilt = tilt;
+    r->transfer_warned = false;
     if (tilt) {
         hand_over(r);
         return;

@@ -1090,6 +1090,8 @@ static void test_restore_schema_1(void **state)
     assert_int_equal(dw_fsm_cloud_verdict(x->f, SITE_A), DW_UNKNOWN);
     dump = dw_fsm_dump(x->f);
     assert_non_null(strstr(dump, "meta|key=schema|value=2\n"));
+    /* the previous stamp, which older snapshots lack, is the last applied time */
+    assert_non_null(strstr(dump, "meta|key=last_stamp|value=1700000000000\n"));
     assert_non_null(strstr(dump, "sites|id=site-b|verdict=up|since=5|probe_verdict=up|"
                                  "cloud_verdict=unknown\n"));
     free(dump);

@@ -135,7 +135,7 @@ struct dw_fsm {
     uint64_t applied;
     uint64_t rejected;
     int64_t last_ts;
-    int64_t last_stamp; /* the previous entry's ts as stamped, before the rule in apply_parsed */
+    int64_t last_stamp; /* the previous entry's ts as stamped, before entry_time's rule */
 };
 
 /* Outcome of applying one entry inside its transaction. */

@@ -6,8 +6,8 @@
  *   {"v":1,"type":"cloud","digest":"<16 hex>","edges":{"site-a-e1":"down","site-b-e1":"up"}}
  *                                    the cloud's view of Edges (keys are drwatch Edge ids),
  *                                    proposed by the leader only; peers never forward it
- * Before raft_apply the leader stamps "ts" (its wall clock, ms since the epoch) and "by" (its id);
- * this is the only way time enters the FSM. */
+ * Before raft_apply the leader stamps "ts" (its wall clock in ms since the epoch, bounded per
+ * stamp.h) and "by" (its id); this is the only way time enters the FSM. */
 #ifndef DRWATCH_ENTRY_H
 #define DRWATCH_ENTRY_H
 

@@ -52,9 +52,9 @@ struct dw_step_ref {
 int dw_fsm_next_steps(struct dw_fsm *f, struct dw_step_ref *out, int max);
 
 enum dw_health dw_fsm_site_verdict(struct dw_fsm *f, int site);
-/* The site's two signals (docs/detection.md): the probe quorum verdict (sticky) and the site
- * rule over its Edges' fresh cloud reports; dw_fsm_site_verdict combines them per the site's
- * "combine". */
+/* The site's two signals (docs/detection.md): the probe quorum verdict (sticky while a fresh
+ * majority vouches, else UNKNOWN) and the site rule over its Edges' fresh cloud reports;
+ * dw_fsm_site_verdict combines them per the site's "combine". */
 enum dw_health dw_fsm_probe_verdict(struct dw_fsm *f, int site);
 enum dw_health dw_fsm_cloud_verdict(struct dw_fsm *f, int site);
 int dw_fsm_active_target(struct dw_fsm *f, int group); /* index into the group's targets */

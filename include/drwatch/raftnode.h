@@ -28,6 +28,7 @@ int dw_raft_start(struct dw_raft **out, uv_loop_t *loop, const struct dw_config 
 /* cb runs once raft has closed and memory is freed. */
 void dw_raft_close(struct dw_raft *r, void (*cb)(void *data), void *data);
 
+/* Leading, ready (its barrier done) and not in TILT: the node that may stamp and act. */
 bool dw_raft_is_leader(struct dw_raft *r);
 uint64_t dw_raft_leader_id(struct dw_raft *r);        /* 0 when unknown */
 uint64_t dw_raft_term(struct dw_raft *r);
@@ -35,7 +36,18 @@ const char *dw_raft_state_name(struct dw_raft *r);    /* "follower", "candidate"
 uint64_t dw_raft_last_applied(struct dw_raft *r);
 uint64_t dw_raft_last_index(struct dw_raft *r);
 
-/* Leader only: stamps ts/by (dw_entry_stamp) and applies. Returns 0, or -1 with errmsg when not
+/* TILT on or off (tilt.h). In TILT the node proposes nothing (dw_raft_is_leader says no) and, when
+ * it leads, hands leadership to another voter (raft_transfer), retrying another one on each poll
+ * until someone takes over. */
+void dw_raft_set_tilt(struct dw_raft *r, bool tilt);
+/* Leadership transfers started because of TILT. */
+uint64_t dw_raft_tilt_handovers(struct dw_raft *r);
+/* Stamps whose wall clock was ahead of the measured time and were held back (stamp.h). */
+uint64_t dw_raft_stamps_clamped(struct dw_raft *r);
+/* Replaces the wall clock read for stamps (tests); NULL restores the real one. */
+void dw_raft_set_wall_clock(struct dw_raft *r, int64_t (*wall)(void *data), void *data);
+
+/* Leader only: stamps ts/by (dw_entry_stamp, the time per stamp.h) and applies. Returns 0, or -1 with errmsg when not
  * leader or the entry is invalid (cb never called then). */
 int dw_raft_propose(struct dw_raft *r, const char *entry_json, dw_raft_done_cb cb, void *data,
                     char *errmsg, size_t errlen);

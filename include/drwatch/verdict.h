@@ -1,5 +1,6 @@
 /* Quorum verdict (design.md §3): a site is DOWN for the cluster when a strict majority of the
- * voting members hold a fresh DOWN observation, UP for a fresh UP majority, else unchanged. */
+ * voting members hold a fresh DOWN observation, UP for a fresh UP majority, UNKNOWN when fewer
+ * than a strict majority hold a fresh UP or DOWN at all, else unchanged. */
 #ifndef DRWATCH_VERDICT_H
 #define DRWATCH_VERDICT_H
 
@@ -15,8 +16,8 @@ struct dw_observation {
     bool tilt;              /* voter abstains */
 };
 
-/* True when the voter's last refresh is within ttl_ms of now_ms (now_ms is the timestamp of the
- * entry being applied, never a clock). A refresh stamped in the future counts as fresh. */
+/* True when the voter's last refresh is within ttl_ms of now_ms, before or after it (now_ms is
+ * the timestamp of the entry being applied, never a clock). */
 bool dw_observation_fresh(const struct dw_observation *o, int64_t now_ms, int64_t ttl_ms);
 
 /* obs has one slot per voting member (n_voters of them). */

@@ -33,7 +33,7 @@ static const char schema_sql[] =
     "CREATE TABLE history(id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, kind TEXT NOT NULL,"
     " detail TEXT NOT NULL);"
     "INSERT INTO meta(key, value) VALUES('schema', 2), ('applied', 0), ('rejected', 0),"
-    " ('last_ts', 0), ('leader_epoch', 0);";
+    " ('last_ts', 0), ('leader_epoch', 0), ('last_stamp', 0);";
 
 /* Dump order and each table's primary-key ordering. */
 static const struct {
@@ -135,6 +135,7 @@ struct dw_fsm {
     uint64_t applied;
     uint64_t rejected;
     int64_t last_ts;
+    int64_t last_stamp; /* the previous entry's ts as stamped, before entry_time's rule */
 };
 
 /* Outcome of applying one entry inside its transaction. */
@@ -328,6 +329,7 @@ static void load_counters(struct dw_fsm *f)
     f->applied = meta_get(f, "applied", &v) == 0 ? (uint64_t)v : 0;
     f->rejected = meta_get(f, "rejected", &v) == 0 ? (uint64_t)v : 0;
     f->last_ts = meta_get(f, "last_ts", &v) == 0 ? v : 0;
+    f->last_stamp = meta_get(f, "last_stamp", &v) == 0 ? v : f->last_ts;
 }
 
 /* ---- reads shared by apply and the views ---------------------------------------------------- */
@@ -807,6 +809,9 @@ static int cloud_site_verdict(struct dw_fsm *f, const struct dw_site *site, int6
 static enum dw_health combine(enum dw_combine how, enum dw_health cur, enum dw_health probe,
                               enum dw_health cloud)
 {
+    /* no fresh probe majority: only Genesys may still say DOWN (and only where it alone can) */
+    if (probe == DW_UNKNOWN)
+        return how == DW_COMBINE_OR_GENESYS && cloud == DW_DOWN ? DW_DOWN : DW_UNKNOWN;
     switch (how) {
     case DW_COMBINE_AND_GENESYS:
         if (probe == DW_DOWN && cloud == DW_DOWN)
@@ -1088,9 +1093,37 @@ static int after_entry(struct dw_fsm *f, int64_t ts)
 
 /* ---- apply ---------------------------------------------------------------------------------- */
 
+/* The entry's time from its stamp (docs/architecture.md, "Entries and time"). Never backwards; a
+ * stamp behind the cluster's time (a lagging leader, or the cluster's time was pushed ahead by a
+ * clock that ran ahead) advances it by what the stamping clock moved since the previous entry,
+ * so time does not stand still and a refresh stamped ahead still ages at the real rate. A jump
+ * past the TTL is accepted (a full-cluster restart looks the same) and leaves every earlier
+ * observation stale. */
+static int entry_time(struct dw_fsm *f, int64_t stamp, int64_t *ts)
+{
+    int64_t ttl = f->cfg->cluster.observation_ttl_ms;
+
+    if (stamp >= f->last_ts) {
+        *ts = stamp;
+        if (f->applied > 0 && stamp - f->last_ts > ttl)
+            return history(f, stamp, "time",
+                           "entry stamped %.1f s after the previous one (ttl %.1f s): every "
+                           "earlier observation is stale",
+                           (double)(stamp - f->last_ts) / 1000, (double)ttl / 1000);
+        return 0;
+    }
+    *ts = f->last_ts + (stamp > f->last_stamp ? stamp - f->last_stamp : 0);
+    /* one row when stamps fall behind, not one per entry while they stay behind */
+    if (f->last_ts - stamp > ttl && f->last_ts - f->last_stamp <= ttl)
+        return history(f, *ts, "time",
+                       "entry stamped %.1f s before the cluster's time: time runs on from it",
+                       (double)(f->last_ts - stamp) / 1000);
+    return 0;
+}
+
 static int apply_parsed(struct dw_fsm *f, const cJSON *e, int64_t *ts, char *why, size_t whylen)
 {
-    int64_t v, by;
+    int64_t v, by, stamp;
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(e, "type");
     int rc;
 
@@ -1104,7 +1137,7 @@ static int apply_parsed(struct dw_fsm *f, const cJSON *e, int64_t *ts, char *why
         set_msg(why, whylen, "unsupported entry version");
         return APPLY_REJECT;
     }
-    if (!json_int(e, "ts", &v) || !json_int(e, "by", &by)) {
+    if (!json_int(e, "ts", &stamp) || !json_int(e, "by", &by)) {
         set_msg(why, whylen, "entry is not stamped");
         return APPLY_REJECT;
     }
@@ -1112,9 +1145,8 @@ static int apply_parsed(struct dw_fsm *f, const cJSON *e, int64_t *ts, char *why
         set_msg(why, whylen, "entry has no type");
         return APPLY_REJECT;
     }
-    /* The cluster's time never runs backwards, whatever a new leader's clock says. */
-    if (*ts < f->last_ts)
-        *ts = f->last_ts;
+    if (entry_time(f, stamp, ts) != 0)
+        return APPLY_SQL_ERROR;
     if (strcmp(type->valuestring, "observe") == 0)
         rc = apply_observe(f, e, *ts, why, whylen);
     else if (strcmp(type->valuestring, "step") == 0)
@@ -1129,7 +1161,9 @@ static int apply_parsed(struct dw_fsm *f, const cJSON *e, int64_t *ts, char *why
     }
     if (rc != APPLY_OK)
         return rc;
-    return after_entry(f, *ts) == 0 ? APPLY_OK : APPLY_SQL_ERROR;
+    if (after_entry(f, *ts) != 0 || meta_set(f, "last_stamp", stamp) != 0)
+        return APPLY_SQL_ERROR;
+    return APPLY_OK;
 }
 
 /* Only whitespace or NUL may follow the JSON value (some senders include the terminator). */
@@ -1330,13 +1364,15 @@ static int migrate(sqlite3 *db)
     if (sqlite3_step(s) == SQLITE_ROW)
         schema = sqlite3_column_int64(s, 0);
     sqlite3_finalize(s);
-    if (schema != 1)
-        return 0; /* the caller checks the version */
-    if (sqlite3_exec(db, v1_to_v2, NULL, NULL, NULL) != SQLITE_OK) {
+    if (schema == 1 && sqlite3_exec(db, v1_to_v2, NULL, NULL, NULL) != SQLITE_OK) {
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         return -1;
     }
-    return 0;
+    /* older snapshots lack the previous stamp: the last applied time stands in for it */
+    if (sqlite3_exec(db, "INSERT OR IGNORE INTO meta(key, value) SELECT 'last_stamp', value"
+                         " FROM meta WHERE key = 'last_ts'", NULL, NULL, NULL) != SQLITE_OK)
+        return -1;
+    return 0; /* the caller checks the version */
 }
 
 /* The snapshot is loaded into a new connection first, so a bad one leaves the state intact. */

@@ -4,15 +4,13 @@
 
 bool dw_observation_fresh(const struct dw_observation *o, int64_t now_ms, int64_t ttl_ms)
 {
-    if (o == NULL || !o->present)
+    if (o == NULL || !o->present || ttl_ms < 0)
         return false;
-    /* A refresh stamped after now (leaders' clocks differ slightly) counts as fresh. */
-    if (o->refreshed_ms >= now_ms)
-        return true;
-    if (ttl_ms < 0)
-        return false;
-    /* the difference of two int64 with now > refreshed always fits in uint64 */
-    return (uint64_t)now_ms - (uint64_t)o->refreshed_ms <= (uint64_t)ttl_ms;
+    /* Symmetric: a refresh stamped after now (a leader whose clock ran ahead) is fresh only
+     * within the ttl, so a stamp far in the future cannot keep a silent node's vote alive. */
+    uint64_t age = o->refreshed_ms <= now_ms ? (uint64_t)now_ms - (uint64_t)o->refreshed_ms
+                                             : (uint64_t)o->refreshed_ms - (uint64_t)now_ms;
+    return age <= (uint64_t)ttl_ms;
 }
 
 enum dw_health dw_quorum_verdict(enum dw_health current, const struct dw_observation *obs,
@@ -38,5 +36,9 @@ enum dw_health dw_quorum_verdict(enum dw_health current, const struct dw_observa
         return DW_DOWN;
     if (up >= majority)
         return DW_UP;
+    /* Sticky only while a majority still vouches for the site and merely disagrees; with fewer
+     * voices (a full-cluster restart, most watchdogs silent) nobody knows. */
+    if (up + down < majority)
+        return DW_UNKNOWN;
     return current;
 }

@@ -132,7 +132,8 @@ static void site_changed(void *data, int site, enum dw_health old_state, enum dw
 static void tilt_changed(struct dw_tilt *t, bool active, void *data)
 {
     struct dw_node *n = data;
-    (void)t, (void)active; /* the tilt module logs the change; the cluster learns it now */
+    (void)t; /* the tilt module logs the change; the cluster learns it now */
+    dw_raft_set_tilt(n->raft, active); /* a leader in TILT stops stamping and hands over */
     n->dirty = 1;
     submit(n);
 }
@@ -253,6 +254,12 @@ static void node_collect(void *data, struct dw_metrics_writer *w)
            NULL, (double)dw_raft_last_applied(n->raft));
     metric(w, "drwatch_raft_last_index", DW_METRIC_GAUGE, "Index of the last entry in the log.",
            NULL, (double)dw_raft_last_index(n->raft));
+    metric(w, "drwatch_raft_stamps_clamped_total", DW_METRIC_COUNTER,
+           "Entry stamps held back because the wall clock ran ahead of measured time.", NULL,
+           (double)dw_raft_stamps_clamped(n->raft));
+    metric(w, "drwatch_raft_tilt_handovers_total", DW_METRIC_COUNTER,
+           "Leadership transfers this node started because it was in TILT.", NULL,
+           (double)dw_raft_tilt_handovers(n->raft));
     metric(w, "drwatch_fsm_rejected_entries_total", DW_METRIC_COUNTER,
            "Committed entries the state machine refused.", NULL, (double)dw_fsm_rejected(n->fsm));
     metric(w, "drwatch_observations_submitted_total", DW_METRIC_COUNTER,

@@ -27,6 +27,8 @@ struct worker {
     uint64_t verify_deadline;
     uint64_t started_term;   /* this node committed STARTED of started_seq in this term */
     int started_seq;
+    uint64_t waited_term;    /* the resume wait was counted for waited_seq in this term */
+    int waited_seq;
     char detail[512];
     uv_timer_t wait;         /* verify polling, resume wait */
 };
@@ -442,11 +444,17 @@ static bool resume_must_wait(struct worker *w)
     uint64_t ready = a->leader_since + a->cfg->genesys.request_timeout_ms, now = mono_ms();
     if (now >= ready)
         return false;
-    dw_log(DW_LOG_INFO, "actuator", "op %" PRId64 " step %d %s %s: started by an earlier leader; "
-           "waiting %" PRIu64 " ms for any request it still has in flight, then reading first",
-           w->cur.op, w->cur.seq, w->cur.action, cur_target(w)->id, ready - now);
-    a->stats.resume_waits++;
-    uv_timer_start(&w->wait, resume_wait_done, ready - now, 0);
+    if (w->waited_term != w->fence.term || w->waited_seq != w->cur.seq) {
+        dw_log(DW_LOG_INFO, "actuator", "op %" PRId64 " step %d %s %s: started by an earlier "
+               "leader; waiting %" PRIu64 " ms for any request it still has in flight, then "
+               "reading first", w->cur.op, w->cur.seq, w->cur.action, cur_target(w)->id,
+               ready - now);
+        a->stats.resume_waits++;
+        w->waited_term = w->fence.term;
+        w->waited_seq = w->cur.seq;
+    }
+    /* the loop's timers run on its cached clock, which lags the monotonic one a little */
+    uv_timer_start(&w->wait, resume_wait_done, ready - now + 1, 0);
     return true;
 }
 
@@ -534,6 +542,7 @@ void dw_actuator_kick(struct dw_actuator *a)
         if (w == NULL && (w = worker_for(a, 0)) != NULL) {
             w->op = s->op;
             w->started_term = 0;
+            w->waited_term = 0;
         }
         if (w != NULL && !w->busy)
             start_step(a, w, s);

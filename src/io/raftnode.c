@@ -17,10 +17,12 @@
 #include "drwatch/entry.h"
 #include "drwatch/log.h"
 #include "drwatch/raftnode.h"
+#include "drwatch/stamp.h"
 
 #define RAFT_POLL_MS 50
 #define RAFT_CONNECT_RETRY_MS 100
 #define RAFT_LOCK_FILE "drwatchd.lock"
+#define CLAMP_LOG_EVERY_MS 60000
 
 struct dw_raft {
     uv_loop_t *loop;
@@ -44,6 +46,20 @@ struct dw_raft {
     uint64_t ready_term;      /* term whose leader barrier succeeded */
     uint64_t logged_leader;   /* last leader id reported in the log */
 
+    struct dw_stamp_clock stamps;
+    int64_t (*wall)(void *data); /* the wall clock (injectable for tests) */
+    void *wall_data;
+    uint64_t clamped;         /* stamps pulled back because the wall clock was ahead */
+    uint64_t clamp_logged_ms; /* monotonic time of the last clamp warning */
+    uint64_t clamp_unlogged;
+
+    bool tilt;                /* this node distrusts its clock: it must not stamp (tilt.h) */
+    bool transferring;        /* a raft_transfer is under way */
+    bool transfer_warned;     /* a refused transfer was logged in this TILT */
+    int transfer_pick;        /* which other voter the next attempt asks */
+    uint64_t handovers;       /* transfers started because of TILT */
+    struct raft_transfer transfer;
+
     void (*close_cb)(void *data);
     void *close_data;
 };
@@ -64,11 +80,17 @@ struct barrier_ctx {
     void *data;
 };
 
-static int64_t wall_ms(void)
+static int64_t wall_ms(void *data)
 {
     struct timespec ts;
+    (void)data;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint64_t mono_ms(void)
+{
+    return uv_hrtime() / 1000000;
 }
 
 static const char *status_message(int status)
@@ -99,6 +121,7 @@ static int fsm_apply(struct raft_fsm *f, const struct raft_buffer *buf, void **r
     struct dw_raft *r = f->data;
     /* A rejected entry is recorded by the FSM itself; a non-zero return would stall the log. */
     (void)dw_fsm_apply(r->fsm, buf->base, buf->len);
+    dw_stamp_applied(&r->stamps, dw_fsm_last_ts(r->fsm), mono_ms());
     *result = NULL;
     schedule_applied(r);
     return 0;
@@ -142,6 +165,7 @@ static int fsm_restore(struct raft_fsm *f, struct raft_buffer *buf)
     if (dw_fsm_restore(r->fsm, buf->base, buf->len) != 0)
         return RAFT_CORRUPT;
     raft_free(buf->base); /* ours only once the restore succeeded */
+    dw_stamp_applied(&r->stamps, dw_fsm_last_ts(r->fsm), mono_ms());
     schedule_applied(r);
     return 0;
 }
@@ -205,6 +229,69 @@ static void start_leader_barrier(struct dw_raft *r, uint64_t term)
     }
 }
 
+/* ---- TILT: a leader that distrusts its clock hands leadership over ---- */
+
+static void on_transfer(struct raft_transfer *req)
+{
+    struct dw_raft *r = req->data;
+    r->transferring = false;
+    /* Still leading (the target did not take over in time): the next poll asks another. */
+    if (!r->closing && raft_state(&r->raft) == RAFT_LEADER)
+        dw_log(DW_LOG_WARN, "raft", "leadership transfer did not complete; trying again");
+}
+
+static void hand_over(struct dw_raft *r)
+{
+    if (!r->tilt || r->transferring || r->closing || raft_state(&r->raft) != RAFT_LEADER)
+        return;
+    /* Each attempt asks the next other voter, so a dead one is not asked forever. */
+    raft_id target = 0;
+    for (int k = 0; k < r->cfg->n_members && target == 0; k++) {
+        const struct dw_member *m = &r->cfg->members[(r->transfer_pick + k) % r->cfg->n_members];
+        if (m->id != r->cfg->node_id) {
+            target = m->id;
+            r->transfer_pick = (r->transfer_pick + k + 1) % r->cfg->n_members;
+        }
+    }
+    if (target == 0)
+        return; /* alone: nobody to hand over to; proposals stay refused until TILT ends */
+    memset(&r->transfer, 0, sizeof r->transfer);
+    r->transfer.data = r;
+    int rv = raft_transfer(&r->raft, &r->transfer, target, on_transfer);
+    if (rv != 0) {
+        /* retried on every poll: warn once per TILT */
+        if (!r->transfer_warned)
+            dw_log(DW_LOG_WARN, "raft", "TILT: cannot hand leadership to %llu: %s",
+                   (unsigned long long)target, raft_strerror(rv));
+        r->transfer_warned = true;
+        return;
+    }
+    r->transferring = true;
+    r->handovers++;
+    dw_log(DW_LOG_WARN, "raft", "TILT: handing leadership over to %llu (term %llu)",
+           (unsigned long long)target, (unsigned long long)dw_raft_term(r));
+}
+
+void dw_raft_set_tilt(struct dw_raft *r, bool tilt)
+{
+    if (r == NULL || r->tilt == tilt)
+        return;
+    r->tilt = tilt;
+    r->transfer_warned = false;
+    if (tilt) {
+        hand_over(r);
+        return;
+    }
+    /* Still leading after TILT (no one took over): take office again, leader entry included. */
+    if (!r->closing && raft_state(&r->raft) == RAFT_LEADER)
+        r->led_term = 0;
+}
+
+uint64_t dw_raft_tilt_handovers(struct dw_raft *r)
+{
+    return r != NULL ? r->handovers : 0;
+}
+
 static void on_poll(uv_timer_t *t)
 {
     struct dw_raft *r = t->data;
@@ -219,6 +306,7 @@ static void on_poll(uv_timer_t *t)
             dw_log(DW_LOG_INFO, "raft", "became leader (term %llu)", (unsigned long long)term);
             start_leader_barrier(r, term);
         }
+        hand_over(r);
         return;
     }
     if (r->led_term != 0) {
@@ -355,6 +443,8 @@ int dw_raft_start(struct dw_raft **out, uv_loop_t *loop, const struct dw_config 
     r->applied_cb = applied_cb;
     r->applied_data = applied_data;
     r->lock_fd = lock_fd;
+    r->wall = wall_ms;
+    dw_stamp_init(&r->stamps, wall_ms(NULL), mono_ms());
 
 #ifdef RAFT_VERSION_NUMBER
     /* raft >= 0.17.1 refuses a transport whose version is unset; 0.15 has no such field. */
@@ -443,7 +533,7 @@ err_free:
 
 bool dw_raft_is_leader(struct dw_raft *r)
 {
-    return r != NULL && !r->closing && raft_state(&r->raft) == RAFT_LEADER &&
+    return r != NULL && !r->closing && !r->tilt && raft_state(&r->raft) == RAFT_LEADER &&
            r->ready_term != 0 && r->ready_term == dw_raft_term(r);
 }
 
@@ -502,18 +592,51 @@ static void on_apply(struct raft_apply *req, int status, void *result)
     free(a);
 }
 
+/* Rate-limited: a clock left wrong would otherwise warn on every entry. */
+static void note_clamp(struct dw_raft *r, int64_t ahead_ms, uint64_t mono)
+{
+    r->clamped++;
+    if (r->clamp_logged_ms != 0 && mono - r->clamp_logged_ms < CLAMP_LOG_EVERY_MS) {
+        r->clamp_unlogged++;
+        return;
+    }
+    dw_log(DW_LOG_WARN, "raft",
+           "wall clock %.1f s ahead of the time measured since the last entry: stamp held back "
+           "(%llu more since the last warning)",
+           (double)ahead_ms / 1000, (unsigned long long)r->clamp_unlogged);
+    r->clamp_logged_ms = mono;
+    r->clamp_unlogged = 0;
+}
+
+uint64_t dw_raft_stamps_clamped(struct dw_raft *r)
+{
+    return r != NULL ? r->clamped : 0;
+}
+
+void dw_raft_set_wall_clock(struct dw_raft *r, int64_t (*wall)(void *data), void *data)
+{
+    r->wall = wall != NULL ? wall : wall_ms;
+    r->wall_data = data;
+}
+
 int dw_raft_propose(struct dw_raft *r, const char *entry_json, dw_raft_done_cb cb, void *data,
                     char *errmsg, size_t errlen)
 {
+    if (r != NULL && r->tilt) {
+        snprintf(errmsg, errlen, "in TILT: this node stamps nothing");
+        return -1;
+    }
     if (!dw_raft_is_leader(r)) {
         snprintf(errmsg, errlen, "not leader");
         return -1;
     }
-    /* Never stamp earlier than the last applied entry: a leader whose clock lags must not make
-     * the cluster's time run backwards. */
-    int64_t ts = wall_ms();
-    if (ts < dw_fsm_last_ts(r->fsm))
-        ts = dw_fsm_last_ts(r->fsm);
+    /* Never behind the cluster's time, never further ahead than measured (stamp.h). */
+    bool clamped;
+    int64_t wall = r->wall(r->wall_data);
+    uint64_t mono = mono_ms();
+    int64_t ts = dw_stamp_next(&r->stamps, wall, mono, dw_fsm_last_ts(r->fsm), &clamped);
+    if (clamped)
+        note_clamp(r, wall - ts, mono);
     char *stamped = dw_entry_stamp(entry_json, strlen(entry_json), ts, r->cfg->node_id,
                                    errmsg, errlen);
     if (stamped == NULL)

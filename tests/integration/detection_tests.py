@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.parse
 import urllib.request
 
@@ -434,9 +435,39 @@ def test_o_egress_proxy_carries_genesys_calls_only():
         stop_all([proxy])
 
 
+def test_q_leader_in_tilt_hands_leadership_over():
+    """The leader's loop stalls for less than the election timeout: the followers keep it as
+    leader, but it trips TILT and must not stamp entries. It hands leadership to another voter,
+    which takes over; the cluster keeps committing."""
+    with Cluster(BUILD, name="tiltlead", election_ms=4000, heartbeat_ms=100,
+                 tilt={"stall_ms": 700, "clock_jump_ms": 5000, "abstain_ms": 5000}).start() as c:
+        old = c.wait_leader(timeout=40)
+        c.wait_sites_up("site-a", "site-b")
+        term = c.status(old)["leader"]["term"]
+        c.procs[old].send_signal(signal.SIGSTOP)
+        try:
+            # The stall is the stimulus: longer than stall_ms, well short of the election timeout.
+            time.sleep(1.5)
+        finally:
+            c.procs[old].send_signal(signal.SIGCONT)
+        new = wait_until(lambda: (lambda l: l if l and l != old else None)(c.leader()), 20,
+                         "another node leading")
+        log = c.log(old)
+        assert "TILT: handing leadership over" in log, log[-3000:]
+        assert c.metric_sum("drwatch_raft_tilt_handovers_total", [old]) == 1
+        st = c.status(old)
+        assert st["leader"]["term"] > term and not st["node"]["acting_leader"], st
+        # the new leader stamps, the cluster goes on: a fresh refresh from the old leader commits
+        base = c.observation(new, old, "site-a")["refreshed"]
+        wait_until(lambda: c.observation(new, old, "site-a")["refreshed"] > base, 20,
+                   "an observation of the tilted node committed through the new leader")
+        c.wait_converged(30)
+
+
 TESTS = [test_j_every_probe_kind_end_to_end,
          test_k_silent_watchdog_cannot_tip_the_verdict_and_tilt_abstains,
          test_l_genesys_signal_and_combination,
          test_m_log_cost_is_bounded,
          test_n_partitioned_watchdog_cannot_tip_the_verdict_either_way,
-         test_o_egress_proxy_carries_genesys_calls_only]
+         test_o_egress_proxy_carries_genesys_calls_only,
+         test_q_leader_in_tilt_hands_leadership_over]

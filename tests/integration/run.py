@@ -153,6 +153,46 @@ def test_d_restarted_node_rebuilds_and_agrees():
         assert puts == [("tbB", True), ("tbA", False)], puts
 
 
+def test_p_full_cluster_restart_forgets_old_observations():
+    """Every node stops after a failover; while the cluster is down site A's Edges come back.
+    Started again after longer than observation_ttl, the cluster holds only old observations: the
+    first entry leaves both sites UNKNOWN (the stale DOWN of A included) until the watchdogs
+    observe again, nothing is planned meanwhile, and A comes back UP on fresh observations."""
+    with Cluster(BUILD, name="fullrestart").start() as c:
+        c.wait_leader()
+        c.wait_sites_up("site-a", "site-b")
+        c.kill_edges("site-a")
+        c.wait_operation_done(range(1, 4), 40, "failover done")
+        c.wait_converged(30)
+        puts = c.puts()
+        for i in range(1, 4):
+            c.kill_node(i, sig=signal.SIGTERM)
+        stopped = time.monotonic()
+        c.start_edges("site-a")
+        # The outage itself is the subject: it must outlast the TTL (no event marks that).
+        ttl = c.cluster_opts["observation_ttl_ms"] / 1000
+        time.sleep(max(0.0, stopped + ttl + 1 - time.monotonic()))
+        for i in range(1, 4):
+            c.start_node(i)
+        c.wait_leader()
+
+        def forgotten(i):
+            h = c.drctl(i, "history", "500", check=False) or {}
+            rows = [(r["kind"], r["detail"]) for r in h.get("history", [])]
+            return (("verdict", "site-a: down -> unknown (down 0/3 fresh, up 0/3) by probes") in rows
+                    and ("verdict", "site-b: up -> unknown (down 0/3 fresh, up 0/3) by probes") in rows
+                    and any(k == "time" and "every earlier observation is stale" in d
+                            for k, d in rows))
+        for i in range(1, 4):
+            wait_until(lambda: forgotten(i), 20, f"node {i}: both sites unknown after the restart")
+        c.wait_sites_up("site-a", "site-b", timeout=20)
+        c.wait_converged(30)
+        ops = c.operations(1)
+        assert len(ops) == 1 and ops[0]["status"] == "done", ops
+        assert all(c.group_active(i) == "premise-b" for i in range(1, 4))
+        assert c.puts() == puts, (puts, c.puts())
+
+
 def test_e_both_premise_sites_down_goes_to_cloud():
     import simctl
     with Cluster(BUILD, name="cloud").start() as c:

@@ -180,21 +180,25 @@ static int64_t fail_site_a(struct fx *x, int64_t ts)
     return r[0].op;
 }
 
-static bool history_has(struct fx *x, const char *kind, const char *needle)
+static int history_count(struct fx *x, const char *kind, const char *needle)
 {
     cJSON *h = dw_fsm_history_json(x->f, 0), *row;
-    bool found = false;
+    int n = 0;
 
     assert_non_null(h);
     cJSON_ArrayForEach(row, h) {
         const char *k = cJSON_GetStringValue(cJSON_GetObjectItem(row, "kind"));
         const char *d = cJSON_GetStringValue(cJSON_GetObjectItem(row, "detail"));
 
-        if (k && d && strcmp(k, kind) == 0 && strstr(d, needle) != NULL)
-            found = true;
+        n += k && d && strcmp(k, kind) == 0 && strstr(d, needle) != NULL;
     }
     cJSON_Delete(h);
-    return found;
+    return n;
+}
+
+static bool history_has(struct fx *x, const char *kind, const char *needle)
+{
+    return history_count(x, kind, needle) > 0;
 }
 
 static const char *jstr(const cJSON *obj, const char *key)
@@ -503,18 +507,103 @@ static void test_stale_observations_do_not_vote(void **state)
     all_up(x);
     /* node 1 said down long ago and fell silent */
     assert_int_equal(observe(x, 1, T0 + 1000, D, U), DW_FSM_APPLIED);
-    /* node 2 agrees only after node 1's report expired: still no majority */
+    /* node 2 agrees only after node 1's report expired: no majority, and with one fresh voice
+     * of three nobody vouches for the site any more */
     assert_int_equal(observe(x, 2, T0 + 1000 + TTL + 1, D, U), DW_FSM_APPLIED);
-    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_UP);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_UNKNOWN);
     assert_int_equal(n_next(x, r, 4), 0);
     /* then node 2 goes silent too; node 3's refresh alone cannot decide */
     assert_int_equal(observe(x, 3, T0 + 1000 + 3 * TTL, D, U), DW_FSM_APPLIED);
-    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_UP);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_UNKNOWN);
     assert_int_equal(n_next(x, r, 4), 0);
     /* a fresh second voice makes the majority */
     assert_int_equal(observe(x, 1, T0 + 1000 + 3 * TTL + 5, D, U), DW_FSM_APPLIED);
     assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_DOWN);
     assert_int_equal(n_next(x, r, 4), 1);
+}
+
+/* A leader whose clock ran ten minutes ahead stamps node 3's DOWN; node 3 then dies and correct
+ * leaders stamp again. The cluster's time must keep running from the future stamp, so node 3's
+ * DOWN expires one TTL later and cannot join node 1's DOWN to take site-a down. */
+static void test_future_stamp_does_not_keep_dead_vote(void **state)
+{
+    struct fx *x = *state;
+    struct dw_step_ref r[4];
+    const int64_t ahead = 600000;
+    int64_t t;
+
+    all_up(x);
+    assert_int_equal(observe(x, 3, T0 + ahead, D, U), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_last_ts(x->f), T0 + ahead);
+    assert_true(history_has(x, "time", "entry stamped 600.0 s after the previous one"));
+    /* correct stamps again: behind the cluster's time, which runs on at their pace */
+    for (t = T0 + 5000; t <= T0 + 35000; t += 5000) {
+        assert_int_equal(observe(x, 1, t, U, U), DW_FSM_APPLIED);
+        assert_int_equal(observe(x, 2, t + 1, U, U), DW_FSM_APPLIED);
+    }
+    assert_int_equal(dw_fsm_last_ts(x->f), T0 + ahead + 30001);
+    assert_int_equal(history_count(x, "time", "before the cluster's time"), 1);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_UP);
+    /* node 1 loses site-a: with node 3's old word it would be two DOWNs */
+    assert_int_equal(observe(x, 1, t, D, U), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_UP);
+    assert_int_equal(n_next(x, r, 4), 0);
+}
+
+/* After a full-cluster restart every observation in the log is an hour old: nothing vouches for
+ * the sites until fresh observations arrive, and a backup site nobody has seen since is no
+ * failover destination. */
+static void test_restart_old_observations_unknown(void **state)
+{
+    struct fx *x = *state;
+    struct dw_step_ref r[4];
+    const int64_t t = T0 + 3600000;
+    cJSON *root, *site;
+
+    all_up(x);
+    assert_int_equal(apply_raw(x->f, dw_entry_leader(1), t), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_UNKNOWN);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_B), DW_UNKNOWN);
+    assert_true(history_has(x, "verdict", "site-a: up -> unknown (down 0/3 fresh, up 0/3)"));
+    assert_true(history_has(x, "verdict", "site-b: up -> unknown"));
+    root = dw_fsm_status_json(x->f);
+    assert_non_null(root);
+    site = cJSON_GetArrayItem(cJSON_GetObjectItem(root, "sites"), SITE_A);
+    assert_string_equal(jstr(site, "verdict"), "unknown");
+    cJSON_Delete(root);
+    /* one watchdog back is not enough, and UNKNOWN plans nothing */
+    assert_int_equal(observe(x, 1, t + 1000, D, X), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_UNKNOWN);
+    assert_int_equal(n_next(x, r, 4), 0);
+    /* two see site-a down and site-b not yet: only the cloud is known to be up */
+    assert_int_equal(observe(x, 2, t + 2000, D, X), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_DOWN);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_B), DW_UNKNOWN);
+    assert_int_equal(n_next(x, r, 4), 1);
+    assert_int_equal(r[0].target, CLOUD);
+}
+
+/* A majority that is fresh but split keeps the verdict; the active site going UNKNOWN plans
+ * nothing, neither away from it nor towards it. */
+static void test_unknown_plans_nothing(void **state)
+{
+    struct fx *x = *state;
+    struct dw_step_ref r[4];
+
+    all_up(x);
+    assert_int_equal(observe(x, 1, T0 + 1000, D, D), DW_FSM_APPLIED);
+    assert_int_equal(observe(x, 2, T0 + 1001, U, U), DW_FSM_APPLIED);
+    /* node 3 falls silent: 1 DOWN and 1 UP of 3 fresh, still a majority vouching: sticky */
+    assert_int_equal(observe(x, 1, T0 + TTL + 500, D, D), DW_FSM_APPLIED);
+    assert_int_equal(observe(x, 2, T0 + TTL + 501, U, U), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_UP);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_B), DW_UP);
+    /* node 2 falls silent too: nobody vouches, both sites unknown, nothing planned */
+    assert_int_equal(observe(x, 1, T0 + 2 * TTL + 600, D, D), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_UNKNOWN);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_B), DW_UNKNOWN);
+    assert_int_equal(n_next(x, r, 4), 0);
+    assert_int_equal(dw_fsm_active_target(x->f, 0), PREMISE_A);
 }
 
 static void test_tilted_observer_abstains(void **state)
@@ -1001,13 +1090,15 @@ static void test_restore_schema_1(void **state)
     assert_int_equal(dw_fsm_cloud_verdict(x->f, SITE_A), DW_UNKNOWN);
     dump = dw_fsm_dump(x->f);
     assert_non_null(strstr(dump, "meta|key=schema|value=2\n"));
+    /* the previous stamp, which older snapshots lack, is the last applied time */
+    assert_non_null(strstr(dump, "meta|key=last_stamp|value=1700000000000\n"));
     assert_non_null(strstr(dump, "sites|id=site-b|verdict=up|since=5|probe_verdict=up|"
                                  "cloud_verdict=unknown\n"));
     free(dump);
-    /* and it runs on: Genesys sees site-a up, the probes never said up: still down ("or") */
+    /* and it runs on: Genesys sees site-a up, but no watchdog vouches for it: unknown */
     assert_int_equal(cloud3(x, T0 + 10, U, U, U), DW_FSM_APPLIED);
     assert_int_equal(dw_fsm_cloud_verdict(x->f, SITE_A), DW_UP);
-    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_DOWN);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_UNKNOWN);
 }
 
 /* ---- entry codec ---------------------------------------------------------------------------- */
@@ -1293,6 +1384,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_abort_without_replacement_cleans_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_step_holds_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_observations_do_not_vote, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_future_stamp_does_not_keep_dead_vote, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restart_old_observations_unknown, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_plans_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tilted_observer_abstains, setup, teardown),
         cmocka_unit_test_setup_teardown(test_topology_mismatch_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_rejected, setup, teardown),

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "drwatch/config.h"
@@ -17,6 +18,7 @@
 #include "drwatch/log.h"
 #include "drwatch/peer.h"
 #include "drwatch/raftnode.h"
+#include "drwatch/stamp.h"
 #include "testlib.h"
 
 #define N 3
@@ -36,6 +38,19 @@ static char dirs[N][64];
 static int ports[2 * N];
 
 /* ---- loop helpers ---- */
+
+static int64_t real_wall(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A wall clock *data ms ahead of the real one. */
+static int64_t wall_ahead(void *data)
+{
+    return real_wall() + *(const int64_t *)data;
+}
 
 static bool deadline_hit;
 
@@ -209,6 +224,13 @@ static bool converged(void *arg)
 }
 
 /* Waits for a leader all running nodes agree on and returns its index. */
+/* A ready leader other than node *arg. */
+static bool another_leads(void *arg)
+{
+    int l = leader_index();
+    return l >= 0 && l != *(const int *)arg;
+}
+
 static int wait_leader(void)
 {
     if (!run_until(one_leader_known, NULL, 20000))
@@ -601,6 +623,37 @@ static void test_cluster(void **state)
     assert_true(l2 >= 0 && l2 != l);
     submit_observe(3 - l - l2, DW_UP, DW_UP); /* the third node */
     start_node(l);
+    assert_true(run_until(converged, NULL, 20000));
+    assert_same_state();
+
+    /* A leader whose wall clock jumps ten minutes ahead stamps the time it has measured. */
+    static const int64_t ten_minutes = 600000;
+    for (int attempt = 0;; attempt++) {
+        if (attempt == 5)
+            fail_msg("no entry committed under a steady leader with its clock ahead");
+        l = wait_leader();
+        struct epoch ep = epoch_now();
+        uint64_t clamped = dw_raft_stamps_clamped(nodes[l].raft);
+        dw_raft_set_wall_clock(nodes[l].raft, wall_ahead, (void *)&ten_minutes);
+        int status = try_submit(l, DW_UP, DW_UP, err, sizeof err);
+        dw_raft_set_wall_clock(nodes[l].raft, NULL, NULL);
+        if (status != 0 || !epoch_held(&ep))
+            continue;
+        assert_true(dw_raft_stamps_clamped(nodes[l].raft) > clamped);
+        assert_true(dw_fsm_last_ts(nodes[l].fsm) <= real_wall() + DW_STAMP_SLACK_MS);
+        break;
+    }
+
+    /* A leader in TILT stamps nothing and hands leadership to another voter. */
+    l = wait_leader();
+    dw_raft_set_tilt(nodes[l].raft, true);
+    assert_false(dw_raft_is_leader(nodes[l].raft));
+    assert_int_equal(dw_raft_propose(nodes[l].raft, "{}", NULL, NULL, err, sizeof err), -1);
+    assert_non_null(strstr(err, "TILT"));
+    assert_true(run_until(another_leads, &l, 10000));
+    assert_true(dw_raft_tilt_handovers(nodes[l].raft) >= 1);
+    submit_observe(l, DW_UP, DW_UP); /* forwarded to the new leader */
+    dw_raft_set_tilt(nodes[l].raft, false);
     assert_true(run_until(converged, NULL, 20000));
     assert_same_state();
 

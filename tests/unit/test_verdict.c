@@ -43,6 +43,9 @@ static void test_single_down_is_not_enough(void **state)
     struct dw_observation o[3] = {obs(DW_DOWN, NOW), obs(DW_UNKNOWN, NOW), obs(DW_UNKNOWN, NOW)};
 
     (void)state;
+    /* one fresh vote of three: no majority vouches for the site at all */
+    assert_int_equal(dw_quorum_verdict(DW_UP, o, 3, NOW, TTL), DW_UNKNOWN);
+    o[1] = obs(DW_UP, NOW);
     assert_int_equal(dw_quorum_verdict(DW_UP, o, 3, NOW, TTL), DW_UP);
     o[1] = absent;
     o[2] = absent;
@@ -67,9 +70,9 @@ static void test_stale_down_cannot_tip(void **state)
                                   obs(DW_UP, NOW)};
 
     (void)state;
-    assert_int_equal(dw_quorum_verdict(DW_UP, o, 3, NOW, TTL), DW_UP);
+    assert_int_equal(dw_quorum_verdict(DW_UP, o, 3, NOW, TTL), DW_UNKNOWN);
     o[2] = obs(DW_DOWN, NOW);
-    assert_int_equal(dw_quorum_verdict(DW_UP, o, 3, NOW, TTL), DW_UP);
+    assert_int_equal(dw_quorum_verdict(DW_UP, o, 3, NOW, TTL), DW_UNKNOWN);
     /* exactly at the ttl edge still counts */
     o[0] = obs(DW_DOWN, NOW - TTL);
     assert_int_equal(dw_quorum_verdict(DW_UP, o, 3, NOW, TTL), DW_DOWN);
@@ -81,7 +84,7 @@ static void test_stale_up_cannot_tip(void **state)
                                   obs(DW_UP, NOW)};
 
     (void)state;
-    assert_int_equal(dw_quorum_verdict(DW_DOWN, o, 3, NOW, TTL), DW_DOWN);
+    assert_int_equal(dw_quorum_verdict(DW_DOWN, o, 3, NOW, TTL), DW_UNKNOWN);
 }
 
 static void test_tilted_does_not_count(void **state)
@@ -97,15 +100,49 @@ static void test_tilted_does_not_count(void **state)
     assert_int_equal(dw_quorum_verdict(DW_DOWN, o, 3, NOW, TTL), DW_UP);
 }
 
-static void test_future_refresh_is_fresh(void **state)
+static void test_future_refresh_lives_only_its_ttl(void **state)
 {
-    struct dw_observation o = obs(DW_DOWN, NOW + 5000);
-    struct dw_observation v[3] = {obs(DW_DOWN, NOW + 5000), obs(DW_DOWN, NOW + 1), obs(DW_UP, NOW)};
+    struct dw_observation o = obs(DW_DOWN, NOW + TTL);
+    struct dw_observation v[3] = {obs(DW_DOWN, NOW + 600000), obs(DW_DOWN, NOW + 600000),
+                                  obs(DW_UP, NOW)};
 
     (void)state;
+    /* a leader's clock ahead by a little is tolerated, by more than the ttl it is not */
     assert_true(dw_observation_fresh(&o, NOW, TTL));
+    o.refreshed_ms = NOW + TTL + 1;
+    assert_false(dw_observation_fresh(&o, NOW, TTL));
+    o.refreshed_ms = INT64_MAX;
+    assert_false(dw_observation_fresh(&o, INT64_MIN, TTL));
     assert_false(dw_observation_fresh(&absent, NOW, TTL));
+    /* two refreshes stamped ten minutes ahead are no votes */
+    assert_int_equal(dw_quorum_verdict(DW_UP, v, 3, NOW, TTL), DW_UNKNOWN);
+    v[1] = obs(DW_DOWN, NOW + 1);
+    v[2] = obs(DW_DOWN, NOW);
     assert_int_equal(dw_quorum_verdict(DW_UP, v, 3, NOW, TTL), DW_DOWN);
+}
+
+/* After a full-cluster restart every observation is old: the last verdict is no longer known. */
+static void test_no_fresh_majority_is_unknown(void **state)
+{
+    struct dw_observation o[3] = {obs(DW_DOWN, NOW - 3600000), obs(DW_DOWN, NOW - 3600000),
+                                  obs(DW_DOWN, NOW - 3600000)};
+
+    (void)state;
+    assert_int_equal(dw_quorum_verdict(DW_DOWN, o, 3, NOW, TTL), DW_UNKNOWN);
+    assert_int_equal(dw_quorum_verdict(DW_UP, o, 3, NOW, TTL), DW_UNKNOWN);
+    /* one node back is not enough */
+    o[0] = obs(DW_UP, NOW);
+    assert_int_equal(dw_quorum_verdict(DW_DOWN, o, 3, NOW, TTL), DW_UNKNOWN);
+    /* a fresh UNKNOWN (detector not settled yet) vouches for nothing */
+    o[1] = obs(DW_UNKNOWN, NOW);
+    assert_int_equal(dw_quorum_verdict(DW_DOWN, o, 3, NOW, TTL), DW_UNKNOWN);
+    /* a fresh majority that disagrees keeps the verdict */
+    o[1] = obs(DW_DOWN, NOW);
+    assert_int_equal(dw_quorum_verdict(DW_DOWN, o, 3, NOW, TTL), DW_DOWN);
+    assert_int_equal(dw_quorum_verdict(DW_UP, o, 3, NOW, TTL), DW_UP);
+    /* a tilted voter does not vouch either */
+    o[1].tilt = true;
+    assert_int_equal(dw_quorum_verdict(DW_DOWN, o, 3, NOW, TTL), DW_UNKNOWN);
 }
 
 static void test_five_voters(void **state)
@@ -148,7 +185,8 @@ int main(void)
         cmocka_unit_test(test_stale_down_cannot_tip),
         cmocka_unit_test(test_stale_up_cannot_tip),
         cmocka_unit_test(test_tilted_does_not_count),
-        cmocka_unit_test(test_future_refresh_is_fresh),
+        cmocka_unit_test(test_future_refresh_lives_only_its_ttl),
+        cmocka_unit_test(test_no_fresh_majority_is_unknown),
         cmocka_unit_test(test_five_voters),
         cmocka_unit_test(test_no_voters),
     };

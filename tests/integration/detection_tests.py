@@ -10,6 +10,7 @@ import urllib.parse
 import urllib.request
 
 from harness import ROOT, SITES, Cluster, wait_until
+from netns import Netns
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "tools"))
 import simctl  # noqa: E402
@@ -187,41 +188,6 @@ def _restore_view(c, i, host="127.0.0.1"):
         c.extra_edges[f"{id(c.views[i][e])}"] = c.views[i][e]
 
 
-class Netns:
-    """Node 3's own network: a namespace with two veth links to this host, one carrying the
-    cluster (raft and peer channel), one carrying its probes. Cutting the cluster link partitions
-    the watchdog while it keeps probing. Addresses exist only on these links."""
-
-    def __init__(self):
-        tag = os.getpid() % 100000
-        self.ns = f"dwt{tag}"
-        self.links = {"c": (f"dwc{tag}h", f"dwc{tag}n", "10.201.1"),
-                      "e": (f"dwe{tag}h", f"dwe{tag}n", "10.201.2")}
-
-    def ip(self, *args):
-        subprocess.run(["ip", *args], check=True, capture_output=True)
-
-    def __enter__(self):
-        self.ip("netns", "add", self.ns)
-        self.ip("-n", self.ns, "link", "set", "lo", "up")
-        for host_if, ns_if, net in self.links.values():
-            self.ip("link", "add", host_if, "type", "veth", "peer", "name", ns_if)
-            self.ip("link", "set", ns_if, "netns", self.ns)
-            self.ip("addr", "add", f"{net}.1/24", "dev", host_if)
-            self.ip("link", "set", host_if, "up")
-            self.ip("-n", self.ns, "addr", "add", f"{net}.2/24", "dev", ns_if)
-            self.ip("-n", self.ns, "link", "set", ns_if, "up")
-        return self
-
-    def set_cluster_link(self, up):
-        self.ip("link", "set", self.links["c"][0], "up" if up else "down")
-
-    def __exit__(self, *exc):
-        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
-        for host_if, _, _ in self.links.values():
-            subprocess.run(["ip", "link", "del", host_if], capture_output=True)
-
-
 def _stale_vote_then_second(c, state, change_view, silence):
     """Node 3 reports `state` for site-a and is silenced; once that observation is stale, node 1
     reports `state` too. Returns after two more seconds of committed refreshes, for the caller to
@@ -372,10 +338,10 @@ def test_n_partitioned_watchdog_cannot_tip_the_verdict_either_way():
     to an UP majority. Healed, its fresh view counts again."""
     with Netns() as ns:
         c = _freshness_cluster(
-            "partition", hosts={3: "10.201.2.1"}, ttl_ms=3000, refresh_ms=500,
-            member_ips={1: "10.201.1.1", 2: "10.201.1.1", 3: "10.201.1.2"},
+            "partition", hosts={3: ns.host_ip("e")}, ttl_ms=3000, refresh_ms=500,
+            member_ips={1: ns.host_ip("c"), 2: ns.host_ip("c"), 3: ns.ns_ip("c")},
             node_prefix={3: ["ip", "netns", "exec", ns.ns]},
-            url_hosts={3: "10.201.2.1"}, sim_host="0.0.0.0")
+            url_hosts={3: ns.host_ip("e")}, sim_host="0.0.0.0")
         with c:
             c.write_configs()
             c.start_sims()
@@ -401,6 +367,26 @@ def test_n_partitioned_watchdog_cannot_tip_the_verdict_either_way():
             assert c.site_verdict(2, "site-a") == "down", c.cluster_view(2)["sites"]
             ns.set_cluster_link(True)
             wait_until(lambda: c.site_verdict(2, "site-a") == "up", 30, "site-a up after healing")
+
+
+def test_n_stale_namespace_of_a_killed_run_is_removed_first():
+    """A run killed during test n leaves its namespace, links, addresses and a node running inside
+    (here a sleeper). The next namespace test removes them before making its own, and passes."""
+    stale = Netns()
+    stale.__enter__()
+    sleeper = subprocess.Popen(["ip", "netns", "exec", stale.ns, "sleep", "600"])
+    try:
+        wait_until(lambda: subprocess.run(["ip", "netns", "pids", stale.ns], capture_output=True,
+                                          text=True).stdout.split() == [str(sleeper.pid)],
+                   10, "the sleeper inside the stale namespace")
+        stale.leave_behind()
+        test_n_partitioned_watchdog_cannot_tip_the_verdict_either_way()
+        assert sleeper.wait(timeout=10) == -signal.SIGKILL, sleeper.returncode
+    finally:
+        if sleeper.poll() is None:
+            sleeper.kill()
+            sleeper.wait()
+        stale.__exit__()
 
 
 def test_o_egress_proxy_carries_genesys_calls_only():
@@ -435,4 +421,5 @@ TESTS = [test_j_every_probe_kind_end_to_end,
          test_l_genesys_signal_and_combination,
          test_m_log_cost_is_bounded,
          test_n_partitioned_watchdog_cannot_tip_the_verdict_either_way,
+         test_n_stale_namespace_of_a_killed_run_is_removed_first,
          test_o_egress_proxy_carries_genesys_calls_only]

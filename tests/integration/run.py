@@ -12,6 +12,7 @@ import time
 import traceback
 
 import detection_tests
+import netns
 from harness import CLIENT_SECRET as CLIENT_SECRET_TEXT, Cluster, SITES, wait_until
 
 BUILD = None
@@ -352,6 +353,9 @@ def main():
     args = ap.parse_args()
     BUILD = os.path.abspath(args.build)
     detection_tests.BUILD = BUILD
+    removed = netns.remove_stale()
+    if removed:
+        print(f"removed what an interrupted run left: {' '.join(removed)}", flush=True)
     passed = failed = 0
     for t in TESTS:
         if args.k not in t.__name__:

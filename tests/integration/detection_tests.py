@@ -161,11 +161,11 @@ def test_j_every_probe_kind_end_to_end():
         stop_all(helpers)
 
 
-def _freshness_cluster(name, hosts=None, **kw):
-    """Nodes 1 and 3 reach site A through their own Edge processes (same Edge ids), so the test
-    can break one watchdog's path to A without touching the others'."""
+def _freshness_cluster(name, hosts=None, views=(1, 3), **kw):
+    """The nodes in views (1 and 3 by default) reach site A through their own Edge processes (same
+    Edge ids), so the test can break one watchdog's path to A without touching the others'."""
     hosts = hosts or {}
-    views = {i: {e: simctl.free_port() for e in SITES["site-a"]} for i in (1, 3)}
+    views = {i: {e: simctl.free_port() for e in SITES["site-a"]} for i in views}
     urls = {(i, e): f"http://{hosts.get(i, '127.0.0.1')}:{p}/health"
             for i, v in views.items() for e, p in v.items()}
     c = Cluster(BUILD, name=name, per_node_urls=urls, **kw)
@@ -389,6 +389,42 @@ def test_n_stale_namespace_of_a_killed_run_is_removed_first():
         stale.__exit__()
 
 
+def _strict_majority(n):
+    """n watchdogs; n // 2 of them lose their own paths to site A (A itself is fine): that is no
+    strict majority, so the verdict stays up and nothing is sent. One more, and it fails over once."""
+    half = n // 2
+    c = _freshness_cluster(f"major{n}", views=range(1, half + 2), n=n)
+    with c.start():
+        c.wait_leader(30)
+        c.wait_sites_up("site-a", timeout=30)
+        for i in range(1, half + 1):
+            _break_view(c, i)
+        wait_until(lambda: all((c.observation(n, i, "site-a") or {}).get("state") == "down" and
+                               c.observation(n, i, "site-a")["fresh"] for i in range(1, half + 1)),
+                   20, f"fresh DOWNs of nodes 1..{half} committed")
+        c.wait_log_advance(3000, viewer=n)
+        for i in range(1, n + 1):
+            assert c.site_verdict(i, "site-a") == "up", (i, c.cluster_view(i)["sites"])
+            assert c.operations(i) == [], (i, c.operations(i))
+        assert c.puts() == [], c.puts()
+        _break_view(c, half + 1)
+        c.wait_operation_done(timeout=40, what="failover once a strict majority sees A down")
+        assert [(tb, inst, st) for tb, inst, st, _ in c.puts()] == [
+            ("tbB", True, 200), ("tbA", False, 200)], c.puts()
+        assert len(c.operations(n)) == 1, c.operations(n)
+        verdicts = [h["detail"] for h in c.drctl(n, "history", "1000")["history"]
+                    if h["kind"] == "verdict" and h["detail"].startswith("site-a: up -> down")]
+        assert len(verdicts) == 1 and f"(down {half + 1}/{n} fresh" in verdicts[0], verdicts
+
+
+def test_p_two_of_five_down_is_no_majority_three_is():
+    _strict_majority(5)
+
+
+def test_p_two_of_four_down_is_no_majority_three_is():
+    _strict_majority(4)
+
+
 def test_o_egress_proxy_carries_genesys_calls_only():
     """With http(s)_proxy set for the daemons, every Genesys call (login and API) goes through the
     proxy and the failover still happens; Edge probes and the peer channel never do, so a proxy
@@ -422,4 +458,6 @@ TESTS = [test_j_every_probe_kind_end_to_end,
          test_m_log_cost_is_bounded,
          test_n_partitioned_watchdog_cannot_tip_the_verdict_either_way,
          test_n_stale_namespace_of_a_killed_run_is_removed_first,
-         test_o_egress_proxy_carries_genesys_calls_only]
+         test_o_egress_proxy_carries_genesys_calls_only,
+         test_p_two_of_five_down_is_no_majority_three_is,
+         test_p_two_of_four_down_is_no_majority_three_is]

@@ -343,6 +343,14 @@ class Cluster:
         return wait_until(lambda: all((self.operations(i) or [{}])[0].get("status") == "done"
                                       for i in nodes), timeout, f"{what} on nodes {nodes}")
 
+    def wait_log_advance(self, ms, viewer=None, timeout=20):
+        """Until ms more of leader time is committed, as viewer's replica sees it: time for the
+        cluster to act on what it already has, measured in its own log."""
+        viewer = viewer or self.alive()[0]
+        t0 = self.cluster_view(viewer)["last_ts"]
+        wait_until(lambda: self.cluster_view(viewer)["last_ts"] >= t0 + ms, timeout,
+                   f"{ms} ms more of log on node {viewer}")
+
     def dump(self, i):
         """(applied index, replicated state as text) of node i, or None."""
         r = self.drctl(i, "dump", check=False)

@@ -229,9 +229,8 @@ def test_g_garbage_edges_and_dead_genesys_api():
         # Held: recovering the API does not restart anything without an operator.
         simctl.clear_faults(c.genesys_url)
         before = len(c.requests())
-        t0 = c.cluster_view(2)["last_ts"]
         # Give the leader time to act if the hold were ignored: three refresh rounds in the log.
-        wait_until(lambda: c.cluster_view(2)["last_ts"] >= t0 + 3000, 20, "3 s more of log")
+        c.wait_log_advance(3000, viewer=2)
         c.wait_converged(20)
         assert c.cluster_view(2)["groups"][0]["hold"]
         assert [r for r in c.requests()[before:] if r["method"] == "PUT"] == []

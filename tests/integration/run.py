@@ -13,7 +13,7 @@ import traceback
 
 import detection_tests
 import netns
-from harness import CLIENT_SECRET as CLIENT_SECRET_TEXT, Cluster, SITES, wait_until
+from harness import CLIENT_SECRET as CLIENT_SECRET_TEXT, Cluster, SITES, TARGETS, wait_until
 
 BUILD = None
 
@@ -130,10 +130,41 @@ def test_c_leader_killed_between_steps_new_leader_finishes_once():
         assert puts == [("tbB", True), ("tbA", False)], f"no PUT may repeat: {puts}"
         steps = c.operations(survivors[0])[0]["steps"]
         assert [s["status"] for s in steps] == ["done"] * 4, steps
+        assert_resumed(c, leader, survivors[0])
         # The crashed node comes back and agrees.
         c.start_node(leader)
         c.wait_converged(30)
         assert c.group_active(leader) == "premise-b"
+
+
+def assert_resumed(c, dead, viewer):
+    """The operation a leader died in was resumed, not redone, as the Genesys simulator saw it:
+    after the first leader to take office after the dead one, no request at all (a re-run switch
+    only reads when its trunk base is already set) names the trunk base of a step finished before;
+    each unfinished step's trunk base was worked on after."""
+    op = c.operations(viewer)[0]
+    offices = [(h["ts"], int(h["detail"].split()[1]))
+               for h in reversed(c.drctl(viewer, "history", "10000")["history"])
+               if h["kind"] == "leader"]
+    last_dead = max(i for i, (_, node) in enumerate(offices) if node == dead)
+    assert last_dead + 1 < len(offices), f"no leader took office after node {dead}: {offices}"
+    crash_ts = offices[last_dead + 1][0]
+    tb_of = {tid: tb for tid, _, tb in TARGETS}
+    after = [r for r in c.requests() if r["t"] * 1000 > crash_ts]
+
+    def naming(tb):
+        return [(r["method"], r["path"], r["query"]) for r in after
+                if r["path"].endswith("/" + tb) or r["query"].get("trunkBase.id") == tb]
+    finished = [s for s in op["steps"] if s["finished"] < crash_ts]
+    assert finished, op["steps"]
+    for s in op["steps"]:
+        tb = tb_of[s["target"]]
+        if s in finished:
+            assert not naming(tb), f"step {s['seq']} ({s['action']} {s['target']}) finished before " \
+                                   f"the crash, redone after it: {naming(tb)}"
+        else:
+            assert naming(tb), f"step {s['seq']} ({s['action']} {s['target']}) not resumed: {after}"
+    return finished
 
 
 def test_d_restarted_node_rebuilds_and_agrees():

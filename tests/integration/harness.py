@@ -109,13 +109,23 @@ class Cluster:
             json.dump(fixture, f)
         self.genesys = simctl.start_genesys(self.genesys_port, path, host=self.sim_host)
 
+    def kill_edge(self, e):
+        p = self.edges.pop(e, None)
+        if p:
+            p.kill()
+            p.wait()
+
     def kill_edges(self, site):
         for e in self.sites[site]:
-            p = self.edges.pop(e, None)
-            if p:
-                p.kill()
-                p.wait()
+            self.kill_edge(e)
         return time.time()
+
+    def local_site(self, i, site):
+        """(node i's own verdict on site, {edge: state}) from its status, or None."""
+        for s in (self.status(i) or {}).get("local", []):
+            if s["id"] == site:
+                return s["local"], {e["id"]: e["state"] for e in s["edges"]}
+        return None
 
     def start_edges(self, site):
         for e in self.sites[site]:

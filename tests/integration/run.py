@@ -44,9 +44,18 @@ def test_bad_config_lists_every_error():
 
 
 def test_a_site_down_fails_over_exactly_once():
-    with Cluster(BUILD, name="failover").start() as c:
+    # Site A is an HA pair under rule "any": one Edge lost leaves it up, the second fails it over.
+    with Cluster(BUILD, name="failover", site_overrides={"site-a": {"rule": "any"}}).start() as c:
         c.wait_leader()
         c.wait_sites_up("site-a", "site-b")
+        c.kill_edge("edge-a1")
+        half = ("up", {"edge-a1": "down", "edge-a2": "up"})
+        wait_until(lambda: all(c.local_site(i, "site-a") == half for i in range(1, 4)), 20,
+                   "edge-a1 down and site-a still up in every node's own view")
+        c.wait_log_advance(3000)
+        for i in range(1, 4):
+            assert c.site_verdict(i, "site-a") == "up" and c.operations(i) == [], c.cluster_view(i)
+        assert c.puts() == [], c.puts()
         c.kill_edges("site-a")
         c.wait_operation_done(range(1, 4), 40, "failover done on every node")
         puts = [(tb, inst) for tb, inst, status, _ in c.puts()]
@@ -102,8 +111,7 @@ def test_b_one_node_losing_site_a_changes_nothing():
             assert c.site_verdict(i, "site-a") == "up", c.cluster_view(i)
             assert c.operations(i) == [], c.operations(i)
         assert c.puts() == [], c.puts()
-        st = c.status(1)
-        assert [s["local"] for s in st["local"] if s["id"] == "site-a"] == ["down"]
+        assert c.local_site(1, "site-a")[0] == "down", c.status(1)
 
 
 def test_c_leader_killed_between_steps_new_leader_finishes_once():

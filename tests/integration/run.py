@@ -345,6 +345,39 @@ def test_i_leader_cut_off_mid_step_stops_and_the_majority_finishes():
         assert puts == [("tbB", True), ("tbA", False)], puts
 
 
+def test_q_verify_waits_until_the_trunks_are_connected():
+    """The backup's trunks come into service but stay disconnected (connectedStatus.connected
+    false, their Edges ONLINE): the verify step keeps polling and the operation does not finish,
+    nor is site A switched off; once they connect, it completes."""
+    import simctl
+    with Cluster(BUILD, name="connect", genesys_extra={"verify_timeout_ms": 60000}).start() as c:
+        c.wait_leader()
+        c.wait_sites_up("site-a", "site-b")
+        assert len(simctl.set_connected(c.genesys_url, "tbB", False)) == 2
+        c.kill_edges("site-a")
+
+        def disconnected_polls():
+            op = (c.operations(1) or [{}])[0]
+            assert op.get("status") != "done", f"done while tbB's trunks are disconnected: {op}"
+            polls = [r for r in c.requests()
+                     if r["query"].get("trunkBase.id") == "tbB" and r["status"] == 200]
+            return len(polls) >= 3 and op
+        op = wait_until(disconnected_polls, 30, "three verify polls of tbB's trunks")
+        assert [s["status"] for s in op["steps"]] == ["done", "started", "pending", "pending"], op
+        st = simctl.get_state(c.genesys_url)
+        assert {(t["inService"], t["connected"]) for t in st["trunks"].values()
+                if t["trunkBase"] == "tbB"} == {(True, False)}, st["trunks"]
+        assert st["edges"]["edge-b1"] == st["edges"]["edge-b2"] == "ONLINE", st["edges"]
+        assert c.ok_puts() == [("tbB", True)], c.puts()
+        t_connect = time.time()
+        simctl.set_connected(c.genesys_url, "tbB", True)
+        c.wait_operation_done(timeout=30, what="the failover once tbB's trunks connect")
+        verify = c.operations(1)[0]["steps"][1]
+        assert verify["finished"] >= t_connect * 1000, (verify, t_connect)
+        assert "2/2 trunks of tbB in service and connected" in verify["detail"], verify
+        assert c.ok_puts() == [("tbB", True), ("tbA", False)], c.puts()
+
+
 def test_example_config_is_valid():
     """deploy/examples/drwatch.json passes --check-config once its secret files exist."""
     import tempfile

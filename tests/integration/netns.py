@@ -88,7 +88,10 @@ def _lock(wait):
 def remove_stale():
     """At the start of a run: removes what an interrupted run left, unless a live run (another
     checkout's, say) holds the lock, in which case nothing is stale. Returns what it removed."""
-    fd = _lock(wait=False)
+    try:
+        fd = _lock(wait=False)
+    except OSError:
+        return []  # no right to the lock: this user cannot have made namespaces either
     if fd is None:
         return []
     try:

@@ -169,11 +169,11 @@ def assert_resumed(c, dead, viewer):
     todo = {tb_of[s["target"]] for s in op["steps"] if s not in finished}
     for s in op["steps"]:
         tb = tb_of[s["target"]]
+        what = f"step {s['seq']} ({s['action']} {s['target']}, trunk base {tb})"
         if s not in finished:
-            assert naming(tb), f"step {s['seq']} ({s['action']} {s['target']}) not resumed: {after}"
+            assert naming(tb), f"{what} not resumed: {after}"
         elif tb not in todo:
-            assert not naming(tb), f"step {s['seq']} ({s['action']} {s['target']}) finished before " \
-                                   f"the crash, redone after it: {naming(tb)}"
+            assert not naming(tb), f"{what} done before the crash, redone after: {naming(tb)}"
     return finished
 
 

@@ -391,7 +391,7 @@ def test_n_stale_namespace_of_a_killed_run_is_removed_first():
 
 def _strict_majority(n):
     """n watchdogs; n // 2 of them lose their own paths to site A (A itself is fine): that is no
-    strict majority, so the verdict stays up and nothing is sent. One more, and it fails over once."""
+    strict majority, so the verdict stays up and nothing is sent. One more: it fails over, once."""
     half = n // 2
     c = _freshness_cluster(f"major{n}", views=range(1, half + 2), n=n)
     with c.start():

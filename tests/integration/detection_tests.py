@@ -11,6 +11,7 @@ import urllib.parse
 import urllib.request
 
 from harness import ROOT, SITES, Cluster, wait_until
+from netns import Netns
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "tools"))
 import simctl  # noqa: E402
@@ -161,11 +162,11 @@ def test_j_every_probe_kind_end_to_end():
         stop_all(helpers)
 
 
-def _freshness_cluster(name, hosts=None, **kw):
-    """Nodes 1 and 3 reach site A through their own Edge processes (same Edge ids), so the test
-    can break one watchdog's path to A without touching the others'."""
+def _freshness_cluster(name, hosts=None, views=(1, 3), **kw):
+    """The nodes in views (1 and 3 by default) reach site A through their own Edge processes (same
+    Edge ids), so the test can break one watchdog's path to A without touching the others'."""
     hosts = hosts or {}
-    views = {i: {e: simctl.free_port() for e in SITES["site-a"]} for i in (1, 3)}
+    views = {i: {e: simctl.free_port() for e in SITES["site-a"]} for i in views}
     urls = {(i, e): f"http://{hosts.get(i, '127.0.0.1')}:{p}/health"
             for i, v in views.items() for e, p in v.items()}
     c = Cluster(BUILD, name=name, per_node_urls=urls, **kw)
@@ -186,41 +187,6 @@ def _restore_view(c, i, host="127.0.0.1"):
     for e, p in list(c.views[i].items()):
         c.views[i][e] = simctl.start_edge(p.port, e, host=host)
         c.extra_edges[f"{id(c.views[i][e])}"] = c.views[i][e]
-
-
-class Netns:
-    """Node 3's own network: a namespace with two veth links to this host, one carrying the
-    cluster (raft and peer channel), one carrying its probes. Cutting the cluster link partitions
-    the watchdog while it keeps probing. Addresses exist only on these links."""
-
-    def __init__(self):
-        tag = os.getpid() % 100000
-        self.ns = f"dwt{tag}"
-        self.links = {"c": (f"dwc{tag}h", f"dwc{tag}n", "10.201.1"),
-                      "e": (f"dwe{tag}h", f"dwe{tag}n", "10.201.2")}
-
-    def ip(self, *args):
-        subprocess.run(["ip", *args], check=True, capture_output=True)
-
-    def __enter__(self):
-        self.ip("netns", "add", self.ns)
-        self.ip("-n", self.ns, "link", "set", "lo", "up")
-        for host_if, ns_if, net in self.links.values():
-            self.ip("link", "add", host_if, "type", "veth", "peer", "name", ns_if)
-            self.ip("link", "set", ns_if, "netns", self.ns)
-            self.ip("addr", "add", f"{net}.1/24", "dev", host_if)
-            self.ip("link", "set", host_if, "up")
-            self.ip("-n", self.ns, "addr", "add", f"{net}.2/24", "dev", ns_if)
-            self.ip("-n", self.ns, "link", "set", ns_if, "up")
-        return self
-
-    def set_cluster_link(self, up):
-        self.ip("link", "set", self.links["c"][0], "up" if up else "down")
-
-    def __exit__(self, *exc):
-        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
-        for host_if, _, _ in self.links.values():
-            subprocess.run(["ip", "link", "del", host_if], capture_output=True)
 
 
 def _stale_vote_then_second(c, state, change_view, silence):
@@ -377,10 +343,10 @@ def test_n_partitioned_watchdog_cannot_tip_the_verdict_either_way():
     to an UP majority. Healed, its fresh view counts again."""
     with Netns() as ns:
         c = _freshness_cluster(
-            "partition", hosts={3: "10.201.2.1"}, ttl_ms=3000, refresh_ms=500,
-            member_ips={1: "10.201.1.1", 2: "10.201.1.1", 3: "10.201.1.2"},
+            "partition", hosts={3: ns.host_ip("e")}, ttl_ms=3000, refresh_ms=500,
+            member_ips={1: ns.host_ip("c"), 2: ns.host_ip("c"), 3: ns.ns_ip("c")},
             node_prefix={3: ["ip", "netns", "exec", ns.ns]},
-            url_hosts={3: "10.201.2.1"}, sim_host="0.0.0.0")
+            url_hosts={3: ns.host_ip("e")}, sim_host="0.0.0.0")
         with c:
             c.write_configs()
             c.start_sims()
@@ -406,6 +372,62 @@ def test_n_partitioned_watchdog_cannot_tip_the_verdict_either_way():
             assert c.site_verdict(2, "site-a") == "down", c.cluster_view(2)["sites"]
             ns.set_cluster_link(True)
             wait_until(lambda: c.site_verdict(2, "site-a") == "up", 30, "site-a up after healing")
+
+
+def test_n_stale_namespace_of_a_killed_run_is_removed_first():
+    """A run killed during test n leaves its namespace, links, addresses and a node running inside
+    (here a sleeper). The next namespace test removes them before making its own, and passes."""
+    stale = Netns()
+    stale.__enter__()
+    sleeper = subprocess.Popen(["ip", "netns", "exec", stale.ns, "sleep", "600"])
+    try:
+        wait_until(lambda: subprocess.run(["ip", "netns", "pids", stale.ns], capture_output=True,
+                                          text=True).stdout.split() == [str(sleeper.pid)],
+                   10, "the sleeper inside the stale namespace")
+        stale.leave_behind()
+        test_n_partitioned_watchdog_cannot_tip_the_verdict_either_way()
+        assert sleeper.wait(timeout=10) == -signal.SIGKILL, sleeper.returncode
+    finally:
+        if sleeper.poll() is None:
+            sleeper.kill()
+            sleeper.wait()
+        stale.__exit__()
+
+
+def _strict_majority(n):
+    """n watchdogs; n // 2 of them lose their own paths to site A (A itself is fine): that is no
+    strict majority, so the verdict stays up and nothing is sent. One more: it fails over, once."""
+    half = n // 2
+    c = _freshness_cluster(f"major{n}", views=range(1, half + 2), n=n)
+    with c.start():
+        c.wait_leader(30)
+        c.wait_sites_up("site-a", timeout=30)
+        for i in range(1, half + 1):
+            _break_view(c, i)
+        wait_until(lambda: all((c.observation(n, i, "site-a") or {}).get("state") == "down" and
+                               c.observation(n, i, "site-a")["fresh"] for i in range(1, half + 1)),
+                   20, f"fresh DOWNs of nodes 1..{half} committed")
+        c.wait_log_advance(3000, viewer=n)
+        for i in range(1, n + 1):
+            assert c.site_verdict(i, "site-a") == "up", (i, c.cluster_view(i)["sites"])
+            assert c.operations(i) == [], (i, c.operations(i))
+        assert c.puts() == [], c.puts()
+        _break_view(c, half + 1)
+        c.wait_operation_done(timeout=40, what="failover once a strict majority sees A down")
+        assert [(tb, inst, st) for tb, inst, st, _ in c.puts()] == [
+            ("tbB", True, 200), ("tbA", False, 200)], c.puts()
+        assert len(c.operations(n)) == 1, c.operations(n)
+        verdicts = [h["detail"] for h in c.drctl(n, "history", "1000")["history"]
+                    if h["kind"] == "verdict" and h["detail"].startswith("site-a: up -> down")]
+        assert len(verdicts) == 1 and f"(down {half + 1}/{n} fresh" in verdicts[0], verdicts
+
+
+def test_p_two_of_five_down_is_no_majority_three_is():
+    _strict_majority(5)
+
+
+def test_p_two_of_four_down_is_no_majority_three_is():
+    _strict_majority(4)
 
 
 def test_o_egress_proxy_carries_genesys_calls_only():
@@ -435,7 +457,7 @@ def test_o_egress_proxy_carries_genesys_calls_only():
         stop_all([proxy])
 
 
-def test_q_leader_in_tilt_hands_leadership_over():
+def test_s_leader_in_tilt_hands_leadership_over():
     """The leader's loop stalls for less than the election timeout: the followers keep it as
     leader, but it trips TILT and must not stamp entries. It hands leadership to another voter,
     which takes over; the cluster keeps committing."""
@@ -469,5 +491,8 @@ TESTS = [test_j_every_probe_kind_end_to_end,
          test_l_genesys_signal_and_combination,
          test_m_log_cost_is_bounded,
          test_n_partitioned_watchdog_cannot_tip_the_verdict_either_way,
+         test_n_stale_namespace_of_a_killed_run_is_removed_first,
          test_o_egress_proxy_carries_genesys_calls_only,
-         test_q_leader_in_tilt_hands_leadership_over]
+         test_p_two_of_five_down_is_no_majority_three_is,
+         test_p_two_of_four_down_is_no_majority_three_is,
+         test_s_leader_in_tilt_hands_leadership_over]

@@ -109,13 +109,23 @@ class Cluster:
             json.dump(fixture, f)
         self.genesys = simctl.start_genesys(self.genesys_port, path, host=self.sim_host)
 
+    def kill_edge(self, e):
+        p = self.edges.pop(e, None)
+        if p:
+            p.kill()
+            p.wait()
+
     def kill_edges(self, site):
         for e in self.sites[site]:
-            p = self.edges.pop(e, None)
-            if p:
-                p.kill()
-                p.wait()
+            self.kill_edge(e)
         return time.time()
+
+    def local_site(self, i, site):
+        """(node i's own verdict on site, {edge: state}) from its status, or None."""
+        for s in (self.status(i) or {}).get("local", []):
+            if s["id"] == site:
+                return s["local"], {e["id"]: e["state"] for e in s["edges"]}
+        return None
 
     def start_edges(self, site):
         for e in self.sites[site]:
@@ -350,6 +360,14 @@ class Cluster:
         nodes = list(nodes or range(1, self.n + 1))
         return wait_until(lambda: all((self.operations(i) or [{}])[0].get("status") == "done"
                                       for i in nodes), timeout, f"{what} on nodes {nodes}")
+
+    def wait_log_advance(self, ms, viewer=None, timeout=20):
+        """Until ms more of leader time is committed, as viewer's replica sees it: time for the
+        cluster to act on what it already has, measured in its own log."""
+        viewer = viewer or self.alive()[0]
+        t0 = self.cluster_view(viewer)["last_ts"]
+        wait_until(lambda: self.cluster_view(viewer)["last_ts"] >= t0 + ms, timeout,
+                   f"{ms} ms more of log on node {viewer}")
 
     def dump(self, i):
         """(applied index, replicated state as text) of node i, or None."""

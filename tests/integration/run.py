@@ -13,7 +13,8 @@ import traceback
 
 import detection_tests
 import fencing_tests
-from harness import CLIENT_SECRET as CLIENT_SECRET_TEXT, Cluster, SITES, wait_until
+import netns
+from harness import CLIENT_SECRET as CLIENT_SECRET_TEXT, Cluster, SITES, TARGETS, wait_until
 
 BUILD = None
 
@@ -44,9 +45,18 @@ def test_bad_config_lists_every_error():
 
 
 def test_a_site_down_fails_over_exactly_once():
-    with Cluster(BUILD, name="failover").start() as c:
+    # Site A is an HA pair under rule "any": one Edge lost leaves it up, the second fails it over.
+    with Cluster(BUILD, name="failover", site_overrides={"site-a": {"rule": "any"}}).start() as c:
         c.wait_leader()
         c.wait_sites_up("site-a", "site-b")
+        c.kill_edge("edge-a1")
+        half = ("up", {"edge-a1": "down", "edge-a2": "up"})
+        wait_until(lambda: all(c.local_site(i, "site-a") == half for i in range(1, 4)), 20,
+                   "edge-a1 down and site-a still up in every node's own view")
+        c.wait_log_advance(3000)
+        for i in range(1, 4):
+            assert c.site_verdict(i, "site-a") == "up" and c.operations(i) == [], c.cluster_view(i)
+        assert c.puts() == [], c.puts()
         c.kill_edges("site-a")
         c.wait_operation_done(range(1, 4), 40, "failover done on every node")
         puts = [(tb, inst) for tb, inst, status, _ in c.puts()]
@@ -102,8 +112,7 @@ def test_b_one_node_losing_site_a_changes_nothing():
             assert c.site_verdict(i, "site-a") == "up", c.cluster_view(i)
             assert c.operations(i) == [], c.operations(i)
         assert c.puts() == [], c.puts()
-        st = c.status(1)
-        assert [s["local"] for s in st["local"] if s["id"] == "site-a"] == ["down"]
+        assert c.local_site(1, "site-a")[0] == "down", c.status(1)
 
 
 def test_c_leader_killed_between_steps_new_leader_finishes_once():
@@ -130,10 +139,43 @@ def test_c_leader_killed_between_steps_new_leader_finishes_once():
         assert puts == [("tbB", True), ("tbA", False)], f"no PUT may repeat: {puts}"
         steps = c.operations(survivors[0])[0]["steps"]
         assert [s["status"] for s in steps] == ["done"] * 4, steps
+        finished = assert_resumed(c, leader, survivors[0])
+        assert [s["action"] for s in finished] == ["activate", "verify"], finished
         # The crashed node comes back and agrees.
         c.start_node(leader)
         c.wait_converged(30)
         assert c.group_active(leader) == "premise-b"
+
+
+def assert_resumed(c, dead, viewer):
+    """The operation a leader died in was resumed, not redone, as the Genesys simulator saw it:
+    after the first leader to take office after the dead one, no request at all (a re-run switch
+    only reads when its trunk base is already set) names the trunk base of a step finished before
+    (unless a step still to do has the same one); each unfinished step's trunk base was worked on
+    after. Returns the finished steps."""
+    op = c.operations(viewer)[0]
+    offices = [(h["ts"], int(h["detail"].split()[1]))
+               for h in reversed(c.drctl(viewer, "history", "10000")["history"])
+               if h["kind"] == "leader"]
+    last_dead = max(i for i, (_, node) in enumerate(offices) if node == dead)
+    assert last_dead + 1 < len(offices), f"no leader took office after node {dead}: {offices}"
+    crash_ts = offices[last_dead + 1][0]
+    tb_of = {tid: tb for tid, _, tb in TARGETS}
+    after = [r for r in c.requests() if r["t"] * 1000 > crash_ts]
+
+    def naming(tb):
+        return [(r["method"], r["path"], r["query"]) for r in after
+                if r["path"].endswith("/" + tb) or r["query"].get("trunkBase.id") == tb]
+    finished = [s for s in op["steps"] if s["finished"] < crash_ts]
+    todo = {tb_of[s["target"]] for s in op["steps"] if s not in finished}
+    for s in op["steps"]:
+        tb = tb_of[s["target"]]
+        what = f"step {s['seq']} ({s['action']} {s['target']}, trunk base {tb})"
+        if s not in finished:
+            assert naming(tb), f"{what} not resumed: {after}"
+        elif tb not in todo:
+            assert not naming(tb), f"{what} done before the crash, redone after: {naming(tb)}"
+    return finished
 
 
 def test_d_restarted_node_rebuilds_and_agrees():
@@ -153,7 +195,7 @@ def test_d_restarted_node_rebuilds_and_agrees():
         assert puts == [("tbB", True), ("tbA", False)], puts
 
 
-def test_p_full_cluster_restart_forgets_old_observations():
+def test_r_full_cluster_restart_forgets_old_observations():
     """Every node stops after a failover; while the cluster is down site A's Edges come back.
     Started again after longer than observation_ttl, the cluster holds only old observations: the
     first entry leaves both sites UNKNOWN (the stale DOWN of A included) until the watchdogs
@@ -269,9 +311,8 @@ def test_g_garbage_edges_and_dead_genesys_api():
         # Held: recovering the API does not restart anything without an operator.
         simctl.clear_faults(c.genesys_url)
         before = len(c.requests())
-        t0 = c.cluster_view(2)["last_ts"]
         # Give the leader time to act if the hold were ignored: three refresh rounds in the log.
-        wait_until(lambda: c.cluster_view(2)["last_ts"] >= t0 + 3000, 20, "3 s more of log")
+        c.wait_log_advance(3000, viewer=2)
         c.wait_converged(20)
         assert c.cluster_view(2)["groups"][0]["hold"]
         assert [r for r in c.requests()[before:] if r["method"] == "PUT"] == []
@@ -350,6 +391,39 @@ def test_i_leader_cut_off_mid_step_stops_and_the_majority_finishes():
         assert puts == [("tbB", True), ("tbA", False)], puts
 
 
+def test_q_verify_waits_until_the_trunks_are_connected():
+    """The backup's trunks come into service but stay disconnected (connectedStatus.connected
+    false, their Edges ONLINE): the verify step keeps polling and the operation does not finish,
+    nor is site A switched off; once they connect, it completes."""
+    import simctl
+    with Cluster(BUILD, name="connect", genesys_extra={"verify_timeout_ms": 60000}).start() as c:
+        c.wait_leader()
+        c.wait_sites_up("site-a", "site-b")
+        assert len(simctl.set_connected(c.genesys_url, "tbB", False)) == 2
+        c.kill_edges("site-a")
+
+        def disconnected_polls():
+            polls = [r for r in c.requests()
+                     if r["query"].get("trunkBase.id") == "tbB" and r["status"] == 200]
+            op = (c.operations(1) or [{}])[0]
+            assert op.get("status") != "done", f"done while tbB's trunks are disconnected: {op}"
+            return len(polls) >= 3 and op
+        op = wait_until(disconnected_polls, 30, "three verify polls of tbB's trunks")
+        assert [s["status"] for s in op["steps"]] == ["done", "started", "pending", "pending"], op
+        st = simctl.get_state(c.genesys_url)
+        assert {(t["inService"], t["connected"]) for t in st["trunks"].values()
+                if t["trunkBase"] == "tbB"} == {(True, False)}, st["trunks"]
+        assert st["edges"]["edge-b1"] == st["edges"]["edge-b2"] == "ONLINE", st["edges"]
+        assert c.ok_puts() == [("tbB", True)], c.puts()
+        t_connect = time.time()
+        simctl.set_connected(c.genesys_url, "tbB", True)
+        c.wait_operation_done(timeout=30, what="the failover once tbB's trunks connect")
+        verify = c.operations(1)[0]["steps"][1]
+        assert verify["finished"] >= t_connect * 1000, (verify, t_connect)
+        assert "2/2 trunks of tbB in service and connected" in verify["detail"], verify
+        assert c.ok_puts() == [("tbB", True), ("tbA", False)], c.puts()
+
+
 def test_example_config_is_valid():
     """deploy/examples/drwatch.json passes --check-config once its secret files exist."""
     import tempfile
@@ -404,6 +478,9 @@ def main():
     BUILD = os.path.abspath(args.build)
     detection_tests.BUILD = BUILD
     fencing_tests.BUILD = BUILD
+    removed = netns.remove_stale()
+    if removed:
+        print(f"removed what an interrupted run left: {' '.join(removed)}", flush=True)
     passed = failed = 0
     for t in TESTS:
         if args.k not in t.__name__:

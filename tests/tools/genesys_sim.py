@@ -37,6 +37,10 @@ Control API (no auth), never recorded in the request log:
   POST   /_sim/set_enabled            {"id":"tbA","enabled":true}
   POST   /_sim/set_edge               {"id":"edge-a1","online":true|false|null}
                                       (null = follow health_url again)
+  POST   /_sim/set_connected          {"id":"tbB","connected":false|true}: the
+                                      base's trunks report connectedStatus
+                                      .connected false whatever their Edges
+                                      and inService say (true = derived again)
 Fault kinds: status, latency, drop, 429, 409 (bumps the version first),
 expire_token, body (answers "status", default 200, with the fault's "body"
 text verbatim: numbers JSON allows but no sane API sends), and hold: the
@@ -189,6 +193,7 @@ class Sim:
                     "distribution": r.get("distribution", "SEQUENTIAL"),
                     "externalTrunkBases": [x["id"] if isinstance(x, dict) else x
                                            for x in r.get("externalTrunkBases", [])]}
+            self.disconnected = set()  # trunk base ids held disconnected (set_connected)
             self.recompute()
 
     def _make_base(self, b):
@@ -238,7 +243,8 @@ class Sim:
                     pairs = [(None, "trunk-%s" % b["id"])]
                 for eid, tid in pairs:
                     seen.add(tid)
-                    conn = self.base_enabled(b) and (eid is None or self.edge_online(eid))
+                    conn = (self.base_enabled(b) and b["id"] not in self.disconnected
+                            and (eid is None or self.edge_online(eid)))
                     t = self.trunks.get(tid)
                     if t is None:
                         self.trunks[tid] = {"id": tid, "base": b["id"], "edge": eid,
@@ -249,6 +255,16 @@ class Sim:
             for tid in list(self.trunks):
                 if tid not in seen:
                     del self.trunks[tid]
+
+    def set_connected(self, base_id, connected):
+        """Hold a trunk base's trunks disconnected (or let them follow their Edges again);
+        returns the base's trunks as the API shows them."""
+        with self.lock:
+            if base_id not in self.bases:
+                raise not_found()
+            (self.disconnected.discard if connected else self.disconnected.add)(base_id)
+            self.recompute()
+            return [self.trunk_view(t) for t in self.trunks.values() if t["base"] == base_id]
 
     def set_edge_online(self, eid, online):
         with self.lock:
@@ -747,6 +763,10 @@ class Handler(BaseHTTPRequestHandler):
                 sim.recompute()
                 out = sim.edge_view(e)
             self.respond(200, out)
+        elif path == "/_sim/set_connected" and m == "POST":
+            if not isinstance(req.get("connected"), bool):
+                raise bad_request("connected (boolean) is required.")
+            self.respond(200, {"trunks": sim.set_connected(req.get("id"), req["connected"])})
         else:
             raise not_found("unknown control path")
 

@@ -183,6 +183,13 @@ def set_edge(base, edge_id, online):
     return _ctl("POST", base + "/_sim/set_edge", {"id": edge_id, "online": online})
 
 
+def set_connected(base, base_id, connected):
+    """Hold a trunk base's trunks disconnected (connectedStatus.connected false while in
+    service), or let them follow their Edges again; returns the base's trunks."""
+    return _ctl("POST", base + "/_sim/set_connected",
+                {"id": base_id, "connected": connected})["trunks"]
+
+
 def get_token(base, client_id="drwatch-test", secret="s3cret"):
     cred = base64.b64encode(("%s:%s" % (client_id, secret)).encode()).decode()
     r = http("POST", base + "/oauth/token", "grant_type=client_credentials",

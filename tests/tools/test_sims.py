@@ -442,6 +442,28 @@ def edge_modes_drive_online_status():
 
 
 @test
+def set_connected_holds_trunks_disconnected():
+    base, tok = ENV["base"], ENV["token"]
+
+    def trunks():
+        return api(base, tok, "GET", "trunks?trunkBase.id=tbA").json()["entities"]
+    eq([(t["inService"], t["connectedStatus"]["connected"]) for t in trunks()],
+       [(True, True)] * 2, "tbA in service and connected")
+    eq(len(simctl.set_connected(base, "tbA", False)), 2, "the base's trunks are returned")
+    eq([(t["inService"], t["connectedStatus"]["connected"]) for t in trunks()],
+       [(True, False)] * 2, "held disconnected while in service")
+    eq(get_state(base)["edges"]["edge-a1"], "ONLINE", "the Edges are untouched")
+    simctl.set_connected(base, "tbA", True)
+    eq([t["connectedStatus"]["connected"] for t in trunks()], [True] * 2, "connected again")
+    eq(http("POST", base + "/_sim/set_connected", {"id": "tbA"}).status, 400, "no boolean")
+    eq(http("POST", base + "/_sim/set_connected", {"id": "nope", "connected": False}).status,
+       404, "unknown base")
+    simctl.set_connected(base, "tbA", False)
+    simctl.reset(base, state=True)
+    eq([t["connectedStatus"]["connected"] for t in trunks()], [True] * 2, "reset reloads")
+
+
+@test
 def edge_probe_timeout():
     eport = simctl.free_port()
     edge = simctl.start_edge(eport, "edge-t")

@@ -130,6 +130,10 @@ struct dw_fsm {
     char digest[17];
     const char **edge_ids; /* every configured Edge id, sorted: cloud entries name Edges */
     int n_edge_ids;
+    /* sites and groups by id: verdict history rows and operation ids must not depend on the
+     * order of a config file (two nodes may list them differently) */
+    int site_order[DW_MAX_SITES];
+    int group_order[DW_MAX_GROUPS];
     sqlite3_stmt *st[ST_COUNT];
     /* mirrors of meta, refreshed after every commit and restore */
     uint64_t applied;
@@ -905,7 +909,7 @@ static int update_verdicts(struct dw_fsm *f, int64_t now, bool *changed)
 {
     *changed = false;
     for (int i = 0; i < f->cfg->n_sites; i++) {
-        if (update_site(f, &f->cfg->sites[i], now, changed) != 0)
+        if (update_site(f, &f->cfg->sites[f->site_order[i]], now, changed) != 0)
             return -1;
     }
     return 0;
@@ -1078,7 +1082,7 @@ static int after_entry(struct dw_fsm *f, int64_t ts)
     if (update_verdicts(f, ts, &changed) != 0)
         return -1;
     for (int i = 0; i < f->cfg->n_groups; i++) {
-        if (plan_group(f, &f->cfg->groups[i], ts, changed) != 0)
+        if (plan_group(f, &f->cfg->groups[f->group_order[i]], ts, changed) != 0)
             return -1;
     }
     if (meta_add(f, "applied", 1) != 0 || meta_set(f, "last_ts", ts) != 0)
@@ -1250,6 +1254,34 @@ static int index_edges(struct dw_fsm *f)
     return 0;
 }
 
+/* Fills order[0..n) with 0..n-1 sorted by the id each index names. */
+static void order_by_id(int *order, int n, const char *(*id_of)(const struct dw_config *, int),
+                        const struct dw_config *cfg)
+{
+    struct {
+        const char *id; /* first: cmp_str_ptr compares it */
+        int idx;
+    } slot[DW_MAX_SITES > DW_MAX_GROUPS ? DW_MAX_SITES : DW_MAX_GROUPS];
+
+    for (int i = 0; i < n; i++) {
+        slot[i].id = id_of(cfg, i);
+        slot[i].idx = i;
+    }
+    qsort(slot, (size_t)n, sizeof slot[0], cmp_str_ptr);
+    for (int i = 0; i < n; i++)
+        order[i] = slot[i].idx;
+}
+
+static const char *site_id(const struct dw_config *cfg, int i)
+{
+    return cfg->sites[i].id;
+}
+
+static const char *group_id(const struct dw_config *cfg, int i)
+{
+    return cfg->groups[i].id;
+}
+
 int dw_fsm_open(struct dw_fsm **out, const struct dw_config *cfg, char *errmsg, size_t errlen)
 {
     struct dw_fsm *f = calloc(1, sizeof *f);
@@ -1266,6 +1298,8 @@ int dw_fsm_open(struct dw_fsm **out, const struct dw_config *cfg, char *errmsg, 
         set_msg(errmsg, errlen, "out of memory");
         goto fail;
     }
+    order_by_id(f->site_order, cfg->n_sites, site_id, cfg);
+    order_by_id(f->group_order, cfg->n_groups, group_id, cfg);
     if (open_memory_db(&f->db, errmsg, errlen) != 0)
         goto fail;
     if (sqlite3_exec(f->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK) {

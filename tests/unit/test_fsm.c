@@ -1126,6 +1126,96 @@ static void test_topology_digest(void **state)
 
 /* ---- determinism ---------------------------------------------------------------------------- */
 
+/* make_config plus a second group; "reversed" lists groups, sites and Edges the other way round
+ * (the same topology: the digest sorts them). */
+static struct dw_config *make_config_order(bool reversed)
+{
+    struct dw_config *cfg = make_config();
+    int a = reversed ? 1 : 0, b = 1 - a;
+    struct dw_group *g = &cfg->groups[cfg->n_groups++];
+
+    snprintf(g->id, sizeof g->id, "carrier-0");
+    add_target(g, "p0-a", SITE_A, "tb-0a");
+    add_target(g, "p0-b", SITE_B, "tb-0b");
+    if (!reversed)
+        return cfg;
+    {
+        struct dw_site s = cfg->sites[0];
+        struct dw_group t = cfg->groups[0];
+        struct dw_edge e = cfg->sites[0].edges[0];
+
+        cfg->sites[0] = cfg->sites[1];
+        cfg->sites[1] = s;
+        cfg->groups[0] = cfg->groups[1];
+        cfg->groups[1] = t;
+        /* site-a: swap its two Edges */
+        cfg->sites[1].edges[0] = cfg->sites[1].edges[1];
+        cfg->sites[1].edges[1] = e;
+    }
+    for (int i = 0; i < cfg->n_groups; i++) {
+        for (int t = 0; t < cfg->groups[i].n_targets; t++) {
+            struct dw_target *tg = &cfg->groups[i].targets[t];
+
+            if (tg->site >= 0)
+                tg->site = tg->site == SITE_A ? a : b;
+        }
+    }
+    return cfg;
+}
+
+static void test_order_of_config_does_not_matter(void **state)
+{
+    struct dw_config *c1 = make_config_order(false), *c2 = make_config_order(true);
+    struct dw_fsm *f1, *f2;
+    struct dw_step_ref r[4];
+    char err[128], *d1, *d2;
+    int64_t ts = T0;
+    /* site states in c1's order: a then b */
+    static const enum dw_health script[][2] = {{DW_UP, DW_UP}, {DW_DOWN, DW_UP}, {DW_DOWN, DW_DOWN}};
+
+    (void)state;
+    assert_true(dw_config_topology_digest(c1) == dw_config_topology_digest(c2));
+    assert_int_equal(dw_fsm_open(&f1, c1, err, sizeof err), 0);
+    assert_int_equal(dw_fsm_open(&f2, c2, err, sizeof err), 0);
+    for (size_t k = 0; k < sizeof script / sizeof script[0]; k++) {
+        for (uint64_t n = 1; n <= 3; n++) {
+            char *e = dw_entry_observe(c1, n, false, script[k]);
+            char *st = dw_entry_stamp(e, strlen(e), ts++, 1, err, sizeof err);
+
+            assert_non_null(st);
+            assert_int_equal(dw_fsm_apply(f1, st, strlen(st)), DW_FSM_APPLIED);
+            assert_int_equal(dw_fsm_apply(f2, st, strlen(st)), DW_FSM_APPLIED);
+            free(st);
+            free(e);
+        }
+        if (k == 1) {
+            /* both groups fail over at once: the first operation's first step starts */
+            assert_int_equal(dw_fsm_next_steps(f1, r, 4), 2);
+            {
+                char *e = dw_entry_step(1, 0, DW_STEP_STARTED, NULL);
+                char *st = dw_entry_stamp(e, strlen(e), ts++, 1, err, sizeof err);
+
+                assert_int_equal(dw_fsm_apply(f1, st, strlen(st)), DW_FSM_APPLIED);
+                assert_int_equal(dw_fsm_apply(f2, st, strlen(st)), DW_FSM_APPLIED);
+                free(st);
+                free(e);
+            }
+        }
+    }
+    d1 = dw_fsm_dump(f1);
+    d2 = dw_fsm_dump(f2);
+    assert_non_null(d1);
+    assert_non_null(d2);
+    assert_string_equal(d1, d2);
+    assert_non_null(strstr(d1, "operations|id=1|grp=carrier-0|"));
+    free(d1);
+    free(d2);
+    dw_fsm_close(f1);
+    dw_fsm_close(f2);
+    free_config(c1);
+    free_config(c2);
+}
+
 static uint64_t rng_next(uint64_t *s)
 {
     /* xorshift64*: fixed seed, same sequence on every machine */
@@ -1308,6 +1398,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_entry_stamp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_topology_digest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_determinism, setup, teardown),
+        cmocka_unit_test(test_order_of_config_does_not_matter),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -139,6 +139,7 @@ struct dw_fsm {
     uint64_t applied;
     uint64_t rejected;
     int64_t last_ts;
+    char error[512]; /* why the last apply returned DW_FSM_FATAL */
 };
 
 /* Outcome of applying one entry inside its transaction. */
@@ -1153,17 +1154,34 @@ static int exec(struct dw_fsm *f, const char *sql)
     return sqlite3_exec(f->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
 }
 
-/* Records a refused entry in its own transaction; the entry's own changes were rolled back. */
-static void record_rejection(struct dw_fsm *f, int64_t ts, const char *why)
+/* Records a refused entry in its own transaction; the entry's own changes were rolled back.
+ * Every node records the same row, so failing to record it is fatal too. */
+static int record_rejection(struct dw_fsm *f, int64_t ts, const char *why)
 {
     if (exec(f, "BEGIN") != 0)
-        return;
+        return -1;
     if (history(f, ts, "rejected", "%s", why) != 0 || meta_add(f, "rejected", 1) != 0 ||
         exec(f, "COMMIT") != 0) {
         exec(f, "ROLLBACK");
-        return;
+        return -1;
     }
     load_counters(f);
+    return 0;
+}
+
+/* This node could not apply what every other node applies: nothing is kept, the caller must
+ * stop and replay rather than diverge. */
+static int fatal(struct dw_fsm *f, const char *what)
+{
+    set_msg(f->error, sizeof f->error, "%s: %s", what, sqlite3_errmsg(f->db));
+    return DW_FSM_FATAL;
+}
+
+static int reject(struct dw_fsm *f, int64_t ts, const char *why)
+{
+    if (record_rejection(f, ts, why) != 0)
+        return fatal(f, "cannot record a rejected entry");
+    return DW_FSM_REJECTED;
 }
 
 int dw_fsm_apply(struct dw_fsm *f, const void *buf, size_t len)
@@ -1174,19 +1192,17 @@ int dw_fsm_apply(struct dw_fsm *f, const void *buf, size_t len)
     cJSON *e;
     int rc;
 
+    f->error[0] = '\0';
     e = buf != NULL && len > 0 ? cJSON_ParseWithLengthOpts(buf, len, &end, false) : NULL;
     if (e != NULL && !only_trailing_space(end, (const char *)buf + len)) {
         cJSON_Delete(e);
         e = NULL;
     }
-    if (e == NULL) {
-        record_rejection(f, ts, "entry is not valid JSON");
-        return DW_FSM_REJECTED;
-    }
+    if (e == NULL)
+        return reject(f, ts, "entry is not valid JSON");
     if (exec(f, "BEGIN") != 0) {
         cJSON_Delete(e);
-        record_rejection(f, ts, "cannot begin transaction");
-        return DW_FSM_REJECTED;
+        return fatal(f, "cannot begin transaction");
     }
     rc = apply_parsed(f, e, &ts, why, sizeof why);
     cJSON_Delete(e);
@@ -1194,11 +1210,23 @@ int dw_fsm_apply(struct dw_fsm *f, const void *buf, size_t len)
         load_counters(f);
         return DW_FSM_APPLIED;
     }
-    if (rc == APPLY_SQL_ERROR || rc == APPLY_OK)
-        set_msg(why, sizeof why, "database error: %s", sqlite3_errmsg(f->db));
+    if (rc == APPLY_SQL_ERROR || rc == APPLY_OK) {
+        rc = fatal(f, rc == APPLY_OK ? "commit" : "database error");
+        exec(f, "ROLLBACK");
+        return rc;
+    }
     exec(f, "ROLLBACK");
-    record_rejection(f, ts, why);
-    return DW_FSM_REJECTED;
+    return reject(f, ts, why);
+}
+
+const char *dw_fsm_last_error(const struct dw_fsm *f)
+{
+    return f->error;
+}
+
+sqlite3 *dw_fsm_db(struct dw_fsm *f)
+{
+    return f->db;
 }
 
 /* ---- open, close, snapshot ------------------------------------------------------------------ */

@@ -616,6 +616,42 @@ static void test_garbage_rejected(void **state)
     }
 }
 
+/* A database error is this node's problem, not the entry's: nothing is kept, not even a
+ * "rejected" row, and the caller learns it must stop. */
+static void test_database_error_is_fatal(void **state)
+{
+    struct fx *x = *state;
+    sqlite3 *db = dw_fsm_db(x->f);
+    enum dw_health st[2] = {DW_DOWN, DW_UP};
+    char *raw, *e, *before, *after, err[128];
+
+    all_up(x);
+    assert_int_equal(observe(x, 1, T0 + 1000, D, U), DW_FSM_APPLIED);
+    assert_int_equal(sqlite3_exec(db, "CREATE TEMP TRIGGER boom BEFORE INSERT ON operations"
+                                      " BEGIN SELECT RAISE(ABORT, 'disk on fire'); END",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    before = dw_fsm_dump(x->f);
+    raw = dw_entry_observe(x->cfg, 2, false, st);
+    e = dw_entry_stamp(raw, strlen(raw), T0 + 2000, 1, err, sizeof err);
+    assert_non_null(e);
+    /* site-a goes down: planning the failover fails */
+    assert_int_equal(dw_fsm_apply(x->f, e, strlen(e)), DW_FSM_FATAL);
+    assert_non_null(strstr(dw_fsm_last_error(x->f), "disk on fire"));
+    after = dw_fsm_dump(x->f);
+    assert_string_equal(before, after);
+    assert_int_equal(dw_fsm_rejected(x->f), 0);
+    /* once the fault is gone the same entry applies (what a restart's replay does) */
+    assert_int_equal(sqlite3_exec(db, "DROP TRIGGER boom", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(dw_fsm_apply(x->f, e, strlen(e)), DW_FSM_APPLIED);
+    assert_string_equal(dw_fsm_last_error(x->f), "");
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_DOWN);
+    free(before);
+    free(after);
+    free(raw);
+    free(e);
+}
+
 static void test_snapshot_restore_roundtrip(void **state)
 {
     struct fx *x = *state;
@@ -1386,6 +1422,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tilted_observer_abstains, setup, teardown),
         cmocka_unit_test_setup_teardown(test_topology_mismatch_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_rejected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_database_error_is_fatal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_restore_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_json, setup, teardown),
         cmocka_unit_test_setup_teardown(test_combine_and, setup, teardown),

@@ -85,6 +85,7 @@ enum stmt_id {
     ST_TARGET_FAILED,
     ST_META_PUT,
     ST_OP_MAX,
+    ST_GROUP_DIRT,
     ST_COUNT
 };
 
@@ -145,6 +146,13 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_META_PUT] = "INSERT INTO meta(key, value) VALUES(?1, ?2)"
                     " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
     [ST_OP_MAX] = "SELECT COALESCE(MAX(id), 0) FROM operations",
+    [ST_GROUP_DIRT] = "SELECT COALESCE(SUM(o.status = 'failed'), 0),"
+                      " COALESCE(SUM(o.status = 'aborted' AND EXISTS(SELECT 1 FROM steps s"
+                      " WHERE s.op = o.id AND s.status <> 'pending')), 0),"
+                      " COALESCE(SUM(o.status = 'failed' AND o.kind = 'cleanup'), 0)"
+                      " FROM operations o WHERE o.grp = ?1 AND o.id > (SELECT COALESCE(MAX(id), 0)"
+                      " FROM operations WHERE grp = ?1 AND status = 'done'"
+                      " AND kind IN ('failover', 'cleanup'))",
 };
 
 struct dw_fsm {
@@ -1268,22 +1276,27 @@ static int best_target(struct dw_fsm *f, const struct dw_group *g, int *best)
     return 0;
 }
 
-/* Whether the group's last operation may have left targets in service besides the carrier:
- * it failed, or it was aborted after a step had started. */
-static int left_dirty(struct dw_fsm *f, const struct op_row *last, bool *dirty)
-{
-    sqlite3_stmt *s;
-    int64_t touched = 0;
+/* Since the group's last completed failover or cleanup (each leaves exactly one target, or
+ * none, in service): how many operations failed, how many were aborted after a step had
+ * started, and how many of the failures were cleanups. */
+struct dirt {
+    int64_t failed, aborted, failed_cleanups;
+};
 
-    *dirty = last->status == OP_FAILED;
-    if (last->status != OP_ABORTED)
-        return 0;
-    s = stmt(f, ST_STEP_TOUCHED);
-    sqlite3_bind_int64(s, 1, last->id);
-    if (scalar(s, &touched) != 0)
-        return -1;
-    *dirty = touched > 0;
-    return 0;
+static int group_dirt(struct dw_fsm *f, const char *group, struct dirt *d)
+{
+    sqlite3_stmt *s = stmt(f, ST_GROUP_DIRT);
+    int rc;
+
+    bind_text(s, 1, group);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        d->failed = sqlite3_column_int64(s, 0);
+        d->aborted = sqlite3_column_int64(s, 1);
+        d->failed_cleanups = sqlite3_column_int64(s, 2);
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 0 : -1;
 }
 
 /* 1 when the failover failed bringing its destination in (activate or verify). */
@@ -1311,17 +1324,18 @@ static int failed_bringing_in(struct dw_fsm *f, const struct op_row *last)
  * 1. a failover that failed to bring its destination in is rolled back (the destination off);
  * 2. a carrier voted DOWN (or no carrier at all) moves to the best UP target, even when the
  *    group is held: a hold stops discretionary moves, not the escape from a dead target;
- * 3. what an aborted operation, or (once released) a failed one, may have left in service is
- *    switched off: all but the carrier, or everything when the carrier is DOWN and nothing is
- *    up (no finished operation leaves a DOWN target in service).
+ * 3. what operations aborted or failed since the last completed failover or cleanup may have
+ *    left in service is switched off: all but the carrier, or everything when the carrier is
+ *    DOWN and nothing is up (no finished operation leaves a DOWN target in service).
  * Failback to a higher-priority target that came back is not planned yet. */
 static int plan_group(struct dw_fsm *f, const struct dw_group *g, int64_t now, bool verdict_changed)
 {
     const struct dw_config *cfg = f->cfg;
     int active, busy, best = -1, rc;
     int64_t op;
-    bool hold, dirty = false, carrier_down;
+    bool hold, carrier_down;
     enum dw_health h = DW_DOWN;
+    struct dirt dirt = {0};
     struct op_row last;
     char reason[2 * DW_ID_MAX + 32];
 
@@ -1346,14 +1360,14 @@ static int plan_group(struct dw_fsm *f, const struct dw_group *g, int64_t now, b
 
         if (undo < 0)
             return -1;
-        if (undo == 1) {
+        if (undo == 1 && target_index(g, last.to) >= 0) {
             snprintf(reason, sizeof reason, "#%" PRId64 " failed", last.id);
             return create_switch_off(f, g, OP_ROLLBACK, target_index(g, last.to), active, reason,
                                      now);
         }
-        if (left_dirty(f, &last, &dirty) != 0)
-            return -1;
     }
+    if (group_dirt(f, g->id, &dirt) != 0)
+        return -1;
 
     if (active >= 0 && target_health(f, &g->targets[active], &h) != 0)
         return -1;
@@ -1369,13 +1383,16 @@ static int plan_group(struct dw_fsm *f, const struct dw_group *g, int64_t now, b
             snprintf(reason, sizeof reason, "%s down", g->targets[active].id);
         return create_failover(f, g, active, best, reason, now);
     }
-    if (dirty && (last.status == OP_ABORTED || !hold)) {
+    /* Held, a cleanup still follows an abort, but a failed cleanup is not retried (it would
+     * fail again while Genesys is unreachable, again and again). */
+    if ((dirt.failed > 0 || dirt.aborted > 0) &&
+        (!hold || (dirt.aborted > 0 && dirt.failed_cleanups == 0))) {
         int keep = carrier_down ? -1 : active;
 
         if (g->n_targets - (keep >= 0) == 0)
             return 0;
-        snprintf(reason, sizeof reason, "after #%" PRId64 " %s%s", last.id,
-                 op_status_names[last.status], keep < 0 ? ", no target up" : "");
+        snprintf(reason, sizeof reason, "after an %s operation%s",
+                 dirt.aborted > 0 ? "aborted" : "failed", keep < 0 ? ", no target up" : "");
         return create_switch_off(f, g, OP_CLEANUP, active, keep, reason, now);
     }
     if (carrier_down && verdict_changed)

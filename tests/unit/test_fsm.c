@@ -687,6 +687,41 @@ static void test_failed_activate_rolls_back_and_moves_on(void **state)
     failed_bring_in(state, 0);
 }
 
+/* premise-b is switched on, dies (abort), then the cloud fails verification and is rolled back:
+ * with nothing left to go to, what the aborted operation switched on is still switched off,
+ * although the group is held and the last operation (the rollback) finished well. */
+static void test_abort_then_failure_still_cleans_up(void **state)
+{
+    struct fx *x = *state;
+    static const char *const cleanup[] = {"deactivate premise-a", "deactivate premise-b",
+                                          "deactivate cloud"};
+    struct dw_step_ref r[4];
+    int64_t op, ts = T0 + 5000;
+    bool on[3];
+
+    all_up(x);
+    op = fail_site_a(x, T0 + 1000);
+    assert_int_equal(step(x, op, 0, DW_STEP_STARTED, T0 + 2000), DW_FSM_APPLIED);
+    assert_int_equal(step(x, op, 0, DW_STEP_DONE, T0 + 2001), DW_FSM_APPLIED);
+    assert_int_equal(observe(x, 1, T0 + 3000, D, D), DW_FSM_APPLIED);
+    assert_int_equal(observe(x, 2, T0 + 3001, D, D), DW_FSM_APPLIED);
+    assert_int_equal(n_next(x, r, 4), 1);
+    assert_int_equal(r[0].target, CLOUD);
+    assert_int_equal(step(x, r[0].op, 0, DW_STEP_STARTED, ts++), DW_FSM_APPLIED);
+    assert_int_equal(step(x, r[0].op, 0, DW_STEP_DONE, ts++), DW_FSM_APPLIED);
+    step_fails(x, r[0].op, 1, ts);
+    ts += 2;
+    run_to_done(x, &ts); /* the rollback of the cloud */
+    expect_plan(x, cleanup, 3);
+    run_to_done(x, &ts);
+    journal_on(x, on);
+    assert_false(on[0] || on[1] || on[2]);
+    assert_int_equal(dw_fsm_active_target(x->f, 0), -1);
+    /* nothing is retried on its own after that */
+    assert_int_equal(observe(x, 3, ts++, D, D), DW_FSM_APPLIED);
+    assert_int_equal(n_next(x, r, 4), 0);
+}
+
 /* Failover premise-a -> premise-b verifies premise-b, then fails to switch premise-a off. */
 static void fail_switch_off(struct fx *x, int64_t *ts)
 {
@@ -1698,6 +1733,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failed_activate_rolls_back_and_moves_on, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_held_group_leaves_a_dead_carrier, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_abort_then_failure_still_cleans_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hold_release, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_observations_do_not_vote, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tilted_observer_abstains, setup, teardown),

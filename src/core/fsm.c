@@ -610,15 +610,20 @@ static int step_status_of(struct dw_fsm *f, int64_t op, enum step_action a,
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* Scalar result of a one-row statement already bound. */
-static int scalar(sqlite3_stmt *s, int64_t *out)
+/* Reads n integer columns of the one row a bound statement returns, and resets it. */
+static int int_row(sqlite3_stmt *s, int64_t *out, int n)
 {
     int rc = sqlite3_step(s);
 
-    if (rc == SQLITE_ROW)
-        *out = sqlite3_column_int64(s, 0);
+    for (int i = 0; rc == SQLITE_ROW && i < n; i++)
+        out[i] = sqlite3_column_int64(s, i);
     sqlite3_reset(s);
     return rc == SQLITE_ROW ? 0 : -1;
+}
+
+static int scalar(sqlite3_stmt *s, int64_t *out)
+{
+    return int_row(s, out, 1);
 }
 
 static int finish_operation(struct dw_fsm *f, int64_t op, enum op_status status, int64_t ts)
@@ -1279,24 +1284,14 @@ static int best_target(struct dw_fsm *f, const struct dw_group *g, int *best)
 /* Since the group's last completed failover or cleanup (each leaves exactly one target, or
  * none, in service): how many operations failed, how many were aborted after a step had
  * started, and how many of the failures were cleanups. */
-struct dirt {
-    int64_t failed, aborted, failed_cleanups;
-};
+enum { DIRT_FAILED, DIRT_ABORTED, DIRT_FAILED_CLEANUPS, DIRT_N };
 
-static int group_dirt(struct dw_fsm *f, const char *group, struct dirt *d)
+static int group_dirt(struct dw_fsm *f, const char *group, int64_t dirt[DIRT_N])
 {
     sqlite3_stmt *s = stmt(f, ST_GROUP_DIRT);
-    int rc;
 
     bind_text(s, 1, group);
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        d->failed = sqlite3_column_int64(s, 0);
-        d->aborted = sqlite3_column_int64(s, 1);
-        d->failed_cleanups = sqlite3_column_int64(s, 2);
-    }
-    sqlite3_reset(s);
-    return rc == SQLITE_ROW ? 0 : -1;
+    return int_row(s, dirt, DIRT_N);
 }
 
 /* 1 when the failover failed bringing its destination in (activate or verify). */
@@ -1335,7 +1330,7 @@ static int plan_group(struct dw_fsm *f, const struct dw_group *g, int64_t now, b
     int64_t op;
     bool hold, carrier_down;
     enum dw_health h = DW_DOWN;
-    struct dirt dirt = {0};
+    int64_t dirt[DIRT_N] = {0};
     struct op_row last;
     char reason[2 * DW_ID_MAX + 32];
 
@@ -1366,7 +1361,7 @@ static int plan_group(struct dw_fsm *f, const struct dw_group *g, int64_t now, b
                                      now);
         }
     }
-    if (group_dirt(f, g->id, &dirt) != 0)
+    if (group_dirt(f, g->id, dirt) != 0)
         return -1;
 
     if (active >= 0 && target_health(f, &g->targets[active], &h) != 0)
@@ -1385,14 +1380,14 @@ static int plan_group(struct dw_fsm *f, const struct dw_group *g, int64_t now, b
     }
     /* Held, a cleanup still follows an abort, but a failed cleanup is not retried (it would
      * fail again while Genesys is unreachable, again and again). */
-    if ((dirt.failed > 0 || dirt.aborted > 0) &&
-        (!hold || (dirt.aborted > 0 && dirt.failed_cleanups == 0))) {
+    if ((dirt[DIRT_FAILED] > 0 || dirt[DIRT_ABORTED] > 0) &&
+        (!hold || (dirt[DIRT_ABORTED] > 0 && dirt[DIRT_FAILED_CLEANUPS] == 0))) {
         int keep = carrier_down ? -1 : active;
 
         if (g->n_targets - (keep >= 0) == 0)
             return 0;
         snprintf(reason, sizeof reason, "after an %s operation%s",
-                 dirt.aborted > 0 ? "aborted" : "failed", keep < 0 ? ", no target up" : "");
+                 dirt[DIRT_ABORTED] > 0 ? "aborted" : "failed", keep < 0 ? ", no target up" : "");
         return create_switch_off(f, g, OP_CLEANUP, active, keep, reason, now);
     }
     if (carrier_down && verdict_changed)

@@ -563,6 +563,20 @@ static void test_abort_after_verify_moves_back(void **state)
     }
 }
 
+/* premise-a dies, premise-b is switched on, then premise-b dies too; returns the failover. */
+static int64_t activated_then_b_dies(struct fx *x)
+{
+    int64_t op;
+
+    all_up(x);
+    op = fail_site_a(x, T0 + 1000);
+    assert_int_equal(step(x, op, 0, DW_STEP_STARTED, T0 + 2000), DW_FSM_APPLIED);
+    assert_int_equal(step(x, op, 0, DW_STEP_DONE, T0 + 2001), DW_FSM_APPLIED);
+    assert_int_equal(observe(x, 1, T0 + 3000, D, D), DW_FSM_APPLIED);
+    assert_int_equal(observe(x, 2, T0 + 3001, D, D), DW_FSM_APPLIED);
+    return op;
+}
+
 static void test_destination_down_aborts_and_replans(void **state)
 {
     struct fx *x = *state;
@@ -571,13 +585,8 @@ static void test_destination_down_aborts_and_replans(void **state)
     static const char *const plan[] = {"activate cloud", "verify cloud", "deactivate premise-a",
                                        "deactivate premise-b"};
 
-    all_up(x);
-    op = fail_site_a(x, T0 + 1000);
-    assert_int_equal(step(x, op, 0, DW_STEP_STARTED, T0 + 2000), DW_FSM_APPLIED);
-    assert_int_equal(step(x, op, 0, DW_STEP_DONE, T0 + 2001), DW_FSM_APPLIED);
     /* premise-b dies while it is being verified: the operation can never succeed */
-    assert_int_equal(observe(x, 1, T0 + 3000, D, D), DW_FSM_APPLIED);
-    assert_int_equal(observe(x, 2, T0 + 3001, D, D), DW_FSM_APPLIED);
+    op = activated_then_b_dies(x);
     assert_int_equal(dw_fsm_site_verdict(x->f, SITE_B), DW_DOWN);
     assert_true(history_has(x, "operation", "#1 premise-a -> premise-b aborted: premise-b is down"));
     assert_int_equal(n_next(x, r, 4), 1);
@@ -607,12 +616,7 @@ static void test_abort_without_replacement_cleans_up(void **state)
     x->cfg->groups[0].n_targets = 2;
     dw_fsm_close(x->f);
     assert_int_equal(dw_fsm_open(&x->f, x->cfg, err, sizeof err), 0);
-    all_up(x);
-    op = fail_site_a(x, T0 + 1000);
-    assert_int_equal(step(x, op, 0, DW_STEP_STARTED, T0 + 2000), DW_FSM_APPLIED);
-    assert_int_equal(step(x, op, 0, DW_STEP_DONE, T0 + 2001), DW_FSM_APPLIED);
-    assert_int_equal(observe(x, 1, T0 + 3000, D, D), DW_FSM_APPLIED);
-    assert_int_equal(observe(x, 2, T0 + 3001, D, D), DW_FSM_APPLIED);
+    op = activated_then_b_dies(x);
     assert_int_equal(n_next(x, r, 4), 1);
     assert_true(r[0].op != op);
     expect_plan(x, cleanup, 2);
@@ -696,15 +700,10 @@ static void test_abort_then_failure_still_cleans_up(void **state)
     static const char *const cleanup[] = {"deactivate premise-a", "deactivate premise-b",
                                           "deactivate cloud"};
     struct dw_step_ref r[4];
-    int64_t op, ts = T0 + 5000;
+    int64_t ts = T0 + 5000;
     bool on[3];
 
-    all_up(x);
-    op = fail_site_a(x, T0 + 1000);
-    assert_int_equal(step(x, op, 0, DW_STEP_STARTED, T0 + 2000), DW_FSM_APPLIED);
-    assert_int_equal(step(x, op, 0, DW_STEP_DONE, T0 + 2001), DW_FSM_APPLIED);
-    assert_int_equal(observe(x, 1, T0 + 3000, D, D), DW_FSM_APPLIED);
-    assert_int_equal(observe(x, 2, T0 + 3001, D, D), DW_FSM_APPLIED);
+    activated_then_b_dies(x);
     assert_int_equal(n_next(x, r, 4), 1);
     assert_int_equal(r[0].target, CLOUD);
     assert_int_equal(step(x, r[0].op, 0, DW_STEP_STARTED, ts++), DW_FSM_APPLIED);

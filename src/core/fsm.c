@@ -81,7 +81,6 @@ enum stmt_id {
     ST_STEP_FINISH,
     ST_STEP_BY_ACTION,
     ST_STEP_FAILED,
-    ST_STEP_TOUCHED,
     ST_TARGET_FAILED,
     ST_META_PUT,
     ST_OP_MAX,
@@ -136,7 +135,6 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_STEP_BY_ACTION] = "SELECT status FROM steps WHERE op = ?1 AND action = ?2"
                           " ORDER BY seq LIMIT 1",
     [ST_STEP_FAILED] = "SELECT action FROM steps WHERE op = ?1 AND status = 'failed'",
-    [ST_STEP_TOUCHED] = "SELECT COUNT(*) FROM steps WHERE op = ?1 AND status <> 'pending'",
     /* failures to bring the target in since the group's last release and since its site's
      * verdict last changed (?4: the site, NULL for a siteless target) */
     [ST_TARGET_FAILED] = "SELECT COUNT(*) FROM steps s JOIN operations o ON o.id = s.op"

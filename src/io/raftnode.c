@@ -104,6 +104,7 @@ static int fsm_apply(struct raft_fsm *f, const struct raft_buffer *buf, void **r
          * from snapshot and log at start, so a restart replays this entry. */
         dw_log(DW_LOG_ERROR, "raft", "cannot apply the entry after index %llu: %s; exiting",
                (unsigned long long)raft_last_applied(&r->raft), dw_fsm_last_error(r->fsm));
+        fflush(stderr); /* _exit flushes nothing, and stderr may be a buffered file */
         _exit(DW_RAFT_EXIT_APPLY);
     }
     *result = NULL;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "drwatch/config.h"
@@ -492,6 +493,60 @@ static void test_cluster(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* ---- a node that cannot apply an entry stops ---- */
+
+/* Child: a one-member cluster whose database refuses history rows, so applying its first entry
+ * (the new leader's) fails on this node only. Returns only if the process was not stopped. */
+static int child_with_broken_db(void)
+{
+    char err[256];
+    struct dw_fsm *fsm;
+    struct dw_raft *raft;
+
+    fill_config(&nodes[0].cfg, 0);
+    nodes[0].cfg.n_members = 1;
+    if (uv_loop_init(&loop) != 0 || dw_fsm_open(&fsm, &nodes[0].cfg, err, sizeof err) != 0 ||
+        sqlite3_exec(dw_fsm_db(fsm), "CREATE TEMP TRIGGER boom BEFORE INSERT ON history"
+                                     " BEGIN SELECT RAISE(ABORT, 'disk on fire'); END",
+                     NULL, NULL, NULL) != SQLITE_OK ||
+        dw_raft_start(&raft, &loop, &nodes[0].cfg, fsm, NULL, NULL, err, sizeof err) != 0)
+        return 1;
+    run_until(flag_set, &(int){0}, 10000);
+    return 2;
+}
+
+static void test_apply_failure_stops_the_node(void **state)
+{
+    (void)state;
+    char log_path[128], buf[4096] = "";
+    int status = 0;
+    pid_t pid;
+    FILE *f;
+
+    tl_free_ports(SOCK_STREAM, ports, 2 * N);
+    assert_int_equal(tl_tmpdir(dirs[0], sizeof dirs[0], "drwatch-raftio"), 0);
+    snprintf(log_path, sizeof log_path, "%s.log", dirs[0]);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (freopen(log_path, "w", stderr) == NULL)
+            _exit(3);
+        _exit(child_with_broken_db());
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    f = fopen(log_path, "r");
+    assert_non_null(f);
+    buf[fread(buf, 1, sizeof buf - 1, f)] = '\0';
+    fclose(f);
+    unlink(log_path);
+    tl_rmtree(dirs[0]);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 70)
+        fail_msg("child status %d, log:\n%s", status, buf);
+    assert_non_null(strstr(buf, "ERROR"));
+    assert_non_null(strstr(buf, "cannot apply the entry after index"));
+    assert_non_null(strstr(buf, "disk on fire"));
+}
+
 /* ---- httpd on its own: deferred replies, oversize bodies, close with waiting requests ---- */
 
 struct pending_reply {
@@ -589,6 +644,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_httpd),
         cmocka_unit_test(test_cluster),
+        cmocka_unit_test(test_apply_failure_stops_the_node),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

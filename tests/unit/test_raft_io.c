@@ -433,6 +433,10 @@ static void test_cluster(void **state)
         struct tl_http_res refused = http("POST", fa, "/v1/propose", SECRET, "{}", 2);
         struct tl_http_res bogus =
             http("POST", la, "/v1/propose", SECRET, "{\"v\":1,\"type\":\"bogus\"}", 22);
+        /* well-formed, but only the leader's own admin socket may propose it */
+        static const char hold[] = "{\"v\":1,\"type\":\"hold\",\"group\":\"carrier-1\","
+                                   "\"action\":\"release\",\"by_operator\":\"mallory\"}";
+        struct tl_http_res held = http("POST", la, "/v1/propose", SECRET, hold, sizeof hold - 1);
         if (!epoch_held(&ep)) {
             print_message("the leadership changed during the requests: again\n");
             continue;
@@ -444,8 +448,9 @@ static void test_cluster(void **state)
         assert_int_equal(refused.status, 421);
         assert_non_null(strstr(refused.body, want));
         assert_int_equal(bogus.status, 400);
+        assert_int_equal(held.status, 403);
         dw_peer_stats(nodes[l].peer, &st);
-        assert_int_equal(st.rejected_bad - l0.rejected_bad, 1);
+        assert_int_equal(st.rejected_bad - l0.rejected_bad, 2);
         break;
     }
     r = http("GET", la, "/v1/nothing", SECRET, NULL, 0);

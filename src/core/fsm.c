@@ -143,7 +143,9 @@ static const char *const stmt_sql[ST_COUNT] = {
                          " AND s.finished >= COALESCE((SELECT since FROM sites WHERE id = ?4), 0)",
     [ST_META_PUT] = "INSERT INTO meta(key, value) VALUES(?1, ?2)"
                     " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-    [ST_OP_MAX] = "SELECT COALESCE(MAX(id), 0) FROM operations",
+    /* a running operation is newer than the group's finished ones; its failures count */
+    [ST_OP_MAX] = "SELECT COALESCE(MAX(id), 0) FROM operations WHERE grp = ?1"
+                  " AND status <> 'running'",
     [ST_GROUP_DIRT] = "SELECT COALESCE(SUM(o.status = 'failed'), 0),"
                       " COALESCE(SUM(o.status = 'aborted' AND EXISTS(SELECT 1 FROM steps s"
                       " WHERE s.op = o.id AND s.status <> 'pending')), 0),"
@@ -832,8 +834,8 @@ static void released_key(char *buf, size_t len, const char *group)
     snprintf(buf, len, "released:%s", group);
 }
 
-/* An operator lifts a group's hold. Targets that failed before now may be chosen again (the
- * release is recorded as the last operation id it covers). */
+/* An operator lifts a group's hold. Targets that failed in the group's finished operations may
+ * be chosen again (the release is recorded as the last operation id it covers). */
 static int apply_hold(struct dw_fsm *f, const cJSON *e, int64_t ts, char *why, size_t whylen)
 {
     const cJSON *group = cJSON_GetObjectItemCaseSensitive(e, "group");
@@ -858,6 +860,7 @@ static int apply_hold(struct dw_fsm *f, const cJSON *e, int64_t ts, char *why, s
         return APPLY_SQL_ERROR;
     released_key(key, sizeof key, group->valuestring);
     s = stmt(f, ST_OP_MAX);
+    bind_text(s, 1, group->valuestring);
     if (scalar(s, &last_op) != 0)
         return APPLY_SQL_ERROR;
     s = stmt(f, ST_META_PUT);

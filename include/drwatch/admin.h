@@ -9,6 +9,9 @@
 #include <cJSON.h>
 #include <uv.h>
 
+#include "drwatch/config.h"
+#include "drwatch/raftnode.h"
+
 #define DW_ADMIN_VERSION 1
 #define DW_ADMIN_MAX_LINE 65536
 #define DW_ADMIN_MAX_CLIENTS 32
@@ -21,5 +24,11 @@ typedef void (*dw_admin_handler)(void *data, const cJSON *req, cJSON *reply);
 int dw_admin_start(struct dw_admin **out, uv_loop_t *loop, const char *path,
                    dw_admin_handler handler, void *data, char *errmsg, size_t errlen);
 void dw_admin_close(struct dw_admin *a); /* accepts NULL; unlinks the socket path */
+
+/* {"cmd":"hold","action":"release","group":G,"by":NAME}: on the leader, proposes the hold entry
+ * that lifts G's hold; the reply says it was proposed (status and history show it once
+ * committed). Elsewhere it names the leader. */
+void dw_admin_hold(struct dw_raft *raft, const struct dw_config *cfg, const cJSON *req,
+                   cJSON *reply);
 
 #endif

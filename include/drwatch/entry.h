@@ -6,6 +6,9 @@
  *   {"v":1,"type":"cloud","digest":"<16 hex>","edges":{"site-a-e1":"down","site-b-e1":"up"}}
  *                                    the cloud's view of Edges (keys are drwatch Edge ids),
  *                                    proposed by the leader only; peers never forward it
+ *   {"v":1,"type":"hold","group":"carrier-1","action":"release","by_operator":"alice"}
+ *                                    an operator lifts a group's hold; proposed through the
+ *                                    leader's admin socket only, never forwarded by peers
  * Before raft_apply the leader stamps "ts" (its wall clock in ms since the epoch, bounded per
  * stamp.h) and "by" (its id); this is the only way time enters the FSM. */
 #ifndef DRWATCH_ENTRY_H
@@ -30,6 +33,8 @@ char *dw_entry_observe(const struct dw_config *cfg, uint64_t node, bool tilt,
                        const enum dw_health *site_states /* cfg->n_sites */);
 char *dw_entry_step(int64_t op, int seq, enum dw_step_status status, const char *detail);
 char *dw_entry_leader(uint64_t node);
+#define DW_OPERATOR_MAX 64 /* bytes of an operator's name in a hold entry */
+char *dw_entry_hold_release(const char *group, const char *by_operator);
 
 /* Cloud entries. states has one slot per configured Edge in flat order: sites[0].edges[0..],
  * then sites[1].edges[0..], ... (dw_entry_edge_count() slots). Only Edges in the cloud view

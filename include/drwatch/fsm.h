@@ -21,10 +21,16 @@ struct dw_fsm;
 int dw_fsm_open(struct dw_fsm **out, const struct dw_config *cfg, char *errmsg, size_t errlen);
 void dw_fsm_close(struct dw_fsm *f); /* accepts NULL */
 
-/* Applies one stamped entry in one transaction. A malformed or inapplicable entry changes nothing
- * but a "rejected" history row and a counter, and returns DW_FSM_REJECTED; the log never stalls. */
-enum { DW_FSM_APPLIED = 0, DW_FSM_REJECTED = 1 };
+/* Applies one stamped entry in one transaction. A malformed or inapplicable entry (every node
+ * refuses it alike) changes nothing but a "rejected" history row and a counter, and returns
+ * DW_FSM_REJECTED; the log never stalls. DW_FSM_FATAL means this node failed to apply it
+ * (SQLite error, out of memory): nothing changed, dw_fsm_last_error says why, and the caller
+ * must stop rather than go on with a state that differs from every other node's. */
+enum { DW_FSM_APPLIED = 0, DW_FSM_REJECTED = 1, DW_FSM_FATAL = 2 };
 int dw_fsm_apply(struct dw_fsm *f, const void *buf, size_t len);
+const char *dw_fsm_last_error(const struct dw_fsm *f);
+/* The database, for tests that inject faults. */
+sqlite3 *dw_fsm_db(struct dw_fsm *f);
 
 /* Serialised database (sqlite3_serialize); free *buf with sqlite3_free. */
 int dw_fsm_snapshot(struct dw_fsm *f, void **buf, size_t *len);

@@ -289,6 +289,21 @@ char *dw_entry_leader(uint64_t node)
     return print_and_free(root);
 }
 
+char *dw_entry_hold_release(const char *group, const char *by_operator)
+{
+    cJSON *root = new_entry("hold");
+
+    if (root == NULL)
+        return NULL;
+    if (!cJSON_AddStringToObject(root, "group", group) ||
+        !cJSON_AddStringToObject(root, "action", "release") ||
+        !cJSON_AddStringToObject(root, "by_operator", by_operator)) {
+        cJSON_Delete(root);
+        return NULL;
+    }
+    return print_and_free(root);
+}
+
 int dw_entry_edge_count(const struct dw_config *cfg)
 {
     int n = 0;
@@ -454,6 +469,27 @@ static int check_leader(const cJSON *e, char *errmsg, size_t errlen)
     return 0;
 }
 
+static bool short_string(const cJSON *v, size_t max)
+{
+    return cJSON_IsString(v) && v->valuestring[0] != '\0' && strlen(v->valuestring) <= max;
+}
+
+static int check_hold(const cJSON *e, char *errmsg, size_t errlen)
+{
+    const cJSON *action = cJSON_GetObjectItemCaseSensitive(e, "action");
+
+    if (!short_string(cJSON_GetObjectItemCaseSensitive(e, "group"), DW_ID_MAX - 1))
+        return set_err(errmsg, errlen, "hold: \"group\" must be a string of 1 to %d bytes",
+                       DW_ID_MAX - 1);
+    if (!cJSON_IsString(action) || strcmp(action->valuestring, "release") != 0)
+        return set_err(errmsg, errlen, "hold: \"action\" must be \"release\"");
+    if (!short_string(cJSON_GetObjectItemCaseSensitive(e, "by_operator"), DW_OPERATOR_MAX))
+        return set_err(errmsg, errlen,
+                       "hold: \"by_operator\" must be a string of 1 to %d bytes",
+                       DW_OPERATOR_MAX);
+    return 0;
+}
+
 /* Only whitespace or NUL may follow the JSON value (some senders include the terminator). */
 static bool only_trailing_space(const char *p, const char *end)
 {
@@ -514,6 +550,9 @@ char *dw_entry_stamp(const char *json, size_t len, int64_t ts_ms, uint64_t leade
             goto done;
     } else if (strcmp(type->valuestring, "cloud") == 0) {
         if (check_cloud(e, errmsg, errlen) != 0)
+            goto done;
+    } else if (strcmp(type->valuestring, "hold") == 0) {
+        if (check_hold(e, errmsg, errlen) != 0)
             goto done;
     } else {
         set_err(errmsg, errlen, "unknown entry type");

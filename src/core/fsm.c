@@ -71,6 +71,7 @@ enum stmt_id {
     ST_GROUP_SET_HOLD,
     ST_OP_RUNNING,
     ST_OP_GET,
+    ST_OP_LATEST,
     ST_OP_INSERT,
     ST_OP_FINISH,
     ST_STEP_INSERT,
@@ -78,6 +79,12 @@ enum stmt_id {
     ST_STEP_COUNT,
     ST_STEP_START,
     ST_STEP_FINISH,
+    ST_STEP_BY_ACTION,
+    ST_STEP_FAILED,
+    ST_TARGET_FAILED,
+    ST_META_PUT,
+    ST_OP_MAX,
+    ST_GROUP_DIRT,
     ST_COUNT
 };
 
@@ -107,7 +114,10 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_GROUP_SET_HOLD] = "UPDATE groups SET hold = ?2 WHERE id = ?1",
     [ST_OP_RUNNING] = "SELECT id FROM operations WHERE grp = ?1 AND status = 'running'"
                       " ORDER BY id LIMIT 1",
-    [ST_OP_GET] = "SELECT grp, kind, from_target, to_target, status FROM operations WHERE id = ?1",
+    [ST_OP_GET] = "SELECT id, grp, kind, from_target, to_target, status FROM operations"
+                  " WHERE id = ?1",
+    [ST_OP_LATEST] = "SELECT id, grp, kind, from_target, to_target, status FROM operations"
+                     " WHERE grp = ?1 ORDER BY id DESC LIMIT 1",
     [ST_OP_INSERT] = "INSERT INTO operations(id, grp, kind, from_target, to_target, status,"
                      " created, finished, reason)"
                      " VALUES((SELECT COALESCE(MAX(id), 0) + 1 FROM operations),"
@@ -122,6 +132,27 @@ static const char *const stmt_sql[ST_COUNT] = {
                       " WHERE op = ?1 AND seq = ?2",
     [ST_STEP_FINISH] = "UPDATE steps SET status = ?3, finished = ?4, detail = ?5"
                        " WHERE op = ?1 AND seq = ?2",
+    [ST_STEP_BY_ACTION] = "SELECT status FROM steps WHERE op = ?1 AND action = ?2"
+                          " ORDER BY seq LIMIT 1",
+    [ST_STEP_FAILED] = "SELECT action FROM steps WHERE op = ?1 AND status = 'failed'",
+    /* failures to bring the target in since the group's last release and since its site's
+     * verdict last changed (?4: the site, NULL for a siteless target) */
+    [ST_TARGET_FAILED] = "SELECT COUNT(*) FROM steps s JOIN operations o ON o.id = s.op"
+                         " WHERE o.grp = ?1 AND o.id > ?2 AND s.target = ?3"
+                         " AND s.status = 'failed' AND s.action IN ('activate', 'verify')"
+                         " AND s.finished >= COALESCE((SELECT since FROM sites WHERE id = ?4), 0)",
+    [ST_META_PUT] = "INSERT INTO meta(key, value) VALUES(?1, ?2)"
+                    " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    /* a running operation is newer than the group's finished ones; its failures count */
+    [ST_OP_MAX] = "SELECT COALESCE(MAX(id), 0) FROM operations WHERE grp = ?1"
+                  " AND status <> 'running'",
+    [ST_GROUP_DIRT] = "SELECT COALESCE(SUM(o.status = 'failed'), 0),"
+                      " COALESCE(SUM(o.status = 'aborted' AND EXISTS(SELECT 1 FROM steps s"
+                      " WHERE s.op = o.id AND s.status <> 'pending')), 0),"
+                      " COALESCE(SUM(o.status = 'failed' AND o.kind = 'cleanup'), 0)"
+                      " FROM operations o WHERE o.grp = ?1 AND o.id > (SELECT COALESCE(MAX(id), 0)"
+                      " FROM operations WHERE grp = ?1 AND status = 'done'"
+                      " AND kind IN ('failover', 'cleanup'))",
 };
 
 struct dw_fsm {
@@ -130,12 +161,17 @@ struct dw_fsm {
     char digest[17];
     const char **edge_ids; /* every configured Edge id, sorted: cloud entries name Edges */
     int n_edge_ids;
+    /* sites and groups by id: verdict history rows and operation ids must not depend on the
+     * order of a config file (two nodes may list them differently) */
+    int site_order[DW_MAX_SITES];
+    int group_order[DW_MAX_GROUPS];
     sqlite3_stmt *st[ST_COUNT];
     /* mirrors of meta, refreshed after every commit and restore */
     uint64_t applied;
     uint64_t rejected;
     int64_t last_ts;
     int64_t last_stamp; /* the previous entry's ts as stamped, before entry_time's rule */
+    char error[512]; /* why the last apply returned DW_FSM_FATAL */
 };
 
 /* Outcome of applying one entry inside its transaction. */
@@ -467,35 +503,75 @@ static int apply_observe(struct dw_fsm *f, const cJSON *e, int64_t ts, char *why
     return APPLY_OK;
 }
 
+/* Operations and steps as the FSM reasons about them; the names are what the database and the
+ * views show. */
+enum op_kind { OP_FAILOVER, OP_ROLLBACK, OP_CLEANUP, OP_KIND_COUNT };
+enum op_status { OP_RUNNING, OP_DONE, OP_FAILED, OP_ABORTED, OP_STATUS_COUNT };
+enum step_action { ACT_ACTIVATE, ACT_VERIFY, ACT_DEACTIVATE, ACT_COUNT };
+
+static const char *const op_kind_names[OP_KIND_COUNT] = {"failover", "rollback", "cleanup"};
+static const char *const op_status_names[OP_STATUS_COUNT] = {"running", "done", "failed",
+                                                             "aborted"};
+static const char *const action_names[ACT_COUNT] = {"activate", "verify", "deactivate"};
+
+/* Index of name in names[0..n), or fallback. */
+static int name_index(const char *const *names, int n, const char *name, int fallback)
+{
+    for (int i = 0; i < n; i++) {
+        if (strcmp(names[i], name) == 0)
+            return i;
+    }
+    return fallback;
+}
+
 struct op_row {
+    int64_t id;
     char grp[DW_ID_MAX];
-    char kind[16];
-    char from[DW_ID_MAX];
-    char to[DW_ID_MAX];
-    char status[16];
+    enum op_kind kind;
+    char from[DW_ID_MAX]; /* "" when no target carried calls */
+    char to[DW_ID_MAX];   /* "" for a cleanup that leaves nothing in service */
+    enum op_status status;
 };
 
-static int op_get(struct dw_fsm *f, int64_t op, struct op_row *row)
+/* Reads one operation row (columns as in ST_OP_GET) from an executed statement and resets it:
+ * 1 found, 0 none, -1 error. An unknown kind or status (never written) reads as a finished
+ * cleanup, which nothing acts on. */
+static int op_read(sqlite3_stmt *s, struct op_row *row)
 {
-    sqlite3_stmt *s = stmt(f, ST_OP_GET);
-    int rc;
+    int rc = sqlite3_step(s);
 
-    sqlite3_bind_int64(s, 1, op);
-    rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
-        snprintf(row->grp, sizeof row->grp, "%s", col_text(s, 0));
-        snprintf(row->kind, sizeof row->kind, "%s", col_text(s, 1));
-        snprintf(row->from, sizeof row->from, "%s", col_text(s, 2));
-        snprintf(row->to, sizeof row->to, "%s", col_text(s, 3));
-        snprintf(row->status, sizeof row->status, "%s", col_text(s, 4));
+        row->id = sqlite3_column_int64(s, 0);
+        snprintf(row->grp, sizeof row->grp, "%s", col_text(s, 1));
+        row->kind = name_index(op_kind_names, OP_KIND_COUNT, col_text(s, 2), OP_CLEANUP);
+        snprintf(row->from, sizeof row->from, "%s", col_text(s, 3));
+        snprintf(row->to, sizeof row->to, "%s", col_text(s, 4));
+        row->status = name_index(op_status_names, OP_STATUS_COUNT, col_text(s, 5), OP_DONE);
     }
     sqlite3_reset(s);
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
+static int op_get(struct dw_fsm *f, int64_t op, struct op_row *row)
+{
+    sqlite3_stmt *s = stmt(f, ST_OP_GET);
+
+    sqlite3_bind_int64(s, 1, op);
+    return op_read(s, row);
+}
+
+/* The group's most recent operation. */
+static int op_latest(struct dw_fsm *f, const char *group, struct op_row *row)
+{
+    sqlite3_stmt *s = stmt(f, ST_OP_LATEST);
+
+    bind_text(s, 1, group);
+    return op_read(s, row);
+}
+
 struct step_row {
     int seq;
-    char action[16];
+    enum step_action action;
     char target[DW_ID_MAX];
     enum dw_step_status status;
 };
@@ -510,7 +586,7 @@ static int step_next(struct dw_fsm *f, int64_t op, struct step_row *row)
     rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
         row->seq = sqlite3_column_int(s, 0);
-        snprintf(row->action, sizeof row->action, "%s", col_text(s, 1));
+        row->action = name_index(action_names, ACT_COUNT, col_text(s, 1), ACT_DEACTIVATE);
         snprintf(row->target, sizeof row->target, "%s", col_text(s, 2));
         if (dw_step_status_parse(col_text(s, 3), &row->status) != 0)
             row->status = DW_STEP_PENDING;
@@ -519,12 +595,45 @@ static int step_next(struct dw_fsm *f, int64_t op, struct step_row *row)
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
-static int finish_operation(struct dw_fsm *f, int64_t op, const char *status, int64_t ts)
+/* Status of the operation's first step with this action, PENDING when it has none. */
+static int step_status_of(struct dw_fsm *f, int64_t op, enum step_action a,
+                          enum dw_step_status *out)
+{
+    sqlite3_stmt *s = stmt(f, ST_STEP_BY_ACTION);
+    int rc;
+
+    sqlite3_bind_int64(s, 1, op);
+    bind_text(s, 2, action_names[a]);
+    rc = sqlite3_step(s);
+    *out = DW_STEP_PENDING;
+    if (rc == SQLITE_ROW && dw_step_status_parse(col_text(s, 0), out) != 0)
+        *out = DW_STEP_PENDING;
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Reads n integer columns of the one row a bound statement returns, and resets it. */
+static int int_row(sqlite3_stmt *s, int64_t *out, int n)
+{
+    int rc = sqlite3_step(s);
+
+    for (int i = 0; rc == SQLITE_ROW && i < n; i++)
+        out[i] = sqlite3_column_int64(s, i);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+static int scalar(sqlite3_stmt *s, int64_t *out)
+{
+    return int_row(s, out, 1);
+}
+
+static int finish_operation(struct dw_fsm *f, int64_t op, enum op_status status, int64_t ts)
 {
     sqlite3_stmt *s = stmt(f, ST_OP_FINISH);
 
     sqlite3_bind_int64(s, 1, op);
-    bind_text(s, 2, status);
+    bind_text(s, 2, op_status_names[status]);
     sqlite3_bind_int64(s, 3, ts);
     return run(s);
 }
@@ -538,35 +647,85 @@ static int group_set(struct dw_fsm *f, enum stmt_id id, const char *group, int v
     return run(s);
 }
 
-/* The last step is DONE: the group now runs on the operation's target. */
-static int complete_operation(struct dw_fsm *f, int64_t op, const struct op_row *o, int64_t ts,
-                              char *why, size_t whylen)
+/* Index of a target id in a group, -1 for "" (none) or an unknown id. */
+static int target_or_none(const struct dw_group *g, const char *id)
+{
+    return id[0] == '\0' ? -1 : target_index(g, id);
+}
+
+static const char *shown(const char *target_id)
+{
+    return target_id[0] != '\0' ? target_id : "(none)";
+}
+
+/* What carries calls once a failover stops short of DONE: its destination once verified (the
+ * source may already be switched off), else its source, which it had not touched yet. */
+static int carrier_after(struct dw_fsm *f, const struct dw_group *g, const struct op_row *o,
+                         int *carrier)
+{
+    enum dw_step_status verified;
+
+    if (step_status_of(f, o->id, ACT_VERIFY, &verified) != 0)
+        return -1;
+    *carrier = target_or_none(g, verified == DW_STEP_DONE ? o->to : o->from);
+    return 0;
+}
+
+/* Ends a running operation short of DONE; the group's active target then says what the journal
+ * left carrying calls. */
+static int end_operation(struct dw_fsm *f, const struct dw_group *g, const struct op_row *o,
+                         enum op_status status, int64_t ts)
+{
+    int carrier;
+
+    if (finish_operation(f, o->id, status, ts) != 0)
+        return -1;
+    if (o->kind != OP_FAILOVER)
+        return 0; /* it only switched targets off, never the carrier */
+    if (carrier_after(f, g, o, &carrier) != 0)
+        return -1;
+    return group_set(f, ST_GROUP_SET_ACTIVE, g->id, carrier);
+}
+
+/* The last step is DONE: the group now runs on the operation's target (none after a cleanup
+ * that found no target up). */
+static int complete_operation(struct dw_fsm *f, const struct op_row *o, int64_t ts, char *why,
+                              size_t whylen)
 {
     int g = group_index(f->cfg, o->grp);
-    int t = g >= 0 ? target_index(&f->cfg->groups[g], o->to) : -1;
+    int t = g >= 0 ? target_or_none(&f->cfg->groups[g], o->to) : -1;
 
-    if (t < 0) {
-        set_msg(why, whylen, "operation %" PRId64 ": target %s of group %s is not configured", op,
-                o->to, o->grp);
+    if (g < 0 || (t < 0 && o->to[0] != '\0')) {
+        set_msg(why, whylen, "operation %" PRId64 ": target %s of group %s is not configured",
+                o->id, o->to, o->grp);
         return APPLY_REJECT;
     }
-    if (finish_operation(f, op, "done", ts) != 0 ||
+    if (finish_operation(f, o->id, OP_DONE, ts) != 0 ||
         group_set(f, ST_GROUP_SET_ACTIVE, o->grp, t) != 0 ||
-        history(f, ts, "operation", "%s: %s #%" PRId64 " %s -> %s done", o->grp, o->kind, op,
-                o->from, o->to) != 0)
+        history(f, ts, "operation", "%s: %s #%" PRId64 " %s -> %s done", o->grp,
+                op_kind_names[o->kind], o->id, shown(o->from), shown(o->to)) != 0)
         return APPLY_SQL_ERROR;
     return APPLY_OK;
 }
 
-/* A failed step ends the operation and holds the group for an operator. */
-static int fail_operation(struct dw_fsm *f, int64_t op, const struct op_row *o,
-                          const struct step_row *st, int64_t ts)
+/* A failed step ends the operation and holds the group: no discretionary move until an operator
+ * releases it. The planner still undoes a failed activation and still moves calls off a target
+ * voted DOWN (plan_group). */
+static int fail_operation(struct dw_fsm *f, const struct op_row *o, const struct step_row *st,
+                          int64_t ts, char *why, size_t whylen)
 {
-    if (finish_operation(f, op, "failed", ts) != 0 ||
+    int g = group_index(f->cfg, o->grp);
+
+    if (g < 0) {
+        set_msg(why, whylen, "operation %" PRId64 ": group %s is not configured", o->id, o->grp);
+        return APPLY_REJECT;
+    }
+    if (end_operation(f, &f->cfg->groups[g], o, OP_FAILED, ts) != 0 ||
         group_set(f, ST_GROUP_SET_HOLD, o->grp, 1) != 0 ||
         history(f, ts, "operation",
-                "%s: %s #%" PRId64 " %s -> %s failed at step %d %s; automatic operations held",
-                o->grp, o->kind, op, o->from, o->to, st->seq, st->action) != 0)
+                "%s: %s #%" PRId64 " %s -> %s failed at step %d %s %s; group held", o->grp,
+                op_kind_names[o->kind], o->id, shown(o->from), shown(o->to), st->seq,
+                action_names[st->action], st->target) != 0)
         return APPLY_SQL_ERROR;
     return APPLY_OK;
 }
@@ -601,8 +760,9 @@ static int apply_step(struct dw_fsm *f, const cJSON *e, int64_t ts, char *why, s
         set_msg(why, whylen, "step for unknown operation %" PRId64, op);
         return APPLY_REJECT;
     }
-    if (strcmp(o.status, "running") != 0) {
-        set_msg(why, whylen, "step for operation %" PRId64 ", which is %s", op, o.status);
+    if (o.status != OP_RUNNING) {
+        set_msg(why, whylen, "step for operation %" PRId64 ", which is %s", op,
+                op_status_names[o.status]);
         return APPLY_REJECT;
     }
     rc = step_next(f, op, &st);
@@ -641,18 +801,18 @@ static int apply_step(struct dw_fsm *f, const cJSON *e, int64_t ts, char *why, s
     if (run(s) != 0)
         return APPLY_SQL_ERROR;
     if (history(f, ts, "step", "%s: #%" PRId64 " step %d %s %s: %s%s%s", o.grp, op, st.seq,
-                st.action, st.target, dw_step_status_name(to), detail ? " - " : "",
+                action_names[st.action], st.target, dw_step_status_name(to), detail ? " - " : "",
                 detail ? detail->valuestring : "") != 0)
         return APPLY_SQL_ERROR;
 
     if (to == DW_STEP_FAILED)
-        return fail_operation(f, op, &o, &st, ts);
+        return fail_operation(f, &o, &st, ts, why, whylen);
     if (to == DW_STEP_DONE) {
         rc = step_next(f, op, &st);
         if (rc < 0)
             return APPLY_SQL_ERROR;
         if (rc == 0)
-            return complete_operation(f, op, &o, ts, why, whylen);
+            return complete_operation(f, &o, ts, why, whylen);
     }
     return APPLY_OK;
 }
@@ -667,6 +827,50 @@ static int apply_leader(struct dw_fsm *f, const cJSON *e, int64_t ts, char *why,
     }
     if (meta_add(f, "leader_epoch", 1) != 0 ||
         history(f, ts, "leader", "node %" PRId64 " took office", node) != 0)
+        return APPLY_SQL_ERROR;
+    return APPLY_OK;
+}
+
+static void released_key(char *buf, size_t len, const char *group)
+{
+    snprintf(buf, len, "released:%s", group);
+}
+
+/* An operator lifts a group's hold. Targets that failed in the group's finished operations may
+ * be chosen again (the release is recorded as the last operation id it covers). */
+static int apply_hold(struct dw_fsm *f, const cJSON *e, int64_t ts, char *why, size_t whylen)
+{
+    const cJSON *group = cJSON_GetObjectItemCaseSensitive(e, "group");
+    const cJSON *action = cJSON_GetObjectItemCaseSensitive(e, "action");
+    const cJSON *by = cJSON_GetObjectItemCaseSensitive(e, "by_operator");
+    char key[DW_ID_MAX + 16];
+    int64_t last_op = 0;
+    int active;
+    bool hold;
+    sqlite3_stmt *s;
+
+    if (!cJSON_IsString(group) || !cJSON_IsString(action) ||
+        strcmp(action->valuestring, "release") != 0 || !cJSON_IsString(by)) {
+        set_msg(why, whylen, "malformed hold entry");
+        return APPLY_REJECT;
+    }
+    if (group_index(f->cfg, group->valuestring) < 0) {
+        set_msg(why, whylen, "hold release for unknown group \"%.64s\"", group->valuestring);
+        return APPLY_REJECT;
+    }
+    if (group_get(f, group->valuestring, &active, &hold) != 0)
+        return APPLY_SQL_ERROR;
+    released_key(key, sizeof key, group->valuestring);
+    s = stmt(f, ST_OP_MAX);
+    bind_text(s, 1, group->valuestring);
+    if (scalar(s, &last_op) != 0)
+        return APPLY_SQL_ERROR;
+    s = stmt(f, ST_META_PUT);
+    bind_text(s, 1, key);
+    sqlite3_bind_int64(s, 2, last_op);
+    if (run(s) != 0 || group_set(f, ST_GROUP_SET_HOLD, group->valuestring, 0) != 0 ||
+        history(f, ts, "hold", "%s: hold %s by %.64s", group->valuestring,
+                hold ? "released" : "release (was not held)", by->valuestring) != 0)
         return APPLY_SQL_ERROR;
     return APPLY_OK;
 }
@@ -910,78 +1114,90 @@ static int update_verdicts(struct dw_fsm *f, int64_t now, bool *changed)
 {
     *changed = false;
     for (int i = 0; i < f->cfg->n_sites; i++) {
-        if (update_site(f, &f->cfg->sites[i], now, changed) != 0)
+        if (update_site(f, &f->cfg->sites[f->site_order[i]], now, changed) != 0)
             return -1;
     }
     return 0;
 }
 
-static int insert_step(struct dw_fsm *f, int64_t op, int seq, const char *action,
+static int insert_step(struct dw_fsm *f, int64_t op, int seq, enum step_action a,
                        const char *target)
 {
     sqlite3_stmt *s = stmt(f, ST_STEP_INSERT);
 
     sqlite3_bind_int64(s, 1, op);
     sqlite3_bind_int(s, 2, seq);
-    bind_text(s, 3, action);
+    bind_text(s, 3, action_names[a]);
     bind_text(s, 4, target);
     return run(s);
 }
 
-/* Steps: activate and verify the new target, then deactivate every other target of the group,
- * the one being left first. Deactivating targets that are already out of service costs a read
- * and no write, and it also takes out a target that an aborted operation had activated, so at
- * most one target stays in service (design.md §5, invariant 4). */
-static int create_operation(struct dw_fsm *f, const struct dw_group *g, int from, int to,
-                            const char *kind, const char *reason, int64_t ts)
+static const char *target_id(const struct dw_group *g, int t)
 {
-    const char *from_id = g->targets[from].id, *to_id = g->targets[to].id;
+    return t >= 0 ? g->targets[t].id : "";
+}
+
+/* Inserts a running operation of the group from one target to another (-1: none). */
+static int insert_operation(struct dw_fsm *f, const struct dw_group *g, enum op_kind kind,
+                            int from, int to, const char *reason, int64_t ts, int64_t *op)
+{
     sqlite3_stmt *s = stmt(f, ST_OP_INSERT);
-    int64_t op;
-    int seq = 0;
 
     bind_text(s, 1, g->id);
-    bind_text(s, 2, kind);
-    bind_text(s, 3, from_id);
-    bind_text(s, 4, to_id);
+    bind_text(s, 2, op_kind_names[kind]);
+    bind_text(s, 3, target_id(g, from));
+    bind_text(s, 4, target_id(g, to));
     sqlite3_bind_int64(s, 5, ts);
     bind_text(s, 6, reason);
     if (run(s) != 0)
         return -1;
-    op = sqlite3_last_insert_rowid(f->db);
-    if (insert_step(f, op, seq++, "activate", to_id) != 0 ||
-        insert_step(f, op, seq++, "verify", to_id) != 0 ||
-        insert_step(f, op, seq++, "deactivate", from_id) != 0)
-        return -1;
-    for (int t = 0; t < g->n_targets; t++) {
-        if (t != from && t != to && insert_step(f, op, seq++, "deactivate", g->targets[t].id) != 0)
-            return -1;
-    }
-    return history(f, ts, "operation", "%s: %s #%" PRId64 " %s -> %s planned (%s)", g->id, kind, op,
-                   from_id, to_id, reason);
+    *op = sqlite3_last_insert_rowid(f->db);
+    return history(f, ts, "operation", "%s: %s #%" PRId64 " %s -> %s planned (%s)", g->id,
+                   op_kind_names[kind], *op, shown(target_id(g, from)), shown(target_id(g, to)),
+                   reason);
 }
 
-/* An aborted operation may have switched its destination on; with no target up to move to, the
- * group stays on its active target and only that switch is undone. */
-static int create_cleanup(struct dw_fsm *f, const struct dw_group *g, int active, int undo,
-                          int64_t ts)
+/* Steps: activate and verify the new target, then deactivate every other target of the group,
+ * the one being left first. Deactivating targets that are already out of service costs a read
+ * and no write, and it also takes out a target that an aborted or failed operation had
+ * activated, so at most one target stays in service (design.md §5, invariant 4). */
+static int create_failover(struct dw_fsm *f, const struct dw_group *g, int from, int to,
+                           const char *reason, int64_t ts)
 {
-    sqlite3_stmt *s = stmt(f, ST_OP_INSERT);
     int64_t op;
+    int seq = 0;
 
-    bind_text(s, 1, g->id);
-    bind_text(s, 2, "cleanup");
-    bind_text(s, 3, g->targets[undo].id);
-    bind_text(s, 4, g->targets[active].id);
-    sqlite3_bind_int64(s, 5, ts);
-    bind_text(s, 6, "aborted operation, no target up");
-    if (run(s) != 0)
+    if (insert_operation(f, g, OP_FAILOVER, from, to, reason, ts, &op) != 0 ||
+        insert_step(f, op, seq++, ACT_ACTIVATE, g->targets[to].id) != 0 ||
+        insert_step(f, op, seq++, ACT_VERIFY, g->targets[to].id) != 0 ||
+        (from >= 0 && insert_step(f, op, seq++, ACT_DEACTIVATE, g->targets[from].id) != 0))
         return -1;
-    op = sqlite3_last_insert_rowid(f->db);
-    if (insert_step(f, op, 0, "deactivate", g->targets[undo].id) != 0)
+    for (int t = 0; t < g->n_targets; t++) {
+        if (t != from && t != to &&
+            insert_step(f, op, seq++, ACT_DEACTIVATE, g->targets[t].id) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Switch-off only: a rollback takes out the one target whose activation failed; a cleanup takes
+ * out every target but the one kept (none when no target is up). Neither is ever aborted:
+ * switching off is always possible and makes nothing worse. */
+static int create_switch_off(struct dw_fsm *f, const struct dw_group *g, enum op_kind kind,
+                             int from, int keep, const char *reason, int64_t ts)
+{
+    int64_t op;
+    int seq = 0;
+
+    if (insert_operation(f, g, kind, from, keep, reason, ts, &op) != 0)
         return -1;
-    return history(f, ts, "operation", "%s: cleanup #%" PRId64 " deactivate %s (no target up)",
-                   g->id, op, g->targets[undo].id);
+    if (kind == OP_ROLLBACK)
+        return insert_step(f, op, 0, ACT_DEACTIVATE, g->targets[from].id);
+    for (int t = 0; t < g->n_targets; t++) {
+        if (t != keep && insert_step(f, op, seq++, ACT_DEACTIVATE, g->targets[t].id) != 0)
+            return -1;
+    }
+    return 0;
 }
 
 /* 1 with *op set when the group has a running operation, 0 when not, -1 on error. */
@@ -998,10 +1214,10 @@ static int running_op(struct dw_fsm *f, const char *group, int64_t *op)
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* A running operation whose destination went DOWN can never verify: abort it so the group is
- * planned again towards the next target that is up. 1 aborted, 0 still valid, -1 error. */
+/* A running failover whose destination went DOWN can never verify: abort it so the group is
+ * planned again from what the journal left in service. 1 aborted, 0 still valid, -1 error. */
 static int abort_if_destination_down(struct dw_fsm *f, const struct dw_group *g, int64_t op,
-                                     int64_t now, int *aborted_to)
+                                     int64_t now)
 {
     struct op_row o;
     enum dw_health h;
@@ -1009,71 +1225,180 @@ static int abort_if_destination_down(struct dw_fsm *f, const struct dw_group *g,
 
     if (rc <= 0)
         return rc;
-    if (strcmp(o.kind, "failover") != 0)
-        return 0; /* a cleanup only switches things off: it can always finish */
+    if (o.kind != OP_FAILOVER)
+        return 0; /* a rollback or cleanup only switches things off: it can always finish */
     t = target_index(g, o.to);
     if (t < 0 || target_health(f, &g->targets[t], &h) != 0)
         return -1;
     if (h != DW_DOWN)
         return 0;
-    *aborted_to = t;
-    if (finish_operation(f, op, "aborted", now) != 0 ||
-        history(f, now, "operation", "%s: %s #%" PRId64 " %s -> %s aborted: %s is down", o.grp,
-                o.kind, op, o.from, o.to, o.to) != 0)
+    if (end_operation(f, g, &o, OP_ABORTED, now) != 0 ||
+        history(f, now, "operation", "%s: failover #%" PRId64 " %s -> %s aborted: %s is down",
+                o.grp, op, shown(o.from), o.to, o.to) != 0)
         return -1;
     return 1;
 }
 
+/* A target whose activation or verification failed is not chosen again until its site's
+ * verdict changes or an operator releases the group's hold: it would only fail again. */
+static int target_failed(struct dw_fsm *f, const struct dw_group *g, int t, int64_t released,
+                         bool *out)
+{
+    const struct dw_target *tg = &g->targets[t];
+    sqlite3_stmt *s = stmt(f, ST_TARGET_FAILED);
+    int64_t n = 0;
+
+    bind_text(s, 1, g->id);
+    sqlite3_bind_int64(s, 2, released);
+    bind_text(s, 3, tg->id);
+    if (tg->site >= 0 && tg->site < f->cfg->n_sites)
+        bind_text(s, 4, f->cfg->sites[tg->site].id);
+    if (scalar(s, &n) != 0)
+        return -1;
+    *out = n > 0;
+    return 0;
+}
+
+/* The highest-priority target that is UP and has not failed since (-1: none). */
+static int best_target(struct dw_fsm *f, const struct dw_group *g, int *best)
+{
+    char key[DW_ID_MAX + 16];
+    int64_t released = 0;
+
+    released_key(key, sizeof key, g->id);
+    if (meta_get(f, key, &released) != 0)
+        released = 0;
+    *best = -1;
+    for (int t = 0; t < g->n_targets; t++) {
+        enum dw_health h;
+        bool failed;
+
+        if (target_health(f, &g->targets[t], &h) != 0)
+            return -1;
+        if (h != DW_UP)
+            continue;
+        if (target_failed(f, g, t, released, &failed) != 0)
+            return -1;
+        if (!failed) {
+            *best = t;
+            return 0;
+        }
+    }
+    return 0;
+}
+
+/* Since the group's last completed failover or cleanup (each leaves exactly one target, or
+ * none, in service): how many operations failed, how many were aborted after a step had
+ * started, and how many of the failures were cleanups. */
+enum { DIRT_FAILED, DIRT_ABORTED, DIRT_FAILED_CLEANUPS, DIRT_N };
+
+static int group_dirt(struct dw_fsm *f, const char *group, int64_t dirt[DIRT_N])
+{
+    sqlite3_stmt *s = stmt(f, ST_GROUP_DIRT);
+
+    bind_text(s, 1, group);
+    return int_row(s, dirt, DIRT_N);
+}
+
+/* 1 when the failover failed bringing its destination in (activate or verify). */
+static int failed_bringing_in(struct dw_fsm *f, const struct op_row *last)
+{
+    sqlite3_stmt *s;
+    int rc;
+    enum step_action a = ACT_DEACTIVATE;
+
+    if (last->kind != OP_FAILOVER || last->status != OP_FAILED)
+        return 0;
+    s = stmt(f, ST_STEP_FAILED);
+    sqlite3_bind_int64(s, 1, last->id);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        a = name_index(action_names, ACT_COUNT, col_text(s, 0), ACT_DEACTIVATE);
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return -1;
+    return a == ACT_ACTIVATE || a == ACT_VERIFY;
+}
+
+/* The planner. Wanted: the highest-priority UP target carries calls and every other target is
+ * out of service. In order:
+ * 1. a failover that failed to bring its destination in is rolled back (the destination off);
+ * 2. a carrier voted DOWN (or no carrier at all) moves to the best UP target, even when the
+ *    group is held: a hold stops discretionary moves, not the escape from a dead target;
+ * 3. what operations aborted or failed since the last completed failover or cleanup may have
+ *    left in service is switched off: all but the carrier, or everything when the carrier is
+ *    DOWN and nothing is up (no finished operation leaves a DOWN target in service).
+ * Failback to a higher-priority target that came back is not planned yet. */
 static int plan_group(struct dw_fsm *f, const struct dw_group *g, int64_t now, bool verdict_changed)
 {
     const struct dw_config *cfg = f->cfg;
-    int active, busy, chosen = -1, aborted_to = -1;
+    int active, busy, best = -1, rc;
     int64_t op;
-    bool hold;
-    enum dw_health h;
-    char reason[2 * DW_ID_MAX];
+    bool hold, carrier_down;
+    enum dw_health h = DW_DOWN;
+    int64_t dirt[DIRT_N] = {0};
+    struct op_row last;
+    char reason[2 * DW_ID_MAX + 32];
 
-    if (group_get(f, g->id, &active, &hold) != 0)
-        return -1;
-    if (hold || active < 0 || active >= g->n_targets)
-        return 0;
     busy = running_op(f, g->id, &op);
     if (busy == 1) {
-        int aborted = abort_if_destination_down(f, g, op, now, &aborted_to);
-
-        if (aborted < 0)
+        rc = abort_if_destination_down(f, g, op, now);
+        if (rc < 0)
             return -1;
-        if (aborted == 1)
-            busy = 0;
+        busy = rc == 1 ? 0 : 1;
     }
     if (busy != 0)
         return busy < 0 ? -1 : 0;
-    if (target_health(f, &g->targets[active], &h) != 0)
+    if (group_get(f, g->id, &active, &hold) != 0)
         return -1;
-    if (h != DW_DOWN) {
-        /* Active target UP or UNKNOWN: nothing to do yet. Failback to a higher-priority target
-         * (after stable_for of quorum UP) will be planned here. */
-        return 0;
-    }
-    for (int t = 0; t < g->n_targets && chosen < 0; t++) {
-        enum dw_health th;
+    if (active >= g->n_targets)
+        active = -1;
+    rc = op_latest(f, g->id, &last);
+    if (rc < 0)
+        return -1;
+    if (rc == 1) {
+        int undo = failed_bringing_in(f, &last);
 
-        if (t == active)
-            continue;
-        if (target_health(f, &g->targets[t], &th) != 0)
+        if (undo < 0)
             return -1;
-        if (th == DW_UP)
-            chosen = t;
+        if (undo == 1 && target_index(g, last.to) >= 0) {
+            snprintf(reason, sizeof reason, "#%" PRId64 " failed", last.id);
+            return create_switch_off(f, g, OP_ROLLBACK, target_index(g, last.to), active, reason,
+                                     now);
+        }
     }
-    if (chosen < 0) {
-        if (aborted_to >= 0)
-            return create_cleanup(f, g, active, aborted_to, now);
-        if (verdict_changed)
-            return history(f, now, "operation", "%s: no target up", g->id);
-        return 0;
+    if (group_dirt(f, g->id, dirt) != 0)
+        return -1;
+
+    if (active >= 0 && target_health(f, &g->targets[active], &h) != 0)
+        return -1;
+    carrier_down = active < 0 || h == DW_DOWN;
+    if (carrier_down && best_target(f, g, &best) != 0)
+        return -1;
+    if (carrier_down && best >= 0) {
+        if (active < 0)
+            snprintf(reason, sizeof reason, "no target in service");
+        else if (g->targets[active].site >= 0)
+            snprintf(reason, sizeof reason, "%s down", cfg->sites[g->targets[active].site].id);
+        else
+            snprintf(reason, sizeof reason, "%s down", g->targets[active].id);
+        return create_failover(f, g, active, best, reason, now);
     }
-    snprintf(reason, sizeof reason, "%s down", cfg->sites[g->targets[active].site].id);
-    return create_operation(f, g, active, chosen, "failover", reason, now);
+    /* Held, a cleanup still follows an abort, but a failed cleanup is not retried (it would
+     * fail again while Genesys is unreachable, again and again). */
+    if ((dirt[DIRT_FAILED] > 0 || dirt[DIRT_ABORTED] > 0) &&
+        (!hold || (dirt[DIRT_ABORTED] > 0 && dirt[DIRT_FAILED_CLEANUPS] == 0))) {
+        int keep = carrier_down ? -1 : active;
+
+        if (g->n_targets - (keep >= 0) == 0)
+            return 0;
+        snprintf(reason, sizeof reason, "after an %s operation%s",
+                 dirt[DIRT_ABORTED] > 0 ? "aborted" : "failed", keep < 0 ? ", no target up" : "");
+        return create_switch_off(f, g, OP_CLEANUP, active, keep, reason, now);
+    }
+    if (carrier_down && verdict_changed)
+        return history(f, now, "operation", "%s: no target up", g->id);
+    return 0;
 }
 
 static int after_entry(struct dw_fsm *f, int64_t ts)
@@ -1083,7 +1408,7 @@ static int after_entry(struct dw_fsm *f, int64_t ts)
     if (update_verdicts(f, ts, &changed) != 0)
         return -1;
     for (int i = 0; i < f->cfg->n_groups; i++) {
-        if (plan_group(f, &f->cfg->groups[i], ts, changed) != 0)
+        if (plan_group(f, &f->cfg->groups[f->group_order[i]], ts, changed) != 0)
             return -1;
     }
     if (meta_add(f, "applied", 1) != 0 || meta_set(f, "last_ts", ts) != 0)
@@ -1155,6 +1480,8 @@ static int apply_parsed(struct dw_fsm *f, const cJSON *e, int64_t *ts, char *why
         rc = apply_leader(f, e, *ts, why, whylen);
     else if (strcmp(type->valuestring, "cloud") == 0)
         rc = apply_cloud(f, e, *ts, why, whylen);
+    else if (strcmp(type->valuestring, "hold") == 0)
+        rc = apply_hold(f, e, *ts, why, whylen);
     else {
         set_msg(why, whylen, "unknown entry type \"%.32s\"", type->valuestring);
         return APPLY_REJECT;
@@ -1183,17 +1510,34 @@ static int exec(struct dw_fsm *f, const char *sql)
     return sqlite3_exec(f->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
 }
 
-/* Records a refused entry in its own transaction; the entry's own changes were rolled back. */
-static void record_rejection(struct dw_fsm *f, int64_t ts, const char *why)
+/* Records a refused entry in its own transaction; the entry's own changes were rolled back.
+ * Every node records the same row, so failing to record it is fatal too. */
+static int record_rejection(struct dw_fsm *f, int64_t ts, const char *why)
 {
     if (exec(f, "BEGIN") != 0)
-        return;
+        return -1;
     if (history(f, ts, "rejected", "%s", why) != 0 || meta_add(f, "rejected", 1) != 0 ||
         exec(f, "COMMIT") != 0) {
         exec(f, "ROLLBACK");
-        return;
+        return -1;
     }
     load_counters(f);
+    return 0;
+}
+
+/* This node could not apply what every other node applies: nothing is kept, the caller must
+ * stop and replay rather than diverge. */
+static int fatal(struct dw_fsm *f, const char *what)
+{
+    set_msg(f->error, sizeof f->error, "%s: %s", what, sqlite3_errmsg(f->db));
+    return DW_FSM_FATAL;
+}
+
+static int reject(struct dw_fsm *f, int64_t ts, const char *why)
+{
+    if (record_rejection(f, ts, why) != 0)
+        return fatal(f, "cannot record a rejected entry");
+    return DW_FSM_REJECTED;
 }
 
 int dw_fsm_apply(struct dw_fsm *f, const void *buf, size_t len)
@@ -1204,19 +1548,17 @@ int dw_fsm_apply(struct dw_fsm *f, const void *buf, size_t len)
     cJSON *e;
     int rc;
 
+    f->error[0] = '\0';
     e = buf != NULL && len > 0 ? cJSON_ParseWithLengthOpts(buf, len, &end, false) : NULL;
     if (e != NULL && !only_trailing_space(end, (const char *)buf + len)) {
         cJSON_Delete(e);
         e = NULL;
     }
-    if (e == NULL) {
-        record_rejection(f, ts, "entry is not valid JSON");
-        return DW_FSM_REJECTED;
-    }
+    if (e == NULL)
+        return reject(f, ts, "entry is not valid JSON");
     if (exec(f, "BEGIN") != 0) {
         cJSON_Delete(e);
-        record_rejection(f, ts, "cannot begin transaction");
-        return DW_FSM_REJECTED;
+        return fatal(f, "cannot begin transaction");
     }
     rc = apply_parsed(f, e, &ts, why, sizeof why);
     cJSON_Delete(e);
@@ -1224,11 +1566,23 @@ int dw_fsm_apply(struct dw_fsm *f, const void *buf, size_t len)
         load_counters(f);
         return DW_FSM_APPLIED;
     }
-    if (rc == APPLY_SQL_ERROR || rc == APPLY_OK)
-        set_msg(why, sizeof why, "database error: %s", sqlite3_errmsg(f->db));
+    if (rc == APPLY_SQL_ERROR || rc == APPLY_OK) {
+        rc = fatal(f, rc == APPLY_OK ? "commit" : "database error");
+        exec(f, "ROLLBACK");
+        return rc;
+    }
     exec(f, "ROLLBACK");
-    record_rejection(f, ts, why);
-    return DW_FSM_REJECTED;
+    return reject(f, ts, why);
+}
+
+const char *dw_fsm_last_error(const struct dw_fsm *f)
+{
+    return f->error;
+}
+
+sqlite3 *dw_fsm_db(struct dw_fsm *f)
+{
+    return f->db;
 }
 
 /* ---- open, close, snapshot ------------------------------------------------------------------ */
@@ -1284,6 +1638,34 @@ static int index_edges(struct dw_fsm *f)
     return 0;
 }
 
+/* Fills order[0..n) with 0..n-1 sorted by the id each index names. */
+static void order_by_id(int *order, int n, const char *(*id_of)(const struct dw_config *, int),
+                        const struct dw_config *cfg)
+{
+    struct {
+        const char *id; /* first: cmp_str_ptr compares it */
+        int idx;
+    } slot[DW_MAX_SITES > DW_MAX_GROUPS ? DW_MAX_SITES : DW_MAX_GROUPS];
+
+    for (int i = 0; i < n; i++) {
+        slot[i].id = id_of(cfg, i);
+        slot[i].idx = i;
+    }
+    qsort(slot, (size_t)n, sizeof slot[0], cmp_str_ptr);
+    for (int i = 0; i < n; i++)
+        order[i] = slot[i].idx;
+}
+
+static const char *site_id(const struct dw_config *cfg, int i)
+{
+    return cfg->sites[i].id;
+}
+
+static const char *group_id(const struct dw_config *cfg, int i)
+{
+    return cfg->groups[i].id;
+}
+
 int dw_fsm_open(struct dw_fsm **out, const struct dw_config *cfg, char *errmsg, size_t errlen)
 {
     struct dw_fsm *f = calloc(1, sizeof *f);
@@ -1300,6 +1682,8 @@ int dw_fsm_open(struct dw_fsm **out, const struct dw_config *cfg, char *errmsg, 
         set_msg(errmsg, errlen, "out of memory");
         goto fail;
     }
+    order_by_id(f->site_order, cfg->n_sites, site_id, cfg);
+    order_by_id(f->group_order, cfg->n_groups, group_id, cfg);
     if (open_memory_db(&f->db, errmsg, errlen) != 0)
         goto fail;
     if (sqlite3_exec(f->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK) {

@@ -28,6 +28,8 @@ static void usage(FILE *f)
             "  dump                         the replicated state, one line per row\n"
             "  debug crash-before STEP      (node.debug only) SIGKILL this node before STEP of an\n"
             "                               operation it began\n"
+            "  hold release GROUP           (on the leader) lift GROUP's hold after a failed step,\n"
+            "                               recorded in history under $USER\n"
             "the socket defaults to $DRWATCH_SOCKET, else " DEFAULT_SOCKET "\n");
 }
 
@@ -218,7 +220,7 @@ static void print_status(const cJSON *r)
     const cJSON *g;
     cJSON_ArrayForEach(g, arr(cl, "groups")) {
         printf("%-16s %-16s %s\n", str(g, "id"), str(g, "active"),
-               cJSON_IsTrue(arr(g, "hold")) ? "yes (operator action needed)" : "no");
+               cJSON_IsTrue(arr(g, "hold")) ? "yes (drctl hold release)" : "no");
     }
 
     int shown = 0;
@@ -316,6 +318,14 @@ int main(int argc, char **argv)
             goto bad_usage;
         cJSON_AddStringToObject(req, "cmd", "debug");
         cJSON_AddStringToObject(req, "crash_before", args[1]);
+    } else if (strcmp(cmd, "hold") == 0) {
+        const char *user = getenv("USER");
+        if (nargs != 2 || strcmp(args[0], "release") != 0)
+            goto bad_usage;
+        cJSON_AddStringToObject(req, "cmd", "hold");
+        cJSON_AddStringToObject(req, "action", "release");
+        cJSON_AddStringToObject(req, "group", args[1]);
+        cJSON_AddStringToObject(req, "by", user != NULL && user[0] != '\0' ? user : "unknown");
     } else {
         fprintf(stderr, "drctl: unknown command \"%s\"\n", cmd);
         goto bad_usage_quiet;
@@ -341,6 +351,8 @@ int main(int argc, char **argv)
         print_history(reply);
     } else if (strcmp(cmd, "dump") == 0) {
         fputs(str(reply, "dump"), stdout);
+    } else if (strcmp(cmd, "hold") == 0) {
+        printf("hold release proposed; see drctl status\n");
     } else {
         printf("ok\n");
     }

@@ -415,10 +415,12 @@ static void admin_handler(void *data, const cJSON *req, cJSON *reply)
             dw_log(DW_LOG_WARN, "node", "debug: will crash before step %s", cb->valuestring);
             cJSON_AddBoolToObject(reply, "ok", 1);
         }
+    } else if (strcmp(cmd, "hold") == 0) {
+        dw_admin_hold(n->raft, n->cfg, req, reply);
     } else {
         cJSON_AddBoolToObject(reply, "ok", 0);
         char msg[160];
-        snprintf(msg, sizeof msg, "cmd: unknown command \"%.64s\" (known: status, history, dump, debug)", cmd);
+        snprintf(msg, sizeof msg, "cmd: unknown command \"%.64s\" (known: status, history, dump, debug, hold)", cmd);
         cJSON_AddStringToObject(reply, "error", msg);
     }
 }

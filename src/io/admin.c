@@ -1,10 +1,14 @@
 #include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "drwatch/admin.h"
+#include "drwatch/entry.h"
 #include "drwatch/log.h"
 
 struct admin_client {
@@ -256,4 +260,59 @@ void dw_admin_close(struct dw_admin *a)
         client_close(a->clients);
     unlink(a->path);
     uv_close((uv_handle_t *)&a->server, server_closed);
+}
+
+static void hold_error(cJSON *reply, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void hold_error(cJSON *reply, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cJSON_AddBoolToObject(reply, "ok", 0);
+    cJSON_AddStringToObject(reply, "error", msg);
+}
+
+void dw_admin_hold(struct dw_raft *raft, const struct dw_config *cfg, const cJSON *req,
+                   cJSON *reply)
+{
+    const cJSON *action = cJSON_GetObjectItemCaseSensitive(req, "action");
+    const cJSON *group = cJSON_GetObjectItemCaseSensitive(req, "group");
+    const cJSON *by = cJSON_GetObjectItemCaseSensitive(req, "by");
+    char err[256];
+    bool known = false;
+
+    if (!cJSON_IsString(action) || strcmp(action->valuestring, "release") != 0) {
+        hold_error(reply, "action: expected \"release\"");
+        return;
+    }
+    if (!cJSON_IsString(group) || !cJSON_IsString(by)) {
+        hold_error(reply, "group, by: expected strings");
+        return;
+    }
+    for (int i = 0; i < cfg->n_groups; i++)
+        known = known || strcmp(cfg->groups[i].id, group->valuestring) == 0;
+    if (!known) {
+        hold_error(reply, "group: no group \"%.64s\"", group->valuestring);
+        return;
+    }
+    /* Only the leader proposes it: peers may forward observations only. */
+    if (!dw_raft_is_leader(raft)) {
+        hold_error(reply, "hold: this node is not the leader (node %llu is); ask the leader",
+                   (unsigned long long)dw_raft_leader_id(raft));
+        return;
+    }
+    char *e = dw_entry_hold_release(group->valuestring, by->valuestring);
+    if (e == NULL || dw_raft_propose(raft, e, NULL, NULL, err, sizeof err) != 0) {
+        hold_error(reply, "hold: %s", e == NULL ? "out of memory" : err);
+        free(e);
+        return;
+    }
+    free(e);
+    dw_log(DW_LOG_INFO, "admin", "hold release of %s proposed for %s", group->valuestring,
+           by->valuestring);
+    cJSON_AddBoolToObject(reply, "ok", 1);
+    cJSON_AddBoolToObject(reply, "proposed", 1);
 }

@@ -23,6 +23,7 @@
 #define RAFT_CONNECT_RETRY_MS 100
 #define RAFT_LOCK_FILE "drwatchd.lock"
 #define CLAMP_LOG_EVERY_MS 60000
+#define DW_RAFT_EXIT_APPLY 70 /* EX_SOFTWARE: the supervisor restarts the node, which replays */
 
 struct dw_raft {
     uv_loop_t *loop;
@@ -120,7 +121,14 @@ static int fsm_apply(struct raft_fsm *f, const struct raft_buffer *buf, void **r
 {
     struct dw_raft *r = f->data;
     /* A rejected entry is recorded by the FSM itself; a non-zero return would stall the log. */
-    (void)dw_fsm_apply(r->fsm, buf->base, buf->len);
+    if (dw_fsm_apply(r->fsm, buf->base, buf->len) == DW_FSM_FATAL) {
+        /* Going on would leave this node's state unlike every other's. The database is rebuilt
+         * from snapshot and log at start, so a restart replays this entry. */
+        dw_log(DW_LOG_ERROR, "raft", "cannot apply the entry after index %llu: %s; exiting",
+               (unsigned long long)raft_last_applied(&r->raft), dw_fsm_last_error(r->fsm));
+        fflush(stderr); /* _exit flushes nothing, and stderr may be a buffered file */
+        _exit(DW_RAFT_EXIT_APPLY);
+    }
     dw_stamp_applied(&r->stamps, dw_fsm_last_ts(r->fsm), mono_ms());
     *result = NULL;
     schedule_applied(r);

@@ -281,8 +281,11 @@ def test_f_genesys_409_and_503_are_retried():
 
 
 def test_g_garbage_edges_and_dead_genesys_api():
-    """Edges answering garbage count as down; a Genesys API that stays unreachable fails the step
-    after bounded retries, holds the group, and leaves every daemon running."""
+    """Edges answering garbage count as down; a Genesys API that stays unreachable fails each
+    step after bounded retries. Each failed activation is rolled back and the chain moves on
+    (premise-b, then the cloud), every daemon keeps running, and the group ends held. Once the API
+    is back nothing moves until an operator releases the hold through the log; then the calls
+    go to premise-b. (Before, the first failure held the group at once and for good.)"""
     import simctl
     with Cluster(BUILD, name="garbage").start() as c:
         c.wait_leader()
@@ -292,13 +295,20 @@ def test_g_garbage_edges_and_dead_genesys_api():
         for e in SITES["site-a"]:
             simctl.edge_mode(c.edge_ports[e], "garbage")
 
+        tried = [("failover", "premise-a", "premise-b"), ("rollback", "premise-b", "premise-a"),
+                 ("failover", "premise-a", "cloud"), ("rollback", "cloud", "premise-a")]
+
         def held():
             cl = c.cluster_view(1)
-            g = cl["groups"][0]
-            return g["hold"] and cl["operations"][0]["status"] == "failed" and cl
-        cl = wait_until(held, 60, "the operation to fail and the group to be held")
-        step = cl["operations"][0]["steps"][0]
-        assert step["status"] == "failed" and step["detail"], step
+            ops = cl["operations"]
+            return (cl["groups"][0]["hold"] and
+                    [(o["kind"], o["from"], o["to"]) for o in reversed(ops)] == tried and
+                    all(o["status"] == "failed" for o in ops) and cl)
+        cl = wait_until(held, 120, "every target tried, rolled back and the group held")
+        for op in cl["operations"]:
+            failed = [s for s in op["steps"] if s["status"] == "failed"]
+            assert len(failed) == 1 and failed[0]["detail"], op
+        assert cl["groups"][0]["active"] == "premise-a", cl["groups"]
         assert c.alive() == [1, 2, 3], "every daemon keeps running"
         for i in range(1, 4):
             assert "bad response" in c.log(i) or "garbage" in c.log(i).lower() or \
@@ -308,7 +318,7 @@ def test_g_garbage_edges_and_dead_genesys_api():
         warned = [(m.group(1), m.group(2)) for i in range(1, 4)
                   for m in re.finditer(r"WARN +genesys: .*, retry (\d+)/(\d+) in", c.log(i))]
         assert warned and all(n in ("1", of) for n, of in warned), warned
-        # Held: recovering the API does not restart anything without an operator.
+        # Held, and every target either down or failed: recovering the API restarts nothing.
         simctl.clear_faults(c.genesys_url)
         before = len(c.requests())
         # Give the leader time to act if the hold were ignored: three refresh rounds in the log.
@@ -316,6 +326,21 @@ def test_g_garbage_edges_and_dead_genesys_api():
         c.wait_converged(20)
         assert c.cluster_view(2)["groups"][0]["hold"]
         assert [r for r in c.requests()[before:] if r["method"] == "PUT"] == []
+        # A follower cannot release it; the leader proposes the release through the log.
+        leader = c.wait_leader()
+        follower = next(i for i in range(1, 4) if i != leader)
+        r = subprocess.run([os.path.join(BUILD, "drctl"), "--socket", c.socket(follower),
+                            "hold", "release", "carrier-1"], capture_output=True, text=True,
+                           timeout=15)
+        assert r.returncode == 1 and "not the leader" in r.stderr, (r.returncode, r.stderr)
+        assert c.drctl(leader, "hold", "release", "carrier-1")["proposed"]
+        wait_until(lambda: all(c.group_active(i) == "premise-b" and
+                               not c.cluster_view(i)["groups"][0]["hold"] for i in range(1, 4)),
+                   60, "premise-b active and the hold lifted on every node")
+        assert c.ok_puts() == [("tbB", True), ("tbA", False)], c.puts()
+        hist = c.drctl(2, "history", "200")["history"]
+        assert any(h["kind"] == "hold" and "carrier-1: hold released by" in h["detail"]
+                   for h in hist), hist
 
 
 def test_h_admin_socket_and_drctl_errors():
@@ -332,7 +357,11 @@ def test_h_admin_socket_and_drctl_errors():
                              ('{"v":1}', "cmd: expected a string"),
                              ('{"v":9,"cmd":"status"}', "unsupported admin protocol version"),
                              ('{"v":1,"cmd":"reboot"}', 'unknown command "reboot"'),
-                             ('{"v":1,"cmd":"debug","crash_before":"lunch"}', "crash_before")]:
+                             ('{"v":1,"cmd":"debug","crash_before":"lunch"}', "crash_before"),
+                             ('{"v":1,"cmd":"hold","action":"set","group":"carrier-1","by":"x"}',
+                              'action: expected "release"'),
+                             ('{"v":1,"cmd":"hold","action":"release","group":"nope","by":"x"}',
+                              'no group "nope"')]:
             f.write(line + "\n")
             f.flush()
             r = json.loads(f.readline())
@@ -344,6 +373,9 @@ def test_h_admin_socket_and_drctl_errors():
         drctl = os.path.join(BUILD, "drctl")
         r = subprocess.run([drctl, "--socket", c.socket(1), "frobnicate"], capture_output=True, text=True)
         assert r.returncode == 2 and "unknown command" in r.stderr, r
+        r = subprocess.run([drctl, "--socket", c.socket(1), "hold", "carrier-1"], capture_output=True,
+                           text=True)
+        assert r.returncode == 2 and "wrong arguments" in r.stderr, r
         r = subprocess.run([drctl, "--socket", os.path.join(c.dir, "nope.sock"), "status"],
                            capture_output=True, text=True)
         assert r.returncode == 3 and "cannot connect" in r.stderr, r

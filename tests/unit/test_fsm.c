@@ -213,6 +213,97 @@ static cJSON *group_status(struct fx *x, cJSON **root)
     return cJSON_GetArrayItem(cJSON_GetObjectItem(*root, "groups"), 0);
 }
 
+/* Which targets of carrier-1 the journal leaves in service: premise-a at the start, then every
+ * DONE activate or deactivate in operation and step order (the dump's order). */
+static void journal_on(struct fx *x, bool on[3])
+{
+    static const char *const ids[3] = {"premise-a", "premise-b", "cloud"};
+    char *dump = dw_fsm_dump(x->f), *line;
+
+    assert_non_null(dump);
+    on[0] = true;
+    on[1] = on[2] = false;
+    for (line = strtok(dump, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+        if (strncmp(line, "steps|", 6) != 0 || strstr(line, "|status=done|") == NULL)
+            continue;
+        for (int t = 0; t < 3; t++) {
+            char want[64];
+
+            snprintf(want, sizeof want, "|target=%s|", ids[t]);
+            if (strstr(line, want) == NULL)
+                continue;
+            if (strstr(line, "|action=activate|"))
+                on[t] = true;
+            else if (strstr(line, "|action=deactivate|"))
+                on[t] = false;
+        }
+    }
+    free(dump);
+}
+
+/* Exactly one target in service, and it is what the group says is active. */
+static void assert_only_in_service(struct fx *x, int target)
+{
+    bool on[3];
+
+    journal_on(x, on);
+    for (int t = 0; t < 3; t++) {
+        if (on[t] != (t == target))
+            fail_msg("target %d in service: %d (expected only %d)", t, on[t], target);
+    }
+    assert_int_equal(dw_fsm_active_target(x->f, 0), target);
+}
+
+/* The single running operation's steps, from its next one on, as "action target" pairs. */
+static void expect_plan(struct fx *x, const char *const *want, int n)
+{
+    cJSON *root = dw_fsm_status_json(x->f), *op, *steps;
+    int found = 0;
+
+    assert_non_null(root);
+    cJSON_ArrayForEach(op, cJSON_GetObjectItem(root, "operations")) {
+        if (strcmp(jstr(op, "status"), "running") != 0)
+            continue;
+        found++;
+        steps = cJSON_GetObjectItem(op, "steps");
+        assert_int_equal(cJSON_GetArraySize(steps), n);
+        for (int i = 0; i < n; i++) {
+            cJSON *st = cJSON_GetArrayItem(steps, i);
+            char got[96];
+
+            snprintf(got, sizeof got, "%s %s", jstr(st, "action"), jstr(st, "target"));
+            assert_string_equal(got, want[i]);
+        }
+    }
+    assert_int_equal(found, 1);
+    cJSON_Delete(root);
+}
+
+/* Runs the single running operation's remaining steps to DONE. */
+static void run_to_done(struct fx *x, int64_t *ts)
+{
+    struct dw_step_ref r[4];
+    int64_t op;
+
+    assert_int_equal(n_next(x, r, 4), 1);
+    op = r[0].op;
+    while (n_next(x, r, 4) == 1 && r[0].op == op) {
+        if (r[0].status == DW_STEP_PENDING)
+            assert_int_equal(step(x, op, r[0].seq, DW_STEP_STARTED, (*ts)++), DW_FSM_APPLIED);
+        assert_int_equal(step(x, op, r[0].seq, DW_STEP_DONE, (*ts)++), DW_FSM_APPLIED);
+    }
+}
+
+static void step_fails(struct fx *x, int64_t op, int seq, int64_t ts)
+{
+    assert_int_equal(step(x, op, seq, DW_STEP_STARTED, ts), DW_FSM_APPLIED);
+    assert_int_equal(apply_raw(x->f, dw_entry_step(op, seq, DW_STEP_FAILED, "not in service"),
+                               ts + 1),
+                     DW_FSM_APPLIED);
+}
+
+static void expect_refused(const char *json, const char *why_part);
+
 /* ---- tests ---------------------------------------------------------------------------------- */
 
 static void test_open_state(void **state)
@@ -394,109 +485,323 @@ static void test_duplicate_and_out_of_order_steps_rejected(void **state)
     assert_int_equal(dw_fsm_active_target(x->f, 0), PREMISE_B);
 }
 
+/* Failover premise-a -> premise-b has run `done` steps (and started the next one when
+ * `started`); then premise-a recovers and premise-b dies. */
+static int64_t abort_after(struct fx *x, int done, bool started)
+{
+    int64_t op, ts = T0 + 2000;
+
+    all_up(x);
+    op = fail_site_a(x, T0 + 1000);
+    for (int seq = 0; seq < done; seq++) {
+        assert_int_equal(step(x, op, seq, DW_STEP_STARTED, ts++), DW_FSM_APPLIED);
+        assert_int_equal(step(x, op, seq, DW_STEP_DONE, ts++), DW_FSM_APPLIED);
+    }
+    if (started)
+        assert_int_equal(step(x, op, done, DW_STEP_STARTED, ts++), DW_FSM_APPLIED);
+    assert_int_equal(observe(x, 1, T0 + 3000, U, D), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_UP);
+    assert_int_equal(observe(x, 2, T0 + 3001, U, D), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_B), DW_DOWN);
+    assert_true(history_has(x, "operation", "#1 premise-a -> premise-b aborted"));
+    return op;
+}
+
+static void test_abort_before_activate_changes_nothing(void **state)
+{
+    struct fx *x = *state;
+    struct dw_step_ref r[4];
+
+    abort_after(x, 0, false);
+    assert_int_equal(n_next(x, r, 4), 0); /* nothing was touched */
+    assert_only_in_service(x, PREMISE_A);
+}
+
+/* Before premise-b is verified premise-a still carries the calls: only premise-b (and the
+ * cloud, to be sure) is switched off. `started`: the activate PUT may or may not have been
+ * sent. */
+static void abort_before_verify(void **state, int done, bool started)
+{
+    struct fx *x = *state;
+    static const char *const plan[] = {"deactivate premise-b", "deactivate cloud"};
+    int64_t ts = T0 + 5000;
+
+    abort_after(x, done, started);
+    expect_plan(x, plan, 2);
+    assert_int_equal(dw_fsm_active_target(x->f, 0), PREMISE_A);
+    run_to_done(x, &ts);
+    assert_only_in_service(x, PREMISE_A);
+    assert_true(history_has(x, "operation", "cleanup #2 premise-a -> premise-a done"));
+}
+
+static void test_abort_while_activating_switches_destination_off(void **state)
+{
+    abort_before_verify(state, 0, true);
+}
+
+static void test_abort_after_activate_switches_destination_off(void **state)
+{
+    abort_before_verify(state, 1, false);
+}
+
+/* Once premise-b is verified it carries the calls (premise-a may be off already): moving back
+ * to premise-a is a failover like any other, make-before-break. */
+static void test_abort_after_verify_moves_back(void **state)
+{
+    struct fx *x = *state;
+    static const char *const plan[] = {"activate premise-a", "verify premise-a",
+                                       "deactivate premise-b", "deactivate cloud"};
+    int64_t ts = T0 + 5000;
+
+    for (int done = 2; done <= 3; done++) {
+        if (done == 3) {
+            teardown(state);
+            setup(state);
+            x = *state;
+        }
+        abort_after(x, done, false);
+        assert_int_equal(dw_fsm_active_target(x->f, 0), PREMISE_B);
+        expect_plan(x, plan, 4);
+        run_to_done(x, &ts);
+        assert_only_in_service(x, PREMISE_A);
+    }
+}
+
+/* premise-a dies, premise-b is switched on, then premise-b dies too; returns the failover. */
+static int64_t activated_then_b_dies(struct fx *x)
+{
+    int64_t op;
+
+    all_up(x);
+    op = fail_site_a(x, T0 + 1000);
+    assert_int_equal(step(x, op, 0, DW_STEP_STARTED, T0 + 2000), DW_FSM_APPLIED);
+    assert_int_equal(step(x, op, 0, DW_STEP_DONE, T0 + 2001), DW_FSM_APPLIED);
+    assert_int_equal(observe(x, 1, T0 + 3000, D, D), DW_FSM_APPLIED);
+    assert_int_equal(observe(x, 2, T0 + 3001, D, D), DW_FSM_APPLIED);
+    return op;
+}
+
 static void test_destination_down_aborts_and_replans(void **state)
 {
     struct fx *x = *state;
     struct dw_step_ref r[4];
-    int64_t op;
-    cJSON *root, *ops, *steps;
+    int64_t op, ts = T0 + 5000;
+    static const char *const plan[] = {"activate cloud", "verify cloud", "deactivate premise-a",
+                                       "deactivate premise-b"};
 
-    all_up(x);
-    op = fail_site_a(x, T0 + 1000);
-    assert_int_equal(step(x, op, 0, DW_STEP_STARTED, T0 + 2000), DW_FSM_APPLIED);
-    assert_int_equal(step(x, op, 0, DW_STEP_DONE, T0 + 2001), DW_FSM_APPLIED);
     /* premise-b dies while it is being verified: the operation can never succeed */
-    assert_int_equal(observe(x, 1, T0 + 3000, D, D), DW_FSM_APPLIED);
-    assert_int_equal(observe(x, 2, T0 + 3001, D, D), DW_FSM_APPLIED);
+    op = activated_then_b_dies(x);
     assert_int_equal(dw_fsm_site_verdict(x->f, SITE_B), DW_DOWN);
     assert_true(history_has(x, "operation", "#1 premise-a -> premise-b aborted: premise-b is down"));
     assert_int_equal(n_next(x, r, 4), 1);
     assert_true(r[0].op != op);
-    assert_int_equal(r[0].target, CLOUD);
-    assert_int_equal(r[0].n_steps, 4);
+    /* premise-b was switched on by the aborted operation: it is switched off again */
+    expect_plan(x, plan, 4);
     /* a late step of the aborted operation is refused */
     assert_int_equal(step(x, op, 1, DW_STEP_STARTED, T0 + 3002), DW_FSM_REJECTED);
-
-    root = dw_fsm_status_json(x->f);
-    ops = cJSON_GetObjectItem(root, "operations");
-    assert_int_equal(cJSON_GetArraySize(ops), 2);
-    for (int i = 0; i < 2; i++) {
-        cJSON *o = cJSON_GetArrayItem(ops, i);
-        if (strcmp(jstr(o, "status"), "running") != 0) {
-            assert_string_equal(jstr(o, "status"), "aborted");
-            continue;
-        }
-        /* premise-b was switched on by the aborted operation: it is switched off again */
-        steps = cJSON_GetObjectItem(o, "steps");
-        assert_string_equal(jstr(cJSON_GetArrayItem(steps, 2), "target"), "premise-a");
-        assert_string_equal(jstr(cJSON_GetArrayItem(steps, 3), "target"), "premise-b");
-    }
-    cJSON_Delete(root);
+    run_to_done(x, &ts);
+    assert_only_in_service(x, CLOUD);
 }
 
+/* A group without a cloud target: when both sites die there is nowhere to go, and no dead
+ * target is left in service; the first site back is switched on again. */
 static void test_abort_without_replacement_cleans_up(void **state)
 {
     struct fx *x = *state;
-    struct dw_group *g;
     struct dw_step_ref r[4];
+    static const char *const cleanup[] = {"deactivate premise-a", "deactivate premise-b"};
+    static const char *const back[] = {"activate premise-b", "verify premise-b",
+                                       "deactivate premise-a"};
     char err[256];
-    int64_t op;
+    int64_t op, ts = T0 + 4000;
+    bool on[3];
+    cJSON *root;
 
-    /* a group without a cloud target: when both sites die there is nowhere to go */
-    g = &x->cfg->groups[0];
-    g->n_targets = 2;
+    x->cfg->groups[0].n_targets = 2;
     dw_fsm_close(x->f);
     assert_int_equal(dw_fsm_open(&x->f, x->cfg, err, sizeof err), 0);
-    all_up(x);
-    op = fail_site_a(x, T0 + 1000);
-    assert_int_equal(step(x, op, 0, DW_STEP_STARTED, T0 + 2000), DW_FSM_APPLIED);
-    assert_int_equal(step(x, op, 0, DW_STEP_DONE, T0 + 2001), DW_FSM_APPLIED);
-    assert_int_equal(observe(x, 1, T0 + 3000, D, D), DW_FSM_APPLIED);
-    assert_int_equal(observe(x, 2, T0 + 3001, D, D), DW_FSM_APPLIED);
-    /* premise-b was switched on and is dead too: switch it off again, stay on premise-a */
+    op = activated_then_b_dies(x);
     assert_int_equal(n_next(x, r, 4), 1);
     assert_true(r[0].op != op);
-    assert_int_equal(r[0].n_steps, 1);
-    assert_string_equal(r[0].action, "deactivate");
-    assert_int_equal(r[0].target, PREMISE_B);
-    assert_true(history_has(x, "operation", "cleanup"));
-    assert_int_equal(step(x, r[0].op, 0, DW_STEP_STARTED, T0 + 4000), DW_FSM_APPLIED);
-    /* the cleanup is not aborted although its group's active target is down */
-    assert_int_equal(observe(x, 3, T0 + 4001, D, D), DW_FSM_APPLIED);
-    assert_int_equal(step(x, r[0].op, 0, DW_STEP_DONE, T0 + 4002), DW_FSM_APPLIED);
+    expect_plan(x, cleanup, 2);
+    assert_true(history_has(x, "operation", "cleanup #2 premise-a -> (none) planned"));
+    assert_int_equal(step(x, r[0].op, 0, DW_STEP_STARTED, ts++), DW_FSM_APPLIED);
+    /* the cleanup is not aborted although its group's targets are down */
+    assert_int_equal(observe(x, 3, ts++, D, D), DW_FSM_APPLIED);
+    run_to_done(x, &ts);
     assert_int_equal(n_next(x, r, 4), 0);
-    assert_int_equal(dw_fsm_active_target(x->f, 0), PREMISE_A);
+    journal_on(x, on);
+    assert_false(on[0] || on[1]);
+    assert_int_equal(dw_fsm_active_target(x->f, 0), -1);
+    root = dw_fsm_status_json(x->f);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(root,
+                                                                                     "groups"),
+                                                                    0),
+                                                 "active")));
+    cJSON_Delete(root);
+    /* premise-b comes back first */
+    assert_int_equal(observe(x, 1, ts++, D, U), DW_FSM_APPLIED);
+    assert_int_equal(observe(x, 2, ts++, D, U), DW_FSM_APPLIED);
+    expect_plan(x, back, 3);
+    run_to_done(x, &ts);
+    journal_on(x, on);
+    assert_true(on[1] && !on[0]);
+    assert_int_equal(dw_fsm_active_target(x->f, 0), PREMISE_B);
 }
 
-static void test_failed_step_holds_group(void **state)
+/* premise-b's trunks never come into service: premise-b is switched off again and the calls go
+ * to the next target of the chain, the cloud, although premise-b's site is UP. */
+static void failed_bring_in(void **state, int failing_seq)
 {
     struct fx *x = *state;
+    static const char *const rollback[] = {"deactivate premise-b"};
+    static const char *const next[] = {"activate cloud", "verify cloud", "deactivate premise-a",
+                                       "deactivate premise-b"};
     struct dw_step_ref r[4];
-    int64_t op;
+    int64_t op, ts = T0 + 5000;
     cJSON *root, *g;
 
     all_up(x);
     op = fail_site_a(x, T0 + 1000);
-    assert_int_equal(step(x, op, 0, DW_STEP_STARTED, T0 + 2000), DW_FSM_APPLIED);
-    assert_int_equal(step(x, op, 0, DW_STEP_DONE, T0 + 2001), DW_FSM_APPLIED);
-    assert_int_equal(step(x, op, 1, DW_STEP_STARTED, T0 + 2002), DW_FSM_APPLIED);
-    assert_int_equal(apply_raw(x->f, dw_entry_step(op, 1, DW_STEP_FAILED, "trunk not in service"),
-                               T0 + 2003),
-                     DW_FSM_APPLIED);
+    if (failing_seq == 1) {
+        assert_int_equal(step(x, op, 0, DW_STEP_STARTED, T0 + 2000), DW_FSM_APPLIED);
+        assert_int_equal(step(x, op, 0, DW_STEP_DONE, T0 + 2001), DW_FSM_APPLIED);
+    }
+    step_fails(x, op, failing_seq, T0 + 2002);
+    assert_true(history_has(x, "step", "not in service"));
+    assert_true(history_has(x, "operation", "failover #1 premise-a -> premise-b failed"));
+    g = group_status(x, &root);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(g, "hold")));
+    assert_string_equal(jstr(g, "active"), "premise-a");
+    cJSON_Delete(root);
+    expect_plan(x, rollback, 1);
+    assert_true(history_has(x, "operation", "rollback #2 premise-b -> premise-a planned"));
+    run_to_done(x, &ts);
+    expect_plan(x, next, 4);
+    run_to_done(x, &ts);
+    assert_only_in_service(x, CLOUD);
+    /* premise-b stays passed over while its verdict stands */
+    assert_int_equal(observe(x, 3, ts++, D, U), DW_FSM_APPLIED);
     assert_int_equal(n_next(x, r, 4), 0);
-    assert_int_equal(dw_fsm_active_target(x->f, 0), PREMISE_A);
+}
+
+static void test_failed_verify_rolls_back_and_moves_on(void **state)
+{
+    failed_bring_in(state, 1);
+}
+
+static void test_failed_activate_rolls_back_and_moves_on(void **state)
+{
+    failed_bring_in(state, 0);
+}
+
+/* premise-b is switched on, dies (abort), then the cloud fails verification and is rolled back:
+ * with nothing left to go to, what the aborted operation switched on is still switched off,
+ * although the group is held and the last operation (the rollback) finished well. */
+static void test_abort_then_failure_still_cleans_up(void **state)
+{
+    struct fx *x = *state;
+    static const char *const cleanup[] = {"deactivate premise-a", "deactivate premise-b",
+                                          "deactivate cloud"};
+    struct dw_step_ref r[4];
+    int64_t ts = T0 + 5000;
+    bool on[3];
+
+    activated_then_b_dies(x);
+    assert_int_equal(n_next(x, r, 4), 1);
+    assert_int_equal(r[0].target, CLOUD);
+    assert_int_equal(step(x, r[0].op, 0, DW_STEP_STARTED, ts++), DW_FSM_APPLIED);
+    assert_int_equal(step(x, r[0].op, 0, DW_STEP_DONE, ts++), DW_FSM_APPLIED);
+    step_fails(x, r[0].op, 1, ts);
+    ts += 2;
+    run_to_done(x, &ts); /* the rollback of the cloud */
+    expect_plan(x, cleanup, 3);
+    run_to_done(x, &ts);
+    journal_on(x, on);
+    assert_false(on[0] || on[1] || on[2]);
+    assert_int_equal(dw_fsm_active_target(x->f, 0), -1);
+    /* nothing is retried on its own after that */
+    assert_int_equal(observe(x, 3, ts++, D, D), DW_FSM_APPLIED);
+    assert_int_equal(n_next(x, r, 4), 0);
+}
+
+/* Failover premise-a -> premise-b verifies premise-b, then fails to switch premise-a off. */
+static void fail_switch_off(struct fx *x, int64_t *ts)
+{
+    int64_t op;
+
+    all_up(x);
+    op = fail_site_a(x, T0 + 1000);
+    for (int seq = 0; seq < 2; seq++) {
+        assert_int_equal(step(x, op, seq, DW_STEP_STARTED, (*ts)++), DW_FSM_APPLIED);
+        assert_int_equal(step(x, op, seq, DW_STEP_DONE, (*ts)++), DW_FSM_APPLIED);
+    }
+    step_fails(x, op, 2, *ts);
+    *ts += 2;
+}
+
+/* A failed switch-off holds the group with two targets on; when the carrier then dies the calls
+ * still move, hold or not. */
+static void test_held_group_leaves_a_dead_carrier(void **state)
+{
+    struct fx *x = *state;
+    struct dw_step_ref r[4];
+    static const char *const plan[] = {"activate cloud", "verify cloud", "deactivate premise-b",
+                                       "deactivate premise-a"};
+    int64_t ts = T0 + 5000;
+    bool on[3];
+    cJSON *root, *g;
+
+    fail_switch_off(x, &ts);
+    g = group_status(x, &root);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(g, "hold")));
+    assert_string_equal(jstr(g, "active"), "premise-b"); /* verified: it carries the calls */
+    cJSON_Delete(root);
+    journal_on(x, on);
+    assert_true(on[PREMISE_A] && on[PREMISE_B]);
+    /* held: the failed switch-off is not retried on its own */
+    assert_int_equal(observe(x, 3, ts++, D, U), DW_FSM_APPLIED);
+    assert_int_equal(n_next(x, r, 4), 0);
+    /* premise-b dies too */
+    assert_int_equal(observe(x, 1, ts++, D, D), DW_FSM_APPLIED);
+    assert_int_equal(observe(x, 2, ts++, D, D), DW_FSM_APPLIED);
+    expect_plan(x, plan, 4);
+    run_to_done(x, &ts);
+    assert_only_in_service(x, CLOUD);
     g = group_status(x, &root);
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(g, "hold")));
     cJSON_Delete(root);
-    assert_true(history_has(x, "step", "trunk not in service"));
-    assert_true(history_has(x, "operation", "automatic operations held"));
+}
 
-    /* site-a still down and site-b up, but the group is held */
-    assert_int_equal(observe(x, 3, T0 + 3000, D, U), DW_FSM_APPLIED);
-    assert_int_equal(observe(x, 1, T0 + 60000, D, U), DW_FSM_APPLIED);
-    assert_int_equal(observe(x, 2, T0 + 60001, D, U), DW_FSM_APPLIED);
-    assert_int_equal(n_next(x, r, 4), 0);
-    assert_int_equal(step(x, op, 1, DW_STEP_DONE, T0 + 60002), DW_FSM_REJECTED);
+/* An operator's release goes through the log: the hold is lifted, recorded, and what the failed
+ * operation left on is switched off. */
+static void test_hold_release(void **state)
+{
+    struct fx *x = *state;
+    static const char *const plan[] = {"deactivate premise-a", "deactivate cloud"};
+    int64_t ts = T0 + 5000;
+    cJSON *root, *g;
+
+    fail_switch_off(x, &ts);
+    assert_int_equal(apply_raw(x->f, dw_entry_hold_release("carrier-9", "alice"), ts++),
+                     DW_FSM_REJECTED);
+    assert_int_equal(apply_raw(x->f, dw_entry_hold_release("carrier-1", "alice"), ts++),
+                     DW_FSM_APPLIED);
+    assert_true(history_has(x, "hold", "carrier-1: hold released by alice"));
+    g = group_status(x, &root);
+    assert_false(cJSON_IsTrue(cJSON_GetObjectItem(g, "hold")));
+    cJSON_Delete(root);
+    expect_plan(x, plan, 2);
+    run_to_done(x, &ts);
+    assert_only_in_service(x, PREMISE_B);
+
+    expect_refused("{\"v\":1,\"type\":\"hold\",\"action\":\"release\",\"by_operator\":\"a\"}",
+                   "group");
+    expect_refused("{\"v\":1,\"type\":\"hold\",\"group\":\"g\",\"action\":\"set\","
+                   "\"by_operator\":\"a\"}",
+                   "action");
+    expect_refused("{\"v\":1,\"type\":\"hold\",\"group\":\"g\",\"action\":\"release\"}",
+                   "by_operator");
 }
 
 static void test_stale_observations_do_not_vote(void **state)
@@ -705,6 +1010,42 @@ static void test_garbage_rejected(void **state)
     }
 }
 
+/* A database error is this node's problem, not the entry's: nothing is kept, not even a
+ * "rejected" row, and the caller learns it must stop. */
+static void test_database_error_is_fatal(void **state)
+{
+    struct fx *x = *state;
+    sqlite3 *db = dw_fsm_db(x->f);
+    enum dw_health st[2] = {DW_DOWN, DW_UP};
+    char *raw, *e, *before, *after, err[128];
+
+    all_up(x);
+    assert_int_equal(observe(x, 1, T0 + 1000, D, U), DW_FSM_APPLIED);
+    assert_int_equal(sqlite3_exec(db, "CREATE TEMP TRIGGER boom BEFORE INSERT ON operations"
+                                      " BEGIN SELECT RAISE(ABORT, 'disk on fire'); END",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    before = dw_fsm_dump(x->f);
+    raw = dw_entry_observe(x->cfg, 2, false, st);
+    e = dw_entry_stamp(raw, strlen(raw), T0 + 2000, 1, err, sizeof err);
+    assert_non_null(e);
+    /* site-a goes down: planning the failover fails */
+    assert_int_equal(dw_fsm_apply(x->f, e, strlen(e)), DW_FSM_FATAL);
+    assert_non_null(strstr(dw_fsm_last_error(x->f), "disk on fire"));
+    after = dw_fsm_dump(x->f);
+    assert_string_equal(before, after);
+    assert_int_equal(dw_fsm_rejected(x->f), 0);
+    /* once the fault is gone the same entry applies (what a restart's replay does) */
+    assert_int_equal(sqlite3_exec(db, "DROP TRIGGER boom", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(dw_fsm_apply(x->f, e, strlen(e)), DW_FSM_APPLIED);
+    assert_string_equal(dw_fsm_last_error(x->f), "");
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_DOWN);
+    free(before);
+    free(after);
+    free(raw);
+    free(e);
+}
+
 static void test_snapshot_restore_roundtrip(void **state)
 {
     struct fx *x = *state;
@@ -748,8 +1089,6 @@ static void test_history_json(void **state)
 }
 
 /* ---- the Genesys signal --------------------------------------------------------------------- */
-
-static void expect_refused(const char *json, const char *why_part);
 
 /* Gives every Edge a Genesys id, sets how each site combines its signals, reopens the FSM. */
 static void use_cloud(struct fx *x, enum dw_combine a, enum dw_combine b)
@@ -1217,6 +1556,96 @@ static void test_topology_digest(void **state)
 
 /* ---- determinism ---------------------------------------------------------------------------- */
 
+/* make_config plus a second group; "reversed" lists groups, sites and Edges the other way round
+ * (the same topology: the digest sorts them). */
+static struct dw_config *make_config_order(bool reversed)
+{
+    struct dw_config *cfg = make_config();
+    int a = reversed ? 1 : 0, b = 1 - a;
+    struct dw_group *g = &cfg->groups[cfg->n_groups++];
+
+    snprintf(g->id, sizeof g->id, "carrier-0");
+    add_target(g, "p0-a", SITE_A, "tb-0a");
+    add_target(g, "p0-b", SITE_B, "tb-0b");
+    if (!reversed)
+        return cfg;
+    {
+        struct dw_site s = cfg->sites[0];
+        struct dw_group t = cfg->groups[0];
+        struct dw_edge e = cfg->sites[0].edges[0];
+
+        cfg->sites[0] = cfg->sites[1];
+        cfg->sites[1] = s;
+        cfg->groups[0] = cfg->groups[1];
+        cfg->groups[1] = t;
+        /* site-a: swap its two Edges */
+        cfg->sites[1].edges[0] = cfg->sites[1].edges[1];
+        cfg->sites[1].edges[1] = e;
+    }
+    for (int i = 0; i < cfg->n_groups; i++) {
+        for (int t = 0; t < cfg->groups[i].n_targets; t++) {
+            struct dw_target *tg = &cfg->groups[i].targets[t];
+
+            if (tg->site >= 0)
+                tg->site = tg->site == SITE_A ? a : b;
+        }
+    }
+    return cfg;
+}
+
+static void test_order_of_config_does_not_matter(void **state)
+{
+    struct dw_config *c1 = make_config_order(false), *c2 = make_config_order(true);
+    struct dw_fsm *f1, *f2;
+    struct dw_step_ref r[4];
+    char err[128], *d1, *d2;
+    int64_t ts = T0;
+    /* site states in c1's order: a then b */
+    static const enum dw_health script[][2] = {{DW_UP, DW_UP}, {DW_DOWN, DW_UP}, {DW_DOWN, DW_DOWN}};
+
+    (void)state;
+    assert_true(dw_config_topology_digest(c1) == dw_config_topology_digest(c2));
+    assert_int_equal(dw_fsm_open(&f1, c1, err, sizeof err), 0);
+    assert_int_equal(dw_fsm_open(&f2, c2, err, sizeof err), 0);
+    for (size_t k = 0; k < sizeof script / sizeof script[0]; k++) {
+        for (uint64_t n = 1; n <= 3; n++) {
+            char *e = dw_entry_observe(c1, n, false, script[k]);
+            char *st = dw_entry_stamp(e, strlen(e), ts++, 1, err, sizeof err);
+
+            assert_non_null(st);
+            assert_int_equal(dw_fsm_apply(f1, st, strlen(st)), DW_FSM_APPLIED);
+            assert_int_equal(dw_fsm_apply(f2, st, strlen(st)), DW_FSM_APPLIED);
+            free(st);
+            free(e);
+        }
+        if (k == 1) {
+            /* both groups fail over at once: the first operation's first step starts */
+            assert_int_equal(dw_fsm_next_steps(f1, r, 4), 2);
+            {
+                char *e = dw_entry_step(1, 0, DW_STEP_STARTED, NULL);
+                char *st = dw_entry_stamp(e, strlen(e), ts++, 1, err, sizeof err);
+
+                assert_int_equal(dw_fsm_apply(f1, st, strlen(st)), DW_FSM_APPLIED);
+                assert_int_equal(dw_fsm_apply(f2, st, strlen(st)), DW_FSM_APPLIED);
+                free(st);
+                free(e);
+            }
+        }
+    }
+    d1 = dw_fsm_dump(f1);
+    d2 = dw_fsm_dump(f2);
+    assert_non_null(d1);
+    assert_non_null(d2);
+    assert_string_equal(d1, d2);
+    assert_non_null(strstr(d1, "operations|id=1|grp=carrier-0|"));
+    free(d1);
+    free(d2);
+    dw_fsm_close(f1);
+    dw_fsm_close(f2);
+    free_config(c1);
+    free_config(c2);
+}
+
 static uint64_t rng_next(uint64_t *s)
 {
     /* xorshift64*: fixed seed, same sequence on every machine */
@@ -1382,7 +1811,20 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_destination_down_aborts_and_replans, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort_without_replacement_cleans_up, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_failed_step_holds_group, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_abort_before_activate_changes_nothing, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_abort_while_activating_switches_destination_off,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_abort_after_activate_switches_destination_off,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_abort_after_verify_moves_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_verify_rolls_back_and_moves_on, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_failed_activate_rolls_back_and_moves_on, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_held_group_leaves_a_dead_carrier, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_abort_then_failure_still_cleans_up, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hold_release, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_observations_do_not_vote, setup, teardown),
         cmocka_unit_test_setup_teardown(test_future_stamp_does_not_keep_dead_vote, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_old_observations_unknown, setup, teardown),
@@ -1390,6 +1832,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tilted_observer_abstains, setup, teardown),
         cmocka_unit_test_setup_teardown(test_topology_mismatch_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_rejected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_database_error_is_fatal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_restore_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_json, setup, teardown),
         cmocka_unit_test_setup_teardown(test_combine_and, setup, teardown),
@@ -1402,6 +1845,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_entry_stamp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_topology_digest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_determinism, setup, teardown),
+        cmocka_unit_test(test_order_of_config_does_not_matter),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "drwatch/config.h"
@@ -520,6 +521,11 @@ static void test_cluster(void **state)
             http("POST", fa, "/v1/propose", pair_secret(g, f), g + 1, "{}", 2);
         struct tl_http_res bogus = http("POST", la, "/v1/propose", pair_secret(f, l), f + 1,
                                         "{\"v\":1,\"type\":\"bogus\"}", 22);
+        /* well-formed, but only the leader's own admin socket may propose it */
+        static const char hold[] = "{\"v\":1,\"type\":\"hold\",\"group\":\"carrier-1\","
+                                   "\"action\":\"release\",\"by_operator\":\"mallory\"}";
+        struct tl_http_res held = http("POST", la, "/v1/propose", pair_secret(f, l), f + 1, hold,
+                                       sizeof hold - 1);
         if (!epoch_held(&ep)) {
             print_message("the leadership changed during the requests: again\n");
             continue;
@@ -531,8 +537,9 @@ static void test_cluster(void **state)
         assert_int_equal(refused.status, 421);
         assert_non_null(strstr(refused.body, want));
         assert_int_equal(bogus.status, 400);
+        assert_int_equal(held.status, 403);
         dw_peer_stats(nodes[l].peer, &st);
-        assert_int_equal(st.rejected_bad - l0.rejected_bad, 1);
+        assert_int_equal(st.rejected_bad - l0.rejected_bad, 2);
         break;
     }
     /* A member speaks only for itself (issue 6): follower f, holding only what it shares with
@@ -673,6 +680,60 @@ static void test_cluster(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* ---- a node that cannot apply an entry stops ---- */
+
+/* Child: a one-member cluster whose database refuses history rows, so applying its first entry
+ * (the new leader's) fails on this node only. Returns only if the process was not stopped. */
+static int child_with_broken_db(void)
+{
+    char err[256];
+    struct dw_fsm *fsm;
+    struct dw_raft *raft;
+
+    fill_config(&nodes[0].cfg, 0);
+    nodes[0].cfg.n_members = 1;
+    if (uv_loop_init(&loop) != 0 || dw_fsm_open(&fsm, &nodes[0].cfg, err, sizeof err) != 0 ||
+        sqlite3_exec(dw_fsm_db(fsm), "CREATE TEMP TRIGGER boom BEFORE INSERT ON history"
+                                     " BEGIN SELECT RAISE(ABORT, 'disk on fire'); END",
+                     NULL, NULL, NULL) != SQLITE_OK ||
+        dw_raft_start(&raft, &loop, &nodes[0].cfg, fsm, NULL, NULL, err, sizeof err) != 0)
+        return 1;
+    run_until(flag_set, &(int){0}, 10000);
+    return 2;
+}
+
+static void test_apply_failure_stops_the_node(void **state)
+{
+    (void)state;
+    char log_path[128], buf[4096] = "";
+    int status = 0;
+    pid_t pid;
+    FILE *f;
+
+    tl_free_ports(SOCK_STREAM, ports, 2 * N);
+    assert_int_equal(tl_tmpdir(dirs[0], sizeof dirs[0], "drwatch-raftio"), 0);
+    snprintf(log_path, sizeof log_path, "%s.log", dirs[0]);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (freopen(log_path, "w", stderr) == NULL)
+            _exit(3);
+        _exit(child_with_broken_db());
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    f = fopen(log_path, "r");
+    assert_non_null(f);
+    buf[fread(buf, 1, sizeof buf - 1, f)] = '\0';
+    fclose(f);
+    unlink(log_path);
+    tl_rmtree(dirs[0]);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 70)
+        fail_msg("child status %d, log:\n%s", status, buf);
+    assert_non_null(strstr(buf, "ERROR"));
+    assert_non_null(strstr(buf, "cannot apply the entry after index"));
+    assert_non_null(strstr(buf, "disk on fire"));
+}
+
 /* ---- httpd on its own: deferred replies, oversize bodies, close with waiting requests ---- */
 
 struct pending_reply {
@@ -770,6 +831,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_httpd),
         cmocka_unit_test(test_cluster),
+        cmocka_unit_test(test_apply_failure_stops_the_node),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

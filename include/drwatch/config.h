@@ -122,6 +122,8 @@ struct dw_genesys_cfg {
     unsigned request_timeout_ms;       /* default 10000 */
     unsigned verify_timeout_ms;        /* how long verify polls for in-service trunks, default 60000 */
     unsigned verify_interval_ms;       /* default 2000 */
+    unsigned step_timeout_ms;          /* how long a switch keeps retrying errors that may pass
+                                          (429, 5xx, timeouts) before it fails, default 180000 */
     unsigned poll_interval_ms;         /* cloud view (edges, trunks) polled by the leader, default 10000 */
     unsigned cloud_ttl_ms;             /* a cloud view older than this counts as unknown, default 35000 */
     unsigned rate_budget_per_min;      /* requests/min drwatch allows itself, default 120 (of 300) */

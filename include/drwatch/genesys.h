@@ -23,7 +23,9 @@ enum dw_gresult {
     DW_G_OK = 0,        /* done (PUT accepted, or verification passed) */
     DW_G_UNCHANGED,     /* trunk_enabled already had the wanted value: no PUT sent */
     DW_G_NOT_YET,       /* verify only: trunks exist but not all inService+connected yet */
-    DW_G_FAIL,          /* permanent failure or retries exhausted; detail says why */
+    DW_G_FAIL,          /* permanent failure (4xx, a bad answer); detail says why */
+    DW_G_TRANSIENT,     /* retries exhausted on an error that may pass (429, 502/503/504,
+                           transport); the caller may try again later */
     DW_G_FENCED,        /* write only: not sent (further), its fencing token is no longer valid */
 };
 

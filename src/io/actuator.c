@@ -25,6 +25,9 @@ struct worker {
     uint64_t barrier_sent;   /* monotonic ms when the step's barrier was requested */
     int tb;                  /* trunk base of the current target being worked on */
     uint64_t verify_deadline;
+    uint64_t step_deadline;  /* loop ms: a switch stops retrying errors that may pass */
+    int deadline_seq;        /* the step step_deadline belongs to, -1 = none */
+    int retry_wait;          /* waiting to try a switch again: no request can leave meanwhile */
     uint64_t started_term;   /* this node committed STARTED of started_seq in this term */
     int started_seq;
     uint64_t waited_term;    /* the resume wait was counted for waited_seq in this term */
@@ -94,6 +97,7 @@ static void detail_append(struct worker *w, const char *text)
 static void step_finished(struct worker *w)
 {
     w->busy = 0;
+    w->retry_wait = 0;
     uv_timer_stop(&w->wait);
 }
 
@@ -161,6 +165,8 @@ static bool leading(struct dw_actuator *a)
         a->ops.cancel_writes(a->ops.genesys, "leadership lost");
     }
     a->term = term;
+    for (int i = 0; i < MAX_WORKERS; i++)
+        a->w[i].deadline_seq = -1; /* a new term gives its steps their full time */
     a->leader_since = mono_ms();
     a->lease_until = 0;
     a->lease_term = 0;
@@ -199,7 +205,7 @@ static bool writing(const struct dw_actuator *a)
 {
     for (int i = 0; i < MAX_WORKERS; i++) {
         const struct worker *w = &a->w[i];
-        if (w->busy && strcmp(w->cur.action, "verify") != 0)
+        if (w->busy && !w->retry_wait && strcmp(w->cur.action, "verify") != 0)
             return true;
     }
     return false;
@@ -290,6 +296,14 @@ static void committed(void *data, int status, const char *errmsg)
 
 static void switch_next(struct worker *w);
 
+/* Again through a barrier: the lease is not renewed while nothing can be sent. */
+static void switch_retry(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+    step_finished(w);
+    kick_soon(w->a);
+}
+
 static void switch_done(void *data, enum dw_gresult res, const char *detail)
 {
     struct worker *w = data;
@@ -308,11 +322,28 @@ static void switch_done(void *data, enum dw_gresult res, const char *detail)
         kick_soon(w->a);
         return;
     }
+    unsigned again = w->a->cfg->genesys.verify_interval_ms;
+    if (res == DW_G_TRANSIENT && uv_now(w->a->loop) + again < w->step_deadline) {
+        /* Genesys may be back soon: a failed step would roll back and move calls for nothing.
+         * Try again, reading first, until the step's deadline. */
+        dw_log(DW_LOG_WARN, "actuator", "op %" PRId64 " step %d: %s; trying again in %u ms "
+               "(gives up in %" PRIu64 " ms)", w->cur.op, w->cur.seq, detail, again,
+               w->step_deadline - uv_now(w->a->loop));
+        w->retry_wait = 1;
+        uv_timer_start(&w->wait, switch_retry, again, 0);
+        return;
+    }
     detail_append(w, detail);
     if (res == DW_G_OK || res == DW_G_UNCHANGED) {
         w->tb++;
         switch_next(w);
     } else if (still_valid(w)) {
+        if (res == DW_G_TRANSIENT) {
+            char line[96];
+            snprintf(line, sizeof line, "still failing after %u ms",
+                     w->a->cfg->genesys.step_timeout_ms);
+            detail_append(w, line);
+        }
         commit(w, DW_STEP_FAILED);
     }
 }
@@ -408,6 +439,11 @@ static void execute(struct worker *w)
         w->verify_deadline = uv_now(a->loop) + a->cfg->genesys.verify_timeout_ms;
         verify_next(w);
     } else {
+        /* kept when the step is run again (after a retry wait or fencing) in the same term */
+        if (w->deadline_seq != w->cur.seq) {
+            w->step_deadline = uv_now(a->loop) + a->cfg->genesys.step_timeout_ms;
+            w->deadline_seq = w->cur.seq;
+        }
         switch_next(w);
     }
 }
@@ -543,6 +579,7 @@ void dw_actuator_kick(struct dw_actuator *a)
             w->op = s->op;
             w->started_term = 0;
             w->waited_term = 0;
+            w->deadline_seq = -1;
         }
         if (w != NULL && !w->busy)
             start_step(a, w, s);

@@ -209,7 +209,8 @@ static void call_finish(struct call *c, enum dw_gresult result, const char *deta
     c->waiting_token = 0;
     uv_timer_stop(&c->timer);
     /* a waiter's "token: ..." failure was logged once by the token request itself */
-    if (result == DW_G_FAIL && !c->g->closing && !c->logged && strncmp(detail, "token: ", 7) != 0)
+    if ((result == DW_G_FAIL || result == DW_G_TRANSIENT) && !c->g->closing && !c->logged &&
+        strncmp(detail, "token: ", 7) != 0)
         dw_log(DW_LOG_WARN, "genesys", "%s", detail);
     if (c->kind == CALL_TOKEN) {
         token_call_done(c->g, result, detail);
@@ -225,8 +226,9 @@ static void call_finish(struct call *c, enum dw_gresult result, const char *deta
     call_release(c);
 }
 
-static void call_failf(struct call *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void call_failf(struct call *c, const char *fmt, ...)
+static void call_endf(struct call *c, enum dw_gresult result, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void call_endf(struct call *c, enum dw_gresult result, const char *fmt, ...)
 {
     char detail[G_DETAIL_MAX];
     va_list ap;
@@ -234,8 +236,12 @@ static void call_failf(struct call *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
-    call_finish(c, DW_G_FAIL, detail);
+    call_finish(c, result, detail);
 }
+
+#define call_failf(c, ...) call_endf(c, DW_G_FAIL, __VA_ARGS__)
+/* retries exhausted on an error that may pass (429, 502/503/504, transport) */
+#define call_transientf(c, ...) call_endf(c, DW_G_TRANSIENT, __VA_ARGS__)
 
 static void on_fail_timer(uv_timer_t *t)
 {
@@ -420,7 +426,7 @@ static void on_http(const struct dw_http_resp *r, void *data)
         }
         g->stats.transport_errors++;
         if (c->retries >= G_MAX_RETRIES) {
-            call_failf(c, "%s: %s (after %d retries)", c->label, r->error, c->retries);
+            call_transientf(c, "%s: %s (after %d retries)", c->label, r->error, c->retries);
             return;
         }
         snprintf(why, sizeof why, "failed: %s", r->error);
@@ -435,12 +441,12 @@ static void on_http(const struct dw_http_resp *r, void *data)
         g->stats.responses_429++;
         int ra = r->retry_after_s < 0 ? G_RETRY_AFTER_DEFAULT_S : r->retry_after_s;
         if (ra > G_RETRY_AFTER_MAX_S) {
-            call_failf(c, "%s -> 429, Retry-After %d s is above %d s", c->label, ra,
-                       G_RETRY_AFTER_MAX_S);
+            call_transientf(c, "%s -> 429, Retry-After %d s is above %d s", c->label, ra,
+                            G_RETRY_AFTER_MAX_S);
             return;
         }
         if (c->retries >= G_MAX_RETRIES) {
-            call_failf(c, "%s -> 429 (after %d retries)", c->label, c->retries);
+            call_transientf(c, "%s -> 429 (after %d retries)", c->label, c->retries);
             return;
         }
         retry_later(c, (unsigned)ra * 1000u, "-> 429");
@@ -450,7 +456,7 @@ static void on_http(const struct dw_http_resp *r, void *data)
         g->stats.responses_5xx++;
         if (st == 502 || st == 503 || st == 504) {
             if (c->retries >= G_MAX_RETRIES) {
-                call_failf(c, "%s -> %ld (after %d retries)", c->label, st, c->retries);
+                call_transientf(c, "%s -> %ld (after %d retries)", c->label, st, c->retries);
                 return;
             }
             snprintf(why, sizeof why, "-> %ld", st);
@@ -647,7 +653,7 @@ static void token_call_done(struct dw_genesys *g, enum dw_gresult result, const 
     }
     snprintf(d, sizeof d, "%s%s", g->closing ? "" : "token: ", detail);
     while ((c = first_waiter(g)) != NULL)
-        call_finish(c, DW_G_FAIL, d);
+        call_finish(c, result, d);
 }
 
 static void on_token(struct call *c, const struct dw_http_resp *r)

@@ -197,7 +197,7 @@ class Cluster:
             "genesys": {"api_base_url": self.genesys_for(i), "login_base_url": self.genesys_for(i),
                         "client_id": CLIENT_ID,
                         "client_secret_file": os.path.join(self.dir, "genesys.secret"),
-                        "request_timeout_ms": 3000, "verify_timeout_ms": 10000,
+                        "request_timeout_ms": 3000, "verify_timeout_ms": 10000, "step_timeout_ms": 3000,
                         "verify_interval_ms": 300, **self.genesys_extra},
             "probe": self.probe,
             "sites": sites,

@@ -19,6 +19,7 @@
 #define T0 1700000000000LL
 #define ELECTION_MS 200 /* lease 150 ms */
 #define REQUEST_MS 1000
+#define STEP_MS 1000
 
 /* ---- a small cluster config: g1 runs on site-a (backup site-b), g2 on site-c (backup b) ---- */
 
@@ -65,6 +66,7 @@ static struct dw_config *config(void)
     cfg->genesys.request_timeout_ms = REQUEST_MS;
     cfg->genesys.verify_timeout_ms = 5000;
     cfg->genesys.verify_interval_ms = 20;
+    cfg->genesys.step_timeout_ms = STEP_MS;
     cfg->sites = calloc(3, sizeof *cfg->sites);
     assert_non_null(cfg->sites);
     site(cfg, "site-a");
@@ -105,9 +107,11 @@ struct fx {
         void *data;
         bool answered;
         uint64_t at; /* uv_now when asked */
-    } calls[64];
+    } calls[256];
     int ncalls;
     const char *hold_tb; /* calls for this trunk base are not answered by auto_answer */
+    int transient;       /* writes answered "may pass" (503 after retries) before one succeeds;
+                            -1: always */
     int cancels;
 };
 
@@ -193,7 +197,7 @@ static int f_propose(void *r, const char *e, dw_raft_done_cb cb, void *data, cha
 
 static struct call *new_call(struct fx *x, const char *tb, dw_genesys_cb cb, void *data)
 {
-    assert_true(x->ncalls < 64);
+    assert_true(x->ncalls < 256);
     struct call *c = &x->calls[x->ncalls++];
     memset(c, 0, sizeof *c);
     snprintf(c->tb, sizeof c->tb, "%s", tb);
@@ -240,7 +244,11 @@ static void answer(struct fx *x, struct call *c)
     c->answered = true;
     if (c->write && !c->fence.valid(c->fence.data, &c->fence, why, sizeof why))
         c->cb(c->data, DW_G_FENCED, why);
-    else
+    else if (c->write && x->transient != 0) {
+        if (x->transient > 0)
+            x->transient--;
+        c->cb(c->data, DW_G_TRANSIENT, "PUT -> 503 (after 5 retries)");
+    } else
         c->cb(c->data, DW_G_OK, c->write ? "PUT ok" : "verified");
 }
 
@@ -513,6 +521,47 @@ static void test_own_step_resumes_without_waiting(void **state)
     assert_int_equal(st.resume_waits, 0);
 }
 
+static int step_failed(void *arg)
+{
+    struct fx *x = arg;
+    auto_answer(x);
+    cJSON *st = dw_fsm_status_json(x->fsm);
+    char *txt = cJSON_PrintUnformatted(st);
+    int failed = strstr(txt, "\"status\":\"failed\"") != NULL;
+    free(txt);
+    cJSON_Delete(st);
+    return failed;
+}
+
+/* Errors that may pass are tried again (reading first) within the step's deadline: the failover
+ * completes without a FAILED step; past the deadline the step fails, saying so. */
+static void test_transient_errors_retried_within_the_step_deadline(void **state)
+{
+    struct fx *x = *state;
+    observe_all(x, 1, 0);
+    x->transient = 3;
+    lead(x, 1);
+    struct done_wait w = {x, 0, 1};
+    assert_int_equal(tl_run_until(&x->e, group_on, &w, 5000), 0);
+    int writes = 0;
+    for (int i = 0; i < x->ncalls; i++)
+        writes += x->calls[i].write && strcmp(x->calls[i].tb, "tb-b1") == 0;
+    assert_int_equal(writes, 4);
+    char *dump = dw_fsm_dump(x->fsm);
+    assert_null(strstr(dump, "failed"));
+    free(dump);
+
+    /* Genesys stays down: the step fails once step_timeout_ms has passed, not before */
+    x->transient = -1;
+    uint64_t t0 = uv_now(&x->e.loop);
+    observe_all(x, 0, 1); /* site-c down: g2 fails over to its backup */
+    assert_int_equal(tl_run_until(&x->e, step_failed, x, 5 * STEP_MS), 0);
+    assert_true(uv_now(&x->e.loop) - t0 >= STEP_MS);
+    dump = dw_fsm_dump(x->fsm);
+    assert_non_null(strstr(dump, "still failing after 1000 ms"));
+    free(dump);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -524,6 +573,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_resumed_step_waits_out_the_earlier_leader, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_own_step_resumes_without_waiting, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_transient_errors_retried_within_the_step_deadline,
+                                        setup, teardown),
     };
     tl_main_begin();
     return tl_main_end(cmocka_run_group_tests(tests, NULL, tl_kill_all_teardown));

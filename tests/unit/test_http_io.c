@@ -469,12 +469,13 @@ static void test_genesys_set_and_check(void **state)
     assert_int_equal(res.r, DW_G_FAIL);
     assert_non_null(strstr(res.detail, "404"));
 
-    /* Retry-After above 180 s: give up at once */
+    /* Retry-After above 180 s: give up at once, as something that may pass (the caller may
+     * try again later), unlike the permanent errors above */
     gsim_reset(&gs);
     gsim_fault(&gs, "{\"kind\":\"429\",\"path_prefix\":\"" PFX
                     "/trunks\",\"retry_after_s\":600,\"count\":1}");
     check_trunks(&e, g, "tbA", &res);
-    assert_int_equal(res.r, DW_G_FAIL);
+    assert_int_equal(res.r, DW_G_TRANSIENT);
     assert_int_equal(gsim_count(&gs, "GET", "/trunks", NULL), 1);
 
     /* dropped connection: a transport error, retried */
@@ -487,12 +488,12 @@ static void test_genesys_set_and_check(void **state)
     dw_genesys_stats(g, &st);
     assert_true(st.transport_errors >= 1);
 
-    /* 503 forever: 5 retries, then FAIL */
+    /* 503 forever: 5 retries, then TRANSIENT */
     gsim_reset(&gs);
     gsim_fault(&gs, "{\"kind\":\"status\",\"status\":503,\"path_prefix\":\"" PFX
                     "/trunks\",\"count\":-1}");
     check_trunks(&e, g, "tbA", &res);
-    assert_int_equal(res.r, DW_G_FAIL);
+    assert_int_equal(res.r, DW_G_TRANSIENT);
     assert_int_equal(gsim_count(&gs, "GET", "/trunks", NULL), 6);
     gsim_reset(&gs);
 

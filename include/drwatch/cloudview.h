@@ -40,6 +40,13 @@ struct dw_cloud_edge {
 int dw_cloudview_derive(const cJSON *edges, const cJSON *trunks, const char *const *ids, int n,
                         struct dw_cloud_edge *out, int *ignored);
 
+/* A cloud entry reports each Edge as "up", "unknown", "down" (OFFLINE) or "disconnected" (DOWN
+ * only because its in-service carrier trunks are not connected: trunks that are still connecting
+ * after an activation look the same, see the FSM's grace). Parses one into its state and
+ * *disconnected (may be NULL); -1 when it is none of these. */
+#define DW_CLOUD_REPORT_DISCONNECTED "disconnected"
+int dw_cloud_report_parse(const char *s, enum dw_health *state, bool *disconnected);
+
 /* An Edge is part of the cloud view when it has a genesys_edge_id and its site combines the
  * probes with Genesys. */
 bool dw_cloudview_watched(const struct dw_site *site, const struct dw_edge *edge);

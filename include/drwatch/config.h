@@ -126,6 +126,8 @@ struct dw_genesys_cfg {
                                           (429, 5xx, timeouts) before it fails, default 180000 */
     unsigned poll_interval_ms;         /* cloud view (edges, trunks) polled by the leader, default 10000 */
     unsigned cloud_ttl_ms;             /* a cloud view older than this counts as unknown, default 35000 */
+    unsigned cloud_grace_ms;           /* after an activate starts, its site's unconnected trunks
+                                          are not a DOWN, default 60000 */
     unsigned rate_budget_per_min;      /* requests/min drwatch allows itself, default 120 (of 300) */
 };
 

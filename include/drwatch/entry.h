@@ -45,8 +45,10 @@ char *dw_entry_cloud(const struct dw_config *cfg, const enum dw_health *states);
  * sets *next to the flat index to continue from (dw_entry_edge_count() when done). With
  * max_edges <= DW_ENTRY_CLOUD_EDGES_MAX the entry stays well below DW_ENTRY_MAX. */
 #define DW_ENTRY_CLOUD_EDGES_MAX 512
-char *dw_entry_cloud_part(const struct dw_config *cfg, const enum dw_health *states, int first,
-                          int max_edges, int *next);
+/* disconnected (flat, may be NULL) marks DOWN Edges whose trunks are in service but not
+ * connected while the Edge is not OFFLINE: written "disconnected" instead of "down". */
+char *dw_entry_cloud_part(const struct dw_config *cfg, const enum dw_health *states,
+                          const bool *disconnected, int first, int max_edges, int *next);
 
 /* Validates an unstamped entry received from a peer (type known, fields well-typed, size within
  * DW_ENTRY_MAX) and returns a stamped copy with "ts" and "by" set; NULL with errmsg otherwise. */

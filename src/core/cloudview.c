@@ -174,3 +174,16 @@ int dw_cloudview_derive(const cJSON *edges, const cJSON *trunks, const char *con
         *ignored = skipped;
     return 0;
 }
+
+int dw_cloud_report_parse(const char *s, enum dw_health *state, bool *disconnected)
+{
+    bool disc = s != NULL && strcmp(s, DW_CLOUD_REPORT_DISCONNECTED) == 0;
+
+    if (disconnected != NULL)
+        *disconnected = disc;
+    if (disc) {
+        *state = DW_DOWN;
+        return 0;
+    }
+    return dw_health_parse(s, state);
+}

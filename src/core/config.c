@@ -797,6 +797,7 @@ static const struct field genesys_f[] = {
     NUM("step_timeout_ms", cfg_t, genesys.step_timeout_ms, 180000, 1, MS_MAX),
     NUM("poll_interval_ms", cfg_t, genesys.poll_interval_ms, 10000, 1, MS_MAX),
     NUM("cloud_ttl_ms", cfg_t, genesys.cloud_ttl_ms, 35000, 1, MS_MAX),
+    NUM("cloud_grace_ms", cfg_t, genesys.cloud_grace_ms, 60000, 0, MS_MAX),
     NUM("rate_budget_per_min", cfg_t, genesys.rate_budget_per_min, 120, 1, 300),
 };
 

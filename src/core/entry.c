@@ -192,7 +192,8 @@ uint64_t dw_config_topology_digest(const struct dw_config *cfg)
 
     fnv_fmt(&h, "ttl %u\n", cfg->cluster.observation_ttl_ms);
     if (any_cloud)
-        fnv_fmt(&h, "cloud-ttl %u\n", cfg->genesys.cloud_ttl_ms);
+        fnv_fmt(&h, "cloud-ttl %u\ncloud-grace %u\n", cfg->genesys.cloud_ttl_ms,
+                cfg->genesys.cloud_grace_ms);
     return h;
 }
 
@@ -313,8 +314,8 @@ int dw_entry_edge_count(const struct dw_config *cfg)
     return n;
 }
 
-char *dw_entry_cloud_part(const struct dw_config *cfg, const enum dw_health *states, int first,
-                          int max_edges, int *next)
+char *dw_entry_cloud_part(const struct dw_config *cfg, const enum dw_health *states,
+                          const bool *disconnected, int first, int max_edges, int *next)
 {
     char digest[17];
     cJSON *root = new_entry("cloud");
@@ -342,7 +343,10 @@ char *dw_entry_cloud_part(const struct dw_config *cfg, const enum dw_health *sta
                     *next = k;
                 return print_and_free(root);
             }
-            if (!cJSON_AddStringToObject(edges, s->edges[j].id, dw_health_name(states[k])))
+            if (!cJSON_AddStringToObject(edges, s->edges[j].id,
+                                         states[k] == DW_DOWN && disconnected && disconnected[k]
+                                             ? DW_CLOUD_REPORT_DISCONNECTED
+                                             : dw_health_name(states[k])))
                 goto fail;
             written++;
         }
@@ -355,7 +359,7 @@ fail:
 
 char *dw_entry_cloud(const struct dw_config *cfg, const enum dw_health *states)
 {
-    return dw_entry_cloud_part(cfg, states, 0, INT32_MAX, NULL);
+    return dw_entry_cloud_part(cfg, states, NULL, 0, INT32_MAX, NULL);
 }
 
 /* ---- stamping ----------------------------------------------------------------------------- */
@@ -452,9 +456,10 @@ static int check_cloud(const cJSON *e, char *errmsg, size_t errlen)
         if (s->string == NULL || s->string[0] == '\0' || strlen(s->string) >= DW_ID_MAX)
             return set_err(errmsg, errlen, "cloud: Edge ids must have 1 to %d bytes",
                            DW_ID_MAX - 1);
-        if (!cJSON_IsString(s) || dw_health_parse(s->valuestring, &h) != 0)
+        if (!cJSON_IsString(s) || dw_cloud_report_parse(s->valuestring, &h, NULL) != 0)
             return set_err(errmsg, errlen,
-                           "cloud: edges.%s must be \"up\", \"down\" or \"unknown\"",
+                           "cloud: edges.%s must be \"up\", \"down\", \"disconnected\" or "
+                           "\"unknown\"",
                            s->string);
     }
     return 0;

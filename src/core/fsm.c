@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "drwatch/cloudview.h"
 #include "drwatch/detector.h"
 #include "drwatch/fsm.h"
 #include "drwatch/verdict.h"
@@ -82,6 +83,7 @@ enum stmt_id {
     ST_STEP_BY_ACTION,
     ST_STEP_FAILED,
     ST_TARGET_FAILED,
+    ST_ACTIVATE_STARTED,
     ST_META_PUT,
     ST_OP_MAX,
     ST_GROUP_DIRT,
@@ -141,6 +143,8 @@ static const char *const stmt_sql[ST_COUNT] = {
                          " WHERE o.grp = ?1 AND o.id > ?2 AND s.target = ?3"
                          " AND s.status = 'failed' AND s.action IN ('activate', 'verify')"
                          " AND s.finished >= COALESCE((SELECT since FROM sites WHERE id = ?4), 0)",
+    [ST_ACTIVATE_STARTED] = "SELECT MAX(s.started) FROM steps s JOIN operations o ON o.id = s.op"
+                            " WHERE o.grp = ?1 AND s.target = ?2 AND s.action = 'activate'",
     [ST_META_PUT] = "INSERT INTO meta(key, value) VALUES(?1, ?2)"
                     " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
     /* a running operation is newer than the group's finished ones; its failures count */
@@ -905,7 +909,7 @@ static int apply_cloud(struct dw_fsm *f, const cJSON *e, int64_t ts, char *why, 
     cJSON_ArrayForEach(it, edges) {
         enum dw_health h;
 
-        if (!cJSON_IsString(it) || dw_health_parse(it->valuestring, &h) != 0) {
+        if (!cJSON_IsString(it) || dw_cloud_report_parse(it->valuestring, &h, NULL) != 0) {
             set_msg(why, whylen, "cloud entry: bad state for Edge %s",
                     it->string ? it->string : "?");
             return APPLY_REJECT;
@@ -955,9 +959,10 @@ static const char *rule_name(enum dw_site_rule r)
 }
 
 /* One Edge's cloud state as of now: UNKNOWN without a genesys_edge_id, without a report, or
- * when the report is older than genesys.cloud_ttl_ms. *ts_out gets the report's time (0 none). */
+ * when the report is older than genesys.cloud_ttl_ms. *ts_out gets the report's time (0 none);
+ * *disc_out whether a fresh DOWN comes only from unconnected trunks (the Edge not OFFLINE). */
 static int cloud_edge_state(struct dw_fsm *f, const struct dw_edge *edge, int64_t now,
-                            enum dw_health *out, int64_t *ts_out, bool *fresh_out)
+                            enum dw_health *out, int64_t *ts_out, bool *fresh_out, bool *disc_out)
 {
     sqlite3_stmt *s;
     int rc;
@@ -965,6 +970,7 @@ static int cloud_edge_state(struct dw_fsm *f, const struct dw_edge *edge, int64_
     *out = DW_UNKNOWN;
     *ts_out = 0;
     *fresh_out = false;
+    *disc_out = false;
     if (edge->genesys_edge_id[0] == '\0')
         return 0;
     s = stmt(f, ST_CLOUD_GET);
@@ -974,32 +980,74 @@ static int cloud_edge_state(struct dw_fsm *f, const struct dw_edge *edge, int64_
         *ts_out = sqlite3_column_int64(s, 1);
         /* a report stamped later than now (a leader's clock ahead) counts as fresh */
         *fresh_out = now - *ts_out <= (int64_t)f->cfg->genesys.cloud_ttl_ms;
-        if (*fresh_out)
-            *out = health_of(col_text(s, 0));
+        if (*fresh_out && dw_cloud_report_parse(col_text(s, 0), out, disc_out) != 0)
+            *out = DW_UNKNOWN;
     }
     sqlite3_reset(s);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
 }
 
 struct signal_counts {
-    int up, down, unknown, n;
+    int up, down, unknown, n, connecting;
 };
 
+/* When a failover last started activating a target at this site (the committed step time,
+ * never a clock): *at = INT64_MIN when none ever did. */
+static int site_activated_at(struct dw_fsm *f, int site, int64_t *at)
+{
+    *at = INT64_MIN;
+    for (int g = 0; g < f->cfg->n_groups; g++) {
+        const struct dw_group *grp = &f->cfg->groups[g];
+
+        for (int t = 0; t < grp->n_targets; t++) {
+            sqlite3_stmt *s;
+            int rc;
+
+            if (grp->targets[t].site != site)
+                continue;
+            s = stmt(f, ST_ACTIVATE_STARTED);
+            bind_text(s, 1, grp->id);
+            bind_text(s, 2, grp->targets[t].id);
+            rc = sqlite3_step(s);
+            if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL &&
+                sqlite3_column_int64(s, 0) > *at)
+                *at = sqlite3_column_int64(s, 0);
+            sqlite3_reset(s);
+            if (rc != SQLITE_ROW)
+                return -1;
+        }
+    }
+    return 0;
+}
+
 /* The site rule applied to its Edges' cloud states (not sticky: stale reports count as
- * UNKNOWN). */
+ * UNKNOWN). Within genesys.cloud_grace_ms after an activate step started at the site, an Edge
+ * whose only fault is unconnected trunks counts as UNKNOWN: freshly activated trunks report
+ * disconnected while they connect, and calling that DOWN would fail the site over by itself.
+ * An OFFLINE Edge is not connecting and still counts as DOWN. */
 static int cloud_site_verdict(struct dw_fsm *f, const struct dw_site *site, int64_t now,
                               enum dw_health *out, struct signal_counts *cnt)
 {
     enum dw_health states[DW_MAX_EDGES];
     int n = site->n_edges < DW_MAX_EDGES ? site->n_edges : DW_MAX_EDGES;
+    int64_t activated;
+    bool grace;
 
     memset(cnt, 0, sizeof *cnt);
+    if (site_activated_at(f, (int)(site - f->cfg->sites), &activated) != 0)
+        return -1;
+    /* a step stamped after now (a leader's clock ahead) keeps the grace too */
+    grace = activated != INT64_MIN && now - activated < (int64_t)f->cfg->genesys.cloud_grace_ms;
     for (int j = 0; j < n; j++) {
         int64_t ts;
-        bool fresh;
+        bool fresh, disc;
 
-        if (cloud_edge_state(f, &site->edges[j], now, &states[j], &ts, &fresh) != 0)
+        if (cloud_edge_state(f, &site->edges[j], now, &states[j], &ts, &fresh, &disc) != 0)
             return -1;
+        if (disc && grace) {
+            states[j] = DW_UNKNOWN;
+            cnt->connecting++;
+        }
         cnt->up += states[j] == DW_UP;
         cnt->down += states[j] == DW_DOWN;
         cnt->unknown += states[j] == DW_UNKNOWN;
@@ -1040,7 +1088,7 @@ static int update_site(struct dw_fsm *f, const struct dw_site *site, int64_t now
     enum dw_health cur, cur_probe, cur_cloud, probe, cloud = DW_UNKNOWN, next;
     struct signal_counts cc = {0};
     bool uses_cloud = site->combine != DW_COMBINE_PROBES;
-    char probes_txt[64], cloud_txt[96] = "";
+    char probes_txt[64], cloud_txt[128] = "";
     const char *mover;
     int up = 0, down = 0;
     sqlite3_stmt *s;
@@ -1063,8 +1111,10 @@ static int update_site(struct dw_fsm *f, const struct dw_site *site, int64_t now
     }
     snprintf(probes_txt, sizeof probes_txt, "down %d/%d fresh, up %d/%d", down, n, up, n);
     if (uses_cloud)
-        snprintf(cloud_txt, sizeof cloud_txt, "%d/%d Edges down, %d up, %d unknown, rule %s",
-                 cc.down, cc.n, cc.up, cc.unknown, rule_name(site->rule));
+        snprintf(cloud_txt, sizeof cloud_txt, "%d/%d Edges down, %d up, %d unknown%s, rule %s",
+                 cc.down, cc.n, cc.up, cc.unknown,
+                 cc.connecting > 0 ? " (trunks connecting after an activation)" : "",
+                 rule_name(site->rule));
 
     if (probe != cur_probe || cloud != cur_cloud) {
         s = stmt(f, ST_SITE_SET_SIGNALS);
@@ -2062,15 +2112,16 @@ static bool status_cloud(struct dw_fsm *f, cJSON *site_obj, const struct dw_site
         cJSON *o = cJSON_CreateObject();
         enum dw_health h;
         int64_t ts;
-        bool fresh;
+        bool fresh, disc;
 
         if (o == NULL || !cJSON_AddItemToArray(arr, o) ||
-            cloud_edge_state(f, e, f->last_ts, &h, &ts, &fresh) != 0 ||
+            cloud_edge_state(f, e, f->last_ts, &h, &ts, &fresh, &disc) != 0 ||
             !cJSON_AddStringToObject(o, "edge", e->id) ||
             !cJSON_AddStringToObject(o, "genesys_edge_id", e->genesys_edge_id) ||
             !cJSON_AddStringToObject(o, "state", dw_health_name(h)) ||
             !cJSON_AddNumberToObject(o, "reported", (double)ts) ||
-            !cJSON_AddBoolToObject(o, "fresh", fresh))
+            !cJSON_AddBoolToObject(o, "fresh", fresh) ||
+            !cJSON_AddBoolToObject(o, "trunks_disconnected", disc))
             return false;
     }
     return true;

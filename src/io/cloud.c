@@ -28,6 +28,7 @@ struct dw_cloud {
     enum dw_health *states;      /* flat: the current view, UNKNOWN outside it */
     enum dw_health *round;       /* flat: what the proposals in flight carry */
     enum dw_health *committed;   /* flat: the last view committed in this leadership */
+    bool *disc, *disc_round, *disc_committed; /* flat: DOWN only by unconnected trunks */
 
     bool leader;                 /* polling as leader (since the last leadership check) */
     bool have_view;              /* states holds a view derived in this leadership */
@@ -69,6 +70,9 @@ static void cloud_unref(struct dw_cloud *c)
     free(c->states);
     free(c->round);
     free(c->committed);
+    free(c->disc);
+    free(c->disc_round);
+    free(c->disc_committed);
     free(c);
 }
 
@@ -150,8 +154,10 @@ static void proposed(void *data, int status, const char *errmsg)
     if (c->proposing == 0 && !c->closing) {
         /* a round counts only when all of it committed; otherwise the next cycle sends it all */
         c->have_committed = !c->round_failed;
-        if (c->have_committed)
+        if (c->have_committed) {
             memcpy(c->committed, c->round, (size_t)c->n_all * sizeof *c->round);
+            memcpy(c->disc_committed, c->disc_round, (size_t)c->n_all * sizeof *c->disc_round);
+        }
     }
     cloud_unref(c);
 }
@@ -167,16 +173,18 @@ static void maybe_propose(struct dw_cloud *c)
     if (c->proposing > 0)
         return; /* the next cycle compares against what this round commits */
     for (int i = 0; i < c->n && !changed; i++)
-        changed = c->states[c->flat[i]] != c->committed[c->flat[i]];
+        changed = c->states[c->flat[i]] != c->committed[c->flat[i]] ||
+                  c->disc[c->flat[i]] != c->disc_committed[c->flat[i]];
     if (!changed && now + c->st.interval_ms < c->last_proposal + c->cfg->genesys.cloud_ttl_ms / 3)
         return;
 
     memcpy(c->round, c->states, (size_t)c->n_all * sizeof *c->states);
+    memcpy(c->disc_round, c->disc, (size_t)c->n_all * sizeof *c->disc);
     c->round_failed = false;
     c->last_proposal = now;
     for (int first = 0, next = 0; first < c->n_all; first = next) {
         char err[256] = "";
-        char *e = dw_entry_cloud_part(c->cfg, c->round, first, DW_ENTRY_CLOUD_EDGES_MAX, &next);
+        char *e = dw_entry_cloud_part(c->cfg, c->round, c->disc_round, first, DW_ENTRY_CLOUD_EDGES_MAX, &next);
 
         if (e == NULL || c->sink.propose(c->sink.data, e, proposed, c, err, sizeof err) != 0) {
             c->st.proposal_failures++;
@@ -234,6 +242,7 @@ static void derive_and_share(struct dw_cloud *c, const cJSON *trunks)
                    d->trunks_in_service);
         }
         *cur = d->state;
+        c->disc[c->flat[i]] = d->why == DW_CLOUD_DISCONNECTED;
     }
     if (!c->have_view)
         dw_log(DW_LOG_INFO, "cloud", "Genesys view of %d Edges: %d up, %d down, %d unknown", c->n,
@@ -365,7 +374,11 @@ int dw_cloud_start_sink(struct dw_cloud **out, uv_loop_t *loop, const struct dw_
     c->states = calloc(n_all, sizeof *c->states);
     c->round = calloc(n_all, sizeof *c->round);
     c->committed = calloc(n_all, sizeof *c->committed);
-    if (!c->flat || !c->gids || !c->eids || !c->derived || !c->states || !c->round || !c->committed)
+    c->disc = calloc(n_all, sizeof *c->disc);
+    c->disc_round = calloc(n_all, sizeof *c->disc_round);
+    c->disc_committed = calloc(n_all, sizeof *c->disc_committed);
+    if (!c->flat || !c->gids || !c->eids || !c->derived || !c->states || !c->round ||
+        !c->committed || !c->disc || !c->disc_round || !c->disc_committed)
         goto err_oom;
     for (int i = 0, k = 0; i < cfg->n_sites; i++) {
         const struct dw_site *s = &cfg->sites[i];

@@ -278,6 +278,40 @@ def test_l_genesys_signal_and_combination():
             "no request to .../edges/edges"
 
 
+def test_l_backup_trunks_still_connecting_are_not_a_genesys_down(grace_ms=30000):
+    """Site B uses probes_or_genesys. A failover activates premise-b and Genesys reports B's
+    trunks in service but not yet connected: within genesys.cloud_grace_ms that is not a DOWN, so
+    the failover is neither aborted nor moved on; it completes once the trunks connect."""
+    c = Cluster(BUILD, name="cloudgrace",
+                site_overrides={"site-b": {"combine": "probes_or_genesys"}},
+                genesys_extra={"poll_interval_ms": 500, "cloud_ttl_ms": 3000,
+                               "cloud_grace_ms": grace_ms})
+
+    def site_b():
+        return [x for x in (c.cluster_view(1) or {"sites": []})["sites"] if x["id"] == "site-b"][0]
+    with c.start():
+        c.wait_leader()
+        c.wait_sites_up("site-a", "site-b", timeout=20)
+        wait_until(lambda: site_b()["cloud_verdict"] == "up", 20, "Genesys sees site-b up")
+        simctl.set_connected(c.genesys_url, "tbB", False)  # once switched on, they connect slowly
+        c.kill_edges("site-a")
+
+        def connecting():
+            s = site_b()
+            return all(e["fresh"] and e["trunks_disconnected"] for e in s["cloud"]) and s
+        wait_until(connecting, 30, "Genesys reporting premise-b's trunks not connected")
+        c.wait_log_advance(2000, viewer=1)  # a few more views, still unconnected
+        ops = c.operations(1)
+        assert [(o["to"], o["status"]) for o in ops] == [("premise-b", "running")], ops
+        s = site_b()
+        assert s["verdict"] == "up" and s["cloud_verdict"] == "unknown", s
+        simctl.set_connected(c.genesys_url, "tbB", True)
+        c.wait_operation_done(timeout=40, what="failover to premise-b once its trunks connect")
+        ops = c.operations(1)
+        assert [(o["to"], o["status"]) for o in ops] == [("premise-b", "done")], ops
+        assert c.group_active(1) == "premise-b"
+
+
 def test_m_log_cost_is_bounded():
     """A flapping Edge (faster than the thresholds) and a site whose 60 Edges die at once add a
     bounded number of entries: refreshes plus at most a few per node for the change."""
@@ -489,6 +523,7 @@ def test_s_leader_in_tilt_hands_leadership_over():
 TESTS = [test_j_every_probe_kind_end_to_end,
          test_k_silent_watchdog_cannot_tip_the_verdict_and_tilt_abstains,
          test_l_genesys_signal_and_combination,
+         test_l_backup_trunks_still_connecting_are_not_a_genesys_down,
          test_m_log_cost_is_bounded,
          test_n_partitioned_watchdog_cannot_tip_the_verdict_either_way,
          test_n_stale_namespace_of_a_killed_run_is_removed_first,

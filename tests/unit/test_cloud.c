@@ -820,6 +820,18 @@ static void test_poller(void **state)
     dw_cloud_stats(c, &st);
     assert_true(st.proposal_failures >= 1);
 
+    /* online Edges whose in-service trunks are not connected are told apart from OFFLINE ones
+     * (the FSM's grace after an activation); OFFLINE wins */
+    tl_ctl_ok(gs.sim.port, "POST", "/_sim/set_connected", "{\"id\":\"tbA\",\"connected\":false}");
+    wait_for_entry(&e, &fr, "\"site-a-e2\":\"disconnected\"");
+    assert_non_null(strstr(last_entry(&fr), "\"site-a-e1\":\"disconnected\""));
+    tl_ctl_ok(gs.sim.port, "POST", "/_sim/set_edge", "{\"id\":\"edge-a1\",\"online\":false}");
+    wait_for_entry(&e, &fr, "\"site-a-e1\":\"down\"");
+    assert_non_null(strstr(last_entry(&fr), "\"site-a-e2\":\"disconnected\""));
+    tl_ctl_ok(gs.sim.port, "POST", "/_sim/set_edge", "{\"id\":\"edge-a1\",\"online\":true}");
+    tl_ctl_ok(gs.sim.port, "POST", "/_sim/set_connected", "{\"id\":\"tbA\",\"connected\":true}");
+    wait_for_entry(&e, &fr, "\"site-a-e2\":\"up\"");
+
     /* Genesys failing: counted, polling goes on */
     tl_ctl_ok(gs.sim.port, "POST", "/_sim/faults",
            "{\"kind\":\"status\",\"status\":500,\"method\":\"GET\",\"path_prefix\":\"" PFX

@@ -915,6 +915,7 @@ static void test_probes(void **state)
     assert_int_equal(cfg.cluster.min_submit_interval_ms, 500);
     assert_int_equal(cfg.genesys.poll_interval_ms, 15000);
     assert_int_equal(cfg.genesys.cloud_ttl_ms, 45000);
+    assert_int_equal(cfg.genesys.cloud_grace_ms, 90000);
     assert_int_equal(cfg.genesys.rate_budget_per_min, 60);
     assert_int_equal(cfg.tilt.stall_ms, 3000);
     assert_int_equal(cfg.tilt.clock_jump_ms, 1000);
@@ -929,6 +930,7 @@ static void test_detection_defaults(void **state)
     assert_int_equal(cfg.cluster.min_submit_interval_ms, 250);
     assert_int_equal(cfg.genesys.poll_interval_ms, 10000);
     assert_int_equal(cfg.genesys.cloud_ttl_ms, 35000);
+    assert_int_equal(cfg.genesys.cloud_grace_ms, 60000);
     assert_int_equal(cfg.genesys.rate_budget_per_min, 120);
     assert_int_equal(cfg.tilt.stall_ms, 2000);
     assert_int_equal(cfg.tilt.clock_jump_ms, 2000);
@@ -1145,6 +1147,10 @@ static void test_detection_numbers(void **state)
     set(d, "genesys.cloud_ttl_ms", "10000");
     expect_only(d, "genesys.cloud_ttl_ms: must be greater than genesys.poll_interval_ms "
                    "(10000 <= 10000)");
+
+    d = doc("full.json");
+    set(d, "genesys.cloud_grace_ms", "86400001");
+    expect_only(d, "genesys.cloud_grace_ms: must be between 0 and 86400000");
 
     d = doc("full.json");
     set(d, "genesys.rate_budget_per_min", "301");

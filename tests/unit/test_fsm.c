@@ -14,6 +14,7 @@
 
 #define TTL 15000
 #define CTTL 35000 /* genesys.cloud_ttl_ms */
+#define GRACE 60000 /* genesys.cloud_grace_ms */
 #define T0 1700000000000LL
 
 enum { SITE_A = 0, SITE_B = 1 };
@@ -1096,6 +1097,7 @@ static void use_cloud(struct fx *x, enum dw_combine a, enum dw_combine b)
     char err[256];
 
     x->cfg->genesys.cloud_ttl_ms = CTTL;
+    x->cfg->genesys.cloud_grace_ms = GRACE;
     x->cfg->sites[SITE_A].combine = a;
     x->cfg->sites[SITE_B].combine = b;
     for (int i = 0; i < x->cfg->n_sites; i++) {
@@ -1116,6 +1118,40 @@ static int cloud3(struct fx *x, int64_t ts, enum dw_health a1, enum dw_health a2
     enum dw_health st[3] = {a1, a2, b1};
 
     return apply_raw(x->f, dw_entry_cloud(x->cfg, st), ts);
+}
+
+/* The same view with the reason for a DOWN, one letter per Edge: 'U' up, '?' unknown, 'O' OFFLINE,
+ * 'C' online with its in-service trunks disconnected. */
+static int cloudv(struct fx *x, int64_t ts, const char *v)
+{
+    enum dw_health st[3];
+    bool disc[3];
+
+    for (int i = 0; i < 3; i++) {
+        st[i] = v[i] == 'U' ? DW_UP : v[i] == '?' ? DW_UNKNOWN : DW_DOWN;
+        disc[i] = v[i] == 'C';
+    }
+    return apply_raw(x->f, dw_entry_cloud_part(x->cfg, st, disc, 0, INT32_MAX, NULL), ts);
+}
+
+/* Every watchdog: site-a down, site-b up (keeps the probe quorum fresh). */
+static void probes_a_down(struct fx *x, int64_t ts)
+{
+    for (uint64_t n = 1; n <= 3; n++)
+        assert_int_equal(observe(x, n, ts + (int64_t)n, D, U), DW_FSM_APPLIED);
+}
+
+/* site-a fails over to premise-b, whose site combines "or"; its activate step starts at *act. */
+static int64_t activating_b(struct fx *x, int64_t *act)
+{
+    int64_t op;
+
+    use_cloud(x, DW_COMBINE_OR_GENESYS, DW_COMBINE_OR_GENESYS);
+    all_up(x);
+    op = fail_site_a(x, T0 + 1000);
+    *act = T0 + 2000;
+    assert_int_equal(step(x, op, 0, DW_STEP_STARTED, *act), DW_FSM_APPLIED);
+    return op;
 }
 
 static void test_combine_and(void **state)
@@ -1307,6 +1343,86 @@ static void test_cloud_status_json(void **state)
     cJSON_Delete(root);
 }
 
+/* premise-b's trunks report disconnected while they connect: not a DOWN for the grace window */
+static void test_cloud_grace_after_activation(void **state)
+{
+    struct fx *x = *state;
+    int64_t act, op = activating_b(x, &act);
+
+    assert_int_equal(cloudv(x, act + 1000, "OOC"), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_cloud_verdict(x->f, SITE_B), DW_UNKNOWN);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_B), DW_UP);
+    assert_int_equal(step(x, op, 0, DW_STEP_DONE, act + 2000), DW_FSM_APPLIED);
+    assert_int_equal(step(x, op, 1, DW_STEP_STARTED, act + 2001), DW_FSM_APPLIED);
+    /* still within the grace on its last millisecond */
+    probes_a_down(x, act + GRACE - 10000);
+    assert_int_equal(cloudv(x, act + GRACE - 1, "OOC"), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_B), DW_UP);
+    assert_false(history_has(x, "operation", "aborted"));
+    /* the grace is over: the same fresh view is a DOWN on the next entry, whatever it is */
+    assert_int_equal(observe(x, 3, act + GRACE, D, U), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_cloud_verdict(x->f, SITE_B), DW_DOWN);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_B), DW_DOWN);
+    assert_true(history_has(x, "operation", "#1 premise-a -> premise-b aborted: premise-b is down"));
+}
+
+/* an OFFLINE Edge is not connecting: it counts within the grace */
+static void test_cloud_grace_offline_counts(void **state)
+{
+    struct fx *x = *state;
+    int64_t act;
+
+    activating_b(x, &act);
+    assert_int_equal(cloudv(x, act + 1000, "OOO"), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_cloud_verdict(x->f, SITE_B), DW_DOWN);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_B), DW_DOWN);
+    assert_true(history_has(x, "operation", "#1 premise-a -> premise-b aborted: premise-b is down"));
+}
+
+/* With "or", what one fresh view decides alone (docs/detection.md). */
+static void test_cloud_one_view_decides(void **state)
+{
+    struct fx *x = *state;
+    struct dw_step_ref r[4];
+
+    use_cloud(x, DW_COMBINE_OR_GENESYS, DW_COMBINE_OR_GENESYS);
+    all_up(x);
+    /* rule "any": one Edge of the pair OFFLINE is not the site down */
+    assert_int_equal(cloudv(x, T0 + 100, "OUU"), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_UP);
+    /* every Edge online but its trunks disconnected, no activation at the site: DOWN */
+    assert_int_equal(cloudv(x, T0 + 200, "CCU"), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_DOWN);
+    assert_true(history_has(x, "verdict", "by genesys, combine probes_or_genesys"));
+    assert_int_equal(n_next(x, r, 4), 1);
+    assert_int_equal(r[0].target, PREMISE_B);
+    /* premise-b activating covers site-b only: site-a's disconnected trunks still count */
+    assert_int_equal(step(x, r[0].op, 0, DW_STEP_STARTED, T0 + 300), DW_FSM_APPLIED);
+    assert_int_equal(cloudv(x, T0 + 400, "CCC"), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_cloud_verdict(x->f, SITE_A), DW_DOWN);
+    assert_int_equal(dw_fsm_cloud_verdict(x->f, SITE_B), DW_UNKNOWN);
+    assert_true(history_has(x, "verdict", "site-a: up -> down"));
+    /* a view older than cloud_ttl_ms decides nothing: site-a falls back to its probes */
+    assert_int_equal(observe(x, 1, T0 + 401 + CTTL, U, U), DW_FSM_APPLIED);
+    assert_int_equal(observe(x, 2, T0 + 402 + CTTL, U, U), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_cloud_verdict(x->f, SITE_A), DW_UNKNOWN);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_UP);
+}
+
+/* without a fresh probe majority, one fresh view still says DOWN, and only DOWN */
+static void test_cloud_one_view_without_probes(void **state)
+{
+    struct fx *x = *state;
+
+    use_cloud(x, DW_COMBINE_OR_GENESYS, DW_COMBINE_OR_GENESYS);
+    all_up(x);
+    assert_int_equal(cloudv(x, T0 + TTL + 1, "OOU"), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_probe_verdict(x->f, SITE_A), DW_UNKNOWN);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_DOWN);
+    assert_int_equal(dw_fsm_cloud_verdict(x->f, SITE_B), DW_UP);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_B), DW_UNKNOWN);
+}
+
 static void test_cloud_entries_checked(void **state)
 {
     struct fx *x = *state;
@@ -1370,15 +1486,15 @@ static void test_cloud_entries_checked(void **state)
                    "Edge ids");
 
     /* a large view is split: here one Edge per entry */
-    e = dw_entry_cloud_part(x->cfg, st, 0, 1, &next);
+    e = dw_entry_cloud_part(x->cfg, st, NULL, 0, 1, &next);
     assert_non_null(strstr(e, "\"edges\":{\"site-a-edge1\":\"down\"}"));
     assert_int_equal(next, 1);
     free(e);
-    e = dw_entry_cloud_part(x->cfg, st, next, 1, &next);
+    e = dw_entry_cloud_part(x->cfg, st, NULL, next, 1, &next);
     assert_non_null(strstr(e, "\"edges\":{\"site-a-edge2\":\"down\"}"));
     assert_int_equal(next, 2);
     free(e);
-    e = dw_entry_cloud_part(x->cfg, st, next, 1, &next);
+    e = dw_entry_cloud_part(x->cfg, st, NULL, next, 1, &next);
     assert_non_null(strstr(e, "\"edges\":{\"site-b-edge1\":\"down\"}"));
     assert_int_equal(next, 3);
     assert_int_equal(dw_entry_edge_count(x->cfg), 3);
@@ -1841,6 +1957,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cloud_site_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cloud_status_json, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cloud_entries_checked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cloud_grace_after_activation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cloud_grace_offline_counts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cloud_one_view_decides, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cloud_one_view_without_probes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_schema_1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_entry_stamp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_topology_digest, setup, teardown),

@@ -134,8 +134,8 @@ static bool fence_check(struct dw_actuator *a, const struct dw_fence *f, bool wr
     }
     uint64_t now = mono_ms();
     if (write && (a->lease_term != f->term || now >= a->lease_until)) {
-        snprintf(why, whylen, "lease lapsed %" PRIu64 " ms ago (no majority acknowledgement "
-                 "for %u ms)", a->lease_term == f->term ? now - a->lease_until : 0, a->lease_ms);
+        snprintf(why, whylen, "lease lapsed %" PRIu64 " ms ago",
+                 a->lease_term == f->term ? now - a->lease_until : 0);
         return false;
     }
     if (!step_still_next(a, f->op, f->seq)) {

@@ -275,8 +275,8 @@ static int fence_holds(struct call *c)
     if (c->fence.valid != NULL && c->fence.valid(c->fence.data, &c->fence, why, sizeof why))
         return 1;
     c->g->stats.fenced++;
-    snprintf(d, sizeof d, "%s not sent: fencing token (term %" PRIu64 ", op %" PRId64
-             ", step %d) no longer valid: %s", c->label, c->fence.term, c->fence.op,
+    snprintf(d, sizeof d, "%.64s not sent: fencing token (term %" PRIu64 ", op %" PRId64
+             ", step %d) no longer valid: %.64s", c->label, c->fence.term, c->fence.op,
              c->fence.seq, why[0] ? why : "refused");
     dw_log(DW_LOG_WARN, "genesys", "%s", d);
     c->logged = 1;
@@ -1077,7 +1077,7 @@ void dw_genesys_cancel_writes(struct dw_genesys *g, const char *why)
                 break;
         if (c == NULL)
             return;
-        snprintf(d, sizeof d, "trunkbasesettings/%s: cancelled: %s", c->tb_id, why);
+        snprintf(d, sizeof d, "trunkbasesettings/%.100s: cancelled: %.100s", c->tb_id, why);
         g->stats.fenced++;
         dw_log(DW_LOG_WARN, "genesys", "%s", d);
         c->logged = 1;

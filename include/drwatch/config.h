@@ -154,7 +154,7 @@ struct dw_config {
     int n_groups;
     struct dw_group groups[DW_MAX_GROUPS];
     bool debug;                        /* node.debug: enables the admin "debug" command */
-    uint64_t topology_digest;          /* set by dw_config_parse; 0 = compute on demand */
+    uint64_t topology_digest;          /* set by dw_config_parse_with; 0 = compute on demand */
 };
 
 /* Validation errors: every problem found, each "json.path: message". */
@@ -167,16 +167,25 @@ struct dw_config_errors {
 /* Frees what parse/load allocated (sites, edges); cfg may be reused afterwards. Accepts NULL. */
 void dw_config_free(struct dw_config *cfg);
 
+/* The filesystem questions validation asks. src/core does no I/O, so the caller answers them:
+ * dw_config_files_posix (drwatch/cfgfile.h) on a real host. Each returns 0, or -1 with why in
+ * msg, worded for "json.path: msg". */
+struct dw_config_files {
+    /* path opens as a regular file (TLS material the prober reads later) */
+    int (*readable)(const char *path, char *msg, size_t len);
+    /* path is a directory */
+    int (*directory)(const char *path, char *msg, size_t len);
+    bool (*exists)(const char *path);
+    /* as dw_config_read_secret */
+    int (*read_secret)(const char *path, char *out, size_t out_len, char *msg, size_t len);
+};
+
 /* Parses and validates a whole config document. Returns 0 when valid; otherwise -1 with every
- * error found in errs (never only the first). Secret files are checked for readability here
- * (their content is not kept in cfg). */
-int dw_config_parse(const char *json, size_t len, struct dw_config *cfg, struct dw_config_errors *errs);
-
-/* Reads FILE and calls dw_config_parse; an unreadable file is one error naming the path. */
-int dw_config_load(const char *path, struct dw_config *cfg, struct dw_config_errors *errs);
-
-/* Reads a secret file, trims trailing whitespace. Returns 0 or -1 with errmsg. */
-int dw_config_read_secret(const char *path, char *out, size_t out_len, char *errmsg, size_t errlen);
+ * error found in errs (never only the first). Secret, TLS and peer secret files are checked
+ * through files at their place in the walk (their content is not kept in cfg); files NULL skips
+ * every file check. dw_config_parse (drwatch/cfgfile.h) checks the real files. */
+int dw_config_parse_with(const char *json, size_t len, const struct dw_config_files *files,
+                         struct dw_config *cfg, struct dw_config_errors *errs);
 
 /* Peer channel secrets: one per pair of members, so a node holds only the secrets it shares with
  * each other member and cannot authenticate as a third one. */
@@ -190,10 +199,11 @@ struct dw_peer_secrets {
 int dw_config_peer_secret_path(const struct dw_config *cfg, uint64_t member_id, char *out,
                                size_t len);
 
-/* Reads and checks every secret this node needs from cluster.peer_secret_dir. Returns 0, or -1
- * with the first problem in errmsg and out wiped. Wipe out with explicit_bzero when done. */
-int dw_config_read_peer_secrets(const struct dw_config *cfg, struct dw_peer_secrets *out,
-                                char *errmsg, size_t errlen);
+/* Reads through files (not NULL) and checks every secret this node needs from
+ * cluster.peer_secret_dir. Returns 0, or -1 with the first problem in errmsg and out wiped.
+ * dw_config_read_peer_secrets (drwatch/cfgfile.h) reads the real files. */
+int dw_config_peer_secrets_with(const struct dw_config *cfg, const struct dw_config_files *files,
+                                struct dw_peer_secrets *out, char *errmsg, size_t errlen);
 
 const struct dw_member *dw_config_member(const struct dw_config *cfg, uint64_t id);
 int dw_config_site_index(const struct dw_config *cfg, const char *site_id);

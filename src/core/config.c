@@ -4,20 +4,15 @@
 #include "drwatch/config.h"
 
 #include <cJSON.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #define MS_MAX 86400000u          /* one day: beyond that a setting is a typo */
 #define THRESHOLD_MAX 100u
 #define SNAPSHOT_MAX 100000000u
 #define UNIX_PATH_MAX 107u        /* sizeof(sun_path) - 1 on Linux */
-#define CONFIG_FILE_MAX (16u << 20)  /* room for DW_MAX_EDGES_TOTAL Edges with probes */
 #define SECRET_CHECK_MAX 4096u    /* secrets longer than this are refused */
 
 enum kind {
@@ -72,6 +67,7 @@ struct table {
 struct ctx {
     struct dw_config *cfg;
     struct dw_config_errors *errs;
+    const struct dw_config_files *files; /* NULL: no file checks */
     int total;
     unsigned seen;
     bool members_bad;         /* an error under cluster.members: skip the per-member secrets */
@@ -615,17 +611,9 @@ static void parse_alive_codes(struct ctx *c, const cJSON *v, void *base)
 /* TLS material is read by the prober much later: refuse a file it could not open now. */
 static void check_readable(struct ctx *c, const char *key, const char *file)
 {
-    struct stat st;
-    int fd;
-    if (!file[0])
-        return;
-    fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0 || fstat(fd, &st) != 0)
-        err_key(c, key, "cannot read \"%s\": %s", file, strerror(errno));
-    else if (!S_ISREG(st.st_mode))
-        err_key(c, key, "cannot read \"%s\": not a regular file", file);
-    if (fd >= 0)
-        close(fd);
+    char msg[256];
+    if (file[0] && c->files && c->files->readable(file, msg, sizeof msg) != 0)
+        err_key(c, key, "%s", msg);
 }
 
 static void probe_check(struct ctx *c, const cJSON *obj, void *base)
@@ -1169,9 +1157,9 @@ static void check_limits(struct ctx *c)
 static void check_secret(struct ctx *c, const char *json_path, const char *file)
 {
     char buf[SECRET_CHECK_MAX + 1], msg[200];
-    if (!file[0])
+    if (!file[0] || !c->files)
         return;
-    if (dw_config_read_secret(file, buf, sizeof buf, msg, sizeof msg) != 0)
+    if (c->files->read_secret(file, buf, sizeof buf, msg, sizeof msg) != 0)
         err_at(c, json_path, "%s", msg);
     explicit_bzero(buf, sizeof buf);
 }
@@ -1182,24 +1170,20 @@ static void check_peer_secrets(struct ctx *c, struct dw_peer_secrets *out)
 {
     const struct dw_config *cfg = c->cfg;
     const char *jp = "cluster.peer_secret_dir", *dir = cfg->cluster.peer_secret_dir;
-    char path[DW_PATH_MAX + 32], msg[200];
-    struct stat st;
+    const struct dw_config_files *fs = c->files;
+    char path[DW_PATH_MAX + 32], msg[200], why[256];
 
     memset(out, 0, sizeof *out);
-    if (!dir[0] || !dw_config_member(cfg, cfg->node_id) || c->members_bad)
+    if (!fs || !dir[0] || !dw_config_member(cfg, cfg->node_id) || c->members_bad)
         return;
-    if (stat(dir, &st) != 0) {
-        err_at(c, jp, "cannot read \"%s\": %s", dir, strerror(errno));
-        return;
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        err_at(c, jp, "\"%s\" is not a directory", dir);
+    if (fs->directory(dir, why, sizeof why) != 0) {
+        err_at(c, jp, "%s", why);
         return;
     }
     /* Present when a whole directory was copied between nodes, or when every member was given
      * one secret of its own: both leave some node able to authenticate as another. */
     if (dw_config_peer_secret_path(cfg, cfg->node_id, path, sizeof path) == 0 &&
-        access(path, F_OK) == 0)
+        fs->exists(path))
         err_at(c, jp, "\"%s\" names this node: a node holds only the secrets it shares with each "
                "other member", path);
     for (int i = 0; i < cfg->n_members; i++) {
@@ -1210,7 +1194,7 @@ static void check_peer_secrets(struct ctx *c, struct dw_peer_secrets *out)
             err_at(c, jp, "too long to hold the secret files");
             return;
         }
-        if (dw_config_read_secret(path, out->s[i], sizeof out->s[i], msg, sizeof msg) != 0) {
+        if (fs->read_secret(path, out->s[i], sizeof out->s[i], msg, sizeof msg) != 0) {
             err_at(c, jp, "secret shared with member %llu: %s", (unsigned long long)m->id, msg);
             continue;
         }
@@ -1230,10 +1214,10 @@ static void check_peer_secrets(struct ctx *c, struct dw_peer_secrets *out)
 
 /* ---- public ---- */
 
-int dw_config_parse(const char *json, size_t len, struct dw_config *cfg,
-                    struct dw_config_errors *errs)
+int dw_config_parse_with(const char *json, size_t len, const struct dw_config_files *files,
+                         struct dw_config *cfg, struct dw_config_errors *errs)
 {
-    struct ctx c = { .cfg = cfg, .errs = errs };
+    struct ctx c = { .cfg = cfg, .errs = errs, .files = files };
     const char *end = NULL;
     cJSON *root = NULL;
 
@@ -1300,113 +1284,6 @@ void dw_config_free(struct dw_config *cfg)
     cfg->n_sites = 0;
 }
 
-int dw_config_load(const char *path, struct dw_config *cfg, struct dw_config_errors *errs)
-{
-    struct ctx c = { .cfg = cfg, .errs = errs };
-    struct stat st;
-    char *buf = NULL;
-    size_t n = 0;
-    int rc = -1;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-    memset(cfg, 0, sizeof *cfg);
-    if (errs)
-        errs->n = 0;
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        err(&c, "cannot read \"%s\": %s", path, strerror(errno));
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode) || (size_t)st.st_size > CONFIG_FILE_MAX) {
-        err(&c, "cannot read \"%s\": %s", path,
-            S_ISREG(st.st_mode) ? "larger than 16 MiB" : "not a regular file");
-        goto out;
-    }
-    buf = malloc((size_t)st.st_size + 1);
-    if (!buf) {
-        err(&c, "out of memory");
-        goto out;
-    }
-    while (n < (size_t)st.st_size) {
-        ssize_t r = read(fd, buf + n, (size_t)st.st_size - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            err(&c, "cannot read \"%s\": %s", path, strerror(errno));
-            goto out;
-        }
-        if (r == 0)
-            break;
-        n += (size_t)r;
-    }
-    buf[n] = '\0';
-    rc = dw_config_parse(buf, n, cfg, errs);
-out:
-    free(buf);
-    if (fd >= 0)
-        close(fd);
-    return rc;
-}
-
-static bool is_space(char ch)
-{
-    return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\v' || ch == '\f';
-}
-
-int dw_config_read_secret(const char *path, char *out, size_t out_len, char *errmsg,
-                          size_t errlen)
-{
-    size_t n = 0;
-    bool too_long = false;
-    int fd;
-
-    if (!out || out_len < 2) {
-        snprintf(errmsg, errlen, "no room for the secret of \"%s\"", path);
-        return -1;
-    }
-    out[0] = '\0';
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0)
-        goto fail_errno;
-    for (;;) {
-        char extra[256];
-        bool full = n == out_len - 1;
-        ssize_t r = full ? read(fd, extra, sizeof extra) : read(fd, out + n, out_len - 1 - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            goto fail_errno;
-        if (r == 0)
-            break;
-        if (!full)
-            n += (size_t)r;
-        /* trailing whitespace past the buffer is fine; anything else would be cut off */
-        for (ssize_t i = 0; full && i < r; i++)
-            too_long |= !is_space(extra[i]);
-        explicit_bzero(extra, sizeof extra);
-    }
-    close(fd);
-    while (n > 0 && is_space(out[n - 1]))
-        n--;
-    out[n] = '\0';
-    if (too_long) {
-        snprintf(errmsg, errlen, "\"%s\" is longer than %zu bytes", path, out_len - 1);
-        explicit_bzero(out, out_len);
-        return -1;
-    }
-    if (n == 0) {
-        snprintf(errmsg, errlen, "\"%s\" is empty", path);
-        return -1;
-    }
-    return 0;
-
-fail_errno:
-    snprintf(errmsg, errlen, "cannot read \"%s\": %s", path, strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    explicit_bzero(out, out_len);
-    return -1;
-}
-
 int dw_config_peer_secret_path(const struct dw_config *cfg, uint64_t member_id, char *out,
                                size_t len)
 {
@@ -1417,8 +1294,8 @@ int dw_config_peer_secret_path(const struct dw_config *cfg, uint64_t member_id, 
     return w < 0 || (size_t)w >= len ? -1 : 0;
 }
 
-int dw_config_read_peer_secrets(const struct dw_config *cfg, struct dw_peer_secrets *out,
-                                char *errmsg, size_t errlen)
+int dw_config_peer_secrets_with(const struct dw_config *cfg, const struct dw_config_files *files,
+                                struct dw_peer_secrets *out, char *errmsg, size_t errlen)
 {
     struct dw_config_errors *errs = calloc(1, sizeof *errs);
     if (!errs) {
@@ -1426,7 +1303,7 @@ int dw_config_read_peer_secrets(const struct dw_config *cfg, struct dw_peer_secr
         return -1;
     }
     /* check_peer_secrets only reads the configuration */
-    struct ctx c = { .cfg = (struct dw_config *)cfg, .errs = errs };
+    struct ctx c = { .cfg = (struct dw_config *)cfg, .errs = errs, .files = files };
     check_peer_secrets(&c, out);
     if (!dw_config_member(cfg, cfg->node_id) && !c.total)
         err_at(&c, "node.id", "%llu is not the id of any cluster.members entry",

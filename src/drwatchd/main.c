@@ -6,6 +6,8 @@
 
 #include <uv.h>
 
+#include "drwatch/cfgfile.h"
+#include "drwatch/cfgfile.h"
 #include "drwatch/config.h"
 #include "drwatch/log.h"
 

@@ -6,6 +6,8 @@
 
 #include "drwatch/actuator.h"
 #include "drwatch/admin.h"
+#include "drwatch/cfgfile.h"
+#include "drwatch/cfgfile.h"
 #include "drwatch/cloud.h"
 #include "drwatch/entry.h"
 #include "drwatch/fsm.h"

@@ -1,11 +1,43 @@
 /* Fuzzes the config parser: any bytes in, either a valid config or a list of errors out. */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "drwatch/config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Fuzzed paths are never opened: a made-up filesystem answers, so the file rules still run.
+ * Paths naming "bad" fail; every secret is distinct and long enough. */
+static int fake_readable(const char *path, char *msg, size_t len)
+{
+    if (!strstr(path, "bad"))
+        return 0;
+    snprintf(msg, len, "cannot read \"%s\": fake", path);
+    return -1;
+}
+
+static bool fake_exists(const char *path)
+{
+    return strstr(path, "bad") != NULL;
+}
+
+static int fake_secret(const char *path, char *out, size_t out_len, char *msg, size_t len)
+{
+    if (fake_readable(path, msg, len) != 0)
+        return -1;
+    snprintf(out, out_len, "secret-for-%s", path);
+    return 0;
+}
+
+static const struct dw_config_files fake_files = {
+    .readable = fake_readable,
+    .directory = fake_readable,
+    .exists = fake_exists,
+    .read_secret = fake_secret,
+};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -15,7 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (cfg == NULL || errs == NULL)
         abort();
-    if (dw_config_parse((const char *)data, size, cfg, errs) == 0) {
+    if (dw_config_parse_with((const char *)data, size, &fake_files, cfg, errs) == 0) {
         dw_config_topology_digest(cfg);
         dw_config_free(cfg);
     } else if (errs->n < 1 || errs->n > DW_CFG_MAX_ERRORS) {

@@ -12,6 +12,8 @@
 #include <cJSON.h>
 #include <cmocka.h>
 
+#include "drwatch/cfgfile.h"
+#include "drwatch/cfgfile.h"
 #include "drwatch/config.h"
 
 static char tmpdir[64];

@@ -1,0 +1,23 @@
+/* Configuration on disk: reads the config and secret files, answers the parser's file checks. */
+#ifndef DRWATCH_CFGFILE_H
+#define DRWATCH_CFGFILE_H
+
+#include "drwatch/config.h"
+
+/* The real filesystem, for dw_config_parse_with and dw_config_peer_secrets_with. */
+extern const struct dw_config_files dw_config_files_posix;
+
+/* dw_config_parse_with checking the files the document names on this host. */
+int dw_config_parse(const char *json, size_t len, struct dw_config *cfg, struct dw_config_errors *errs);
+
+/* Reads FILE and calls dw_config_parse; an unreadable file is one error naming the path. */
+int dw_config_load(const char *path, struct dw_config *cfg, struct dw_config_errors *errs);
+
+/* Reads a secret file, trims trailing whitespace. Returns 0 or -1 with errmsg. */
+int dw_config_read_secret(const char *path, char *out, size_t out_len, char *errmsg, size_t errlen);
+
+/* dw_config_peer_secrets_with the real files. Wipe out with explicit_bzero when done. */
+int dw_config_read_peer_secrets(const struct dw_config *cfg, struct dw_peer_secrets *out,
+                                char *errmsg, size_t errlen);
+
+#endif

@@ -8,7 +8,8 @@
 extern const struct dw_config_files dw_config_files_posix;
 
 /* dw_config_parse_with checking the files the document names on this host. */
-int dw_config_parse(const char *json, size_t len, struct dw_config *cfg, struct dw_config_errors *errs);
+int dw_config_parse(const char *json, size_t len, struct dw_config *cfg,
+                    struct dw_config_errors *errs);
 
 /* Reads FILE and calls dw_config_parse; an unreadable file is one error naming the path. */
 int dw_config_load(const char *path, struct dw_config *cfg, struct dw_config_errors *errs);

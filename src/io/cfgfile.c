@@ -1,5 +1,4 @@
-/* Configuration on disk: the config file, secret files, and the file checks dw_config_parse_with
- * asks for (src/core may not touch the filesystem). */
+/* Config on disk: reads the config and secret files, answers the parser's file checks. */
 #include "drwatch/cfgfile.h"
 
 #include <errno.h>
@@ -55,7 +54,8 @@ const struct dw_config_files dw_config_files_posix = {
     .read_secret = dw_config_read_secret,
 };
 
-int dw_config_parse(const char *json, size_t len, struct dw_config *cfg, struct dw_config_errors *errs)
+int dw_config_parse(const char *json, size_t len, struct dw_config *cfg,
+                    struct dw_config_errors *errs)
 {
     return dw_config_parse_with(json, len, &dw_config_files_posix, cfg, errs);
 }

@@ -175,6 +175,7 @@ struct dw_config_files {
     int (*readable)(const char *path, char *msg, size_t len);
     /* path is a directory */
     int (*directory)(const char *path, char *msg, size_t len);
+    /* anything is at path (no msg: its absence is no error) */
     bool (*exists)(const char *path);
     /* as dw_config_read_secret */
     int (*read_secret)(const char *path, char *out, size_t out_len, char *msg, size_t len);

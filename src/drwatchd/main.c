@@ -7,7 +7,6 @@
 #include <uv.h>
 
 #include "drwatch/cfgfile.h"
-#include "drwatch/cfgfile.h"
 #include "drwatch/config.h"
 #include "drwatch/log.h"
 

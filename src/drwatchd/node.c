@@ -7,7 +7,6 @@
 #include "drwatch/actuator.h"
 #include "drwatch/admin.h"
 #include "drwatch/cfgfile.h"
-#include "drwatch/cfgfile.h"
 #include "drwatch/cloud.h"
 #include "drwatch/entry.h"
 #include "drwatch/fsm.h"

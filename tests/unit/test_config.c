@@ -13,7 +13,6 @@
 #include <cmocka.h>
 
 #include "drwatch/cfgfile.h"
-#include "drwatch/cfgfile.h"
 #include "drwatch/config.h"
 
 static char tmpdir[64];

@@ -78,6 +78,9 @@ cJSON *dw_fsm_status_json(struct dw_fsm *f);
  * "at_least": k), and, when it combines with Genesys,
  * "cloud":[{"edge","genesys_edge_id","state","reported","fresh"}] judged at last_ts. */
 
+/* The most rows one history view returns, whatever limit asks for (0 too). */
+#define DW_FSM_HISTORY_MAX 10000
+
 /* History rows, newest first, at most limit: [{"id","ts","kind","detail"}]. */
 cJSON *dw_fsm_history_json(struct dw_fsm *f, int limit);
 

@@ -191,6 +191,9 @@ uint64_t dw_config_topology_digest(const struct dw_config *cfg)
     }
 
     fnv_fmt(&h, "ttl %u\n", cfg->cluster.observation_ttl_ms);
+    /* retention decides which history rows every node deletes: it must be the same everywhere */
+    fnv_fmt(&h, "history %u %u\n", cfg->cluster.history_retention_days,
+            cfg->cluster.history_max_rows);
     if (any_cloud)
         fnv_fmt(&h, "cloud-ttl %u\n", cfg->genesys.cloud_ttl_ms);
     return h;

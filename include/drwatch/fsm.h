@@ -39,6 +39,10 @@ int dw_fsm_restore(struct dw_fsm *f, const void *buf, size_t len);
 
 /* Deterministic text dump of every table, rows in primary-key order (free()). */
 char *dw_fsm_dump(struct dw_fsm *f);
+/* The same, or NULL (dw_fsm_last_error says why) once it passes about max bytes (0: no limit):
+ * the admin dump is a debugging tool and must not hold the loop for long. */
+#define DW_FSM_DUMP_MAX (16u << 20)
+char *dw_fsm_dump_max(struct dw_fsm *f, size_t max);
 
 uint64_t dw_fsm_applied(const struct dw_fsm *f);  /* entries applied since open/restore base */
 uint64_t dw_fsm_rejected(const struct dw_fsm *f);

@@ -2017,10 +2017,11 @@ static void dump_value(struct strbuf *b, sqlite3_stmt *s, int col)
     }
 }
 
-char *dw_fsm_dump(struct dw_fsm *f)
+char *dw_fsm_dump_max(struct dw_fsm *f, size_t max)
 {
     struct strbuf b = {0};
 
+    f->error[0] = '\0';
     sb_add(&b, "%s", "");
     for (size_t t = 0; t < sizeof dump_tables / sizeof dump_tables[0]; t++) {
         char sql[128];
@@ -2032,6 +2033,12 @@ char *dw_fsm_dump(struct dw_fsm *f)
         if (sqlite3_prepare_v2(f->db, sql, -1, &s, NULL) != SQLITE_OK)
             goto fail;
         while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            if (max > 0 && b.len > max) {
+                sqlite3_finalize(s);
+                set_msg(f->error, sizeof f->error,
+                        "dump: the state is larger than %zu bytes; read it with history", max);
+                goto fail;
+            }
             sb_add(&b, "%s", dump_tables[t].table);
             for (int c = 0; c < sqlite3_column_count(s); c++) {
                 sb_add(&b, "|%s=", sqlite3_column_name(s, c));
@@ -2047,8 +2054,16 @@ char *dw_fsm_dump(struct dw_fsm *f)
         goto fail;
     return b.p;
 fail:
+    if (f->error[0] == '\0')
+        set_msg(f->error, sizeof f->error, "dump: %s",
+                b.oom ? "out of memory" : sqlite3_errmsg(f->db));
     free(b.p);
     return NULL;
+}
+
+char *dw_fsm_dump(struct dw_fsm *f)
+{
+    return dw_fsm_dump_max(f, 0);
 }
 
 /* ---- JSON views ----------------------------------------------------------------------------- */

@@ -1146,6 +1146,21 @@ static void test_history_retention_days(void **state)
     assert_true(oldest == last - 24 * HOUR_MS);
 }
 
+static void test_dump_size_cap(void **state)
+{
+    struct fx *x = *state;
+    char *a, *b;
+
+    leaders(x->f, 100, T0, 1000);
+    a = dw_fsm_dump(x->f);
+    b = dw_fsm_dump_max(x->f, strlen(a) + 1);
+    assert_string_equal(a, b);
+    free(b);
+    assert_null(dw_fsm_dump_max(x->f, strlen(a) / 2));
+    assert_non_null(strstr(dw_fsm_last_error(x->f), "larger than"));
+    free(a);
+}
+
 /* A lowered limit drains a backlog a batch per entry, and every node deletes the same rows. */
 static void test_history_prune_bounded_and_deterministic(void **state)
 {
@@ -1937,6 +1952,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_topology_digest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_determinism, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_max_rows, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dump_size_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_retention_days, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_prune_bounded_and_deterministic, setup,
                                         teardown),

@@ -1658,6 +1658,15 @@ static void test_topology_digest(void **state)
     c->groups[0].targets[2].site = SITE_B;
     assert_true(d0 != dw_config_topology_digest(c));
     free_config(c);
+
+    /* the default retention keeps the digest of before retention; another one changes it */
+    c = make_config();
+    c->cluster.history_retention_days = 90;
+    c->cluster.history_max_rows = 100000;
+    assert_true(d0 == dw_config_topology_digest(c));
+    c->cluster.history_max_rows = 5000;
+    assert_true(d0 != dw_config_topology_digest(c));
+    free_config(c);
 }
 
 /* ---- determinism ---------------------------------------------------------------------------- */

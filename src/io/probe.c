@@ -543,6 +543,8 @@ static int probe_init(struct dw_prober *p, struct probe *pr, const struct dw_pro
                 return -1;
             }
         }
+        if (dw_sip_prepare(p->sip, pr->sip, errmsg, 160) != 0)
+            return -1;
         return 0;
     }
     snprintf(errmsg, 160, "unknown probe kind %d", (int)sp->kind);

@@ -371,6 +371,14 @@ def test_h_admin_socket_and_drctl_errors():
         assert json.loads(f.readline())["ok"] is True, "the connection survives bad requests"
         s.close()
         drctl = os.path.join(BUILD, "drctl")
+        # the leader's row may not be applied here yet: at most one row, and the option accepted
+        assert len(c.drctl(1, "history", "--limit", "1")["history"]) <= 1
+        r = subprocess.run([drctl, "--socket", c.socket(1), "history", "--limit", "0"],
+                           capture_output=True, text=True)
+        assert r.returncode == 2 and "from 1 to 10000" in r.stderr, r
+        r = subprocess.run([drctl, "--socket", c.socket(1), "status", "--limit", "3"],
+                           capture_output=True, text=True)
+        assert r.returncode == 2 and "wrong arguments" in r.stderr, r
         r = subprocess.run([drctl, "--socket", c.socket(1), "frobnicate"], capture_output=True, text=True)
         assert r.returncode == 2 and "unknown command" in r.stderr, r
         r = subprocess.run([drctl, "--socket", c.socket(1), "hold", "carrier-1"], capture_output=True,

@@ -371,8 +371,9 @@ def test_h_admin_socket_and_drctl_errors():
         assert json.loads(f.readline())["ok"] is True, "the connection survives bad requests"
         s.close()
         drctl = os.path.join(BUILD, "drctl")
-        # the leader's row may not be applied here yet: at most one row, and the option accepted
-        assert len(c.drctl(1, "history", "--limit", "1")["history"]) <= 1
+        # once there are two rows (the leader's, the sites' first verdicts), --limit 1 gives one
+        wait_until(lambda: len(c.drctl(1, "history")["history"]) >= 2, 20, "two history rows")
+        assert len(c.drctl(1, "history", "--limit", "1")["history"]) == 1
         r = subprocess.run([drctl, "--socket", c.socket(1), "history", "--limit", "0"],
                            capture_output=True, text=True)
         assert r.returncode == 2 and "from 1 to 10000" in r.stderr, r

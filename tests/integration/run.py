@@ -167,13 +167,13 @@ def assert_resumed(c, dead, viewer):
         return [(r["method"], r["path"], r["query"]) for r in after
                 if r["path"].endswith("/" + tb) or r["query"].get("trunkBase.id") == tb]
     finished = [s for s in op["steps"] if s["finished"] < crash_ts]
-    todo = {tb_of[s["target"]] for s in op["steps"] if s not in finished}
+    unfinished = {tb_of[s["target"]] for s in op["steps"] if s not in finished}
     for s in op["steps"]:
         tb = tb_of[s["target"]]
         what = f"step {s['seq']} ({s['action']} {s['target']}, trunk base {tb})"
         if s not in finished:
             assert naming(tb), f"{what} not resumed: {after}"
-        elif tb not in todo:
+        elif tb not in unfinished:
             assert not naming(tb), f"{what} done before the crash, redone after: {naming(tb)}"
     return finished
 

@@ -87,6 +87,9 @@ enum stmt_id {
     ST_META_PUT,
     ST_OP_MAX,
     ST_GROUP_DIRT,
+    ST_HISTORY_NEWEST,
+    ST_HISTORY_OLDEST,
+    ST_HISTORY_PRUNE,
     ST_COUNT
 };
 
@@ -157,6 +160,9 @@ static const char *const stmt_sql[ST_COUNT] = {
                       " FROM operations o WHERE o.grp = ?1 AND o.id > (SELECT COALESCE(MAX(id), 0)"
                       " FROM operations WHERE grp = ?1 AND status = 'done'"
                       " AND kind IN ('failover', 'cleanup'))",
+    [ST_HISTORY_NEWEST] = "SELECT COALESCE(MAX(id), 0) FROM history",
+    [ST_HISTORY_OLDEST] = "SELECT id, ts FROM history ORDER BY id LIMIT ?1",
+    [ST_HISTORY_PRUNE] = "DELETE FROM history WHERE id <= ?1",
 };
 
 struct dw_fsm {
@@ -359,6 +365,50 @@ static int history(struct dw_fsm *f, int64_t ts, const char *kind, const char *f
     sqlite3_bind_int64(s, 1, ts);
     bind_text(s, 2, kind);
     bind_text(s, 3, detail);
+    return run(s);
+}
+
+/* Rows one entry may delete: a long backlog (a lowered limit, a restored old snapshot) drains
+ * over many entries instead of one long delete on the loop. */
+#define HISTORY_PRUNE_BATCH 256
+#define MS_PER_DAY 86400000LL
+
+/* Retention, relative to the entry's time and never a clock, so every node deletes the same
+ * rows at the same index. Only the oldest rows go, in id order: older than the retention, or
+ * beyond the newest history_max_rows (ids stay contiguous because only a prefix is deleted).
+ * 0 in either limit disables it. */
+static int history_prune(struct dw_fsm *f, int64_t ts)
+{
+    int64_t days = f->cfg->cluster.history_retention_days;
+    int64_t max_rows = f->cfg->cluster.history_max_rows;
+    int64_t newest = 0, last = 0;
+    sqlite3_stmt *s;
+    int rc;
+
+    if (days == 0 && max_rows == 0)
+        return 0;
+    s = stmt(f, ST_HISTORY_NEWEST);
+    if (sqlite3_step(s) == SQLITE_ROW)
+        newest = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    s = stmt(f, ST_HISTORY_OLDEST);
+    sqlite3_bind_int(s, 1, HISTORY_PRUNE_BATCH);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(s, 0);
+        bool too_many = max_rows > 0 && newest - id >= max_rows;
+        bool too_old = days > 0 && sqlite3_column_int64(s, 1) < ts - days * MS_PER_DAY;
+
+        if (!too_many && !too_old)
+            break;
+        last = id;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return -1;
+    if (last == 0)
+        return 0;
+    s = stmt(f, ST_HISTORY_PRUNE);
+    sqlite3_bind_int64(s, 1, last);
     return run(s);
 }
 
@@ -1461,7 +1511,8 @@ static int after_entry(struct dw_fsm *f, int64_t ts)
         if (plan_group(f, &f->cfg->groups[f->group_order[i]], ts, changed) != 0)
             return -1;
     }
-    if (meta_add(f, "applied", 1) != 0 || meta_set(f, "last_ts", ts) != 0)
+    if (meta_add(f, "applied", 1) != 0 || meta_set(f, "last_ts", ts) != 0 ||
+        history_prune(f, ts) != 0)
         return -1;
     return 0;
 }
@@ -2016,10 +2067,11 @@ static void dump_value(struct strbuf *b, sqlite3_stmt *s, int col)
     }
 }
 
-char *dw_fsm_dump(struct dw_fsm *f)
+char *dw_fsm_dump_max(struct dw_fsm *f, size_t max)
 {
     struct strbuf b = {0};
 
+    f->error[0] = '\0';
     sb_add(&b, "%s", "");
     for (size_t t = 0; t < sizeof dump_tables / sizeof dump_tables[0]; t++) {
         char sql[128];
@@ -2031,6 +2083,12 @@ char *dw_fsm_dump(struct dw_fsm *f)
         if (sqlite3_prepare_v2(f->db, sql, -1, &s, NULL) != SQLITE_OK)
             goto fail;
         while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            if (max > 0 && b.len > max) {
+                sqlite3_finalize(s);
+                set_msg(f->error, sizeof f->error,
+                        "dump: the state is larger than %zu bytes; read it with history", max);
+                goto fail;
+            }
             sb_add(&b, "%s", dump_tables[t].table);
             for (int c = 0; c < sqlite3_column_count(s); c++) {
                 sb_add(&b, "|%s=", sqlite3_column_name(s, c));
@@ -2046,8 +2104,16 @@ char *dw_fsm_dump(struct dw_fsm *f)
         goto fail;
     return b.p;
 fail:
+    if (f->error[0] == '\0')
+        set_msg(f->error, sizeof f->error, "dump: %s",
+                b.oom ? "out of memory" : sqlite3_errmsg(f->db));
     free(b.p);
     return NULL;
+}
+
+char *dw_fsm_dump(struct dw_fsm *f)
+{
+    return dw_fsm_dump_max(f, 0);
 }
 
 /* ---- JSON views ----------------------------------------------------------------------------- */
@@ -2278,7 +2344,7 @@ cJSON *dw_fsm_history_json(struct dw_fsm *f, int limit)
         cJSON_Delete(arr);
         return NULL;
     }
-    sqlite3_bind_int(s, 1, limit > 0 ? limit : -1);
+    sqlite3_bind_int(s, 1, limit > 0 && limit < DW_FSM_HISTORY_MAX ? limit : DW_FSM_HISTORY_MAX);
     while (ok && sqlite3_step(s) == SQLITE_ROW) {
         cJSON *o = cJSON_CreateObject();
 

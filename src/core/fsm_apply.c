@@ -61,7 +61,7 @@ static int apply_observe(struct dw_fsm *f, const cJSON *e, int64_t ts, char *why
 
         if (!cJSON_IsString(it) || dw_health_parse(it->valuestring, &h) != 0) {
             fsm_set_msg(why, whylen, "observe from node %" PRId64 ": bad state for site %s", node,
-                    it->string ? it->string : "?");
+                        it->string ? it->string : "?");
             return APPLY_REJECT;
         }
     }
@@ -88,12 +88,6 @@ static int apply_observe(struct dw_fsm *f, const cJSON *e, int64_t ts, char *why
     return APPLY_OK;
 }
 
-static bool step_transition_ok(enum dw_step_status from, enum dw_step_status to)
-{
-    return (from == DW_STEP_PENDING && to == DW_STEP_STARTED) ||
-           (from == DW_STEP_STARTED && (to == DW_STEP_DONE || to == DW_STEP_FAILED));
-}
-
 static int apply_step(struct dw_fsm *f, const cJSON *e, int64_t ts, char *why, size_t whylen)
 {
     int64_t op, seq;
@@ -118,27 +112,30 @@ static int apply_step(struct dw_fsm *f, const cJSON *e, int64_t ts, char *why, s
         fsm_set_msg(why, whylen, "step for unknown operation %" PRId64, op);
         return APPLY_REJECT;
     }
-    if (o.status != OP_RUNNING) {
+    if (o.status != DW_OP_RUNNING) {
         fsm_set_msg(why, whylen, "step for operation %" PRId64 ", which is %s", op,
-                fsm_op_status_names[o.status]);
+                    dw_op_status_name(o.status));
         return APPLY_REJECT;
     }
     rc = fsm_step_next(f, op, &st);
     if (rc < 0)
         return APPLY_SQL_ERROR;
     if (rc == 0 || seq < st.seq) {
-        fsm_set_msg(why, whylen, "operation %" PRId64 ": step %" PRId64 " is already done", op, seq);
+        fsm_set_msg(why, whylen, "operation %" PRId64 ": step %" PRId64 " is already done", op,
+                    seq);
         return APPLY_REJECT;
     }
     if (seq != st.seq) {
-        fsm_set_msg(why, whylen, "operation %" PRId64 ": step %" PRId64 " is not the next step (%d is)",
-                op, seq, st.seq);
+        fsm_set_msg(why, whylen,
+                    "operation %" PRId64 ": step %" PRId64 " is not the next step (%d is)", op, seq,
+                    st.seq);
         return APPLY_REJECT;
     }
-    /* this check makes a retried or resumed step harmless: a second "done" is refused */
-    if (!step_transition_ok(st.status, to)) {
+    /* the step table (opsm.c) makes a retried or resumed step harmless: a second "done" is
+     * refused */
+    if (!dw_step_move_ok(st.status, to)) {
         fsm_set_msg(why, whylen, "operation %" PRId64 " step %d: %s -> %s not allowed", op, st.seq,
-                dw_step_status_name(st.status), dw_step_status_name(to));
+                    dw_step_status_name(st.status), dw_step_status_name(to));
         return APPLY_REJECT;
     }
 
@@ -159,8 +156,8 @@ static int apply_step(struct dw_fsm *f, const cJSON *e, int64_t ts, char *why, s
     if (fsm_run(s) != 0)
         return APPLY_SQL_ERROR;
     if (fsm_history(f, ts, "step", "%s: #%" PRId64 " step %d %s %s: %s%s%s", o.grp, op, st.seq,
-                fsm_action_names[st.action], st.target, dw_step_status_name(to), detail ? " - " : "",
-                detail ? detail->valuestring : "") != 0)
+                    dw_step_action_name(st.action), st.target, dw_step_status_name(to),
+                    detail ? " - " : "", detail ? detail->valuestring : "") != 0)
         return APPLY_SQL_ERROR;
 
     if (to == DW_STEP_FAILED)
@@ -223,7 +220,7 @@ static int apply_hold(struct dw_fsm *f, const cJSON *e, int64_t ts, char *why, s
     sqlite3_bind_int64(s, 2, last_op);
     if (fsm_run(s) != 0 || fsm_group_set(f, ST_GROUP_SET_HOLD, group->valuestring, 0) != 0 ||
         fsm_history(f, ts, "hold", "%s: hold %s by %.64s", group->valuestring,
-                hold ? "released" : "release (was not held)", by->valuestring) != 0)
+                    hold ? "released" : "release (was not held)", by->valuestring) != 0)
         return APPLY_SQL_ERROR;
     return APPLY_OK;
 }
@@ -255,7 +252,7 @@ static int apply_cloud(struct dw_fsm *f, const cJSON *e, int64_t ts, char *why, 
 
         if (!cJSON_IsString(it) || dw_cloud_report_parse(it->valuestring, &h, NULL) != 0) {
             fsm_set_msg(why, whylen, "cloud entry: bad state for Edge %s",
-                    it->string ? it->string : "?");
+                        it->string ? it->string : "?");
             return APPLY_REJECT;
         }
     }
@@ -274,19 +271,22 @@ static int apply_cloud(struct dw_fsm *f, const cJSON *e, int64_t ts, char *why, 
     return APPLY_OK;
 }
 
-static int after_entry(struct dw_fsm *f, int64_t ts)
+/* Verdicts, then planning, then the counters: an APPLY_ code. */
+static int after_entry(struct dw_fsm *f, int64_t ts, char *why, size_t whylen)
 {
     bool changed;
+    int rc;
 
     if (fsm_update_verdicts(f, ts, &changed) != 0)
-        return -1;
+        return APPLY_SQL_ERROR;
     for (int i = 0; i < f->cfg->n_groups; i++) {
-        if (fsm_plan_group(f, &f->cfg->groups[f->group_order[i]], ts, changed) != 0)
-            return -1;
+        rc = fsm_plan_group(f, &f->cfg->groups[f->group_order[i]], ts, changed, why, whylen);
+        if (rc != APPLY_OK)
+            return rc;
     }
     if (fsm_meta_add(f, "applied", 1) != 0 || fsm_meta_set(f, "last_ts", ts) != 0)
-        return -1;
-    return 0;
+        return APPLY_SQL_ERROR;
+    return APPLY_OK;
 }
 
 /* The entry's time from its stamp (docs/architecture.md, "Entries and time"). Never backwards; a
@@ -303,17 +303,17 @@ static int entry_time(struct dw_fsm *f, int64_t stamp, int64_t *ts)
         *ts = stamp;
         if (f->applied > 0 && stamp - f->last_ts > ttl)
             return fsm_history(f, stamp, "time",
-                           "entry stamped %.1f s after the previous one (ttl %.1f s): every "
-                           "earlier observation is stale",
-                           (double)(stamp - f->last_ts) / 1000, (double)ttl / 1000);
+                               "entry stamped %.1f s after the previous one (ttl %.1f s): every "
+                               "earlier observation is stale",
+                               (double)(stamp - f->last_ts) / 1000, (double)ttl / 1000);
         return 0;
     }
     *ts = f->last_ts + (stamp > f->last_stamp ? stamp - f->last_stamp : 0);
     /* one row when stamps fall behind, not one per entry while they stay behind */
     if (f->last_ts - stamp > ttl && f->last_ts - f->last_stamp <= ttl)
         return fsm_history(f, *ts, "time",
-                       "entry stamped %.1f s before the cluster's time: time runs on from it",
-                       (double)(f->last_ts - stamp) / 1000);
+                           "entry stamped %.1f s before the cluster's time: time runs on from it",
+                           (double)(f->last_ts - stamp) / 1000);
     return 0;
 }
 
@@ -359,7 +359,10 @@ static int apply_parsed(struct dw_fsm *f, const cJSON *e, int64_t *ts, char *why
     }
     if (rc != APPLY_OK)
         return rc;
-    if (after_entry(f, *ts) != 0 || fsm_meta_set(f, "last_stamp", stamp) != 0)
+    rc = after_entry(f, *ts, why, whylen);
+    if (rc != APPLY_OK)
+        return rc;
+    if (fsm_meta_set(f, "last_stamp", stamp) != 0)
         return APPLY_SQL_ERROR;
     return APPLY_OK;
 }

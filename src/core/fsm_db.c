@@ -101,11 +101,6 @@ static const char *const stmt_sql[ST_COUNT] = {
                       " AND kind IN ('failover', 'cleanup'))",
 };
 
-const char *const fsm_op_kind_names[OP_KIND_COUNT] = {"failover", "rollback", "cleanup"};
-const char *const fsm_op_status_names[OP_STATUS_COUNT] = {"running", "done", "failed",
-                                                             "aborted"};
-const char *const fsm_action_names[ACT_COUNT] = {"activate", "verify", "deactivate"};
-
 void fsm_set_msg(char *buf, size_t len, const char *fmt, ...)
 {
     va_list ap;
@@ -266,7 +261,7 @@ void fsm_load_counters(struct dw_fsm *f)
 
 /* The site's verdict and its two signals (NULL for the ones not wanted). */
 int fsm_site_row(struct dw_fsm *f, const char *site, enum dw_health *verdict,
-             enum dw_health *probe, enum dw_health *cloud)
+                 enum dw_health *probe, enum dw_health *cloud)
 {
     sqlite3_stmt *s = fsm_stmt(f, ST_SITE_GET);
     int rc = -1;
@@ -315,16 +310,6 @@ int fsm_target_health(struct dw_fsm *f, const struct dw_target *t, enum dw_healt
     return fsm_site_verdict_by_id(f, f->cfg->sites[t->site].id, out);
 }
 
-/* Index of name in names[0..n), or fallback. */
-int fsm_name_index(const char *const *names, int n, const char *name, int fallback)
-{
-    for (int i = 0; i < n; i++) {
-        if (strcmp(names[i], name) == 0)
-            return i;
-    }
-    return fallback;
-}
-
 /* Reads one operation row (columns as in ST_OP_GET) from an executed statement and resets it:
  * 1 found, 0 none, -1 error. An unknown kind or status (never written) reads as a finished
  * cleanup, which nothing acts on. */
@@ -335,10 +320,12 @@ static int op_read(sqlite3_stmt *s, struct op_row *row)
     if (rc == SQLITE_ROW) {
         row->id = sqlite3_column_int64(s, 0);
         snprintf(row->grp, sizeof row->grp, "%s", fsm_col_text(s, 1));
-        row->kind = fsm_name_index(fsm_op_kind_names, OP_KIND_COUNT, fsm_col_text(s, 2), OP_CLEANUP);
+        if (dw_op_kind_parse(fsm_col_text(s, 2), &row->kind) != 0)
+            row->kind = DW_OP_CLEANUP;
         snprintf(row->from, sizeof row->from, "%s", fsm_col_text(s, 3));
         snprintf(row->to, sizeof row->to, "%s", fsm_col_text(s, 4));
-        row->status = fsm_name_index(fsm_op_status_names, OP_STATUS_COUNT, fsm_col_text(s, 5), OP_DONE);
+        if (dw_op_status_parse(fsm_col_text(s, 5), &row->status) != 0)
+            row->status = DW_OP_DONE;
     }
     sqlite3_reset(s);
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
@@ -371,7 +358,8 @@ int fsm_step_next(struct dw_fsm *f, int64_t op, struct step_row *row)
     rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
         row->seq = sqlite3_column_int(s, 0);
-        row->action = fsm_name_index(fsm_action_names, ACT_COUNT, fsm_col_text(s, 1), ACT_DEACTIVATE);
+        if (dw_step_action_parse(fsm_col_text(s, 1), &row->action) != 0)
+            row->action = DW_ACT_DEACTIVATE;
         snprintf(row->target, sizeof row->target, "%s", fsm_col_text(s, 2));
         if (dw_step_status_parse(fsm_col_text(s, 3), &row->status) != 0)
             row->status = DW_STEP_PENDING;
@@ -381,14 +369,14 @@ int fsm_step_next(struct dw_fsm *f, int64_t op, struct step_row *row)
 }
 
 /* Status of the operation's first step with this action, PENDING when it has none. */
-int fsm_step_status_of(struct dw_fsm *f, int64_t op, enum step_action a,
-                   enum dw_step_status *out)
+int fsm_step_status_of(struct dw_fsm *f, int64_t op, enum dw_step_action a,
+                       enum dw_step_status *out)
 {
     sqlite3_stmt *s = fsm_stmt(f, ST_STEP_BY_ACTION);
     int rc;
 
     sqlite3_bind_int64(s, 1, op);
-    fsm_bind_text(s, 2, fsm_action_names[a]);
+    fsm_bind_text(s, 2, dw_step_action_name(a));
     rc = sqlite3_step(s);
     *out = DW_STEP_PENDING;
     if (rc == SQLITE_ROW && dw_step_status_parse(fsm_col_text(s, 0), out) != 0)

@@ -12,6 +12,7 @@
 #include "drwatch/cloudview.h"
 #include "drwatch/detector.h"
 #include "drwatch/fsm.h"
+#include "drwatch/opsm.h"
 
 #define FSM_SCHEMA_VERSION 2
 
@@ -77,28 +78,18 @@ struct dw_fsm {
 /* Outcome of applying one entry inside its transaction. */
 enum { APPLY_OK = 0, APPLY_REJECT = 1, APPLY_SQL_ERROR = -1 };
 
-/* Operations and steps as the FSM reasons about them; the names are what the database and the
- * views show. */
-enum op_kind { OP_FAILOVER, OP_ROLLBACK, OP_CLEANUP, OP_KIND_COUNT };
-enum op_status { OP_RUNNING, OP_DONE, OP_FAILED, OP_ABORTED, OP_STATUS_COUNT };
-enum step_action { ACT_ACTIVATE, ACT_VERIFY, ACT_DEACTIVATE, ACT_COUNT };
-
-extern const char *const fsm_op_kind_names[OP_KIND_COUNT];
-extern const char *const fsm_op_status_names[OP_STATUS_COUNT];
-extern const char *const fsm_action_names[ACT_COUNT];
-
 struct op_row {
     int64_t id;
     char grp[DW_ID_MAX];
-    enum op_kind kind;
+    enum dw_op_kind kind;
     char from[DW_ID_MAX]; /* "" when no target carried calls */
     char to[DW_ID_MAX];   /* "" for a cleanup that leaves nothing in service */
-    enum op_status status;
+    enum dw_op_status status;
 };
 
 struct step_row {
     int seq;
-    enum step_action action;
+    enum dw_step_action action;
     char target[DW_ID_MAX];
     enum dw_step_status status;
 };
@@ -123,16 +114,15 @@ int fsm_history(struct dw_fsm *f, int64_t ts, const char *kind, const char *fmt,
     __attribute__((format(printf, 4, 5)));
 void fsm_load_counters(struct dw_fsm *f);
 int fsm_site_row(struct dw_fsm *f, const char *site, enum dw_health *verdict,
-             enum dw_health *probe, enum dw_health *cloud);
+                 enum dw_health *probe, enum dw_health *cloud);
 int fsm_site_verdict_by_id(struct dw_fsm *f, const char *site, enum dw_health *out);
 int fsm_group_get(struct dw_fsm *f, const char *group, int *active, bool *hold);
 int fsm_target_health(struct dw_fsm *f, const struct dw_target *t, enum dw_health *out);
-int fsm_name_index(const char *const *names, int n, const char *name, int fallback);
 int fsm_op_get(struct dw_fsm *f, int64_t op, struct op_row *row);
 int fsm_op_latest(struct dw_fsm *f, const char *group, struct op_row *row);
 int fsm_step_next(struct dw_fsm *f, int64_t op, struct step_row *row);
-int fsm_step_status_of(struct dw_fsm *f, int64_t op, enum step_action a,
-                   enum dw_step_status *out);
+int fsm_step_status_of(struct dw_fsm *f, int64_t op, enum dw_step_action a,
+                       enum dw_step_status *out);
 int fsm_int_row(sqlite3_stmt *s, int64_t *out, int n);
 int fsm_scalar(sqlite3_stmt *s, int64_t *out);
 int fsm_group_set(struct dw_fsm *f, enum stmt_id id, const char *group, int value);
@@ -141,15 +131,17 @@ int fsm_cmp_str_ptr(const void *a, const void *b);
 const char *fsm_combine_name(enum dw_combine c);
 const char *fsm_rule_name(enum dw_site_rule r);
 int fsm_cloud_edge_state(struct dw_fsm *f, const struct dw_edge *edge, int64_t now,
-                     enum dw_health *out, int64_t *ts_out, bool *fresh_out, bool *disc_out);
+                         enum dw_health *out, int64_t *ts_out, bool *fresh_out, bool *disc_out);
 int fsm_update_verdicts(struct dw_fsm *f, int64_t now, bool *changed);
 /* fsm_ops.c */
 int fsm_complete_operation(struct dw_fsm *f, const struct op_row *o, int64_t ts, char *why,
-                       size_t whylen);
+                           size_t whylen);
 int fsm_fail_operation(struct dw_fsm *f, const struct op_row *o, const struct step_row *st,
-                   int64_t ts, char *why, size_t whylen);
+                       int64_t ts, char *why, size_t whylen);
 void fsm_released_key(char *buf, size_t len, const char *group);
-int fsm_plan_group(struct dw_fsm *f, const struct dw_group *g, int64_t now, bool verdict_changed);
+/* An APPLY_ code: a refused status move refuses the entry. */
+int fsm_plan_group(struct dw_fsm *f, const struct dw_group *g, int64_t now, bool verdict_changed,
+                   char *why, size_t whylen);
 /* fsm_snapshot.c */
 int fsm_ensure_config_rows(struct dw_fsm *f);
 int fsm_open_memory_db(sqlite3 **db, char *errmsg, size_t errlen);

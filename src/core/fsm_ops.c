@@ -9,14 +9,24 @@
 
 #include "fsm_internal.h"
 
-static int finish_operation(struct dw_fsm *f, int64_t op, enum op_status status, int64_t ts)
+/* Every status change of an operation passes here: a move the table in opsm.c forbids refuses
+ * the entry that asked for it, alike on every node. */
+static int move_operation(struct dw_fsm *f, const struct op_row *o, enum dw_op_status to,
+                          int64_t ts, char *why, size_t whylen)
 {
-    sqlite3_stmt *s = fsm_stmt(f, ST_OP_FINISH);
+    sqlite3_stmt *s;
 
-    sqlite3_bind_int64(s, 1, op);
-    fsm_bind_text(s, 2, fsm_op_status_names[status]);
+    if (!dw_op_move_ok(o->kind, o->status, to)) {
+        fsm_set_msg(why, whylen, "operation %" PRId64 ": %s %s -> %s not allowed", o->id,
+                    dw_op_kind_name(o->kind), dw_op_status_name(o->status),
+                    dw_op_status_name(to));
+        return APPLY_REJECT;
+    }
+    s = fsm_stmt(f, ST_OP_FINISH);
+    sqlite3_bind_int64(s, 1, o->id);
+    fsm_bind_text(s, 2, dw_op_status_name(to));
     sqlite3_bind_int64(s, 3, ts);
-    return fsm_run(s);
+    return fsm_run(s) == 0 ? APPLY_OK : APPLY_SQL_ERROR;
 }
 
 /* Index of a target id in a group, -1 for "" (none) or an unknown id. */
@@ -37,7 +47,7 @@ static int carrier_after(struct dw_fsm *f, const struct dw_group *g, const struc
 {
     enum dw_step_status verified;
 
-    if (fsm_step_status_of(f, o->id, ACT_VERIFY, &verified) != 0)
+    if (fsm_step_status_of(f, o->id, DW_ACT_VERIFY, &verified) != 0)
         return -1;
     *carrier = target_or_none(g, verified == DW_STEP_DONE ? o->to : o->from);
     return 0;
@@ -46,36 +56,38 @@ static int carrier_after(struct dw_fsm *f, const struct dw_group *g, const struc
 /* Ends a running operation short of DONE; the group's active target then says what the journal
  * left carrying calls. */
 static int end_operation(struct dw_fsm *f, const struct dw_group *g, const struct op_row *o,
-                         enum op_status status, int64_t ts)
+                         enum dw_op_status status, int64_t ts, char *why, size_t whylen)
 {
-    int carrier;
+    int carrier, rc = move_operation(f, o, status, ts, why, whylen);
 
-    if (finish_operation(f, o->id, status, ts) != 0)
-        return -1;
-    if (o->kind != OP_FAILOVER)
-        return 0; /* it only switched targets off, never the carrier */
-    if (carrier_after(f, g, o, &carrier) != 0)
-        return -1;
-    return fsm_group_set(f, ST_GROUP_SET_ACTIVE, g->id, carrier);
+    if (rc != APPLY_OK || o->kind != DW_OP_FAILOVER)
+        return rc; /* a rollback or cleanup only switched targets off, never the carrier */
+    if (carrier_after(f, g, o, &carrier) != 0 ||
+        fsm_group_set(f, ST_GROUP_SET_ACTIVE, g->id, carrier) != 0)
+        return APPLY_SQL_ERROR;
+    return APPLY_OK;
 }
 
 /* The last step is DONE: the group now runs on the operation's target (none after a cleanup
  * that found no target up). */
 int fsm_complete_operation(struct dw_fsm *f, const struct op_row *o, int64_t ts, char *why,
-                       size_t whylen)
+                           size_t whylen)
 {
     int g = fsm_group_index(f->cfg, o->grp);
     int t = g >= 0 ? target_or_none(&f->cfg->groups[g], o->to) : -1;
+    int rc;
 
     if (g < 0 || (t < 0 && o->to[0] != '\0')) {
         fsm_set_msg(why, whylen, "operation %" PRId64 ": target %s of group %s is not configured",
-                o->id, o->to, o->grp);
+                    o->id, o->to, o->grp);
         return APPLY_REJECT;
     }
-    if (finish_operation(f, o->id, OP_DONE, ts) != 0 ||
-        fsm_group_set(f, ST_GROUP_SET_ACTIVE, o->grp, t) != 0 ||
+    rc = move_operation(f, o, DW_OP_DONE, ts, why, whylen);
+    if (rc != APPLY_OK)
+        return rc;
+    if (fsm_group_set(f, ST_GROUP_SET_ACTIVE, o->grp, t) != 0 ||
         fsm_history(f, ts, "operation", "%s: %s #%" PRId64 " %s -> %s done", o->grp,
-                fsm_op_kind_names[o->kind], o->id, shown(o->from), shown(o->to)) != 0)
+                    dw_op_kind_name(o->kind), o->id, shown(o->from), shown(o->to)) != 0)
         return APPLY_SQL_ERROR;
     return APPLY_OK;
 }
@@ -84,20 +96,24 @@ int fsm_complete_operation(struct dw_fsm *f, const struct op_row *o, int64_t ts,
  * releases it. The planner still undoes a failed activation and still moves calls off a target
  * voted DOWN (plan_group). */
 int fsm_fail_operation(struct dw_fsm *f, const struct op_row *o, const struct step_row *st,
-                   int64_t ts, char *why, size_t whylen)
+                       int64_t ts, char *why, size_t whylen)
 {
     int g = fsm_group_index(f->cfg, o->grp);
+    int rc;
 
     if (g < 0) {
-        fsm_set_msg(why, whylen, "operation %" PRId64 ": group %s is not configured", o->id, o->grp);
+        fsm_set_msg(why, whylen, "operation %" PRId64 ": group %s is not configured", o->id,
+                    o->grp);
         return APPLY_REJECT;
     }
-    if (end_operation(f, &f->cfg->groups[g], o, OP_FAILED, ts) != 0 ||
-        fsm_group_set(f, ST_GROUP_SET_HOLD, o->grp, 1) != 0 ||
+    rc = end_operation(f, &f->cfg->groups[g], o, DW_OP_FAILED, ts, why, whylen);
+    if (rc != APPLY_OK)
+        return rc;
+    if (fsm_group_set(f, ST_GROUP_SET_HOLD, o->grp, 1) != 0 ||
         fsm_history(f, ts, "operation",
-                "%s: %s #%" PRId64 " %s -> %s failed at step %d %s %s; group held", o->grp,
-                fsm_op_kind_names[o->kind], o->id, shown(o->from), shown(o->to), st->seq,
-                fsm_action_names[st->action], st->target) != 0)
+                    "%s: %s #%" PRId64 " %s -> %s failed at step %d %s %s; group held", o->grp,
+                    dw_op_kind_name(o->kind), o->id, shown(o->from), shown(o->to), st->seq,
+                    dw_step_action_name(st->action), st->target) != 0)
         return APPLY_SQL_ERROR;
     return APPLY_OK;
 }
@@ -107,14 +123,14 @@ void fsm_released_key(char *buf, size_t len, const char *group)
     snprintf(buf, len, "released:%s", group);
 }
 
-static int insert_step(struct dw_fsm *f, int64_t op, int seq, enum step_action a,
+static int insert_step(struct dw_fsm *f, int64_t op, int seq, enum dw_step_action a,
                        const char *target)
 {
     sqlite3_stmt *s = fsm_stmt(f, ST_STEP_INSERT);
 
     sqlite3_bind_int64(s, 1, op);
     sqlite3_bind_int(s, 2, seq);
-    fsm_bind_text(s, 3, fsm_action_names[a]);
+    fsm_bind_text(s, 3, dw_step_action_name(a));
     fsm_bind_text(s, 4, target);
     return fsm_run(s);
 }
@@ -125,13 +141,13 @@ static const char *target_id(const struct dw_group *g, int t)
 }
 
 /* Inserts a running operation of the group from one target to another (-1: none). */
-static int insert_operation(struct dw_fsm *f, const struct dw_group *g, enum op_kind kind,
+static int insert_operation(struct dw_fsm *f, const struct dw_group *g, enum dw_op_kind kind,
                             int from, int to, const char *reason, int64_t ts, int64_t *op)
 {
     sqlite3_stmt *s = fsm_stmt(f, ST_OP_INSERT);
 
     fsm_bind_text(s, 1, g->id);
-    fsm_bind_text(s, 2, fsm_op_kind_names[kind]);
+    fsm_bind_text(s, 2, dw_op_kind_name(kind));
     fsm_bind_text(s, 3, target_id(g, from));
     fsm_bind_text(s, 4, target_id(g, to));
     sqlite3_bind_int64(s, 5, ts);
@@ -140,8 +156,8 @@ static int insert_operation(struct dw_fsm *f, const struct dw_group *g, enum op_
         return -1;
     *op = sqlite3_last_insert_rowid(f->db);
     return fsm_history(f, ts, "operation", "%s: %s #%" PRId64 " %s -> %s planned (%s)", g->id,
-                   fsm_op_kind_names[kind], *op, shown(target_id(g, from)), shown(target_id(g, to)),
-                   reason);
+                       dw_op_kind_name(kind), *op, shown(target_id(g, from)),
+                       shown(target_id(g, to)), reason);
 }
 
 /* Steps: activate and verify the new target, then deactivate every other target of the group,
@@ -154,14 +170,14 @@ static int create_failover(struct dw_fsm *f, const struct dw_group *g, int from,
     int64_t op;
     int seq = 0;
 
-    if (insert_operation(f, g, OP_FAILOVER, from, to, reason, ts, &op) != 0 ||
-        insert_step(f, op, seq++, ACT_ACTIVATE, g->targets[to].id) != 0 ||
-        insert_step(f, op, seq++, ACT_VERIFY, g->targets[to].id) != 0 ||
-        (from >= 0 && insert_step(f, op, seq++, ACT_DEACTIVATE, g->targets[from].id) != 0))
+    if (insert_operation(f, g, DW_OP_FAILOVER, from, to, reason, ts, &op) != 0 ||
+        insert_step(f, op, seq++, DW_ACT_ACTIVATE, g->targets[to].id) != 0 ||
+        insert_step(f, op, seq++, DW_ACT_VERIFY, g->targets[to].id) != 0 ||
+        (from >= 0 && insert_step(f, op, seq++, DW_ACT_DEACTIVATE, g->targets[from].id) != 0))
         return -1;
     for (int t = 0; t < g->n_targets; t++) {
         if (t != from && t != to &&
-            insert_step(f, op, seq++, ACT_DEACTIVATE, g->targets[t].id) != 0)
+            insert_step(f, op, seq++, DW_ACT_DEACTIVATE, g->targets[t].id) != 0)
             return -1;
     }
     return 0;
@@ -170,7 +186,7 @@ static int create_failover(struct dw_fsm *f, const struct dw_group *g, int from,
 /* Switch-off only: a rollback takes out the one target whose activation failed; a cleanup takes
  * out every target but the one kept (none when no target is up). Neither is ever aborted:
  * switching off is always possible and makes nothing worse. */
-static int create_switch_off(struct dw_fsm *f, const struct dw_group *g, enum op_kind kind,
+static int create_switch_off(struct dw_fsm *f, const struct dw_group *g, enum dw_op_kind kind,
                              int from, int keep, const char *reason, int64_t ts)
 {
     int64_t op;
@@ -178,10 +194,10 @@ static int create_switch_off(struct dw_fsm *f, const struct dw_group *g, enum op
 
     if (insert_operation(f, g, kind, from, keep, reason, ts, &op) != 0)
         return -1;
-    if (kind == OP_ROLLBACK)
-        return insert_step(f, op, 0, ACT_DEACTIVATE, g->targets[from].id);
+    if (kind == DW_OP_ROLLBACK)
+        return insert_step(f, op, 0, DW_ACT_DEACTIVATE, g->targets[from].id);
     for (int t = 0; t < g->n_targets; t++) {
-        if (t != keep && insert_step(f, op, seq++, ACT_DEACTIVATE, g->targets[t].id) != 0)
+        if (t != keep && insert_step(f, op, seq++, DW_ACT_DEACTIVATE, g->targets[t].id) != 0)
             return -1;
     }
     return 0;
@@ -202,28 +218,32 @@ static int running_op(struct dw_fsm *f, const char *group, int64_t *op)
 }
 
 /* A running failover whose destination went DOWN can never verify: abort it so the group is
- * planned again from what the journal left in service. 1 aborted, 0 still valid, -1 error. */
+ * planned again from what the journal left in service. An APPLY_ code; *aborted says whether. */
 static int abort_if_destination_down(struct dw_fsm *f, const struct dw_group *g, int64_t op,
-                                     int64_t now)
+                                     int64_t now, bool *aborted, char *why, size_t whylen)
 {
     struct op_row o;
     enum dw_health h;
     int t, rc = fsm_op_get(f, op, &o);
 
+    *aborted = false;
     if (rc <= 0)
-        return rc;
-    if (o.kind != OP_FAILOVER)
-        return 0; /* a rollback or cleanup only switches things off: it can always finish */
+        return rc < 0 ? APPLY_SQL_ERROR : APPLY_OK;
+    if (o.kind != DW_OP_FAILOVER)
+        return APPLY_OK; /* a rollback or cleanup only switches things off: it can always finish */
     t = fsm_target_index(g, o.to);
     if (t < 0 || fsm_target_health(f, &g->targets[t], &h) != 0)
-        return -1;
+        return APPLY_SQL_ERROR;
     if (h != DW_DOWN)
-        return 0;
-    if (end_operation(f, g, &o, OP_ABORTED, now) != 0 ||
-        fsm_history(f, now, "operation", "%s: failover #%" PRId64 " %s -> %s aborted: %s is down",
-                o.grp, op, shown(o.from), o.to, o.to) != 0)
-        return -1;
-    return 1;
+        return APPLY_OK;
+    rc = end_operation(f, g, &o, DW_OP_ABORTED, now, why, whylen);
+    if (rc != APPLY_OK)
+        return rc;
+    if (fsm_history(f, now, "operation", "%s: failover #%" PRId64 " %s -> %s aborted: %s is down",
+                    o.grp, op, shown(o.from), o.to, o.to) != 0)
+        return APPLY_SQL_ERROR;
+    *aborted = true;
+    return APPLY_OK;
 }
 
 /* A target whose activation or verification failed is not chosen again until its site's
@@ -292,19 +312,20 @@ static int failed_bringing_in(struct dw_fsm *f, const struct op_row *last)
 {
     sqlite3_stmt *s;
     int rc;
-    enum step_action a = ACT_DEACTIVATE;
+    enum dw_step_action a = DW_ACT_DEACTIVATE;
 
-    if (last->kind != OP_FAILOVER || last->status != OP_FAILED)
+    if (last->kind != DW_OP_FAILOVER || last->status != DW_OP_FAILED)
         return 0;
     s = fsm_stmt(f, ST_STEP_FAILED);
     sqlite3_bind_int64(s, 1, last->id);
     rc = sqlite3_step(s);
     if (rc == SQLITE_ROW)
-        a = fsm_name_index(fsm_action_names, ACT_COUNT, fsm_col_text(s, 0), ACT_DEACTIVATE);
+        if (dw_step_action_parse(fsm_col_text(s, 0), &a) != 0)
+            a = DW_ACT_DEACTIVATE;
     sqlite3_reset(s);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         return -1;
-    return a == ACT_ACTIVATE || a == ACT_VERIFY;
+    return a == DW_ACT_ACTIVATE || a == DW_ACT_VERIFY;
 }
 
 /* The planner. Wanted: the highest-priority UP target carries calls and every other target is
@@ -316,12 +337,13 @@ static int failed_bringing_in(struct dw_fsm *f, const struct op_row *last)
  *    left in service is switched off: all but the carrier, or everything when the carrier is
  *    DOWN and nothing is up (no finished operation leaves a DOWN target in service).
  * Failback to a higher-priority target that came back is not planned yet. */
-int fsm_plan_group(struct dw_fsm *f, const struct dw_group *g, int64_t now, bool verdict_changed)
+int fsm_plan_group(struct dw_fsm *f, const struct dw_group *g, int64_t now, bool verdict_changed,
+                   char *why, size_t whylen)
 {
     const struct dw_config *cfg = f->cfg;
     int active, busy, best = -1, rc;
     int64_t op;
-    bool hold, carrier_down;
+    bool hold, carrier_down, aborted;
     enum dw_health h = DW_DOWN;
     int64_t dirt[DIRT_N] = {0};
     struct op_row last;
@@ -329,10 +351,10 @@ int fsm_plan_group(struct dw_fsm *f, const struct dw_group *g, int64_t now, bool
 
     busy = running_op(f, g->id, &op);
     if (busy == 1) {
-        rc = abort_if_destination_down(f, g, op, now);
-        if (rc < 0)
-            return -1;
-        busy = rc == 1 ? 0 : 1;
+        rc = abort_if_destination_down(f, g, op, now, &aborted, why, whylen);
+        if (rc != APPLY_OK)
+            return rc;
+        busy = aborted ? 0 : 1;
     }
     if (busy != 0)
         return busy < 0 ? -1 : 0;
@@ -350,7 +372,7 @@ int fsm_plan_group(struct dw_fsm *f, const struct dw_group *g, int64_t now, bool
             return -1;
         if (undo == 1 && fsm_target_index(g, last.to) >= 0) {
             snprintf(reason, sizeof reason, "#%" PRId64 " failed", last.id);
-            return create_switch_off(f, g, OP_ROLLBACK, fsm_target_index(g, last.to), active, reason,
+            return create_switch_off(f, g, DW_OP_ROLLBACK, fsm_target_index(g, last.to), active, reason,
                                      now);
         }
     }
@@ -381,7 +403,7 @@ int fsm_plan_group(struct dw_fsm *f, const struct dw_group *g, int64_t now, bool
             return 0;
         snprintf(reason, sizeof reason, "after an %s operation%s",
                  dirt[DIRT_ABORTED] > 0 ? "aborted" : "failed", keep < 0 ? ", no target up" : "");
-        return create_switch_off(f, g, OP_CLEANUP, active, keep, reason, now);
+        return create_switch_off(f, g, DW_OP_CLEANUP, active, keep, reason, now);
     }
     if (carrier_down && verdict_changed)
         return fsm_history(f, now, "operation", "%s: no target up", g->id);

@@ -65,7 +65,7 @@ const char *fsm_rule_name(enum dw_site_rule r)
  * when the report is older than genesys.cloud_ttl_ms. *ts_out gets the report's time (0 none);
  * *disc_out whether a fresh DOWN comes only from unconnected trunks (the Edge not OFFLINE). */
 int fsm_cloud_edge_state(struct dw_fsm *f, const struct dw_edge *edge, int64_t now,
-                     enum dw_health *out, int64_t *ts_out, bool *fresh_out, bool *disc_out)
+                         enum dw_health *out, int64_t *ts_out, bool *fresh_out, bool *disc_out)
 {
     sqlite3_stmt *s;
     int rc;
@@ -229,12 +229,12 @@ static int update_site(struct dw_fsm *f, const struct dw_site *site, int64_t now
     }
     /* with one signal the verdict row says it all; with two, each signal's moves are kept */
     if (uses_cloud && probe != cur_probe &&
-        fsm_history(f, now, "signal", "%s: probes %s -> %s (%s)", site->id, dw_health_name(cur_probe),
-                dw_health_name(probe), probes_txt) != 0)
+        fsm_history(f, now, "signal", "%s: probes %s -> %s (%s)", site->id,
+                    dw_health_name(cur_probe), dw_health_name(probe), probes_txt) != 0)
         return -1;
     if (uses_cloud && cloud != cur_cloud &&
-        fsm_history(f, now, "signal", "%s: genesys %s -> %s (%s)", site->id, dw_health_name(cur_cloud),
-                dw_health_name(cloud), cloud_txt) != 0)
+        fsm_history(f, now, "signal", "%s: genesys %s -> %s (%s)", site->id,
+                    dw_health_name(cur_cloud), dw_health_name(cloud), cloud_txt) != 0)
         return -1;
     if (next == cur)
         return 0;
@@ -250,13 +250,13 @@ static int update_site(struct dw_fsm *f, const struct dw_site *site, int64_t now
         return -1;
     if (!uses_cloud) {
         if (fsm_history(f, now, "verdict", "%s: %s -> %s (%s) by probes", site->id,
-                    dw_health_name(cur), dw_health_name(next), probes_txt) != 0)
+                        dw_health_name(cur), dw_health_name(next), probes_txt) != 0)
             return -1;
     } else if (fsm_history(f, now, "verdict",
-                       "%s: %s -> %s (%s; probes %s, genesys %s: %s) by %s, combine %s", site->id,
-                       dw_health_name(cur), dw_health_name(next), probes_txt,
-                       dw_health_name(probe), dw_health_name(cloud), cloud_txt, mover,
-                       fsm_combine_name(site->combine)) != 0) {
+                           "%s: %s -> %s (%s; probes %s, genesys %s: %s) by %s, combine %s",
+                           site->id, dw_health_name(cur), dw_health_name(next), probes_txt,
+                           dw_health_name(probe), dw_health_name(cloud), cloud_txt, mover,
+                           fsm_combine_name(site->combine)) != 0) {
         return -1;
     }
     *changed = true;

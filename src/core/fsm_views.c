@@ -360,7 +360,8 @@ static bool status_groups(struct dw_fsm *f, cJSON *root)
         bool hold;
 
         ok = o != NULL && cJSON_AddItemToArray(arr, o) &&
-             fsm_group_get(f, g->id, &active, &hold) == 0 && cJSON_AddStringToObject(o, "id", g->id) &&
+             fsm_group_get(f, g->id, &active, &hold) == 0 &&
+             cJSON_AddStringToObject(o, "id", g->id) &&
              (active >= 0 && active < g->n_targets
                   ? cJSON_AddStringToObject(o, "active", g->targets[active].id) != NULL
                   : cJSON_AddNullToObject(o, "active") != NULL) &&

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "drwatch/plan.h"
 #include "fsm_internal.h"
 
 /* Every status change of an operation passes here: a move the table in opsm.c forbids refuses
@@ -160,49 +161,6 @@ static int insert_operation(struct dw_fsm *f, const struct dw_group *g, enum dw_
                        shown(target_id(g, to)), reason);
 }
 
-/* Steps: activate and verify the new target, then deactivate every other target of the group,
- * the one being left first. Deactivating targets that are already out of service costs a read
- * and no write, and it also takes out a target that an aborted or failed operation had
- * activated, so at most one target stays in service (design.md §5, invariant 4). */
-static int create_failover(struct dw_fsm *f, const struct dw_group *g, int from, int to,
-                           const char *reason, int64_t ts)
-{
-    int64_t op;
-    int seq = 0;
-
-    if (insert_operation(f, g, DW_OP_FAILOVER, from, to, reason, ts, &op) != 0 ||
-        insert_step(f, op, seq++, DW_ACT_ACTIVATE, g->targets[to].id) != 0 ||
-        insert_step(f, op, seq++, DW_ACT_VERIFY, g->targets[to].id) != 0 ||
-        (from >= 0 && insert_step(f, op, seq++, DW_ACT_DEACTIVATE, g->targets[from].id) != 0))
-        return -1;
-    for (int t = 0; t < g->n_targets; t++) {
-        if (t != from && t != to &&
-            insert_step(f, op, seq++, DW_ACT_DEACTIVATE, g->targets[t].id) != 0)
-            return -1;
-    }
-    return 0;
-}
-
-/* Switch-off only: a rollback takes out the one target whose activation failed; a cleanup takes
- * out every target but the one kept (none when no target is up). Neither is ever aborted:
- * switching off is always possible and makes nothing worse. */
-static int create_switch_off(struct dw_fsm *f, const struct dw_group *g, enum dw_op_kind kind,
-                             int from, int keep, const char *reason, int64_t ts)
-{
-    int64_t op;
-    int seq = 0;
-
-    if (insert_operation(f, g, kind, from, keep, reason, ts, &op) != 0)
-        return -1;
-    if (kind == DW_OP_ROLLBACK)
-        return insert_step(f, op, 0, DW_ACT_DEACTIVATE, g->targets[from].id);
-    for (int t = 0; t < g->n_targets; t++) {
-        if (t != keep && insert_step(f, op, seq++, DW_ACT_DEACTIVATE, g->targets[t].id) != 0)
-            return -1;
-    }
-    return 0;
-}
-
 /* 1 with *op set when the group has a running operation, 0 when not, -1 on error. */
 static int running_op(struct dw_fsm *f, const char *group, int64_t *op)
 {
@@ -217,32 +175,18 @@ static int running_op(struct dw_fsm *f, const char *group, int64_t *op)
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* A running failover whose destination went DOWN can never verify: abort it so the group is
- * planned again from what the journal left in service. An APPLY_ code; *aborted says whether. */
-static int abort_if_destination_down(struct dw_fsm *f, const struct dw_group *g, int64_t op,
-                                     int64_t now, bool *aborted, char *why, size_t whylen)
+/* A running failover whose destination went DOWN can never verify: it is aborted so the group
+ * is planned again from what the journal left in service. */
+static int abort_failover(struct dw_fsm *f, const struct dw_group *g, const struct op_row *o,
+                          int64_t now, char *why, size_t whylen)
 {
-    struct op_row o;
-    enum dw_health h;
-    int t, rc = fsm_op_get(f, op, &o);
+    int rc = end_operation(f, g, o, DW_OP_ABORTED, now, why, whylen);
 
-    *aborted = false;
-    if (rc <= 0)
-        return rc < 0 ? APPLY_SQL_ERROR : APPLY_OK;
-    if (o.kind != DW_OP_FAILOVER)
-        return APPLY_OK; /* a rollback or cleanup only switches things off: it can always finish */
-    t = fsm_target_index(g, o.to);
-    if (t < 0 || fsm_target_health(f, &g->targets[t], &h) != 0)
-        return APPLY_SQL_ERROR;
-    if (h != DW_DOWN)
-        return APPLY_OK;
-    rc = end_operation(f, g, &o, DW_OP_ABORTED, now, why, whylen);
     if (rc != APPLY_OK)
         return rc;
     if (fsm_history(f, now, "operation", "%s: failover #%" PRId64 " %s -> %s aborted: %s is down",
-                    o.grp, op, shown(o.from), o.to, o.to) != 0)
+                    o->grp, o->id, shown(o->from), o->to, o->to) != 0)
         return APPLY_SQL_ERROR;
-    *aborted = true;
     return APPLY_OK;
 }
 
@@ -266,34 +210,6 @@ static int target_failed(struct dw_fsm *f, const struct dw_group *g, int t, int6
     return 0;
 }
 
-/* The highest-priority target that is UP and has not failed since (-1: none). */
-static int best_target(struct dw_fsm *f, const struct dw_group *g, int *best)
-{
-    char key[DW_ID_MAX + 16];
-    int64_t released = 0;
-
-    fsm_released_key(key, sizeof key, g->id);
-    if (fsm_meta_get(f, key, &released) != 0)
-        released = 0;
-    *best = -1;
-    for (int t = 0; t < g->n_targets; t++) {
-        enum dw_health h;
-        bool failed;
-
-        if (fsm_target_health(f, &g->targets[t], &h) != 0)
-            return -1;
-        if (h != DW_UP)
-            continue;
-        if (target_failed(f, g, t, released, &failed) != 0)
-            return -1;
-        if (!failed) {
-            *best = t;
-            return 0;
-        }
-    }
-    return 0;
-}
-
 /* Since the group's last completed failover or cleanup (each leaves exactly one target, or
  * none, in service): how many operations failed, how many were aborted after a step had
  * started, and how many of the failures were cleanups. */
@@ -307,105 +223,146 @@ static int group_dirt(struct dw_fsm *f, const char *group, int64_t dirt[DIRT_N])
     return fsm_int_row(s, dirt, DIRT_N);
 }
 
-/* 1 when the failover failed bringing its destination in (activate or verify). */
-static int failed_bringing_in(struct dw_fsm *f, const struct op_row *last)
+/* Whether the failover failed bringing its destination in (activate or verify). */
+static int failed_bringing_in(struct dw_fsm *f, const struct op_row *last, bool *out)
 {
+    enum dw_step_action a = DW_ACT_DEACTIVATE;
     sqlite3_stmt *s;
     int rc;
-    enum dw_step_action a = DW_ACT_DEACTIVATE;
 
+    *out = false;
     if (last->kind != DW_OP_FAILOVER || last->status != DW_OP_FAILED)
         return 0;
     s = fsm_stmt(f, ST_STEP_FAILED);
     sqlite3_bind_int64(s, 1, last->id);
     rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
-        if (dw_step_action_parse(fsm_col_text(s, 0), &a) != 0)
-            a = DW_ACT_DEACTIVATE;
+    if (rc == SQLITE_ROW && dw_step_action_parse(fsm_col_text(s, 0), &a) != 0)
+        a = DW_ACT_DEACTIVATE;
     sqlite3_reset(s);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         return -1;
-    return a == DW_ACT_ACTIVATE || a == DW_ACT_VERIFY;
+    *out = a == DW_ACT_ACTIVATE || a == DW_ACT_VERIFY;
+    return 0;
 }
 
-/* The planner. Wanted: the highest-priority UP target carries calls and every other target is
- * out of service. In order:
- * 1. a failover that failed to bring its destination in is rolled back (the destination off);
- * 2. a carrier voted DOWN (or no carrier at all) moves to the best UP target, even when the
- *    group is held: a hold stops discretionary moves, not the escape from a dead target;
- * 3. what operations aborted or failed since the last completed failover or cleanup may have
- *    left in service is switched off: all but the carrier, or everything when the carrier is
- *    DOWN and nothing is up (no finished operation leaves a DOWN target in service).
- * Failback to a higher-priority target that came back is not planned yet. */
-int fsm_plan_group(struct dw_fsm *f, const struct dw_group *g, int64_t now, bool verdict_changed,
-                   char *why, size_t whylen)
+/* Each target's health, name and whether it is passed over. */
+static int gather_targets(struct dw_fsm *f, const struct dw_group *g, struct dw_plan_state *ps)
 {
-    const struct dw_config *cfg = f->cfg;
-    int active, busy, best = -1, rc;
-    int64_t op;
-    bool hold, carrier_down, aborted;
-    enum dw_health h = DW_DOWN;
-    int64_t dirt[DIRT_N] = {0};
-    struct op_row last;
-    char reason[2 * DW_ID_MAX + 32];
+    char key[DW_ID_MAX + 16];
+    int64_t released = 0;
 
-    busy = running_op(f, g->id, &op);
-    if (busy == 1) {
-        rc = abort_if_destination_down(f, g, op, now, &aborted, why, whylen);
-        if (rc != APPLY_OK)
-            return rc;
-        busy = aborted ? 0 : 1;
+    fsm_released_key(key, sizeof key, g->id);
+    if (fsm_meta_get(f, key, &released) != 0)
+        released = 0;
+    ps->n_targets = g->n_targets;
+    for (int t = 0; t < g->n_targets; t++) {
+        const struct dw_target *tg = &g->targets[t];
+        struct dw_plan_target *pt = &ps->targets[t];
+
+        pt->down_name = tg->site >= 0 ? f->cfg->sites[tg->site].id : tg->id;
+        if (fsm_target_health(f, tg, &pt->health) != 0)
+            return -1;
+        /* only an UP target could be chosen */
+        if (pt->health == DW_UP && target_failed(f, g, t, released, &pt->passed_over) != 0)
+            return -1;
     }
-    if (busy != 0)
-        return busy < 0 ? -1 : 0;
-    if (fsm_group_get(f, g->id, &active, &hold) != 0)
+    return 0;
+}
+
+/* The group's state as the planner sees it; *running gets the running operation, if any. */
+static int gather(struct dw_fsm *f, const struct dw_group *g, bool verdict_changed,
+                  struct dw_plan_state *ps, struct op_row *running)
+{
+    int64_t op, dirt[DIRT_N] = {0};
+    struct op_row last;
+    int rc;
+
+    memset(ps, 0, sizeof *ps);
+    ps->verdict_changed = verdict_changed;
+    if (gather_targets(f, g, ps) != 0)
         return -1;
-    if (active >= g->n_targets)
-        active = -1;
+    rc = running_op(f, g->id, &op);
+    if (rc == 1) {
+        rc = fsm_op_get(f, op, running);
+        if (rc < 0)
+            return -1;
+        ps->running.present = true;
+        /* a row that vanished reads as something never aborted */
+        ps->running.kind = rc == 1 ? running->kind : DW_OP_CLEANUP;
+        ps->running.to = rc == 1 ? fsm_target_index(g, running->to) : -1;
+        if (ps->running.kind == DW_OP_FAILOVER && ps->running.to < 0)
+            return -1; /* a failover to a target this config lacks */
+        return 0;
+    }
+    if (rc < 0 || fsm_group_get(f, g->id, &ps->active, &ps->hold) != 0)
+        return -1;
+    if (ps->active >= g->n_targets)
+        ps->active = -1;
     rc = fsm_op_latest(f, g->id, &last);
     if (rc < 0)
         return -1;
     if (rc == 1) {
-        int undo = failed_bringing_in(f, &last);
-
-        if (undo < 0)
+        ps->last.present = true;
+        ps->last.id = last.id;
+        ps->last.kind = last.kind;
+        ps->last.status = last.status;
+        ps->last.to = fsm_target_index(g, last.to);
+        if (failed_bringing_in(f, &last, &ps->last.failed_bringing_in) != 0)
             return -1;
-        if (undo == 1 && fsm_target_index(g, last.to) >= 0) {
-            snprintf(reason, sizeof reason, "#%" PRId64 " failed", last.id);
-            return create_switch_off(f, g, DW_OP_ROLLBACK, fsm_target_index(g, last.to), active, reason,
-                                     now);
-        }
     }
     if (group_dirt(f, g->id, dirt) != 0)
         return -1;
-
-    if (active >= 0 && fsm_target_health(f, &g->targets[active], &h) != 0)
-        return -1;
-    carrier_down = active < 0 || h == DW_DOWN;
-    if (carrier_down && best_target(f, g, &best) != 0)
-        return -1;
-    if (carrier_down && best >= 0) {
-        if (active < 0)
-            snprintf(reason, sizeof reason, "no target in service");
-        else if (g->targets[active].site >= 0)
-            snprintf(reason, sizeof reason, "%s down", cfg->sites[g->targets[active].site].id);
-        else
-            snprintf(reason, sizeof reason, "%s down", g->targets[active].id);
-        return create_failover(f, g, active, best, reason, now);
-    }
-    /* Held, a cleanup still follows an abort, but a failed cleanup is not retried (it would
-     * fail again while Genesys is unreachable, again and again). */
-    if ((dirt[DIRT_FAILED] > 0 || dirt[DIRT_ABORTED] > 0) &&
-        (!hold || (dirt[DIRT_ABORTED] > 0 && dirt[DIRT_FAILED_CLEANUPS] == 0))) {
-        int keep = carrier_down ? -1 : active;
-
-        if (g->n_targets - (keep >= 0) == 0)
-            return 0;
-        snprintf(reason, sizeof reason, "after an %s operation%s",
-                 dirt[DIRT_ABORTED] > 0 ? "aborted" : "failed", keep < 0 ? ", no target up" : "");
-        return create_switch_off(f, g, DW_OP_CLEANUP, active, keep, reason, now);
-    }
-    if (carrier_down && verdict_changed)
-        return fsm_history(f, now, "operation", "%s: no target up", g->id);
+    ps->failed = (int)dirt[DIRT_FAILED];
+    ps->aborted = (int)dirt[DIRT_ABORTED];
+    ps->failed_cleanups = (int)dirt[DIRT_FAILED_CLEANUPS];
     return 0;
+}
+
+/* Writes the planned operation and its steps. */
+static int write_operation(struct dw_fsm *f, const struct dw_group *g, const struct dw_plan *p,
+                           int64_t now)
+{
+    int64_t op;
+
+    if (insert_operation(f, g, p->kind, p->from, p->to, p->reason, now, &op) != 0)
+        return -1;
+    for (int i = 0; i < p->n_steps; i++) {
+        if (insert_step(f, op, i, p->steps[i].action, g->targets[p->steps[i].target].id) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Gathers the group's state, asks the planner (plan.c) and writes its decision. An abort changes
+ * what the journal left in service, so the group is then gathered and planned once more. */
+int fsm_plan_group(struct dw_fsm *f, const struct dw_group *g, int64_t now, bool verdict_changed,
+                   char *why, size_t whylen)
+{
+    struct dw_plan_state ps;
+    struct dw_plan p;
+    struct op_row running;
+    int rc;
+
+    if (gather(f, g, verdict_changed, &ps, &running) != 0)
+        return APPLY_SQL_ERROR;
+    dw_plan(&ps, &p);
+    if (p.what == DW_PLAN_ABORT) {
+        rc = abort_failover(f, g, &running, now, why, whylen);
+        if (rc != APPLY_OK)
+            return rc;
+        if (gather(f, g, verdict_changed, &ps, &running) != 0)
+            return APPLY_SQL_ERROR;
+        dw_plan(&ps, &p);
+    }
+    switch (p.what) {
+    case DW_PLAN_OPERATION:
+        return write_operation(f, g, &p, now) == 0 ? APPLY_OK : APPLY_SQL_ERROR;
+    case DW_PLAN_NONE_UP:
+        return fsm_history(f, now, "operation", "%s: no target up", g->id) == 0 ? APPLY_OK
+                                                                                : APPLY_SQL_ERROR;
+    case DW_PLAN_ABORT: /* nothing runs after an abort: unreachable */
+    case DW_PLAN_NOTHING:
+        break;
+    }
+    return APPLY_OK;
 }

@@ -1,5 +1,4 @@
-/* Owns the FSM's database: schema, cached statements, meta counters, history rows and the
- * row reads shared by apply, planning and the views. */
+/* Owns the FSM's database: schema, statements, meta, history rows and shared row reads. */
 
 #include <inttypes.h>
 #include <stdarg.h>

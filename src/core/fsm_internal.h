@@ -127,12 +127,14 @@ int fsm_int_row(sqlite3_stmt *s, int64_t *out, int n);
 int fsm_scalar(sqlite3_stmt *s, int64_t *out);
 int fsm_group_set(struct dw_fsm *f, enum stmt_id id, const char *group, int value);
 int fsm_cmp_str_ptr(const void *a, const void *b);
+
 /* fsm_verdict.c */
 const char *fsm_combine_name(enum dw_combine c);
 const char *fsm_rule_name(enum dw_site_rule r);
 int fsm_cloud_edge_state(struct dw_fsm *f, const struct dw_edge *edge, int64_t now,
                          enum dw_health *out, int64_t *ts_out, bool *fresh_out, bool *disc_out);
 int fsm_update_verdicts(struct dw_fsm *f, int64_t now, bool *changed);
+
 /* fsm_ops.c */
 int fsm_complete_operation(struct dw_fsm *f, const struct op_row *o, int64_t ts, char *why,
                            size_t whylen);
@@ -142,6 +144,7 @@ void fsm_released_key(char *buf, size_t len, const char *group);
 /* An APPLY_ code: a refused status move refuses the entry. */
 int fsm_plan_group(struct dw_fsm *f, const struct dw_group *g, int64_t now, bool verdict_changed,
                    char *why, size_t whylen);
+
 /* fsm_snapshot.c */
 int fsm_ensure_config_rows(struct dw_fsm *f);
 int fsm_open_memory_db(sqlite3 **db, char *errmsg, size_t errlen);

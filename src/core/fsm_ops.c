@@ -1,5 +1,4 @@
-/* Owns the operation and step journal: planning each group, writing operations and steps,
- * and ending operations. */
+/* Owns the operation journal: planner input gathered, decisions written, operations ended. */
 
 #include <inttypes.h>
 #include <stdbool.h>

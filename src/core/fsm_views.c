@@ -1,5 +1,4 @@
-/* Owns the read-only views: counters, verdict and step queries, the dump, status and history
- * JSON. */
+/* Owns the FSM's read-only views: queries, the dump, the status and history JSON. */
 
 #include <inttypes.h>
 #include <stdarg.h>

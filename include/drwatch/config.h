@@ -109,6 +109,8 @@ struct dw_cluster_cfg {
     unsigned snapshot_threshold;   /* default 1024 */
     unsigned snapshot_trailing;    /* default 256 */
     unsigned min_submit_interval_ms; /* floor between two observations from one node, default 250 */
+    unsigned history_retention_days; /* history rows older than this are pruned, default 90 */
+    unsigned history_max_rows;       /* and only this many newest are kept, default 100000 */
     /* one file per other member, "<id>.secret", holding the secret this node shares with it */
     char peer_secret_dir[DW_PATH_MAX];
 };

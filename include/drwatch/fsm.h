@@ -39,6 +39,10 @@ int dw_fsm_restore(struct dw_fsm *f, const void *buf, size_t len);
 
 /* Deterministic text dump of every table, rows in primary-key order (free()). */
 char *dw_fsm_dump(struct dw_fsm *f);
+/* The same, or NULL (dw_fsm_last_error says why) once it passes about max bytes (0: no limit):
+ * the admin dump is a debugging tool and must not hold the loop for long. */
+#define DW_FSM_DUMP_MAX (16u << 20)
+char *dw_fsm_dump_max(struct dw_fsm *f, size_t max);
 
 uint64_t dw_fsm_applied(const struct dw_fsm *f);  /* entries applied since open/restore base */
 uint64_t dw_fsm_rejected(const struct dw_fsm *f);
@@ -77,6 +81,9 @@ cJSON *dw_fsm_status_json(struct dw_fsm *f);
  * "probes_and_genesys" | "probes_or_genesys"), "rule" ("any" | "all" | "at_least", with
  * "at_least": k), and, when it combines with Genesys,
  * "cloud":[{"edge","genesys_edge_id","state","reported","fresh"}] judged at last_ts. */
+
+/* The most rows one history view returns, whatever limit asks for (0 too). */
+#define DW_FSM_HISTORY_MAX 10000
 
 /* History rows, newest first, at most limit: [{"id","ts","kind","detail"}]. */
 cJSON *dw_fsm_history_json(struct dw_fsm *f, int limit);

@@ -40,6 +40,8 @@ struct dw_http_opts {
     unsigned timeout_ms;
     size_t max_body;             /* 0 = 1 MiB */
     const char *ca_file;         /* NULL = system default */
+    const void *ca_pem;          /* CAs in memory, used instead of ca_file; outlives the job */
+    size_t ca_pem_len;
     int fresh_connect;           /* 1 = no connection reuse (health probes measure the real path) */
     const char *basic_user;      /* HTTP Basic credentials (curl encodes them); NULL = none */
     const char *basic_password;

@@ -28,6 +28,10 @@ void dw_sip_close(struct dw_sip *s);
 /* Sends one OPTIONS to spec->address over spec->transport and waits spec->timeout_ms. TCP and TLS
  * connect per probe (fresh connection: it measures the real path). Returns 0, or -1 with cb never
  * called. spec must stay valid until cb. */
+/* Loads a TLS spec's CA file and client certificate now (at start, not on the loop at the first
+ * handshake): later probes with the same settings use the loaded store. 0 for non-TLS specs. */
+int dw_sip_prepare(struct dw_sip *s, const struct dw_probe_spec *spec, char *errmsg,
+                   size_t errlen);
 int dw_sip_probe(struct dw_sip *s, const struct dw_probe_spec *spec, dw_sip_cb cb, void *data);
 
 struct dw_sip_stats {

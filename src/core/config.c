@@ -780,6 +780,8 @@ static const struct field cluster_f[] = {
     NUM("snapshot_threshold", cfg_t, cluster.snapshot_threshold, 1024, 1, SNAPSHOT_MAX),
     NUM("snapshot_trailing", cfg_t, cluster.snapshot_trailing, 256, 1, SNAPSHOT_MAX),
     NUM("min_submit_interval_ms", cfg_t, cluster.min_submit_interval_ms, 250, 1, MS_MAX),
+    NUM("history_retention_days", cfg_t, cluster.history_retention_days, 90, 1, 3650),
+    NUM("history_max_rows", cfg_t, cluster.history_max_rows, 100000, 1000, 10000000),
 };
 
 static const struct field genesys_f[] = {

@@ -191,6 +191,11 @@ uint64_t dw_config_topology_digest(const struct dw_config *cfg)
     }
 
     fnv_fmt(&h, "ttl %u\n", cfg->cluster.observation_ttl_ms);
+    /* retention decides which history rows every node deletes, so it must match; hashed only
+     * when not the default so a rolling upgrade keeps the old digest (0: unset, as default) */
+    unsigned days = cfg->cluster.history_retention_days, rows = cfg->cluster.history_max_rows;
+    if ((days != 0 && days != 90) || (rows != 0 && rows != 100000))
+        fnv_fmt(&h, "history %u %u\n", days, rows);
     if (any_cloud)
         fnv_fmt(&h, "cloud-ttl %u\ncloud-grace %u\n", cfg->genesys.cloud_ttl_ms,
                 cfg->genesys.cloud_grace_ms);

@@ -284,7 +284,8 @@ static int after_entry(struct dw_fsm *f, int64_t ts, char *why, size_t whylen)
         if (rc != APPLY_OK)
             return rc;
     }
-    if (fsm_meta_add(f, "applied", 1) != 0 || fsm_meta_set(f, "last_ts", ts) != 0)
+    if (fsm_meta_add(f, "applied", 1) != 0 || fsm_meta_set(f, "last_ts", ts) != 0 ||
+        fsm_history_prune(f, ts) != 0)
         return APPLY_SQL_ERROR;
     return APPLY_OK;
 }

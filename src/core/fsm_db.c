@@ -98,6 +98,9 @@ static const char *const stmt_sql[ST_COUNT] = {
                       " FROM operations o WHERE o.grp = ?1 AND o.id > (SELECT COALESCE(MAX(id), 0)"
                       " FROM operations WHERE grp = ?1 AND status = 'done'"
                       " AND kind IN ('failover', 'cleanup'))",
+    [ST_HISTORY_NEWEST] = "SELECT COALESCE(MAX(id), 0) FROM history",
+    [ST_HISTORY_OLDEST] = "SELECT id, ts FROM history ORDER BY id LIMIT ?1",
+    [ST_HISTORY_PRUNE] = "DELETE FROM history WHERE id <= ?1",
 };
 
 void fsm_set_msg(char *buf, size_t len, const char *fmt, ...)
@@ -245,6 +248,50 @@ int fsm_history(struct dw_fsm *f, int64_t ts, const char *kind, const char *fmt,
     sqlite3_bind_int64(s, 1, ts);
     fsm_bind_text(s, 2, kind);
     fsm_bind_text(s, 3, detail);
+    return fsm_run(s);
+}
+
+/* Rows one entry may delete: a long backlog (a lowered limit, a restored old snapshot) drains
+ * over many entries instead of one long delete on the loop. */
+#define HISTORY_PRUNE_BATCH 256
+#define MS_PER_DAY 86400000LL
+
+/* Retention, relative to the entry's time and never a clock, so every node deletes the same
+ * rows at the same index. Only the oldest rows go, in id order: older than the retention, or
+ * beyond the newest history_max_rows (ids stay contiguous because only a prefix is deleted).
+ * 0 in either limit disables it. */
+int fsm_history_prune(struct dw_fsm *f, int64_t ts)
+{
+    int64_t days = f->cfg->cluster.history_retention_days;
+    int64_t max_rows = f->cfg->cluster.history_max_rows;
+    int64_t newest = 0, last = 0;
+    sqlite3_stmt *s;
+    int rc;
+
+    if (days == 0 && max_rows == 0)
+        return 0;
+    s = fsm_stmt(f, ST_HISTORY_NEWEST);
+    if (sqlite3_step(s) == SQLITE_ROW)
+        newest = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    s = fsm_stmt(f, ST_HISTORY_OLDEST);
+    sqlite3_bind_int(s, 1, HISTORY_PRUNE_BATCH);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(s, 0);
+        bool too_many = max_rows > 0 && newest - id >= max_rows;
+        bool too_old = days > 0 && sqlite3_column_int64(s, 1) < ts - days * MS_PER_DAY;
+
+        if (!too_many && !too_old)
+            break;
+        last = id;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return -1;
+    if (last == 0)
+        return 0;
+    s = fsm_stmt(f, ST_HISTORY_PRUNE);
+    sqlite3_bind_int64(s, 1, last);
     return fsm_run(s);
 }
 

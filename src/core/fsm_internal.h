@@ -53,6 +53,9 @@ enum stmt_id {
     ST_META_PUT,
     ST_OP_MAX,
     ST_GROUP_DIRT,
+    ST_HISTORY_NEWEST,
+    ST_HISTORY_OLDEST,
+    ST_HISTORY_PRUNE,
     ST_COUNT
 };
 
@@ -112,6 +115,8 @@ int fsm_meta_add(struct dw_fsm *f, const char *key, int64_t delta);
 int fsm_meta_set(struct dw_fsm *f, const char *key, int64_t value);
 int fsm_history(struct dw_fsm *f, int64_t ts, const char *kind, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* Deletes the oldest history rows past the configured retention, judged at the entry's ts. */
+int fsm_history_prune(struct dw_fsm *f, int64_t ts);
 void fsm_load_counters(struct dw_fsm *f);
 int fsm_site_row(struct dw_fsm *f, const char *site, enum dw_health *verdict,
                  enum dw_health *probe, enum dw_health *cloud);

@@ -187,10 +187,11 @@ static void dump_value(struct strbuf *b, sqlite3_stmt *s, int col)
     }
 }
 
-char *dw_fsm_dump(struct dw_fsm *f)
+char *dw_fsm_dump_max(struct dw_fsm *f, size_t max)
 {
     struct strbuf b = {0};
 
+    f->error[0] = '\0';
     sb_add(&b, "%s", "");
     for (size_t t = 0; t < sizeof dump_tables / sizeof dump_tables[0]; t++) {
         char sql[128];
@@ -202,6 +203,12 @@ char *dw_fsm_dump(struct dw_fsm *f)
         if (sqlite3_prepare_v2(f->db, sql, -1, &s, NULL) != SQLITE_OK)
             goto fail;
         while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            if (max > 0 && b.len > max) {
+                sqlite3_finalize(s);
+                fsm_set_msg(f->error, sizeof f->error,
+                            "dump: the state is larger than %zu bytes; read it with history", max);
+                goto fail;
+            }
             sb_add(&b, "%s", dump_tables[t].table);
             for (int c = 0; c < sqlite3_column_count(s); c++) {
                 sb_add(&b, "|%s=", sqlite3_column_name(s, c));
@@ -217,8 +224,16 @@ char *dw_fsm_dump(struct dw_fsm *f)
         goto fail;
     return b.p;
 fail:
+    if (f->error[0] == '\0')
+        fsm_set_msg(f->error, sizeof f->error, "dump: %s",
+                    b.oom ? "out of memory" : sqlite3_errmsg(f->db));
     free(b.p);
     return NULL;
+}
+
+char *dw_fsm_dump(struct dw_fsm *f)
+{
+    return dw_fsm_dump_max(f, 0);
 }
 
 /* Adds a column as a JSON value of the matching type (NULL becomes null). */
@@ -448,7 +463,7 @@ cJSON *dw_fsm_history_json(struct dw_fsm *f, int limit)
         cJSON_Delete(arr);
         return NULL;
     }
-    sqlite3_bind_int(s, 1, limit > 0 ? limit : -1);
+    sqlite3_bind_int(s, 1, limit > 0 && limit < DW_FSM_HISTORY_MAX ? limit : DW_FSM_HISTORY_MAX);
     while (ok && sqlite3_step(s) == SQLITE_ROW) {
         cJSON *o = cJSON_CreateObject();
 

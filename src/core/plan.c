@@ -24,7 +24,7 @@ static void operation(struct dw_plan *p, enum dw_op_kind kind, int from, int to)
 /* Activate and verify the new target, then deactivate every other target of the group, the one
  * being left first. Deactivating targets already out of service costs a read and no write, and
  * it also takes out a target an aborted or failed operation had activated, so at most one target
- * stays in service (design.md §5, invariant 4). */
+ * stays in service (promise 4 in docs/architecture.md). */
 static void failover(const struct dw_plan_state *s, struct dw_plan *p, int from, int to)
 {
     operation(p, DW_OP_FAILOVER, from, to);

@@ -24,8 +24,10 @@ static void usage(FILE *f)
             "usage: drctl [--socket PATH] [--json] COMMAND\n"
             "commands:\n"
             "  status                       leader, members, sites, active targets, operations\n"
-            "  history [N]                  the N most recent history rows (default 50)\n"
-            "  dump                         the replicated state, one line per row\n"
+            "  history [N | --limit N]      the N most recent history rows (default 50, at most\n"
+            "                               10000)\n"
+            "  dump                         the replicated state, one line per row (a debugging\n"
+            "                               tool: refused past 16 MiB)\n"
             "  debug crash-before STEP      (node.debug only) SIGKILL this node before STEP of an\n"
             "                               operation it began\n"
             "  hold release GROUP           (on the leader) lift GROUP's hold after a failed step,\n"
@@ -263,7 +265,9 @@ int main(int argc, char **argv)
     if (sock == NULL || sock[0] == '\0')
         sock = DEFAULT_SOCKET;
     int json = 0;
+    const char *limit = NULL;
     static const struct option opts[] = {
+        {"limit", required_argument, NULL, 'l'},
         {"socket", required_argument, NULL, 's'},
         {"json", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
@@ -277,6 +281,9 @@ int main(int argc, char **argv)
             break;
         case 'j':
             json = 1;
+            break;
+        case 'l':
+            limit = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -295,17 +302,21 @@ int main(int argc, char **argv)
     char **args = argv + optind + 1;
     cJSON *req = cJSON_CreateObject();
     cJSON_AddNumberToObject(req, "v", 1);
+    if (limit != NULL && strcmp(cmd, "history") != 0)
+        goto bad_usage;
     if (strcmp(cmd, "status") == 0 || strcmp(cmd, "dump") == 0) {
         if (nargs != 0)
             goto bad_usage;
         cJSON_AddStringToObject(req, "cmd", cmd);
     } else if (strcmp(cmd, "history") == 0) {
         cJSON_AddStringToObject(req, "cmd", "history");
-        if (nargs > 1)
+        if (nargs > 1 || (nargs == 1 && limit != NULL))
             goto bad_usage;
-        if (nargs == 1) {
+        if (nargs == 1)
+            limit = args[0];
+        if (limit != NULL) {
             char *end;
-            long lim = strtol(args[0], &end, 10);
+            long lim = strtol(limit, &end, 10);
             if (*end || lim < 1 || lim > 10000) {
                 fprintf(stderr, "drctl: history: N must be an integer from 1 to 10000\n");
                 cJSON_Delete(req);

@@ -393,9 +393,11 @@ static void admin_handler(void *data, const cJSON *req, cJSON *reply)
         cJSON_AddBoolToObject(reply, "ok", 1);
         cJSON_AddItemToObject(reply, "history", dw_fsm_history_json(n->fsm, limit));
     } else if (strcmp(cmd, "dump") == 0) {
-        char *d = dw_fsm_dump(n->fsm);
+        char *d = dw_fsm_dump_max(n->fsm, DW_FSM_DUMP_MAX);
         cJSON_AddBoolToObject(reply, "ok", d != NULL);
         cJSON_AddStringToObject(reply, "dump", d ? d : "");
+        if (d == NULL)
+            cJSON_AddStringToObject(reply, "error", dw_fsm_last_error(n->fsm));
         /* the dump is the state after this entry: equal indexes must give equal dumps */
         cJSON_AddNumberToObject(reply, "applied", (double)dw_raft_last_applied(n->raft));
         free(d);

@@ -452,8 +452,13 @@ static int req_easy(struct req *r, const struct dw_http_opts *opts)
         bad |= curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L) != CURLE_OK;
         bad |= curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L) != CURLE_OK;
     }
-    if (opts->ca_file)
+    if (opts->ca_pem) {
+        /* loaded at start: no file read at the handshake, on the loop */
+        struct curl_blob b = {(void *)opts->ca_pem, opts->ca_pem_len, CURL_BLOB_NOCOPY};
+        bad |= curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &b) != CURLE_OK;
+    } else if (opts->ca_file) {
         bad |= curl_easy_setopt(e, CURLOPT_CAINFO, opts->ca_file) != CURLE_OK;
+    }
     if (opts->client_cert)
         bad |= curl_easy_setopt(e, CURLOPT_SSLCERT, opts->client_cert) != CURLE_OK;
     if (opts->client_key)

@@ -1,7 +1,11 @@
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "drwatch/detector.h"
 #include "drwatch/log.h"
@@ -68,7 +72,16 @@ struct site_st {
     enum dw_health *states; /* per Edge, passed as is to dw_site_verdict */
 };
 
+/* A CA file read once at start, shared by every HTTPS probe that names it. */
+struct ca_pem {
+    struct ca_pem *next;
+    char *pem;
+    size_t len;
+    char path[];
+};
+
 struct dw_prober {
+    struct ca_pem *cas;
     uv_loop_t *loop;
     struct dw_curlm *curlm;
     struct dw_sip *sip;
@@ -119,6 +132,12 @@ static void prober_free(struct dw_prober *p)
     free(p->states);
     free(p->sites);
     free(p->arena);
+    while (p->cas) {
+        struct ca_pem *c = p->cas;
+        p->cas = c->next;
+        free(c->pem);
+        free(c);
+    }
     free(p);
 }
 
@@ -482,6 +501,48 @@ static const struct dw_probe_spec *edge_specs(const struct dw_edge *ce, struct d
     return tmp;
 }
 
+/* The CA file's PEM, read and checked for a certificate the first time a probe names it. */
+static const struct ca_pem *ca_load(struct dw_prober *p, const char *path, char errmsg[static 160])
+{
+    struct ca_pem *c;
+    FILE *fp;
+    long n;
+
+    for (c = p->cas; c; c = c->next)
+        if (strcmp(c->path, path) == 0)
+            return c;
+    snprintf(errmsg, 160, "cannot load CA file %.100s", path);
+    if ((fp = fopen(path, "rb")) == NULL)
+        return NULL;
+    c = calloc(1, sizeof *c + strlen(path) + 1);
+    n = fseek(fp, 0, SEEK_END) == 0 ? ftell(fp) : -1;
+    if (c == NULL || n <= 0 || n > (16L << 20) || fseek(fp, 0, SEEK_SET) != 0 ||
+        (c->pem = malloc((size_t)n)) == NULL || fread(c->pem, 1, (size_t)n, fp) != (size_t)n) {
+        fclose(fp);
+        if (c)
+            free(c->pem);
+        free(c);
+        return NULL;
+    }
+    fclose(fp);
+    c->len = (size_t)n;
+    BIO *bio = BIO_new_mem_buf(c->pem, (int)n);
+    X509 *x = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+    bool has_cert = x != NULL;
+    X509_free(x);
+    BIO_free(bio);
+    if (!has_cert) {
+        snprintf(errmsg, 160, "cannot load CA file %.100s: no PEM certificate in it", path);
+        free(c->pem);
+        free(c);
+        return NULL;
+    }
+    strcpy(c->path, path);
+    c->next = p->cas;
+    p->cas = c;
+    return c;
+}
+
 static int probe_init(struct dw_prober *p, struct probe *pr, const struct dw_probe_spec *sp,
                       char errmsg[static 160])
 {
@@ -509,6 +570,13 @@ static int probe_init(struct dw_prober *p, struct probe *pr, const struct dw_pro
                        : sp->n_expect_status > DW_MAX_CODES ? DW_MAX_CODES
                                                             : sp->n_expect_status;
         memcpy(pr->expect, sp->expect_status, sizeof pr->expect);
+        if (pr->opts.ca_file && pr->opts.ca_file[0] && sp->verify_tls) {
+            const struct ca_pem *c = ca_load(p, pr->opts.ca_file, errmsg);
+            if (c == NULL)
+                return -1;
+            pr->opts.ca_pem = c->pem;
+            pr->opts.ca_pem_len = c->len;
+        }
         if (dw_http_job_new(&pr->job, &pr->opts) != 0) {
             snprintf(errmsg, 160, "cannot set up the HTTP request");
             return -1;
@@ -543,6 +611,8 @@ static int probe_init(struct dw_prober *p, struct probe *pr, const struct dw_pro
                 return -1;
             }
         }
+        if (dw_sip_prepare(p->sip, pr->sip, errmsg, 160) != 0)
+            return -1;
         return 0;
     }
     snprintf(errmsg, 160, "unknown probe kind %d", (int)sp->kind);

@@ -1008,6 +1008,21 @@ static bool uri_ok(const char *u)
     return true;
 }
 
+int dw_sip_prepare(struct dw_sip *s, const struct dw_probe_spec *spec, char *errmsg,
+                   size_t errlen)
+{
+    struct tls_ctx *t;
+
+    if (spec->transport != DW_SIP_TLS)
+        return 0;
+    t = tls_ctx_get(s, spec);
+    if (t == NULL || t->err[0]) {
+        snprintf(errmsg, errlen, "%s", t ? t->err : "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 int dw_sip_probe(struct dw_sip *s, const struct dw_probe_spec *spec, dw_sip_cb cb, void *data)
 {
     struct probe *p;

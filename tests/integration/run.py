@@ -167,13 +167,13 @@ def assert_resumed(c, dead, viewer):
         return [(r["method"], r["path"], r["query"]) for r in after
                 if r["path"].endswith("/" + tb) or r["query"].get("trunkBase.id") == tb]
     finished = [s for s in op["steps"] if s["finished"] < crash_ts]
-    todo = {tb_of[s["target"]] for s in op["steps"] if s not in finished}
+    unfinished = {tb_of[s["target"]] for s in op["steps"] if s not in finished}
     for s in op["steps"]:
         tb = tb_of[s["target"]]
         what = f"step {s['seq']} ({s['action']} {s['target']}, trunk base {tb})"
         if s not in finished:
             assert naming(tb), f"{what} not resumed: {after}"
-        elif tb not in todo:
+        elif tb not in unfinished:
             assert not naming(tb), f"{what} done before the crash, redone after: {naming(tb)}"
     return finished
 
@@ -371,6 +371,15 @@ def test_h_admin_socket_and_drctl_errors():
         assert json.loads(f.readline())["ok"] is True, "the connection survives bad requests"
         s.close()
         drctl = os.path.join(BUILD, "drctl")
+        # once there are two rows (the leader's, the sites' first verdicts), --limit 1 gives one
+        wait_until(lambda: len(c.drctl(1, "history")["history"]) >= 2, 20, "two history rows")
+        assert len(c.drctl(1, "history", "--limit", "1")["history"]) == 1
+        r = subprocess.run([drctl, "--socket", c.socket(1), "history", "--limit", "0"],
+                           capture_output=True, text=True)
+        assert r.returncode == 2 and "from 1 to 10000" in r.stderr, r
+        r = subprocess.run([drctl, "--socket", c.socket(1), "status", "--limit", "3"],
+                           capture_output=True, text=True)
+        assert r.returncode == 2 and "wrong arguments" in r.stderr, r
         r = subprocess.run([drctl, "--socket", c.socket(1), "frobnicate"], capture_output=True, text=True)
         assert r.returncode == 2 and "unknown command" in r.stderr, r
         r = subprocess.run([drctl, "--socket", c.socket(1), "hold", "carrier-1"], capture_output=True,

@@ -133,22 +133,22 @@ static void flush_cb(uv_timer_t *t)
 {
     struct fx *x = t->data;
     struct pending q[64];
-    int kept = 0, todo = 0;
+    int kept = 0, due = 0;
     for (int i = 0; i < x->nq; i++) {
         if (x->q[i].entry == NULL && x->stall_barriers)
             x->q[kept++] = x->q[i];
         else
-            q[todo++] = x->q[i];
+            q[due++] = x->q[i];
     }
     x->nq = kept;
-    for (int i = 0; i < todo; i++) {
+    for (int i = 0; i < due; i++) {
         if (q[i].entry != NULL) {
             apply_entry(x, q[i].entry);
             free(q[i].entry);
         }
         q[i].cb(q[i].data, 0, NULL);
     }
-    if (todo > 0)
+    if (due > 0)
         dw_actuator_kick(x->a);
 }
 

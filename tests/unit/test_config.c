@@ -265,6 +265,8 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.cluster.refresh_interval_ms, 5000);
     assert_int_equal(cfg.cluster.snapshot_threshold, 1024);
     assert_int_equal(cfg.cluster.snapshot_trailing, 256);
+    assert_int_equal(cfg.cluster.history_retention_days, 90);
+    assert_int_equal(cfg.cluster.history_max_rows, 100000);
     assert_int_equal(cfg.genesys.request_timeout_ms, 10000);
     assert_int_equal(cfg.genesys.verify_timeout_ms, 60000);
     assert_int_equal(cfg.genesys.verify_interval_ms, 2000);
@@ -1155,6 +1157,14 @@ static void test_detection_numbers(void **state)
     d = doc("full.json");
     set(d, "genesys.rate_budget_per_min", "301");
     expect_only(d, "genesys.rate_budget_per_min: must be between 1 and 300");
+
+    d = doc("full.json");
+    set(d, "cluster.history_retention_days", "0");
+    expect_only(d, "cluster.history_retention_days: must be between 1 and 3650");
+
+    d = doc("full.json");
+    set(d, "cluster.history_max_rows", "999");
+    expect_only(d, "cluster.history_max_rows: must be between 1000 and 10000000");
 
     d = doc("full.json");
     set(d, "cluster.min_submit_interval_ms", "4000");

@@ -1089,6 +1089,112 @@ static void test_history_json(void **state)
     cJSON_Delete(h);
 }
 
+/* ---- history retention ---------------------------------------------------------------------- */
+
+#define HOUR_MS 3600000LL
+
+static int64_t history_rows(struct dw_fsm *f, int64_t *oldest_ts)
+{
+    sqlite3_stmt *s;
+    int64_t n;
+
+    assert_int_equal(sqlite3_prepare_v2(dw_fsm_db(f), "SELECT COUNT(*), MIN(ts) FROM history", -1,
+                                        &s, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    n = sqlite3_column_int64(s, 0);
+    if (oldest_ts)
+        *oldest_ts = sqlite3_column_int64(s, 1);
+    sqlite3_finalize(s);
+    return n;
+}
+
+/* n leader entries, one history row each, every step ms from ts. */
+static void leaders(struct dw_fsm *f, int n, int64_t ts, int64_t step)
+{
+    for (int i = 0; i < n; i++)
+        assert_int_equal(apply_raw(f, dw_entry_leader((uint64_t)((ts + i * step) / 1000 % 3) + 1),
+                                   ts + i * step),
+                         DW_FSM_APPLIED);
+}
+
+static void test_history_max_rows(void **state)
+{
+    struct fx *x = *state;
+    cJSON *h;
+
+    x->cfg->cluster.history_max_rows = 50;
+    leaders(x->f, 300, T0, 1000);
+    assert_int_equal(history_rows(x->f, NULL), 50);
+    h = dw_fsm_history_json(x->f, 0);
+    assert_int_equal(cJSON_GetArraySize(h), 50);
+    /* the newest rows stay */
+    assert_true(cJSON_GetObjectItem(cJSON_GetArrayItem(h, 0), "ts")->valuedouble ==
+                (double)(T0 + 299 * 1000));
+    cJSON_Delete(h);
+}
+
+static void test_history_retention_days(void **state)
+{
+    struct fx *x = *state;
+    int64_t oldest, last = T0 + 71 * HOUR_MS;
+
+    x->cfg->cluster.history_retention_days = 1;
+    leaders(x->f, 72, T0, HOUR_MS);
+    /* the last day's entries, the one exactly a day old included: a leader row and a "time"
+     * row each (an hour is past the TTL) */
+    assert_int_equal(history_rows(x->f, &oldest), 2 * 25);
+    assert_true(oldest == last - 24 * HOUR_MS);
+}
+
+static void test_dump_size_cap(void **state)
+{
+    struct fx *x = *state;
+    char *a, *b;
+
+    leaders(x->f, 100, T0, 1000);
+    a = dw_fsm_dump(x->f);
+    b = dw_fsm_dump_max(x->f, strlen(a) + 1);
+    assert_string_equal(a, b);
+    free(b);
+    assert_null(dw_fsm_dump_max(x->f, strlen(a) / 2));
+    assert_non_null(strstr(dw_fsm_last_error(x->f), "larger than"));
+    free(a);
+}
+
+/* A lowered limit drains a backlog a batch per entry, and every node deletes the same rows. */
+static void test_history_prune_bounded_and_deterministic(void **state)
+{
+    struct fx *x = *state;
+    struct dw_fsm *g;
+    void *buf;
+    size_t len;
+    char *a, *b, err[128];
+    cJSON *h;
+
+    leaders(x->f, 10500, T0, 1000);
+    h = dw_fsm_history_json(x->f, 0);
+    assert_int_equal(cJSON_GetArraySize(h), DW_FSM_HISTORY_MAX);
+    cJSON_Delete(h);
+    assert_int_equal(dw_fsm_snapshot(x->f, &buf, &len), 0);
+    assert_int_equal(dw_fsm_open(&g, x->cfg, err, sizeof err), 0);
+    assert_int_equal(dw_fsm_restore(g, buf, len), 0);
+    sqlite3_free(buf);
+    x->cfg->cluster.history_max_rows = 1000;
+    x->cfg->cluster.history_retention_days = 90;
+    leaders(x->f, 1, T0 + 10500 * 1000, 1000);
+    assert_int_equal(history_rows(x->f, NULL), 10501 - 256);
+    leaders(x->f, 100, T0 + 10501 * 1000, 1000);
+    leaders(g, 101, T0 + 10500 * 1000, 1000);
+    assert_int_equal(history_rows(x->f, NULL), 1000);
+    a = dw_fsm_dump(x->f);
+    b = dw_fsm_dump(g);
+    assert_string_equal(a, b);
+    free(a);
+    free(b);
+    dw_fsm_close(g);
+}
+
 /* ---- the Genesys signal --------------------------------------------------------------------- */
 
 /* Gives every Edge a Genesys id, sets how each site combines its signals, reopens the FSM. */
@@ -1668,6 +1774,15 @@ static void test_topology_digest(void **state)
     c->groups[0].targets[2].site = SITE_B;
     assert_true(d0 != dw_config_topology_digest(c));
     free_config(c);
+
+    /* the default retention keeps the digest of before retention; another one changes it */
+    c = make_config();
+    c->cluster.history_retention_days = 90;
+    c->cluster.history_max_rows = 100000;
+    assert_true(d0 == dw_config_topology_digest(c));
+    c->cluster.history_max_rows = 5000;
+    assert_true(d0 != dw_config_topology_digest(c));
+    free_config(c);
 }
 
 /* ---- determinism ---------------------------------------------------------------------------- */
@@ -1965,6 +2080,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_entry_stamp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_topology_digest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_determinism, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_history_max_rows, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dump_size_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_history_retention_days, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_history_prune_bounded_and_deterministic, setup,
+                                        teardown),
         cmocka_unit_test(test_order_of_config_does_not_matter),
     };
 

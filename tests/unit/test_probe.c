@@ -416,6 +416,40 @@ static void test_http_checks(void **state)
     free(t);
 }
 
+/* An HTTPS probe's CA file is read when the prober starts: gone afterwards, the Edge still
+ * verifies and comes UP. A file without a certificate stops the start. */
+static void test_https_ca_loaded_at_start(void **state)
+{
+    (void)state;
+    if (!have_tools)
+        skip();
+    struct tcfg *t = tcfg_new(1);
+    struct dw_probe_spec *p;
+    char cmd[1200];
+
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", tpath("ca.pem"), tpath("ca-copy.pem"));
+    assert_int_equal(system(cmd), 0);
+    p = http_edge(t, 0, "https", srv_ca.port, "/");
+    snprintf(p->ca_file, sizeof p->ca_file, "%s", tpath("ca-copy.pem"));
+    t->cfg.probe.interval_ms = 2000;
+    t->cfg.probe.timeout_ms = 2000;
+    struct env e;
+    env_init(&e);
+    assert_int_equal(dw_prober_start(&e.p, &e.loop, e.m, &t->cfg, on_site, &e), 0);
+    assert_int_equal(unlink(tpath("ca-copy.pem")), 0);
+    struct classified c = {0, 0, DW_UP, NULL};
+    assert_int_equal(run_until(&e, classified_as, &c, 30000), 0);
+    env_close(&e);
+
+    snprintf(cmd, sizeof cmd, "echo not a certificate > '%s'", tpath("ca-bad.pem"));
+    assert_int_equal(system(cmd), 0);
+    snprintf(p->ca_file, sizeof p->ca_file, "%s", tpath("ca-bad.pem"));
+    env_init(&e);
+    assert_int_equal(dw_prober_start(&e.p, &e.loop, e.m, &t->cfg, on_site, &e), -1);
+    env_close(&e);
+    free(t);
+}
+
 static void test_tcp_up_down(void **state)
 {
     (void)state;
@@ -676,6 +710,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_http_checks),
+        cmocka_unit_test(test_https_ca_loaded_at_start),
         cmocka_unit_test(test_tcp_up_down),
         cmocka_unit_test(test_rules),
         cmocka_unit_test(test_edge_two_probes),

@@ -627,6 +627,39 @@ static void test_tls(void **state)
     assert_int_equal(stats(f).answered, 4);
 }
 
+/* The CA file is read by dw_sip_prepare at start: gone afterwards, the probe still verifies. */
+static void test_tls_ca_loaded_at_prepare(void **state)
+{
+    struct fixture *f = *state;
+    struct dw_probe_spec spec;
+    char copy[] = "/tmp/drwatch-ca-XXXXXX", err[160] = "", cmd[512];
+    struct result r;
+    int port, fd;
+
+    TL_NEED("python3");
+    TL_NEED("openssl");
+    assert_true(make_certs());
+    port = start_fake("tls", "ok", srv_pem, srv_key, NULL, NULL);
+    fd = mkstemp(copy);
+    assert_true(fd >= 0);
+    close(fd);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", ca_pem, copy);
+    assert_int_equal(system(cmd), 0);
+    spec_init(&spec, DW_SIP_TLS, port, 10000);
+    spec.verify_tls = true;
+    snprintf(spec.ca_file, sizeof spec.ca_file, "%s", copy);
+    snprintf(spec.tls_server_name, sizeof spec.tls_server_name, "sip.test");
+    assert_int_equal(dw_sip_prepare(f->sip, &spec, err, sizeof err), 0);
+    assert_int_equal(unlink(copy), 0);
+    r = probe(f, &spec);
+    assert_true(r.ok);
+    assert_int_equal(r.code, 200);
+
+    snprintf(spec.ca_file, sizeof spec.ca_file, "/nonexistent/ca.pem");
+    assert_int_equal(dw_sip_prepare(f->sip, &spec, err, sizeof err), -1);
+    assert_non_null(strstr(err, "cannot load CA file /nonexistent/ca.pem"));
+}
+
 static void test_tls_client_cert(void **state)
 {
     struct fixture *f = *state;
@@ -699,6 +732,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tcp_malformed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_ca_loaded_at_prepare, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_client_cert, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_malformed, setup, teardown),
     };

@@ -94,7 +94,7 @@ int fsm_complete_operation(struct dw_fsm *f, const struct op_row *o, int64_t ts,
 
 /* A failed step ends the operation and holds the group: no discretionary move until an operator
  * releases it. The planner still undoes a failed activation and still moves calls off a target
- * voted DOWN (plan_group). */
+ * voted DOWN (dw_plan, plan.c). */
 int fsm_fail_operation(struct dw_fsm *f, const struct op_row *o, const struct step_row *st,
                        int64_t ts, char *why, size_t whylen)
 {

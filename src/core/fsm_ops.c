@@ -1,0 +1,367 @@
+/* Owns the operation journal: planner input gathered, decisions written, operations ended. */
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "drwatch/plan.h"
+#include "fsm_internal.h"
+
+/* Every status change of an operation passes here: a move the table in opsm.c forbids refuses
+ * the entry that asked for it, alike on every node. */
+static int move_operation(struct dw_fsm *f, const struct op_row *o, enum dw_op_status to,
+                          int64_t ts, char *why, size_t whylen)
+{
+    sqlite3_stmt *s;
+
+    if (!dw_op_move_ok(o->kind, o->status, to)) {
+        fsm_set_msg(why, whylen, "operation %" PRId64 ": %s %s -> %s not allowed", o->id,
+                    dw_op_kind_name(o->kind), dw_op_status_name(o->status),
+                    dw_op_status_name(to));
+        return APPLY_REJECT;
+    }
+    s = fsm_stmt(f, ST_OP_FINISH);
+    sqlite3_bind_int64(s, 1, o->id);
+    fsm_bind_text(s, 2, dw_op_status_name(to));
+    sqlite3_bind_int64(s, 3, ts);
+    return fsm_run(s) == 0 ? APPLY_OK : APPLY_SQL_ERROR;
+}
+
+/* Index of a target id in a group, -1 for "" (none) or an unknown id. */
+static int target_or_none(const struct dw_group *g, const char *id)
+{
+    return id[0] == '\0' ? -1 : fsm_target_index(g, id);
+}
+
+static const char *shown(const char *target_id)
+{
+    return target_id[0] != '\0' ? target_id : "(none)";
+}
+
+/* What carries calls once a failover stops short of DONE: its destination once verified (the
+ * source may already be switched off), else its source, which it had not touched yet. */
+static int carrier_after(struct dw_fsm *f, const struct dw_group *g, const struct op_row *o,
+                         int *carrier)
+{
+    enum dw_step_status verified;
+
+    if (fsm_step_status_of(f, o->id, DW_ACT_VERIFY, &verified) != 0)
+        return -1;
+    *carrier = target_or_none(g, verified == DW_STEP_DONE ? o->to : o->from);
+    return 0;
+}
+
+/* Ends a running operation short of DONE; the group's active target then says what the journal
+ * left carrying calls. */
+static int end_operation(struct dw_fsm *f, const struct dw_group *g, const struct op_row *o,
+                         enum dw_op_status status, int64_t ts, char *why, size_t whylen)
+{
+    int carrier, rc = move_operation(f, o, status, ts, why, whylen);
+
+    if (rc != APPLY_OK || o->kind != DW_OP_FAILOVER)
+        return rc; /* a rollback or cleanup only switched targets off, never the carrier */
+    if (carrier_after(f, g, o, &carrier) != 0 ||
+        fsm_group_set(f, ST_GROUP_SET_ACTIVE, g->id, carrier) != 0)
+        return APPLY_SQL_ERROR;
+    return APPLY_OK;
+}
+
+/* The last step is DONE: the group now runs on the operation's target (none after a cleanup
+ * that found no target up). */
+int fsm_complete_operation(struct dw_fsm *f, const struct op_row *o, int64_t ts, char *why,
+                           size_t whylen)
+{
+    int g = fsm_group_index(f->cfg, o->grp);
+    int t = g >= 0 ? target_or_none(&f->cfg->groups[g], o->to) : -1;
+    int rc;
+
+    if (g < 0 || (t < 0 && o->to[0] != '\0')) {
+        fsm_set_msg(why, whylen, "operation %" PRId64 ": target %s of group %s is not configured",
+                    o->id, o->to, o->grp);
+        return APPLY_REJECT;
+    }
+    rc = move_operation(f, o, DW_OP_DONE, ts, why, whylen);
+    if (rc != APPLY_OK)
+        return rc;
+    if (fsm_group_set(f, ST_GROUP_SET_ACTIVE, o->grp, t) != 0 ||
+        fsm_history(f, ts, "operation", "%s: %s #%" PRId64 " %s -> %s done", o->grp,
+                    dw_op_kind_name(o->kind), o->id, shown(o->from), shown(o->to)) != 0)
+        return APPLY_SQL_ERROR;
+    return APPLY_OK;
+}
+
+/* A failed step ends the operation and holds the group: no discretionary move until an operator
+ * releases it. The planner still undoes a failed activation and still moves calls off a target
+ * voted DOWN (dw_plan, plan.c). */
+int fsm_fail_operation(struct dw_fsm *f, const struct op_row *o, const struct step_row *st,
+                       int64_t ts, char *why, size_t whylen)
+{
+    int g = fsm_group_index(f->cfg, o->grp);
+    int rc;
+
+    if (g < 0) {
+        fsm_set_msg(why, whylen, "operation %" PRId64 ": group %s is not configured", o->id,
+                    o->grp);
+        return APPLY_REJECT;
+    }
+    rc = end_operation(f, &f->cfg->groups[g], o, DW_OP_FAILED, ts, why, whylen);
+    if (rc != APPLY_OK)
+        return rc;
+    if (fsm_group_set(f, ST_GROUP_SET_HOLD, o->grp, 1) != 0 ||
+        fsm_history(f, ts, "operation",
+                    "%s: %s #%" PRId64 " %s -> %s failed at step %d %s %s; group held", o->grp,
+                    dw_op_kind_name(o->kind), o->id, shown(o->from), shown(o->to), st->seq,
+                    dw_step_action_name(st->action), st->target) != 0)
+        return APPLY_SQL_ERROR;
+    return APPLY_OK;
+}
+
+void fsm_released_key(char *buf, size_t len, const char *group)
+{
+    snprintf(buf, len, "released:%s", group);
+}
+
+static int insert_step(struct dw_fsm *f, int64_t op, int seq, enum dw_step_action a,
+                       const char *target)
+{
+    sqlite3_stmt *s = fsm_stmt(f, ST_STEP_INSERT);
+
+    sqlite3_bind_int64(s, 1, op);
+    sqlite3_bind_int(s, 2, seq);
+    fsm_bind_text(s, 3, dw_step_action_name(a));
+    fsm_bind_text(s, 4, target);
+    return fsm_run(s);
+}
+
+static const char *target_id(const struct dw_group *g, int t)
+{
+    return t >= 0 ? g->targets[t].id : "";
+}
+
+/* Inserts a running operation of the group from one target to another (-1: none). */
+static int insert_operation(struct dw_fsm *f, const struct dw_group *g, enum dw_op_kind kind,
+                            int from, int to, const char *reason, int64_t ts, int64_t *op)
+{
+    sqlite3_stmt *s = fsm_stmt(f, ST_OP_INSERT);
+
+    fsm_bind_text(s, 1, g->id);
+    fsm_bind_text(s, 2, dw_op_kind_name(kind));
+    fsm_bind_text(s, 3, target_id(g, from));
+    fsm_bind_text(s, 4, target_id(g, to));
+    sqlite3_bind_int64(s, 5, ts);
+    fsm_bind_text(s, 6, reason);
+    if (fsm_run(s) != 0)
+        return -1;
+    *op = sqlite3_last_insert_rowid(f->db);
+    return fsm_history(f, ts, "operation", "%s: %s #%" PRId64 " %s -> %s planned (%s)", g->id,
+                       dw_op_kind_name(kind), *op, shown(target_id(g, from)),
+                       shown(target_id(g, to)), reason);
+}
+
+/* 1 with *op set when the group has a running operation, 0 when not, -1 on error. */
+static int running_op(struct dw_fsm *f, const char *group, int64_t *op)
+{
+    sqlite3_stmt *s = fsm_stmt(f, ST_OP_RUNNING);
+    int rc;
+
+    fsm_bind_text(s, 1, group);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *op = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* A running failover whose destination went DOWN can never verify: it is aborted so the group
+ * is planned again from what the journal left in service. */
+static int abort_failover(struct dw_fsm *f, const struct dw_group *g, const struct op_row *o,
+                          int64_t now, char *why, size_t whylen)
+{
+    int rc = end_operation(f, g, o, DW_OP_ABORTED, now, why, whylen);
+
+    if (rc != APPLY_OK)
+        return rc;
+    if (fsm_history(f, now, "operation", "%s: failover #%" PRId64 " %s -> %s aborted: %s is down",
+                    o->grp, o->id, shown(o->from), o->to, o->to) != 0)
+        return APPLY_SQL_ERROR;
+    return APPLY_OK;
+}
+
+/* A target whose activation or verification failed is not chosen again until its site's
+ * verdict changes or an operator releases the group's hold: it would only fail again. */
+static int target_failed(struct dw_fsm *f, const struct dw_group *g, int t, int64_t released,
+                         bool *out)
+{
+    const struct dw_target *tg = &g->targets[t];
+    sqlite3_stmt *s = fsm_stmt(f, ST_TARGET_FAILED);
+    int64_t n = 0;
+
+    fsm_bind_text(s, 1, g->id);
+    sqlite3_bind_int64(s, 2, released);
+    fsm_bind_text(s, 3, tg->id);
+    if (tg->site >= 0 && tg->site < f->cfg->n_sites)
+        fsm_bind_text(s, 4, f->cfg->sites[tg->site].id);
+    if (fsm_scalar(s, &n) != 0)
+        return -1;
+    *out = n > 0;
+    return 0;
+}
+
+/* Since the group's last completed failover or cleanup (each leaves exactly one target, or
+ * none, in service): how many operations failed, how many were aborted after a step had
+ * started, and how many of the failures were cleanups. */
+enum { DIRT_FAILED, DIRT_ABORTED, DIRT_FAILED_CLEANUPS, DIRT_N };
+
+static int group_dirt(struct dw_fsm *f, const char *group, int64_t dirt[DIRT_N])
+{
+    sqlite3_stmt *s = fsm_stmt(f, ST_GROUP_DIRT);
+
+    fsm_bind_text(s, 1, group);
+    return fsm_int_row(s, dirt, DIRT_N);
+}
+
+/* Whether the failover failed bringing its destination in (activate or verify). */
+static int failed_bringing_in(struct dw_fsm *f, const struct op_row *last, bool *out)
+{
+    enum dw_step_action a = DW_ACT_DEACTIVATE;
+    sqlite3_stmt *s;
+    int rc;
+
+    *out = false;
+    if (last->kind != DW_OP_FAILOVER || last->status != DW_OP_FAILED)
+        return 0;
+    s = fsm_stmt(f, ST_STEP_FAILED);
+    sqlite3_bind_int64(s, 1, last->id);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW && dw_step_action_parse(fsm_col_text(s, 0), &a) != 0)
+        a = DW_ACT_DEACTIVATE;
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return -1;
+    *out = a == DW_ACT_ACTIVATE || a == DW_ACT_VERIFY;
+    return 0;
+}
+
+/* Each target's health, name and whether it is passed over. */
+static int gather_targets(struct dw_fsm *f, const struct dw_group *g, struct dw_plan_state *ps)
+{
+    char key[DW_ID_MAX + 16];
+    int64_t released = 0;
+
+    fsm_released_key(key, sizeof key, g->id);
+    if (fsm_meta_get(f, key, &released) != 0)
+        released = 0;
+    ps->n_targets = g->n_targets;
+    for (int t = 0; t < g->n_targets; t++) {
+        const struct dw_target *tg = &g->targets[t];
+        struct dw_plan_target *pt = &ps->targets[t];
+
+        pt->down_name = tg->site >= 0 ? f->cfg->sites[tg->site].id : tg->id;
+        if (fsm_target_health(f, tg, &pt->health) != 0)
+            return -1;
+        /* only an UP target could be chosen */
+        if (pt->health == DW_UP && target_failed(f, g, t, released, &pt->passed_over) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The group's state as the planner sees it; *running gets the running operation, if any. */
+static int gather(struct dw_fsm *f, const struct dw_group *g, bool verdict_changed,
+                  struct dw_plan_state *ps, struct op_row *running)
+{
+    int64_t op, dirt[DIRT_N] = {0};
+    struct op_row last;
+    int rc;
+
+    memset(ps, 0, sizeof *ps);
+    ps->verdict_changed = verdict_changed;
+    if (gather_targets(f, g, ps) != 0)
+        return -1;
+    rc = running_op(f, g->id, &op);
+    if (rc == 1) {
+        rc = fsm_op_get(f, op, running);
+        if (rc < 0)
+            return -1;
+        ps->running.present = true;
+        /* a row that vanished reads as something never aborted */
+        ps->running.kind = rc == 1 ? running->kind : DW_OP_CLEANUP;
+        ps->running.to = rc == 1 ? fsm_target_index(g, running->to) : -1;
+        if (ps->running.kind == DW_OP_FAILOVER && ps->running.to < 0)
+            return -1; /* a failover to a target this config lacks */
+        return 0;
+    }
+    if (rc < 0 || fsm_group_get(f, g->id, &ps->active, &ps->hold) != 0)
+        return -1;
+    if (ps->active >= g->n_targets)
+        ps->active = -1;
+    rc = fsm_op_latest(f, g->id, &last);
+    if (rc < 0)
+        return -1;
+    if (rc == 1) {
+        ps->last.present = true;
+        ps->last.id = last.id;
+        ps->last.kind = last.kind;
+        ps->last.status = last.status;
+        ps->last.to = fsm_target_index(g, last.to);
+        if (failed_bringing_in(f, &last, &ps->last.failed_bringing_in) != 0)
+            return -1;
+    }
+    if (group_dirt(f, g->id, dirt) != 0)
+        return -1;
+    ps->failed = (int)dirt[DIRT_FAILED];
+    ps->aborted = (int)dirt[DIRT_ABORTED];
+    ps->failed_cleanups = (int)dirt[DIRT_FAILED_CLEANUPS];
+    return 0;
+}
+
+/* Writes the planned operation and its steps. */
+static int write_operation(struct dw_fsm *f, const struct dw_group *g, const struct dw_plan *p,
+                           int64_t now)
+{
+    int64_t op;
+
+    if (insert_operation(f, g, p->kind, p->from, p->to, p->reason, now, &op) != 0)
+        return -1;
+    for (int i = 0; i < p->n_steps; i++) {
+        if (insert_step(f, op, i, p->steps[i].action, g->targets[p->steps[i].target].id) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Gathers the group's state, asks the planner (plan.c) and writes its decision. An abort changes
+ * what the journal left in service, so the group is then gathered and planned once more. */
+int fsm_plan_group(struct dw_fsm *f, const struct dw_group *g, int64_t now, bool verdict_changed,
+                   char *why, size_t whylen)
+{
+    struct dw_plan_state ps;
+    struct dw_plan p;
+    struct op_row running;
+    int rc;
+
+    if (gather(f, g, verdict_changed, &ps, &running) != 0)
+        return APPLY_SQL_ERROR;
+    dw_plan(&ps, &p);
+    if (p.what == DW_PLAN_ABORT) {
+        rc = abort_failover(f, g, &running, now, why, whylen);
+        if (rc != APPLY_OK)
+            return rc;
+        if (gather(f, g, verdict_changed, &ps, &running) != 0)
+            return APPLY_SQL_ERROR;
+        dw_plan(&ps, &p);
+    }
+    switch (p.what) {
+    case DW_PLAN_OPERATION:
+        return write_operation(f, g, &p, now) == 0 ? APPLY_OK : APPLY_SQL_ERROR;
+    case DW_PLAN_NONE_UP:
+        return fsm_history(f, now, "operation", "%s: no target up", g->id) == 0 ? APPLY_OK
+                                                                                : APPLY_SQL_ERROR;
+    case DW_PLAN_ABORT: /* nothing runs after an abort: unreachable */
+    case DW_PLAN_NOTHING:
+        break;
+    }
+    return APPLY_OK;
+}

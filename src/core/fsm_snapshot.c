@@ -1,0 +1,223 @@
+/* Owns the FSM's lifetime: open, close, snapshot, restore and migrating old snapshots. */
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fsm_internal.h"
+
+int fsm_ensure_config_rows(struct dw_fsm *f)
+{
+    for (int i = 0; i < f->cfg->n_sites; i++) {
+        sqlite3_stmt *s = fsm_stmt(f, ST_SITE_ENSURE);
+
+        fsm_bind_text(s, 1, f->cfg->sites[i].id);
+        if (fsm_run(s) != 0)
+            return -1;
+    }
+    for (int i = 0; i < f->cfg->n_groups; i++) {
+        sqlite3_stmt *s = fsm_stmt(f, ST_GROUP_ENSURE);
+
+        fsm_bind_text(s, 1, f->cfg->groups[i].id);
+        if (fsm_run(s) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int fsm_open_memory_db(sqlite3 **db, char *errmsg, size_t errlen)
+{
+    if (sqlite3_open_v2(":memory:", db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+        SQLITE_OK) {
+        fsm_set_msg(errmsg, errlen, "sqlite open: %s", *db ? sqlite3_errmsg(*db) : "out of memory");
+        sqlite3_close(*db);
+        *db = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static int index_edges(struct dw_fsm *f)
+{
+    const struct dw_config *cfg = f->cfg;
+    int n = 0;
+
+    for (int i = 0; i < cfg->n_sites; i++)
+        n += cfg->sites[i].n_edges;
+    if (n == 0)
+        return 0;
+    f->edge_ids = calloc((size_t)n, sizeof *f->edge_ids);
+    if (f->edge_ids == NULL)
+        return -1;
+    for (int i = 0; i < cfg->n_sites; i++) {
+        for (int j = 0; j < cfg->sites[i].n_edges; j++)
+            f->edge_ids[f->n_edge_ids++] = cfg->sites[i].edges[j].id;
+    }
+    qsort(f->edge_ids, (size_t)f->n_edge_ids, sizeof *f->edge_ids, fsm_cmp_str_ptr);
+    return 0;
+}
+
+/* Fills order[0..n) with 0..n-1 sorted by the id each index names. */
+static void order_by_id(int *order, int n, const char *(*id_of)(const struct dw_config *, int),
+                        const struct dw_config *cfg)
+{
+    struct {
+        const char *id; /* first: cmp_str_ptr compares it */
+        int idx;
+    } slot[DW_MAX_SITES > DW_MAX_GROUPS ? DW_MAX_SITES : DW_MAX_GROUPS];
+
+    for (int i = 0; i < n; i++) {
+        slot[i].id = id_of(cfg, i);
+        slot[i].idx = i;
+    }
+    qsort(slot, (size_t)n, sizeof slot[0], fsm_cmp_str_ptr);
+    for (int i = 0; i < n; i++)
+        order[i] = slot[i].idx;
+}
+
+static const char *site_id(const struct dw_config *cfg, int i)
+{
+    return cfg->sites[i].id;
+}
+
+static const char *group_id(const struct dw_config *cfg, int i)
+{
+    return cfg->groups[i].id;
+}
+
+int dw_fsm_open(struct dw_fsm **out, const struct dw_config *cfg, char *errmsg, size_t errlen)
+{
+    struct dw_fsm *f = calloc(1, sizeof *f);
+
+    *out = NULL;
+    if (f == NULL) {
+        fsm_set_msg(errmsg, errlen, "out of memory");
+        return -1;
+    }
+    f->cfg = cfg;
+    snprintf(f->digest, sizeof f->digest, "%016" PRIx64,
+             cfg->topology_digest ? cfg->topology_digest : dw_config_topology_digest(cfg));
+    if (index_edges(f) != 0) {
+        fsm_set_msg(errmsg, errlen, "out of memory");
+        goto fail;
+    }
+    order_by_id(f->site_order, cfg->n_sites, site_id, cfg);
+    order_by_id(f->group_order, cfg->n_groups, group_id, cfg);
+    if (fsm_open_memory_db(&f->db, errmsg, errlen) != 0)
+        goto fail;
+    if (sqlite3_exec(f->db, fsm_schema_sql, NULL, NULL, NULL) != SQLITE_OK) {
+        fsm_set_msg(errmsg, errlen, "schema: %s", sqlite3_errmsg(f->db));
+        goto fail;
+    }
+    if (fsm_prepare_all(f->db, f->st, errmsg, errlen) != 0)
+        goto fail;
+    if (fsm_ensure_config_rows(f) != 0) {
+        fsm_set_msg(errmsg, errlen, "initial rows: %s", sqlite3_errmsg(f->db));
+        goto fail;
+    }
+    fsm_load_counters(f);
+    *out = f;
+    return 0;
+fail:
+    dw_fsm_close(f);
+    return -1;
+}
+
+void dw_fsm_close(struct dw_fsm *f)
+{
+    if (f == NULL)
+        return;
+    fsm_finalize_all(f->st);
+    sqlite3_close(f->db);
+    free(f->edge_ids);
+    free(f);
+}
+
+int dw_fsm_snapshot(struct dw_fsm *f, void **buf, size_t *len)
+{
+    sqlite3_int64 size = 0;
+    unsigned char *data = sqlite3_serialize(f->db, "main", &size, 0);
+
+    if (data == NULL)
+        return -1;
+    *buf = data;
+    *len = (size_t)size;
+    return 0;
+}
+
+/* Snapshots of schema 1 (before the Genesys signal) gain the signal columns and the cloud
+ * table; in schema 1 the site verdict was the probe verdict. Idempotent: a schema 2 database
+ * passes untouched. */
+static int migrate(sqlite3 *db)
+{
+    static const char v1_to_v2[] =
+        "BEGIN;"
+        "ALTER TABLE sites ADD COLUMN probe_verdict TEXT NOT NULL DEFAULT 'unknown';"
+        "ALTER TABLE sites ADD COLUMN cloud_verdict TEXT NOT NULL DEFAULT 'unknown';"
+        "UPDATE sites SET probe_verdict = verdict;"
+        "CREATE TABLE cloud(edge TEXT PRIMARY KEY, state TEXT NOT NULL, ts INTEGER NOT NULL);"
+        "UPDATE meta SET value = 2 WHERE key = 'schema';"
+        "COMMIT;";
+    sqlite3_stmt *s;
+    int64_t schema = -1;
+
+    if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'schema'", -1, &s, NULL) !=
+        SQLITE_OK)
+        return -1;
+    if (sqlite3_step(s) == SQLITE_ROW)
+        schema = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    if (schema == 1 && sqlite3_exec(db, v1_to_v2, NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    /* older snapshots lack the previous stamp: the last applied time stands in for it */
+    if (sqlite3_exec(db, "INSERT OR IGNORE INTO meta(key, value) SELECT 'last_stamp', value"
+                         " FROM meta WHERE key = 'last_ts'", NULL, NULL, NULL) != SQLITE_OK)
+        return -1;
+    return 0; /* the caller checks the version */
+}
+
+/* The snapshot is loaded into a new connection first, so a bad one leaves the state intact. */
+int dw_fsm_restore(struct dw_fsm *f, const void *buf, size_t len)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st[ST_COUNT] = {0};
+    unsigned char *copy;
+    struct dw_fsm probe;
+    int64_t schema;
+
+    if (buf == NULL || len == 0 || fsm_open_memory_db(&db, NULL, 0) != 0)
+        return -1;
+    copy = sqlite3_malloc64(len);
+    if (copy == NULL) {
+        sqlite3_close(db);
+        return -1;
+    }
+    memcpy(copy, buf, len);
+    /* with FREEONCLOSE, sqlite owns copy from here on, even when this fails */
+    if (sqlite3_deserialize(db, "main", copy, (sqlite3_int64)len, (sqlite3_int64)len,
+                            SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE) !=
+            SQLITE_OK ||
+        migrate(db) != 0 || fsm_prepare_all(db, st, NULL, 0) != 0) {
+        sqlite3_close(db);
+        return -1;
+    }
+    probe = *f;
+    probe.db = db;
+    memcpy(probe.st, st, sizeof st);
+    if (fsm_meta_get(&probe, "schema", &schema) != 0 || schema != FSM_SCHEMA_VERSION ||
+        fsm_ensure_config_rows(&probe) != 0) {
+        fsm_finalize_all(st);
+        sqlite3_close(db);
+        return -1;
+    }
+    fsm_finalize_all(f->st);
+    sqlite3_close(f->db);
+    f->db = db;
+    memcpy(f->st, st, sizeof st);
+    fsm_load_counters(f);
+    return 0;
+}

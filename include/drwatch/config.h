@@ -133,7 +133,7 @@ struct dw_genesys_cfg {
     unsigned rate_budget_per_min;      /* requests/min drwatch allows itself, default 120 (of 300) */
 };
 
-/* Self-distrust (design.md §3): a node whose loop stalled or whose wall clock jumped abstains. */
+/* Self-distrust: a node whose loop stalled or whose wall clock jumped abstains. */
 struct dw_tilt_cfg {
     unsigned stall_ms;                 /* loop lag that trips TILT, default 2000 */
     unsigned clock_jump_ms;            /* wall vs monotonic disagreement that trips TILT, default 2000 */

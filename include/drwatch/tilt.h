@@ -1,4 +1,4 @@
-/* Self-distrust (TILT, design.md §3): a timer ticks every DW_TILT_TICK_MS; a tick arriving more
+/* Self-distrust (TILT): a timer ticks every DW_TILT_TICK_MS; a tick arriving more
  * than stall_ms late (the loop stalled: process stopped, swapped, a blocking callback) or wall
  * time and monotonic time disagreeing by more than clock_jump_ms between two ticks (the clock
  * was stepped) trips TILT. The node then abstains until abstain_ms after the last trip (a new

@@ -1,4 +1,4 @@
-/* Quorum verdict (design.md §3): a site is DOWN for the cluster when a strict majority of the
+/* Quorum verdict: a site is DOWN for the cluster when a strict majority of the
  * voting members hold a fresh DOWN observation, UP for a fresh UP majority, UNKNOWN when fewer
  * than a strict majority hold a fresh UP or DOWN at all, else unchanged. */
 #ifndef DRWATCH_VERDICT_H

@@ -330,6 +330,13 @@ static int apply_parsed(struct dw_fsm *f, const cJSON *e, int64_t *ts, char *why
     }
     if (json_int(e, "ts", &v))
         *ts = v;
+    if (json_int(e, "v", &v) && v > DW_ENTRY_VERSION) {
+        /* Written by a newer drwatchd: refusing it would leave this node's state unlike the
+         * upgraded nodes', so this node stops until it is upgraded. */
+        fsm_set_msg(why, whylen, "entry version %lld is newer than this drwatchd understands "
+                    "(%d): upgrade this node", (long long)v, DW_ENTRY_VERSION);
+        return APPLY_TOO_NEW;
+    }
     if (!json_int(e, "v", &v) || v != DW_ENTRY_VERSION) {
         fsm_set_msg(why, whylen, "unsupported entry version");
         return APPLY_REJECT;
@@ -445,6 +452,11 @@ int dw_fsm_apply(struct dw_fsm *f, const void *buf, size_t len)
         rc = fatal(f, rc == APPLY_OK ? "commit" : "database error");
         exec(f, "ROLLBACK");
         return rc;
+    }
+    if (rc == APPLY_TOO_NEW) {
+        exec(f, "ROLLBACK");
+        fsm_set_msg(f->error, sizeof f->error, "%s", why);
+        return DW_FSM_FATAL;
     }
     exec(f, "ROLLBACK");
     return reject(f, ts, why);

@@ -79,7 +79,7 @@ struct dw_fsm {
 };
 
 /* Outcome of applying one entry inside its transaction. */
-enum { APPLY_OK = 0, APPLY_REJECT = 1, APPLY_SQL_ERROR = -1 };
+enum { APPLY_OK = 0, APPLY_REJECT = 1, APPLY_SQL_ERROR = -1, APPLY_TOO_NEW = 2 };
 
 struct op_row {
     int64_t id;

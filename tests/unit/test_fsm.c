@@ -974,7 +974,7 @@ static void test_garbage_rejected(void **state)
         "{not json",
         "[1,2,3]",
         "{\"v\":1,\"type\":\"leader\",\"node\":1}",                           /* unstamped */
-        "{\"v\":2,\"type\":\"leader\",\"node\":1,\"ts\":5,\"by\":1}",          /* version */
+        "{\"v\":0,\"type\":\"leader\",\"node\":1,\"ts\":5,\"by\":1}",          /* version (a newer one is fatal) */
         "{\"v\":1,\"type\":\"reboot\",\"ts\":5,\"by\":1}",                     /* type */
         "{\"v\":1,\"type\":\"observe\",\"ts\":5,\"by\":1,\"node\":1}",         /* fields */
         "{\"v\":1,\"type\":\"leader\",\"node\":1,\"ts\":1.5,\"by\":1}",        /* ts not integer */
@@ -1045,6 +1045,28 @@ static void test_database_error_is_fatal(void **state)
     free(after);
     free(raw);
     free(e);
+}
+
+/* An entry from a newer drwatchd stops this node (it would otherwise judge the log differently
+ * from the upgraded nodes); an older or missing version is garbage, refused as before. */
+static void test_newer_entry_version_is_fatal(void **state)
+{
+    struct fx *x = *state;
+    static const char newer[] = "{\"v\":2,\"type\":\"observe\",\"ts\":1700000001000,\"by\":1}";
+    static const char older[] = "{\"v\":0,\"type\":\"observe\",\"ts\":1700000001000,\"by\":1}";
+    char *before, *after;
+
+    all_up(x);
+    before = dw_fsm_dump(x->f);
+    assert_int_equal(dw_fsm_apply(x->f, newer, strlen(newer)), DW_FSM_FATAL);
+    assert_non_null(strstr(dw_fsm_last_error(x->f), "entry version 2 is newer than this drwatchd"));
+    assert_non_null(strstr(dw_fsm_last_error(x->f), "upgrade this node"));
+    after = dw_fsm_dump(x->f);
+    assert_string_equal(before, after);
+    free(after);
+    assert_int_equal(dw_fsm_apply(x->f, older, strlen(older)), DW_FSM_REJECTED);
+    assert_int_equal(dw_fsm_rejected(x->f), 1);
+    free(before);
 }
 
 static void test_snapshot_restore_roundtrip(void **state)
@@ -2064,6 +2086,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_topology_mismatch_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_database_error_is_fatal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_newer_entry_version_is_fatal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_restore_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_json, setup, teardown),
         cmocka_unit_test_setup_teardown(test_combine_and, setup, teardown),

@@ -575,10 +575,10 @@ static void call_send(struct call *c)
         call_finish(c, DW_G_FAIL, "client closed");
         return;
     }
-    /* Fail fast before waiting for a token; call_issue checks again right before sending. */
-    if (!fence_holds(c))
-        return;
     if (c->kind != CALL_TOKEN && !token_valid(g)) {
+        /* A dead write fetches no token; call_issue checks again when one arrives. */
+        if (!fence_holds(c))
+            return;
         /* Every call waiting for a token shares one token request. */
         c->waiting_token = 1;
         token_fetch_start(g);

@@ -25,6 +25,8 @@ struct dw_member {
     char name[DW_ID_MAX];             /* optional label, defaults to "n<id>" */
     char raft_address[DW_ADDR_MAX];   /* IPv4 dotted quad:port (raft 0.15 limit) */
     char peer_address[DW_ADDR_MAX];   /* IPv4 dotted quad:port, HTTP peer channel */
+    bool voter;                       /* counts in raft's and the verdict's majority (default);
+                                         false while the member is being added or removed */
 };
 
 enum dw_probe_kind { DW_PROBE_HTTP = 0, DW_PROBE_SIP, DW_PROBE_TCP };
@@ -156,6 +158,8 @@ struct dw_config {
     int n_groups;
     struct dw_group groups[DW_MAX_GROUPS];
     bool debug;                        /* node.debug: enables the admin "debug" command */
+    bool join;                         /* drwatchd --join: an empty data_dir waits to be added to
+                                          a running cluster instead of bootstrapping one */
     uint64_t topology_digest;          /* set by dw_config_parse_with; 0 = compute on demand */
 };
 

@@ -139,6 +139,7 @@ static const struct field member_f[] = {
     STR("name", false, struct dw_member, name, F_ID),
     STR("raft_address", true, struct dw_member, raft_address, F_ADDR),
     STR("peer_address", true, struct dw_member, peer_address, F_ADDR),
+    { .key = "voter", .kind = K_BOOL, .def = 1, .off = offsetof(struct dw_member, voter) },
 };
 static const struct table member_t = TABLE(member_f);
 

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cJSON.h>
+
 #define DW_ID_MAX 64        /* ids: [A-Za-z0-9._-]{1,63} */
 #define DW_ADDR_MAX 64      /* "a.b.c.d:port" */
 #define DW_URL_MAX 512
@@ -25,8 +27,8 @@ struct dw_member {
     char name[DW_ID_MAX];             /* optional label, defaults to "n<id>" */
     char raft_address[DW_ADDR_MAX];   /* IPv4 dotted quad:port (raft 0.15 limit) */
     char peer_address[DW_ADDR_MAX];   /* IPv4 dotted quad:port, HTTP peer channel */
-    bool voter;                       /* counts in raft's and the verdict's majority (default);
-                                         false while the member is being added or removed */
+    bool non_voter;                   /* "voter": false while the member is being added or
+                                         removed: it counts in no majority */
 };
 
 enum dw_probe_kind { DW_PROBE_HTTP = 0, DW_PROBE_SIP, DW_PROBE_TCP };
@@ -160,7 +162,8 @@ struct dw_config {
     bool debug;                        /* node.debug: enables the admin "debug" command */
     bool join;                         /* drwatchd --join: an empty data_dir waits to be added to
                                           a running cluster instead of bootstrapping one */
-    uint64_t topology_digest;          /* set by dw_config_parse_with; 0 = compute on demand */
+    int64_t version;                   /* the committed config version this was built from; 0 =
+                                          not committed (a local file before bootstrap) */
 };
 
 /* Validation errors: every problem found, each "json.path: message". */
@@ -194,6 +197,20 @@ struct dw_config_files {
 int dw_config_parse_with(const char *json, size_t len, const struct dw_config_files *files,
                          struct dw_config *cfg, struct dw_config_errors *errs);
 
+/* The committed cluster configuration (docs/config.md): everything every node must agree on.
+ * A node's file adds the node-local settings: node.*, cluster.peer_secret_dir and the Genesys
+ * connection (genesys.region, api_base_url, login_base_url, client_id, client_secret_file). */
+/* The cluster part of a full document: a copy without the node-local settings, object keys
+ * sorted, and cluster.members, sites, each site's edges and failover_groups sorted by id, so files
+ * that differ only in order give the same document. NULL when doc is no object or out of memory. */
+cJSON *dw_config_cluster_doc(const cJSON *doc);
+/* A full document: the cluster document with local's node-local settings. NULL on OOM. */
+cJSON *dw_config_with_local(const cJSON *cluster, const cJSON *local);
+/* Parses a cluster document (node-local settings absent) as the replicated state holds it; no
+ * file checks, no node checks. Same error contract as dw_config_parse_with. */
+int dw_config_parse_cluster(const char *json, size_t len, struct dw_config *cfg,
+                            struct dw_config_errors *errs);
+
 /* Peer channel secrets: one per pair of members, so a node holds only the secrets it shares with
  * each other member and cannot authenticate as a third one. */
 #define DW_PEER_SECRET_MIN 16
@@ -214,9 +231,5 @@ int dw_config_peer_secrets_with(const struct dw_config *cfg, const struct dw_con
 
 const struct dw_member *dw_config_member(const struct dw_config *cfg, uint64_t id);
 int dw_config_site_index(const struct dw_config *cfg, const char *site_id);
-
-/* 64-bit FNV-1a digest of the parts every node must agree on (members, sites, groups,
- * observation_ttl); stamped into observations so a node with a different topology is ignored. */
-uint64_t dw_config_topology_digest(const struct dw_config *cfg);
 
 #endif

@@ -1,14 +1,18 @@
 /* Raft entry codec. Entries are versioned JSON objects:
- *   {"v":1,"type":"observe","node":2,"digest":"<16 hex>","tilt":false,
- *    "sites":{"site-a":"down","site-b":"up"}}          a node's full local view (also its refresh)
+ *   {"v":1,"type":"observe","node":2,"cv":3,"tilt":false,
+ *    "sites":{"site-a":"down","site-b":"up"}}          a node's full local view (also its refresh),
+ *                                    "cv": the committed config version it probed by
  *   {"v":1,"type":"step","op":7,"seq":1,"status":"started"|"done"|"failed","detail":"..."}
  *   {"v":1,"type":"leader","node":1}                    a new leader took office
- *   {"v":1,"type":"cloud","digest":"<16 hex>","edges":{"site-a-e1":"down","site-b-e1":"up"}}
+ *   {"v":1,"type":"cloud","cv":3,"edges":{"site-a-e1":"down","site-b-e1":"up"}}
  *                                    the cloud's view of Edges (keys are drwatch Edge ids),
  *                                    proposed by the leader only; peers never forward it
  *   {"v":1,"type":"hold","group":"carrier-1","action":"release","by_operator":"alice"}
  *                                    an operator lifts a group's hold; proposed through the
  *                                    leader's admin socket only, never forwarded by peers
+ *   {"v":1,"type":"config","format":1,"base":2,"by_operator":"alice","reason":"apply",
+ *    "config":{...}}                 the cluster configuration, version base+1 (docs/config.md);
+ *                                    proposed by the leader only (admin socket, bootstrap)
  * Before raft_apply the leader stamps "ts" (its wall clock in ms since the epoch, bounded per
  * stamp.h) and "by" (its id); this is the only way time enters the FSM. */
 #ifndef DRWATCH_ENTRY_H
@@ -18,11 +22,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cJSON.h>
+
 #include "drwatch/config.h"
 #include "drwatch/health.h"
 
 #define DW_ENTRY_VERSION 1
 #define DW_ENTRY_MAX 65536 /* bytes; larger entries are refused before proposing */
+#define DW_ENTRY_CONFIG_MAX (8 << 20) /* a config entry carries the whole cluster document */
+/* The config document format this build writes and understands; a config entry of a newer
+ * format stops the node (upgrade it) rather than letting it run on a config it half reads. */
+#define DW_CONFIG_FORMAT 1
 
 enum dw_step_status { DW_STEP_PENDING = 0, DW_STEP_STARTED, DW_STEP_DONE, DW_STEP_FAILED };
 const char *dw_step_status_name(enum dw_step_status s);
@@ -33,6 +43,9 @@ char *dw_entry_observe(const struct dw_config *cfg, uint64_t node, bool tilt,
                        const enum dw_health *site_states /* cfg->n_sites */);
 char *dw_entry_step(int64_t op, int seq, enum dw_step_status status, const char *detail);
 char *dw_entry_leader(uint64_t node);
+/* doc: the canonical cluster document (dw_config_cluster_doc); base: the version it replaces. */
+char *dw_entry_config(const cJSON *doc, int64_t base, const char *by_operator,
+                      const char *reason);
 #define DW_OPERATOR_MAX 64 /* bytes of an operator's name in a hold entry */
 char *dw_entry_hold_release(const char *group, const char *by_operator);
 

@@ -17,8 +17,11 @@
 
 struct dw_fsm;
 
-/* cfg must outlive the fsm. */
-int dw_fsm_open(struct dw_fsm **out, const struct dw_config *cfg, char *errmsg, size_t errlen);
+/* The FSM decides by the committed config (config entries, docs/config.md), never by a node's
+ * file. seed: what it decides by until the first config entry, as version 0; a node passes NULL
+ * (no sites, groups or members until one is committed); tests and tools pass their config, which
+ * must outlive the fsm. */
+int dw_fsm_open(struct dw_fsm **out, const struct dw_config *seed, char *errmsg, size_t errlen);
 void dw_fsm_close(struct dw_fsm *f); /* accepts NULL */
 
 /* Applies one stamped entry in one transaction. A malformed or inapplicable entry (every node
@@ -47,6 +50,17 @@ char *dw_fsm_dump_max(struct dw_fsm *f, size_t max);
 uint64_t dw_fsm_applied(const struct dw_fsm *f);  /* entries applied since open/restore base */
 uint64_t dw_fsm_rejected(const struct dw_fsm *f);
 int64_t dw_fsm_last_ts(const struct dw_fsm *f);   /* ts of the last applied entry */
+
+/* The committed config version (0: none yet, the seed) and the config the FSM decides by: valid
+ * until the next dw_fsm_apply or dw_fsm_restore. cfg->version is the version. */
+int64_t dw_fsm_config_version(const struct dw_fsm *f);
+const struct dw_config *dw_fsm_config(const struct dw_fsm *f);
+/* The committed cluster document as stored (malloc'd), NULL when none is committed. */
+char *dw_fsm_config_doc(struct dw_fsm *f);
+/* Whether next may replace the committed config now: 0, 1 with why (a running operation's group
+ * would change, or a group's active target would go), -1 on a database error. Config entries are
+ * refused by the same rule; the admin socket asks first to give the operator the reason. */
+int dw_fsm_config_check(struct dw_fsm *f, const struct dw_config *next, char *why, size_t whylen);
 
 /* The step the actuator must run next for each running operation (the first step that is not
  * DONE). At most one per operation, ordered by operation id. */

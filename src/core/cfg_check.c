@@ -199,7 +199,7 @@ static void check_metrics_address(struct ctx *c)
                    m->peer_address);
 }
 
-static void check_node(struct ctx *c)
+static void default_member_names(struct ctx *c)
 {
     struct dw_config *cfg = c->cfg;
     /* a repeated id gets no default name: its duplicate is reported once, on the id */
@@ -208,6 +208,11 @@ static void check_node(struct ctx *c)
             dw_config_member(cfg, cfg->members[i].id) == &cfg->members[i])
             snprintf(cfg->members[i].name, sizeof cfg->members[i].name, "n%llu",
                      (unsigned long long)cfg->members[i].id);
+}
+
+static void check_node(struct ctx *c)
+{
+    struct dw_config *cfg = c->cfg;
     if (cfg->node_id && cfg->n_members > 0 && !dw_config_member(cfg, cfg->node_id))
         cfg_err_at(c, "node.id", "%llu is not the id of any cluster.members entry",
                    (unsigned long long)cfg->node_id);
@@ -456,8 +461,11 @@ void cfg_check_peer_secrets(struct ctx *c, struct dw_peer_secrets *out)
 void cfg_check_document(struct ctx *c)
 {
     struct dw_peer_secrets peer;
-    check_node(c);
-    check_genesys(c);
+    default_member_names(c);
+    if (!c->cluster_only) {
+        check_node(c);
+        check_genesys(c);
+    }
     check_numbers(c);
     check_limits(c);
     run_check_unique(c);

@@ -44,6 +44,7 @@ struct field {
     size_t count_off;         /* K_ARRAY: int holding the entry count */
     bool alloc;               /* K_ARRAY: off holds a pointer to an array allocated to the count */
     unsigned seen;            /* enum seen bit set when the key is present */
+    bool local;               /* node-local setting, never part of the committed cluster config */
     void (*fn)(struct ctx *c, const cJSON *v, void *base);
 };
 
@@ -63,6 +64,7 @@ struct ctx {
     struct dw_config *cfg;
     struct dw_config_errors *errs;
     const struct dw_config_files *files; /* NULL: no file checks */
+    bool cluster_only;        /* a committed cluster document: local settings absent */
     int total;
     unsigned seen;
     bool members_bad;         /* an error under cluster.members: skip the per-member secrets */

@@ -134,12 +134,21 @@ static const struct field node_f[] = {
     STR("metrics_address", false, cfg_t, metrics_address, F_ADDR),
 };
 
+/* Stored inverted so a member built in C (zeroed) is a voter. */
+static void parse_voter(struct ctx *c, const cJSON *v, void *base)
+{
+    struct dw_member *m = base;
+    if (v && !cJSON_IsBool(v))
+        cfg_err(c, "expected a boolean");
+    m->non_voter = v && cJSON_IsFalse(v);
+}
+
 static const struct field member_f[] = {
     { .key = "id", .kind = K_RAFTID, .required = true, .off = offsetof(struct dw_member, id) },
     STR("name", false, struct dw_member, name, F_ID),
     STR("raft_address", true, struct dw_member, raft_address, F_ADDR),
     STR("peer_address", true, struct dw_member, peer_address, F_ADDR),
-    { .key = "voter", .kind = K_BOOL, .def = 1, .off = offsetof(struct dw_member, voter) },
+    { .key = "voter", .kind = K_FUNC, .fn = parse_voter },
 };
 static const struct table member_t = TABLE(member_f);
 
@@ -155,7 +164,8 @@ static void refuse_shared_secret(struct ctx *c, const cJSON *v, void *base)
 
 static const struct field cluster_f[] = {
     ARR("members", cfg_t, members, n_members, 1, DW_MAX_MEMBERS, &member_t, F_ID),
-    STR("peer_secret_dir", true, cfg_t, cluster.peer_secret_dir, F_PATH),
+    { .key = "peer_secret_dir", .kind = K_STR, .required = true, .local = true,
+      .off = offsetof(cfg_t, cluster.peer_secret_dir), .size = DW_PATH_MAX, .fmt = F_PATH },
     { .key = "peer_secret_file", .kind = K_FUNC, .fn = refuse_shared_secret },
     NUM("election_timeout_ms", cfg_t, cluster.election_timeout_ms, 1000, 1, MS_MAX),
     NUM("heartbeat_ms", cfg_t, cluster.heartbeat_ms, 100, 1, MS_MAX),
@@ -169,14 +179,16 @@ static const struct field cluster_f[] = {
 };
 
 static const struct field genesys_f[] = {
-    { .key = "region", .kind = K_STR, .off = offsetof(cfg_t, genesys.region), .size = DW_ID_MAX,
+    { .key = "region", .kind = K_STR, .local = true, .off = offsetof(cfg_t, genesys.region), .size = DW_ID_MAX,
       .fmt = F_TEXT, .seen = SEEN_REGION },
-    { .key = "api_base_url", .kind = K_STR, .off = offsetof(cfg_t, genesys.api_base_url),
+    { .key = "api_base_url", .kind = K_STR, .local = true, .off = offsetof(cfg_t, genesys.api_base_url),
       .size = DW_URL_MAX, .fmt = F_URL, .seen = SEEN_API_URL },
-    { .key = "login_base_url", .kind = K_STR, .off = offsetof(cfg_t, genesys.login_base_url),
+    { .key = "login_base_url", .kind = K_STR, .local = true, .off = offsetof(cfg_t, genesys.login_base_url),
       .size = DW_URL_MAX, .fmt = F_URL, .seen = SEEN_LOGIN_URL },
-    STR("client_id", true, cfg_t, genesys.client_id, F_TEXT),
-    STR("client_secret_file", true, cfg_t, genesys.client_secret_file, F_PATH),
+    { .key = "client_id", .kind = K_STR, .required = true, .local = true,
+      .off = offsetof(cfg_t, genesys.client_id), .size = 128, .fmt = F_TEXT },
+    { .key = "client_secret_file", .kind = K_STR, .required = true, .local = true,
+      .off = offsetof(cfg_t, genesys.client_secret_file), .size = DW_PATH_MAX, .fmt = F_PATH },
     NUM("request_timeout_ms", cfg_t, genesys.request_timeout_ms, 10000, 1, MS_MAX),
     NUM("verify_timeout_ms", cfg_t, genesys.verify_timeout_ms, 60000, 1, MS_MAX),
     NUM("verify_interval_ms", cfg_t, genesys.verify_interval_ms, 2000, 1, MS_MAX),
@@ -275,7 +287,7 @@ static const struct table node_t = TABLE(node_f), cluster_t = TABLE(cluster_f),
  * before groups: a target's site is resolved against the sites already parsed; probe comes
  * before sites: its values are the defaults and limits of each Edge's probes. */
 static const struct field top_f[] = {
-    OBJ("node", true, &node_t),
+    { .key = "node", .kind = K_OBJ, .required = true, .local = true, .sub = &node_t },
     OBJ("cluster", true, &cluster_t),
     { .key = "genesys", .kind = K_OBJ, .required = true, .sub = &genesys_t, .seen = SEEN_GENESYS },
     OBJ("probe", false, &probe_t),

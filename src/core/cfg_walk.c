@@ -352,7 +352,11 @@ void cfg_parse_object(struct ctx *c, const cJSON *obj, const struct table *t, vo
         const struct field *f = &t->f[i];
         const cJSON *v = obj ? cJSON_GetObjectItemCaseSensitive(obj, f->key) : NULL;
         size_t old = cfg_push_key(c, f->key);
-        if (v && variant && f->only && !(f->only & variant)) {
+        if (c->cluster_only && f->local) {
+            if (v)
+                cfg_err(c, "a node-local setting, not part of the cluster configuration");
+            apply_default(c, f, base);
+        } else if (v && variant && f->only && !(f->only & variant)) {
             cfg_err(c, "not valid for %s", t->variant_name(variant, f->only));
             apply_default(c, f, base);
         } else if (v) {

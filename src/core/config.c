@@ -8,10 +8,10 @@
 
 #include "cfg_internal.h"
 
-int dw_config_parse_with(const char *json, size_t len, const struct dw_config_files *files,
-                         struct dw_config *cfg, struct dw_config_errors *errs)
+static int parse(const char *json, size_t len, const struct dw_config_files *files,
+                 bool cluster_only, struct dw_config *cfg, struct dw_config_errors *errs)
 {
-    struct ctx c = { .cfg = cfg, .errs = errs, .files = files };
+    struct ctx c = { .cfg = cfg, .errs = errs, .files = files, .cluster_only = cluster_only };
     const char *end = NULL;
     cJSON *root = NULL;
 
@@ -47,13 +47,23 @@ int dw_config_parse_with(const char *json, size_t len, const struct dw_config_fi
     cfg_parse_object(&c, root, &cfg_top_table, cfg);
     cJSON_Delete(root);
     cfg_check_document(&c);
-    if (!c.total) {
-        cfg->topology_digest = dw_config_topology_digest(cfg);
+    if (!c.total)
         return 0;
-    }
     /* nothing to free for a caller that only reports the errors */
     dw_config_free(cfg);
     return -1;
+}
+
+int dw_config_parse_with(const char *json, size_t len, const struct dw_config_files *files,
+                         struct dw_config *cfg, struct dw_config_errors *errs)
+{
+    return parse(json, len, files, false, cfg, errs);
+}
+
+int dw_config_parse_cluster(const char *json, size_t len, struct dw_config *cfg,
+                            struct dw_config_errors *errs)
+{
+    return parse(json, len, NULL, true, cfg, errs);
 }
 
 void dw_config_free(struct dw_config *cfg)

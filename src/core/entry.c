@@ -44,166 +44,6 @@ int dw_step_status_parse(const char *s, enum dw_step_status *out)
     return -1;
 }
 
-/* ---- topology digest ---------------------------------------------------------------------- */
-
-#define FNV_OFFSET 0xcbf29ce484222325ULL
-#define FNV_PRIME 0x100000001b3ULL
-
-static void fnv_str(uint64_t *h, const char *s)
-{
-    for (; *s; s++) {
-        *h ^= (unsigned char)*s;
-        *h *= FNV_PRIME;
-    }
-}
-
-static void fnv_fmt(uint64_t *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void fnv_fmt(uint64_t *h, const char *fmt, ...)
-{
-    char line[4 * DW_ID_MAX + DW_ADDR_MAX + 32];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    fnv_str(h, line);
-}
-
-struct id_slot {
-    const char *id;
-    int idx;
-};
-
-static int cmp_slot(const void *a, const void *b)
-{
-    return strcmp(((const struct id_slot *)a)->id, ((const struct id_slot *)b)->id);
-}
-
-/* Sorts an index array by the string each index names; sites can hold hundreds of Edges, so
- * O(n log n). Ids are unique (config validation), so the order is total. */
-static void sort_by_id(int *idx, int n, const char *(*id_of)(const void *, int), const void *ctx)
-{
-    struct id_slot *slots = n > 0 ? malloc((size_t)n * sizeof *slots) : NULL;
-    if (slots == NULL)
-        return; /* n == 0, or out of memory: the caller's digest then differs and is refused */
-    for (int i = 0; i < n; i++)
-        slots[i] = (struct id_slot){id_of(ctx, idx[i]), idx[i]};
-    qsort(slots, (size_t)n, sizeof *slots, cmp_slot);
-    for (int i = 0; i < n; i++)
-        idx[i] = slots[i].idx;
-    free(slots);
-}
-
-static const char *site_id_of(const void *ctx, int i)
-{
-    return ((const struct dw_config *)ctx)->sites[i].id;
-}
-
-static const char *edge_id_of(const void *ctx, int i)
-{
-    return ((const struct dw_site *)ctx)->edges[i].id;
-}
-
-static const char *group_id_of(const void *ctx, int i)
-{
-    return ((const struct dw_config *)ctx)->groups[i].id;
-}
-
-/* Canonical text: members by id, sites and their edges by id, groups by id; targets and trunk
- * bases keep their configured order because that order is their priority. Each line is
- * tagged so different layouts cannot produce the same text. */
-/* Parsed configs carry their digest (computed once: it costs milliseconds at 10,000 Edges);
- * configs built by hand, as in tests, are hashed on demand. */
-static uint64_t topology_digest(const struct dw_config *cfg)
-{
-    return cfg->topology_digest != 0 ? cfg->topology_digest : dw_config_topology_digest(cfg);
-}
-
-uint64_t dw_config_topology_digest(const struct dw_config *cfg)
-{
-    uint64_t h = FNV_OFFSET;
-    int idx[DW_MAX_SITES > DW_MAX_GROUPS ? DW_MAX_SITES : DW_MAX_GROUPS];
-    int midx[DW_MAX_MEMBERS];
-    int n_members = cfg->n_members < DW_MAX_MEMBERS ? cfg->n_members : DW_MAX_MEMBERS;
-    int n_sites = cfg->n_sites < DW_MAX_SITES ? cfg->n_sites : DW_MAX_SITES;
-    int n_groups = cfg->n_groups < DW_MAX_GROUPS ? cfg->n_groups : DW_MAX_GROUPS;
-    bool any_cloud = false;
-
-    for (int i = 0; i < n_members; i++) {
-        int v = i, j = i;
-        while (j > 0 && cfg->members[midx[j - 1]].id > cfg->members[v].id) {
-            midx[j] = midx[j - 1];
-            j--;
-        }
-        midx[j] = v;
-    }
-    for (int i = 0; i < n_members; i++) {
-        const struct dw_member *m = &cfg->members[midx[i]];
-        fnv_fmt(&h, "member %" PRIu64 " %s\n", m->id, m->raft_address);
-    }
-
-    for (int i = 0; i < n_sites; i++)
-        idx[i] = i;
-    sort_by_id(idx, n_sites, site_id_of, cfg);
-    for (int i = 0; i < n_sites; i++) {
-        const struct dw_site *s = &cfg->sites[idx[i]];
-        int eidx[DW_MAX_EDGES];
-        int n_edges = s->n_edges < DW_MAX_EDGES ? s->n_edges : DW_MAX_EDGES;
-
-        fnv_fmt(&h, "site %s\n", s->id);
-        /* how a site's verdict is made changes the FSM's result: every node must agree. Written
-         * only when not the default, so digests of configs without them did not change. */
-        if (s->rule != DW_RULE_ANY || s->combine != DW_COMBINE_PROBES) {
-            fnv_fmt(&h, "site-rule %s %d %d %d\n", s->id, (int)s->rule,
-                    s->rule == DW_RULE_AT_LEAST ? s->at_least : 0, (int)s->combine);
-            any_cloud = any_cloud || s->combine != DW_COMBINE_PROBES;
-        }
-        for (int e = 0; e < n_edges; e++)
-            eidx[e] = e;
-        sort_by_id(eidx, n_edges, edge_id_of, s);
-        for (int e = 0; e < n_edges; e++) {
-            const struct dw_edge *ed = &s->edges[eidx[e]];
-
-            fnv_fmt(&h, "edge %s %s\n", s->id, ed->id);
-            if (ed->genesys_edge_id[0] != '\0')
-                fnv_fmt(&h, "genesys-edge %s %s\n", ed->id, ed->genesys_edge_id);
-        }
-    }
-
-    for (int i = 0; i < n_groups; i++)
-        idx[i] = i;
-    sort_by_id(idx, n_groups, group_id_of, cfg);
-    for (int i = 0; i < n_groups; i++) {
-        const struct dw_group *g = &cfg->groups[idx[i]];
-        int n_targets = g->n_targets < DW_MAX_TARGETS ? g->n_targets : DW_MAX_TARGETS;
-
-        fnv_fmt(&h, "group %s\n", g->id);
-        for (int t = 0; t < n_targets; t++) {
-            const struct dw_target *tg = &g->targets[t];
-            const char *site = tg->site >= 0 && tg->site < n_sites ? cfg->sites[tg->site].id : "-";
-            int n_bases = tg->n_trunk_bases < DW_MAX_TRUNK_BASES ? tg->n_trunk_bases
-                                                                  : DW_MAX_TRUNK_BASES;
-
-            fnv_fmt(&h, "target %s %d %s %s\n", g->id, t, tg->id, site);
-            for (int b = 0; b < n_bases; b++)
-                fnv_fmt(&h, "trunk %s %s %s\n", g->id, tg->id, tg->trunk_base_ids[b]);
-        }
-    }
-
-    fnv_fmt(&h, "ttl %u\n", cfg->cluster.observation_ttl_ms);
-    /* retention decides which history rows every node deletes, so it must match; hashed only
-     * when not the default so a rolling upgrade keeps the old digest (0: unset, as default) */
-    unsigned days = cfg->cluster.history_retention_days, rows = cfg->cluster.history_max_rows;
-    if ((days != 0 && days != 90) || (rows != 0 && rows != 100000))
-        fnv_fmt(&h, "history %u %u\n", days, rows);
-    if (any_cloud)
-        fnv_fmt(&h, "cloud-ttl %u\ncloud-grace %u\n", cfg->genesys.cloud_ttl_ms,
-                cfg->genesys.cloud_grace_ms);
-    return h;
-}
-
-/* ---- builders ----------------------------------------------------------------------------- */
-
 static char *print_and_free(cJSON *root)
 {
     char *out = root ? cJSON_PrintUnformatted(root) : NULL;
@@ -229,15 +69,13 @@ static cJSON *new_entry(const char *type)
 char *dw_entry_observe(const struct dw_config *cfg, uint64_t node, bool tilt,
                        const enum dw_health *site_states)
 {
-    char digest[17];
     cJSON *root = new_entry("observe");
     cJSON *sites;
 
     if (root == NULL)
         return NULL;
-    snprintf(digest, sizeof digest, "%016" PRIx64, topology_digest(cfg));
     if (!cJSON_AddNumberToObject(root, "node", (double)node) ||
-        !cJSON_AddStringToObject(root, "digest", digest) ||
+        !cJSON_AddNumberToObject(root, "cv", (double)cfg->version) ||
         !cJSON_AddBoolToObject(root, "tilt", tilt) ||
         (sites = cJSON_AddObjectToObject(root, "sites")) == NULL)
         goto fail;
@@ -282,6 +120,25 @@ fail:
     return NULL;
 }
 
+char *dw_entry_config(const cJSON *doc, int64_t base, const char *by_operator,
+                      const char *reason)
+{
+    cJSON *root = new_entry("config");
+    cJSON *copy = cJSON_Duplicate(doc, true);
+
+    if (root == NULL || copy == NULL ||
+        !cJSON_AddNumberToObject(root, "format", DW_CONFIG_FORMAT) ||
+        !cJSON_AddNumberToObject(root, "base", (double)base) ||
+        !cJSON_AddStringToObject(root, "by_operator", by_operator) ||
+        !cJSON_AddStringToObject(root, "reason", reason) ||
+        !cJSON_AddItemToObject(root, "config", copy)) {
+        cJSON_Delete(copy);
+        cJSON_Delete(root);
+        return NULL;
+    }
+    return print_and_free(root);
+}
+
 char *dw_entry_leader(uint64_t node)
 {
     cJSON *root = new_entry("leader");
@@ -322,7 +179,6 @@ int dw_entry_edge_count(const struct dw_config *cfg)
 char *dw_entry_cloud_part(const struct dw_config *cfg, const enum dw_health *states,
                           const bool *disconnected, int first, int max_edges, int *next)
 {
-    char digest[17];
     cJSON *root = new_entry("cloud");
     cJSON *edges;
     int k = 0, written = 0;
@@ -333,8 +189,7 @@ char *dw_entry_cloud_part(const struct dw_config *cfg, const enum dw_health *sta
         max_edges = 1; /* so that a caller looping on *next always moves on */
     if (root == NULL)
         return NULL;
-    snprintf(digest, sizeof digest, "%016" PRIx64, topology_digest(cfg));
-    if (!cJSON_AddStringToObject(root, "digest", digest) ||
+    if (!cJSON_AddNumberToObject(root, "cv", (double)cfg->version) ||
         (edges = cJSON_AddObjectToObject(root, "edges")) == NULL)
         goto fail;
     for (int i = 0; i < cfg->n_sites; i++) {
@@ -402,13 +257,13 @@ static bool get_int(const cJSON *obj, const char *key, int64_t min, int64_t *out
 
 static int check_observe(const cJSON *e, char *errmsg, size_t errlen)
 {
-    int64_t node;
+    int64_t node, cv;
     const cJSON *sites, *s;
 
     if (!get_int(e, "node", 1, &node))
         return set_err(errmsg, errlen, "observe: \"node\" must be an integer >= 1");
-    if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(e, "digest")))
-        return set_err(errmsg, errlen, "observe: \"digest\" must be a string");
+    if (!get_int(e, "cv", 0, &cv))
+        return set_err(errmsg, errlen, "observe: \"cv\" must be an integer >= 0");
     if (!cJSON_IsBool(cJSON_GetObjectItemCaseSensitive(e, "tilt")))
         return set_err(errmsg, errlen, "observe: \"tilt\" must be a boolean");
     sites = cJSON_GetObjectItemCaseSensitive(e, "sites");
@@ -449,9 +304,10 @@ static int check_step(const cJSON *e, char *errmsg, size_t errlen)
 static int check_cloud(const cJSON *e, char *errmsg, size_t errlen)
 {
     const cJSON *edges, *s;
+    int64_t cv;
 
-    if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(e, "digest")))
-        return set_err(errmsg, errlen, "cloud: \"digest\" must be a string");
+    if (!get_int(e, "cv", 0, &cv))
+        return set_err(errmsg, errlen, "cloud: \"cv\" must be an integer >= 0");
     edges = cJSON_GetObjectItemCaseSensitive(e, "edges");
     if (!cJSON_IsObject(edges))
         return set_err(errmsg, errlen, "cloud: \"edges\" must be an object");
@@ -500,6 +356,26 @@ static int check_hold(const cJSON *e, char *errmsg, size_t errlen)
     return 0;
 }
 
+static int check_config(const cJSON *e, char *errmsg, size_t errlen)
+{
+    int64_t base, format;
+
+    if (!get_int(e, "base", 0, &base))
+        return set_err(errmsg, errlen, "config: \"base\" must be an integer >= 0");
+    if (!get_int(e, "format", 1, &format))
+        return set_err(errmsg, errlen, "config: \"format\" must be an integer >= 1");
+    if (!short_string(cJSON_GetObjectItemCaseSensitive(e, "by_operator"), DW_OPERATOR_MAX))
+        return set_err(errmsg, errlen,
+                       "config: \"by_operator\" must be a string of 1 to %d bytes",
+                       DW_OPERATOR_MAX);
+    if (!short_string(cJSON_GetObjectItemCaseSensitive(e, "reason"), DW_DETAIL_MAX))
+        return set_err(errmsg, errlen, "config: \"reason\" must be a string of 1 to %d bytes",
+                       DW_DETAIL_MAX);
+    if (!cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(e, "config")))
+        return set_err(errmsg, errlen, "config: \"config\" must be an object");
+    return 0;
+}
+
 /* Only whitespace or NUL may follow the JSON value (some senders include the terminator). */
 static bool only_trailing_space(const char *p, const char *end)
 {
@@ -518,13 +394,14 @@ char *dw_entry_stamp(const char *json, size_t len, int64_t ts_ms, uint64_t leade
     const cJSON *type;
     int64_t v;
     char *out = NULL;
+    size_t max = DW_ENTRY_MAX;
 
     if (json == NULL || len == 0) {
         set_err(errmsg, errlen, "empty entry");
         return NULL;
     }
-    if (len > DW_ENTRY_MAX) {
-        set_err(errmsg, errlen, "entry of %zu bytes exceeds %d", len, DW_ENTRY_MAX);
+    if (len > DW_ENTRY_CONFIG_MAX) { /* config entries are the only ones this large */
+        set_err(errmsg, errlen, "entry of %zu bytes exceeds %d", len, DW_ENTRY_CONFIG_MAX);
         return NULL;
     }
     e = cJSON_ParseWithLengthOpts(json, len, &end, false);
@@ -564,6 +441,10 @@ char *dw_entry_stamp(const char *json, size_t len, int64_t ts_ms, uint64_t leade
     } else if (strcmp(type->valuestring, "hold") == 0) {
         if (check_hold(e, errmsg, errlen) != 0)
             goto done;
+    } else if (strcmp(type->valuestring, "config") == 0) {
+        if (check_config(e, errmsg, errlen) != 0)
+            goto done;
+        max = DW_ENTRY_CONFIG_MAX;
     } else {
         set_err(errmsg, errlen, "unknown entry type");
         goto done;
@@ -576,8 +457,8 @@ char *dw_entry_stamp(const char *json, size_t len, int64_t ts_ms, uint64_t leade
     out = cJSON_PrintUnformatted(e);
     if (out == NULL) {
         set_err(errmsg, errlen, "out of memory");
-    } else if (strlen(out) > DW_ENTRY_MAX) {
-        set_err(errmsg, errlen, "stamped entry exceeds %d bytes", DW_ENTRY_MAX);
+    } else if (strlen(out) > max) {
+        set_err(errmsg, errlen, "stamped entry exceeds %zu bytes", max);
         free(out);
         out = NULL;
     }

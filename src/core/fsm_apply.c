@@ -34,26 +34,33 @@ static bool json_int(const cJSON *obj, const char *key, int64_t *out)
     return true;
 }
 
+/* An observation or cloud view made under another config version than the committed one is
+ * dropped, not refused: it is expected around every config change, and the sender repeats its
+ * view under the new version at once. */
+static bool stale(const struct dw_fsm *f, const cJSON *e)
+{
+    int64_t cv;
+
+    return json_int(e, "cv", &cv) && cv != f->cfg_version;
+}
+
 static int apply_observe(struct dw_fsm *f, const cJSON *e, int64_t ts, char *why, size_t whylen)
 {
-    int64_t node;
-    const cJSON *digest = cJSON_GetObjectItemCaseSensitive(e, "digest");
+    int64_t node, cv;
     const cJSON *tilt = cJSON_GetObjectItemCaseSensitive(e, "tilt");
     const cJSON *sites = cJSON_GetObjectItemCaseSensitive(e, "sites");
     const cJSON *it;
     sqlite3_stmt *s;
 
-    if (!json_int(e, "node", &node) || !cJSON_IsString(digest) || !cJSON_IsBool(tilt) ||
+    if (!json_int(e, "node", &node) || !json_int(e, "cv", &cv) || !cJSON_IsBool(tilt) ||
         !cJSON_IsObject(sites)) {
         fsm_set_msg(why, whylen, "malformed observe entry");
         return APPLY_REJECT;
     }
+    if (stale(f, e) || f->cfg->n_members == 0) /* n_members 0: no config committed yet */
+        return APPLY_OK;
     if (!is_member(f->cfg, node)) {
         fsm_set_msg(why, whylen, "observation from node %" PRId64 ", not a member", node);
-        return APPLY_REJECT;
-    }
-    if (strcmp(digest->valuestring, f->digest) != 0) {
-        fsm_set_msg(why, whylen, "topology mismatch from node %" PRId64, node);
         return APPLY_REJECT;
     }
     cJSON_ArrayForEach(it, sites) {
@@ -74,7 +81,7 @@ static int apply_observe(struct dw_fsm *f, const cJSON *e, int64_t ts, char *why
         return APPLY_SQL_ERROR;
 
     cJSON_ArrayForEach(it, sites) {
-        /* a site this node's config lacks cannot be decided here; the digest makes it rare */
+        /* sites the committed config lacks are ignored (a sender's view may be ahead of it) */
         if (it->string == NULL || fsm_site_index(f->cfg, it->string) < 0)
             continue;
         s = fsm_stmt(f, ST_OBS_UPSERT);
@@ -235,18 +242,16 @@ static bool edge_configured(const struct dw_fsm *f, const char *id)
  * last state and its time (a large view is split over several entries). */
 static int apply_cloud(struct dw_fsm *f, const cJSON *e, int64_t ts, char *why, size_t whylen)
 {
-    const cJSON *digest = cJSON_GetObjectItemCaseSensitive(e, "digest");
     const cJSON *edges = cJSON_GetObjectItemCaseSensitive(e, "edges");
     const cJSON *it;
+    int64_t cv;
 
-    if (!cJSON_IsString(digest) || !cJSON_IsObject(edges)) {
+    if (!json_int(e, "cv", &cv) || !cJSON_IsObject(edges)) {
         fsm_set_msg(why, whylen, "malformed cloud entry");
         return APPLY_REJECT;
     }
-    if (strcmp(digest->valuestring, f->digest) != 0) {
-        fsm_set_msg(why, whylen, "topology mismatch in cloud entry");
-        return APPLY_REJECT;
-    }
+    if (stale(f, e))
+        return APPLY_OK;
     cJSON_ArrayForEach(it, edges) {
         enum dw_health h;
 
@@ -361,6 +366,8 @@ static int apply_parsed(struct dw_fsm *f, const cJSON *e, int64_t *ts, char *why
         rc = apply_cloud(f, e, *ts, why, whylen);
     else if (strcmp(type->valuestring, "hold") == 0)
         rc = apply_hold(f, e, *ts, why, whylen);
+    else if (strcmp(type->valuestring, "config") == 0)
+        rc = fsm_apply_config(f, e, *ts, why, whylen);
     else {
         fsm_set_msg(why, whylen, "unknown entry type \"%.32s\"", type->valuestring);
         return APPLY_REJECT;
@@ -445,9 +452,11 @@ int dw_fsm_apply(struct dw_fsm *f, const void *buf, size_t len)
     rc = apply_parsed(f, e, &ts, why, sizeof why);
     cJSON_Delete(e);
     if (rc == APPLY_OK && exec(f, "COMMIT") == 0) {
+        fsm_config_settle(f, true);
         fsm_load_counters(f);
         return DW_FSM_APPLIED;
     }
+    fsm_config_settle(f, false);
     if (rc == APPLY_SQL_ERROR || rc == APPLY_OK) {
         rc = fatal(f, rc == APPLY_OK ? "commit" : "database error");
         exec(f, "ROLLBACK");

@@ -28,7 +28,9 @@ const char fsm_schema_sql[] =
     " PRIMARY KEY(op, seq));"
     "CREATE TABLE history(id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, kind TEXT NOT NULL,"
     " detail TEXT NOT NULL);"
-    "INSERT INTO meta(key, value) VALUES('schema', 2), ('applied', 0), ('rejected', 0),"
+    "CREATE TABLE config(version INTEGER PRIMARY KEY, doc TEXT NOT NULL, ts INTEGER NOT NULL,"
+    " by_operator TEXT NOT NULL, reason TEXT NOT NULL);"
+    "INSERT INTO meta(key, value) VALUES('schema', 3), ('applied', 0), ('rejected', 0),"
     " ('last_ts', 0), ('leader_epoch', 0), ('last_stamp', 0);";
 
 static const char *const stmt_sql[ST_COUNT] = {

@@ -14,7 +14,7 @@
 #include "drwatch/fsm.h"
 #include "drwatch/opsm.h"
 
-#define FSM_SCHEMA_VERSION 2
+#define FSM_SCHEMA_VERSION 3
 
 extern const char fsm_schema_sql[];
 
@@ -61,8 +61,17 @@ enum stmt_id {
 
 struct dw_fsm {
     sqlite3 *db;
-    const struct dw_config *cfg;
-    char digest[17];
+    const struct dw_config *cfg; /* the committed config (fsm_config.c), or the open() seed */
+    struct dw_config *owned;     /* cfg when the FSM parsed it from a config entry */
+    int64_t cfg_version;         /* 0 before the first config entry */
+    struct {                     /* the config a config entry replaced, until its commit */
+        bool pending;
+        const struct dw_config *cfg;
+        struct dw_config *owned;
+        int64_t version;
+        const char **edge_ids;
+        int n_edge_ids;
+    } undo;
     const char **edge_ids; /* every configured Edge id, sorted: cloud entries name Edges */
     int n_edge_ids;
     /* sites and groups by id: verdict history rows and operation ids must not depend on the
@@ -149,6 +158,19 @@ void fsm_released_key(char *buf, size_t len, const char *group);
 /* An APPLY_ code: a refused status move refuses the entry. */
 int fsm_plan_group(struct dw_fsm *f, const struct dw_group *g, int64_t now, bool verdict_changed,
                    char *why, size_t whylen);
+
+/* fsm_config.c */
+int fsm_config_init(struct dw_fsm *f, const struct dw_config *seed);
+void fsm_config_close(struct dw_fsm *f);
+/* After a transaction: keep (commit) or undo (rollback) a config a config entry installed. */
+void fsm_config_settle(struct dw_fsm *f, bool keep);
+/* The committed config stored in db: 0 with *out NULL when there is none. */
+int fsm_config_read(sqlite3 *db, struct dw_config **out);
+int fsm_config_adopt(struct dw_fsm *f, struct dw_config *cfg); /* takes cfg */
+void fsm_config_discard(struct dw_config *cfg);
+int fsm_apply_config(struct dw_fsm *f, const cJSON *e, int64_t ts, char *why, size_t whylen);
+/* The ids of the voting members, at most DW_MAX_MEMBERS; returns how many. */
+int fsm_voters(const struct dw_config *cfg, uint64_t *ids);
 
 /* fsm_snapshot.c */
 int fsm_ensure_config_rows(struct dw_fsm *f);

@@ -39,55 +39,7 @@ int fsm_open_memory_db(sqlite3 **db, char *errmsg, size_t errlen)
     return 0;
 }
 
-static int index_edges(struct dw_fsm *f)
-{
-    const struct dw_config *cfg = f->cfg;
-    int n = 0;
-
-    for (int i = 0; i < cfg->n_sites; i++)
-        n += cfg->sites[i].n_edges;
-    if (n == 0)
-        return 0;
-    f->edge_ids = calloc((size_t)n, sizeof *f->edge_ids);
-    if (f->edge_ids == NULL)
-        return -1;
-    for (int i = 0; i < cfg->n_sites; i++) {
-        for (int j = 0; j < cfg->sites[i].n_edges; j++)
-            f->edge_ids[f->n_edge_ids++] = cfg->sites[i].edges[j].id;
-    }
-    qsort(f->edge_ids, (size_t)f->n_edge_ids, sizeof *f->edge_ids, fsm_cmp_str_ptr);
-    return 0;
-}
-
-/* Fills order[0..n) with 0..n-1 sorted by the id each index names. */
-static void order_by_id(int *order, int n, const char *(*id_of)(const struct dw_config *, int),
-                        const struct dw_config *cfg)
-{
-    struct {
-        const char *id; /* first: cmp_str_ptr compares it */
-        int idx;
-    } slot[DW_MAX_SITES > DW_MAX_GROUPS ? DW_MAX_SITES : DW_MAX_GROUPS];
-
-    for (int i = 0; i < n; i++) {
-        slot[i].id = id_of(cfg, i);
-        slot[i].idx = i;
-    }
-    qsort(slot, (size_t)n, sizeof slot[0], fsm_cmp_str_ptr);
-    for (int i = 0; i < n; i++)
-        order[i] = slot[i].idx;
-}
-
-static const char *site_id(const struct dw_config *cfg, int i)
-{
-    return cfg->sites[i].id;
-}
-
-static const char *group_id(const struct dw_config *cfg, int i)
-{
-    return cfg->groups[i].id;
-}
-
-int dw_fsm_open(struct dw_fsm **out, const struct dw_config *cfg, char *errmsg, size_t errlen)
+int dw_fsm_open(struct dw_fsm **out, const struct dw_config *seed, char *errmsg, size_t errlen)
 {
     struct dw_fsm *f = calloc(1, sizeof *f);
 
@@ -96,15 +48,10 @@ int dw_fsm_open(struct dw_fsm **out, const struct dw_config *cfg, char *errmsg, 
         fsm_set_msg(errmsg, errlen, "out of memory");
         return -1;
     }
-    f->cfg = cfg;
-    snprintf(f->digest, sizeof f->digest, "%016" PRIx64,
-             cfg->topology_digest ? cfg->topology_digest : dw_config_topology_digest(cfg));
-    if (index_edges(f) != 0) {
+    if (fsm_config_init(f, seed) != 0) {
         fsm_set_msg(errmsg, errlen, "out of memory");
         goto fail;
     }
-    order_by_id(f->site_order, cfg->n_sites, site_id, cfg);
-    order_by_id(f->group_order, cfg->n_groups, group_id, cfg);
     if (fsm_open_memory_db(&f->db, errmsg, errlen) != 0)
         goto fail;
     if (sqlite3_exec(f->db, fsm_schema_sql, NULL, NULL, NULL) != SQLITE_OK) {
@@ -131,7 +78,7 @@ void dw_fsm_close(struct dw_fsm *f)
         return;
     fsm_finalize_all(f->st);
     sqlite3_close(f->db);
-    free(f->edge_ids);
+    fsm_config_close(f);
     free(f);
 }
 
@@ -148,8 +95,9 @@ int dw_fsm_snapshot(struct dw_fsm *f, void **buf, size_t *len)
 }
 
 /* Snapshots of schema 1 (before the Genesys signal) gain the signal columns and the cloud
- * table; in schema 1 the site verdict was the probe verdict. Idempotent: a schema 2 database
- * passes untouched. */
+ * table; in schema 1 the site verdict was the probe verdict. Schema 2 (before the replicated
+ * config) gains the empty config table: the leader commits its file's cluster part as version 1.
+ * Idempotent: a schema 3 database passes untouched. */
 static int migrate(sqlite3 *db)
 {
     static const char v1_to_v2[] =
@@ -159,6 +107,12 @@ static int migrate(sqlite3 *db)
         "UPDATE sites SET probe_verdict = verdict;"
         "CREATE TABLE cloud(edge TEXT PRIMARY KEY, state TEXT NOT NULL, ts INTEGER NOT NULL);"
         "UPDATE meta SET value = 2 WHERE key = 'schema';"
+        "COMMIT;";
+    static const char v2_to_v3[] =
+        "BEGIN;"
+        "CREATE TABLE config(version INTEGER PRIMARY KEY, doc TEXT NOT NULL, ts INTEGER NOT NULL,"
+        " by_operator TEXT NOT NULL, reason TEXT NOT NULL);"
+        "UPDATE meta SET value = 3 WHERE key = 'schema';"
         "COMMIT;";
     sqlite3_stmt *s;
     int64_t schema = -1;
@@ -170,6 +124,10 @@ static int migrate(sqlite3 *db)
         schema = sqlite3_column_int64(s, 0);
     sqlite3_finalize(s);
     if (schema == 1 && sqlite3_exec(db, v1_to_v2, NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    if (schema <= 2 && sqlite3_exec(db, v2_to_v3, NULL, NULL, NULL) != SQLITE_OK) {
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         return -1;
     }
@@ -187,6 +145,7 @@ int dw_fsm_restore(struct dw_fsm *f, const void *buf, size_t len)
     sqlite3_stmt *st[ST_COUNT] = {0};
     unsigned char *copy;
     struct dw_fsm probe;
+    struct dw_config *cfg = NULL;
     int64_t schema;
 
     if (buf == NULL || len == 0 || fsm_open_memory_db(&db, NULL, 0) != 0)
@@ -209,7 +168,14 @@ int dw_fsm_restore(struct dw_fsm *f, const void *buf, size_t len)
     probe.db = db;
     memcpy(probe.st, st, sizeof st);
     if (fsm_meta_get(&probe, "schema", &schema) != 0 || schema != FSM_SCHEMA_VERSION ||
-        fsm_ensure_config_rows(&probe) != 0) {
+        fsm_config_read(db, &cfg) != 0) {
+        fsm_finalize_all(st);
+        sqlite3_close(db);
+        return -1;
+    }
+    probe.cfg = cfg ? cfg : f->cfg;
+    if (fsm_ensure_config_rows(&probe) != 0) {
+        fsm_config_discard(cfg);
         fsm_finalize_all(st);
         sqlite3_close(db);
         return -1;
@@ -218,6 +184,8 @@ int dw_fsm_restore(struct dw_fsm *f, const void *buf, size_t len)
     sqlite3_close(f->db);
     f->db = db;
     memcpy(f->st, st, sizeof st);
+    if (cfg != NULL && fsm_config_adopt(f, cfg) != 0)
+        return -1;
     fsm_load_counters(f);
     return 0;
 }

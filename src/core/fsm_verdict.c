@@ -9,17 +9,18 @@
 #include "drwatch/verdict.h"
 #include "fsm_internal.h"
 
-/* Fills one observation slot per configured member for a site. */
+/* Fills one observation slot per voting member for a site; returns how many, -1 on error. */
 static int load_observations(struct dw_fsm *f, const char *site, struct dw_observation *obs)
 {
-    const struct dw_config *cfg = f->cfg;
+    uint64_t voters[DW_MAX_MEMBERS];
+    int n = fsm_voters(f->cfg, voters);
 
-    for (int i = 0; i < cfg->n_members && i < DW_MAX_MEMBERS; i++) {
+    for (int i = 0; i < n; i++) {
         sqlite3_stmt *s = fsm_stmt(f, ST_OBS_GET);
         int rc;
 
         memset(&obs[i], 0, sizeof obs[i]);
-        sqlite3_bind_int64(s, 1, (sqlite3_int64)cfg->members[i].id);
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)voters[i]);
         fsm_bind_text(s, 2, site);
         rc = sqlite3_step(s);
         if (rc == SQLITE_ROW) {
@@ -32,7 +33,7 @@ static int load_observations(struct dw_fsm *f, const char *site, struct dw_obser
         if (rc != SQLITE_ROW && rc != SQLITE_DONE)
             return -1;
     }
-    return 0;
+    return n;
 }
 
 const char *fsm_combine_name(enum dw_combine c)
@@ -187,7 +188,7 @@ static int update_site(struct dw_fsm *f, const struct dw_site *site, int64_t now
     const struct dw_config *cfg = f->cfg;
     int64_t ttl = cfg->cluster.observation_ttl_ms;
     struct dw_observation obs[DW_MAX_MEMBERS];
-    int n = cfg->n_members < DW_MAX_MEMBERS ? cfg->n_members : DW_MAX_MEMBERS;
+    int n;
     enum dw_health cur, cur_probe, cur_cloud, probe, cloud = DW_UNKNOWN, next;
     struct signal_counts cc = {0};
     bool uses_cloud = site->combine != DW_COMBINE_PROBES;
@@ -196,7 +197,7 @@ static int update_site(struct dw_fsm *f, const struct dw_site *site, int64_t now
     int up = 0, down = 0;
     sqlite3_stmt *s;
 
-    if (load_observations(f, site->id, obs) != 0 ||
+    if ((n = load_observations(f, site->id, obs)) < 0 ||
         fsm_site_row(f, site->id, &cur, &cur_probe, &cur_cloud) != 0)
         return -1;
     probe = dw_quorum_verdict(cur_probe, obs, n, now, ttl);

@@ -48,8 +48,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (cfg == NULL || errs == NULL)
         abort();
     if (dw_config_parse_with((const char *)data, size, &fake_files, cfg, errs) == 0) {
-        dw_config_topology_digest(cfg);
+        /* the cluster part of a valid file is a valid committed document */
+        cJSON *doc = cJSON_ParseWithLength((const char *)data, size);
+        cJSON *cluster = dw_config_cluster_doc(doc);
+        char *text = cluster ? cJSON_PrintUnformatted(cluster) : NULL;
         dw_config_free(cfg);
+        if (text && dw_config_parse_cluster(text, strlen(text), cfg, errs) != 0)
+            abort();
+        dw_config_free(cfg);
+        free(text);
+        cJSON_Delete(cluster);
+        cJSON_Delete(doc);
     } else if (errs->n < 1 || errs->n > DW_CFG_MAX_ERRORS) {
         abort(); /* a refusal always says why */
     }

@@ -1,4 +1,5 @@
 /* Owns the split of a config document into the committed cluster part and the node-local part. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,6 +65,7 @@ struct slot {
     const char *key;
     int idx;
     cJSON *item;
+    char num[24]; /* a numeric id (members), zero-padded so text order is number order */
 };
 
 static int cmp_slot(const void *a, const void *b)
@@ -73,8 +75,8 @@ static int cmp_slot(const void *a, const void *b)
     return c ? c : x->idx - y->idx;
 }
 
-/* Reorders the children of node (object: by key; array: by each element's "id", elements
- * without one first, in their order). */
+/* Reorders the children of node (object: by key; array: by each element's "id", string or
+ * number, elements without one first, in their order). */
 static int sort_children(cJSON *node, bool by_id)
 {
     int n = cJSON_GetArraySize(node);
@@ -86,8 +88,11 @@ static int sort_children(cJSON *node, bool by_id)
     int i = 0;
     for (cJSON *c = node->child; c; c = c->next, i++) {
         const cJSON *id = by_id ? cJSON_GetObjectItemCaseSensitive(c, "id") : NULL;
-        s[i] = (struct slot){ by_id ? (cJSON_IsString(id) ? id->valuestring : "") : c->string, i,
-                              c };
+        s[i].idx = i;
+        s[i].item = c;
+        s[i].key = !by_id ? c->string : cJSON_IsString(id) ? id->valuestring : s[i].num;
+        if (cJSON_IsNumber(id) && id->valuedouble >= 0 && id->valuedouble < 1e18)
+            snprintf(s[i].num, sizeof s[i].num, "%019.0f", id->valuedouble);
     }
     qsort(s, (size_t)n, sizeof *s, cmp_slot);
     node->child = s[0].item;

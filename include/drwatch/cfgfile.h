@@ -13,6 +13,9 @@ int dw_config_parse(const char *json, size_t len, struct dw_config *cfg,
 
 /* Reads FILE and calls dw_config_parse; an unreadable file is one error naming the path. */
 int dw_config_load(const char *path, struct dw_config *cfg, struct dw_config_errors *errs);
+/* The same, also handing back the document as parsed JSON (*doc, cJSON_Delete) when valid. */
+int dw_config_load_doc(const char *path, struct dw_config *cfg, struct dw_config_errors *errs,
+                       cJSON **doc);
 
 /* Reads a secret file, trims trailing whitespace. Returns 0 or -1 with errmsg. */
 int dw_config_read_secret(const char *path, char *out, size_t out_len, char *errmsg, size_t errlen);

@@ -94,4 +94,8 @@ bool dw_json_int_in(const cJSON *v, long long min, long long max, long long *out
  * use e.g. 0.01. dw_genesys_init reads DRWATCH_GENESYS_BACKOFF_SCALE from the environment. */
 void dw_genesys_set_backoff_scale(struct dw_genesys *g, double scale);
 
+/* Takes the committed request timeout and rate budget (the connection settings are the
+ * node's own and stay). */
+void dw_genesys_set_policy(struct dw_genesys *g, const struct dw_genesys_cfg *cfg);
+
 #endif

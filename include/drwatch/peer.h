@@ -28,6 +28,11 @@ struct dw_peer;
 int dw_peer_start(struct dw_peer **out, uv_loop_t *loop, struct dw_curlm *curlm,
                   const struct dw_config *cfg, const struct dw_peer_secrets *secrets,
                   struct dw_raft *raft, char *errmsg, size_t errlen);
+/* Switches to another member list (a committed config change) and its secrets; the listener
+ * keeps this node's address until a restart. On error nothing changes. cfg must outlive the
+ * peer or the next reconfigure. */
+int dw_peer_reconfigure(struct dw_peer *p, const struct dw_config *cfg,
+                        const struct dw_peer_secrets *secrets, char *errmsg, size_t errlen);
 /* Submissions still pending complete with an error before dw_peer_close returns. */
 void dw_peer_close(struct dw_peer *p);
 

@@ -64,4 +64,7 @@ void dw_tilt_stats(const struct dw_tilt *t, struct dw_tilt_stats *out);
  * {cause="stall"|"clock_jump"}, drwatch_tilt_remaining_seconds, drwatch_loop_max_lag_seconds. */
 void dw_tilt_collect(void *data, struct dw_metrics_writer *w);
 
+/* New thresholds (a committed config change); a TILT under way keeps its end. */
+void dw_tilt_set_cfg(struct dw_tilt *t, const struct dw_tilt_cfg *cfg);
+
 #endif

@@ -1,5 +1,6 @@
 #include <getopt.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,8 +22,11 @@ static uv_signal_t sigterm_h, sigint_h;
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: drwatchd --config FILE [--check-config] [--log-level debug|info|warn|error]\n"
-               "       drwatchd --version\n");
+    fprintf(f, "usage: drwatchd --config FILE [--join] [--check-config]\n"
+               "                [--log-level debug|info|warn|error]\n"
+               "       drwatchd --version\n"
+               "  --join  with an empty data_dir: wait to be added to a running cluster\n"
+               "          (drctl members add) instead of bootstrapping a new one\n");
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -41,9 +45,11 @@ int main(int argc, char **argv)
 {
     const char *config_path = NULL;
     int check_only = 0;
+    bool join = false;
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"check-config", no_argument, NULL, 'C'},
+        {"join", no_argument, NULL, 'j'},
         {"log-level", required_argument, NULL, 'l'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
@@ -57,6 +63,9 @@ int main(int argc, char **argv)
             break;
         case 'C':
             check_only = 1;
+            break;
+        case 'j':
+            join = true;
             break;
         case 'l':
             if (strcmp(optarg, "debug") == 0)
@@ -90,7 +99,8 @@ int main(int argc, char **argv)
 
     static struct dw_config cfg;
     static struct dw_config_errors errs;
-    if (dw_config_load(config_path, &cfg, &errs) != 0) {
+    cJSON *doc = NULL;
+    if (dw_config_load_doc(config_path, &cfg, &errs, &doc) != 0) {
         fprintf(stderr, "drwatchd: %s: %d configuration error%s:\n", config_path, errs.n,
                 errs.n == 1 ? "" : "s");
         for (int i = 0; i < errs.n; i++)
@@ -100,6 +110,7 @@ int main(int argc, char **argv)
     if (check_only) {
         printf("%s: configuration is valid\n", config_path);
         dw_config_free(&cfg);
+        cJSON_Delete(doc);
         return 0;
     }
 
@@ -110,7 +121,8 @@ int main(int argc, char **argv)
     uv_loop_init(&loop);
     char err[512];
     int rc = 0;
-    if (dw_node_start(&node, &loop, &cfg, err, sizeof err) != 0) {
+    cfg.join = join;
+    if (dw_node_start(&node, &loop, &cfg, doc, err, sizeof err) != 0) {
         dw_log(DW_LOG_ERROR, "main", "start-up failed: %s", err);
         rc = 1;
     } else {
@@ -127,5 +139,6 @@ int main(int argc, char **argv)
         rc = rc ? rc : 1;
     }
     dw_config_free(&cfg);
+    cJSON_Delete(doc);
     return rc;
 }

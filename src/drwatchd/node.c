@@ -1,3 +1,4 @@
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include "drwatch/fsm.h"
 #include "drwatch/genesys.h"
 #include "drwatch/http.h"
+#include "drwatch/jsondiff.h"
 #include "drwatch/log.h"
 #include "drwatch/metrics.h"
 #include "drwatch/peer.h"
@@ -22,10 +24,30 @@
 #include "node.h"
 
 #define SUBMIT_RETRY_MS 300
+/* A replaced config is freed this long after: components closed with it may still be finishing
+ * a request that reads it (the longest is a Genesys call, at most request_timeout_ms). */
+#define RETIRE_MS (10 * 60 * 1000)
+
+struct retired {
+    struct dw_config *cfg;
+    uint64_t at;
+    struct retired *next;
+};
 
 struct dw_node {
     uv_loop_t *loop;
-    const struct dw_config *cfg;
+    const struct dw_config *cfg;  /* what the components run by: eff, or file before a commit */
+    const struct dw_config *file; /* the node's file: raft, listeners, bootstrap */
+    cJSON *local_doc;             /* the file as JSON: its node-local part is merged in */
+    struct dw_config *eff;        /* the committed config with the node-local settings */
+    struct retired *retired;
+    uv_timer_t reconf;            /* runs config work outside raft's callbacks */
+    int64_t cfg_version;          /* the committed version the components run by */
+    bool local_differs;           /* the file's cluster part is not the committed one */
+    char differences[4096];
+    char config_error[512];       /* why the committed version could not be run here */
+    uint64_t config_errors;
+    bool bootstrapping;           /* the bootstrap config entry is in flight */
     struct dw_peer_secrets peer_secrets;
     char client_secret[1024];
     struct dw_curlm *curlm;
@@ -139,10 +161,16 @@ static void tilt_changed(struct dw_tilt *t, bool active, void *data)
     submit(n);
 }
 
+static void reconf_cb(uv_timer_t *t);
+
 static void applied(void *data)
 {
     struct dw_node *n = data;
     dw_actuator_kick(n->actuator);
+    /* raft must not be re-entered from its own callback: config work runs on the next turn */
+    if (!n->stopping && n->timers_open && (dw_fsm_config_version(n->fsm) != n->cfg_version ||
+                         (dw_fsm_config_version(n->fsm) == 0 && !n->bootstrapping)))
+        uv_timer_start(&n->reconf, reconf_cb, 0, 0);
 }
 
 static int64_t wall_ms(void)
@@ -150,6 +178,203 @@ static int64_t wall_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- the committed config ---- */
+
+static void retire(struct dw_node *n, struct dw_config *cfg)
+{
+    uint64_t now = uv_now(n->loop);
+    for (struct retired **pp = &n->retired; *pp;) {
+        struct retired *r = *pp;
+        if (now - r->at < RETIRE_MS) {
+            pp = &r->next;
+            continue;
+        }
+        *pp = r->next;
+        dw_config_free(r->cfg);
+        free(r->cfg);
+        free(r);
+    }
+    struct retired *r = cfg ? malloc(sizeof *r) : NULL;
+    if (r == NULL) {
+        /* out of memory: keeping it forever is the safe choice */
+        return;
+    }
+    *r = (struct retired){.cfg = cfg, .at = now, .next = n->retired};
+    n->retired = r;
+}
+
+static void free_retired(struct dw_node *n)
+{
+    while (n->retired) {
+        struct retired *r = n->retired;
+        n->retired = r->next;
+        dw_config_free(r->cfg);
+        free(r->cfg);
+        free(r);
+    }
+}
+
+/* Compares the file's cluster part with the committed document and says so when they differ. */
+static void check_local(struct dw_node *n, const cJSON *committed)
+{
+    cJSON *mine = dw_config_cluster_doc(n->local_doc);
+    char *text = mine && committed ? dw_json_diff_text(committed, mine, 20) : NULL;
+    bool differs = text && text[0] != '\0';
+    if (differs)
+        dw_log(DW_LOG_WARN, "config", "this node's file differs from committed config version "
+               "%" PRId64 " (the node runs by the committed one; `drctl config diff FILE` shows "
+               "what an apply would change):\n%s", n->cfg_version, text);
+    else if (n->local_differs)
+        dw_log(DW_LOG_INFO, "config", "this node's file matches committed config version %" PRId64,
+               n->cfg_version);
+    n->local_differs = differs;
+    snprintf(n->differences, sizeof n->differences, "%s", differs ? text : "");
+    free(text);
+    cJSON_Delete(mine);
+}
+
+/* The committed document with this node's local settings, parsed; NULL with why. */
+static struct dw_config *effective_config(struct dw_node *n, const cJSON *committed, char *why,
+                                          size_t whylen)
+{
+    cJSON *full = dw_config_with_local(committed, n->local_doc);
+    char *text = full ? cJSON_PrintUnformatted(full) : NULL;
+    struct dw_config *cfg = calloc(1, sizeof *cfg);
+    struct dw_config_errors *errs = calloc(1, sizeof *errs);
+    cJSON_Delete(full);
+    if (!text || !cfg || !errs) {
+        snprintf(why, whylen, "out of memory");
+        free(cfg);
+        cfg = NULL;
+    } else if (dw_config_parse_with(text, strlen(text), NULL, cfg, errs) != 0) {
+        /* files were checked at start; a committed change cannot make them unreadable */
+        snprintf(why, whylen, "%s%s", errs->n ? errs->msg[0] : "invalid",
+                 errs->n > 1 ? " (and more)" : "");
+        free(cfg);
+        cfg = NULL;
+    }
+    free(text);
+    free(errs);
+    return cfg;
+}
+
+/* Switches every component to the committed version: everything that can fail is done before
+ * anything changes, so a version this node cannot run leaves it on the last one it could. */
+static void reconfigure(struct dw_node *n)
+{
+    int64_t v = dw_fsm_config_version(n->fsm);
+    char *doc_text = dw_fsm_config_doc(n->fsm);
+    cJSON *committed = doc_text ? cJSON_Parse(doc_text) : NULL;
+    char why[512] = "";
+    struct dw_config *next = NULL;
+    struct dw_prober *prober = NULL;
+    struct dw_cloud *cloud = NULL;
+    struct dw_peer_secrets sec;
+
+    free(doc_text);
+    n->cfg_version = v;
+    if (committed == NULL) {
+        snprintf(why, sizeof why, "cannot read the committed document");
+        goto fail;
+    }
+    if ((next = effective_config(n, committed, why, sizeof why)) == NULL)
+        goto fail;
+    next->version = v;
+    if (dw_config_read_peer_secrets(next, &sec, why, sizeof why) != 0)
+        goto fail;
+    if (dw_prober_start_from(&prober, n->loop, n->curlm, next, site_changed, n, n->prober) != 0) {
+        snprintf(why, sizeof why, "probes: cannot start");
+        goto fail;
+    }
+    if (dw_cloud_start(&cloud, n->loop, next, n->genesys, n->raft, why, sizeof why) != 0)
+        goto fail;
+    int rc = dw_peer_reconfigure(n->peer, next, &sec, why, sizeof why);
+    explicit_bzero(&sec, sizeof sec);
+    if (rc != 0)
+        goto fail;
+    dw_prober_close(n->prober);
+    dw_cloud_close(n->cloud);
+    n->prober = prober;
+    n->cloud = cloud;
+    dw_genesys_set_policy(n->genesys, &next->genesys);
+    dw_tilt_set_cfg(n->tilt, &next->tilt);
+    if (next->cluster.refresh_interval_ms != n->cfg->cluster.refresh_interval_ms)
+        uv_timer_start(&n->refresh, refresh_cb, next->cluster.refresh_interval_ms,
+                       next->cluster.refresh_interval_ms);
+    if (n->eff)
+        retire(n, n->eff);
+    n->eff = next;
+    n->cfg = next;
+    n->config_error[0] = '\0';
+    dw_log(DW_LOG_INFO, "config", "running by committed config version %" PRId64 ": %d sites, "
+           "%d groups, %d members", v, next->n_sites, next->n_groups, next->n_members);
+    check_local(n, committed);
+    cJSON_Delete(committed);
+    /* the cluster drops views of other versions: say what this node sees now */
+    n->dirty = 1;
+    submit(n);
+    return;
+fail:
+    explicit_bzero(&sec, sizeof sec);
+    if (prober)
+        dw_prober_close(prober);
+    if (cloud)
+        dw_cloud_close(cloud);
+    if (next) {
+        dw_config_free(next);
+        free(next);
+    }
+    cJSON_Delete(committed);
+    n->config_errors++;
+    snprintf(n->config_error, sizeof n->config_error, "version %" PRId64 ": %s", v, why);
+    dw_log(DW_LOG_ERROR, "config", "cannot run committed config version %" PRId64 " on this node "
+           "(it keeps running by version %" PRId64 "): %s", v, n->cfg->version, why);
+}
+
+static void bootstrap_done(void *data, int status, const char *errmsg)
+{
+    struct dw_node *n = data;
+    n->bootstrapping = false;
+    if (status != 0 && !n->stopping)
+        dw_log(DW_LOG_WARN, "config", "bootstrap config not committed: %s",
+               errmsg ? errmsg : "unknown");
+}
+
+/* An empty cluster takes its first config from its first leader's file, once (the entry
+ * replaces version 0 only, so a second leader's attempt is refused). */
+static void bootstrap(struct dw_node *n)
+{
+    char err[256];
+    cJSON *doc = dw_config_cluster_doc(n->local_doc);
+    char reason[64];
+    snprintf(reason, sizeof reason, "bootstrap from node %llu's file",
+             (unsigned long long)n->file->node_id);
+    char *e = doc ? dw_entry_config(doc, 0, "drwatchd", reason) : NULL;
+    cJSON_Delete(doc);
+    if (e == NULL)
+        return;
+    n->bootstrapping = true;
+    if (dw_raft_propose(n->raft, e, bootstrap_done, n, err, sizeof err) != 0) {
+        n->bootstrapping = false;
+        dw_log(DW_LOG_WARN, "config", "bootstrap config not proposed: %s", err);
+    } else {
+        dw_log(DW_LOG_INFO, "config", "proposing this node's file as config version 1");
+    }
+    free(e);
+}
+
+static void reconf_cb(uv_timer_t *t)
+{
+    struct dw_node *n = t->data;
+    if (n->stopping)
+        return;
+    int64_t v = dw_fsm_config_version(n->fsm);
+    if (v == 0 && !n->bootstrapping && dw_raft_is_leader(n->raft))
+        bootstrap(n);
+    else if (v != 0 && v != n->cfg_version)
+        reconfigure(n);
 }
 
 static cJSON *local_view(struct dw_node *n)
@@ -218,13 +443,20 @@ static void status_reply(struct dw_node *n, cJSON *reply)
         cJSON_AddNumberToObject(mo, "id", (double)m->id);
         cJSON_AddStringToObject(mo, "name", m->name);
         cJSON_AddStringToObject(mo, "raft_address", m->raft_address);
-        cJSON_AddStringToObject(mo, "role", m->id == leader ? "leader" : "voter");
+        cJSON_AddStringToObject(mo, "role", m->id == leader ? "leader"
+                                            : m->non_voter ? "non-voter" : "voter");
         /* Last contact = the member's last committed refresh: what the quorum rule relies on. */
         double lr = cluster ? node_last_refresh(cluster, m->id) : 0;
         cJSON_AddNumberToObject(mo, "last_contact", lr);
         cJSON_AddNumberToObject(mo, "last_contact_age_ms", lr > 0 ? (double)now - lr : -1);
         cJSON_AddItemToArray(members, mo);
     }
+    cJSON *conf = cJSON_AddObjectToObject(reply, "config");
+    cJSON_AddNumberToObject(conf, "committed_version", (double)dw_fsm_config_version(n->fsm));
+    cJSON_AddNumberToObject(conf, "running_version", (double)n->cfg->version);
+    cJSON_AddBoolToObject(conf, "local_differs", n->local_differs);
+    cJSON_AddStringToObject(conf, "differences", n->differences);
+    cJSON_AddStringToObject(conf, "error", n->config_error);
     cJSON_AddItemToObject(reply, "local", local_view(n));
     if (cluster)
         cJSON_AddItemToObject(reply, "cluster", cluster);
@@ -261,6 +493,17 @@ static void node_collect(void *data, struct dw_metrics_writer *w)
     metric(w, "drwatch_raft_tilt_handovers_total", DW_METRIC_COUNTER,
            "Leadership transfers this node started because it was in TILT.", NULL,
            (double)dw_raft_tilt_handovers(n->raft));
+    metric(w, "drwatch_config_version", DW_METRIC_GAUGE,
+           "Committed cluster config version (0: none committed yet).", NULL,
+           (double)dw_fsm_config_version(n->fsm));
+    metric(w, "drwatch_config_running_version", DW_METRIC_GAUGE,
+           "Config version this node's probes and actuator run by.", NULL,
+           (double)n->cfg->version);
+    metric(w, "drwatch_config_local_differs", DW_METRIC_GAUGE,
+           "1 when this node's file differs from the committed cluster config.", NULL,
+           n->local_differs);
+    metric(w, "drwatch_config_errors_total", DW_METRIC_COUNTER,
+           "Committed config versions this node could not run.", NULL, (double)n->config_errors);
     metric(w, "drwatch_fsm_rejected_entries_total", DW_METRIC_COUNTER,
            "Committed entries the state machine refused.", NULL, (double)dw_fsm_rejected(n->fsm));
     metric(w, "drwatch_observations_submitted_total", DW_METRIC_COUNTER,
@@ -430,8 +673,15 @@ static void admin_handler(void *data, const cJSON *req, cJSON *reply)
 
 static void node_free_if_done(struct dw_node *n)
 {
-    if (n->timers_open == 0 && n->raft == NULL)
-        free(n);
+    if (n->timers_open != 0 || n->raft != NULL)
+        return;
+    free_retired(n);
+    if (n->eff) {
+        dw_config_free(n->eff);
+        free(n->eff);
+    }
+    cJSON_Delete(n->local_doc);
+    free(n);
 }
 
 static void timer_closed(uv_handle_t *h)
@@ -470,12 +720,13 @@ void dw_node_stop(struct dw_node *n)
     n->peer = NULL;
     uv_close((uv_handle_t *)&n->refresh, timer_closed);
     uv_close((uv_handle_t *)&n->retry, timer_closed);
+    uv_close((uv_handle_t *)&n->reconf, timer_closed);
     if (n->raft)
         dw_raft_close(n->raft, raft_closed, n);
 }
 
 int dw_node_start(struct dw_node **out, uv_loop_t *loop, const struct dw_config *cfg,
-                  char *errmsg, size_t errlen)
+                  const cJSON *file_doc, char *errmsg, size_t errlen)
 {
     char err[256];
     struct dw_node *n = calloc(1, sizeof *n);
@@ -485,6 +736,11 @@ int dw_node_start(struct dw_node **out, uv_loop_t *loop, const struct dw_config 
     }
     n->loop = loop;
     n->cfg = cfg;
+    n->file = cfg;
+    if ((n->local_doc = cJSON_Duplicate(file_doc, true)) == NULL) {
+        snprintf(errmsg, errlen, "out of memory");
+        goto err_after_alloc;
+    }
     if (dw_config_read_peer_secrets(cfg, &n->peer_secrets, err, sizeof err) != 0) {
         snprintf(errmsg, errlen, "%s", err);
         goto err_after_alloc;
@@ -498,7 +754,8 @@ int dw_node_start(struct dw_node **out, uv_loop_t *loop, const struct dw_config 
         snprintf(errmsg, errlen, "dw_curlm_init(): failed");
         goto err_after_alloc;
     }
-    if (dw_fsm_open(&n->fsm, cfg, err, sizeof err) != 0) {
+    /* the state machine knows only what the log commits: no seed from the file */
+    if (dw_fsm_open(&n->fsm, NULL, err, sizeof err) != 0) {
         snprintf(errmsg, errlen, "dw_fsm_open(): %s", err);
         goto err_after_curlm;
     }
@@ -552,7 +809,10 @@ int dw_node_start(struct dw_node **out, uv_loop_t *loop, const struct dw_config 
     uv_timer_init(loop, &n->retry);
     n->refresh.data = n;
     n->retry.data = n;
-    n->timers_open = 2;
+    uv_timer_init(loop, &n->reconf);
+    n->reconf.data = n;
+    n->timers_open = 3;
+    uv_timer_start(&n->reconf, reconf_cb, 0, 0); /* entries may have applied during start-up */
     uv_timer_start(&n->refresh, refresh_cb, cfg->cluster.refresh_interval_ms,
                    cfg->cluster.refresh_interval_ms);
     *out = n;
@@ -586,6 +846,7 @@ err_after_curlm:
 err_after_alloc:
     memset(n->client_secret, 0, sizeof n->client_secret);
     explicit_bzero(&n->peer_secrets, sizeof n->peer_secrets);
+    cJSON_Delete(n->local_doc);
     free(n);
     return -1;
 }

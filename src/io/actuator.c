@@ -21,6 +21,7 @@ struct worker {
     int64_t op;              /* operation this worker serves, 0 = free */
     int busy;                /* a step of op is in flight */
     struct dw_step_ref cur;
+    struct dw_target target; /* cur's target, copied: a config change must not move it */
     struct dw_fence fence;
     uint64_t barrier_sent;   /* monotonic ms when the step's barrier was requested */
     int tb;                  /* trunk base of the current target being worked on */
@@ -38,7 +39,6 @@ struct worker {
 
 struct dw_actuator {
     uv_loop_t *loop;
-    const struct dw_config *cfg;
     struct dw_fsm *fsm;
     struct dw_actuator_ops ops;
     uv_timer_t tick;         /* notices leadership changes, renews the lease, retries */
@@ -80,7 +80,13 @@ static void act_unref(struct dw_actuator *a)
 
 static const struct dw_target *cur_target(const struct worker *w)
 {
-    return &w->a->cfg->groups[w->cur.group].targets[w->cur.target];
+    return &w->target;
+}
+
+/* The committed config: timings are read where they are used, so a change applies at once. */
+static const struct dw_genesys_cfg *gcfg(const struct dw_actuator *a)
+{
+    return &dw_fsm_config(a->fsm)->genesys;
 }
 
 static void detail_append(struct worker *w, const char *text)
@@ -322,7 +328,7 @@ static void switch_done(void *data, enum dw_gresult res, const char *detail)
         kick_soon(w->a);
         return;
     }
-    unsigned again = w->a->cfg->genesys.verify_interval_ms;
+    unsigned again = gcfg(w->a)->verify_interval_ms;
     if (res == DW_G_TRANSIENT && uv_now(w->a->loop) + again < w->step_deadline) {
         /* Genesys may be back soon: a failed step would roll back and move calls for nothing.
          * Try again, reading first, until the step's deadline. */
@@ -341,7 +347,7 @@ static void switch_done(void *data, enum dw_gresult res, const char *detail)
         if (res == DW_G_TRANSIENT) {
             char line[96];
             snprintf(line, sizeof line, "still failing after %u ms",
-                     w->a->cfg->genesys.step_timeout_ms);
+                     gcfg(w->a)->step_timeout_ms);
             detail_append(w, line);
         }
         commit(w, DW_STEP_FAILED);
@@ -400,13 +406,13 @@ static void verify_done(void *data, enum dw_gresult res, const char *detail)
     if (res == DW_G_FAIL || uv_now(a->loop) >= w->verify_deadline) {
         char line[256];
         snprintf(line, sizeof line, "%s not verified within %u ms: %s", t->trunk_base_ids[w->tb],
-                 a->cfg->genesys.verify_timeout_ms, detail);
+                 gcfg(a)->verify_timeout_ms, detail);
         detail_append(w, line);
         if (still_valid(w))
             commit(w, DW_STEP_FAILED);
         return;
     }
-    uv_timer_start(&w->wait, verify_wait_done, a->cfg->genesys.verify_interval_ms, 0);
+    uv_timer_start(&w->wait, verify_wait_done, gcfg(a)->verify_interval_ms, 0);
 }
 
 static void verify_next(struct worker *w)
@@ -436,12 +442,12 @@ static void execute(struct worker *w)
     w->tb = 0;
     w->detail[0] = '\0';
     if (strcmp(w->cur.action, "verify") == 0) {
-        w->verify_deadline = uv_now(a->loop) + a->cfg->genesys.verify_timeout_ms;
+        w->verify_deadline = uv_now(a->loop) + gcfg(a)->verify_timeout_ms;
         verify_next(w);
     } else {
         /* kept when the step is run again (after a retry wait or fencing) in the same term */
         if (w->deadline_seq != w->cur.seq) {
-            w->step_deadline = uv_now(a->loop) + a->cfg->genesys.step_timeout_ms;
+            w->step_deadline = uv_now(a->loop) + gcfg(a)->step_timeout_ms;
             w->deadline_seq = w->cur.seq;
         }
         switch_next(w);
@@ -477,7 +483,7 @@ static bool resume_must_wait(struct worker *w)
     if (w->cur.status != DW_STEP_STARTED || strcmp(w->cur.action, "verify") == 0 ||
         (w->started_term == w->fence.term && w->started_seq == w->cur.seq))
         return false;
-    uint64_t ready = a->leader_since + a->cfg->genesys.request_timeout_ms, now = mono_ms();
+    uint64_t ready = a->leader_since + gcfg(a)->request_timeout_ms, now = mono_ms();
     if (now >= ready)
         return false;
     if (w->waited_term != w->fence.term || w->waited_seq != w->cur.seq) {
@@ -525,6 +531,7 @@ static void barrier_done(void *data, int status, const char *errmsg)
 static void start_step(struct dw_actuator *a, struct worker *w, const struct dw_step_ref *s)
 {
     w->cur = *s;
+    w->target = dw_fsm_config(a->fsm)->groups[s->group].targets[s->target];
     w->busy = 1;
     w->fence = (struct dw_fence){.term = a->term, .op = s->op, .seq = s->seq,
                                  .valid = fence_valid, .data = a};
@@ -565,11 +572,12 @@ void dw_actuator_kick(struct dw_actuator *a)
     for (int k = 0; k < n; k++) {
         const struct dw_step_ref *s = &steps[k];
         if (s->group < 0 || s->target < 0) {
-            /* The log names a group or target this node's configuration lacks: acting on a
-             * guess could switch the wrong trunk. Other operations go on. */
+            /* The log names a group or target the committed configuration lacks (it cannot,
+             * unless the state is damaged): acting on a guess could switch the wrong trunk.
+             * Other operations go on. */
             if (s->op > a->unknown_logged)
                 dw_log(DW_LOG_ERROR, "actuator", "op %" PRId64 " names a group or target "
-                       "missing from this node's configuration; not acting on it", s->op);
+                       "missing from the committed configuration; not acting on it", s->op);
             if (s->op > a->unknown_logged)
                 a->unknown_logged = s->op;
             continue;
@@ -651,7 +659,6 @@ int dw_actuator_init(struct dw_actuator **out, uv_loop_t *loop, const struct dw_
     if (a == NULL)
         return -1;
     a->loop = loop;
-    a->cfg = cfg;
     a->fsm = fsm;
     a->ops = *ops;
     /* Followers refuse votes for at least one election timeout after hearing from the leader;

@@ -78,6 +78,12 @@ static void load_error(struct dw_config_errors *errs, const char *fmt, ...)
 
 int dw_config_load(const char *path, struct dw_config *cfg, struct dw_config_errors *errs)
 {
+    return dw_config_load_doc(path, cfg, errs, NULL);
+}
+
+int dw_config_load_doc(const char *path, struct dw_config *cfg, struct dw_config_errors *errs,
+                       cJSON **doc)
+{
     struct stat st;
     char *buf = NULL;
     size_t n = 0;
@@ -115,6 +121,11 @@ int dw_config_load(const char *path, struct dw_config *cfg, struct dw_config_err
     }
     buf[n] = '\0';
     rc = dw_config_parse(buf, n, cfg, errs);
+    if (rc == 0 && doc && !(*doc = cJSON_ParseWithLength(buf, n))) {
+        load_error(errs, "out of memory");
+        dw_config_free(cfg);
+        rc = -1;
+    }
 out:
     free(buf);
     if (fd >= 0)

@@ -991,6 +991,16 @@ static void list_page(struct call *c)
 
 /* ---- public ---- */
 
+void dw_genesys_set_policy(struct dw_genesys *g, const struct dw_genesys_cfg *cfg)
+{
+    g->timeout_ms = cfg->request_timeout_ms ? cfg->request_timeout_ms : 10000;
+    g->per_min = cfg->rate_budget_per_min;
+    /* ten seconds of budget may go at once: one poll cycle's pages, or a failover's calls */
+    g->burst = g->per_min >= 6 ? g->per_min / 6.0 : 1.0;
+    if (g->tokens > g->burst)
+        g->tokens = g->burst;
+}
+
 int dw_genesys_init(struct dw_genesys **out, uv_loop_t *loop, struct dw_curlm *curlm,
                     const struct dw_genesys_cfg *cfg, const char *client_secret,
                     char *errmsg, size_t errlen)
@@ -1005,11 +1015,8 @@ int dw_genesys_init(struct dw_genesys **out, uv_loop_t *loop, struct dw_curlm *c
         goto err_oom;
     g->loop = loop;
     g->curlm = curlm;
-    g->timeout_ms = cfg->request_timeout_ms ? cfg->request_timeout_ms : 10000;
     g->backoff_scale = 1.0;
-    g->per_min = cfg->rate_budget_per_min;
-    /* ten seconds of budget may go at once: one poll cycle's pages, or a failover's calls */
-    g->burst = g->per_min >= 6 ? g->per_min / 6.0 : 1.0;
+    dw_genesys_set_policy(g, cfg);
     g->tokens = g->burst;
     g->refilled_at = uv_now(loop);
     g->api = strip_slash_dup(cfg->api_base_url);

@@ -417,6 +417,36 @@ int dw_peer_submit(struct dw_peer *p, const char *entry_json, dw_raft_done_cb cb
 
 /* ---- lifecycle ---- */
 
+/* Checks secrets against cfg's members and derives what each member's header must hash to. */
+static int load_secrets(const struct dw_config *cfg, const struct dw_peer_secrets *secrets,
+                        struct dw_peer_secrets *keep, unsigned char (*expect)[32], char *errmsg,
+                        size_t errlen)
+{
+    for (int i = 0; i < cfg->n_members; i++) {
+        size_t n = strnlen(secrets->s[i], sizeof secrets->s[i]);
+        bool self_ = cfg->members[i].id == cfg->node_id;
+        if (self_ != (n == 0) || n >= sizeof secrets->s[i]) {
+            snprintf(errmsg, errlen, "peer channel: %s secret for member %llu",
+                     self_ ? "unexpected" : n == 0 ? "no" : "too long a",
+                     (unsigned long long)cfg->members[i].id);
+            return -1;
+        }
+    }
+    *keep = *secrets;
+    for (int i = 0; i < cfg->n_members; i++) {
+        char hdr[DW_PEER_SECRET_MAX + 16];
+        snprintf(hdr, sizeof hdr, "Bearer %s", keep->s[i]);
+        int rc = keep->s[i][0] != '\0' ? sha256(hdr, expect[i]) : 0;
+        explicit_bzero(hdr, sizeof hdr);
+        if (rc != 0) {
+            snprintf(errmsg, errlen, "peer channel: SHA-256 unavailable");
+            explicit_bzero(keep, sizeof *keep);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int dw_peer_start(struct dw_peer **out, uv_loop_t *loop, struct dw_curlm *curlm,
                   const struct dw_config *cfg, const struct dw_peer_secrets *secrets,
                   struct dw_raft *raft, char *errmsg, size_t errlen)
@@ -428,35 +458,16 @@ int dw_peer_start(struct dw_peer **out, uv_loop_t *loop, struct dw_curlm *curlm,
                  (unsigned long long)cfg->node_id);
         return -1;
     }
-    for (int i = 0; i < cfg->n_members; i++) {
-        size_t n = strnlen(secrets->s[i], sizeof secrets->s[i]);
-        bool self_ = cfg->members[i].id == cfg->node_id;
-        if (self_ != (n == 0) || n >= sizeof secrets->s[i]) {
-            snprintf(errmsg, errlen, "peer channel: %s secret for member %llu",
-                     self_ ? "unexpected" : n == 0 ? "no" : "too long a",
-                     (unsigned long long)cfg->members[i].id);
-            return -1;
-        }
-    }
     struct dw_peer *p = calloc(1, sizeof *p);
     if (p == NULL || (p->failed_timer = malloc(sizeof *p->failed_timer)) == NULL) {
         snprintf(errmsg, errlen, "out of memory");
         free(p);
         return -1;
     }
-    p->secrets = *secrets;
-    for (int i = 0; i < cfg->n_members; i++) {
-        char hdr[DW_PEER_SECRET_MAX + 16];
-        snprintf(hdr, sizeof hdr, "Bearer %s", p->secrets.s[i]);
-        int rc = p->secrets.s[i][0] != '\0' ? sha256(hdr, p->expect[i]) : 0;
-        explicit_bzero(hdr, sizeof hdr);
-        if (rc != 0) {
-            snprintf(errmsg, errlen, "peer channel: SHA-256 unavailable");
-            explicit_bzero(&p->secrets, sizeof p->secrets);
-            free(p->failed_timer);
-            free(p);
-            return -1;
-        }
+    if (load_secrets(cfg, secrets, &p->secrets, p->expect, errmsg, errlen) != 0) {
+        free(p->failed_timer);
+        free(p);
+        return -1;
     }
     p->loop = loop;
     p->curlm = curlm;
@@ -474,6 +485,27 @@ int dw_peer_start(struct dw_peer **out, uv_loop_t *loop, struct dw_curlm *curlm,
     uv_timer_init(loop, p->failed_timer);
     p->failed_timer->data = p;
     *out = p;
+    return 0;
+}
+
+int dw_peer_reconfigure(struct dw_peer *p, const struct dw_config *cfg,
+                        const struct dw_peer_secrets *secrets, char *errmsg, size_t errlen)
+{
+    struct dw_peer_secrets keep;
+    unsigned char expect[DW_MAX_MEMBERS][32];
+
+    if (dw_config_member(cfg, cfg->node_id) == NULL) {
+        snprintf(errmsg, errlen, "node id %llu is not a member any more",
+                 (unsigned long long)cfg->node_id);
+        return -1;
+    }
+    if (load_secrets(cfg, secrets, &keep, expect, errmsg, errlen) != 0)
+        return -1;
+    explicit_bzero(&p->secrets, sizeof p->secrets);
+    p->secrets = keep;
+    memcpy(p->expect, expect, sizeof expect);
+    explicit_bzero(&keep, sizeof keep);
+    p->cfg = cfg;
     return 0;
 }
 

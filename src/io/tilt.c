@@ -112,6 +112,11 @@ static void on_tick(uv_timer_t *timer)
     dw_tilt_check(timer->data);
 }
 
+void dw_tilt_set_cfg(struct dw_tilt *t, const struct dw_tilt_cfg *cfg)
+{
+    t->cfg = *cfg;
+}
+
 int dw_tilt_start(struct dw_tilt **out, uv_loop_t *loop, const struct dw_tilt_cfg *cfg,
                   const struct dw_tilt_clock *clock, dw_tilt_change_cb on_change, void *data,
                   char *errmsg, size_t errlen)

@@ -1,8 +1,10 @@
 /* Admin socket: a Unix stream socket speaking newline-delimited JSON.
  *   request  {"v":1,"cmd":"status", ...}\n
  *   reply    {"ok":true, ...}\n   or   {"ok":false,"error":"what is wrong"}\n
- * A connection may send several requests; replies come in order. Lines are limited to
- * DW_ADMIN_MAX_LINE bytes and clients to DW_ADMIN_MAX_CLIENTS. */
+ * A connection may send several requests; replies come in order, deferred ones included (a
+ * client's later lines wait until its deferred call is answered). Lines are limited to
+ * DW_ADMIN_MAX_LINE bytes (a whole config document rides in one) and clients to
+ * DW_ADMIN_MAX_CLIENTS. */
 #ifndef DRWATCH_ADMIN_H
 #define DRWATCH_ADMIN_H
 
@@ -13,13 +15,26 @@
 #include "drwatch/raftnode.h"
 
 #define DW_ADMIN_VERSION 1
-#define DW_ADMIN_MAX_LINE 65536
+#define DW_ADMIN_MAX_LINE (8u << 20)
 #define DW_ADMIN_MAX_CLIENTS 32
 
 struct dw_admin;
+struct dw_admin_call; /* one request being answered */
 
-/* Fills reply (an object) for a well-formed request object; sets "ok" itself. Synchronous. */
-typedef void (*dw_admin_handler)(void *data, const cJSON *req, cJSON *reply);
+/* Fills reply (an object) for a well-formed request object; sets "ok" itself. A handler that
+ * can only answer later (after a Raft commit, say) calls dw_admin_defer(call) instead: reply is
+ * then discarded and nothing is sent until dw_admin_reply(call, ...). */
+typedef void (*dw_admin_handler)(void *data, const cJSON *req, cJSON *reply,
+                                 struct dw_admin_call *call);
+
+/* Only from inside the handler that was given call. */
+void dw_admin_defer(struct dw_admin_call *call);
+
+/* Answers a deferred call exactly once (inside its handler too) and frees it; reply is the
+ * caller's still (NULL answers "out of memory"). When the client has gone, or the admin socket
+ * was closed, the call is just freed. The client's waiting lines are handled on a later loop
+ * turn, never inside this call. */
+void dw_admin_reply(struct dw_admin_call *call, const cJSON *reply);
 
 int dw_admin_start(struct dw_admin **out, uv_loop_t *loop, const char *path,
                    dw_admin_handler handler, void *data, char *errmsg, size_t errlen);

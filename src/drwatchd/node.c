@@ -623,7 +623,7 @@ static void node_collect(void *data, struct dw_metrics_writer *w)
            (double)ps.rejected_identity);
 }
 
-static void admin_handler(void *data, const cJSON *req, cJSON *reply)
+static void admin_handler(void *data, const cJSON *req, cJSON *reply, struct dw_admin_call *call)
 {
     struct dw_node *n = data;
     const char *cmd = cJSON_GetObjectItemCaseSensitive(req, "cmd")->valuestring;

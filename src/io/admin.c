@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -16,15 +17,31 @@ struct admin_client {
     struct dw_admin *admin;
     struct admin_client *next;
     char *buf;
-    size_t len;
+    size_t len, cap;
+    size_t start; /* first byte of the next request line not yet handled */
+    size_t scan;  /* start..scan holds no '\n': each byte is searched once */
+    struct dw_admin_call *pending; /* the request being answered; later lines wait for it */
+    int resume;  /* a deferred reply went out: handle the lines that waited for it */
+    int paused;  /* reading stopped: enough waits behind a deferred call */
     int closing;
     int eof; /* the client finished sending: close once its replies are written */
 };
 
+struct dw_admin_call {
+    struct admin_client *client; /* NULL once the client or the whole admin socket went */
+    int in_handler;
+    int deferred;
+    int answered;
+};
+
 #define MAX_QUEUED_REPLY_BYTES (8u << 20)
+#define READ_CHUNK 65536
+#define KEEP_IDLE_BUF (4 * READ_CHUNK) /* larger buffers are freed when they empty */
 
 struct dw_admin {
     uv_pipe_t server;
+    uv_idle_t resume; /* handles the lines that waited, outside dw_admin_reply's caller */
+    int open_handles;
     char path[256];
     dw_admin_handler handler;
     void *data;
@@ -49,6 +66,9 @@ static void client_close(struct admin_client *c)
     if (c->closing)
         return;
     c->closing = 1;
+    if (c->pending != NULL)
+        c->pending->client = NULL;
+    c->pending = NULL;
     struct dw_admin *a = c->admin;
     for (struct admin_client **pp = &a->clients; *pp; pp = &(*pp)->next) {
         if (*pp == c) {
@@ -60,6 +80,14 @@ static void client_close(struct admin_client *c)
     uv_close((uv_handle_t *)&c->pipe, client_closed);
 }
 
+/* After EOF: closes c once it is owed nothing more. */
+static void client_finish(struct admin_client *c)
+{
+    if (c->eof && !c->closing && c->pending == NULL && !c->resume &&
+        uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) == 0)
+        client_close(c);
+}
+
 static void write_done(uv_write_t *req, int status)
 {
     struct admin_write *w = (struct admin_write *)req;
@@ -67,11 +95,13 @@ static void write_done(uv_write_t *req, int status)
     struct admin_client *c = stream->data;
     free(w->text);
     free(w);
-    if (status == 0 && c->eof && uv_stream_get_write_queue_size(stream) == 0)
-        client_close(c);
+    if (status != 0)
+        client_close(c); /* the client is gone: what it is still owed cannot reach it */
+    else
+        client_finish(c);
 }
 
-static void client_send(struct admin_client *c, cJSON *reply)
+static void client_send(struct admin_client *c, const cJSON *reply)
 {
     char *text = cJSON_PrintUnformatted(reply);
     if (text == NULL)
@@ -110,6 +140,33 @@ static void send_error(struct admin_client *c, const char *msg)
     cJSON_Delete(r);
 }
 
+static void call_handler(struct admin_client *c, const cJSON *req)
+{
+    struct dw_admin_call *call = calloc(1, sizeof *call);
+    cJSON *reply = cJSON_CreateObject();
+    if (call == NULL || reply == NULL) {
+        send_error(c, "out of memory");
+        free(call);
+        cJSON_Delete(reply);
+        return;
+    }
+    /* pending from the start: a client closed by the handler detaches the call */
+    call->client = c;
+    call->in_handler = 1;
+    c->pending = call;
+    c->admin->handler(c->admin->data, req, reply, call);
+    call->in_handler = 0;
+    if (call->answered) {
+        free(call); /* dw_admin_reply ran inside the handler and sent its reply */
+    } else if (!call->deferred) {
+        if (call->client != NULL)
+            client_send(c, reply);
+        c->pending = NULL;
+        free(call);
+    }
+    cJSON_Delete(reply);
+}
+
 static void handle_line(struct admin_client *c, const char *line, size_t len)
 {
     cJSON *req = cJSON_ParseWithLength(line, len);
@@ -120,65 +177,160 @@ static void handle_line(struct admin_client *c, const char *line, size_t len)
     }
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(req, "v");
     const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(req, "cmd");
-    if (v != NULL && (!cJSON_IsNumber(v) || v->valuedouble != DW_ADMIN_VERSION)) {
+    if (v != NULL && (!cJSON_IsNumber(v) || v->valuedouble != DW_ADMIN_VERSION))
         send_error(c, "v: unsupported admin protocol version (this daemon speaks 1)");
-    } else if (!cJSON_IsString(cmd)) {
+    else if (!cJSON_IsString(cmd))
         send_error(c, "cmd: expected a string");
-    } else {
-        cJSON *reply = cJSON_CreateObject();
-        c->admin->handler(c->admin->data, req, reply);
-        client_send(c, reply);
-        cJSON_Delete(reply);
-    }
+    else
+        call_handler(c, req);
     cJSON_Delete(req);
+}
+
+static void refuse_long_line(struct admin_client *c)
+{
+    char msg[64];
+    snprintf(msg, sizeof msg, "request: line longer than %u bytes", DW_ADMIN_MAX_LINE);
+    send_error(c, msg);
+    client_close(c);
+}
+
+/* Handles c's complete buffered lines in order, stopping at a deferred one. */
+static void client_drain(struct admin_client *c)
+{
+    while (!c->closing && c->pending == NULL && c->scan < c->len) {
+        char *nl = memchr(c->buf + c->scan, '\n', c->len - c->scan);
+        if (nl == NULL) {
+            c->scan = c->len;
+            break;
+        }
+        size_t begin = c->start, end = (size_t)(nl - c->buf);
+        c->start = c->scan = end + 1;
+        if (end - begin > DW_ADMIN_MAX_LINE)
+            refuse_long_line(c);
+        else if (end > begin)
+            handle_line(c, c->buf + begin, end - begin);
+    }
+    if (c->closing)
+        return;
+    if (c->start > 0) {
+        memmove(c->buf, c->buf + c->start, c->len - c->start);
+        c->len -= c->start;
+        c->scan -= c->start;
+        c->start = 0;
+    }
+    if (c->len == 0 && c->cap > KEEP_IDLE_BUF) {
+        free(c->buf);
+        c->buf = NULL;
+        c->cap = 0;
+    }
+    if (c->pending == NULL && c->len > DW_ADMIN_MAX_LINE)
+        refuse_long_line(c); /* what is left is one line, still without its end */
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
+    struct admin_client *c = h->data;
     (void)suggested;
-    static char slab[16384];
-    /* Reads are consumed synchronously in read_cb, so one static slab suffices. */
-    (void)h;
-    *buf = uv_buf_init(slab, sizeof slab);
+    /* Reads land in the client's buffer, which grows by doubling: an 8 MiB line costs
+     * O(size) copies, not one per read. */
+    if (c->cap - c->len < READ_CHUNK) {
+        size_t cap = c->cap ? c->cap : READ_CHUNK;
+        while (cap - c->len < READ_CHUNK)
+            cap *= 2;
+        char *grown = realloc(c->buf, cap);
+        if (grown == NULL) {
+            *buf = uv_buf_init(NULL, 0); /* read_cb gets UV_ENOBUFS */
+            return;
+        }
+        c->buf = grown;
+        c->cap = cap;
+    }
+    *buf = uv_buf_init(c->buf + c->len, (unsigned)(c->cap - c->len));
+}
+
+/* At EOF the client may only have half-closed and still read its replies; POLLHUP says it
+ * closed both ways, so nothing it is owed can reach it. */
+static int peer_gone(struct admin_client *c)
+{
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->pipe, &fd) != 0)
+        return 1;
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR)) != 0;
 }
 
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct admin_client *c = s->data;
+    (void)buf;
     if (nread < 0) {
         /* A client may half-close after its request: finish writing the replies first. */
         uv_read_stop(s);
         c->eof = 1;
-        if (nread != UV_EOF || uv_stream_get_write_queue_size(s) == 0)
+        if (nread != UV_EOF || peer_gone(c))
             client_close(c);
+        else
+            client_finish(c);
         return;
     }
-    if (nread == 0)
-        return;
-    size_t n = (size_t)nread;
-    if (c->len + n > DW_ADMIN_MAX_LINE) {
-        send_error(c, "request: line longer than 65536 bytes");
-        client_close(c);
-        return;
+    c->len += (size_t)nread;
+    client_drain(c);
+    /* Behind a deferred call, a full line's worth waiting is enough: the rest waits in the
+     * kernel, and the client, until the call is answered. */
+    if (!c->closing && c->pending != NULL && c->len > DW_ADMIN_MAX_LINE) {
+        uv_read_stop(s);
+        c->paused = 1;
     }
-    char *grown = realloc(c->buf, c->len + n + 1);
-    if (grown == NULL) {
-        client_close(c);
+}
+
+static void resume_cb(uv_idle_t *idle)
+{
+    struct dw_admin *a = idle->data;
+    struct admin_client *c;
+    uv_idle_stop(idle);
+    /* From the head each time: a handler may close any client, and so unlink it. */
+    for (;;) {
+        for (c = a->clients; c != NULL && !c->resume; c = c->next)
+            ;
+        if (c == NULL)
+            break;
+        c->resume = 0;
+        client_drain(c);
+        if (!c->closing && c->paused && (c->pending == NULL || c->len <= DW_ADMIN_MAX_LINE)) {
+            c->paused = 0;
+            uv_read_start((uv_stream_t *)&c->pipe, alloc_cb, read_cb);
+        }
+        client_finish(c);
+    }
+}
+
+void dw_admin_defer(struct dw_admin_call *call)
+{
+    call->deferred = 1;
+}
+
+void dw_admin_reply(struct dw_admin_call *call, const cJSON *reply)
+{
+    if (call == NULL)
         return;
+    struct admin_client *c = call->client;
+    call->answered = 1;
+    call->client = NULL;
+    if (c != NULL) {
+        c->pending = NULL;
+        if (reply != NULL)
+            client_send(c, reply);
+        else
+            send_error(c, "out of memory");
+        if (!call->in_handler && !c->closing) {
+            /* Not here: the owner answering may be in the middle of its own bookkeeping, and
+             * the next line's handler would run inside it. */
+            c->resume = 1;
+            uv_idle_start(&c->admin->resume, resume_cb);
+        }
     }
-    c->buf = grown;
-    memcpy(c->buf + c->len, buf->base, n);
-    c->len += n;
-    size_t start = 0;
-    for (size_t i = 0; i < c->len && !c->closing; i++) {
-        if (c->buf[i] != '\n')
-            continue;
-        if (i > start)
-            handle_line(c, c->buf + start, i - start);
-        start = i + 1;
-    }
-    memmove(c->buf, c->buf + start, c->len - start);
-    c->len -= start;
+    if (!call->in_handler)
+        free(call);
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -209,9 +361,17 @@ static void on_connection(uv_stream_t *server, int status)
     uv_read_start((uv_stream_t *)&c->pipe, alloc_cb, read_cb);
 }
 
-static void server_closed(uv_handle_t *h)
+static void admin_handle_closed(uv_handle_t *h)
 {
-    free(h->data);
+    struct dw_admin *a = h->data;
+    if (--a->open_handles == 0)
+        free(a);
+}
+
+static void admin_free(struct dw_admin *a)
+{
+    uv_close((uv_handle_t *)&a->server, admin_handle_closed);
+    uv_close((uv_handle_t *)&a->resume, admin_handle_closed);
 }
 
 int dw_admin_start(struct dw_admin **out, uv_loop_t *loop, const char *path,
@@ -232,6 +392,9 @@ int dw_admin_start(struct dw_admin **out, uv_loop_t *loop, const char *path,
     a->data = data;
     uv_pipe_init(loop, &a->server, 0);
     a->server.data = a;
+    uv_idle_init(loop, &a->resume);
+    a->resume.data = a;
+    a->open_handles = 2;
     /* A stale socket from a killed daemon would make bind fail; the data_dir flock already
      * guarantees no other live daemon owns this node. */
     unlink(path);
@@ -245,7 +408,7 @@ int dw_admin_start(struct dw_admin **out, uv_loop_t *loop, const char *path,
         rc = uv_listen((uv_stream_t *)&a->server, 16, on_connection);
     if (rc != 0) {
         snprintf(errmsg, errlen, "admin socket %s: %s", path, uv_strerror(rc));
-        uv_close((uv_handle_t *)&a->server, server_closed);
+        admin_free(a);
         return -1;
     }
     *out = a;
@@ -259,7 +422,7 @@ void dw_admin_close(struct dw_admin *a)
     while (a->clients)
         client_close(a->clients);
     unlink(a->path);
-    uv_close((uv_handle_t *)&a->server, server_closed);
+    admin_free(a);
 }
 
 static void hold_error(cJSON *reply, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -25,11 +25,11 @@ int dw_prober_start(struct dw_prober **out, uv_loop_t *loop, struct dw_curlm *cu
  * whose site id, Edge id, position in its Edge's probe list and whole spec (struct
  * dw_probe_spec, every field) are unchanged: detector state and counts (judged from then on by
  * cfg's thresholds), counters, last error; prober-wide counters carry over too. Edge and site
- * states are recomputed from the carried probes, so a config change does not drop a known
- * verdict back to UNKNOWN. cb fires only for sites whose local verdict differs from the one
- * prev had for the same site id (a site new in cfg starts UNKNOWN and fires when it first
- * leaves it); such a call may come before this returns, with *out already set and site
- * indexes in cfg. Carried probes keep their schedule: the next run is due when it was in prev.
+ * states are recomputed from them, so a config change does not drop a known verdict back to
+ * UNKNOWN. cb fires only for sites whose verdict differs from prev's for the same site id (a
+ * site new in cfg starts UNKNOWN); that call may come before this returns, with *out already
+ * set and site indexes in cfg, so the caller's own view should already be cfg. A carried
+ * probe's next run is due when it was in prev, or sooner when cfg's interval is shorter.
  * prev and its config are only read and must still be alive; prev keeps running (a run in
  * flight finishes into it) until the caller closes it with dw_prober_close. */
 int dw_prober_start_from(struct dw_prober **out, uv_loop_t *loop, struct dw_curlm *curlm,

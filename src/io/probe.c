@@ -739,7 +739,10 @@ static void probe_take(struct probe *pr, const struct probe *old)
     pr->warned_bad = old->warned_bad;
     pr->warned_start = old->warned_start;
     memcpy(pr->last_error, old->last_error, sizeof pr->last_error);
-    uv_timer_start(&pr->timer, on_probe_timer, uv_timer_get_due_in(&old->timer), 0);
+    uint64_t due = uv_timer_get_due_in(&old->timer);
+    /* past a shorter new interval the spread first run stands: all at once would be a burst */
+    if (due <= pr->p->cfg.interval_ms)
+        uv_timer_start(&pr->timer, on_probe_timer, due, 0);
 }
 
 /* The probes of e (configured as ce) whose position and spec are those of prev's oe (oce). */

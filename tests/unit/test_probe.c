@@ -891,6 +891,28 @@ static void test_switch_keeps_down(void **state)
     free(t[1]);
 }
 
+/* Probes carried into a much shorter interval do not wait out the old one. */
+static void test_switch_shorter_interval(void **state)
+{
+    (void)state;
+    struct tcfg *t1 = tcfg_new(1), *t2 = tcfg_new(1);
+    int port;
+    struct env e;
+    env_init(&e);
+    e.listen_fd = listen_any(&port);
+    tcp_probe(add_edge(t1, 0), port);
+    tcp_probe(add_edge(t2, 0), port);
+    t1->cfg.probe.interval_ms = 60000;
+    assert_int_equal(dw_prober_start(&e.p, &e.loop, e.m, &t1->cfg, on_site, &e), 0);
+    env_switch(&e, &t2->cfg);
+    struct ran r = {0, 0, 0};
+    /* the first run in prev was spread over 60 s */
+    assert_int_equal(run_until(&e, ran_again, &r, 5000), 0);
+    env_close(&e);
+    free(t1);
+    free(t2);
+}
+
 static struct dw_edge *named_edge(struct tcfg *t, int site, const char *id)
 {
     struct dw_edge *e = add_edge(t, site);
@@ -951,6 +973,7 @@ int main(void)
         cmocka_unit_test(test_switch_keeps_up),
         cmocka_unit_test(test_switch_changed_spec),
         cmocka_unit_test(test_switch_keeps_down),
+        cmocka_unit_test(test_switch_shorter_interval),
         cmocka_unit_test(test_switch_reordered),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -18,8 +18,23 @@ struct dw_prober;
 typedef void (*dw_site_change_cb)(void *data, int site, enum dw_health old_state,
                                   enum dw_health new_state);
 
+/* cfg must stay alive while the prober may still be passed as prev to dw_prober_start_from. */
 int dw_prober_start(struct dw_prober **out, uv_loop_t *loop, struct dw_curlm *curlm,
                     const struct dw_config *cfg, dw_site_change_cb cb, void *data);
+/* Like dw_prober_start for cfg, carrying over from prev (may be NULL) the state of every probe
+ * whose site id, Edge id, position in its Edge's probe list and whole spec (struct
+ * dw_probe_spec, every field) are unchanged: detector state and counts (judged from then on by
+ * cfg's thresholds), counters, last error; prober-wide counters carry over too. Edge and site
+ * states are recomputed from them, so a config change does not drop a known verdict back to
+ * UNKNOWN. cb fires only for sites whose verdict differs from prev's for the same site id (a
+ * site new in cfg starts UNKNOWN); that call may come before this returns, with *out already
+ * set and site indexes in cfg, so the caller's own view should already be cfg. A carried
+ * probe's next run is due when it was in prev, or sooner when cfg's interval is shorter.
+ * prev and its config are only read and must still be alive; prev keeps running (a run in
+ * flight finishes into it) until the caller closes it with dw_prober_close. */
+int dw_prober_start_from(struct dw_prober **out, uv_loop_t *loop, struct dw_curlm *curlm,
+                         const struct dw_config *cfg, dw_site_change_cb cb, void *data,
+                         const struct dw_prober *prev);
 void dw_prober_close(struct dw_prober *p); /* accepts NULL; frees after handles closed */
 
 enum dw_health dw_prober_site(const struct dw_prober *p, int site);
@@ -34,7 +49,8 @@ void dw_prober_stats(const struct dw_prober *p, struct dw_probe_stats *out);
 
 /* Each Edge has its own probes (config sites[].edges[].probes[]), each with its own detector and
  * timer; an Edge is UP while any of its probes is UP, and the site's verdict follows its rule.
- * dw_prober_start also opens the SIP client the sip probes share (on 0.0.0.0). */
+ * dw_prober_start also opens the SIP client the sip probes share (on 0.0.0.0, an ephemeral
+ * port of its own, so two probers can be open at once). */
 
 /* Number of probes of an Edge, 0 when out of range. */
 int dw_prober_n_probes(const struct dw_prober *p, int site, int edge);

@@ -86,6 +86,7 @@ struct dw_prober {
     struct dw_curlm *curlm;
     struct dw_sip *sip;
     struct dw_probe_cfg cfg;
+    const struct dw_config *src; /* the caller keeps it alive: dw_prober_start_from reads it */
     dw_site_change_cb cb;
     void *data;
     int n_sites, n_edges, n_probes;
@@ -688,8 +689,107 @@ static int prober_build(struct dw_prober *p, const struct dw_config *cfg)
     return 0;
 }
 
+/* ---- carrying state over from a previous prober ---- */
+
+/* Index of id among n ids stride bytes apart, trying hint first (a config change mostly keeps
+ * the order); -1 when absent. */
+static int index_of(const char *ids, size_t stride, int n, int hint, const char *id)
+{
+    if (hint < n && strcmp(ids + (size_t)hint * stride, id) == 0)
+        return hint;
+    for (int i = 0; i < n; i++)
+        if (strcmp(ids + (size_t)i * stride, id) == 0)
+            return i;
+    return -1;
+}
+
+/* Only the first n codes mean anything; n is clamped as probe_init does. */
+static bool codes_equal(int na, const int *a, int nb, const int *b)
+{
+    na = na < 0 ? 0 : na > DW_MAX_CODES ? DW_MAX_CODES : na;
+    nb = nb < 0 ? 0 : nb > DW_MAX_CODES ? DW_MAX_CODES : nb;
+    return na == nb && memcmp(a, b, (size_t)na * sizeof *a) == 0;
+}
+
+/* Every field of struct dw_probe_spec: a field added there must be added here. */
+static bool spec_equal(const struct dw_probe_spec *a, const struct dw_probe_spec *b)
+{
+    return a->kind == b->kind && a->timeout_ms == b->timeout_ms &&
+           strcmp(a->url, b->url) == 0 &&
+           codes_equal(a->n_expect_status, a->expect_status, b->n_expect_status,
+                       b->expect_status) &&
+           strcmp(a->body_match, b->body_match) == 0 && strcmp(a->ca_file, b->ca_file) == 0 &&
+           strcmp(a->client_cert, b->client_cert) == 0 &&
+           strcmp(a->client_key, b->client_key) == 0 && a->verify_tls == b->verify_tls &&
+           strcmp(a->address, b->address) == 0 && a->transport == b->transport &&
+           strcmp(a->request_uri, b->request_uri) == 0 &&
+           strcmp(a->tls_server_name, b->tls_server_name) == 0 &&
+           codes_equal(a->n_alive_codes, a->alive_codes, b->n_alive_codes, b->alive_codes);
+}
+
+static void probe_take(struct probe *pr, const struct probe *old)
+{
+    /* the new config's thresholds judge the carried counts from the next run on */
+    unsigned fail = pr->det.fail_threshold, recover = pr->det.recover_threshold;
+
+    pr->det = old->det;
+    pr->det.fail_threshold = fail;
+    pr->det.recover_threshold = recover;
+    pr->bad = old->bad;
+    pr->warned_bad = old->warned_bad;
+    pr->warned_start = old->warned_start;
+    memcpy(pr->last_error, old->last_error, sizeof pr->last_error);
+    uint64_t due = uv_timer_get_due_in(&old->timer);
+    /* past a shorter new interval the spread first run stands: all at once would be a burst */
+    if (due <= pr->p->cfg.interval_ms)
+        uv_timer_start(&pr->timer, on_probe_timer, due, 0);
+}
+
+/* The probes of e (configured as ce) whose position and spec are those of prev's oe (oce). */
+static void carry_edge(struct edge_st *e, const struct dw_edge *ce, const struct edge_st *oe,
+                       const struct dw_edge *oce)
+{
+    struct dw_probe_spec tmp_new, tmp_old;
+    int n_new, n_old;
+    const struct dw_probe_spec *a = edge_specs(ce, &tmp_new, &n_new);
+    const struct dw_probe_spec *b = edge_specs(oce, &tmp_old, &n_old);
+
+    for (int k = 0; k < e->n_probes && k < oe->n_probes; k++)
+        if (spec_equal(&a[k], &b[k]))
+            probe_take(&e->probes[k], &oe->probes[k]);
+    edge_recompute(e);
+}
+
+/* Takes over from prev its probes of the same site and Edge ids, and its verdict of each site
+ * it knew, so that site_recompute then reports only real changes. */
+static void carry_over(struct dw_prober *p, const struct dw_prober *prev)
+{
+    dw_prober_stats(prev, &p->stats); /* counters stay monotonic for metrics */
+    for (int s = 0; s < p->n_sites; s++) {
+        struct site_st *ss = &p->sites[s];
+        int ps = index_of(prev->sites->id, sizeof *prev->sites, prev->n_sites, s, ss->id);
+        if (ps < 0)
+            continue;
+        const struct site_st *os = &prev->sites[ps];
+        ss->verdict = os->verdict;
+        for (int i = 0; i < ss->n_edges; i++) {
+            int pe = index_of(os->edges->id, sizeof *os->edges, os->n_edges, i, ss->edges[i].id);
+            if (pe >= 0)
+                carry_edge(&ss->edges[i], &p->src->sites[s].edges[i], &os->edges[pe],
+                           &prev->src->sites[ps].edges[pe]);
+        }
+    }
+}
+
 int dw_prober_start(struct dw_prober **out, uv_loop_t *loop, struct dw_curlm *curlm,
                     const struct dw_config *cfg, dw_site_change_cb cb, void *data)
+{
+    return dw_prober_start_from(out, loop, curlm, cfg, cb, data, NULL);
+}
+
+int dw_prober_start_from(struct dw_prober **out, uv_loop_t *loop, struct dw_curlm *curlm,
+                         const struct dw_config *cfg, dw_site_change_cb cb, void *data,
+                         const struct dw_prober *prev)
 {
     *out = NULL;
     if (cfg->n_sites < 0 || cfg->n_sites > DW_MAX_SITES)
@@ -700,6 +800,7 @@ int dw_prober_start(struct dw_prober **out, uv_loop_t *loop, struct dw_curlm *cu
     p->loop = loop;
     p->curlm = curlm;
     p->cfg = cfg->probe;
+    p->src = cfg;
     if (p->cfg.interval_ms == 0)
         p->cfg.interval_ms = 1000;
     if (p->cfg.timeout_ms == 0 || p->cfg.timeout_ms > p->cfg.interval_ms)
@@ -728,7 +829,12 @@ int dw_prober_start(struct dw_prober **out, uv_loop_t *loop, struct dw_curlm *cu
         }
         schedule(pr, 1);
     }
+    if (prev)
+        carry_over(p, prev);
+    /* Set first: a callback may already look at the new prober. */
     *out = p;
+    for (int s = 0; s < p->n_sites; s++)
+        site_recompute(p, &p->sites[s]);
     return 0;
 }
 
@@ -836,7 +942,7 @@ void dw_prober_stats(const struct dw_prober *p, struct dw_probe_stats *out)
     if (p->sip) {
         struct dw_sip_stats ss;
         dw_sip_stats(p->sip, &ss);
-        out->sip_malformed = ss.malformed;
+        out->sip_malformed += ss.malformed;
         out->errors_bad_response += ss.malformed;
     }
 }

@@ -706,6 +706,260 @@ static void test_sip_sipp(void **state)
     free(t);
 }
 
+/* ---- switching configuration ---- */
+
+/* e runs a prober for cfg until site 0 is h. */
+static void env_start_until(struct env *e, const struct dw_config *cfg, enum dw_health h)
+{
+    env_init(e);
+    assert_int_equal(dw_prober_start(&e->p, &e->loop, e->m, cfg, on_site, e), 0);
+    wait_state(e, 0, -1, h);
+}
+
+/* e->p becomes a prober for cfg carrying over from the running one, which is then closed. */
+static void env_switch(struct env *e, const struct dw_config *cfg)
+{
+    struct dw_prober *old = e->p;
+    assert_int_equal(dw_prober_start_from(&e->p, &e->loop, e->m, cfg, on_site, e, old), 0);
+    dw_prober_close(old);
+}
+
+/* What a probe knows, to compare across a switch. */
+struct snap {
+    enum dw_health state;
+    uint64_t probes, failures;
+    char last_error[96];
+};
+
+static struct snap snap_take(struct env *e, int site, int edge)
+{
+    struct dw_probe_info info;
+    struct snap out;
+    assert_int_equal(dw_prober_probe_info(e->p, site, edge, 0, &info), 0);
+    out.state = info.state;
+    out.probes = info.probes;
+    out.failures = info.failures;
+    snprintf(out.last_error, sizeof out.last_error, "%s", info.last_error);
+    return out;
+}
+
+static void assert_snap(struct env *e, int site, int edge, const struct snap *want)
+{
+    struct snap got = snap_take(e, site, edge);
+    assert_int_equal(got.state, want->state);
+    assert_int_equal(got.probes, want->probes);
+    assert_int_equal(got.failures, want->failures);
+    assert_string_equal(got.last_error, want->last_error);
+}
+
+static const struct snap fresh = {DW_UNKNOWN, 0, 0, ""};
+
+/* The probe has had a run since it had after of them. */
+struct ran {
+    int site, edge;
+    uint64_t after;
+};
+
+static int ran_again(struct env *e, const void *arg)
+{
+    const struct ran *r = arg;
+    uint64_t n = 0;
+    dw_prober_probe_state(e->p, r->site, r->edge, 0, NULL, NULL, &n, NULL);
+    return n > r->after;
+}
+
+/* The first callback for site at or after log[from]. */
+static const struct change *first_change(const struct env *e, int from, int site)
+{
+    for (int i = from; i < e->changes && i < 16; i++)
+        if (e->log[i].site == site)
+            return &e->log[i];
+    return NULL;
+}
+
+/* A site that is UP keeps its verdict and its probe's state when a site is added; the new one
+ * starts UNKNOWN and reports when it leaves it. */
+static void test_switch_keeps_up(void **state)
+{
+    (void)state;
+    if (!have_tools)
+        skip();
+    struct tcfg *t1 = tcfg_new(1), *t2 = tcfg_new(2);
+    http_edge(t1, 0, "http", srv_plain.port, "/status/200");
+    http_edge(t2, 0, "http", srv_plain.port, "/status/200");
+    http_edge(t2, 1, "http", srv_plain.port, "/status/204");
+    struct env e;
+    env_start_until(&e, &t1->cfg, DW_UP);
+    struct snap before = snap_take(&e, 0, 0);
+    int c0 = e.changes;
+
+    env_switch(&e, &t2->cfg);
+    assert_int_equal(e.changes, c0);
+    assert_int_equal(dw_prober_site(e.p, 0), DW_UP);
+    assert_int_equal(dw_prober_edge(e.p, 0, 0), DW_UP);
+    assert_snap(&e, 0, 0, &before);
+    assert_int_equal(dw_prober_site(e.p, 1), DW_UNKNOWN);
+    assert_snap(&e, 1, 0, &fresh);
+
+    wait_state(&e, 1, -1, DW_UP);
+    const struct change *c = first_change(&e, c0, 1);
+    assert_non_null(c);
+    assert_int_equal(c->from, DW_UNKNOWN);
+    assert_int_equal(c->to, DW_UP);
+    env_close(&e);
+    free(t1);
+    free(t2);
+}
+
+/* A probe whose URL or timeout changed starts over; an unchanged one next to it does not. The
+ * site's verdict (rule all) falls back to UNKNOWN, which is reported at once. */
+static void test_switch_changed_spec(void **state)
+{
+    (void)state;
+    if (!have_tools)
+        skip();
+    struct tcfg *t1 = tcfg_new(1), *t2 = tcfg_new(1);
+    for (int i = 0; i < 3; i++)
+        http_edge(t1, 0, "http", srv_plain.port, "/status/200");
+    http_edge(t2, 0, "http", srv_plain.port, "/status/204");
+    http_edge(t2, 0, "http", srv_plain.port, "/status/200")->timeout_ms = 400;
+    http_edge(t2, 0, "http", srv_plain.port, "/status/200");
+    t1->sites[0].rule = t2->sites[0].rule = DW_RULE_ALL;
+    struct env e;
+    env_start_until(&e, &t1->cfg, DW_UP);
+    struct snap kept = snap_take(&e, 0, 2);
+    int c0 = e.changes;
+
+    env_switch(&e, &t2->cfg);
+    assert_snap(&e, 0, 0, &fresh);
+    assert_snap(&e, 0, 1, &fresh);
+    assert_snap(&e, 0, 2, &kept);
+    assert_int_equal(dw_prober_edge(e.p, 0, 2), DW_UP);
+    assert_int_equal(dw_prober_site(e.p, 0), DW_UNKNOWN);
+    assert_int_equal(e.changes, c0 + 1);
+    assert_int_equal(e.log[c0].site, 0);
+    assert_int_equal(e.log[c0].from, DW_UP);
+    assert_int_equal(e.log[c0].to, DW_UNKNOWN);
+
+    wait_state(&e, 0, -1, DW_UP);
+    env_close(&e);
+    free(t1);
+    free(t2);
+}
+
+/* A DOWN site (TCP refused, SIP unanswered) stays DOWN, and its probes keep their schedule
+ * though the new interval is far longer: the next runs come from the new prober, the SIP one
+ * through its own SIP client after the old prober's closed. */
+static void test_switch_keeps_down(void **state)
+{
+    (void)state;
+    struct tcfg *t[2] = {tcfg_new(1), tcfg_new(1)};
+    int dead = closed_port(), sip_port = tl_free_port(SOCK_DGRAM);
+    for (int i = 0; i < 2; i++) {
+        tcp_probe(add_edge(t[i], 0), dead);
+        struct dw_probe_spec *p = add_probe(add_edge(t[i], 0), DW_PROBE_SIP);
+        snprintf(p->address, sizeof p->address, "127.0.0.1:%d", sip_port);
+    }
+    t[1]->cfg.probe.interval_ms = 60000;
+    struct env e;
+    env_start_until(&e, &t[0]->cfg, DW_DOWN);
+    struct snap before[2] = {snap_take(&e, 0, 0), snap_take(&e, 0, 1)};
+    assert_string_not_equal(before[1].last_error, "");
+    struct dw_probe_stats st0, st1;
+    dw_prober_stats(e.p, &st0);
+    int c0 = e.changes;
+
+    env_switch(&e, &t[1]->cfg);
+    assert_int_equal(dw_prober_site(e.p, 0), DW_DOWN);
+    for (int i = 0; i < 2; i++) {
+        assert_snap(&e, 0, i, &before[i]);
+        assert_int_equal(dw_prober_edge(e.p, 0, i), DW_DOWN);
+    }
+    dw_prober_stats(e.p, &st1);
+    assert_int_equal(st1.probes, st0.probes);
+    assert_int_equal(st1.failures, st0.failures);
+
+    /* a first run spread over 60 s would mostly miss this */
+    for (int i = 0; i < 2; i++) {
+        struct ran r = {0, i, before[i].probes};
+        assert_int_equal(run_until(&e, ran_again, &r, 10000), 0);
+    }
+    assert_int_equal(dw_prober_site(e.p, 0), DW_DOWN);
+    assert_int_equal(e.changes, c0);
+    env_close(&e);
+    free(t[0]);
+    free(t[1]);
+}
+
+/* Probes carried into a much shorter interval do not wait out the old one. */
+static void test_switch_shorter_interval(void **state)
+{
+    (void)state;
+    struct tcfg *t1 = tcfg_new(1), *t2 = tcfg_new(1);
+    int port;
+    struct env e;
+    env_init(&e);
+    e.listen_fd = listen_any(&port);
+    tcp_probe(add_edge(t1, 0), port);
+    tcp_probe(add_edge(t2, 0), port);
+    t1->cfg.probe.interval_ms = 60000;
+    assert_int_equal(dw_prober_start(&e.p, &e.loop, e.m, &t1->cfg, on_site, &e), 0);
+    env_switch(&e, &t2->cfg);
+    struct ran r = {0, 0, 0};
+    /* the first run in prev was spread over 60 s */
+    assert_int_equal(run_until(&e, ran_again, &r, 5000), 0);
+    env_close(&e);
+    free(t1);
+    free(t2);
+}
+
+static struct dw_edge *named_edge(struct tcfg *t, int site, const char *id)
+{
+    struct dw_edge *e = add_edge(t, site);
+    snprintf(e->id, sizeof e->id, "%s", id);
+    return e;
+}
+
+/* Sites and Edges are matched by id: reordered, each keeps its own state. */
+static void test_switch_reordered(void **state)
+{
+    (void)state;
+    struct tcfg *t1 = tcfg_new(2), *t2 = tcfg_new(2);
+    int port, dead = closed_port();
+    struct env e;
+    env_init(&e);
+    e.listen_fd = listen_any(&port);
+    tcp_probe(named_edge(t1, 0, "live"), port);
+    tcp_probe(named_edge(t1, 0, "dead"), dead);
+    tcp_probe(named_edge(t1, 1, "dead"), dead);
+    snprintf(t2->sites[0].id, DW_ID_MAX, "site-1");
+    snprintf(t2->sites[1].id, DW_ID_MAX, "site-0");
+    tcp_probe(named_edge(t2, 0, "dead"), dead);
+    tcp_probe(named_edge(t2, 1, "dead"), dead);
+    tcp_probe(named_edge(t2, 1, "live"), port);
+    assert_int_equal(dw_prober_start(&e.p, &e.loop, e.m, &t1->cfg, on_site, &e), 0);
+    assert_int_equal(run_until(&e, all_edges_decided, &t1->cfg, 30000), 0);
+    wait_state(&e, 0, 0, DW_UP);
+    wait_state(&e, 0, -1, DW_UP);
+    wait_state(&e, 1, -1, DW_DOWN);
+    struct snap live = snap_take(&e, 0, 0), dead0 = snap_take(&e, 0, 1),
+                dead1 = snap_take(&e, 1, 0);
+    int c0 = e.changes;
+
+    env_switch(&e, &t2->cfg);
+    assert_int_equal(e.changes, c0);
+    assert_int_equal(dw_prober_site(e.p, 0), DW_DOWN);
+    assert_int_equal(dw_prober_site(e.p, 1), DW_UP);
+    assert_snap(&e, 0, 0, &dead1);
+    assert_snap(&e, 1, 0, &dead0);
+    assert_snap(&e, 1, 1, &live);
+    assert_int_equal(dw_prober_edge(e.p, 1, 0), DW_DOWN);
+    assert_int_equal(dw_prober_edge(e.p, 1, 1), DW_UP);
+    env_close(&e);
+    free(t1);
+    free(t2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -716,6 +970,11 @@ int main(void)
         cmocka_unit_test(test_edge_two_probes),
         cmocka_unit_test(test_close_in_flight),
         cmocka_unit_test(test_sip_sipp),
+        cmocka_unit_test(test_switch_keeps_up),
+        cmocka_unit_test(test_switch_changed_spec),
+        cmocka_unit_test(test_switch_keeps_down),
+        cmocka_unit_test(test_switch_shorter_interval),
+        cmocka_unit_test(test_switch_reordered),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

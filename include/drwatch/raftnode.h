@@ -1,5 +1,7 @@
 /* canonical/raft on its libuv TCP backend, wired to the FSM. Only accessor functions of the raft
- * API are used (builds against 0.15, 0.18 and cowsql/raft). */
+ * API are used, plus two public fields no version has an accessor for, read only and alike in
+ * all three (current_term, configuration: see raftnode.c); builds against 0.15, 0.18 and
+ * cowsql/raft. */
 #ifndef DRWATCH_RAFTNODE_H
 #define DRWATCH_RAFTNODE_H
 
@@ -53,5 +55,19 @@ int dw_raft_propose(struct dw_raft *r, const char *entry_json, dw_raft_done_cb c
                     char *errmsg, size_t errlen);
 /* Leader only: completes once every entry of earlier terms is applied. */
 int dw_raft_barrier(struct dw_raft *r, dw_raft_done_cb cb, void *data);
+
+/* ---- membership (raft's configuration) ---- */
+
+struct dw_raft_server {
+    uint64_t id;
+    char address[DW_ADDR_MAX];
+    int role; /* RAFT_VOTER / RAFT_STANDBY / RAFT_SPARE */
+};
+/* This node's latest configuration, committed or not (the one raft acts on): copies up to max
+ * servers into out and returns how many there are (may exceed max). 0 before a joining node
+ * has received one. */
+int dw_raft_configuration(struct dw_raft *r, struct dw_raft_server *out, int max);
+/* "voter", "standby", "spare" ("unknown" otherwise). */
+const char *dw_raft_role_name(int role);
 
 #endif

@@ -57,7 +57,7 @@ struct dw_raft {
     bool tilt;                /* this node distrusts its clock: it must not stamp (tilt.h) */
     bool transferring;        /* a raft_transfer is under way */
     bool transfer_warned;     /* a refused transfer was logged in this TILT */
-    int transfer_pick;        /* which other voter the next attempt asks */
+    unsigned transfer_pick;   /* where in raft's configuration the next attempt looks */
     uint64_t handovers;       /* transfers started because of TILT */
     struct raft_transfer transfer;
 
@@ -252,13 +252,15 @@ static void hand_over(struct dw_raft *r)
 {
     if (!r->tilt || r->transferring || r->closing || raft_state(&r->raft) != RAFT_LEADER)
         return;
-    /* Each attempt asks the next other voter, so a dead one is not asked forever. */
+    /* Each attempt asks the next other voter, so a dead one is not asked forever. Raft's
+     * configuration, not cfg->members: members are added and removed at runtime. */
     raft_id target = 0;
-    for (int k = 0; k < r->cfg->n_members && target == 0; k++) {
-        const struct dw_member *m = &r->cfg->members[(r->transfer_pick + k) % r->cfg->n_members];
-        if (m->id != r->cfg->node_id) {
-            target = m->id;
-            r->transfer_pick = (r->transfer_pick + k + 1) % r->cfg->n_members;
+    const struct raft_configuration *c = &r->raft.configuration; /* see dw_raft_configuration */
+    for (unsigned k = 0; k < c->n && target == 0; k++) {
+        unsigned i = (r->transfer_pick + k) % c->n;
+        if (c->servers[i].id != r->cfg->node_id && c->servers[i].role == RAFT_VOTER) {
+            target = c->servers[i].id;
+            r->transfer_pick = i + 1;
         }
     }
     if (target == 0)
@@ -330,6 +332,41 @@ static void on_poll(uv_timer_t *t)
                (unsigned long long)term);
     if (leader != 0)
         r->logged_leader = leader;
+}
+
+/* ---- membership ---- */
+
+int dw_raft_configuration(struct dw_raft *r, struct dw_raft_server *out, int max)
+{
+    if (r == NULL || r->closing)
+        return 0;
+    /* No raft version has an accessor for the configuration (0.18 and cowsql/raft added only
+     * raft_role(), this node's own role). The public field `configuration` has the same name,
+     * type and meaning in 0.15, 0.18 and cowsql/raft: the latest configuration, committed or
+     * not (only its companion configuration_index was renamed, to
+     * configuration_committed_index, which we do not read). Read only, on the loop thread,
+     * between raft's callbacks. */
+    const struct raft_configuration *c = &r->raft.configuration;
+    for (unsigned i = 0; i < c->n && (int)i < max; i++) {
+        out[i].id = c->servers[i].id;
+        snprintf(out[i].address, sizeof out[i].address, "%s", c->servers[i].address);
+        out[i].role = c->servers[i].role;
+    }
+    return (int)c->n;
+}
+
+const char *dw_raft_role_name(int role)
+{
+    switch (role) {
+    case RAFT_VOTER:
+        return "voter";
+    case RAFT_STANDBY:
+        return "standby";
+    case RAFT_SPARE:
+        return "spare";
+    default:
+        return "unknown";
+    }
 }
 
 /* ---- start / close ---- */
@@ -558,7 +595,8 @@ uint64_t dw_raft_leader_id(struct dw_raft *r)
 uint64_t dw_raft_term(struct dw_raft *r)
 {
     /* raft 0.15 has no accessor for the current term; current_term is a public field with the
-     * same name and meaning in 0.15, 0.18 and cowsql/raft, so this is the one field we read. */
+     * same name and meaning in 0.15, 0.18 and cowsql/raft (read like configuration, see
+     * dw_raft_configuration). */
     return r != NULL ? (uint64_t)r->raft.current_term : 0;
 }
 

@@ -22,7 +22,10 @@ typedef void (*dw_raft_done_cb)(void *data, int status, const char *errmsg);
 /* Called after every applied entry (on every node). */
 typedef void (*dw_raft_applied_cb)(void *data);
 
-/* Bootstraps the configured membership on first start (data_dir empty), then starts raft.
+/* Bootstraps the configured membership on first start (data_dir empty), then starts raft. With
+ * cfg->join an empty data_dir bootstraps nothing: the node starts with an empty configuration,
+ * never stands for election, and waits for a leader to add it (dw_raft_add_voter), which then
+ * sends it the log. With state in data_dir, join makes no difference. cfg must list this node.
  * Takes an exclusive flock on data_dir. fsm must outlive the node. */
 int dw_raft_start(struct dw_raft **out, uv_loop_t *loop, const struct dw_config *cfg,
                   struct dw_fsm *fsm, dw_raft_applied_cb applied_cb, void *applied_data,

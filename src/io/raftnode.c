@@ -459,6 +459,28 @@ void dw_raft_close(struct dw_raft *r, void (*cb)(void *data), void *data)
     raft_close(&r->raft, on_raft_closed);
 }
 
+static int bootstrap(struct dw_raft *r, char *errmsg, size_t errlen)
+{
+    const struct dw_config *cfg = r->cfg;
+    struct raft_configuration conf;
+    int rv = 0;
+    raft_configuration_init(&conf);
+    for (int i = 0; i < cfg->n_members && rv == 0; i++)
+        rv = raft_configuration_add(&conf, cfg->members[i].id, cfg->members[i].raft_address,
+                                    RAFT_VOTER);
+    if (rv == 0) {
+        rv = raft_bootstrap(&r->raft, &conf);
+        if (rv == RAFT_CANTBOOTSTRAP)
+            rv = 0; /* state on disk already: a restart */
+        else if (rv != 0)
+            snprintf(errmsg, errlen, "raft bootstrap: %s", raft_errmsg(&r->raft));
+    } else {
+        snprintf(errmsg, errlen, "raft configuration: %s", raft_strerror(rv));
+    }
+    raft_configuration_close(&conf);
+    return rv != 0 ? -1 : 0;
+}
+
 int dw_raft_start(struct dw_raft **out, uv_loop_t *loop, const struct dw_config *cfg,
                   struct dw_fsm *fsm, dw_raft_applied_cb applied_cb, void *applied_data,
                   char *errmsg, size_t errlen)
@@ -527,22 +549,8 @@ int dw_raft_start(struct dw_raft **out, uv_loop_t *loop, const struct dw_config 
     r->applied_timer.data = r;
     r->open_handles = 2;
 
-    struct raft_configuration conf;
-    raft_configuration_init(&conf);
-    for (int i = 0; i < cfg->n_members && rv == 0; i++)
-        rv = raft_configuration_add(&conf, cfg->members[i].id, cfg->members[i].raft_address,
-                                    RAFT_VOTER);
-    if (rv == 0) {
-        rv = raft_bootstrap(&r->raft, &conf);
-        if (rv == RAFT_CANTBOOTSTRAP)
-            rv = 0; /* state on disk already: a restart */
-        else if (rv != 0)
-            snprintf(errmsg, errlen, "raft bootstrap: %s", raft_errmsg(&r->raft));
-    } else {
-        snprintf(errmsg, errlen, "raft configuration: %s", raft_strerror(rv));
-    }
-    raft_configuration_close(&conf);
-    if (rv != 0)
+    /* A joining node bootstraps nothing: its own configuration would be a second cluster. */
+    if (!cfg->join && bootstrap(r, errmsg, errlen) != 0)
         goto err_close;
 
     raft_set_election_timeout(&r->raft, cfg->cluster.election_timeout_ms);
@@ -558,7 +566,12 @@ int dw_raft_start(struct dw_raft **out, uv_loop_t *loop, const struct dw_config 
         goto err_close;
     }
     uv_timer_start(&r->poll_timer, on_poll, RAFT_POLL_MS, RAFT_POLL_MS);
+    /* Without a configuration raft stays a follower that never stands for election. */
+    if (dw_raft_configuration(r, NULL, 0) == 0)
+        dw_log(DW_LOG_INFO, "raft", "no raft state in %s: waiting for a leader to add node %llu",
+               cfg->data_dir, (unsigned long long)cfg->node_id);
     *out = r;
+
     return 0;
 
 err_close:

@@ -73,4 +73,20 @@ int dw_raft_configuration(struct dw_raft *r, struct dw_raft_server *out, int max
 /* "voter", "standby", "spare" ("unknown" otherwise). */
 const char *dw_raft_role_name(int role);
 
+/* Changes: leader only; raft runs one configuration change at a time, so a second one while
+ * another is under way is refused (-1). Both are idempotent so that an operator can run them
+ * again after a crash half-way. On -1 (with errmsg) cb is never called; otherwise cb runs
+ * exactly once, never before the function returns. */
+
+/* Makes id a voter at raft_address: added as a spare first, then promoted once raft has caught
+ * it up (a failed catch-up leaves it a spare: run again). Already a voter at that address:
+ * cb(0). Known at another address: -1. */
+int dw_raft_add_voter(struct dw_raft *r, uint64_t id, const char *raft_address,
+                      dw_raft_done_cb cb, void *data, char *errmsg, size_t errlen);
+/* Removes id from raft's configuration; cb(0) when it is not there. Refuses this node (hand
+ * leadership over first) and the last voter. The removed node is not told (the leader stops
+ * sending to it): stop it. */
+int dw_raft_remove_member(struct dw_raft *r, uint64_t id, dw_raft_done_cb cb, void *data,
+                          char *errmsg, size_t errlen);
+
 #endif

@@ -22,7 +22,8 @@
 #include "drwatch/stamp.h"
 #include "testlib.h"
 
-#define N 3
+#define N 3                 /* the bootstrapped cluster */
+#define MAX_NODES (N + 1)   /* and one that joins it */
 
 struct node {
     struct dw_config cfg;
@@ -34,9 +35,10 @@ struct node {
 
 static uv_loop_t loop;
 static struct dw_curlm *curlm;
-static struct node nodes[N];
-static char dirs[N][64];
-static int ports[2 * N];
+static struct node nodes[MAX_NODES];
+static int n_nodes = N;     /* nodes[0..n_nodes) are the ones the cluster helpers look at */
+static char dirs[MAX_NODES][64];
+static int ports[2 * MAX_NODES]; /* raft ports, then peer ports */
 
 /* ---- loop helpers ---- */
 
@@ -94,20 +96,20 @@ static const char *pair_secret(int a, int b)
     return out;
 }
 
-static void fill_config(struct dw_config *c, int self)
+static void fill_config(struct dw_config *c, int self, int n_members)
 {
     memset(c, 0, sizeof *c);
     c->node_id = (uint64_t)self + 1;
     snprintf(c->data_dir, sizeof c->data_dir, "%s", dirs[self]);
-    c->n_members = N;
-    for (int i = 0; i < N; i++) {
+    c->n_members = n_members;
+    for (int i = 0; i < n_members; i++) {
         struct dw_member *m = &c->members[i];
         m->id = (uint64_t)i + 1;
         snprintf(m->name, sizeof m->name, "n%d", i + 1);
         snprintf(m->raft_address, sizeof m->raft_address, "127.0.0.1:%d", ports[i]);
-        snprintf(m->peer_address, sizeof m->peer_address, "127.0.0.1:%d", ports[N + i]);
+        snprintf(m->peer_address, sizeof m->peer_address, "127.0.0.1:%d", ports[MAX_NODES + i]);
     }
-    /* All three nodes share one process: a stall of the whole test must not look like a dead
+    /* All the nodes share one process: a stall of the whole test must not look like a dead
      * leader, or the leader changes under the checks. */
     c->cluster.election_timeout_ms = 1000;
     c->cluster.heartbeat_ms = 30;
@@ -121,8 +123,8 @@ static void fill_config(struct dw_config *c, int self)
     c->probe.fail_threshold = 3;
     c->probe.recover_threshold = 2;
     /* static storage: the tests build configs by hand, nothing to free */
-    static struct dw_site sites[N][2];
-    static struct dw_edge edges[N][2][1];
+    static struct dw_site sites[MAX_NODES][2];
+    static struct dw_edge edges[MAX_NODES][2][1];
     c->sites = sites[self];
     c->n_sites = 2;
     snprintf(c->sites[0].id, DW_ID_MAX, "site-a");
@@ -162,7 +164,7 @@ static void start_node(int i)
         fail_msg("node %d: %s", i + 1, err);
     static struct dw_peer_secrets ps;
     memset(&ps, 0, sizeof ps);
-    for (int j = 0; j < N; j++)
+    for (int j = 0; j < n->cfg.n_members; j++)
         if (j != i)
             snprintf(ps.s[j], sizeof ps.s[j], "%s", pair_secret(i, j));
     rc = dw_peer_start(&n->peer, &loop, curlm, &n->cfg, &ps, n->raft, err, sizeof err);
@@ -191,7 +193,7 @@ static void stop_node(int i)
 static int leader_index(void)
 {
     int found = -1, count = 0;
-    for (int i = 0; i < N; i++)
+    for (int i = 0; i < n_nodes; i++)
         if (nodes[i].raft != NULL && dw_raft_is_leader(nodes[i].raft)) {
             found = i;
             count++;
@@ -205,7 +207,7 @@ static bool one_leader_known(void *arg)
     int l = leader_index();
     if (l < 0)
         return false;
-    for (int i = 0; i < N; i++)
+    for (int i = 0; i < n_nodes; i++)
         if (nodes[i].raft != NULL && dw_raft_leader_id(nodes[i].raft) != (uint64_t)l + 1)
             return false;
     return true;
@@ -218,7 +220,7 @@ static bool converged(void *arg)
     if (l < 0)
         return false;
     uint64_t last = dw_raft_last_index(nodes[l].raft);
-    for (int i = 0; i < N; i++)
+    for (int i = 0; i < n_nodes; i++)
         if (nodes[i].raft == NULL || dw_raft_last_applied(nodes[i].raft) < last)
             return false;
     return true;
@@ -243,13 +245,13 @@ static int wait_leader(void)
  * step-down) happened during it, so checks that depend on who leads apply. */
 struct epoch {
     int leader;
-    uint64_t term[N];
+    uint64_t term[MAX_NODES];
 };
 
 static struct epoch epoch_now(void)
 {
     struct epoch ep = {leader_index(), {0}};
-    for (int i = 0; i < N; i++)
+    for (int i = 0; i < n_nodes; i++)
         ep.term[i] = nodes[i].raft != NULL ? dw_raft_term(nodes[i].raft) : 0;
     return ep;
 }
@@ -259,7 +261,7 @@ static bool epoch_held(const struct epoch *ep)
     struct epoch now = epoch_now();
     if (now.leader != ep->leader)
         return false;
-    for (int i = 0; i < N; i++)
+    for (int i = 0; i < n_nodes; i++)
         if (now.term[i] != ep->term[i])
             return false;
     return true;
@@ -269,7 +271,7 @@ static void assert_same_state(void)
 {
     char *d0 = dw_fsm_dump(nodes[0].fsm);
     assert_non_null(d0);
-    for (int i = 1; i < N; i++) {
+    for (int i = 1; i < n_nodes; i++) {
         char *d = dw_fsm_dump(nodes[i].fsm);
         assert_non_null(d);
         assert_string_equal(d0, d);
@@ -404,21 +406,56 @@ static int count_lines_with(const char *text, const char *needle)
     return n;
 }
 
+/* ---- the cluster's life ---- */
+
+/* N bootstrapped nodes on fresh data dirs; nodes[N..] left empty for one that joins. */
+static void cluster_start(void)
+{
+    memset(nodes, 0, sizeof nodes);
+    memset(dirs, 0, sizeof dirs);
+    n_nodes = N;
+    tl_free_ports(SOCK_STREAM, ports, 2 * MAX_NODES);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(tl_tmpdir(dirs[i], sizeof dirs[i], "drwatch-raftio"), 0);
+        fill_config(&nodes[i].cfg, i, N);
+    }
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(dw_curlm_init(&curlm, &loop), 0);
+    for (int i = 0; i < N; i++)
+        start_node(i);
+}
+
+/* Closes the nodes still running and removes every data dir. */
+static void cluster_stop(void)
+{
+    int closed = 0, running = 0;
+    for (int i = 0; i < MAX_NODES; i++)
+        dw_peer_close(nodes[i].peer);
+    for (int i = 0; i < MAX_NODES; i++)
+        if (nodes[i].raft != NULL) {
+            dw_raft_close(nodes[i].raft, on_closed, &closed);
+            nodes[i].raft = NULL;
+            running++;
+        }
+    dw_curlm_close(curlm);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(closed, running);
+    for (int i = 0; i < MAX_NODES; i++) {
+        dw_fsm_close(nodes[i].fsm);
+        nodes[i].fsm = NULL;
+        if (dirs[i][0] != '\0')
+            tl_rmtree(dirs[i]);
+    }
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 /* ---- tests ---- */
 
 static void test_cluster(void **state)
 {
     (void)state;
     char err[256];
-    tl_free_ports(SOCK_STREAM, ports, 2 * N);
-    for (int i = 0; i < N; i++) {
-        assert_int_equal(tl_tmpdir(dirs[i], sizeof dirs[i], "drwatch-raftio"), 0);
-        fill_config(&nodes[i].cfg, i);
-    }
-    assert_int_equal(uv_loop_init(&loop), 0);
-    assert_int_equal(dw_curlm_init(&curlm, &loop), 0);
-    for (int i = 0; i < N; i++)
-        start_node(i);
+    cluster_start();
 
     /* A second process on the same data_dir is refused. */
     struct dw_fsm *f2;
@@ -663,21 +700,7 @@ static void test_cluster(void **state)
     dw_raft_set_tilt(nodes[l].raft, false);
     assert_true(run_until(converged, NULL, 20000));
     assert_same_state();
-
-    int closed = 0;
-    for (int i = 0; i < N; i++)
-        dw_peer_close(nodes[i].peer);
-    for (int i = 0; i < N; i++)
-        dw_raft_close(nodes[i].raft, on_closed, &closed);
-    dw_curlm_close(curlm);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    assert_int_equal(closed, N);
-    for (int i = 0; i < N; i++) {
-        dw_fsm_close(nodes[i].fsm);
-        nodes[i].fsm = NULL;
-        tl_rmtree(dirs[i]);
-    }
-    assert_int_equal(uv_loop_close(&loop), 0);
+    cluster_stop();
 }
 
 /* ---- a node that cannot apply an entry stops ---- */
@@ -690,8 +713,7 @@ static int child_with_broken_db(void)
     struct dw_fsm *fsm;
     struct dw_raft *raft;
 
-    fill_config(&nodes[0].cfg, 0);
-    nodes[0].cfg.n_members = 1;
+    fill_config(&nodes[0].cfg, 0, 1);
     if (uv_loop_init(&loop) != 0 || dw_fsm_open(&fsm, &nodes[0].cfg, err, sizeof err) != 0 ||
         sqlite3_exec(dw_fsm_db(fsm), "CREATE TEMP TRIGGER boom BEFORE INSERT ON history"
                                      " BEGIN SELECT RAISE(ABORT, 'disk on fire'); END",
@@ -710,7 +732,7 @@ static void test_apply_failure_stops_the_node(void **state)
     pid_t pid;
     FILE *f;
 
-    tl_free_ports(SOCK_STREAM, ports, 2 * N);
+    tl_free_ports(SOCK_STREAM, ports, 2 * MAX_NODES);
     assert_int_equal(tl_tmpdir(dirs[0], sizeof dirs[0], "drwatch-raftio"), 0);
     snprintf(log_path, sizeof log_path, "%s.log", dirs[0]);
     pid = fork();

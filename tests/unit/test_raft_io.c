@@ -207,8 +207,10 @@ static bool one_leader_known(void *arg)
     int l = leader_index();
     if (l < 0)
         return false;
+    /* a node waiting to join (no configuration yet) knows no leader */
     for (int i = 0; i < n_nodes; i++)
-        if (nodes[i].raft != NULL && dw_raft_leader_id(nodes[i].raft) != (uint64_t)l + 1)
+        if (nodes[i].raft != NULL && dw_raft_configuration(nodes[i].raft, NULL, 0) != 0 &&
+            dw_raft_leader_id(nodes[i].raft) != (uint64_t)l + 1)
             return false;
     return true;
 }
@@ -703,6 +705,171 @@ static void test_cluster(void **state)
     cluster_stop();
 }
 
+/* ---- membership changes ---- */
+
+/* Node *arg stands for election (pre-vote included: a candidate without a new term). */
+static bool campaigns(void *arg)
+{
+    return strcmp(dw_raft_state_name(nodes[*(int *)arg].raft), "follower") != 0;
+}
+
+/* Every running node's raft configuration is exactly ids 1..*arg, all voters at their
+ * configured addresses. */
+static bool voters_are(void *arg)
+{
+    int want = *(const int *)arg;
+    for (int i = 0; i < n_nodes; i++) {
+        struct dw_raft_server srv[MAX_NODES + 1];
+        if (dw_raft_configuration(nodes[i].raft, srv, MAX_NODES + 1) != want)
+            return false;
+        for (int k = 0; k < want; k++) {
+            const struct dw_member *m = dw_config_member(&nodes[MAX_NODES - 1].cfg, srv[k].id);
+            if (m == NULL || (int)srv[k].id > want ||
+                strcmp(srv[k].address, m->raft_address) != 0 ||
+                strcmp(dw_raft_role_name(srv[k].role), "voter") != 0)
+                return false;
+        }
+    }
+    return true;
+}
+
+/* Makes node i a voter (add) or removes it through the leader of the moment; the callback's
+ * status must be 0. A change that fails while the leadership changes is run again: both are
+ * idempotent, which the retry relies on. */
+static void change_member(bool add, int i)
+{
+    const char *addr = nodes[MAX_NODES - 1].cfg.members[i].raft_address;
+    for (int attempt = 0; attempt < 5; attempt++) {
+        int l = wait_leader();
+        if (l == i) {
+            /* a leader is not removed: it hands over first, as an operator would */
+            dw_raft_set_tilt(nodes[l].raft, true);
+            assert_true(run_until(another_leads, &l, 10000));
+            dw_raft_set_tilt(nodes[l].raft, false);
+            continue;
+        }
+        struct epoch ep = epoch_now();
+        struct done d = {0};
+        char err[256];
+        int rc = add ? dw_raft_add_voter(nodes[l].raft, (uint64_t)i + 1, addr, on_done, &d, err,
+                                         sizeof err)
+                     : dw_raft_remove_member(nodes[l].raft, (uint64_t)i + 1, on_done, &d, err,
+                                             sizeof err);
+        if (rc == 0) {
+            assert_int_equal(d.called, 0); /* never synchronous */
+            assert_true(run_until(done_called, &d, 30000));
+            assert_int_equal(d.called, 1);
+            if (d.status == 0)
+                return;
+            snprintf(err, sizeof err, "%s", d.err);
+        }
+        if (epoch_held(&ep))
+            fail_msg("%s node %d: %s", add ? "add" : "remove", i + 1, err);
+        print_message("%s node %d failed during a leader change (%s): again\n",
+                      add ? "add" : "remove", i + 1, err);
+    }
+    fail_msg("%s node %d: the leadership never settled", add ? "add" : "remove", i + 1);
+}
+
+static void test_membership(void **state)
+{
+    (void)state;
+    char err[256];
+    int j = N; /* the joining node's index */
+    struct done d;
+    int l;
+    cluster_start();
+    /* The operator configures the joining node with the whole membership, itself included. */
+    assert_int_equal(tl_tmpdir(dirs[j], sizeof dirs[j], "drwatch-raftio"), 0);
+    fill_config(&nodes[j].cfg, j, N + 1);
+    nodes[j].cfg.join = true;
+    const char *addr = nodes[j].cfg.members[j].raft_address;
+
+    /* Not running yet: added, it cannot catch up, so it is not promoted and stays a spare. */
+    for (int attempt = 0;; attempt++) {
+        if (attempt == 5)
+            fail_msg("no failed promotion under a steady leader");
+        l = wait_leader();
+        struct epoch ep = epoch_now();
+        memset(&d, 0, sizeof d);
+        assert_int_equal(dw_raft_add_voter(nodes[l].raft, (uint64_t)j + 1, addr, on_done, &d,
+                                           err, sizeof err), 0);
+        assert_true(run_until(done_called, &d, 30000));
+        if (!epoch_held(&ep))
+            continue;
+        assert_int_not_equal(d.status, 0);
+        assert_non_null(strstr(d.err, "did not catch up"));
+        struct dw_raft_server srv[MAX_NODES];
+        assert_int_equal(dw_raft_configuration(nodes[l].raft, srv, MAX_NODES), N + 1);
+        assert_int_equal(srv[j].id, j + 1);
+        assert_string_equal(dw_raft_role_name(srv[j].role), "spare");
+        break;
+    }
+
+    start_node(j);
+    n_nodes = N + 1;
+    assert_int_equal(dw_raft_configuration(nodes[j].raft, NULL, 0), 0);
+    /* Alone with an empty configuration (a spare gets no log), it never stands for election. */
+    assert_false(run_until(campaigns, &j, 2500));
+
+    memset(&d, 0, sizeof d);
+    l = wait_leader();
+    int f = (l + 1) % N;
+    assert_int_equal(dw_raft_add_voter(nodes[f].raft, (uint64_t)j + 1, addr, on_done, &d, err,
+                                       sizeof err), -1);
+    assert_string_equal(err, "not leader");
+    assert_int_equal(dw_raft_remove_member(nodes[f].raft, 1, on_done, &d, err, sizeof err), -1);
+    assert_string_equal(err, "not leader");
+    assert_int_equal(d.called, 0);
+
+    change_member(true, j); /* now only promoted */
+    int four = N + 1, three = N;
+    assert_true(run_until(voters_are, &four, 20000));
+
+    /* The new voter applies what comes after it joined. */
+    for (int attempt = 0;; attempt++) {
+        if (attempt == 5)
+            fail_msg("no entry committed under a steady leader");
+        l = wait_leader();
+        struct epoch ep = epoch_now();
+        char *e = dw_entry_leader((uint64_t)l + 1);
+        assert_non_null(e);
+        memset(&d, 0, sizeof d);
+        int rc = dw_raft_propose(nodes[l].raft, e, on_done, &d, err, sizeof err);
+        free(e);
+        if (rc == 0)
+            assert_true(run_until(done_called, &d, 20000));
+        if (rc != 0 || d.status != 0 || !epoch_held(&ep))
+            continue;
+        assert_true(run_until(converged, NULL, 20000));
+        assert_int_equal(dw_fsm_last_ts(nodes[j].fsm), dw_fsm_last_ts(nodes[l].fsm));
+        break;
+    }
+
+    /* Again: nothing to do, reported later. */
+    change_member(true, j);
+    assert_true(voters_are(&four));
+    /* Known at another address: refused, naming both. */
+    l = wait_leader();
+    assert_int_equal(dw_raft_add_voter(nodes[l].raft, (uint64_t)j + 1, "127.0.0.1:1", on_done,
+                                       &d, err, sizeof err), -1);
+    assert_non_null(strstr(err, addr));
+    assert_non_null(strstr(err, "127.0.0.1:1"));
+    /* The leader does not remove itself. */
+    assert_int_equal(dw_raft_remove_member(nodes[l].raft, (uint64_t)l + 1, on_done, &d, err,
+                                           sizeof err), -1);
+    assert_non_null(strstr(err, "hand leadership over"));
+
+    change_member(false, j);
+    /* Removed, it no longer hears from the leader: it goes, as an operator would stop it. */
+    stop_node(j);
+    n_nodes = N;
+    assert_true(run_until(voters_are, &three, 20000));
+    /* Again: not in the configuration, nothing to do. */
+    change_member(false, j);
+    cluster_stop();
+}
+
 /* ---- a node that cannot apply an entry stops ---- */
 
 /* Child: a one-member cluster whose database refuses history rows, so applying its first entry
@@ -853,6 +1020,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_httpd),
         cmocka_unit_test(test_cluster),
+        cmocka_unit_test(test_membership),
         cmocka_unit_test(test_apply_failure_stops_the_node),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -39,6 +39,8 @@ struct dw_raft {
 
     uv_timer_t poll_timer;    /* watches raft_state(): 0.15 has no state-change callback */
     uv_timer_t applied_timer; /* runs applied_cb outside raft's apply path */
+    uv_timer_t change_timer;  /* takes a membership change's next step outside raft's callbacks */
+    struct change_ctx *deferred; /* changes waiting for change_timer */
     int open_handles;
     int lock_fd;
     bool closing;
@@ -57,7 +59,7 @@ struct dw_raft {
     bool tilt;                /* this node distrusts its clock: it must not stamp (tilt.h) */
     bool transferring;        /* a raft_transfer is under way */
     bool transfer_warned;     /* a refused transfer was logged in this TILT */
-    int transfer_pick;        /* which other voter the next attempt asks */
+    unsigned transfer_pick;   /* where in raft's configuration the next attempt looks */
     uint64_t handovers;       /* transfers started because of TILT */
     struct raft_transfer transfer;
 
@@ -79,6 +81,18 @@ struct barrier_ctx {
     bool leader_check;        /* the barrier a new leader runs before acting */
     dw_raft_done_cb cb;
     void *data;
+};
+
+enum change_step { STEP_ADD, STEP_PROMOTE, STEP_REMOVE };
+
+struct change_ctx {
+    struct raft_change req;
+    struct dw_raft *r;
+    uint64_t id;
+    enum change_step step;    /* STEP_ADD is followed by STEP_PROMOTE */
+    dw_raft_done_cb cb;
+    void *data;
+    struct change_ctx *next;  /* in r->deferred */
 };
 
 static int64_t wall_ms(void *data)
@@ -252,13 +266,15 @@ static void hand_over(struct dw_raft *r)
 {
     if (!r->tilt || r->transferring || r->closing || raft_state(&r->raft) != RAFT_LEADER)
         return;
-    /* Each attempt asks the next other voter, so a dead one is not asked forever. */
+    /* Each attempt asks the next other voter, so a dead one is not asked forever. Raft's
+     * configuration, not cfg->members: members are added and removed at runtime. */
     raft_id target = 0;
-    for (int k = 0; k < r->cfg->n_members && target == 0; k++) {
-        const struct dw_member *m = &r->cfg->members[(r->transfer_pick + k) % r->cfg->n_members];
-        if (m->id != r->cfg->node_id) {
-            target = m->id;
-            r->transfer_pick = (r->transfer_pick + k + 1) % r->cfg->n_members;
+    const struct raft_configuration *c = &r->raft.configuration; /* see dw_raft_configuration */
+    for (unsigned k = 0; k < c->n && target == 0; k++) {
+        unsigned i = (r->transfer_pick + k) % c->n;
+        if (c->servers[i].id != r->cfg->node_id && c->servers[i].role == RAFT_VOTER) {
+            target = c->servers[i].id;
+            r->transfer_pick = i + 1;
         }
     }
     if (target == 0)
@@ -332,6 +348,227 @@ static void on_poll(uv_timer_t *t)
         r->logged_leader = leader;
 }
 
+/* ---- membership ---- */
+
+/* dw_raft_is_leader, saying why not. */
+static bool leading(struct dw_raft *r, char *errmsg, size_t errlen)
+{
+    if (r != NULL && r->tilt) {
+        snprintf(errmsg, errlen, "in TILT: this node stamps nothing");
+        return false;
+    }
+    if (!dw_raft_is_leader(r)) {
+        snprintf(errmsg, errlen, "not leader");
+        return false;
+    }
+    return true;
+}
+
+static void on_change(struct raft_change *req, int status);
+
+static void change_done(struct change_ctx *c, int status)
+{
+    char msg[256];
+    if (status != 0) {
+        static const char *const verb[] = {"adding", "promoting", "removing"};
+        const char *why = status_message(status);
+        if (c->step == STEP_PROMOTE && status == RAFT_NOCONNECTION)
+            why = "it did not catch up with the log in time (unreachable or too slow)";
+        snprintf(msg, sizeof msg, "%s node %llu: %s%s", verb[c->step],
+                 (unsigned long long)c->id, why,
+                 c->step == STEP_PROMOTE ? "; it stays a spare: add it again" : "");
+        dw_log(DW_LOG_WARN, "raft", "%s", msg);
+    } else {
+        dw_log(DW_LOG_INFO, "raft", "node %llu %s", (unsigned long long)c->id,
+               c->step == STEP_REMOVE ? "removed" : "is a voter");
+    }
+    if (c->cb != NULL)
+        c->cb(c->data, status, status != 0 ? msg : NULL);
+    free(c);
+}
+
+static void on_change_timer(uv_timer_t *t)
+{
+    struct dw_raft *r = t->data;
+    struct change_ctx *c = r->deferred;
+    r->deferred = NULL;
+    while (c != NULL) {
+        struct change_ctx *next = c->next;
+        int rv = raft_assign(&r->raft, &c->req, c->id, RAFT_VOTER, on_change);
+        if (rv != 0)
+            change_done(c, rv);
+        c = next;
+    }
+}
+
+static void on_change(struct raft_change *req, int status)
+{
+    struct change_ctx *c = req->data;
+    struct dw_raft *r = c->r;
+    note_leadership_lost(r, status);
+    if (status == 0 && c->step == STEP_ADD) {
+        c->step = STEP_PROMOTE;
+        if (!r->closing) {
+            /* Calling raft_assign from inside raft's apply path is not safe in 0.15. */
+            c->next = r->deferred;
+            r->deferred = c;
+            uv_timer_start(&r->change_timer, on_change_timer, 0, 0);
+            return;
+        }
+        status = RAFT_CANCELED;
+    }
+    change_done(c, status);
+}
+
+static void cancel_deferred_changes(struct dw_raft *r)
+{
+    while (r->deferred != NULL) {
+        struct change_ctx *c = r->deferred;
+        r->deferred = c->next;
+        change_done(c, RAFT_CANCELED);
+    }
+}
+
+/* Starts step on id; -1 with errmsg when raft refuses it. */
+static int start_change(struct dw_raft *r, uint64_t id, const char *address,
+                        enum change_step step, dw_raft_done_cb cb, void *data, char *errmsg,
+                        size_t errlen)
+{
+    struct change_ctx *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        snprintf(errmsg, errlen, "out of memory");
+        return -1;
+    }
+    c->r = r;
+    c->id = id;
+    c->step = step;
+    c->cb = cb;
+    c->data = data;
+    c->req.data = c;
+    int rv;
+    if (step == STEP_ADD)
+        rv = raft_add(&r->raft, &c->req, id, address, on_change);
+    else if (step == STEP_PROMOTE)
+        rv = raft_assign(&r->raft, &c->req, id, RAFT_VOTER, on_change);
+    else
+        rv = raft_remove(&r->raft, &c->req, id, on_change);
+    if (rv == 0)
+        return 0;
+    if (rv == RAFT_CANTCHANGE)
+        snprintf(errmsg, errlen, "another membership change is under way: try again once it "
+                 "completes");
+    else
+        snprintf(errmsg, errlen, "raft: %s", raft_strerror(rv));
+    free(c);
+    return -1;
+}
+
+/* Nothing to change: cb(0) once a barrier commits, which also commits a change to the same
+ * effect that may still be pending (an operator running the command again). */
+static int already_done(struct dw_raft *r, dw_raft_done_cb cb, void *data, char *errmsg,
+                        size_t errlen)
+{
+    if (dw_raft_barrier(r, cb, data) != 0) {
+        snprintf(errmsg, errlen, "raft barrier refused");
+        return -1;
+    }
+    return 0;
+}
+
+int dw_raft_add_voter(struct dw_raft *r, uint64_t id, const char *raft_address,
+                      dw_raft_done_cb cb, void *data, char *errmsg, size_t errlen)
+{
+    if (!leading(r, errmsg, errlen))
+        return -1;
+    if (id == 0 || raft_address == NULL || raft_address[0] == '\0') {
+        snprintf(errmsg, errlen, "a node id >= 1 and a raft address are needed");
+        return -1;
+    }
+    const struct raft_configuration *c = &r->raft.configuration; /* see dw_raft_configuration */
+    const struct raft_server *s = NULL;
+    for (unsigned i = 0; i < c->n; i++) {
+        bool same_address = strcmp(c->servers[i].address, raft_address) == 0;
+        if (c->servers[i].id == id)
+            s = &c->servers[i];
+        if (c->servers[i].id == id && !same_address) {
+            snprintf(errmsg, errlen, "node %llu is in raft's configuration at %s, not %s: "
+                     "remove it first", (unsigned long long)id, c->servers[i].address,
+                     raft_address);
+            return -1;
+        }
+        if (c->servers[i].id != id && same_address) {
+            snprintf(errmsg, errlen, "%s is node %llu's raft address", raft_address,
+                     (unsigned long long)c->servers[i].id);
+            return -1;
+        }
+    }
+    if (s == NULL)
+        return start_change(r, id, raft_address, STEP_ADD, cb, data, errmsg, errlen);
+    if (s->role != RAFT_VOTER)
+        return start_change(r, id, NULL, STEP_PROMOTE, cb, data, errmsg, errlen);
+    return already_done(r, cb, data, errmsg, errlen);
+}
+
+int dw_raft_remove_member(struct dw_raft *r, uint64_t id, dw_raft_done_cb cb, void *data,
+                          char *errmsg, size_t errlen)
+{
+    if (!leading(r, errmsg, errlen))
+        return -1;
+    if (id == r->cfg->node_id) {
+        snprintf(errmsg, errlen, "node %llu leads: hand leadership over first",
+                 (unsigned long long)id);
+        return -1;
+    }
+    const struct raft_configuration *c = &r->raft.configuration; /* see dw_raft_configuration */
+    const struct raft_server *s = NULL;
+    int voters = 0;
+    for (unsigned i = 0; i < c->n; i++) {
+        if (c->servers[i].id == id)
+            s = &c->servers[i];
+        voters += c->servers[i].role == RAFT_VOTER;
+    }
+    if (s == NULL)
+        return already_done(r, cb, data, errmsg, errlen);
+    if (s->role == RAFT_VOTER && voters <= 1) {
+        snprintf(errmsg, errlen, "node %llu is the last voter", (unsigned long long)id);
+        return -1;
+    }
+    return start_change(r, id, NULL, STEP_REMOVE, cb, data, errmsg, errlen);
+}
+
+int dw_raft_configuration(struct dw_raft *r, struct dw_raft_server *out, int max)
+{
+    if (r == NULL || r->closing)
+        return 0;
+    /* No raft version has an accessor for the configuration (0.18 and cowsql/raft added only
+     * raft_role(), this node's own role). The public field `configuration` has the same name,
+     * type and meaning in 0.15, 0.18 and cowsql/raft: the latest configuration, committed or
+     * not (only its companion configuration_index was renamed, to
+     * configuration_committed_index, which we do not read). Read only, on the loop thread,
+     * between raft's callbacks. */
+    const struct raft_configuration *c = &r->raft.configuration;
+    for (unsigned i = 0; i < c->n && (int)i < max; i++) {
+        out[i].id = c->servers[i].id;
+        snprintf(out[i].address, sizeof out[i].address, "%s", c->servers[i].address);
+        out[i].role = c->servers[i].role;
+    }
+    return (int)c->n;
+}
+
+const char *dw_raft_role_name(int role)
+{
+    switch (role) {
+    case RAFT_VOTER:
+        return "voter";
+    case RAFT_STANDBY:
+        return "standby";
+    case RAFT_SPARE:
+        return "spare";
+    default:
+        return "unknown";
+    }
+}
+
 /* ---- start / close ---- */
 
 static int mkdir_p(const char *path, char *errmsg, size_t errlen)
@@ -402,6 +639,7 @@ static void on_raft_closed(struct raft *raft)
     struct dw_raft *r = raft->data;
     uv_close((uv_handle_t *)&r->poll_timer, on_handle_closed);
     uv_close((uv_handle_t *)&r->applied_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&r->change_timer, on_handle_closed);
 }
 
 void dw_raft_close(struct dw_raft *r, void (*cb)(void *data), void *data)
@@ -418,8 +656,33 @@ void dw_raft_close(struct dw_raft *r, void (*cb)(void *data), void *data)
     r->close_data = data;
     uv_timer_stop(&r->poll_timer);
     uv_timer_stop(&r->applied_timer);
-    /* Pending applies and barriers complete with RAFT_LEADERSHIPLOST inside raft_close. */
+    uv_timer_stop(&r->change_timer);
+    cancel_deferred_changes(r);
+    /* Pending applies, barriers and changes complete with RAFT_LEADERSHIPLOST inside
+     * raft_close. */
     raft_close(&r->raft, on_raft_closed);
+}
+
+static int bootstrap(struct dw_raft *r, char *errmsg, size_t errlen)
+{
+    const struct dw_config *cfg = r->cfg;
+    struct raft_configuration conf;
+    int rv = 0;
+    raft_configuration_init(&conf);
+    for (int i = 0; i < cfg->n_members && rv == 0; i++)
+        rv = raft_configuration_add(&conf, cfg->members[i].id, cfg->members[i].raft_address,
+                                    RAFT_VOTER);
+    if (rv == 0) {
+        rv = raft_bootstrap(&r->raft, &conf);
+        if (rv == RAFT_CANTBOOTSTRAP)
+            rv = 0; /* state on disk already: a restart */
+        else if (rv != 0)
+            snprintf(errmsg, errlen, "raft bootstrap: %s", raft_errmsg(&r->raft));
+    } else {
+        snprintf(errmsg, errlen, "raft configuration: %s", raft_strerror(rv));
+    }
+    raft_configuration_close(&conf);
+    return rv != 0 ? -1 : 0;
 }
 
 int dw_raft_start(struct dw_raft **out, uv_loop_t *loop, const struct dw_config *cfg,
@@ -486,26 +749,14 @@ int dw_raft_start(struct dw_raft **out, uv_loop_t *loop, const struct dw_config 
     /* From here on, failures close raft asynchronously and free r in the close callbacks. */
     uv_timer_init(loop, &r->poll_timer);
     uv_timer_init(loop, &r->applied_timer);
+    uv_timer_init(loop, &r->change_timer);
     r->poll_timer.data = r;
     r->applied_timer.data = r;
-    r->open_handles = 2;
+    r->change_timer.data = r;
+    r->open_handles = 3;
 
-    struct raft_configuration conf;
-    raft_configuration_init(&conf);
-    for (int i = 0; i < cfg->n_members && rv == 0; i++)
-        rv = raft_configuration_add(&conf, cfg->members[i].id, cfg->members[i].raft_address,
-                                    RAFT_VOTER);
-    if (rv == 0) {
-        rv = raft_bootstrap(&r->raft, &conf);
-        if (rv == RAFT_CANTBOOTSTRAP)
-            rv = 0; /* state on disk already: a restart */
-        else if (rv != 0)
-            snprintf(errmsg, errlen, "raft bootstrap: %s", raft_errmsg(&r->raft));
-    } else {
-        snprintf(errmsg, errlen, "raft configuration: %s", raft_strerror(rv));
-    }
-    raft_configuration_close(&conf);
-    if (rv != 0)
+    /* A joining node bootstraps nothing: its own configuration would be a second cluster. */
+    if (!cfg->join && bootstrap(r, errmsg, errlen) != 0)
         goto err_close;
 
     raft_set_election_timeout(&r->raft, cfg->cluster.election_timeout_ms);
@@ -521,6 +772,10 @@ int dw_raft_start(struct dw_raft **out, uv_loop_t *loop, const struct dw_config 
         goto err_close;
     }
     uv_timer_start(&r->poll_timer, on_poll, RAFT_POLL_MS, RAFT_POLL_MS);
+    /* Without a configuration raft stays a follower that never stands for election. */
+    if (dw_raft_configuration(r, NULL, 0) == 0)
+        dw_log(DW_LOG_INFO, "raft", "no raft state in %s: waiting for a leader to add node %llu",
+               cfg->data_dir, (unsigned long long)cfg->node_id);
     *out = r;
     return 0;
 
@@ -558,7 +813,8 @@ uint64_t dw_raft_leader_id(struct dw_raft *r)
 uint64_t dw_raft_term(struct dw_raft *r)
 {
     /* raft 0.15 has no accessor for the current term; current_term is a public field with the
-     * same name and meaning in 0.15, 0.18 and cowsql/raft, so this is the one field we read. */
+     * same name and meaning in 0.15, 0.18 and cowsql/raft (read like configuration, see
+     * dw_raft_configuration). */
     return r != NULL ? (uint64_t)r->raft.current_term : 0;
 }
 
@@ -630,14 +886,8 @@ void dw_raft_set_wall_clock(struct dw_raft *r, int64_t (*wall)(void *data), void
 int dw_raft_propose(struct dw_raft *r, const char *entry_json, dw_raft_done_cb cb, void *data,
                     char *errmsg, size_t errlen)
 {
-    if (r != NULL && r->tilt) {
-        snprintf(errmsg, errlen, "in TILT: this node stamps nothing");
+    if (!leading(r, errmsg, errlen))
         return -1;
-    }
-    if (!dw_raft_is_leader(r)) {
-        snprintf(errmsg, errlen, "not leader");
-        return -1;
-    }
     /* Never behind the cluster's time, never further ahead than measured (stamp.h). */
     bool clamped;
     int64_t wall = r->wall(r->wall_data);

@@ -22,7 +22,8 @@
 #include "drwatch/stamp.h"
 #include "testlib.h"
 
-#define N 3
+#define N 3                 /* the bootstrapped cluster */
+#define MAX_NODES (N + 1)   /* and one that joins it */
 
 struct node {
     struct dw_config cfg;
@@ -34,9 +35,10 @@ struct node {
 
 static uv_loop_t loop;
 static struct dw_curlm *curlm;
-static struct node nodes[N];
-static char dirs[N][64];
-static int ports[2 * N];
+static struct node nodes[MAX_NODES];
+static int n_nodes = N;     /* nodes[0..n_nodes) are the ones the cluster helpers look at */
+static char dirs[MAX_NODES][64];
+static int ports[2 * MAX_NODES]; /* raft ports, then peer ports */
 
 /* ---- loop helpers ---- */
 
@@ -94,20 +96,20 @@ static const char *pair_secret(int a, int b)
     return out;
 }
 
-static void fill_config(struct dw_config *c, int self)
+static void fill_config(struct dw_config *c, int self, int n_members)
 {
     memset(c, 0, sizeof *c);
     c->node_id = (uint64_t)self + 1;
     snprintf(c->data_dir, sizeof c->data_dir, "%s", dirs[self]);
-    c->n_members = N;
-    for (int i = 0; i < N; i++) {
+    c->n_members = n_members;
+    for (int i = 0; i < n_members; i++) {
         struct dw_member *m = &c->members[i];
         m->id = (uint64_t)i + 1;
         snprintf(m->name, sizeof m->name, "n%d", i + 1);
         snprintf(m->raft_address, sizeof m->raft_address, "127.0.0.1:%d", ports[i]);
-        snprintf(m->peer_address, sizeof m->peer_address, "127.0.0.1:%d", ports[N + i]);
+        snprintf(m->peer_address, sizeof m->peer_address, "127.0.0.1:%d", ports[MAX_NODES + i]);
     }
-    /* All three nodes share one process: a stall of the whole test must not look like a dead
+    /* All the nodes share one process: a stall of the whole test must not look like a dead
      * leader, or the leader changes under the checks. */
     c->cluster.election_timeout_ms = 1000;
     c->cluster.heartbeat_ms = 30;
@@ -121,8 +123,8 @@ static void fill_config(struct dw_config *c, int self)
     c->probe.fail_threshold = 3;
     c->probe.recover_threshold = 2;
     /* static storage: the tests build configs by hand, nothing to free */
-    static struct dw_site sites[N][2];
-    static struct dw_edge edges[N][2][1];
+    static struct dw_site sites[MAX_NODES][2];
+    static struct dw_edge edges[MAX_NODES][2][1];
     c->sites = sites[self];
     c->n_sites = 2;
     snprintf(c->sites[0].id, DW_ID_MAX, "site-a");
@@ -162,7 +164,7 @@ static void start_node(int i)
         fail_msg("node %d: %s", i + 1, err);
     static struct dw_peer_secrets ps;
     memset(&ps, 0, sizeof ps);
-    for (int j = 0; j < N; j++)
+    for (int j = 0; j < n->cfg.n_members; j++)
         if (j != i)
             snprintf(ps.s[j], sizeof ps.s[j], "%s", pair_secret(i, j));
     rc = dw_peer_start(&n->peer, &loop, curlm, &n->cfg, &ps, n->raft, err, sizeof err);
@@ -191,7 +193,7 @@ static void stop_node(int i)
 static int leader_index(void)
 {
     int found = -1, count = 0;
-    for (int i = 0; i < N; i++)
+    for (int i = 0; i < n_nodes; i++)
         if (nodes[i].raft != NULL && dw_raft_is_leader(nodes[i].raft)) {
             found = i;
             count++;
@@ -205,8 +207,10 @@ static bool one_leader_known(void *arg)
     int l = leader_index();
     if (l < 0)
         return false;
-    for (int i = 0; i < N; i++)
-        if (nodes[i].raft != NULL && dw_raft_leader_id(nodes[i].raft) != (uint64_t)l + 1)
+    /* a node waiting to join (no configuration yet) knows no leader */
+    for (int i = 0; i < n_nodes; i++)
+        if (nodes[i].raft != NULL && dw_raft_configuration(nodes[i].raft, NULL, 0) != 0 &&
+            dw_raft_leader_id(nodes[i].raft) != (uint64_t)l + 1)
             return false;
     return true;
 }
@@ -218,7 +222,7 @@ static bool converged(void *arg)
     if (l < 0)
         return false;
     uint64_t last = dw_raft_last_index(nodes[l].raft);
-    for (int i = 0; i < N; i++)
+    for (int i = 0; i < n_nodes; i++)
         if (nodes[i].raft == NULL || dw_raft_last_applied(nodes[i].raft) < last)
             return false;
     return true;
@@ -243,13 +247,13 @@ static int wait_leader(void)
  * step-down) happened during it, so checks that depend on who leads apply. */
 struct epoch {
     int leader;
-    uint64_t term[N];
+    uint64_t term[MAX_NODES];
 };
 
 static struct epoch epoch_now(void)
 {
     struct epoch ep = {leader_index(), {0}};
-    for (int i = 0; i < N; i++)
+    for (int i = 0; i < n_nodes; i++)
         ep.term[i] = nodes[i].raft != NULL ? dw_raft_term(nodes[i].raft) : 0;
     return ep;
 }
@@ -259,7 +263,7 @@ static bool epoch_held(const struct epoch *ep)
     struct epoch now = epoch_now();
     if (now.leader != ep->leader)
         return false;
-    for (int i = 0; i < N; i++)
+    for (int i = 0; i < n_nodes; i++)
         if (now.term[i] != ep->term[i])
             return false;
     return true;
@@ -269,7 +273,7 @@ static void assert_same_state(void)
 {
     char *d0 = dw_fsm_dump(nodes[0].fsm);
     assert_non_null(d0);
-    for (int i = 1; i < N; i++) {
+    for (int i = 1; i < n_nodes; i++) {
         char *d = dw_fsm_dump(nodes[i].fsm);
         assert_non_null(d);
         assert_string_equal(d0, d);
@@ -404,21 +408,56 @@ static int count_lines_with(const char *text, const char *needle)
     return n;
 }
 
+/* ---- the cluster's life ---- */
+
+/* N bootstrapped nodes on fresh data dirs; nodes[N..] left empty for one that joins. */
+static void cluster_start(void)
+{
+    memset(nodes, 0, sizeof nodes);
+    memset(dirs, 0, sizeof dirs);
+    n_nodes = N;
+    tl_free_ports(SOCK_STREAM, ports, 2 * MAX_NODES);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(tl_tmpdir(dirs[i], sizeof dirs[i], "drwatch-raftio"), 0);
+        fill_config(&nodes[i].cfg, i, N);
+    }
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(dw_curlm_init(&curlm, &loop), 0);
+    for (int i = 0; i < N; i++)
+        start_node(i);
+}
+
+/* Closes the nodes still running and removes every data dir. */
+static void cluster_stop(void)
+{
+    int closed = 0, running = 0;
+    for (int i = 0; i < MAX_NODES; i++)
+        dw_peer_close(nodes[i].peer);
+    for (int i = 0; i < MAX_NODES; i++)
+        if (nodes[i].raft != NULL) {
+            dw_raft_close(nodes[i].raft, on_closed, &closed);
+            nodes[i].raft = NULL;
+            running++;
+        }
+    dw_curlm_close(curlm);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(closed, running);
+    for (int i = 0; i < MAX_NODES; i++) {
+        dw_fsm_close(nodes[i].fsm);
+        nodes[i].fsm = NULL;
+        if (dirs[i][0] != '\0')
+            tl_rmtree(dirs[i]);
+    }
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 /* ---- tests ---- */
 
 static void test_cluster(void **state)
 {
     (void)state;
     char err[256];
-    tl_free_ports(SOCK_STREAM, ports, 2 * N);
-    for (int i = 0; i < N; i++) {
-        assert_int_equal(tl_tmpdir(dirs[i], sizeof dirs[i], "drwatch-raftio"), 0);
-        fill_config(&nodes[i].cfg, i);
-    }
-    assert_int_equal(uv_loop_init(&loop), 0);
-    assert_int_equal(dw_curlm_init(&curlm, &loop), 0);
-    for (int i = 0; i < N; i++)
-        start_node(i);
+    cluster_start();
 
     /* A second process on the same data_dir is refused. */
     struct dw_fsm *f2;
@@ -663,21 +702,172 @@ static void test_cluster(void **state)
     dw_raft_set_tilt(nodes[l].raft, false);
     assert_true(run_until(converged, NULL, 20000));
     assert_same_state();
+    cluster_stop();
+}
 
-    int closed = 0;
-    for (int i = 0; i < N; i++)
-        dw_peer_close(nodes[i].peer);
-    for (int i = 0; i < N; i++)
-        dw_raft_close(nodes[i].raft, on_closed, &closed);
-    dw_curlm_close(curlm);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    assert_int_equal(closed, N);
-    for (int i = 0; i < N; i++) {
-        dw_fsm_close(nodes[i].fsm);
-        nodes[i].fsm = NULL;
-        tl_rmtree(dirs[i]);
+/* ---- membership changes ---- */
+
+/* Node *arg stands for election (pre-vote included: a candidate without a new term). */
+static bool campaigns(void *arg)
+{
+    return strcmp(dw_raft_state_name(nodes[*(int *)arg].raft), "follower") != 0;
+}
+
+/* Every running node's raft configuration is exactly ids 1..*arg, all voters at their
+ * configured addresses. */
+static bool voters_are(void *arg)
+{
+    int want = *(const int *)arg;
+    for (int i = 0; i < n_nodes; i++) {
+        struct dw_raft_server srv[MAX_NODES + 1];
+        if (dw_raft_configuration(nodes[i].raft, srv, MAX_NODES + 1) != want)
+            return false;
+        for (int k = 0; k < want; k++) {
+            const struct dw_member *m = dw_config_member(&nodes[MAX_NODES - 1].cfg, srv[k].id);
+            if (m == NULL || (int)srv[k].id > want ||
+                strcmp(srv[k].address, m->raft_address) != 0 ||
+                strcmp(dw_raft_role_name(srv[k].role), "voter") != 0)
+                return false;
+        }
     }
-    assert_int_equal(uv_loop_close(&loop), 0);
+    return true;
+}
+
+/* Makes node i a voter (add) or removes it through the leader of the moment; the callback's
+ * status must be 0. A change that fails while the leadership changes is run again: both are
+ * idempotent, which the retry relies on. */
+static void change_member(bool add, int i)
+{
+    const char *addr = nodes[MAX_NODES - 1].cfg.members[i].raft_address;
+    for (int attempt = 0; attempt < 5; attempt++) {
+        int l = wait_leader();
+        if (l == i) {
+            /* a leader is not removed: it hands over first, as an operator would */
+            dw_raft_set_tilt(nodes[l].raft, true);
+            assert_true(run_until(another_leads, &l, 10000));
+            dw_raft_set_tilt(nodes[l].raft, false);
+            continue;
+        }
+        struct epoch ep = epoch_now();
+        struct done d = {0};
+        char err[256];
+        int rc = add ? dw_raft_add_voter(nodes[l].raft, (uint64_t)i + 1, addr, on_done, &d, err,
+                                         sizeof err)
+                     : dw_raft_remove_member(nodes[l].raft, (uint64_t)i + 1, on_done, &d, err,
+                                             sizeof err);
+        if (rc == 0) {
+            assert_int_equal(d.called, 0); /* never synchronous */
+            assert_true(run_until(done_called, &d, 30000));
+            assert_int_equal(d.called, 1);
+            if (d.status == 0)
+                return;
+            snprintf(err, sizeof err, "%s", d.err);
+        }
+        if (epoch_held(&ep))
+            fail_msg("%s node %d: %s", add ? "add" : "remove", i + 1, err);
+        print_message("%s node %d failed during a leader change (%s): again\n",
+                      add ? "add" : "remove", i + 1, err);
+    }
+    fail_msg("%s node %d: the leadership never settled", add ? "add" : "remove", i + 1);
+}
+
+static void test_membership(void **state)
+{
+    (void)state;
+    char err[256];
+    int j = N; /* the joining node's index */
+    struct done d;
+    int l;
+    cluster_start();
+    /* The operator configures the joining node with the whole membership, itself included. */
+    assert_int_equal(tl_tmpdir(dirs[j], sizeof dirs[j], "drwatch-raftio"), 0);
+    fill_config(&nodes[j].cfg, j, N + 1);
+    nodes[j].cfg.join = true;
+    const char *addr = nodes[j].cfg.members[j].raft_address;
+
+    /* Not running yet: added, it cannot catch up, so it is not promoted and stays a spare. */
+    for (int attempt = 0;; attempt++) {
+        if (attempt == 5)
+            fail_msg("no failed promotion under a steady leader");
+        l = wait_leader();
+        struct epoch ep = epoch_now();
+        memset(&d, 0, sizeof d);
+        assert_int_equal(dw_raft_add_voter(nodes[l].raft, (uint64_t)j + 1, addr, on_done, &d,
+                                           err, sizeof err), 0);
+        assert_true(run_until(done_called, &d, 30000));
+        if (!epoch_held(&ep))
+            continue;
+        assert_int_not_equal(d.status, 0);
+        assert_non_null(strstr(d.err, "did not catch up"));
+        struct dw_raft_server srv[MAX_NODES];
+        assert_int_equal(dw_raft_configuration(nodes[l].raft, srv, MAX_NODES), N + 1);
+        assert_int_equal(srv[j].id, j + 1);
+        assert_string_equal(dw_raft_role_name(srv[j].role), "spare");
+        break;
+    }
+
+    start_node(j);
+    n_nodes = N + 1;
+    assert_int_equal(dw_raft_configuration(nodes[j].raft, NULL, 0), 0);
+    /* Alone with an empty configuration (a spare gets no log), it never stands for election. */
+    assert_false(run_until(campaigns, &j, 2500));
+
+    memset(&d, 0, sizeof d);
+    l = wait_leader();
+    int f = (l + 1) % N;
+    assert_int_equal(dw_raft_add_voter(nodes[f].raft, (uint64_t)j + 1, addr, on_done, &d, err,
+                                       sizeof err), -1);
+    assert_string_equal(err, "not leader");
+    assert_int_equal(dw_raft_remove_member(nodes[f].raft, 1, on_done, &d, err, sizeof err), -1);
+    assert_string_equal(err, "not leader");
+    assert_int_equal(d.called, 0);
+
+    change_member(true, j); /* now only promoted */
+    int four = N + 1, three = N;
+    assert_true(run_until(voters_are, &four, 20000));
+
+    /* The new voter applies what comes after it joined. */
+    for (int attempt = 0;; attempt++) {
+        if (attempt == 5)
+            fail_msg("no entry committed under a steady leader");
+        l = wait_leader();
+        struct epoch ep = epoch_now();
+        char *e = dw_entry_leader((uint64_t)l + 1);
+        assert_non_null(e);
+        memset(&d, 0, sizeof d);
+        int rc = dw_raft_propose(nodes[l].raft, e, on_done, &d, err, sizeof err);
+        free(e);
+        if (rc == 0)
+            assert_true(run_until(done_called, &d, 20000));
+        if (rc != 0 || d.status != 0 || !epoch_held(&ep))
+            continue;
+        assert_true(run_until(converged, NULL, 20000));
+        assert_int_equal(dw_fsm_last_ts(nodes[j].fsm), dw_fsm_last_ts(nodes[l].fsm));
+        break;
+    }
+
+    /* Again: nothing to do, reported later. */
+    change_member(true, j);
+    assert_true(voters_are(&four));
+    /* Known at another address: refused, naming both. */
+    l = wait_leader();
+    assert_int_equal(dw_raft_add_voter(nodes[l].raft, (uint64_t)j + 1, "127.0.0.1:1", on_done,
+                                       &d, err, sizeof err), -1);
+    assert_non_null(strstr(err, addr));
+    assert_non_null(strstr(err, "127.0.0.1:1"));
+    /* The leader does not remove itself. */
+    assert_int_equal(dw_raft_remove_member(nodes[l].raft, (uint64_t)l + 1, on_done, &d, err,
+                                           sizeof err), -1);
+    assert_non_null(strstr(err, "hand leadership over"));
+
+    change_member(false, j);
+    /* Removed, it no longer hears from the leader: it goes, as an operator would stop it. */
+    stop_node(j);
+    n_nodes = N;
+    assert_true(run_until(voters_are, &three, 20000));
+    /* Again: not in the configuration, nothing to do. */
+    change_member(false, j);
+    cluster_stop();
 }
 
 /* ---- a node that cannot apply an entry stops ---- */
@@ -690,8 +880,7 @@ static int child_with_broken_db(void)
     struct dw_fsm *fsm;
     struct dw_raft *raft;
 
-    fill_config(&nodes[0].cfg, 0);
-    nodes[0].cfg.n_members = 1;
+    fill_config(&nodes[0].cfg, 0, 1);
     if (uv_loop_init(&loop) != 0 || dw_fsm_open(&fsm, &nodes[0].cfg, err, sizeof err) != 0 ||
         sqlite3_exec(dw_fsm_db(fsm), "CREATE TEMP TRIGGER boom BEFORE INSERT ON history"
                                      " BEGIN SELECT RAISE(ABORT, 'disk on fire'); END",
@@ -710,7 +899,7 @@ static void test_apply_failure_stops_the_node(void **state)
     pid_t pid;
     FILE *f;
 
-    tl_free_ports(SOCK_STREAM, ports, 2 * N);
+    tl_free_ports(SOCK_STREAM, ports, 2 * MAX_NODES);
     assert_int_equal(tl_tmpdir(dirs[0], sizeof dirs[0], "drwatch-raftio"), 0);
     snprintf(log_path, sizeof log_path, "%s.log", dirs[0]);
     pid = fork();
@@ -831,6 +1020,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_httpd),
         cmocka_unit_test(test_cluster),
+        cmocka_unit_test(test_membership),
         cmocka_unit_test(test_apply_failure_stops_the_node),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <raft.h>
+
 #include "drwatch/cfgfile.h"
 #include "drwatch/entry.h"
 #include "drwatch/jsondiff.h"

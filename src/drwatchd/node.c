@@ -21,6 +21,7 @@
 #include "drwatch/raftnode.h"
 #include "drwatch/tilt.h"
 
+#include "cfgadmin.h"
 #include "node.h"
 
 #define SUBMIT_RETRY_MS 300
@@ -59,6 +60,7 @@ struct dw_node {
     struct dw_cloud *cloud;
     struct dw_prober *prober;
     struct dw_admin *admin;
+    struct dw_cfgadmin *cfgadmin;
     struct dw_metrics *metrics;
     struct dw_tilt *tilt;
     uint64_t last_submit;     /* uv_now() of the last observation sent */
@@ -626,6 +628,15 @@ static void node_collect(void *data, struct dw_metrics_writer *w)
 static void admin_handler(void *data, const cJSON *req, cJSON *reply, struct dw_admin_call *call)
 {
     struct dw_node *n = data;
+    if (dw_cfgadmin_handle(n->cfgadmin, req, reply, call)) {
+        const char *action = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(req, "action"));
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "ok")) && action &&
+            strcmp(action, "show") == 0) {
+            cJSON_AddBoolToObject(reply, "local_differs", n->local_differs);
+            cJSON_AddStringToObject(reply, "differences", n->differences);
+        }
+        return;
+    }
     const char *cmd = cJSON_GetObjectItemCaseSensitive(req, "cmd")->valuestring;
     if (strcmp(cmd, "status") == 0) {
         status_reply(n, reply);
@@ -666,7 +677,7 @@ static void admin_handler(void *data, const cJSON *req, cJSON *reply, struct dw_
     } else {
         cJSON_AddBoolToObject(reply, "ok", 0);
         char msg[160];
-        snprintf(msg, sizeof msg, "cmd: unknown command \"%.64s\" (known: status, history, dump, debug, hold)", cmd);
+        snprintf(msg, sizeof msg, "cmd: unknown command \"%.64s\" (known: status, history, dump, debug, hold, config, members)", cmd);
         cJSON_AddStringToObject(reply, "error", msg);
     }
 }
@@ -709,6 +720,7 @@ void dw_node_stop(struct dw_node *n)
     n->stopping = 1;
     dw_log(DW_LOG_INFO, "node", "stopping");
     dw_admin_close(n->admin);
+    dw_cfgadmin_close(n->cfgadmin);
     dw_metrics_close(n->metrics);
     dw_tilt_close(n->tilt);
     dw_prober_close(n->prober);
@@ -795,9 +807,13 @@ int dw_node_start(struct dw_node **out, uv_loop_t *loop, const struct dw_config 
         goto err_after_prober;
     }
     dw_metrics_add(n->metrics, node_collect, n);
+    if (dw_cfgadmin_init(&n->cfgadmin, loop, n->fsm, n->raft, n->local_doc) != 0) {
+        snprintf(errmsg, errlen, "dw_cfgadmin_init(): out of memory");
+        goto err_after_metrics;
+    }
     if (dw_admin_start(&n->admin, loop, cfg->admin_socket, admin_handler, n, err, sizeof err) != 0) {
         snprintf(errmsg, errlen, "dw_admin_start(): %s", err);
-        goto err_after_metrics;
+        goto err_after_cfgadmin;
     }
     /* Last: the blocking start-up above must not count as a loop stall. */
     if (dw_tilt_start(&n->tilt, loop, &cfg->tilt, NULL, tilt_changed, n, err, sizeof err) != 0) {
@@ -820,6 +836,8 @@ int dw_node_start(struct dw_node **out, uv_loop_t *loop, const struct dw_config 
 
 err_after_admin:
     dw_admin_close(n->admin);
+err_after_cfgadmin:
+    dw_cfgadmin_close(n->cfgadmin);
 err_after_metrics:
     dw_metrics_close(n->metrics);
 err_after_prober:

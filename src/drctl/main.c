@@ -1,9 +1,11 @@
 /* drctl: operator CLI talking newline-delimited JSON to a drwatchd admin socket.
- * Exit codes: 0 success, 1 the daemon refused the request, 2 usage error, 3 no daemon reachable. */
+ * Exit codes: 0 success, 1 the daemon refused the request, 2 usage error (or a config file the
+ * daemon found invalid), 3 no daemon reachable. */
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +18,10 @@
 
 #define DEFAULT_SOCKET "/run/drwatch/admin.sock"
 #define REPLY_MAX (16u << 20)
+#define REQUEST_MAX (8u << 20) /* the daemon's DW_ADMIN_MAX_LINE */
 #define TIMEOUT_MS 10000
+/* config apply and members add/remove answer after a commit; a new member must catch up first */
+#define SLOW_TIMEOUT_MS 60000
 
 static void usage(FILE *f)
 {
@@ -32,14 +37,27 @@ static void usage(FILE *f)
             "                               operation it began\n"
             "  hold release GROUP           (on the leader) lift GROUP's hold after a failed step,\n"
             "                               recorded in history under $USER\n"
-            "the socket defaults to $DRWATCH_SOCKET, else " DEFAULT_SOCKET "\n");
+            "  config show                  the committed cluster config and its version; notes\n"
+            "                               where this node's local file differs\n"
+            "  config diff FILE             what FILE would change against the committed config\n"
+            "  config apply FILE [--dry-run]\n"
+            "                               commit FILE as the cluster config (recorded under\n"
+            "                               $USER); --dry-run only checks it and shows the changes\n"
+            "  members list                 the committed members beside raft's own view\n"
+            "  members add ID --raft-address HOST:PORT --peer-address HOST:PORT [--name NAME]\n"
+            "                               add node ID (1 to 2147483647); answers once it has\n"
+            "                               caught up and joined (up to 60 s)\n"
+            "  members remove ID            remove node ID from the cluster\n"
+            "the socket defaults to $DRWATCH_SOCKET, else " DEFAULT_SOCKET "\n"
+            "exit codes: 0 done, 1 refused by the daemon, 2 usage error or an invalid config file,\n"
+            "3 no daemon reachable\n");
 }
 
 enum { EXIT_REFUSED = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
 
-/* Sends one request line and reads one reply line; NULL with a message on stderr and *rc set on
- * failure. */
-static cJSON *call(const char *path, cJSON *req, int *rc)
+/* Sends one request line and reads one reply line, waiting at most timeout_ms for each part of
+ * it; NULL with a message on stderr and *rc set on failure. */
+static cJSON *call(const char *path, cJSON *req, int timeout_ms, int *rc)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     *rc = EXIT_UNREACHABLE;
@@ -49,27 +67,36 @@ static cJSON *call(const char *path, cJSON *req, int *rc)
         *rc = EXIT_USAGE;
         return NULL;
     }
+    char *text = cJSON_PrintUnformatted(req);
+    if (text == NULL) {
+        fprintf(stderr, "drctl: out of memory\n");
+        return NULL;
+    }
+    size_t n = strlen(text);
+    if (n > REQUEST_MAX) {
+        fprintf(stderr, "drctl: the request is %zu bytes: the daemon takes at most %u\n", n,
+                REQUEST_MAX);
+        free(text);
+        *rc = EXIT_USAGE;
+        return NULL;
+    }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     strcpy(sa.sun_path, path);
     if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
         fprintf(stderr, "drctl: cannot connect to %s: %s\n", path, strerror(errno));
         if (fd >= 0)
             close(fd);
+        free(text);
         return NULL;
     }
-    char *text = cJSON_PrintUnformatted(req);
-    if (text == NULL) {
-        fprintf(stderr, "drctl: out of memory\n");
-        close(fd);
-        return NULL;
-    }
-    size_t n = strlen(text);
     text[n] = '\n'; /* replaces the terminator; the length below excludes it again */
     size_t off = 0;
     while (off < n + 1) {
         ssize_t w = write(fd, text + off, n + 1 - off);
         if (w < 0 && errno == EINTR)
             continue;
+        if (w < 0 && (errno == EPIPE || errno == ECONNRESET))
+            break; /* the daemon hung up, perhaps after saying why: read it */
         if (w <= 0) {
             fprintf(stderr, "drctl: write to %s: %s\n", path, strerror(errno));
             free(text);
@@ -88,9 +115,9 @@ static cJSON *call(const char *path, cJSON *req, int *rc)
     }
     for (;;) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
-        int pr = poll(&p, 1, TIMEOUT_MS);
+        int pr = poll(&p, 1, timeout_ms);
         if (pr == 0) {
-            fprintf(stderr, "drctl: no reply from %s within %d ms\n", path, TIMEOUT_MS);
+            fprintf(stderr, "drctl: no reply from %s within %d ms\n", path, timeout_ms);
             goto fail;
         }
         if (pr < 0 && errno == EINTR)
@@ -116,7 +143,7 @@ static cJSON *call(const char *path, cJSON *req, int *rc)
             goto fail;
         }
         len += (size_t)r;
-        if (memchr(buf, '\n', len))
+        if (memchr(buf + len - (size_t)r, '\n', (size_t)r))
             break;
     }
     close(fd);
@@ -259,6 +286,263 @@ static void print_history(const cJSON *r)
     }
 }
 
+/* Text from the daemon, which ends its lines itself; a last line without one gets it. */
+static void put_text(FILE *f, const char *text)
+{
+    size_t n = strlen(text);
+    fputs(text, f);
+    if (n > 0 && text[n - 1] != '\n')
+        fputc('\n', f);
+}
+
+static void print_config_show(const cJSON *r)
+{
+    char *doc = cJSON_Print(arr(r, "config"));
+    printf("config version %.0f\n%s\n", num(r, "version"), doc != NULL ? doc : "null");
+    free(doc);
+    if (cJSON_IsTrue(arr(r, "local_differs"))) {
+        fflush(stdout); /* the note after the document, also when both go to one file */
+        fprintf(stderr, "this node's local file differs from the committed config:\n");
+        put_text(stderr, str(r, "differences"));
+    }
+}
+
+static void print_config_change(const cJSON *r, const char *action)
+{
+    const char *diff = str(r, "differences");
+    if (strcmp(action, "diff") == 0 && diff[0] == '\0')
+        printf("no differences against config version %.0f\n", num(r, "version"));
+    else if (strcmp(action, "apply") == 0 && cJSON_IsTrue(arr(r, "dry_run")))
+        printf("dry run: would change %.0f settings (config version %.0f stays)\n", num(r, "count"),
+               num(r, "version"));
+    else if (strcmp(action, "apply") == 0)
+        printf("applied: config version %.0f at log index %.0f\n", num(r, "version"),
+               num(r, "index"));
+    put_text(stdout, diff);
+}
+
+static int cmp_double(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+static const cJSON *find_id(const cJSON *list, double id)
+{
+    const cJSON *m;
+    cJSON_ArrayForEach(m, list) {
+        if (num(m, "id") == id)
+            return m;
+    }
+    return NULL;
+}
+
+/* One row per node id in either view: the committed member list, and raft's configuration. */
+static void print_members(const cJSON *r)
+{
+    const cJSON *committed = arr(r, "committed"), *raft = arr(r, "raft"), *m;
+    int n = 0, cap = cJSON_GetArraySize(committed) + cJSON_GetArraySize(raft);
+    double *ids = malloc((size_t)(cap > 0 ? cap : 1) * sizeof *ids);
+    char disagree[256] = "";
+    size_t dlen = 0;
+
+    if (ids == NULL) {
+        fprintf(stderr, "drctl: out of memory\n");
+        return;
+    }
+    cJSON_ArrayForEach(m, committed) ids[n++] = num(m, "id");
+    cJSON_ArrayForEach(m, raft) ids[n++] = num(m, "id");
+    qsort(ids, (size_t)n, sizeof *ids, cmp_double);
+    if (num(r, "leader") > 0)
+        printf("config version %.0f, leader %.0f\n", num(r, "version"), num(r, "leader"));
+    else
+        printf("config version %.0f, leader: none known\n", num(r, "version"));
+    printf("\n%-10s %-16s %-22s %-22s %-6s %s\n", "ID", "NAME", "RAFT ADDRESS", "PEER ADDRESS",
+           "VOTER", "RAFT ROLE");
+    for (int i = 0; i < n; i++) {
+        if (i > 0 && ids[i] == ids[i - 1])
+            continue;
+        const cJSON *c = find_id(committed, ids[i]), *q = find_id(raft, ids[i]);
+        const char *role = q != NULL ? str(q, "role") : "-";
+        bool voter = c != NULL && cJSON_IsTrue(arr(c, "voter"));
+        printf("%-10.0f %-16s %-22s %-22s %-6s %s\n", ids[i], c != NULL ? str(c, "name") : "-",
+               c != NULL ? str(c, "raft_address") : str(q, "address"),
+               c != NULL ? str(c, "peer_address") : "-", c == NULL ? "-" : voter ? "yes" : "no",
+               role);
+        bool differ = c == NULL || q == NULL || voter != (strcmp(role, "voter") == 0) ||
+                      strcmp(str(c, "raft_address"), str(q, "address")) != 0;
+        if (differ && dlen < sizeof disagree) /* a long list is cut, never overrun */
+            dlen += (size_t)snprintf(disagree + dlen, sizeof disagree - dlen, "%s%.0f",
+                                     dlen > 0 ? ", " : "", ids[i]);
+    }
+    fflush(stdout);
+    if (dlen > 0)
+        fprintf(stderr, "warning: the committed members and raft's configuration disagree on node%s "
+                        "%s: a membership change is under way or stopped half-way\n",
+                strchr(disagree, ',') != NULL ? "s" : "", disagree);
+    free(ids);
+}
+
+/* $USER, else the uid: who asked, for history. */
+static const char *who(char *buf, size_t len)
+{
+    const char *user = getenv("USER");
+    if (user != NULL && user[0] != '\0')
+        return user;
+    snprintf(buf, len, "uid %u", (unsigned)getuid());
+    return buf;
+}
+
+/* FILE's whole content, NUL-terminated; NULL with a message naming the file. */
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        fprintf(stderr, "drctl: cannot read %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 65536, len = 0, r = 1;
+    char *buf = malloc(cap);
+    bool oom = buf == NULL;
+    /* bounded: a FILE such as /dev/zero must not fill memory */
+    while (!oom && r > 0 && len <= REQUEST_MAX) {
+        if (cap - len < 2) {
+            char *grown = realloc(buf, cap * 2);
+            oom = grown == NULL;
+            if (oom)
+                break;
+            buf = grown;
+            cap *= 2;
+        }
+        r = fread(buf + len, 1, cap - len - 1, f);
+        len += r;
+    }
+    int err = ferror(f) ? errno : 0;
+    fclose(f);
+    const char *why = err != 0 ? strerror(err)
+                      : oom ? "out of memory"
+                      : len > REQUEST_MAX ? "larger than the daemon takes (8 MiB)"
+                      : memchr(buf, '\0', len) != NULL ? "contains a NUL byte: not a JSON document"
+                      : NULL;
+    if (why != NULL) {
+        fprintf(stderr, "drctl: cannot read %s: %s\n", path, why);
+        free(buf);
+        return NULL;
+    }
+    buf[len] = '\0';
+    return buf;
+}
+
+/* An integer node id from 1 to 2147483647, or -1. */
+static long parse_id(const char *s)
+{
+    char *end;
+    errno = 0;
+    long v = s[0] >= '0' && s[0] <= '9' ? strtol(s, &end, 10) : -1;
+    return v < 1 || v > 2147483647 || errno != 0 || *end != '\0' ? -1 : v;
+}
+
+/* HOST:PORT, the port from 1 to 65535: the daemon checks the host. */
+static bool address_ok(const char *a)
+{
+    const char *colon = strrchr(a, ':');
+    char *end;
+    if (colon == NULL || colon == a || colon[1] < '0' || colon[1] > '9')
+        return false;
+    long port = strtol(colon + 1, &end, 10);
+    return *end == '\0' && port >= 1 && port <= 65535;
+}
+
+/* Options that belong to one subcommand each. */
+struct sub_opts {
+    bool dry_run;                                  /* config apply */
+    const char *raft_address, *peer_address, *name; /* members add */
+};
+
+/* What building a request came to: main() prints the usage for BAD_ARGS; FAILED said why. */
+enum { BUILT, BAD_ARGS, FAILED };
+
+/* "CMD ACTION [OPERAND]": alone takes no operand, with_a and with_b one. Fills in cmd and
+ * action; false when the arguments do not fit. */
+static bool sub_action(cJSON *req, const char *cmd, int nargs, char **args, const char *alone,
+                       const char *with_a, const char *with_b)
+{
+    const char *action = nargs > 0 ? args[0] : "";
+    if (!(strcmp(action, alone) == 0 && nargs == 1) &&
+        !((strcmp(action, with_a) == 0 || strcmp(action, with_b) == 0) && nargs == 2))
+        return false;
+    cJSON_AddStringToObject(req, "cmd", cmd);
+    cJSON_AddStringToObject(req, "action", action);
+    return true;
+}
+
+/* config show | diff FILE | apply FILE */
+static int config_request(cJSON *req, int nargs, char **args, const struct sub_opts *o)
+{
+    char by[32];
+
+    if (!sub_action(req, "config", nargs, args, "show", "diff", "apply"))
+        return BAD_ARGS;
+    bool apply = strcmp(args[0], "apply") == 0;
+    if (o->dry_run && !apply)
+        return BAD_ARGS;
+    if (nargs == 1)
+        return BUILT;
+    char *text = read_file(args[1]);
+    if (text == NULL)
+        return FAILED;
+    cJSON_AddStringToObject(req, "text", text);
+    free(text);
+    if (apply) {
+        cJSON_AddBoolToObject(req, "dry_run", o->dry_run);
+        cJSON_AddStringToObject(req, "by", who(by, sizeof by));
+    }
+    return BUILT;
+}
+
+/* members list | add ID --raft-address A:P --peer-address A:P [--name NAME] | remove ID */
+static int members_request(cJSON *req, int nargs, char **args, const struct sub_opts *o)
+{
+    char by[32];
+
+    if (!sub_action(req, "members", nargs, args, "list", "add", "remove"))
+        return BAD_ARGS;
+    const char *action = args[0];
+    bool add = strcmp(action, "add") == 0;
+    if (!add && (o->raft_address != NULL || o->peer_address != NULL || o->name != NULL))
+        return BAD_ARGS;
+    if (nargs == 1)
+        return BUILT;
+    long id = parse_id(args[1]);
+    if (id < 0) {
+        fprintf(stderr, "drctl: members %s: ID must be an integer from 1 to 2147483647, not \"%s\"\n",
+                action, args[1]);
+        return FAILED;
+    }
+    cJSON_AddNumberToObject(req, "id", (double)id);
+    if (add) {
+        if (o->raft_address == NULL || o->peer_address == NULL) {
+            fprintf(stderr, "drctl: members add: --raft-address and --peer-address are required\n");
+            return FAILED;
+        }
+        const char *bad = !address_ok(o->raft_address) ? "--raft-address"
+                          : !address_ok(o->peer_address) ? "--peer-address"
+                                                         : NULL;
+        if (bad != NULL) {
+            fprintf(stderr, "drctl: members add: %s: expected HOST:PORT with a port from 1 to "
+                            "65535, not \"%s\"\n",
+                    bad, strcmp(bad, "--raft-address") == 0 ? o->raft_address : o->peer_address);
+            return FAILED;
+        }
+        cJSON_AddStringToObject(req, "raft_address", o->raft_address);
+        cJSON_AddStringToObject(req, "peer_address", o->peer_address);
+        if (o->name != NULL)
+            cJSON_AddStringToObject(req, "name", o->name);
+    }
+    cJSON_AddStringToObject(req, "by", who(by, sizeof by));
+    return BUILT;
+}
+
 int main(int argc, char **argv)
 {
     const char *sock = getenv("DRWATCH_SOCKET");
@@ -266,8 +550,13 @@ int main(int argc, char **argv)
         sock = DEFAULT_SOCKET;
     int json = 0;
     const char *limit = NULL;
+    struct sub_opts so = {0};
     static const struct option opts[] = {
         {"limit", required_argument, NULL, 'l'},
+        {"dry-run", no_argument, NULL, 'd'},
+        {"raft-address", required_argument, NULL, 'r'},
+        {"peer-address", required_argument, NULL, 'p'},
+        {"name", required_argument, NULL, 'n'},
         {"socket", required_argument, NULL, 's'},
         {"json", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
@@ -284,6 +573,18 @@ int main(int argc, char **argv)
             break;
         case 'l':
             limit = optarg;
+            break;
+        case 'd':
+            so.dry_run = true;
+            break;
+        case 'r':
+            so.raft_address = optarg;
+            break;
+        case 'p':
+            so.peer_address = optarg;
+            break;
+        case 'n':
+            so.name = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -303,6 +604,13 @@ int main(int argc, char **argv)
     cJSON *req = cJSON_CreateObject();
     cJSON_AddNumberToObject(req, "v", 1);
     if (limit != NULL && strcmp(cmd, "history") != 0)
+        goto bad_usage;
+    char by[32];
+    int built = BUILT;
+    bool slow = false;
+    if (strcmp(cmd, "config") != 0 && so.dry_run)
+        goto bad_usage;
+    if (strcmp(cmd, "members") != 0 && (so.raft_address || so.peer_address || so.name))
         goto bad_usage;
     if (strcmp(cmd, "status") == 0 || strcmp(cmd, "dump") == 0) {
         if (nargs != 0)
@@ -330,32 +638,49 @@ int main(int argc, char **argv)
         cJSON_AddStringToObject(req, "cmd", "debug");
         cJSON_AddStringToObject(req, "crash_before", args[1]);
     } else if (strcmp(cmd, "hold") == 0) {
-        const char *user = getenv("USER");
         if (nargs != 2 || strcmp(args[0], "release") != 0)
             goto bad_usage;
         cJSON_AddStringToObject(req, "cmd", "hold");
         cJSON_AddStringToObject(req, "action", "release");
         cJSON_AddStringToObject(req, "group", args[1]);
-        cJSON_AddStringToObject(req, "by", user != NULL && user[0] != '\0' ? user : "unknown");
+        cJSON_AddStringToObject(req, "by", who(by, sizeof by));
+    } else if (strcmp(cmd, "config") == 0) {
+        built = config_request(req, nargs, args, &so);
+        slow = nargs > 0 && strcmp(args[0], "apply") == 0;
+    } else if (strcmp(cmd, "members") == 0) {
+        built = members_request(req, nargs, args, &so);
+        slow = nargs > 0 && strcmp(args[0], "list") != 0;
     } else {
         fprintf(stderr, "drctl: unknown command \"%s\"\n", cmd);
         goto bad_usage_quiet;
+    }
+    if (built == BAD_ARGS)
+        goto bad_usage;
+    if (built == FAILED) {
+        cJSON_Delete(req);
+        return EXIT_USAGE;
     }
 
     /* A daemon that closes early must give exit code 3, not death by SIGPIPE. */
     signal(SIGPIPE, SIG_IGN);
     int rc;
-    cJSON *reply = call(sock, req, &rc);
+    cJSON *reply = call(sock, req, slow ? SLOW_TIMEOUT_MS : TIMEOUT_MS, &rc);
     cJSON_Delete(req);
     if (reply == NULL)
         return rc;
     int ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "ok"));
+    /* A config the daemon found invalid is the operator's input at fault, as with usage. */
+    const cJSON *errors = arr(reply, "errors");
+    bool invalid = !ok && cJSON_IsArray(errors);
     if (json) {
         char *text = cJSON_Print(reply);
         printf("%s\n", text);
         free(text);
     } else if (!ok) {
         fprintf(stderr, "drctl: %s\n", str(reply, "error"));
+        const cJSON *e, *lines = invalid ? errors : NULL;
+        cJSON_ArrayForEach(e, lines)
+            fprintf(stderr, "  %s\n", cJSON_IsString(e) ? e->valuestring : "(not a string)");
     } else if (strcmp(cmd, "status") == 0) {
         print_status(reply);
     } else if (strcmp(cmd, "history") == 0) {
@@ -364,11 +689,20 @@ int main(int argc, char **argv)
         fputs(str(reply, "dump"), stdout);
     } else if (strcmp(cmd, "hold") == 0) {
         printf("hold release proposed; see drctl status\n");
+    } else if (strcmp(cmd, "config") == 0 && strcmp(args[0], "show") == 0) {
+        print_config_show(reply);
+    } else if (strcmp(cmd, "config") == 0) {
+        print_config_change(reply, args[0]);
+    } else if (strcmp(cmd, "members") == 0 && strcmp(args[0], "list") == 0) {
+        print_members(reply);
+    } else if (strcmp(cmd, "members") == 0) {
+        printf("member %ld %s (config version %.0f)\n", parse_id(args[1]),
+               strcmp(args[0], "add") == 0 ? "added" : "removed", num(reply, "version"));
     } else {
         printf("ok\n");
     }
     cJSON_Delete(reply);
-    return ok ? 0 : 1;
+    return ok ? 0 : invalid ? EXIT_USAGE : EXIT_REFUSED;
 
 bad_usage:
     fprintf(stderr, "drctl: wrong arguments for \"%s\"\n", cmd);

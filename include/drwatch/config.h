@@ -22,6 +22,13 @@
 #define DW_MAX_TARGETS 8    /* per group */
 #define DW_MAX_TRUNK_BASES 8 /* per target */
 
+/* node.probe_overrides: how this node reaches an Edge whose health URL differs from where it sits
+ * (NAT, a VPN, another region's address). Node-local, never committed. */
+struct dw_probe_override {
+    char edge[DW_ID_MAX];
+    char health_url[DW_URL_MAX];
+};
+
 struct dw_member {
     uint64_t id;                      /* raft id, >= 1 */
     char name[DW_ID_MAX];             /* optional label, defaults to "n<id>" */
@@ -160,6 +167,9 @@ struct dw_config {
     int n_groups;
     struct dw_group groups[DW_MAX_GROUPS];
     bool debug;                        /* node.debug: enables the admin "debug" command */
+    int n_overrides;
+    struct dw_probe_override *overrides; /* allocated; freed by dw_config_free */
+    const char *override_unmatched;    /* the first override naming no Edge, NULL when none */
     bool join;                         /* drwatchd --join: an empty data_dir waits to be added to
                                           a running cluster instead of bootstrapping one */
     int64_t version;                   /* the committed config version this was built from; 0 =

@@ -458,11 +458,37 @@ void cfg_check_peer_secrets(struct ctx *c, struct dw_peer_secrets *out)
     }
 }
 
+/* An override replaces the URL of the Edge's health_url probe (probes[0], see cfg_edge_check).
+ * One naming no Edge is only noted: the committed config may have dropped that Edge. */
+static void apply_overrides(struct ctx *c)
+{
+    struct dw_config *cfg = c->cfg;
+    for (int k = 0; k < cfg->n_overrides; k++) {
+        const struct dw_probe_override *po = &cfg->overrides[k];
+        struct dw_edge *e = NULL;
+        for (int i = 0; i < cfg->n_sites && !e; i++)
+            for (int j = 0; j < cfg->sites[i].n_edges && !e; j++)
+                if (strcmp(cfg->sites[i].edges[j].id, po->edge) == 0)
+                    e = &cfg->sites[i].edges[j];
+        if (!e) {
+            if (!cfg->override_unmatched)
+                cfg->override_unmatched = po->edge;
+        } else if (!e->health_url[0] || e->n_probes < 1) {
+            cfg_err_at(c, "node.probe_overrides", "%s: the Edge has no health_url to override",
+                       po->edge);
+        } else {
+            memcpy(e->health_url, po->health_url, sizeof e->health_url);
+            memcpy(e->probes[0].url, po->health_url, sizeof e->probes[0].url);
+        }
+    }
+}
+
 void cfg_check_document(struct ctx *c)
 {
     struct dw_peer_secrets peer;
     default_member_names(c);
     if (!c->cluster_only) {
+        apply_overrides(c);
         check_node(c);
         check_genesys(c);
     }

@@ -2,6 +2,7 @@
 #include "cfg_internal.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MS_MAX 86400000u          /* one day: beyond that a setting is a typo */
@@ -125,6 +126,45 @@ static void parse_rule(struct ctx *c, const cJSON *v, void *base)
     }
 }
 
+/* {"<edge id>": {"health_url": URL}, ...}: stored in cfg, applied once sites are parsed. */
+static void parse_overrides(struct ctx *c, const cJSON *v, void *base)
+{
+    struct dw_config *cfg = base;
+    if (!v)
+        return;
+    if (!cJSON_IsObject(v)) {
+        cfg_err(c, "expected an object of Edge ids");
+        return;
+    }
+    int n = cJSON_GetArraySize(v);
+    if (n > DW_MAX_EDGES_TOTAL) {
+        cfg_err(c, "more than %d Edges", DW_MAX_EDGES_TOTAL);
+        return;
+    }
+    cfg->overrides = calloc(n > 0 ? (size_t)n : 1, sizeof *cfg->overrides);
+    if (!cfg->overrides) {
+        cfg_err(c, "out of memory");
+        return;
+    }
+    for (const cJSON *o = v->child; o; o = o->next) {
+        size_t old = cfg_push_key(c, o->string);
+        struct dw_probe_override *po = &cfg->overrides[cfg->n_overrides];
+        const cJSON *url = cfg_get(o, "health_url");
+        if (strlen(o->string) >= sizeof po->edge || !cJSON_IsObject(o) ||
+            cJSON_GetArraySize(o) != 1 || !url) {
+            cfg_err(c, "expected an Edge id with {\"health_url\": URL}");
+        } else {
+            size_t k = cfg_push_key(c, "health_url");
+            if (cfg_parse_str(c, url, po->health_url, sizeof po->health_url, F_URL)) {
+                snprintf(po->edge, sizeof po->edge, "%s", o->string);
+                cfg->n_overrides++;
+            }
+            cfg_pop(c, k);
+        }
+        cfg_pop(c, old);
+    }
+}
+
 static const struct field node_f[] = {
     { .key = "id", .kind = K_RAFTID, .required = true, .off = offsetof(cfg_t, node_id) },
     STR("data_dir", true, cfg_t, data_dir, F_PATH),
@@ -132,6 +172,7 @@ static const struct field node_f[] = {
       .size = DW_PATH_MAX, .fmt = F_PATH, .seen = SEEN_ADMIN_SOCKET },
     { .key = "debug", .kind = K_BOOL, .off = offsetof(cfg_t, debug) },
     STR("metrics_address", false, cfg_t, metrics_address, F_ADDR),
+    { .key = "probe_overrides", .kind = K_FUNC, .fn = parse_overrides },
 };
 
 /* Stored inverted so a member built in C (zeroed) is a voter. */

@@ -78,6 +78,10 @@ void dw_config_free(struct dw_config *cfg)
     free(cfg->sites);
     cfg->sites = NULL;
     cfg->n_sites = 0;
+    free(cfg->overrides);
+    cfg->overrides = NULL;
+    cfg->n_overrides = 0;
+    cfg->override_unmatched = NULL;
 }
 
 int dw_config_peer_secret_path(const struct dw_config *cfg, uint64_t member_id, char *out,

@@ -24,6 +24,7 @@ static const struct {
     {"operations", "id"},
     {"steps", "op, seq"},
     {"history", "id"},
+    {"config", "version"},
 };
 
 uint64_t dw_fsm_applied(const struct dw_fsm *f)

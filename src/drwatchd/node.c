@@ -312,6 +312,9 @@ static void reconfigure(struct dw_node *n)
     n->config_error[0] = '\0';
     dw_log(DW_LOG_INFO, "config", "running by committed config version %" PRId64 ": %d sites, "
            "%d groups, %d members", v, next->n_sites, next->n_groups, next->n_members);
+    if (next->override_unmatched)
+        dw_log(DW_LOG_WARN, "config", "node.probe_overrides.%s: config version %" PRId64 " has "
+               "no such Edge; the override is unused", next->override_unmatched, v);
     check_local(n, committed);
     cJSON_Delete(committed);
     /* the cluster drops views of other versions: say what this node sees now */

@@ -46,9 +46,12 @@ class Cluster:
                  refresh_ms=1000, debug=True, keep=False, per_node_urls=None,
                  edge_overrides=None, site_overrides=None, tilt=None, genesys_extra=None,
                  sites=None, shared_edge_ports=None, member_ips=None, node_prefix=None,
-                 url_hosts=None, sim_host="127.0.0.1", node_env=None):
+                 url_hosts=None, sim_host="127.0.0.1", node_env=None, initial_members=None):
         self.build = os.path.abspath(build)
         self.n = n
+        # Nodes 1..initial_members form the cluster; a later node's file lists every member
+        # (itself included) and it joins with --join.
+        self.initial = initial_members or n
         self.dir = tempfile.mkdtemp(prefix=f"drwatch-{name}-")
         self.keep = keep
         self.node_env = node_env or {}
@@ -167,11 +170,17 @@ class Cluster:
 
     def config(self, i):
         sites = []
+        # Where a node reaches an Edge by another URL (its own path, its own namespace), its
+        # file says so in node.probe_overrides; the sites (committed) carry the common URL.
+        overrides = {}
         for s, es in self.sites.items():
             edges = []
             host = self.url_hosts.get(i, "127.0.0.1")
             for e in es:
-                url = self.per_node_urls.get((i, e), f"http://{host}:{self.edge_ports[e]}/health")
+                url = f"http://127.0.0.1:{self.edge_ports[e]}/health"
+                mine = self.per_node_urls.get((i, e), f"http://{host}:{self.edge_ports[e]}/health")
+                if mine != url:
+                    overrides[e] = {"health_url": mine}
                 edge = {"id": e, "genesys_edge_id": e, "health_url": url}
                 for key in ((None, e), (i, e)):
                     edge.update(self.edge_overrides.get(key, {}))
@@ -186,12 +195,13 @@ class Cluster:
         return {
             "node": {"id": i, "data_dir": self.node_dir(i), "admin_socket": self.socket(i),
                      "debug": self.debug,
-                     "metrics_address": f"127.0.0.1:{self.metrics_ports[i - 1]}"},
+                     "metrics_address": f"127.0.0.1:{self.metrics_ports[i - 1]}",
+                     **({"probe_overrides": overrides} if overrides else {})},
             "cluster": dict(
                 members=[{"id": j, "name": f"n{j}",
                           "raft_address": f"{self.member_ips.get(j, '127.0.0.1')}:{self.raft_ports[j - 1]}",
                           "peer_address": f"{self.member_ips.get(j, '127.0.0.1')}:{self.peer_ports[j - 1]}"}
-                         for j in range(1, self.n + 1)],
+                         for j in range(1, (self.initial if i <= self.initial else self.n) + 1)],
                 peer_secret_dir=self.peer_secret_dir(i),
                 **self.cluster_opts),
             "genesys": {"api_base_url": self.genesys_for(i), "login_base_url": self.genesys_for(i),
@@ -225,7 +235,7 @@ class Cluster:
             with open(os.path.join(self.dir, f"n{i}.json"), "w") as f:
                 json.dump(self.config(i), f, indent=2)
 
-    def start_node(self, i):
+    def start_node(self, i, *args):
         # A node killed by SIGKILL leaves its socket behind: waiting for it must mean this start.
         if os.path.exists(self.socket(i)):
             os.unlink(self.socket(i))
@@ -235,7 +245,7 @@ class Cluster:
         env.update(DRWATCH_GENESYS_BACKOFF_SCALE="0.05", **self.node_env)
         p = subprocess.Popen(self.node_prefix.get(i, []) +
                              [os.path.join(self.build, "drwatchd"), "--config",
-                              os.path.join(self.dir, f"n{i}.json")],
+                              os.path.join(self.dir, f"n{i}.json"), *args],
                              stdout=log, stderr=subprocess.STDOUT, env=env)
         self.procs[i] = p
         self.node_logs[i] = log
@@ -250,7 +260,7 @@ class Cluster:
         try:
             self.write_configs()
             self.start_sims()
-            for i in range(1, self.n + 1):
+            for i in range(1, self.initial + 1):
                 self.start_node(i)
         except BaseException:
             self.__exit__(*sys.exc_info())
@@ -285,6 +295,11 @@ class Cluster:
                 raise AssertionError(f"drctl on node {i} {args} -> {r.returncode}: {r.stderr}{r.stdout}")
             return None
         return json.loads(r.stdout)
+
+    def run_drctl(self, i, *args, timeout=75):
+        """drctl as an operator runs it: the finished process (exit code, stdout, stderr)."""
+        return subprocess.run([os.path.join(self.build, "drctl"), "--socket", self.socket(i), *args],
+                              capture_output=True, text=True, timeout=timeout)
 
     def status(self, i):
         return self.drctl(i, "status", check=False)

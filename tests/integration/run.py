@@ -11,6 +11,7 @@ import sys
 import time
 import traceback
 
+import config_tests
 import detection_tests
 import fencing_tests
 import netns
@@ -388,6 +389,9 @@ def test_h_admin_socket_and_drctl_errors():
         r = subprocess.run([drctl, "--socket", os.path.join(c.dir, "nope.sock"), "status"],
                            capture_output=True, text=True)
         assert r.returncode == 3 and "cannot connect" in r.stderr, r
+        # node 2 lists the sites once it has applied the first config (the leader's file)
+        wait_until(lambda: c.status(2)["config"]["committed_version"] == 1, 20,
+                   "config version 1 applied on node 2")
         r = subprocess.run([drctl, "--socket", c.socket(2), "status"], capture_output=True, text=True)
         assert r.returncode == 0, r
         for needle in ("leader", "MEMBER", "site-a", "carrier-1", "premise-a"):
@@ -495,6 +499,7 @@ def test_example_config_is_valid():
 TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
 TESTS += detection_tests.TESTS
 TESTS += fencing_tests.TESTS
+TESTS += config_tests.TESTS
 
 
 TEST_LIMIT_S = 300
@@ -519,6 +524,7 @@ def main():
     BUILD = os.path.abspath(args.build)
     detection_tests.BUILD = BUILD
     fencing_tests.BUILD = BUILD
+    config_tests.BUILD = BUILD
     removed = netns.remove_stale()
     if removed:
         print(f"removed what an interrupted run left: {' '.join(removed)}", flush=True)

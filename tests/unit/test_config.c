@@ -1276,6 +1276,35 @@ static void test_limits(void **state)
                    "sites[3].edges[7].id)");
 }
 
+
+/* A node's own way to an Edge: node-local, applied to the health_url probe, never committed. */
+static void test_probe_overrides(void **state)
+{
+    (void)state;
+    cJSON *d = doc("full.json");
+    set(d, "node.probe_overrides", "{\"edge-b1\": {\"health_url\": \"http://192.0.2.7/h\"},"
+                                   "\"gone\": {\"health_url\": \"http://192.0.2.8/h\"}}");
+    cJSON *cluster = dw_config_cluster_doc(d);
+    char *ct = cJSON_PrintUnformatted(cluster);
+    assert_null(strstr(ct, "192.0.2.7"));
+    free(ct);
+    cJSON_Delete(cluster);
+    assert_int_equal(parse_doc(d), 0);
+    assert_string_equal(cfg.sites[1].edges[0].health_url, "http://192.0.2.7/h");
+    assert_string_equal(cfg.sites[1].edges[0].probes[0].url, "http://192.0.2.7/h");
+    assert_string_equal(cfg.sites[1].edges[1].health_url, "http://10.2.0.6:8080/health");
+    assert_non_null(cfg.override_unmatched);
+    assert_string_equal(cfg.override_unmatched, "gone");
+
+    d = doc("full.json");
+    set(d, "node.probe_overrides", "{\"edge-b1\": {\"url\": \"http://192.0.2.7/h\"}}");
+    expect_only(d, "node.probe_overrides.edge-b1: expected an Edge id with {\"health_url\": URL}");
+    d = doc("full.json");
+    set(d, "node.probe_overrides", "{\"edge-b1\": {\"health_url\": \"ftp://x\"}}");
+    assert_int_equal(parse_doc(d), -1);
+    assert_non_null(strstr(errs.msg[0], "node.probe_overrides.edge-b1.health_url"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1307,6 +1336,7 @@ int main(void)
         cmocka_unit_test(test_site_rules),
         cmocka_unit_test(test_detection_numbers),
         cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_probe_overrides),
     };
     int rc = cmocka_run_group_tests(tests, setup_dir, teardown_dir);
     dw_config_free(&cfg);

@@ -211,6 +211,16 @@ static void print_status(const cJSON *r)
                num(leader, "term"));
     else
         printf("leader: none known\n");
+    const cJSON *conf = arr(r, "config");
+    if (conf) {
+        printf("config version %.0f committed, %.0f running here\n", num(conf, "committed_version"),
+               num(conf, "running_version"));
+        if (str(conf, "error")[0])
+            printf("config error: %s\n", str(conf, "error"));
+        if (cJSON_IsTrue(arr(conf, "local_differs")))
+            printf("this node's file differs from the committed config (it runs by the "
+                   "committed one):\n%s\n", str(conf, "differences"));
+    }
 
     printf("\n%-4s %-16s %-7s %s\n", "ID", "MEMBER", "ROLE", "LAST CONTACT");
     const cJSON *m;

@@ -46,7 +46,7 @@ struct dw_node {
     int64_t cfg_version;          /* the committed version the components run by */
     bool local_differs;           /* the file's cluster part is not the committed one */
     char differences[4096];
-    char config_error[512];       /* why the committed version could not be run here */
+    char config_error[600];       /* why the committed version could not be run here */
     uint64_t config_errors;
     bool bootstrapping;           /* the bootstrap config entry is in flight */
     struct dw_peer_secrets peer_secrets;
@@ -139,9 +139,13 @@ static void submit(struct dw_node *n)
     free(e);
 }
 
+static void reconf_cb(uv_timer_t *t);
+
 static void refresh_cb(uv_timer_t *t)
 {
     struct dw_node *n = t->data;
+    if (n->config_error[0])
+        uv_timer_start(&n->reconf, reconf_cb, 0, 0);
     n->dirty = 1;
     submit(n);
 }
@@ -162,8 +166,6 @@ static void tilt_changed(struct dw_tilt *t, bool active, void *data)
     n->dirty = 1;
     submit(n);
 }
-
-static void reconf_cb(uv_timer_t *t);
 
 static void applied(void *data)
 {
@@ -332,10 +334,15 @@ fail:
         free(next);
     }
     cJSON_Delete(committed);
-    n->config_errors++;
+    char was[sizeof n->config_error];
+    snprintf(was, sizeof was, "%s", n->config_error);
     snprintf(n->config_error, sizeof n->config_error, "version %" PRId64 ": %s", v, why);
+    if (strcmp(was, n->config_error) == 0)
+        return; /* a retry that failed alike: logged and counted once */
+    n->config_errors++;
     dw_log(DW_LOG_ERROR, "config", "cannot run committed config version %" PRId64 " on this node "
-           "(it keeps running by version %" PRId64 "): %s", v, n->cfg->version, why);
+           "(it keeps running by version %" PRId64 " and tries again every refresh): %s", v,
+           n->cfg->version, why);
 }
 
 static void bootstrap_done(void *data, int status, const char *errmsg)
@@ -378,8 +385,8 @@ static void reconf_cb(uv_timer_t *t)
     int64_t v = dw_fsm_config_version(n->fsm);
     if (v == 0 && !n->bootstrapping && dw_raft_is_leader(n->raft))
         bootstrap(n);
-    else if (v != 0 && v != n->cfg_version)
-        reconfigure(n);
+    else if (v != 0 && (v != n->cfg_version || n->config_error[0]))
+        reconfigure(n); /* a version this node could not run is tried again (secrets may come) */
 }
 
 static cJSON *local_view(struct dw_node *n)

@@ -264,6 +264,18 @@ static struct dw_config *effective_config(struct dw_node *n, const cJSON *commit
     return cfg;
 }
 
+static bool member_of(const cJSON *doc, uint64_t id)
+{
+    const cJSON *m;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(
+                              cJSON_GetObjectItemCaseSensitive(doc, "cluster"), "members")) {
+        const cJSON *mid = cJSON_GetObjectItemCaseSensitive(m, "id");
+        if (cJSON_IsNumber(mid) && mid->valuedouble == (double)id)
+            return true;
+    }
+    return false;
+}
+
 /* Switches every component to the committed version: everything that can fail is done before
  * anything changes, so a version this node cannot run leaves it on the last one it could. */
 static void reconfigure(struct dw_node *n)
@@ -281,6 +293,12 @@ static void reconfigure(struct dw_node *n)
     n->cfg_version = v;
     if (committed == NULL) {
         snprintf(why, sizeof why, "cannot read the committed document");
+        goto fail;
+    }
+    if (!member_of(committed, n->file->node_id)) {
+        snprintf(why, sizeof why, "this node (id %llu) is not a member: add it with drctl members "
+                 "add on the leader, or stop it if it was removed",
+                 (unsigned long long)n->file->node_id);
         goto fail;
     }
     if ((next = effective_config(n, committed, why, sizeof why)) == NULL)

@@ -325,6 +325,8 @@ static void print_config_change(const cJSON *r, const char *action)
     else if (strcmp(action, "apply") == 0 && cJSON_IsTrue(arr(r, "dry_run")))
         printf("dry run: would change %.0f settings (config version %.0f stays)\n", num(r, "count"),
                num(r, "version"));
+    else if (strcmp(action, "apply") == 0 && num(r, "count") == 0)
+        printf("nothing to apply: the file matches config version %.0f\n", num(r, "version"));
     else if (strcmp(action, "apply") == 0)
         printf("applied: config version %.0f at log index %.0f\n", num(r, "version"),
                num(r, "index"));

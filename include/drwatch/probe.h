@@ -4,6 +4,7 @@
 #ifndef DRWATCH_PROBE_H
 #define DRWATCH_PROBE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <uv.h>
@@ -44,6 +45,9 @@ struct dw_probe_stats {
     uint64_t probes, failures, errors_bad_response;
     uint64_t skipped_busy;   /* runs skipped because the previous one was still in flight */
     uint64_t sip_malformed;  /* SIP datagrams that did not parse (also in errors_bad_response) */
+    uint64_t late_runs;      /* runs that started more than the lateness bound after they were due */
+    uint64_t overload_discarded; /* failed runs not counted: the node could not keep up */
+    uint64_t overloads;      /* times the prober entered overload */
 };
 void dw_prober_stats(const struct dw_prober *p, struct dw_probe_stats *out);
 
@@ -70,5 +74,18 @@ struct dw_probe_info {
 };
 int dw_prober_probe_info(const struct dw_prober *p, int site, int edge, int probe,
                          struct dw_probe_info *out);
+
+/* Overload (docs/detection.md): a run starting more than max(DW_PROBE_LATE_MIN_MS,
+ * interval/4) after it was due is late. Over a window of at least DW_PROBE_OVERLOAD_WINDOW_MS and
+ * DW_PROBE_OVERLOAD_MIN_RUNS runs, 20% late puts the prober in overload; three windows under 2% end it. In overload, and for any run that began
+ * late or whose answer was handled long past its timeout, failures are not fed to the detector:
+ * a node that cannot keep its schedule abstains rather than call Edges DOWN. */
+#define DW_PROBE_LATE_MIN_MS 100
+#define DW_PROBE_OVERLOAD_WINDOW_MS 1000
+#define DW_PROBE_OVERLOAD_MIN_RUNS 10
+/* Called for every overloaded window with the reason (to extend an abstention). */
+typedef void (*dw_overload_cb)(void *data, const char *why);
+void dw_prober_set_overload_cb(struct dw_prober *p, dw_overload_cb cb, void *data);
+bool dw_prober_overloaded(const struct dw_prober *p);
 
 #endif

@@ -67,4 +67,8 @@ void dw_tilt_collect(void *data, struct dw_metrics_writer *w);
 /* New thresholds (a committed config change); a TILT under way keeps its end. */
 void dw_tilt_set_cfg(struct dw_tilt *t, const struct dw_tilt_cfg *cfg);
 
+/* Trips TILT for a reason found elsewhere (the prober's overload): the same abstention, ended
+ * abstain_ms after the last trip. */
+void dw_tilt_trip(struct dw_tilt *t, const char *why);
+
 #endif

@@ -167,6 +167,13 @@ static void tilt_changed(struct dw_tilt *t, bool active, void *data)
     submit(n);
 }
 
+/* A prober that cannot keep its schedule makes this node abstain, like a stalled loop. */
+static void probe_overload(void *data, const char *why)
+{
+    struct dw_node *n = data;
+    dw_tilt_trip(n->tilt, why);
+}
+
 static void applied(void *data)
 {
     struct dw_node *n = data;
@@ -310,6 +317,7 @@ static void reconfigure(struct dw_node *n)
         snprintf(why, sizeof why, "probes: cannot start");
         goto fail;
     }
+    dw_prober_set_overload_cb(prober, probe_overload, n);
     if (dw_cloud_start(&cloud, n->loop, next, n->genesys, n->raft, why, sizeof why) != 0)
         goto fail;
     int rc = dw_peer_reconfigure(n->peer, next, &sec, why, sizeof why);
@@ -623,6 +631,17 @@ static void node_collect(void *data, struct dw_metrics_writer *w)
     metric(w, "drwatch_probe_skipped_busy_total", DW_METRIC_COUNTER,
            "Probe runs skipped because the previous run was still in flight.", NULL,
            (double)pst.skipped_busy);
+    metric(w, "drwatch_probe_overloaded", DW_METRIC_GAUGE,
+           "1 while this node's prober cannot keep its schedule (it abstains).", NULL,
+           dw_prober_overloaded(n->prober));
+    metric(w, "drwatch_probe_overloads_total", DW_METRIC_COUNTER,
+           "Times the prober found it could not keep its schedule.", NULL, (double)pst.overloads);
+    metric(w, "drwatch_probe_late_runs_total", DW_METRIC_COUNTER,
+           "Probe runs that started later than the lateness bound after they were due.", NULL,
+           (double)pst.late_runs);
+    metric(w, "drwatch_probe_overload_discarded_total", DW_METRIC_COUNTER,
+           "Failed probe runs not counted because the node could not keep up.", NULL,
+           (double)pst.overload_discarded);
     metric(w, "drwatch_sip_malformed_total", DW_METRIC_COUNTER,
            "SIP messages that did not parse.", NULL, (double)pst.sip_malformed);
     struct dw_cloud_stats cs;
@@ -830,6 +849,7 @@ int dw_node_start(struct dw_node **out, uv_loop_t *loop, const struct dw_config 
         snprintf(errmsg, errlen, "dw_prober_start(): failed");
         goto err_after_cloud;
     }
+    dw_prober_set_overload_cb(n->prober, probe_overload, n);
     if (dw_metrics_start(&n->metrics, loop, cfg->metrics_address, err, sizeof err) != 0) {
         snprintf(errmsg, errlen, "dw_metrics_start(): %s", err);
         goto err_after_prober;

@@ -36,6 +36,9 @@ struct probe {
     unsigned timeout_ms;
     const char *target; /* in the arena */
     uv_timer_t timer;
+    uint64_t due;              /* loop time the timer should fire */
+    uint64_t started;          /* loop time the current run began */
+    unsigned started_late : 1; /* the current run began late: its failure is no evidence */
     struct dw_detector det;
     uint64_t bad;
     unsigned in_flight : 1;
@@ -100,7 +103,64 @@ struct dw_prober {
     int open_handles; /* libuv handles not yet closed */
     int in_flight;    /* sip probes whose callback has not run */
     int closing;
+    /* overload: runs that start late mean the loop cannot keep the schedule */
+    uint64_t win_start;
+    unsigned win_runs, win_late;
+    unsigned calm_windows;
+    bool overloaded;
+    char overload_why[128];
+    dw_overload_cb on_overload;
+    void *overload_data;
 };
+
+/* The clock libuv's timers run on (loop time is this, cached per turn). */
+static uint64_t mono_ms(void)
+{
+    return uv_hrtime() / 1000000u;
+}
+
+/* How late a run may start before it counts as late: the loop's normal jitter is a few ms. */
+static uint64_t late_ms(const struct dw_prober *p)
+{
+    uint64_t q = p->cfg.interval_ms / 4;
+    return q > DW_PROBE_LATE_MIN_MS ? q : DW_PROBE_LATE_MIN_MS;
+}
+
+/* Judged once per window of at least DW_PROBE_OVERLOAD_WINDOW_MS and DW_PROBE_OVERLOAD_MIN_RUNS
+ * runs: a late share of 20% or more is overload; three windows under 2% end it. */
+static void overload_account(struct dw_prober *p, uint64_t now, bool late)
+{
+    p->win_runs++;
+    p->win_late += late;
+    if (p->win_start == 0)
+        p->win_start = now;
+    if (now - p->win_start < DW_PROBE_OVERLOAD_WINDOW_MS || p->win_runs < DW_PROBE_OVERLOAD_MIN_RUNS)
+        return;
+    unsigned runs = p->win_runs, lates = p->win_late;
+    uint64_t span = now - p->win_start;
+    p->win_start = now;
+    p->win_runs = p->win_late = 0;
+    if (lates * 5 >= runs) {
+        p->calm_windows = 0;
+        snprintf(p->overload_why, sizeof p->overload_why, "probe overload: %u of %u runs in "
+                 "%.1f s started over %llu ms late (%.0f runs/s)", lates, runs, span / 1000.0,
+                 (unsigned long long)late_ms(p), runs * 1000.0 / (double)span);
+        if (!p->overloaded) {
+            p->overloaded = true;
+            p->stats.overloads++;
+            dw_log(DW_LOG_WARN, "probe", "%s: this node cannot keep its probe schedule; failed "
+                   "runs are not counted until it can (reduce Edges or probes per node, or raise "
+                   "probe.interval_ms)", p->overload_why);
+        }
+        /* every overloaded window, so an abstention built on it keeps being extended */
+        if (p->on_overload)
+            p->on_overload(p->overload_data, p->overload_why);
+    } else if (p->overloaded && lates * 50 < runs && ++p->calm_windows >= 3) {
+        p->overloaded = false;
+        p->calm_windows = 0;
+        dw_log(DW_LOG_INFO, "probe", "probe schedule kept again (%u of %u runs late)", lates, runs);
+    }
+}
 
 static uint64_t rng_next(struct dw_prober *p)
 {
@@ -193,6 +253,14 @@ static void probe_result(struct probe *pr, int ok, int bad)
     struct edge_st *e = pr->e;
 
     p->stats.probes++;
+    /* A failure while the loop cannot keep up (the run began late, its answer was handled long
+     * after its timeout, or the prober is overloaded) says more about this node than about the
+     * Edge: it moves nothing. A success is evidence whatever the load. */
+    uint64_t took = mono_ms() - pr->started;
+    if (!ok && (pr->started_late || p->overloaded || took > pr->timeout_ms + late_ms(p))) {
+        p->stats.overload_discarded++;
+        return;
+    }
     if (ok) {
         pr->last_error[0] = '\0';
     } else {
@@ -420,6 +488,7 @@ static void schedule(struct probe *pr, int first)
      * rate then backs off a little instead of piling up runs that time out (measured at 10,000
      * targets: catching up gave 75,797 failed runs and 5,425 false Edge DOWNs, this none). */
 
+    pr->due = uv_now(p->loop) + (uint64_t)delay;
     uv_timer_start(&pr->timer, on_probe_timer, (uint64_t)delay, 0);
 }
 
@@ -430,12 +499,22 @@ static void on_probe_timer(uv_timer_t *t)
 
     if (p->closing)
         return;
+    /* the real time, not the loop's cached one: a callback that ran long before this one in the
+     * same loop turn made this run late too */
+    uint64_t now = mono_ms();
+    bool late = now > pr->due + late_ms(p);
+    p->stats.late_runs += late;
     schedule(pr, 0);
     /* One run per probe at a time: a slow Edge must not pile up connections. */
+    /* a skip is not lateness: a black-holed Edge whose timeout is the interval skips every
+     * other run, and a dead site must not read as overload */
+    overload_account(p, now, late);
     if (pr->in_flight) {
         p->stats.skipped_busy++;
         return;
     }
+    pr->started = now;
+    pr->started_late = late;
     switch (pr->kind) {
     case DW_PROBE_HTTP:
         run_http(pr);
@@ -741,8 +820,10 @@ static void probe_take(struct probe *pr, const struct probe *old)
     memcpy(pr->last_error, old->last_error, sizeof pr->last_error);
     uint64_t due = uv_timer_get_due_in(&old->timer);
     /* past a shorter new interval the spread first run stands: all at once would be a burst */
-    if (due <= pr->p->cfg.interval_ms)
+    if (due <= pr->p->cfg.interval_ms) {
+        pr->due = uv_now(pr->p->loop) + due;
         uv_timer_start(&pr->timer, on_probe_timer, due, 0);
+    }
 }
 
 /* The probes of e (configured as ce) whose position and spec are those of prev's oe (oce). */
@@ -930,6 +1011,17 @@ int dw_prober_probe_info(const struct dw_prober *p, int site, int edge, int prob
     out->target = pr->target;
     out->last_error = pr->last_error;
     return 0;
+}
+
+void dw_prober_set_overload_cb(struct dw_prober *p, dw_overload_cb cb, void *data)
+{
+    p->on_overload = cb;
+    p->overload_data = data;
+}
+
+bool dw_prober_overloaded(const struct dw_prober *p)
+{
+    return p->overloaded;
 }
 
 void dw_prober_stats(const struct dw_prober *p, struct dw_probe_stats *out)

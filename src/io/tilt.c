@@ -63,6 +63,12 @@ static void trip(struct dw_tilt *t, uint64_t mono, const char *why)
         t->on_change(t, true, t->data);
 }
 
+void dw_tilt_trip(struct dw_tilt *t, const char *why)
+{
+    if (t != NULL && !t->closing)
+        trip(t, t->clk.mono_ms(t->clk.data), why);
+}
+
 void dw_tilt_check(struct dw_tilt *t)
 {
     if (t == NULL || t->closing)

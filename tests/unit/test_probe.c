@@ -960,6 +960,72 @@ static void test_switch_reordered(void **state)
     free(t2);
 }
 
+
+/* A loop too busy to keep the schedule: every callback of this timer burns hog_ms. */
+struct hog {
+    uv_timer_t t;
+    unsigned ms;
+    int overloads;
+};
+
+static void on_hog(uv_timer_t *t)
+{
+    struct hog *h = t->data;
+    uint64_t end = uv_hrtime() + (uint64_t)h->ms * 1000000ULL;
+    while (uv_hrtime() < end)
+        ;
+}
+
+static void on_overload(void *data, const char *why)
+{
+    struct hog *h = data;
+    assert_non_null(strstr(why, "probe overload"));
+    h->overloads++;
+}
+
+static int is_overloaded(struct env *e, const void *arg)
+{
+    return dw_prober_overloaded(e->p) == *(const bool *)arg;
+}
+
+/* A node that cannot keep its schedule abstains: failures of runs it started late, or made
+ * while overloaded, move nothing; once it keeps up again, the same failures count. */
+static void test_overload_abstains(void **state)
+{
+    (void)state;
+    struct tcfg *t = tcfg_new(1);
+    struct env e;
+    struct hog h = {.ms = 150};
+    int port = closed_port();
+
+    env_init(&e);
+    t->cfg.probe.interval_ms = 100;
+    for (int i = 0; i < T_EDGES; i++)
+        tcp_probe(add_edge(t, 0), port); /* refused at once: DOWN within 3 runs if counted */
+    uv_timer_init(&e.loop, &h.t);
+    h.t.data = &h;
+    uv_timer_start(&h.t, on_hog, 0, 10);
+    assert_int_equal(dw_prober_start(&e.p, &e.loop, e.m, &t->cfg, on_site, &e), 0);
+    dw_prober_set_overload_cb(e.p, on_overload, &h);
+    bool yes = true, no = false;
+    assert_int_equal(run_until(&e, is_overloaded, &yes, 10000), 0);
+    run_for(&e, 2000);
+    struct dw_probe_stats st;
+    dw_prober_stats(e.p, &st);
+    assert_true(h.overloads >= 1);
+    assert_true(st.overloads == 1 && st.late_runs > 0 && st.overload_discarded > 0);
+    for (int i = 0; i < T_EDGES; i++)
+        assert_int_equal(dw_prober_edge(e.p, 0, i), DW_UNKNOWN);
+    assert_int_equal(e.changes, 0);
+
+    uv_timer_stop(&h.t);
+    assert_int_equal(run_until(&e, is_overloaded, &no, 10000), 0);
+    wait_state(&e, 0, -1, DW_DOWN);
+    uv_close((uv_handle_t *)&h.t, NULL);
+    env_close(&e);
+    free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -975,6 +1041,7 @@ int main(void)
         cmocka_unit_test(test_switch_keeps_down),
         cmocka_unit_test(test_switch_shorter_interval),
         cmocka_unit_test(test_switch_reordered),
+        cmocka_unit_test(test_overload_abstains),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

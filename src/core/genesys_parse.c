@@ -75,9 +75,26 @@ enum dw_gparse_rc dw_gparse_token(const char *body, size_t len, char **token,
     return rc;
 }
 
-/* Sets properties.trunk_enabled.value.instance, creating what is missing. */
+/* Drops the members named key after the first, the one read: a reader that takes the last
+ * one would see another value in the PUT body than the one the client read and decided on. */
+static void drop_later_dups(cJSON *obj, const char *key)
+{
+    cJSON *first = cJSON_GetObjectItemCaseSensitive(obj, key);
+    cJSON *x, *next;
+
+    for (x = first ? first->next : NULL; x != NULL; x = next) {
+        next = x->next;
+        if (x->string != NULL && strcmp(x->string, key) == 0)
+            cJSON_Delete(cJSON_DetachItemViaPointer(obj, x));
+    }
+}
+
+/* Sets properties.trunk_enabled.value.instance, creating what is missing; the document sent
+ * back holds one of each member on that path, and one version. */
 static int set_enabled_prop(cJSON *root, bool wanted)
 {
+    drop_later_dups(root, "version");
+    drop_later_dups(root, "properties");
     cJSON *props = cJSON_GetObjectItemCaseSensitive(root, "properties");
     if (props == NULL) {
         props = cJSON_AddObjectToObject(root, "properties");
@@ -86,6 +103,7 @@ static int set_enabled_prop(cJSON *root, bool wanted)
     }
     if (!cJSON_IsObject(props))
         return -1;
+    drop_later_dups(props, "trunk_enabled");
     cJSON *te = cJSON_GetObjectItemCaseSensitive(props, "trunk_enabled");
     if (!cJSON_IsObject(te)) {
         cJSON_DeleteItemFromObjectCaseSensitive(props, "trunk_enabled");
@@ -93,6 +111,7 @@ static int set_enabled_prop(cJSON *root, bool wanted)
         if (te == NULL || cJSON_AddStringToObject(te, "type", "boolean") == NULL)
             return -1;
     }
+    drop_later_dups(te, "value");
     cJSON *val = cJSON_GetObjectItemCaseSensitive(te, "value");
     if (!cJSON_IsObject(val)) {
         cJSON_DeleteItemFromObjectCaseSensitive(te, "value");
@@ -100,6 +119,7 @@ static int set_enabled_prop(cJSON *root, bool wanted)
         if (val == NULL || cJSON_AddBoolToObject(val, "default", 1) == NULL)
             return -1;
     }
+    drop_later_dups(val, "instance");
     cJSON_DeleteItemFromObjectCaseSensitive(val, "instance");
     return cJSON_AddBoolToObject(val, "instance", wanted) != NULL ? 0 : -1;
 }

@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "drwatch/config.h"
+#include "drwatch/genesys_parse.h"
 #include "drwatch/http.h"
 
 struct dw_genesys;
@@ -84,11 +85,6 @@ struct dw_genesys_stats {
         fenced; /* write requests not sent because their fencing token was no longer valid */
 };
 void dw_genesys_stats(const struct dw_genesys *g, struct dw_genesys_stats *out);
-
-/* Numbers from Genesys: true and *out set when v is a JSON number holding an integer in
- * [min, max]. Checked before any cast (casting 1e300 or inf to an integer is undefined); every
- * number read from a response goes through here, and garbage counts as a bad response. */
-bool dw_json_int_in(const cJSON *v, long long min, long long max, long long *out);
 
 /* Multiplies every retry wait (Retry-After and the 3/9/27 s backoff); 1.0 is real time, tests
  * use e.g. 0.01. dw_genesys_init reads DRWATCH_GENESYS_BACKOFF_SCALE from the environment. */

@@ -1,5 +1,4 @@
 #include <inttypes.h>
-#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +17,6 @@
 #define G_TOKEN_EARLY_MS 60000
 #define G_RETRY_AFTER_DEFAULT_S 3
 #define G_RETRY_AFTER_MAX_S 180
-#define G_TOKEN_MAX_TTL_S (7 * 86400)
 #define G_MAX_BODY (4u * 1024 * 1024)
 #define G_DETAIL_MAX 256
 
@@ -62,7 +60,7 @@ struct call {
     int puts;
     long version_read;
     int page, n_trunks, n_ok;
-    char first_bad[128];
+    char first_bad[DW_GPARSE_FIRST_BAD_MAX];
 
     unsigned sent;   /* API requests this call has sent */
     cJSON *listed;   /* list: entities gathered so far */
@@ -300,33 +298,11 @@ static void drop_token(struct dw_genesys *g)
     g->token = NULL;
 }
 
-/* "code: message" or the OAuth "error: error_description" from an error body, "" if none. */
-static void error_text(const char *body, char *out, size_t len)
-{
-    cJSON *root = cJSON_Parse(body);
-    const cJSON *a = NULL, *b = NULL;
-
-    out[0] = '\0';
-    if (cJSON_IsObject(root)) {
-        a = cJSON_GetObjectItemCaseSensitive(root, "code");
-        b = cJSON_GetObjectItemCaseSensitive(root, "message");
-        if (!cJSON_IsString(a) && !cJSON_IsString(b)) {
-            a = cJSON_GetObjectItemCaseSensitive(root, "error");
-            b = cJSON_GetObjectItemCaseSensitive(root, "error_description");
-        }
-    }
-    if (cJSON_IsString(a) && cJSON_IsString(b))
-        snprintf(out, len, " %.60s: %.150s", a->valuestring, b->valuestring);
-    else if (cJSON_IsString(a) || cJSON_IsString(b))
-        snprintf(out, len, " %.150s", cJSON_IsString(a) ? a->valuestring : b->valuestring);
-    cJSON_Delete(root);
-}
-
 static void fail_status(struct call *c, const struct dw_http_resp *r)
 {
     char err[224];
 
-    error_text(r->body, err, sizeof err);
+    dw_gparse_error_text(r->body, r->body_len, err, sizeof err);
     call_failf(c, "%s -> %ld%s", c->label, r->status, err);
 }
 
@@ -342,43 +318,6 @@ static void fail_bad(struct call *c, const struct dw_http_resp *r, const char *w
     dw_log(DW_LOG_WARN, "genesys", "%s %s -> %ld: %s", c->method, path, r->status, what);
     c->logged = 1;
     call_failf(c, "%s -> %ld: %s", c->label, r->status, what);
-}
-
-bool dw_json_int_in(const cJSON *v, long long min, long long max, long long *out)
-{
-    if (!cJSON_IsNumber(v))
-        return false;
-    double d = v->valuedouble;
-    /* Within +-2^53 the cast is defined and exact; NaN fails the comparison. */
-    if (!(d >= -9007199254740992.0 && d <= 9007199254740992.0))
-        return false;
-    long long i = (long long)d;
-    if ((double)i != d || i < min || i > max)
-        return false;
-    *out = i;
-    return true;
-}
-
-/* Integer member key of obj into *out; an absent optional one leaves *out alone. Anything
- * else (wrong type, fraction, out of [min, max]) fails c as a bad response: false. */
-static bool int_member(struct call *c, const struct dw_http_resp *r, const cJSON *obj,
-                       const char *key, bool optional, long long min, long long max,
-                       long long *out)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    char what[128];
-
-    if ((v == NULL && optional) || dw_json_int_in(v, min, max, out))
-        return true;
-    if (v == NULL)
-        snprintf(what, sizeof what, "%s missing", key);
-    else if (cJSON_IsNumber(v))
-        snprintf(what, sizeof what, "%s %.10g is not an integer in [%lld, %lld]", key,
-                 v->valuedouble, min, max);
-    else
-        snprintf(what, sizeof what, "%s is not a number", key);
-    fail_bad(c, r, what);
-    return false;
 }
 
 static void on_retry_timer(uv_timer_t *t)
@@ -664,25 +603,16 @@ static void on_token(struct call *c, const struct dw_http_resp *r)
         fail_status(c, r);
         return;
     }
-    cJSON *root = cJSON_Parse(r->body);
-    const cJSON *tok = cJSON_GetObjectItemCaseSensitive(root, "access_token");
-    long long ttl = 0;
-    if (!cJSON_IsString(tok) || tok->valuestring[0] == '\0') {
-        cJSON_Delete(root);
-        fail_bad(c, r, root ? "token response without access_token" : "invalid JSON");
-        return;
-    }
-    /* lifetimes are 300 s to 48 h; a week leaves room without trusting nonsense */
-    if (!int_member(c, r, root, "expires_in", false, 1, G_TOKEN_MAX_TTL_S, &ttl)) {
-        explicit_bzero(tok->valuestring, strlen(tok->valuestring));
-        cJSON_Delete(root);
-        return;
-    }
-    char *t = strdup(tok->valuestring);
-    explicit_bzero(tok->valuestring, strlen(tok->valuestring));
-    cJSON_Delete(root);
-    if (t == NULL) {
+    char why[DW_GPARSE_WHY_MAX];
+    char *t;
+    long long ttl;
+    enum dw_gparse_rc rc = dw_gparse_token(r->body, r->body_len, &t, &ttl, why, sizeof why);
+    if (rc == DW_GPARSE_NOMEM) {
         call_failf(c, "out of memory");
+        return;
+    }
+    if (rc != DW_GPARSE_OK) {
+        fail_bad(c, r, why);
         return;
     }
     drop_token(g);
@@ -739,17 +669,12 @@ static void on_set_put(struct call *c, const struct dw_http_resp *r)
         fail_status(c, r);
         return;
     }
-    cJSON *root = cJSON_Parse(r->body);
-    if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        fail_bad(c, r, "invalid JSON");
+    char why[DW_GPARSE_WHY_MAX];
+    long long v;
+    if (dw_gparse_put_answer(r->body, r->body_len, &v, why, sizeof why) != DW_GPARSE_OK) {
+        fail_bad(c, r, why);
         return;
     }
-    long long v = -1;
-    bool ok = int_member(c, r, root, "version", true, 0, INT_MAX, &v);
-    cJSON_Delete(root);
-    if (!ok)
-        return;
     char ver[32] = "?";
     if (v >= 0)
         snprintf(ver, sizeof ver, "%lld", v);
@@ -761,82 +686,31 @@ static void on_set_put(struct call *c, const struct dw_http_resp *r)
     call_finish(c, DW_G_OK, d);
 }
 
-/* Sets properties.trunk_enabled.value.instance, creating what is missing. */
-static int set_enabled_prop(cJSON *root, bool wanted)
-{
-    cJSON *props = cJSON_GetObjectItemCaseSensitive(root, "properties");
-    if (props == NULL) {
-        props = cJSON_AddObjectToObject(root, "properties");
-        if (props == NULL)
-            return -1;
-    }
-    if (!cJSON_IsObject(props))
-        return -1;
-    cJSON *te = cJSON_GetObjectItemCaseSensitive(props, "trunk_enabled");
-    if (!cJSON_IsObject(te)) {
-        cJSON_DeleteItemFromObjectCaseSensitive(props, "trunk_enabled");
-        te = cJSON_AddObjectToObject(props, "trunk_enabled");
-        if (te == NULL || cJSON_AddStringToObject(te, "type", "boolean") == NULL)
-            return -1;
-    }
-    cJSON *val = cJSON_GetObjectItemCaseSensitive(te, "value");
-    if (!cJSON_IsObject(val)) {
-        cJSON_DeleteItemFromObjectCaseSensitive(te, "value");
-        val = cJSON_AddObjectToObject(te, "value");
-        if (val == NULL || cJSON_AddBoolToObject(val, "default", 1) == NULL)
-            return -1;
-    }
-    cJSON_DeleteItemFromObjectCaseSensitive(val, "instance");
-    return cJSON_AddBoolToObject(val, "instance", wanted) != NULL ? 0 : -1;
-}
-
 static void on_set_get(struct call *c, const struct dw_http_resp *r)
 {
     if (r->status < 200 || r->status > 299) {
         fail_status(c, r);
         return;
     }
-    cJSON *root = cJSON_Parse(r->body);
-    if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        fail_bad(c, r, "invalid JSON");
+    char why[DW_GPARSE_WHY_MAX];
+    struct dw_gparse_settings set;
+    if (dw_gparse_settings(r->body, r->body_len, c->wanted, &set, why, sizeof why) !=
+        DW_GPARSE_OK) {
+        fail_bad(c, r, why);
         return;
     }
-    const cJSON *props = cJSON_GetObjectItemCaseSensitive(root, "properties");
-    if (props != NULL && !cJSON_IsObject(props)) {
-        cJSON_Delete(root);
-        fail_bad(c, r, "trunk base settings properties is not an object");
-        return;
-    }
-    long long ver;
-    if (!int_member(c, r, root, "version", false, 0, INT_MAX, &ver)) {
-        cJSON_Delete(root);
-        return;
-    }
-    c->version_read = (long)ver;
-    const cJSON *te = cJSON_GetObjectItemCaseSensitive(props, "trunk_enabled");
-    const cJSON *val = cJSON_GetObjectItemCaseSensitive(te, "value");
-    const cJSON *inst = cJSON_GetObjectItemCaseSensitive(val, "instance");
-    if (cJSON_IsBool(inst) && (cJSON_IsTrue(inst) != 0) == c->wanted) {
+    c->version_read = (long)set.version;
+    if (set.put_body == NULL) {
         char d[G_DETAIL_MAX];
-        cJSON_Delete(root);
         snprintf(d, sizeof d, "trunkbasesettings/%s trunk_enabled already %s, version %ld",
                  c->tb_id, c->wanted ? "true" : "false", c->version_read);
         call_finish(c, DW_G_UNCHANGED, d);
         return;
     }
-    char *body = NULL;
-    if (set_enabled_prop(root, c->wanted) == 0)
-        body = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-    if (body == NULL) {
-        fail_bad(c, r, "cannot rewrite trunk base settings");
-        return;
-    }
     char rel[DW_ID_MAX * 3 + 32];
     snprintf(rel, sizeof rel, "trunkbasesettings/%s", c->tb_esc);
     c->puts++;
-    call_api(c, "PUT", rel, body, on_set_put);
+    call_api(c, "PUT", rel, set.put_body, on_set_put);
 }
 
 static void set_get(struct call *c)
@@ -851,51 +725,23 @@ static void set_get(struct call *c)
 
 static void check_page(struct call *c);
 
-static int json_true(const cJSON *obj, const char *a, const char *b)
-{
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(obj, a);
-    if (b != NULL)
-        x = cJSON_GetObjectItemCaseSensitive(x, b);
-    return cJSON_IsTrue(x);
-}
-
 static void on_check_page(struct call *c, const struct dw_http_resp *r)
 {
     if (r->status < 200 || r->status > 299) {
         fail_status(c, r);
         return;
     }
-    cJSON *root = cJSON_Parse(r->body);
-    const cJSON *ents = cJSON_GetObjectItemCaseSensitive(root, "entities");
-    if (!cJSON_IsArray(ents)) {
-        cJSON_Delete(root);
-        fail_bad(c, r, root ? "trunk list without entities" : "invalid JSON");
+    char why[DW_GPARSE_WHY_MAX];
+    struct dw_gparse_trunks p;
+    if (dw_gparse_trunks_page(r->body, r->body_len, &p, why, sizeof why) != DW_GPARSE_OK) {
+        fail_bad(c, r, why);
         return;
     }
-    const cJSON *t;
-    cJSON_ArrayForEach(t, ents) {
-        if (!cJSON_IsObject(t))
-            continue;
-        const cJSON *state = cJSON_GetObjectItemCaseSensitive(t, "state");
-        if (cJSON_IsString(state) && strcmp(state->valuestring, "deleted") == 0)
-            continue; /* a deleted record carries no calls */
-        c->n_trunks++;
-        int in_service = json_true(t, "inService", NULL);
-        int connected = json_true(t, "connectedStatus", "connected");
-        if (in_service && connected) {
-            c->n_ok++;
-        } else if (c->first_bad[0] == '\0') {
-            const cJSON *id = cJSON_GetObjectItemCaseSensitive(t, "id");
-            snprintf(c->first_bad, sizeof c->first_bad, "%.60s %s",
-                     cJSON_IsString(id) ? id->valuestring : "?",
-                     !in_service ? "not in service" : "not connected");
-        }
-    }
-    long long page_count = 1;
-    bool ok = int_member(c, r, root, "pageCount", true, 0, INT_MAX, &page_count);
-    cJSON_Delete(root);
-    if (!ok)
-        return;
+    c->n_trunks += p.n_trunks;
+    c->n_ok += p.n_ok;
+    if (c->first_bad[0] == '\0')
+        memcpy(c->first_bad, p.first_bad, sizeof c->first_bad);
+    long long page_count = p.page_count;
     if (c->page < page_count && c->page < G_MAX_PAGES) {
         c->page++;
         check_page(c);
@@ -939,23 +785,19 @@ static void on_list_page(struct call *c, const struct dw_http_resp *r)
         fail_status(c, r);
         return;
     }
-    cJSON *root = cJSON_Parse(r->body);
-    cJSON *ents = cJSON_GetObjectItemCaseSensitive(root, "entities");
-    if (!cJSON_IsArray(ents)) {
-        cJSON_Delete(root);
-        fail_bad(c, r, root ? "list without entities" : "invalid JSON");
-        return;
-    }
-    long long page_count = 1;
-    if (!int_member(c, r, root, "pageCount", true, 0, INT_MAX, &page_count)) {
-        cJSON_Delete(root);
+    char why[DW_GPARSE_WHY_MAX];
+    cJSON *ents;
+    long long page_count;
+    if (dw_gparse_list_page(r->body, r->body_len, &ents, &page_count, why, sizeof why) !=
+        DW_GPARSE_OK) {
+        fail_bad(c, r, why);
         return;
     }
     /* move the page's entities over instead of copying them */
     cJSON *e;
     while ((e = cJSON_DetachItemFromArray(ents, 0)) != NULL)
         cJSON_AddItemToArray(c->listed, e);
-    cJSON_Delete(root);
+    cJSON_Delete(ents);
     if (page_count > G_LIST_MAX_PAGES) {
         fail_bad(c, r, "more pages than drwatch reads");
         return;

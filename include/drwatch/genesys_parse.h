@@ -70,4 +70,10 @@ enum dw_gparse_rc dw_gparse_list_page(const char *body, size_t len, cJSON **enti
  * alone; "" when it has neither. Always NUL-terminated within outlen (> 0). */
 void dw_gparse_error_text(const char *body, size_t len, char *out, size_t outlen);
 
+/* A response header line (no terminator needed): the seconds of "Retry-After: N" (the
+ * delta-seconds form, at most DW_GPARSE_RETRY_AFTER_MAX), or -1 for any other header or form (an
+ * HTTP-date counts as absent: the client then waits its own back-off). */
+#define DW_GPARSE_RETRY_AFTER_MAX 1000000
+int dw_gparse_retry_after(const char *line, size_t n);
+
 #endif

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "drwatch/genesys_parse.h"
 
@@ -262,4 +263,22 @@ void dw_gparse_error_text(const char *body, size_t len, char *out, size_t outlen
     else if (cJSON_IsString(a) || cJSON_IsString(b))
         snprintf(out, outlen, " %.150s", cJSON_IsString(a) ? a->valuestring : b->valuestring);
     cJSON_Delete(root);
+}
+
+int dw_gparse_retry_after(const char *line, size_t n)
+{
+    static const char name[] = "retry-after:";
+    if (n <= sizeof name - 1 || strncasecmp(line, name, sizeof name - 1) != 0)
+        return -1;
+    const char *p = line + sizeof name - 1, *end = line + n;
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    long v = 0;
+    int digits = 0;
+    while (p < end && *p >= '0' && *p <= '9' && v < DW_GPARSE_RETRY_AFTER_MAX) {
+        v = v * 10 + (*p - '0');
+        p++;
+        digits++;
+    }
+    return digits == 0 ? -1 : v > DW_GPARSE_RETRY_AFTER_MAX ? DW_GPARSE_RETRY_AFTER_MAX : (int)v;
 }

@@ -3,6 +3,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "drwatch/genesys_parse.h"
 #include "drwatch/http.h"
 
 /* One record per running transfer; kept in a list so close can abort them all. */
@@ -332,24 +333,10 @@ static size_t header_cb(char *ptr, size_t size, size_t nitems, void *userdata)
 {
     struct req *r = userdata;
     size_t n = size * nitems;
-    static const char name[] = "retry-after:";
+    int v = dw_gparse_retry_after(ptr, n);
 
-    if (n > sizeof name - 1 && strncasecmp(ptr, name, sizeof name - 1) == 0) {
-        const char *p = ptr + sizeof name - 1;
-        const char *end = ptr + n;
-        while (p < end && (*p == ' ' || *p == '\t'))
-            p++;
-        long v = 0;
-        int digits = 0;
-        while (p < end && *p >= '0' && *p <= '9' && v < 1000000) {
-            v = v * 10 + (*p - '0');
-            p++;
-            digits++;
-        }
-        /* Only the delta-seconds form; an HTTP-date stays "absent". */
-        if (digits > 0)
-            r->retry_after_s = (int)v;
-    }
+    if (v >= 0)
+        r->retry_after_s = v;
     return n;
 }
 

@@ -155,6 +155,9 @@ static void error_text(const char *body, size_t len)
         check(memchr(out, '\0', sizes[i]) != NULL);
         check(out[0] == '\0' || out[0] == ' ');
     }
+    /* the same bytes as a header line: Retry-After is read from headers */
+    int ra = dw_gparse_retry_after(body, len);
+    check(ra >= -1 && ra <= DW_GPARSE_RETRY_AFTER_MAX);
 }
 
 static void int_in(const cJSON *j)

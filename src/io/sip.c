@@ -6,28 +6,25 @@
  *
  * UDP probes share one socket and are found again by Call-ID (hash table), then checked against
  * CSeq and the top Via branch. TCP and TLS probes own their connection; messages on it are framed
- * by Content-Length and capped at DW_SIP_MAX_MSG. */
+ * by Content-Length and capped at DW_SIP_MAX_MSG (both parsers: src/io/sip_parse.c). */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <unistd.h>
 
-#include <osipparser2/osip_parser.h>
-#include <osipparser2/osip_port.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
 #include "drwatch/sip.h"
+#include "drwatch/sip_parse.h"
 
-#define DW_SIP_MAX_MSG (64 * 1024)
 #define SIP_T1_MS 500
 #define SIP_T2_MS 4000
 #define N_BUCKETS 4096
@@ -105,23 +102,6 @@ struct usend {
 };
 
 /* ---- helpers ---- */
-
-static void osip_sink(const char *fi, int li, osip_trace_level_t level, const char *chfr, va_list ap)
-{
-    (void)fi, (void)li, (void)level, (void)chfr, (void)ap;
-}
-
-static void osip_once(void)
-{
-    static bool done;
-
-    if (done)
-        return;
-    done = true;
-    parser_init();
-    /* the library prints traces to stdout otherwise, which is our log stream */
-    osip_trace_initialize_func(TRACE_LEVEL0, osip_sink);
-}
 
 static int rand_hex(char *out, size_t nbytes)
 {
@@ -332,61 +312,26 @@ enum verdict { V_MALFORMED, V_UNMATCHED, V_PROVISIONAL, V_FINAL };
 static enum verdict classify(struct dw_sip *s, const char *buf, size_t len, struct probe **pp,
                              int *code, char *detail, size_t detail_len)
 {
-    osip_message_t *msg = NULL;
-    osip_via_t *via = NULL;
-    osip_generic_param_t *branch = NULL;
-    osip_call_id_t *cid;
-    osip_cseq_t *cseq;
-    char *cid_str = NULL;
-    enum verdict v = V_MALFORMED;
+    struct dw_sip_resp r;
+    const char *why;
     struct probe *p;
 
-    if (len == 0 || memchr(buf, '\0', len) != NULL)
+    switch (dw_sip_parse(buf, len, &r, &why)) {
+    case DW_SIP_MALFORMED:
         return V_MALFORMED;
-    if (osip_message_init(&msg) != 0)
-        return V_MALFORMED;
-    if (osip_message_parse(msg, buf, len) != 0)
-        goto out;
-    if (!MSG_IS_RESPONSE(msg)) {
-        v = V_UNMATCHED; /* a request: nobody asked us, nobody gets an answer */
-        goto out;
+    case DW_SIP_REQUEST:
+        return V_UNMATCHED; /* nobody asked us, nobody gets an answer */
+    case DW_SIP_RESPONSE:
+        break;
     }
-    *code = osip_message_get_status_code(msg);
-    cid = osip_message_get_call_id(msg);
-    cseq = osip_message_get_cseq(msg);
-    if (*code < 100 || *code > 699 || cid == NULL || cseq == NULL ||
-        osip_cseq_get_number(cseq) == NULL || osip_cseq_get_method(cseq) == NULL ||
-        osip_message_get_via(msg, 0, &via) < 0 || via == NULL ||
-        osip_call_id_to_str(cid, &cid_str) != 0 || cid_str == NULL)
-        goto out;
-    v = V_UNMATCHED;
-    p = *pp ? *pp : bucket_find(s, cid_str);
-    if (p == NULL || strcmp(p->call_id, cid_str) != 0)
-        goto out;
-    if (strcmp(osip_cseq_get_method(cseq), "OPTIONS") != 0 ||
-        strtoul(osip_cseq_get_number(cseq), NULL, 10) != p->cseq)
-        goto out;
-    if (osip_via_param_get_byname(via, "branch", &branch) != 0 || branch == NULL ||
-        branch->gvalue == NULL || strcmp(branch->gvalue, p->branch) != 0)
-        goto out;
-
+    p = *pp ? *pp : bucket_find(s, r.call_id);
+    if (p == NULL || strcmp(p->call_id, r.call_id) != 0 || strcmp(r.cseq_method, "OPTIONS") != 0 ||
+        r.cseq != p->cseq || strcmp(r.branch, p->branch) != 0)
+        return V_UNMATCHED;
     *pp = p;
-    v = *code < 200 ? V_PROVISIONAL : V_FINAL;
-    {
-        const char *reason = osip_message_get_reason_phrase(msg);
-        size_t n;
-        snprintf(detail, detail_len, "%d %.64s", *code, reason ? reason : "");
-        n = strlen(detail);
-        while (n > 0 && detail[n - 1] == ' ')
-            detail[--n] = '\0';
-        for (size_t i = 0; i < n; i++) /* reason phrases are peer input: keep logs printable */
-            if ((unsigned char)detail[i] < 0x20 || (unsigned char)detail[i] == 0x7f)
-                detail[i] = '?';
-    }
-out:
-    osip_free(cid_str);
-    osip_message_free(msg);
-    return v;
+    *code = r.code;
+    snprintf(detail, detail_len, "%s", r.status);
+    return r.code < 200 ? V_PROVISIONAL : V_FINAL;
 }
 
 /* Applies one parsed message to the stats and its probe. */
@@ -593,66 +538,22 @@ static void tls_error_text(struct probe *p, const char *what, char *out, size_t 
     snprintf(out, outlen, "tls: %s%s%s", what, ebuf[0] ? ": " : "", ebuf);
 }
 
-/* Total length of the first message in buf, 0 when incomplete, -1 when it cannot fit the cap. */
-static long stream_frame(const char *buf, size_t len)
-{
-    const char *end = memmem(buf, len, "\r\n\r\n", 4);
-    size_t hlen, clen = 0;
-
-    if (end == NULL)
-        return len > DW_SIP_MAX_MSG ? -1 : 0;
-    hlen = (size_t)(end - buf) + 4;
-    /* Content-Length (or its compact form "l"); absent means no body */
-    for (const char *line = memmem(buf, hlen, "\r\n", 2); line && line < end;
-         line = memmem(line + 2, (size_t)(end - line), "\r\n", 2)) {
-        const char *h = line + 2, *c;
-        size_t nlen;
-        if (h >= end)
-            break;
-        c = memchr(h, ':', (size_t)(end - h));
-        if (c == NULL)
-            continue;
-        nlen = (size_t)(c - h);
-        while (nlen > 0 && (h[nlen - 1] == ' ' || h[nlen - 1] == '\t'))
-            nlen--;
-        if ((nlen == 14 && strncasecmp(h, "Content-Length", 14) == 0) ||
-            (nlen == 1 && (h[0] == 'l' || h[0] == 'L'))) {
-            const char *d = c + 1;
-            while (d < end && (*d == ' ' || *d == '\t'))
-                d++;
-            if (d >= end || *d < '0' || *d > '9')
-                return -1;
-            for (; d < end && *d >= '0' && *d <= '9'; d++) {
-                clen = clen * 10 + (size_t)(*d - '0');
-                if (clen > DW_SIP_MAX_MSG)
-                    return -1;
-            }
-            break;
-        }
-    }
-    if (hlen + clen > DW_SIP_MAX_MSG)
-        return -1;
-    return len < hlen + clen ? 0 : (long)(hlen + clen);
-}
-
 static void stream_consume(struct probe *p)
 {
     struct dw_sip *s = p->s;
 
     while (!p->done && p->msg_len > 0) {
-        size_t skip = 0;
-        long n;
-        /* RFC 3261 §7.5: CRLFs before a message are ignored (keep-alives) */
-        while (skip < p->msg_len && (p->msg[skip] == '\r' || p->msg[skip] == '\n'))
-            skip++;
+        size_t skip;
+        const char *why;
+        long n = dw_sip_frame(p->msg, p->msg_len, &skip, &why);
+
+        if (n < 0) {
+            probe_fail(p, &s->stats.malformed, "malformed response: %s", why);
+            return;
+        }
         if (skip) {
             memmove(p->msg, p->msg + skip, p->msg_len - skip);
             p->msg_len -= skip;
-        }
-        n = stream_frame(p->msg, p->msg_len);
-        if (n < 0) {
-            probe_fail(p, &s->stats.malformed, "malformed response: over %d bytes", DW_SIP_MAX_MSG);
-            return;
         }
         if (n == 0)
             return;
@@ -937,7 +838,6 @@ int dw_sip_init(struct dw_sip **out, uv_loop_t *loop, const char *local_ip, char
     int r;
 
     *out = NULL;
-    osip_once();
     s = calloc(1, sizeof *s);
     if (s == NULL) {
         snprintf(errmsg, errlen, "out of memory");

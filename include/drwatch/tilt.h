@@ -56,12 +56,13 @@ struct dw_tilt_stats {
     uint64_t trips;          /* ticks that tripped (a tick may see both causes) */
     uint64_t stalls;         /* trips caused by loop stalls */
     uint64_t clock_jumps;    /* trips caused by clock jumps */
+    uint64_t external;       /* trips by dw_tilt_trip (the prober's overload) */
     uint64_t max_lag_ms;     /* worst tick lateness seen since start */
 };
 void dw_tilt_stats(const struct dw_tilt *t, struct dw_tilt_stats *out);
 
 /* A dw_metrics_collect_fn (data = struct dw_tilt *): drwatch_tilt, drwatch_tilt_trips_total
- * {cause="stall"|"clock_jump"}, drwatch_tilt_remaining_seconds, drwatch_loop_max_lag_seconds. */
+ * {cause="stall"|"clock_jump"|"probe_overload"}, drwatch_tilt_remaining_seconds, drwatch_loop_max_lag_seconds. */
 void dw_tilt_collect(void *data, struct dw_metrics_writer *w);
 
 /* New thresholds (a committed config change); a TILT under way keeps its end. */

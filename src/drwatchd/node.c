@@ -167,11 +167,47 @@ static void tilt_changed(struct dw_tilt *t, bool active, void *data)
     submit(n);
 }
 
+/* Probe runs per second the config asks of this node. */
+static double probe_rate(const struct dw_config *cfg)
+{
+    double runs = 0;
+    for (int s = 0; s < cfg->n_sites; s++)
+        for (int e = 0; e < cfg->sites[s].n_edges; e++)
+            runs += cfg->sites[s].edges[e].n_probes;
+    return cfg->probe.interval_ms ? runs * 1000.0 / cfg->probe.interval_ms : 0;
+}
+
+/* The lowest probe rate this node was ever overloaded at, kept in data_dir so a restart with a
+ * config asking as much warns at once; 0 when never. */
+static double overload_rate_read(const struct dw_node *n)
+{
+    char path[DW_PATH_MAX + 32];
+    double rate = 0;
+    snprintf(path, sizeof path, "%s/probe-overload", n->file->data_dir);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        if (fscanf(f, "%lf", &rate) != 1 || rate < 0)
+            rate = 0;
+        fclose(f);
+    }
+    return rate;
+}
+
 /* A prober that cannot keep its schedule makes this node abstain, like a stalled loop. */
 static void probe_overload(void *data, const char *why)
 {
     struct dw_node *n = data;
     dw_tilt_trip(n->tilt, why);
+    double rate = probe_rate(n->cfg), known = overload_rate_read(n);
+    if (known > 0 && known <= rate)
+        return;
+    char path[DW_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/probe-overload", n->file->data_dir);
+    FILE *f = fopen(path, "w"); /* once per new low: a few bytes */
+    if (f) {
+        fprintf(f, "%.0f\n", rate);
+        fclose(f);
+    }
 }
 
 static void applied(void *data)
@@ -850,6 +886,12 @@ int dw_node_start(struct dw_node **out, uv_loop_t *loop, const struct dw_config 
         goto err_after_cloud;
     }
     dw_prober_set_overload_cb(n->prober, probe_overload, n);
+    double known = overload_rate_read(n);
+    if (known > 0 && probe_rate(cfg) >= known)
+        dw_log(DW_LOG_WARN, "probe", "this node could not keep up with %.0f probe runs/s before "
+               "(%s/probe-overload) and its config asks for %.0f/s: expect it to abstain (TILT); "
+               "spread the Edges over more nodes or raise probe.interval_ms", known,
+               cfg->data_dir, probe_rate(cfg));
     if (dw_metrics_start(&n->metrics, loop, cfg->metrics_address, err, sizeof err) != 0) {
         snprintf(errmsg, errlen, "dw_metrics_start(): %s", err);
         goto err_after_prober;

@@ -65,8 +65,10 @@ static void trip(struct dw_tilt *t, uint64_t mono, const char *why)
 
 void dw_tilt_trip(struct dw_tilt *t, const char *why)
 {
-    if (t != NULL && !t->closing)
-        trip(t, t->clk.mono_ms(t->clk.data), why);
+    if (t == NULL || t->closing)
+        return;
+    t->st.external++;
+    trip(t, t->clk.mono_ms(t->clk.data), why);
 }
 
 void dw_tilt_check(struct dw_tilt *t)
@@ -213,7 +215,8 @@ void dw_tilt_collect(void *data, struct dw_metrics_writer *w)
     uint64_t mono = t->clk.mono_ms(t->clk.data);
     double remaining = t->active && t->until_mono > mono ? (double)(t->until_mono - mono) / 1000.0 : 0;
     dw_metrics_write(w, "drwatch_tilt", DW_METRIC_GAUGE,
-                     "1 while this node distrusts itself (loop stall or clock jump) and abstains",
+                     "1 while this node distrusts itself (loop stall, clock jump, probe overload) "
+                     "and abstains",
                      NULL, active);
     dw_metrics_write(w, "drwatch_tilt_trips_total", DW_METRIC_COUNTER,
                      "TILT trips by cause since start", (const char *const[]){"cause", "stall", NULL},
@@ -221,6 +224,9 @@ void dw_tilt_collect(void *data, struct dw_metrics_writer *w)
     dw_metrics_write(w, "drwatch_tilt_trips_total", DW_METRIC_COUNTER,
                      "TILT trips by cause since start",
                      (const char *const[]){"cause", "clock_jump", NULL}, (double)t->st.clock_jumps);
+    dw_metrics_write(w, "drwatch_tilt_trips_total", DW_METRIC_COUNTER,
+                     "TILT trips by cause since start",
+                     (const char *const[]){"cause", "probe_overload", NULL}, (double)t->st.external);
     dw_metrics_write(w, "drwatch_tilt_remaining_seconds", DW_METRIC_GAUGE,
                      "Seconds until this node votes again (0 when not in TILT)", NULL, remaining);
     dw_metrics_write(w, "drwatch_loop_max_lag_seconds", DW_METRIC_GAUGE,

@@ -50,8 +50,9 @@ typedef int (*dw_admin_line_cb)(void *data, const char *line, size_t len);
  * line passed to cb is valid until the next call on l. */
 int dw_admin_lines_drain(struct dw_admin_lines *l, int waiting, dw_admin_line_cb cb, void *data);
 
-/* Parses one request line: the request object (cJSON_Delete it), or NULL with *error saying
- * what is wrong, naming the field first ("request: ", "v: ", "cmd: "). */
+/* Parses one request line, one JSON object and nothing after it but blanks: the request
+ * (cJSON_Delete it), or NULL with *error saying what is wrong, naming the field first
+ * ("request: ", "v: ", "cmd: "). */
 cJSON *dw_admin_request(const char *line, size_t len, const char **error);
 
 /* Fills reply (an object) for a well-formed request object; sets "ok" itself. A handler that

@@ -222,13 +222,25 @@ int dw_admin_lines_drain(struct dw_admin_lines *l, int waiting, dw_admin_line_cb
     return !stop && l->len > l->max_line;
 }
 
+/* Only blanks (and control bytes, which cJSON skips as such) may follow the object: text after
+ * it, a second request on the line, say, must not be dropped in silence. */
+static bool only_blanks(const char *p, const char *end)
+{
+    while (p < end && (unsigned char)*p <= ' ')
+        p++;
+    return p == end;
+}
+
 cJSON *dw_admin_request(const char *line, size_t len, const char **error)
 {
-    cJSON *req = cJSON_ParseWithLength(line, len);
+    const char *end = NULL;
+    cJSON *req = cJSON_ParseWithLengthOpts(line, len, &end, false);
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(req, "v");
     const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(req, "cmd");
     if (req == NULL || !cJSON_IsObject(req))
         *error = "request: not a JSON object";
+    else if (end == NULL || !only_blanks(end, line + len))
+        *error = "request: text after the JSON object";
     else if (v != NULL && (!cJSON_IsNumber(v) || v->valuedouble != DW_ADMIN_VERSION))
         *error = "v: unsupported admin protocol version (this daemon speaks 1)";
     else if (!cJSON_IsString(cmd))

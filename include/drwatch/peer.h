@@ -11,6 +11,7 @@
 #ifndef DRWATCH_PEER_H
 #define DRWATCH_PEER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <uv.h>
@@ -45,6 +46,17 @@ void dw_peer_set_extra_handler(struct dw_peer *p, dw_httpd_handler h, void *data
  * Returns -1 only for NULL arguments or a closing peer; every other failure, "no leader"
  * included, goes through cb, and cb never runs before dw_peer_submit returns. */
 int dw_peer_submit(struct dw_peer *p, const char *entry_json, dw_raft_done_cb cb, void *data);
+
+/* What the leader makes of a POST /v1/propose body from an authenticated member. */
+struct dw_peer_verdict {
+    unsigned status; /* 0: may be proposed; else 400 (not a valid entry) or 403 */
+    bool identity;   /* a 403 for speaking for another node (counted and logged apart) */
+    char reason[256];
+};
+/* Pure (the fuzzer calls it too): the body must pass dw_entry_stamp (self: this node's id) and
+ * be an observe entry whose "node" is sender. */
+void dw_peer_check_proposal(const char *body, size_t body_len, uint64_t sender, uint64_t self,
+                            struct dw_peer_verdict *out);
 
 /* forwarded: entries sent to another node's /v1/propose; forward_failures: those not answered
  * 200; received: authenticated proposals served; rejected_auth: 401s; rejected_bad: 400s and

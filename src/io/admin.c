@@ -16,10 +16,7 @@ struct admin_client {
     uv_pipe_t pipe;
     struct dw_admin *admin;
     struct admin_client *next;
-    char *buf;
-    size_t len, cap;
-    size_t start; /* first byte of the next request line not yet handled */
-    size_t scan;  /* start..scan holds no '\n': each byte is searched once */
+    struct dw_admin_lines in;
     struct dw_admin_call *pending; /* the request being answered; later lines wait for it */
     int resume;  /* a deferred reply went out: handle the lines that waited for it */
     int paused;  /* reading stopped: enough waits behind a deferred call */
@@ -35,8 +32,7 @@ struct dw_admin_call {
 };
 
 #define MAX_QUEUED_REPLY_BYTES (8u << 20)
-#define READ_CHUNK 65536
-#define KEEP_IDLE_BUF (4 * READ_CHUNK) /* larger buffers are freed when they empty */
+#define KEEP_IDLE_BUF (4 * DW_ADMIN_READ_CHUNK) /* larger buffers are freed when they empty */
 
 struct dw_admin {
     uv_pipe_t server;
@@ -57,7 +53,7 @@ struct admin_write {
 static void client_closed(uv_handle_t *h)
 {
     struct admin_client *c = h->data;
-    free(c->buf);
+    dw_admin_lines_free(&c->in);
     free(c);
 }
 
@@ -167,23 +163,92 @@ static void call_handler(struct admin_client *c, const cJSON *req)
     cJSON_Delete(reply);
 }
 
-static void handle_line(struct admin_client *c, const char *line, size_t len)
+void dw_admin_lines_init(struct dw_admin_lines *l, size_t max_line)
 {
-    cJSON *req = cJSON_ParseWithLength(line, len);
-    if (req == NULL || !cJSON_IsObject(req)) {
-        send_error(c, "request: not a JSON object");
-        cJSON_Delete(req);
-        return;
+    memset(l, 0, sizeof *l);
+    l->max_line = max_line;
+}
+
+void dw_admin_lines_free(struct dw_admin_lines *l)
+{
+    free(l->buf);
+    l->buf = NULL;
+    l->len = l->cap = l->start = l->scan = 0;
+}
+
+int dw_admin_lines_room(struct dw_admin_lines *l, char **at, size_t *room)
+{
+    /* Growing by doubling: an 8 MiB line costs O(size) copies, not one per read. */
+    if (l->cap - l->len < DW_ADMIN_READ_CHUNK) {
+        size_t cap = l->cap ? l->cap : DW_ADMIN_READ_CHUNK;
+        while (cap - l->len < DW_ADMIN_READ_CHUNK)
+            cap *= 2;
+        char *grown = realloc(l->buf, cap);
+        if (grown == NULL)
+            return -1;
+        l->buf = grown;
+        l->cap = cap;
     }
+    *at = l->buf + l->len;
+    *room = l->cap - l->len;
+    return 0;
+}
+
+int dw_admin_lines_drain(struct dw_admin_lines *l, int waiting, dw_admin_line_cb cb, void *data)
+{
+    int stop = waiting;
+    while (!stop && l->scan < l->len) {
+        char *nl = memchr(l->buf + l->scan, '\n', l->len - l->scan);
+        if (nl == NULL) {
+            l->scan = l->len;
+            break;
+        }
+        size_t begin = l->start, end = (size_t)(nl - l->buf);
+        l->start = l->scan = end + 1;
+        if (end - begin > l->max_line)
+            stop = cb(data, NULL, end - begin);
+        else if (end > begin)
+            stop = cb(data, l->buf + begin, end - begin);
+    }
+    if (l->start > 0) {
+        memmove(l->buf, l->buf + l->start, l->len - l->start);
+        l->len -= l->start;
+        l->scan -= l->start;
+        l->start = 0;
+    }
+    if (l->len == 0 && l->cap > KEEP_IDLE_BUF)
+        dw_admin_lines_free(l);
+    /* what is left is one line, still without its end */
+    return !stop && l->len > l->max_line;
+}
+
+/* Only blanks (and control bytes, which cJSON skips as such) may follow the object: text after
+ * it, a second request on the line, say, must not be dropped in silence. */
+static bool only_blanks(const char *p, const char *end)
+{
+    while (p < end && (unsigned char)*p <= ' ')
+        p++;
+    return p == end;
+}
+
+cJSON *dw_admin_request(const char *line, size_t len, const char **error)
+{
+    const char *end = NULL;
+    cJSON *req = cJSON_ParseWithLengthOpts(line, len, &end, false);
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(req, "v");
     const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(req, "cmd");
-    if (v != NULL && (!cJSON_IsNumber(v) || v->valuedouble != DW_ADMIN_VERSION))
-        send_error(c, "v: unsupported admin protocol version (this daemon speaks 1)");
+    if (req == NULL || !cJSON_IsObject(req))
+        *error = "request: not a JSON object";
+    else if (end == NULL || !only_blanks(end, line + len))
+        *error = "request: text after the JSON object";
+    else if (v != NULL && (!cJSON_IsNumber(v) || v->valuedouble != DW_ADMIN_VERSION))
+        *error = "v: unsupported admin protocol version (this daemon speaks 1)";
     else if (!cJSON_IsString(cmd))
-        send_error(c, "cmd: expected a string");
+        *error = "cmd: expected a string";
     else
-        call_handler(c, req);
+        return req;
     cJSON_Delete(req);
+    return NULL;
 }
 
 static void refuse_long_line(struct admin_client *c)
@@ -194,58 +259,42 @@ static void refuse_long_line(struct admin_client *c)
     client_close(c);
 }
 
+static int client_line(void *data, const char *line, size_t len)
+{
+    struct admin_client *c = data;
+    if (line == NULL) {
+        refuse_long_line(c);
+        return 1;
+    }
+    const char *error;
+    cJSON *req = dw_admin_request(line, len, &error);
+    if (req == NULL) {
+        send_error(c, error);
+    } else {
+        call_handler(c, req);
+        cJSON_Delete(req);
+    }
+    return c->closing || c->pending != NULL;
+}
+
 /* Handles c's complete buffered lines in order, stopping at a deferred one. */
 static void client_drain(struct admin_client *c)
 {
-    while (!c->closing && c->pending == NULL && c->scan < c->len) {
-        char *nl = memchr(c->buf + c->scan, '\n', c->len - c->scan);
-        if (nl == NULL) {
-            c->scan = c->len;
-            break;
-        }
-        size_t begin = c->start, end = (size_t)(nl - c->buf);
-        c->start = c->scan = end + 1;
-        if (end - begin > DW_ADMIN_MAX_LINE)
-            refuse_long_line(c);
-        else if (end > begin)
-            handle_line(c, c->buf + begin, end - begin);
-    }
-    if (c->closing)
-        return;
-    if (c->start > 0) {
-        memmove(c->buf, c->buf + c->start, c->len - c->start);
-        c->len -= c->start;
-        c->scan -= c->start;
-        c->start = 0;
-    }
-    if (c->len == 0 && c->cap > KEEP_IDLE_BUF) {
-        free(c->buf);
-        c->buf = NULL;
-        c->cap = 0;
-    }
-    if (c->pending == NULL && c->len > DW_ADMIN_MAX_LINE)
-        refuse_long_line(c); /* what is left is one line, still without its end */
+    if (!c->closing && dw_admin_lines_drain(&c->in, c->pending != NULL, client_line, c))
+        refuse_long_line(c);
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct admin_client *c = h->data;
+    char *at;
+    size_t room;
     (void)suggested;
-    /* Reads land in the client's buffer, which grows by doubling: an 8 MiB line costs
-     * O(size) copies, not one per read. */
-    if (c->cap - c->len < READ_CHUNK) {
-        size_t cap = c->cap ? c->cap : READ_CHUNK;
-        while (cap - c->len < READ_CHUNK)
-            cap *= 2;
-        char *grown = realloc(c->buf, cap);
-        if (grown == NULL) {
-            *buf = uv_buf_init(NULL, 0); /* read_cb gets UV_ENOBUFS */
-            return;
-        }
-        c->buf = grown;
-        c->cap = cap;
-    }
-    *buf = uv_buf_init(c->buf + c->len, (unsigned)(c->cap - c->len));
+    /* Reads land in the client's own buffer: no copy per read. */
+    if (dw_admin_lines_room(&c->in, &at, &room) != 0)
+        *buf = uv_buf_init(NULL, 0); /* read_cb gets UV_ENOBUFS */
+    else
+        *buf = uv_buf_init(at, (unsigned)room);
 }
 
 /* At EOF the client may only have half-closed and still read its replies; POLLHUP says it
@@ -273,11 +322,11 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             client_finish(c);
         return;
     }
-    c->len += (size_t)nread;
+    c->in.len += (size_t)nread;
     client_drain(c);
     /* Behind a deferred call, a full line's worth waiting is enough: the rest waits in the
      * kernel, and the client, until the call is answered. */
-    if (!c->closing && c->pending != NULL && c->len > DW_ADMIN_MAX_LINE) {
+    if (!c->closing && c->pending != NULL && c->in.len > c->in.max_line) {
         uv_read_stop(s);
         c->paused = 1;
     }
@@ -296,7 +345,7 @@ static void resume_cb(uv_idle_t *idle)
             break;
         c->resume = 0;
         client_drain(c);
-        if (!c->closing && c->paused && (c->pending == NULL || c->len <= DW_ADMIN_MAX_LINE)) {
+        if (!c->closing && c->paused && (c->pending == NULL || c->in.len <= c->in.max_line)) {
             c->paused = 0;
             uv_read_start((uv_stream_t *)&c->pipe, alloc_cb, read_cb);
         }
@@ -344,6 +393,7 @@ static void on_connection(uv_stream_t *server, int status)
     if (c == NULL)
         return;
     c->admin = a;
+    dw_admin_lines_init(&c->in, DW_ADMIN_MAX_LINE);
     uv_pipe_init(server->loop, &c->pipe, 0);
     c->pipe.data = c;
     if (uv_accept(server, (uv_stream_t *)&c->pipe) != 0) {

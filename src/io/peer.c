@@ -169,24 +169,18 @@ static void on_served_proposal(void *data, int status, const char *errmsg)
     free(s);
 }
 
-static void serve_propose(struct dw_peer *p, struct dw_httpd_req *req, uint64_t sender,
-                          const char *body, size_t body_len)
+void dw_peer_check_proposal(const char *body, size_t body_len, uint64_t sender, uint64_t self,
+                            struct dw_peer_verdict *out)
 {
-    p->stats.received++;
-    if (!dw_raft_is_leader(p->raft)) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddFalseToObject(o, "ok");
-        cJSON_AddStringToObject(o, "error", "not leader");
-        cJSON_AddNumberToObject(o, "leader", (double)dw_raft_leader_id(p->raft));
-        reply_json(req, 421, o);
-        return;
-    }
-    char err[256];
+    out->status = 0;
+    out->identity = false;
+    out->reason[0] = '\0';
     /* Validated here so that a bad entry (400) is told apart from a raft failure (503). */
-    char *checked = dw_entry_stamp(body, body_len, 0, p->cfg->node_id, err, sizeof err);
+    char *checked = dw_entry_stamp(body, body_len, 0, self, out->reason, sizeof out->reason);
     if (checked == NULL) {
-        p->stats.rejected_bad++;
-        reply_error(req, 400, err);
+        out->status = 400;
+        if (out->reason[0] == '\0')
+            snprintf(out->reason, sizeof out->reason, "entry: not valid");
         return;
     }
     free(checked);
@@ -199,18 +193,41 @@ static void serve_propose(struct dw_peer *p, struct dw_httpd_req *req, uint64_t 
     double named = cJSON_IsNumber(node) ? node->valuedouble : -1;
     cJSON_Delete(e);
     if (!observe) {
+        out->status = 403;
+        snprintf(out->reason, sizeof out->reason, "type: only observe entries may be forwarded");
+    } else if (named != (double)sender) {
+        /* A node reports only what it observes itself: its vote is its own. */
+        out->status = 403;
+        out->identity = true;
+        snprintf(out->reason, sizeof out->reason, "node: member %llu may only forward its own "
+                 "observations, not node %.0f's", (unsigned long long)sender, named);
+    }
+}
+
+static void serve_propose(struct dw_peer *p, struct dw_httpd_req *req, uint64_t sender,
+                          const char *body, size_t body_len)
+{
+    p->stats.received++;
+    if (!dw_raft_is_leader(p->raft)) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddFalseToObject(o, "ok");
+        cJSON_AddStringToObject(o, "error", "not leader");
+        cJSON_AddNumberToObject(o, "leader", (double)dw_raft_leader_id(p->raft));
+        reply_json(req, 421, o);
+        return;
+    }
+    struct dw_peer_verdict v;
+    dw_peer_check_proposal(body, body_len, sender, p->cfg->node_id, &v);
+    if (v.identity) {
+        refuse_identity(p, req, v.reason);
+        return;
+    }
+    if (v.status != 0) {
         p->stats.rejected_bad++;
-        reply_error(req, 403, "type: only observe entries may be forwarded");
+        reply_error(req, v.status, v.reason);
         return;
     }
-    /* A node reports only what it observes itself: its vote is its own. */
-    if (named != (double)sender) {
-        char why[160];
-        snprintf(why, sizeof why, "node: member %llu may only forward its own observations, "
-                 "not node %.0f's", (unsigned long long)sender, named);
-        refuse_identity(p, req, why);
-        return;
-    }
+    char err[256];
     struct serve_ctx *s = calloc(1, sizeof *s);
     if (s == NULL) {
         reply_error(req, 503, "out of memory");

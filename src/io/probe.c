@@ -253,14 +253,6 @@ static void probe_result(struct probe *pr, int ok, int bad)
     struct edge_st *e = pr->e;
 
     p->stats.probes++;
-    /* A failure while the loop cannot keep up (the run began late, its answer was handled long
-     * after its timeout, or the prober is overloaded) says more about this node than about the
-     * Edge: it moves nothing. A success is evidence whatever the load. */
-    uint64_t took = mono_ms() - pr->started;
-    if (!ok && (pr->started_late || p->overloaded || took > pr->timeout_ms + late_ms(p))) {
-        p->stats.overload_discarded++;
-        return;
-    }
     if (ok) {
         pr->last_error[0] = '\0';
     } else {
@@ -274,6 +266,14 @@ static void probe_result(struct probe *pr, int ok, int bad)
             dw_log(DW_LOG_WARN, "probe", "edge %s (%s) %s probe %s: %s", e->id, e->s->id,
                    kind_name(pr->kind), pr->target, pr->last_error);
         }
+    }
+    /* A failure while the loop cannot keep up (the run began late, its answer was handled long
+     * after its timeout, or the prober is overloaded) says more about this node than about the
+     * Edge: it is counted but moves nothing. A success is evidence whatever the load. */
+    uint64_t took = mono_ms() - pr->started;
+    if (!ok && (pr->started_late || p->overloaded || took > pr->timeout_ms + late_ms(p))) {
+        p->stats.overload_discarded++;
+        return;
     }
     if (!dw_detector_feed(&pr->det, ok != 0))
         return;

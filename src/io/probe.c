@@ -875,6 +875,9 @@ int dw_prober_start_from(struct dw_prober **out, uv_loop_t *loop, struct dw_curl
     *out = NULL;
     if (cfg->n_sites < 0 || cfg->n_sites > DW_MAX_SITES)
         return -1;
+    /* the loop's clock stood still through a blocking start-up: runs scheduled from it would
+     * all be due in the past, and read as overload */
+    uv_update_time(loop);
     struct dw_prober *p = calloc(1, sizeof *p);
     if (p == NULL)
         return -1;

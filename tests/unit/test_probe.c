@@ -1026,6 +1026,36 @@ static void test_overload_abstains(void **state)
     free(t);
 }
 
+
+/* A start-up that blocked the loop (its clock stood still) is not overload. */
+static void test_blocking_start_is_not_overload(void **state)
+{
+    (void)state;
+    struct tcfg *t = tcfg_new(1);
+    struct env e;
+    int port;
+
+    env_init(&e);
+    e.listen_fd = listen_any(&port);
+    t->cfg.probe.interval_ms = 1000; /* the first runs are then a window's worth */
+    for (int i = 0; i < T_EDGES; i++)
+        tcp_probe(add_edge(t, 0), port);
+    uv_run(&e.loop, UV_RUN_NOWAIT); /* the loop's clock is read here... */
+    uint64_t end = uv_hrtime() + 1500 * 1000000ULL;
+    while (uv_hrtime() < end) /* ...and a 1.5 s start-up follows */
+        ;
+    assert_int_equal(dw_prober_start(&e.p, &e.loop, e.m, &t->cfg, on_site, &e), 0);
+    wait_state(&e, 0, -1, DW_UP);
+    run_for(&e, 1500);
+    struct dw_probe_stats st;
+    dw_prober_stats(e.p, &st);
+    assert_true(st.late_runs < T_EDGES / 2); /* without the fix: every first run */
+    assert_int_equal(st.overloads, 0);
+    assert_false(dw_prober_overloaded(e.p));
+    env_close(&e);
+    free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1042,6 +1072,7 @@ int main(void)
         cmocka_unit_test(test_switch_shorter_interval),
         cmocka_unit_test(test_switch_reordered),
         cmocka_unit_test(test_overload_abstains),
+        cmocka_unit_test(test_blocking_start_is_not_overload),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

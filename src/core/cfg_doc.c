@@ -62,10 +62,9 @@ static int add_local(cJSON *doc, const cJSON *local)
 }
 
 struct slot {
-    const char *key;
+    const char *key; /* never into the slot itself: qsort may move slots while comparing */
     int idx;
     cJSON *item;
-    char num[24]; /* a numeric id (members), zero-padded so text order is number order */
 };
 
 static int cmp_slot(const void *a, const void *b)
@@ -83,16 +82,21 @@ static int sort_children(cJSON *node, bool by_id)
     if (n < 2)
         return 0;
     struct slot *s = calloc((size_t)n, sizeof *s);
-    if (!s)
+    /* numeric ids (members), zero-padded so text order is number order */
+    char (*num)[24] = calloc((size_t)n, sizeof *num);
+    if (!s || !num) {
+        free(s);
+        free(num);
         return -1;
+    }
     int i = 0;
     for (cJSON *c = node->child; c; c = c->next, i++) {
         const cJSON *id = by_id ? cJSON_GetObjectItemCaseSensitive(c, "id") : NULL;
         s[i].idx = i;
         s[i].item = c;
-        s[i].key = !by_id ? c->string : cJSON_IsString(id) ? id->valuestring : s[i].num;
+        s[i].key = !by_id ? c->string : cJSON_IsString(id) ? id->valuestring : num[i];
         if (cJSON_IsNumber(id) && id->valuedouble >= 0 && id->valuedouble < 1e18)
-            snprintf(s[i].num, sizeof s[i].num, "%019.0f", id->valuedouble);
+            snprintf(num[i], sizeof num[i], "%019.0f", id->valuedouble);
     }
     qsort(s, (size_t)n, sizeof *s, cmp_slot);
     node->child = s[0].item;
@@ -101,6 +105,7 @@ static int sort_children(cJSON *node, bool by_id)
         s[i].item->next = i + 1 < n ? s[i + 1].item : NULL;
     }
     free(s);
+    free(num);
     return 0;
 }
 

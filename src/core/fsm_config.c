@@ -129,7 +129,8 @@ void fsm_config_settle(struct dw_fsm *f, bool keep)
 
 int fsm_config_init(struct dw_fsm *f, const struct dw_config *seed)
 {
-    int rc = install(f, seed ? seed : empty_config(), NULL, 0);
+    f->seed = seed ? seed : empty_config();
+    int rc = install(f, f->seed, NULL, 0);
     fsm_config_settle(f, rc == 0);
     return rc;
 }
@@ -187,8 +188,8 @@ int fsm_config_read(sqlite3 *db, struct dw_config **out)
 
 int fsm_config_adopt(struct dw_fsm *f, struct dw_config *cfg)
 {
-    int rc = install(f, cfg, cfg, cfg->version);
-    if (rc != 0)
+    int rc = cfg ? install(f, cfg, cfg, cfg->version) : install(f, f->seed, NULL, 0);
+    if (rc != 0 && cfg)
         free_owned(cfg);
     fsm_config_settle(f, rc == 0);
     return rc;
@@ -254,8 +255,11 @@ int dw_fsm_config_check(struct dw_fsm *f, const struct dw_config *next, char *wh
                         "this group; change or remove it once the operation has ended", g->id, op);
             return 1;
         }
-        if (j < 0 || fsm_group_get(f, g->id, &active, &hold) != 0 || active < 0 ||
-            active >= g->n_targets)
+        if (j < 0)
+            continue;
+        if (fsm_group_get(f, g->id, &active, &hold) != 0)
+            return -1; /* every configured group has its row: this is a database error */
+        if (active < 0 || active >= g->n_targets)
             continue;
         if (fsm_target_index(&next->groups[j], g->targets[active].id) < 0) {
             fsm_set_msg(why, whylen, "failover_groups[%s].targets: %s carries the group's calls "
@@ -266,38 +270,45 @@ int dw_fsm_config_check(struct dw_fsm *f, const struct dw_config *next, char *wh
     return 0;
 }
 
-/* Rows of sites, groups and Edges the new configuration no longer has go; a kept group's active
- * target follows its id to its new place in the list. */
+/* One statement run for one key (text, or the integer when text is NULL). */
+static int drop_rows(struct dw_fsm *f, const char *sql, const char *text, int64_t id)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(f->db, sql, -1, &s, NULL) != SQLITE_OK)
+        return -1;
+    if (text)
+        fsm_bind_text(s, 1, text);
+    else
+        sqlite3_bind_int64(s, 1, id);
+    int rc = sqlite3_step(s);
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Rows of sites, Edges, groups and members the new configuration no longer has go; a kept
+ * group's active target follows its id to its new place in the list. */
 static int reconcile_rows(struct dw_fsm *f, const struct dw_config *old)
 {
-    static const char *const drop[] = {
-        "DELETE FROM observations WHERE site = ?1",
-        "DELETE FROM sites WHERE id = ?1",
-    };
-    sqlite3_stmt *s;
-
     for (int i = 0; i < old->n_sites; i++) {
-        if (fsm_site_index(f->cfg, old->sites[i].id) >= 0)
-            continue;
-        for (size_t k = 0; k < sizeof drop / sizeof drop[0]; k++) {
-            if (sqlite3_prepare_v2(f->db, drop[k], -1, &s, NULL) != SQLITE_OK)
-                return -1;
-            fsm_bind_text(s, 1, old->sites[i].id);
-            int rc = sqlite3_step(s);
-            sqlite3_finalize(s);
-            if (rc != SQLITE_DONE)
-                return -1;
-        }
-        for (int j = 0; j < old->sites[i].n_edges; j++) {
-            if (sqlite3_prepare_v2(f->db, "DELETE FROM cloud WHERE edge = ?1", -1, &s, NULL) !=
-                SQLITE_OK)
-                return -1;
-            fsm_bind_text(s, 1, old->sites[i].edges[j].id);
-            int rc = sqlite3_step(s);
-            sqlite3_finalize(s);
-            if (rc != SQLITE_DONE)
+        const struct dw_site *site = &old->sites[i];
+        if (fsm_site_index(f->cfg, site->id) < 0 &&
+            (drop_rows(f, "DELETE FROM observations WHERE site = ?1", site->id, 0) != 0 ||
+             drop_rows(f, "DELETE FROM sites WHERE id = ?1", site->id, 0) != 0))
+            return -1;
+        for (int j = 0; j < site->n_edges; j++) {
+            const char *id = site->edges[j].id;
+            bool kept = f->n_edge_ids > 0 && bsearch(&id, f->edge_ids, (size_t)f->n_edge_ids,
+                                                     sizeof *f->edge_ids, fsm_cmp_str_ptr);
+            if (!kept && drop_rows(f, "DELETE FROM cloud WHERE edge = ?1", id, 0) != 0)
                 return -1;
         }
+    }
+    for (int i = 0; i < old->n_members; i++) {
+        int64_t id = (int64_t)old->members[i].id;
+        if (!dw_config_member(f->cfg, old->members[i].id) &&
+            (drop_rows(f, "DELETE FROM observations WHERE node = ?1", NULL, id) != 0 ||
+             drop_rows(f, "DELETE FROM nodes WHERE id = ?1", NULL, id) != 0))
+            return -1;
     }
     for (int i = 0; i < old->n_groups; i++) {
         const struct dw_group *g = &old->groups[i];
@@ -305,13 +316,7 @@ static int reconcile_rows(struct dw_fsm *f, const struct dw_config *old)
         bool hold;
 
         if (j < 0) {
-            if (sqlite3_prepare_v2(f->db, "DELETE FROM groups WHERE id = ?1", -1, &s, NULL) !=
-                SQLITE_OK)
-                return -1;
-            fsm_bind_text(s, 1, g->id);
-            int rc = sqlite3_step(s);
-            sqlite3_finalize(s);
-            if (rc != SQLITE_DONE)
+            if (drop_rows(f, "DELETE FROM groups WHERE id = ?1", g->id, 0) != 0)
                 return -1;
             continue;
         }

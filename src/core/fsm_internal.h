@@ -64,6 +64,7 @@ struct dw_fsm {
     const struct dw_config *cfg; /* the committed config (fsm_config.c), or the open() seed */
     struct dw_config *owned;     /* cfg when the FSM parsed it from a config entry */
     int64_t cfg_version;         /* 0 before the first config entry */
+    const struct dw_config *seed; /* what open() was given (or the empty config): version 0 */
     struct {                     /* the config a config entry replaced, until its commit */
         bool pending;
         const struct dw_config *cfg;
@@ -166,7 +167,8 @@ void fsm_config_close(struct dw_fsm *f);
 void fsm_config_settle(struct dw_fsm *f, bool keep);
 /* The committed config stored in db: 0 with *out NULL when there is none. */
 int fsm_config_read(sqlite3 *db, struct dw_config **out);
-int fsm_config_adopt(struct dw_fsm *f, struct dw_config *cfg); /* takes cfg */
+/* Takes cfg; NULL returns to the seed at version 0 (a snapshot without a config). */
+int fsm_config_adopt(struct dw_fsm *f, struct dw_config *cfg);
 void fsm_config_discard(struct dw_config *cfg);
 int fsm_apply_config(struct dw_fsm *f, const cJSON *e, int64_t ts, char *why, size_t whylen);
 /* The ids of the voting members, at most DW_MAX_MEMBERS; returns how many. */

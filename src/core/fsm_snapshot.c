@@ -180,12 +180,16 @@ int dw_fsm_restore(struct dw_fsm *f, const void *buf, size_t len)
         sqlite3_close(db);
         return -1;
     }
+    /* the config first: it can fail (memory), the swap below cannot */
+    if (fsm_config_adopt(f, cfg) != 0) {
+        fsm_finalize_all(st);
+        sqlite3_close(db);
+        return -1;
+    }
     fsm_finalize_all(f->st);
     sqlite3_close(f->db);
     f->db = db;
     memcpy(f->st, st, sizeof st);
-    if (cfg != NULL && fsm_config_adopt(f, cfg) != 0)
-        return -1;
     fsm_load_counters(f);
     return 0;
 }

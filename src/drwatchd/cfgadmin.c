@@ -159,6 +159,16 @@ static const cJSON *members_of(const cJSON *doc)
                                             "members");
 }
 
+/* The member list as meaning: "voter": true is the default and says nothing. */
+static cJSON *normal_members(const cJSON *doc)
+{
+    cJSON *list = cJSON_Duplicate(members_of(doc), true), *m;
+    cJSON_ArrayForEach(m, list)
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "voter")))
+            cJSON_DeleteItemFromObjectCaseSensitive(m, "voter");
+    return list;
+}
+
 /* ---- config show | diff | apply ---- */
 
 static void config_show(struct dw_cfgadmin *c, cJSON *reply)
@@ -177,7 +187,8 @@ static void apply_done(void *data, int status, const char *errmsg)
     char *now = dw_fsm_config_doc(c->fsm);
 
     if (status != 0) {
-        fail(reply, "config not committed: %s", errmsg ? errmsg : "unknown");
+        fail(reply, "config apply: %s; the outcome may be unknown: see drctl config show",
+             errmsg ? errmsg : "failed");
     } else if (dw_fsm_config_version(c->fsm) != a->base + 1 || !now || strcmp(now, a->doc) != 0) {
         fail(reply, "config entry refused: version %" PRId64 " is committed now (a concurrent "
              "change, or an operation started meanwhile); see drctl history, then diff again",
@@ -247,7 +258,11 @@ static void config_change(struct dw_cfgadmin *c, const cJSON *req, cJSON *reply,
         goto out;
     }
     int mc = 0;
-    if (dw_json_diff(members_of(committed), members_of(cluster), count_cb, &mc) != 0) {
+    cJSON *mine = normal_members(committed), *theirs = normal_members(cluster);
+    int differ = dw_json_diff(mine, theirs, count_cb, &mc);
+    cJSON_Delete(mine);
+    cJSON_Delete(theirs);
+    if (differ != 0) {
         struct dw_config_errors errs = {.n = 1};
         snprintf(errs.msg[0], sizeof errs.msg[0], "cluster.members: differs from the committed "
                  "members; members change only through drctl members add|remove");
@@ -344,8 +359,9 @@ static cJSON *members_json(const struct dw_config *cfg)
 static int raft_role(struct dw_cfgadmin *c, uint64_t id)
 {
     struct dw_raft_server servers[DW_MAX_MEMBERS * 2];
-    int n = dw_raft_configuration(c->raft, servers, (int)(sizeof servers / sizeof servers[0]));
-    for (int i = 0; i < n; i++)
+    int max = (int)(sizeof servers / sizeof servers[0]);
+    int n = dw_raft_configuration(c->raft, servers, max);
+    for (int i = 0; i < n && i < max; i++)
         if (servers[i].id == id)
             return servers[i].role;
     return -1;
@@ -354,7 +370,9 @@ static int raft_role(struct dw_cfgadmin *c, uint64_t id)
 static void members_list(struct dw_cfgadmin *c, cJSON *reply)
 {
     struct dw_raft_server servers[DW_MAX_MEMBERS * 2];
-    int n = dw_raft_configuration(c->raft, servers, (int)(sizeof servers / sizeof servers[0]));
+    int max = (int)(sizeof servers / sizeof servers[0]);
+    int n = dw_raft_configuration(c->raft, servers, max);
+    n = n < max ? n : max;
     cJSON_AddBoolToObject(reply, "ok", 1);
     cJSON_AddNumberToObject(reply, "version", (double)dw_fsm_config_version(c->fsm));
     cJSON_AddNumberToObject(reply, "leader", (double)dw_raft_leader_id(c->raft));
@@ -576,6 +594,13 @@ static void members_change(struct dw_cfgadmin *c, const cJSON *req, cJSON *reply
         const cJSON *nm = cJSON_GetObjectItemCaseSensitive(req, "name");
         if (!cJSON_IsString(ra) || !cJSON_IsString(pa) || (nm && !cJSON_IsString(nm))) {
             fail(reply, "raft_address, peer_address: expected strings (name too, if given)");
+            goto refuse;
+        }
+        if (strlen(ra->valuestring) >= sizeof j->raft_address ||
+            strlen(pa->valuestring) >= sizeof j->peer_address ||
+            (nm && strlen(nm->valuestring) >= sizeof j->name)) {
+            fail(reply, "raft_address, peer_address: at most %zu bytes; name: at most %zu",
+                 sizeof j->raft_address - 1, sizeof j->name - 1);
             goto refuse;
         }
         snprintf(j->raft_address, sizeof j->raft_address, "%s", ra->valuestring);

@@ -107,13 +107,11 @@ int main(int argc, char **argv)
             fprintf(stderr, "  %s\n", errs.msg[i]);
         return 2;
     }
-    if (cfg.override_unmatched) {
-        fprintf(stderr, "drwatchd: %s: 1 configuration error:\n  node.probe_overrides.%s: no Edge "
-                "with this id in sites\n", config_path, cfg.override_unmatched);
-        dw_config_free(&cfg);
-        cJSON_Delete(doc);
-        return 2;
-    }
+    /* only a warning: the committed config, not this file's sites, may have the Edge */
+    if (cfg.override_unmatched)
+        fprintf(stderr, "drwatchd: %s: warning: node.probe_overrides.%s: no Edge with this id in "
+                "this file's sites (a typo, or an Edge only the committed config has)\n",
+                config_path, cfg.override_unmatched);
     if (check_only) {
         printf("%s: configuration is valid\n", config_path);
         dw_config_free(&cfg);

@@ -25,13 +25,13 @@
 #include "node.h"
 
 #define SUBMIT_RETRY_MS 300
-/* A replaced config is freed this long after: components closed with it may still be finishing
- * a request that reads it (the longest is a Genesys call, at most request_timeout_ms). */
+/* A replaced config is freed this long after, plus 8 Genesys request timeouts (a call and its
+ * retries): components closed with it may still be finishing a request that reads it. */
 #define RETIRE_MS (10 * 60 * 1000)
 
 struct retired {
     struct dw_config *cfg;
-    uint64_t at;
+    uint64_t at;      /* uv_now() when it may go */
     struct retired *next;
 };
 
@@ -49,6 +49,7 @@ struct dw_node {
     char config_error[600];       /* why the committed version could not be run here */
     uint64_t config_errors;
     bool bootstrapping;           /* the bootstrap config entry is in flight */
+    bool secrets_missing;         /* running the committed version without some peer secrets */
     struct dw_peer_secrets peer_secrets;
     char client_secret[1024];
     struct dw_curlm *curlm;
@@ -234,7 +235,7 @@ static void retire(struct dw_node *n, struct dw_config *cfg)
     uint64_t now = uv_now(n->loop);
     for (struct retired **pp = &n->retired; *pp;) {
         struct retired *r = *pp;
-        if (now - r->at < RETIRE_MS) {
+        if (now < r->at) {
             pp = &r->next;
             continue;
         }
@@ -248,7 +249,8 @@ static void retire(struct dw_node *n, struct dw_config *cfg)
         /* out of memory: keeping it forever is the safe choice */
         return;
     }
-    *r = (struct retired){.cfg = cfg, .at = now, .next = n->retired};
+    uint64_t keep = RETIRE_MS + 8 * (uint64_t)cfg->genesys.request_timeout_ms;
+    *r = (struct retired){.cfg = cfg, .at = now + keep, .next = n->retired};
     n->retired = r;
 }
 
@@ -307,6 +309,58 @@ static struct dw_config *effective_config(struct dw_node *n, const cJSON *commit
     return cfg;
 }
 
+/* Records why version v is not fully running here; logged and counted once per new reason. */
+static void note_error(struct dw_node *n, int64_t v, const char *why)
+{
+    char was[sizeof n->config_error];
+    snprintf(was, sizeof was, "%s", n->config_error);
+    snprintf(n->config_error, sizeof n->config_error, "version %" PRId64 ": %s", v, why);
+    if (strcmp(was, n->config_error) == 0)
+        return;
+    n->config_errors++;
+    dw_log(DW_LOG_ERROR, "config", "committed config version %" PRId64 " on this node: %s "
+           "(running version %" PRId64 "; tried again every refresh)", v, why, n->cfg->version);
+}
+
+/* The secrets cfg needs, as far as their files exist: a missing one is named in missing and
+ * left empty (that member cannot talk to this node) instead of keeping the node on an older
+ * version, where its observations would not count at all. */
+static void read_secrets(const struct dw_config *cfg, struct dw_peer_secrets *out, char *missing,
+                         size_t len)
+{
+    char why[256];
+    if (dw_config_read_peer_secrets(cfg, out, why, sizeof why) == 0)
+        return;
+    snprintf(missing, len, "%s", why);
+    memset(out, 0, sizeof *out);
+    for (int i = 0; i < cfg->n_members; i++) {
+        char path[DW_PATH_MAX + 32];
+        if (cfg->members[i].id == cfg->node_id ||
+            dw_config_peer_secret_path(cfg, cfg->members[i].id, path, sizeof path) != 0 ||
+            dw_config_read_secret(path, out->s[i], sizeof out->s[i], why, sizeof why) != 0 ||
+            strlen(out->s[i]) < DW_PEER_SECRET_MIN)
+            explicit_bzero(out->s[i], sizeof out->s[i]);
+    }
+}
+
+/* Tries the missing secrets again (the operator may have copied them since). */
+static void reload_secrets(struct dw_node *n)
+{
+    struct dw_peer_secrets sec;
+    char missing[512] = "", why[256];
+    read_secrets(n->cfg, &sec, missing, sizeof missing);
+    int rc = dw_peer_reconfigure(n->peer, n->cfg, &sec, why, sizeof why);
+    explicit_bzero(&sec, sizeof sec);
+    if (rc != 0 || missing[0]) {
+        note_error(n, n->cfg->version, rc != 0 ? why : missing);
+        return;
+    }
+    n->secrets_missing = false;
+    n->config_error[0] = '\0';
+    dw_log(DW_LOG_INFO, "config", "every peer secret of config version %" PRId64 " is in place",
+           n->cfg->version);
+}
+
 static bool member_of(const cJSON *doc, uint64_t id)
 {
     const cJSON *m;
@@ -347,8 +401,8 @@ static void reconfigure(struct dw_node *n)
     if ((next = effective_config(n, committed, why, sizeof why)) == NULL)
         goto fail;
     next->version = v;
-    if (dw_config_read_peer_secrets(next, &sec, why, sizeof why) != 0)
-        goto fail;
+    char missing[512] = "";
+    read_secrets(next, &sec, missing, sizeof missing);
     if (dw_prober_start_from(&prober, n->loop, n->curlm, next, site_changed, n, n->prober) != 0) {
         snprintf(why, sizeof why, "probes: cannot start");
         goto fail;
@@ -374,6 +428,12 @@ static void reconfigure(struct dw_node *n)
     n->eff = next;
     n->cfg = next;
     n->config_error[0] = '\0';
+    n->secrets_missing = missing[0] != '\0';
+    if (missing[0]) {
+        /* the node runs the version (its observations count) but cannot talk to some members */
+        n->secrets_missing = true;
+        note_error(n, v, missing);
+    }
     dw_log(DW_LOG_INFO, "config", "running by committed config version %" PRId64 ": %d sites, "
            "%d groups, %d members", v, next->n_sites, next->n_groups, next->n_members);
     if (next->override_unmatched)
@@ -396,15 +456,7 @@ fail:
         free(next);
     }
     cJSON_Delete(committed);
-    char was[sizeof n->config_error];
-    snprintf(was, sizeof was, "%s", n->config_error);
-    snprintf(n->config_error, sizeof n->config_error, "version %" PRId64 ": %s", v, why);
-    if (strcmp(was, n->config_error) == 0)
-        return; /* a retry that failed alike: logged and counted once */
-    n->config_errors++;
-    dw_log(DW_LOG_ERROR, "config", "cannot run committed config version %" PRId64 " on this node "
-           "(it keeps running by version %" PRId64 " and tries again every refresh): %s", v,
-           n->cfg->version, why);
+    note_error(n, v, why);
 }
 
 static void bootstrap_done(void *data, int status, const char *errmsg)
@@ -447,8 +499,10 @@ static void reconf_cb(uv_timer_t *t)
     int64_t v = dw_fsm_config_version(n->fsm);
     if (v == 0 && !n->bootstrapping && dw_raft_is_leader(n->raft))
         bootstrap(n);
+    else if (v != 0 && v == n->cfg_version && n->secrets_missing)
+        reload_secrets(n);
     else if (v != 0 && (v != n->cfg_version || n->config_error[0]))
-        reconfigure(n); /* a version this node could not run is tried again (secrets may come) */
+        reconfigure(n); /* a version this node could not run is tried again */
 }
 
 static cJSON *local_view(struct dw_node *n)
@@ -590,9 +644,11 @@ static void node_collect(void *data, struct dw_metrics_writer *w)
         metric(w, "drwatch_site_local_up", DW_METRIC_GAUGE,
                "This node's own verdict on the site: 1 up, 0 down, -1 unknown.", sl,
                health_value(dw_prober_site(n->prober, s)));
+        /* by id: the committed config may list sites otherwise than the one this node runs */
+        int fs = dw_config_site_index(dw_fsm_config(n->fsm), site->id);
         metric(w, "drwatch_site_cluster_up", DW_METRIC_GAUGE,
                "The committed cluster verdict on the site: 1 up, 0 down, -1 unknown.", sl,
-               health_value(dw_fsm_site_verdict(n->fsm, s)));
+               health_value(fs >= 0 ? dw_fsm_site_verdict(n->fsm, fs) : DW_UNKNOWN));
         for (int e = 0; e < site->n_edges; e++) {
             const char *el[] = {"site", site->id, "edge", site->edges[e].id, NULL};
             metric(w, "drwatch_edge_up", DW_METRIC_GAUGE,
@@ -623,11 +679,18 @@ static void node_collect(void *data, struct dw_metrics_writer *w)
     }
     for (int g = 0; g < cfg->n_groups; g++) {
         const struct dw_group *grp = &cfg->groups[g];
-        int active = dw_fsm_active_target(n->fsm, g);
+        const struct dw_config *fc = dw_fsm_config(n->fsm);
+        const char *active = NULL;
+        for (int k = 0; k < fc->n_groups && !active; k++) {
+            int a = strcmp(fc->groups[k].id, grp->id) == 0 ? dw_fsm_active_target(n->fsm, k) : -1;
+            if (a >= 0 && a < fc->groups[k].n_targets)
+                active = fc->groups[k].targets[a].id;
+        }
         for (int t = 0; t < grp->n_targets; t++) {
             const char *tl[] = {"group", grp->id, "target", grp->targets[t].id, NULL};
             metric(w, "drwatch_group_active_target", DW_METRIC_GAUGE,
-                   "1 for the target the group runs on.", tl, active == t);
+                   "1 for the target the group runs on.", tl,
+                   active && strcmp(active, grp->targets[t].id) == 0);
         }
     }
     struct dw_genesys_stats gs;

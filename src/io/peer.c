@@ -401,6 +401,11 @@ int dw_peer_submit(struct dw_peer *p, const char *entry_json, dw_raft_done_cb cb
         fail_later(p, s, -1, "leader %llu is not a configured member", (unsigned long long)leader);
         return 0;
     }
+    if (p->secrets.s[m - p->cfg->members][0] == '\0') {
+        fail_later(p, s, -1, "no secret shared with leader %llu (its .secret file is missing)",
+                   (unsigned long long)leader);
+        return 0;
+    }
     char url[DW_ADDR_MAX + 32];
     snprintf(url, sizeof url, "http://%s/v1/propose", m->peer_address);
     /* The secret this node shares with the leader, and its own id, which the leader checks. */
@@ -434,7 +439,9 @@ int dw_peer_submit(struct dw_peer *p, const char *entry_json, dw_raft_done_cb cb
 
 /* ---- lifecycle ---- */
 
-/* Checks secrets against cfg's members and derives what each member's header must hash to. */
+/* Checks secrets against cfg's members and derives what each member's header must hash to. An
+ * empty secret for another member (its file is missing after a committed change) leaves that
+ * member unable to talk to this node, nothing more; start-up has already required them all. */
 static int load_secrets(const struct dw_config *cfg, const struct dw_peer_secrets *secrets,
                         struct dw_peer_secrets *keep, unsigned char (*expect)[32], char *errmsg,
                         size_t errlen)
@@ -442,9 +449,9 @@ static int load_secrets(const struct dw_config *cfg, const struct dw_peer_secret
     for (int i = 0; i < cfg->n_members; i++) {
         size_t n = strnlen(secrets->s[i], sizeof secrets->s[i]);
         bool self_ = cfg->members[i].id == cfg->node_id;
-        if (self_ != (n == 0) || n >= sizeof secrets->s[i]) {
+        if ((self_ && n != 0) || n >= sizeof secrets->s[i]) {
             snprintf(errmsg, errlen, "peer channel: %s secret for member %llu",
-                     self_ ? "unexpected" : n == 0 ? "no" : "too long a",
+                     self_ ? "unexpected" : "too long a",
                      (unsigned long long)cfg->members[i].id);
             return -1;
         }

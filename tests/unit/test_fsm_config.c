@@ -387,6 +387,30 @@ static void test_failed_apply_keeps_old_config(void **state)
     cJSON_Delete(doc);
 }
 
+
+/* A member or an Edge the new config drops leaves no rows behind to come back stale-fresh. */
+static void test_removed_member_and_edge_rows_go(void **state)
+{
+    (void)state;
+    cJSON *doc = cluster_doc("", targets_abc);
+    struct dw_fsm *f = open_committed(doc);
+
+    assert_int_equal(observe(f, 3, DW_UP, DW_UP, T0 + 1), DW_FSM_APPLIED);
+    char *dump = dw_fsm_dump(f);
+    assert_non_null(strstr(dump, "nodes|id=3|"));
+    free(dump);
+    cJSON *two = cJSON_Duplicate(doc, true);
+    cJSON_DeleteItemFromArray(cJSON_GetObjectItem(cJSON_GetObjectItem(two, "cluster"), "members"), 2);
+    assert_int_equal(apply_config(f, two, 1, T0 + 2), DW_FSM_APPLIED);
+    dump = dw_fsm_dump(f);
+    assert_null(strstr(dump, "nodes|id=3|"));
+    assert_null(strstr(dump, "observations|node=3|"));
+    free(dump);
+    cJSON_Delete(two);
+    dw_fsm_close(f);
+    cJSON_Delete(doc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -400,6 +424,7 @@ int main(void)
         cmocka_unit_test(test_snapshot_carries_config),
         cmocka_unit_test(test_non_voter_does_not_count),
         cmocka_unit_test(test_failed_apply_keeps_old_config),
+        cmocka_unit_test(test_removed_member_and_edge_rows_go),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

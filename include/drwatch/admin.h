@@ -80,4 +80,7 @@ void dw_admin_close(struct dw_admin *a); /* accepts NULL; unlinks the socket pat
 void dw_admin_hold(struct dw_raft *raft, const struct dw_config *cfg, const cJSON *req,
                    cJSON *reply);
 
+/* Sets {"ok":false,"error":MESSAGE} on reply (the message is cut at 511 bytes). */
+void dw_admin_error(cJSON *reply, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 #endif

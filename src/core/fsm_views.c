@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "drwatch/strbuf.h"
 #include "drwatch/verdict.h"
 #include "fsm_internal.h"
 
@@ -119,81 +120,40 @@ int dw_fsm_next_steps(struct dw_fsm *f, struct dw_step_ref *out, int max)
     return n;
 }
 
-struct strbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-};
-
-static void sb_add(struct strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_add(struct strbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    if (b->oom)
-        return;
-    va_start(ap, fmt);
-    n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        b->oom = true;
-        return;
-    }
-    if (b->len + (size_t)n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        char *p;
-
-        while (b->len + (size_t)n + 1 > cap)
-            cap *= 2;
-        p = realloc(b->p, cap);
-        if (p == NULL) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    va_start(ap, fmt);
-    vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
-static void dump_value(struct strbuf *b, sqlite3_stmt *s, int col)
+static void dump_value(struct dw_strbuf *b, sqlite3_stmt *s, int col)
 {
     switch (sqlite3_column_type(s, col)) {
     case SQLITE_NULL:
-        sb_add(b, "NULL");
+        dw_strbuf_add(b, "NULL");
         break;
     case SQLITE_INTEGER:
-        sb_add(b, "%lld", (long long)sqlite3_column_int64(s, col));
+        dw_strbuf_add(b, "%lld", (long long)sqlite3_column_int64(s, col));
         break;
     case SQLITE_FLOAT:
-        sb_add(b, "%.17g", sqlite3_column_double(s, col));
+        dw_strbuf_add(b, "%.17g", sqlite3_column_double(s, col));
         break;
     case SQLITE_BLOB: {
         const unsigned char *p = sqlite3_column_blob(s, col);
         int n = sqlite3_column_bytes(s, col);
 
-        sb_add(b, "x'");
+        dw_strbuf_add(b, "x'");
         for (int i = 0; i < n; i++)
-            sb_add(b, "%02x", p[i]);
-        sb_add(b, "'");
+            dw_strbuf_add(b, "%02x", p[i]);
+        dw_strbuf_add(b, "'");
         break;
     }
     default:
-        sb_add(b, "%s", fsm_col_text(s, col));
+        dw_strbuf_add(b, "%s", fsm_col_text(s, col));
         break;
     }
 }
 
 char *dw_fsm_dump_max(struct dw_fsm *f, size_t max)
 {
-    struct strbuf b = {0};
+    struct dw_strbuf b = {0};
 
     f->error[0] = '\0';
-    sb_add(&b, "%s", "");
+    dw_strbuf_add(&b, "%s", "");
     for (size_t t = 0; t < sizeof dump_tables / sizeof dump_tables[0]; t++) {
         char sql[128];
         sqlite3_stmt *s;
@@ -210,12 +170,12 @@ char *dw_fsm_dump_max(struct dw_fsm *f, size_t max)
                             "dump: the state is larger than %zu bytes; read it with history", max);
                 goto fail;
             }
-            sb_add(&b, "%s", dump_tables[t].table);
+            dw_strbuf_add(&b, "%s", dump_tables[t].table);
             for (int c = 0; c < sqlite3_column_count(s); c++) {
-                sb_add(&b, "|%s=", sqlite3_column_name(s, c));
+                dw_strbuf_add(&b, "|%s=", sqlite3_column_name(s, c));
                 dump_value(&b, s, c);
             }
-            sb_add(&b, "\n");
+            dw_strbuf_add(&b, "\n");
         }
         sqlite3_finalize(s);
         if (rc != SQLITE_DONE)

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "drwatch/strbuf.h"
 #include "drwatch/jsondiff.h"
 
 #define VALUE_MAX 120
@@ -66,43 +67,10 @@ static bool id_array(const cJSON *arr, bool *oom)
     return unique && !*oom;
 }
 
-/* A growing string; after a failed allocation it stays as it was, with oom set. */
-struct strbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-};
-
-static void sb_add(struct strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_add(struct strbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (b->oom)
-        return;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (b->len + (size_t)n + 1 > b->cap) {
-        size_t cap = (b->len + (size_t)n + 1) * 2;
-        char *grown = realloc(b->p, cap);
-        if (grown == NULL) {
-            b->oom = true;
-            return;
-        }
-        b->p = grown;
-        b->cap = cap;
-    }
-    va_start(ap, fmt);
-    vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
 struct differ {
     dw_json_diff_cb cb;
     void *data;
-    struct strbuf path; /* oom here or anywhere in the walk */
+    struct dw_strbuf path; /* oom here or anywhere in the walk */
     int count;
 };
 
@@ -147,9 +115,9 @@ static void diff_entries(struct differ *d, const struct entry *ea, int na, const
         const char *key = c <= 0 ? ea[i].key : eb[j].key;
         size_t saved = d->path.len;
         if (ids)
-            sb_add(&d->path, "[%s]", key);
+            dw_strbuf_add(&d->path, "[%s]", key);
         else
-            sb_add(&d->path, "%s%s", saved > 0 ? "." : "", key);
+            dw_strbuf_add(&d->path, "%s%s", saved > 0 ? "." : "", key);
         if (d->path.oom)
             return;
         if (c < 0)
@@ -244,7 +212,7 @@ static void diff_by_index(struct differ *d, const cJSON *a, const cJSON *b)
     const cJSON *x = a->child, *y = b->child;
     for (int i = 0; (x != NULL || y != NULL) && !d->path.oom; i++) {
         size_t saved = d->path.len;
-        sb_add(&d->path, "[%d]", i);
+        dw_strbuf_add(&d->path, "[%d]", i);
         if (d->path.oom)
             return;
         if (y == NULL)
@@ -287,7 +255,7 @@ int dw_json_diff(const cJSON *a, const cJSON *b, dw_json_diff_cb cb, void *data)
     struct differ d = {.cb = cb, .data = data};
     if (a == NULL && b == NULL)
         return 0;
-    sb_add(&d.path, "%s", ""); /* the root's path: "" */
+    dw_strbuf_add(&d.path, "%s", ""); /* the root's path: "" */
     if (d.path.oom)
         return -1;
     if (a == NULL || b == NULL)
@@ -299,7 +267,7 @@ int dw_json_diff(const cJSON *a, const cJSON *b, dw_json_diff_cb cb, void *data)
 }
 
 struct text {
-    struct strbuf out;
+    struct dw_strbuf out;
     int lines, max_lines;
 };
 
@@ -328,11 +296,11 @@ static void text_line(void *data, const char *path, const cJSON *old_v, const cJ
     if ((old_v != NULL && o == NULL) || (new_v != NULL && n == NULL))
         t->out.oom = true;
     else if (o == NULL)
-        sb_add(&t->out, "%s: added %s\n", p, n);
+        dw_strbuf_add(&t->out, "%s: added %s\n", p, n);
     else if (n == NULL)
-        sb_add(&t->out, "%s: removed (was %s)\n", p, o);
+        dw_strbuf_add(&t->out, "%s: removed (was %s)\n", p, o);
     else
-        sb_add(&t->out, "%s: %s -> %s\n", p, o, n);
+        dw_strbuf_add(&t->out, "%s: %s -> %s\n", p, o, n);
     free(o);
     free(n);
 }
@@ -342,7 +310,7 @@ char *dw_json_diff_text(const cJSON *a, const cJSON *b, int max_lines)
     struct text t = {.max_lines = max_lines};
     int count = dw_json_diff(a, b, text_line, &t);
     if (count > t.lines)
-        sb_add(&t.out, "... and %d more\n", count - t.lines);
+        dw_strbuf_add(&t.out, "... and %d more\n", count - t.lines);
     if (count < 0 || t.out.oom) {
         free(t.out.p);
         return NULL;

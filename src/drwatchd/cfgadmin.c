@@ -61,22 +61,10 @@ static void unref(struct dw_cfgadmin *c)
         free(c);
 }
 
-__attribute__((format(printf, 2, 3)))
-static void fail(cJSON *reply, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    cJSON_AddBoolToObject(reply, "ok", 0);
-    cJSON_AddStringToObject(reply, "error", msg);
-}
-
 /* Validation failures: every error with its JSON path; drctl exits 2 on "errors". */
 static void errors_reply(cJSON *reply, const struct dw_config_errors *errs)
 {
-    fail(reply, "config: %d error%s", errs->n, errs->n == 1 ? "" : "s");
+    dw_admin_error(reply, "config: %d error%s", errs->n, errs->n == 1 ? "" : "s");
     cJSON *list = cJSON_AddArrayToObject(reply, "errors");
     for (int i = 0; i < errs->n; i++)
         cJSON_AddItemToArray(list, cJSON_CreateString(errs->msg[i]));
@@ -104,9 +92,9 @@ static bool leader_or_fail(struct dw_cfgadmin *c, cJSON *reply)
         return true;
     uint64_t l = dw_raft_leader_id(c->raft);
     if (l)
-        fail(reply, "not the leader: run this on node %" PRIu64 ", the leader", l);
+        dw_admin_error(reply, "not the leader: run this on node %" PRIu64 ", the leader", l);
     else
-        fail(reply, "no leader at the moment: try again shortly");
+        dw_admin_error(reply, "no leader at the moment: try again shortly");
     cJSON_AddNumberToObject(reply, "leader", (double)l);
     return false;
 }
@@ -123,7 +111,7 @@ static struct dw_config *validate(struct dw_cfgadmin *c, const cJSON *doc, const
     int rc = -1;
 
     if (!cfg || !errs || (doc && !merged)) {
-        fail(reply, "out of memory");
+        dw_admin_error(reply, "out of memory");
     } else {
         /* not JSON: the validator names line and column */
         rc = doc ? dw_config_parse(merged, strlen(merged), cfg, errs)
@@ -187,10 +175,10 @@ static void apply_done(void *data, int status, const char *errmsg)
     char *now = dw_fsm_config_doc(c->fsm);
 
     if (status != 0) {
-        fail(reply, "config apply: %s; the outcome may be unknown: see drctl config show",
+        dw_admin_error(reply, "config apply: %s; the outcome may be unknown: see drctl config show",
              errmsg ? errmsg : "failed");
     } else if (dw_fsm_config_version(c->fsm) != a->base + 1 || !now || strcmp(now, a->doc) != 0) {
-        fail(reply, "config entry refused: version %" PRId64 " is committed now (a concurrent "
+        dw_admin_error(reply, "config entry refused: version %" PRId64 " is committed now (a concurrent "
              "change, or an operation started meanwhile); see drctl history, then diff again",
              dw_fsm_config_version(c->fsm));
     } else {
@@ -224,11 +212,11 @@ static void config_change(struct dw_cfgadmin *c, const cJSON *req, cJSON *reply,
     int count = 0;
 
     if (!cJSON_IsString(text)) {
-        fail(reply, "text: expected the config document as a string");
+        dw_admin_error(reply, "text: expected the config document as a string");
         return;
     }
     if (dry && !cJSON_IsBool(dry)) {
-        fail(reply, "dry_run: expected a boolean");
+        dw_admin_error(reply, "dry_run: expected a boolean");
         return;
     }
     size_t len = strlen(text->valuestring);
@@ -243,7 +231,7 @@ static void config_change(struct dw_cfgadmin *c, const cJSON *req, cJSON *reply,
     cluster = dw_config_cluster_doc(doc);
     if (!cluster || (diff = dw_json_diff_text(committed, cluster, DIFF_LINES)) == NULL ||
         dw_json_diff(committed, cluster, count_cb, &count) < 0) {
-        fail(reply, "out of memory");
+        dw_admin_error(reply, "out of memory");
         goto out;
     }
     if (!apply) {
@@ -254,7 +242,7 @@ static void config_change(struct dw_cfgadmin *c, const cJSON *req, cJSON *reply,
         goto out;
     }
     if (version == 0) {
-        fail(reply, "no config is committed yet: the first leader commits its own file");
+        dw_admin_error(reply, "no config is committed yet: the first leader commits its own file");
         goto out;
     }
     int mc = 0;
@@ -271,7 +259,7 @@ static void config_change(struct dw_cfgadmin *c, const cJSON *req, cJSON *reply,
     }
     int rc = dw_fsm_config_check(c->fsm, cfg, why, sizeof why);
     if (rc != 0) {
-        fail(reply, "%s", rc > 0 ? why : "cannot read the replicated state");
+        dw_admin_error(reply, "%s", rc > 0 ? why : "cannot read the replicated state");
         goto out;
     }
     if (cJSON_IsTrue(dry) || count == 0) {
@@ -298,13 +286,13 @@ static void config_change(struct dw_cfgadmin *c, const cJSON *req, cJSON *reply,
     if (!a || !stored) {
         free(a);
         free(stored);
-        fail(reply, "out of memory");
+        dw_admin_error(reply, "out of memory");
         goto out;
     }
     *a = (struct apply){.c = c, .call = call, .base = version, .doc = stored, .diff = diff,
                         .count = count};
     if (dw_raft_propose(c->raft, e, apply_done, a, err, sizeof err) != 0) {
-        fail(reply, "not proposed: %s", err);
+        dw_admin_error(reply, "not proposed: %s", err);
         free(a->doc);
         free(a);
         goto out;
@@ -402,7 +390,7 @@ static void job_end(struct job *j, const char *error)
     struct dw_cfgadmin *c = j->c;
     cJSON *reply = cJSON_CreateObject();
     if (error) {
-        fail(reply, "%s", error);
+        dw_admin_error(reply, "%s", error);
         dw_log(DW_LOG_WARN, "members", "%s member %" PRIu64 ": %s", j->add ? "adding" : "removing",
                j->id, error);
     } else {
@@ -520,14 +508,7 @@ static void job_step(struct job *j)
         else
             j->pending++;
     } else if (!j->add && m) {
-        cJSON *list = (cJSON *)members_of(doc), *it;
-        int i = 0;
-        cJSON_ArrayForEach(it, list) {
-            if (it == m)
-                break;
-            i++;
-        }
-        cJSON_DeleteItemFromArray(list, i);
+        cJSON_Delete(cJSON_DetachItemViaPointer((cJSON *)members_of(doc), m));
         propose_members(j, doc, "remove");
     } else {
         job_end(j, NULL);
@@ -555,7 +536,7 @@ static bool parse_id(const cJSON *req, uint64_t *id, cJSON *reply)
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(req, "id");
     if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > 2147483647 ||
         v->valuedouble != (double)(int64_t)v->valuedouble) {
-        fail(reply, "id: expected an integer from 1 to 2147483647");
+        dw_admin_error(reply, "id: expected an integer from 1 to 2147483647");
         return false;
     }
     *id = (uint64_t)v->valuedouble;
@@ -570,18 +551,18 @@ static void members_change(struct dw_cfgadmin *c, const cJSON *req, cJSON *reply
     if (!parse_id(req, &id, reply) || !leader_or_fail(c, reply))
         return;
     if (c->job) {
-        fail(reply, "a membership change (member %" PRIu64 ") is under way", c->job->id);
+        dw_admin_error(reply, "a membership change (member %" PRIu64 ") is under way", c->job->id);
         return;
     }
     cJSON *doc = committed_doc(c);
     if (doc == NULL) {
-        fail(reply, "no config is committed yet");
+        dw_admin_error(reply, "no config is committed yet");
         return;
     }
     struct job *j = calloc(1, sizeof *j);
     if (j == NULL) {
         cJSON_Delete(doc);
-        fail(reply, "out of memory");
+        dw_admin_error(reply, "out of memory");
         return;
     }
     *j = (struct job){.c = c, .add = add, .id = id};
@@ -593,13 +574,13 @@ static void members_change(struct dw_cfgadmin *c, const cJSON *req, cJSON *reply
         const cJSON *pa = cJSON_GetObjectItemCaseSensitive(req, "peer_address");
         const cJSON *nm = cJSON_GetObjectItemCaseSensitive(req, "name");
         if (!cJSON_IsString(ra) || !cJSON_IsString(pa) || (nm && !cJSON_IsString(nm))) {
-            fail(reply, "raft_address, peer_address: expected strings (name too, if given)");
+            dw_admin_error(reply, "raft_address, peer_address: expected strings (name too, if given)");
             goto refuse;
         }
         if (strlen(ra->valuestring) >= sizeof j->raft_address ||
             strlen(pa->valuestring) >= sizeof j->peer_address ||
             (nm && strlen(nm->valuestring) >= sizeof j->name)) {
-            fail(reply, "raft_address, peer_address: at most %zu bytes; name: at most %zu",
+            dw_admin_error(reply, "raft_address, peer_address: at most %zu bytes; name: at most %zu",
                  sizeof j->raft_address - 1, sizeof j->name - 1);
             goto refuse;
         }
@@ -611,7 +592,7 @@ static void members_change(struct dw_cfgadmin *c, const cJSON *req, cJSON *reply
             const cJSON *mp = cJSON_GetObjectItemCaseSensitive(m, "peer_address");
             if (strcmp(cJSON_GetStringValue(mr), j->raft_address) != 0 ||
                 strcmp(cJSON_GetStringValue(mp), j->peer_address) != 0) {
-                fail(reply, "member %" PRIu64 " exists with raft_address %s and peer_address %s",
+                dw_admin_error(reply, "member %" PRIu64 " exists with raft_address %s and peer_address %s",
                      id, cJSON_GetStringValue(mr), cJSON_GetStringValue(mp));
                 goto refuse;
             }
@@ -635,12 +616,12 @@ static void members_change(struct dw_cfgadmin *c, const cJSON *req, cJSON *reply
         cJSON_ArrayForEach(it, members_of(doc))
             voters += member_votes(it);
         if (id == dw_raft_leader_id(c->raft)) {
-            fail(reply, "member %" PRIu64 " is the leader: stop it (another member takes over) "
+            dw_admin_error(reply, "member %" PRIu64 " is the leader: stop it (another member takes over) "
                  "or run this once another member leads", id);
             goto refuse;
         }
         if (m && member_votes(m) && voters - 1 < MIN_VOTERS) {
-            fail(reply, "removing member %" PRIu64 " leaves %d voters: fewer than %d cannot "
+            dw_admin_error(reply, "removing member %" PRIu64 " leaves %d voters: fewer than %d cannot "
                  "outvote one member's bad network; add a member first", id, voters - 1,
                  MIN_VOTERS);
             goto refuse;
@@ -670,19 +651,19 @@ bool dw_cfgadmin_handle(struct dw_cfgadmin *c, const cJSON *req, cJSON *reply,
     if (!cmd || (!config && strcmp(cmd, "members") != 0))
         return false;
     if (!action) {
-        fail(reply, "action: expected a string");
+        dw_admin_error(reply, "action: expected a string");
     } else if (config && strcmp(action, "show") == 0) {
         config_show(c, reply);
     } else if (config && (strcmp(action, "diff") == 0 || strcmp(action, "apply") == 0)) {
         config_change(c, req, reply, call, strcmp(action, "apply") == 0);
     } else if (config) {
-        fail(reply, "action: unknown config action \"%.32s\" (known: show, diff, apply)", action);
+        dw_admin_error(reply, "action: unknown config action \"%.32s\" (known: show, diff, apply)", action);
     } else if (strcmp(action, "list") == 0) {
         members_list(c, reply);
     } else if (strcmp(action, "add") == 0 || strcmp(action, "remove") == 0) {
         members_change(c, req, reply, call, strcmp(action, "add") == 0);
     } else {
-        fail(reply, "action: unknown members action \"%.32s\" (known: list, add, remove)", action);
+        dw_admin_error(reply, "action: unknown members action \"%.32s\" (known: list, add, remove)", action);
     }
     return true;
 }

@@ -50,6 +50,7 @@ struct dw_node {
     uint64_t config_errors;
     bool bootstrapping;           /* the bootstrap config entry is in flight */
     bool secrets_missing;         /* running the committed version without some peer secrets */
+    double overload_rate;         /* lowest probe rate this node was overloaded at, 0 = never */
     struct dw_peer_secrets peer_secrets;
     char client_secret[1024];
     struct dw_curlm *curlm;
@@ -199,9 +200,10 @@ static void probe_overload(void *data, const char *why)
 {
     struct dw_node *n = data;
     dw_tilt_trip(n->tilt, why);
-    double rate = probe_rate(n->cfg), known = overload_rate_read(n);
-    if (known > 0 && known <= rate)
-        return;
+    double rate = probe_rate(n->cfg);
+    if (n->overload_rate > 0 && n->overload_rate <= rate)
+        return; /* nothing new to remember: no file I/O while overloaded */
+    n->overload_rate = rate;
     char path[DW_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/probe-overload", n->file->data_dir);
     FILE *f = fopen(path, "w"); /* once per new low: a few bytes */
@@ -949,11 +951,11 @@ int dw_node_start(struct dw_node **out, uv_loop_t *loop, const struct dw_config 
         goto err_after_cloud;
     }
     dw_prober_set_overload_cb(n->prober, probe_overload, n);
-    double known = overload_rate_read(n);
-    if (known > 0 && probe_rate(cfg) >= known)
+    n->overload_rate = overload_rate_read(n);
+    if (n->overload_rate > 0 && probe_rate(cfg) >= n->overload_rate)
         dw_log(DW_LOG_WARN, "probe", "this node could not keep up with %.0f probe runs/s before "
                "(%s/probe-overload) and its config asks for %.0f/s: expect it to abstain (TILT); "
-               "spread the Edges over more nodes or raise probe.interval_ms", known,
+               "spread the Edges over more nodes or raise probe.interval_ms", n->overload_rate,
                cfg->data_dir, probe_rate(cfg));
     if (dw_metrics_start(&n->metrics, loop, cfg->metrics_address, err, sizeof err) != 0) {
         snprintf(errmsg, errlen, "dw_metrics_start(): %s", err);

@@ -475,8 +475,7 @@ void dw_admin_close(struct dw_admin *a)
     admin_free(a);
 }
 
-static void hold_error(cJSON *reply, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void hold_error(cJSON *reply, const char *fmt, ...)
+void dw_admin_error(cJSON *reply, const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
@@ -498,28 +497,28 @@ void dw_admin_hold(struct dw_raft *raft, const struct dw_config *cfg, const cJSO
     bool known = false;
 
     if (!cJSON_IsString(action) || strcmp(action->valuestring, "release") != 0) {
-        hold_error(reply, "action: expected \"release\"");
+        dw_admin_error(reply, "action: expected \"release\"");
         return;
     }
     if (!cJSON_IsString(group) || !cJSON_IsString(by)) {
-        hold_error(reply, "group, by: expected strings");
+        dw_admin_error(reply, "group, by: expected strings");
         return;
     }
     for (int i = 0; i < cfg->n_groups; i++)
         known = known || strcmp(cfg->groups[i].id, group->valuestring) == 0;
     if (!known) {
-        hold_error(reply, "group: no group \"%.64s\"", group->valuestring);
+        dw_admin_error(reply, "group: no group \"%.64s\"", group->valuestring);
         return;
     }
     /* Only the leader proposes it: peers may forward observations only. */
     if (!dw_raft_is_leader(raft)) {
-        hold_error(reply, "hold: this node is not the leader (node %llu is); ask the leader",
+        dw_admin_error(reply, "hold: this node is not the leader (node %llu is); ask the leader",
                    (unsigned long long)dw_raft_leader_id(raft));
         return;
     }
     char *e = dw_entry_hold_release(group->valuestring, by->valuestring);
     if (e == NULL || dw_raft_propose(raft, e, NULL, NULL, err, sizeof err) != 0) {
-        hold_error(reply, "hold: %s", e == NULL ? "out of memory" : err);
+        dw_admin_error(reply, "hold: %s", e == NULL ? "out of memory" : err);
         free(e);
         return;
     }

@@ -6,6 +6,7 @@
 
 #include "drwatch/log.h"
 #include "drwatch/metrics.h"
+#include "drwatch/strbuf.h"
 
 #define METRICS_MAX_BODY 1024
 
@@ -21,17 +22,11 @@ struct dw_metrics {
     bool warned_name, warned_type;
 };
 
-struct buf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-};
-
 struct family {
     char *name;
     char *help;
     enum dw_metric_type type;
-    struct buf samples;
+    struct dw_strbuf samples;
 };
 
 struct dw_metrics_writer {
@@ -42,53 +37,27 @@ struct dw_metrics_writer {
     bool oom;
 };
 
-static void buf_reserve(struct buf *b, size_t extra)
+static void buf_str(struct dw_strbuf *b, const char *s)
 {
-    if (b->oom || b->len + extra + 1 <= b->cap)
-        return;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + extra + 1)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (p == NULL) {
-        b->oom = true;
-        return;
-    }
-    b->p = p;
-    b->cap = cap;
-}
-
-static void buf_add(struct buf *b, const char *s, size_t n)
-{
-    buf_reserve(b, n);
-    if (b->oom)
-        return;
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void buf_str(struct buf *b, const char *s)
-{
-    buf_add(b, s, strlen(s));
+    dw_strbuf_put(b, s, strlen(s));
 }
 
 /* HELP text escapes backslash and newline; label values also escape the double quote. */
-static void buf_escaped(struct buf *b, const char *s, bool quote)
+static void buf_escaped(struct dw_strbuf *b, const char *s, bool quote)
 {
     for (const char *p = s; *p != '\0'; p++) {
         if (*p == '\\')
-            buf_add(b, "\\\\", 2);
+            dw_strbuf_put(b, "\\\\", 2);
         else if (*p == '\n')
-            buf_add(b, "\\n", 2);
+            dw_strbuf_put(b, "\\n", 2);
         else if (quote && *p == '"')
-            buf_add(b, "\\\"", 2);
+            dw_strbuf_put(b, "\\\"", 2);
         else
-            buf_add(b, p, 1);
+            dw_strbuf_put(b, p, 1);
     }
 }
 
-static void buf_value(struct buf *b, double v)
+static void buf_value(struct dw_strbuf *b, double v)
 {
     char num[40];
     if (isnan(v))
@@ -180,23 +149,23 @@ void dw_metrics_write(struct dw_metrics_writer *w, const char *name, enum dw_met
         w->m->warned_type = true;
         return;
     }
-    struct buf *b = &f->samples;
+    struct dw_strbuf *b = &f->samples;
     buf_str(b, name);
     if (labels != NULL && labels[0] != NULL) {
-        buf_add(b, "{", 1);
+        dw_strbuf_put(b, "{", 1);
         for (const char *const *l = labels; *l != NULL; l += 2) {
             if (l != labels)
-                buf_add(b, ",", 1);
+                dw_strbuf_put(b, ",", 1);
             buf_str(b, l[0]);
-            buf_add(b, "=\"", 2);
+            dw_strbuf_put(b, "=\"", 2);
             buf_escaped(b, l[1], true);
-            buf_add(b, "\"", 1);
+            dw_strbuf_put(b, "\"", 1);
         }
-        buf_add(b, "}", 1);
+        dw_strbuf_put(b, "}", 1);
     }
-    buf_add(b, " ", 1);
+    dw_strbuf_put(b, " ", 1);
     buf_value(b, value);
-    buf_add(b, "\n", 1);
+    dw_strbuf_put(b, "\n", 1);
     if (b->oom)
         w->oom = true;
 }
@@ -207,19 +176,19 @@ char *dw_metrics_render(struct dw_metrics *m, size_t *len)
     for (size_t i = 0; i < m->n_collectors; i++)
         m->collectors[i].fn(m->collectors[i].data, &w);
 
-    struct buf out = {0};
-    buf_reserve(&out, 0); /* an empty registry still renders "" */
+    struct dw_strbuf out = {0};
+    dw_strbuf_reserve(&out, 0); /* an empty registry still renders "" */
     for (size_t i = 0; i < w.n_fams; i++) {
         struct family *f = &w.fams[i];
         buf_str(&out, "# HELP ");
         buf_str(&out, f->name);
-        buf_add(&out, " ", 1);
+        dw_strbuf_put(&out, " ", 1);
         buf_escaped(&out, f->help, false);
         buf_str(&out, "\n# TYPE ");
         buf_str(&out, f->name);
         buf_str(&out, f->type == DW_METRIC_COUNTER ? " counter\n" : " gauge\n");
         if (f->samples.p != NULL)
-            buf_add(&out, f->samples.p, f->samples.len);
+            dw_strbuf_put(&out, f->samples.p, f->samples.len);
         free(f->name);
         free(f->help);
         free(f->samples.p);

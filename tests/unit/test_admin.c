@@ -407,7 +407,7 @@ static const char big_head[] = "{\"v\":1,\"cmd\":\"big\",\"pad\":\"", big_tail[]
 /* the pad's length in a big_request() line line_len bytes long */
 #define BIG_PAD(line_len) ((line_len) - (sizeof big_head - 1) - (sizeof big_tail - 2))
 
-/* {"v":1,"cmd":"big","pad":"xxx..."} line_len bytes long, then a newline; malloc'd. */
+/* {"v":1,"cmd":"big","pad":"ppp..."} line_len bytes long, then a newline; malloc'd. */
 static char *big_request(size_t line_len, size_t *len)
 {
     size_t pad = BIG_PAD(line_len);
@@ -415,7 +415,7 @@ static char *big_request(size_t line_len, size_t *len)
     char *req = malloc(*len + 1);
     assert_non_null(req);
     memcpy(req, big_head, sizeof big_head - 1);
-    memset(req + sizeof big_head - 1, 'x', pad);
+    memset(req + sizeof big_head - 1, 'p', pad);
     memcpy(req + sizeof big_head - 1 + pad, big_tail, sizeof big_tail);
     return req;
 }

@@ -14,8 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <uv.h>
-
+#include "drwatch/clock.h"
 #include "drwatch/config.h"
 #include "drwatch/fsm.h"
 #include "drwatch/genesys.h"
@@ -42,9 +41,10 @@ struct dw_actuator_ops {
 void dw_actuator_live_ops(struct dw_actuator_ops *ops, struct dw_raft *raft,
                           struct dw_genesys *genesys);
 
-/* ops is copied. */
-int dw_actuator_init(struct dw_actuator **out, uv_loop_t *loop, const struct dw_config *cfg,
-                     struct dw_fsm *fsm, const struct dw_actuator_ops *ops);
+/* ops and clock are copied. */
+int dw_actuator_init(struct dw_actuator **out, const struct dw_clock *clock,
+                     const struct dw_config *cfg, struct dw_fsm *fsm,
+                     const struct dw_actuator_ops *ops);
 /* Call after entries were applied; cheap when there is nothing to do. */
 void dw_actuator_kick(struct dw_actuator *a);
 void dw_actuator_close(struct dw_actuator *a); /* accepts NULL */

@@ -937,8 +937,10 @@ int dw_node_start(struct dw_node **out, uv_loop_t *loop, const struct dw_config 
     }
     memset(n->client_secret, 0, sizeof n->client_secret);
     struct dw_actuator_ops ops;
+    struct dw_clock clock;
     dw_actuator_live_ops(&ops, n->raft, n->genesys);
-    if (dw_actuator_init(&n->actuator, loop, cfg, n->fsm, &ops) != 0) {
+    dw_clock_uv(&clock, loop);
+    if (dw_actuator_init(&n->actuator, &clock, cfg, n->fsm, &ops) != 0) {
         snprintf(errmsg, errlen, "dw_actuator_init(): out of memory");
         goto err_after_genesys;
     }

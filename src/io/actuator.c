@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "drwatch/actuator.h"
+#include "drwatch/clock.h"
 #include "drwatch/entry.h"
 #include "drwatch/log.h"
 
@@ -26,7 +27,7 @@ struct worker {
     uint64_t barrier_sent;   /* monotonic ms when the step's barrier was requested */
     int tb;                  /* trunk base of the current target being worked on */
     uint64_t verify_deadline;
-    uint64_t step_deadline;  /* loop ms: a switch stops retrying errors that may pass */
+    uint64_t step_deadline;  /* clock ms: a switch stops retrying errors that may pass */
     int deadline_seq;        /* the step step_deadline belongs to, -1 = none */
     int retry_wait;          /* waiting to try a switch again: no request can leave meanwhile */
     uint64_t started_term;   /* this node committed STARTED of started_seq in this term */
@@ -34,14 +35,16 @@ struct worker {
     uint64_t waited_term;    /* the resume wait was counted for waited_seq in this term */
     int waited_seq;
     char detail[512];
-    uv_timer_t wait;         /* verify polling, resume wait */
+    struct dw_timer *wait;   /* verify polling, resume wait */
+    dw_timer_cb next;        /* what wait runs */
 };
 
 struct dw_actuator {
-    uv_loop_t *loop;
+    struct dw_clock clock;
     struct dw_fsm *fsm;
     struct dw_actuator_ops ops;
-    uv_timer_t tick;         /* notices leadership changes, renews the lease, retries */
+    struct dw_timer *tick;   /* notices leadership changes, renews the lease, retries */
+    unsigned tick_ms;
     int closing;
     int refs;                /* outstanding callbacks + open handles; freed at zero */
     uint64_t term;           /* term this node leads in as far as the actuator saw, 0 = none */
@@ -59,17 +62,15 @@ struct dw_actuator {
     struct dw_actuator_stats stats;
 };
 
-static uint64_t mono_ms(void)
+static uint64_t now_ms(const struct dw_actuator *a)
 {
-    return uv_hrtime() / 1000000u;
+    return a->clock.now_ms(a->clock.ctx);
 }
-
-static void tick_cb(uv_timer_t *t);
 
 /* Never from inside a raft callback: raft must not be re-entered while it completes requests. */
 static void kick_soon(struct dw_actuator *a)
 {
-    uv_timer_start(&a->tick, tick_cb, 0, uv_timer_get_repeat(&a->tick));
+    a->clock.timer_start(a->tick, 0);
 }
 
 static void act_unref(struct dw_actuator *a)
@@ -104,7 +105,7 @@ static void step_finished(struct worker *w)
 {
     w->busy = 0;
     w->retry_wait = 0;
-    uv_timer_stop(&w->wait);
+    w->a->clock.timer_stop(w->wait);
 }
 
 /* ---- fencing ---- */
@@ -138,7 +139,7 @@ static bool fence_check(struct dw_actuator *a, const struct dw_fence *f, bool wr
         snprintf(why, whylen, "term is %" PRIu64 " now", term);
         return false;
     }
-    uint64_t now = mono_ms();
+    uint64_t now = now_ms(a);
     if (write && (a->lease_term != f->term || now >= a->lease_until)) {
         snprintf(why, whylen, "lease lapsed %" PRIu64 " ms ago",
                  a->lease_term == f->term ? now - a->lease_until : 0);
@@ -173,7 +174,7 @@ static bool leading(struct dw_actuator *a)
     a->term = term;
     for (int i = 0; i < MAX_WORKERS; i++)
         a->w[i].deadline_seq = -1; /* a new term gives its steps their full time */
-    a->leader_since = mono_ms();
+    a->leader_since = now_ms(a);
     a->lease_until = 0;
     a->lease_term = 0;
     return lead;
@@ -223,9 +224,9 @@ static void renew_lease(struct dw_actuator *a)
 {
     if (a->renewing || a->term == 0 || !writing(a))
         return;
-    if (a->lease_term == a->term && a->lease_until > mono_ms() + 2 * a->lease_ms / 3)
+    if (a->lease_term == a->term && a->lease_until > now_ms(a) + 2 * a->lease_ms / 3)
         return;
-    a->renew_sent = mono_ms();
+    a->renew_sent = now_ms(a);
     a->renew_term = a->term;
     a->refs++;
     if (a->ops.barrier(a->ops.raft, renew_done, a) != 0) {
@@ -303,9 +304,9 @@ static void committed(void *data, int status, const char *errmsg)
 static void switch_next(struct worker *w);
 
 /* Again through a barrier: the lease is not renewed while nothing can be sent. */
-static void switch_retry(uv_timer_t *t)
+static void switch_retry(void *data)
 {
-    struct worker *w = t->data;
+    struct worker *w = data;
     step_finished(w);
     kick_soon(w->a);
 }
@@ -329,14 +330,15 @@ static void switch_done(void *data, enum dw_gresult res, const char *detail)
         return;
     }
     unsigned again = gcfg(w->a)->verify_interval_ms;
-    if (res == DW_G_TRANSIENT && uv_now(w->a->loop) + again < w->step_deadline) {
+    if (res == DW_G_TRANSIENT && now_ms(w->a) + again < w->step_deadline) {
         /* Genesys may be back soon: a failed step would roll back and move calls for nothing.
          * Try again, reading first, until the step's deadline. */
         dw_log(DW_LOG_WARN, "actuator", "op %" PRId64 " step %d: %s; trying again in %u ms "
                "(gives up in %" PRIu64 " ms)", w->cur.op, w->cur.seq, detail, again,
-               w->step_deadline - uv_now(w->a->loop));
+               w->step_deadline - now_ms(w->a));
         w->retry_wait = 1;
-        uv_timer_start(&w->wait, switch_retry, again, 0);
+        w->next = switch_retry;
+        w->a->clock.timer_start(w->wait, again);
         return;
     }
     detail_append(w, detail);
@@ -378,9 +380,9 @@ static void switch_next(struct worker *w)
 
 static void verify_next(struct worker *w);
 
-static void verify_wait_done(uv_timer_t *t)
+static void verify_wait_done(void *data)
 {
-    struct worker *w = t->data;
+    struct worker *w = data;
     if (!w->a->closing && still_valid(w))
         verify_next(w);
 }
@@ -403,7 +405,7 @@ static void verify_done(void *data, enum dw_gresult res, const char *detail)
         verify_next(w);
         return;
     }
-    if (res == DW_G_FAIL || uv_now(a->loop) >= w->verify_deadline) {
+    if (res == DW_G_FAIL || now_ms(a) >= w->verify_deadline) {
         char line[256];
         snprintf(line, sizeof line, "%s not verified within %u ms: %s", t->trunk_base_ids[w->tb],
                  gcfg(a)->verify_timeout_ms, detail);
@@ -412,7 +414,8 @@ static void verify_done(void *data, enum dw_gresult res, const char *detail)
             commit(w, DW_STEP_FAILED);
         return;
     }
-    uv_timer_start(&w->wait, verify_wait_done, gcfg(a)->verify_interval_ms, 0);
+    w->next = verify_wait_done;
+    a->clock.timer_start(w->wait, gcfg(a)->verify_interval_ms);
 }
 
 static void verify_next(struct worker *w)
@@ -442,12 +445,12 @@ static void execute(struct worker *w)
     w->tb = 0;
     w->detail[0] = '\0';
     if (strcmp(w->cur.action, "verify") == 0) {
-        w->verify_deadline = uv_now(a->loop) + gcfg(a)->verify_timeout_ms;
+        w->verify_deadline = now_ms(a) + gcfg(a)->verify_timeout_ms;
         verify_next(w);
     } else {
         /* kept when the step is run again (after a retry wait or fencing) in the same term */
         if (w->deadline_seq != w->cur.seq) {
-            w->step_deadline = uv_now(a->loop) + gcfg(a)->step_timeout_ms;
+            w->step_deadline = now_ms(a) + gcfg(a)->step_timeout_ms;
             w->deadline_seq = w->cur.seq;
         }
         switch_next(w);
@@ -467,9 +470,9 @@ static void maybe_crash(struct worker *w)
     }
 }
 
-static void resume_wait_done(uv_timer_t *t)
+static void resume_wait_done(void *data)
 {
-    struct worker *w = t->data;
+    struct worker *w = data;
     step_finished(w);
     kick_soon(w->a);
 }
@@ -483,7 +486,7 @@ static bool resume_must_wait(struct worker *w)
     if (w->cur.status != DW_STEP_STARTED || strcmp(w->cur.action, "verify") == 0 ||
         (w->started_term == w->fence.term && w->started_seq == w->cur.seq))
         return false;
-    uint64_t ready = a->leader_since + gcfg(a)->request_timeout_ms, now = mono_ms();
+    uint64_t ready = a->leader_since + gcfg(a)->request_timeout_ms, now = now_ms(a);
     if (now >= ready)
         return false;
     if (w->waited_term != w->fence.term || w->waited_seq != w->cur.seq) {
@@ -495,8 +498,9 @@ static bool resume_must_wait(struct worker *w)
         w->waited_term = w->fence.term;
         w->waited_seq = w->cur.seq;
     }
-    /* the loop's timers run on its cached clock, which lags the monotonic one a little */
-    uv_timer_start(&w->wait, resume_wait_done, ready - now + 1, 0);
+    /* a loop's timers run on its cached clock, which lags the monotonic one a little */
+    w->next = resume_wait_done;
+    a->clock.timer_start(w->wait, ready - now + 1);
     return true;
 }
 
@@ -537,7 +541,7 @@ static void start_step(struct dw_actuator *a, struct worker *w, const struct dw_
                                  .valid = fence_valid, .data = a};
     /* Every step begins with a barrier in the current term: it proves a majority and starts
      * the lease. */
-    w->barrier_sent = mono_ms();
+    w->barrier_sent = now_ms(a);
     a->refs++;
     if (a->ops.barrier(a->ops.raft, barrier_done, w) != 0) {
         a->refs--;
@@ -594,9 +598,10 @@ void dw_actuator_kick(struct dw_actuator *a)
     }
 }
 
-static void tick_cb(uv_timer_t *t)
+static void tick_cb(void *data)
 {
-    struct dw_actuator *a = t->data;
+    struct dw_actuator *a = data;
+    a->clock.timer_start(a->tick, a->tick_ms);
     dw_actuator_kick(a);
     if (!a->closing && leading(a))
         renew_lease(a);
@@ -652,41 +657,48 @@ void dw_actuator_live_ops(struct dw_actuator_ops *ops, struct dw_raft *raft,
 
 /* ---- lifetime ---- */
 
-int dw_actuator_init(struct dw_actuator **out, uv_loop_t *loop, const struct dw_config *cfg,
-                     struct dw_fsm *fsm, const struct dw_actuator_ops *ops)
+static void wait_fired(void *data)
+{
+    struct worker *w = data;
+    w->next(w);
+}
+
+static void free_timers(struct dw_actuator *a)
+{
+    a->clock.timer_free(a->tick);
+    for (int i = 0; i < MAX_WORKERS; i++)
+        a->clock.timer_free(a->w[i].wait);
+}
+
+int dw_actuator_init(struct dw_actuator **out, const struct dw_clock *clock,
+                     const struct dw_config *cfg, struct dw_fsm *fsm,
+                     const struct dw_actuator_ops *ops)
 {
     struct dw_actuator *a = calloc(1, sizeof *a);
     if (a == NULL)
         return -1;
-    a->loop = loop;
+    a->clock = *clock;
     a->fsm = fsm;
     a->ops = *ops;
     /* Followers refuse votes for at least one election timeout after hearing from the leader;
      * a quarter is left for clock-rate differences between nodes. */
     a->lease_ms = cfg->cluster.election_timeout_ms * 3 / 4;
     unsigned tick = a->lease_ms / 3;
-    tick = tick < 10 ? 10 : tick > TICK_MAX_MS ? TICK_MAX_MS : tick;
-    a->refs = 1 + MAX_WORKERS; /* the timers */
-    uv_timer_init(loop, &a->tick);
-    a->tick.data = a;
+    a->tick_ms = tick < 10 ? 10 : tick > TICK_MAX_MS ? TICK_MAX_MS : tick;
+    a->refs = 1; /* dropped by dw_actuator_close */
+    bool ok = (a->tick = a->clock.timer_new(a->clock.ctx, tick_cb, a)) != NULL;
     for (int i = 0; i < MAX_WORKERS; i++) {
         a->w[i].a = a;
-        uv_timer_init(loop, &a->w[i].wait);
-        a->w[i].wait.data = &a->w[i];
+        ok = ok && (a->w[i].wait = a->clock.timer_new(a->clock.ctx, wait_fired, &a->w[i]));
     }
-    uv_timer_start(&a->tick, tick_cb, tick, tick);
+    if (!ok) {
+        free_timers(a);
+        free(a);
+        return -1;
+    }
+    a->clock.timer_start(a->tick, a->tick_ms);
     *out = a;
     return 0;
-}
-
-static void tick_closed(uv_handle_t *h)
-{
-    act_unref(h->data);
-}
-
-static void wait_closed(uv_handle_t *h)
-{
-    act_unref(((struct worker *)h->data)->a);
 }
 
 void dw_actuator_close(struct dw_actuator *a)
@@ -694,9 +706,8 @@ void dw_actuator_close(struct dw_actuator *a)
     if (a == NULL)
         return;
     a->closing = 1;
-    uv_close((uv_handle_t *)&a->tick, tick_closed);
-    for (int i = 0; i < MAX_WORKERS; i++)
-        uv_close((uv_handle_t *)&a->w[i].wait, wait_closed);
+    free_timers(a);
+    act_unref(a);
 }
 
 void dw_actuator_crash_before(struct dw_actuator *a, const char *action)

@@ -284,7 +284,9 @@ static int setup(void **state)
         .raft = x, .is_leader = f_is_leader, .term = f_term, .barrier = f_barrier,
         .propose = f_propose, .genesys = x, .set_trunk_base = f_set, .check_trunks = f_check,
         .cancel_writes = f_cancel};
-    assert_int_equal(dw_actuator_init(&x->a, &x->e.loop, x->cfg, x->fsm, &ops), 0);
+    struct dw_clock clock;
+    dw_clock_uv(&clock, &x->e.loop);
+    assert_int_equal(dw_actuator_init(&x->a, &clock, x->cfg, x->fsm, &ops), 0);
     *state = x;
     return 0;
 }

@@ -45,7 +45,7 @@ struct dw_plan_state {
 
 enum dw_plan_what {
     DW_PLAN_NOTHING,
-    DW_PLAN_ABORT,     /* abort the running failover: its destination is DOWN; then plan again */
+    DW_PLAN_ABORT,     /* abort the running operation (rule 0); then plan again */
     DW_PLAN_OPERATION, /* create the operation described */
     DW_PLAN_NONE_UP,   /* nothing to do, and no target is up: worth a history row */
 };
@@ -70,7 +70,8 @@ struct dw_plan {
 /* Fills *out from *s. Wanted: the highest-priority UP target carries calls and every other
  * target is out of service. In order:
  * 0. a running operation is left to finish, unless it is a failover whose destination is DOWN
- *    (it could never verify): that one is aborted;
+ *    (it could never verify), or a cleanup keeping no carrier or a carrier now DOWN while a
+ *    target is UP (and not passed over): that one is aborted;
  * 1. a failover that failed to bring its destination in is rolled back (the destination off);
  * 2. a carrier voted DOWN (or no carrier at all) moves to the best UP target not passed over,
  *    even when the group is held: a hold stops discretionary moves, not the escape from a dead

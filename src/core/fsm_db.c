@@ -103,6 +103,13 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_HISTORY_NEWEST] = "SELECT COALESCE(MAX(id), 0) FROM history",
     [ST_HISTORY_OLDEST] = "SELECT id, ts FROM history ORDER BY id LIMIT ?1",
     [ST_HISTORY_PRUNE] = "DELETE FROM history WHERE id <= ?1",
+    /* the actuator asks on every tick: the next step of every running operation */
+    [ST_NEXT_STEPS] = "SELECT o.id, o.grp, s.seq, s.action, s.target, s.status,"
+                      " (SELECT COUNT(*) FROM steps c WHERE c.op = o.id)"
+                      " FROM operations o JOIN steps s ON s.op = o.id"
+                      " WHERE o.status = 'running' AND s.seq ="
+                      " (SELECT MIN(n.seq) FROM steps n WHERE n.op = o.id AND n.status <> 'done')"
+                      " ORDER BY o.id",
 };
 
 void fsm_set_msg(char *buf, size_t len, const char *fmt, ...)

@@ -56,6 +56,7 @@ enum stmt_id {
     ST_HISTORY_NEWEST,
     ST_HISTORY_OLDEST,
     ST_HISTORY_PRUNE,
+    ST_NEXT_STEPS,
     ST_COUNT
 };
 

@@ -60,8 +60,14 @@ static int end_operation(struct dw_fsm *f, const struct dw_group *g, const struc
 {
     int carrier, rc = move_operation(f, o, status, ts, why, whylen);
 
+    if (rc == APPLY_OK && o->kind == DW_OP_CLEANUP && o->to[0] == '\0') {
+        /* it switched everything off, the carrier perhaps too: none is known to carry calls,
+         * so the next failover brings one in before switching anything else off */
+        return fsm_group_set(f, ST_GROUP_SET_ACTIVE, g->id, -1) == 0 ? APPLY_OK
+                                                                     : APPLY_SQL_ERROR;
+    }
     if (rc != APPLY_OK || o->kind != DW_OP_FAILOVER)
-        return rc; /* a rollback or cleanup only switched targets off, never the carrier */
+        return rc; /* a rollback or a cleanup keeping a carrier never switched the carrier off */
     if (carrier_after(f, g, o, &carrier) != 0 ||
         fsm_group_set(f, ST_GROUP_SET_ACTIVE, g->id, carrier) != 0)
         return APPLY_SQL_ERROR;
@@ -174,17 +180,22 @@ static int running_op(struct dw_fsm *f, const char *group, int64_t *op)
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* A running failover whose destination went DOWN can never verify: it is aborted so the group
+/* Rule 0 of the planner: a failover whose destination went DOWN can never verify, and a cleanup
+ * keeping no carrier (or one now DOWN) would switch off a target that is UP. Aborted, the group
  * is planned again from what the journal left in service. */
-static int abort_failover(struct dw_fsm *f, const struct dw_group *g, const struct op_row *o,
-                          int64_t now, char *why, size_t whylen)
+static int abort_running(struct dw_fsm *f, const struct dw_group *g, const struct op_row *o,
+                         int64_t now, char *why, size_t whylen)
 {
     int rc = end_operation(f, g, o, DW_OP_ABORTED, now, why, whylen);
 
     if (rc != APPLY_OK)
         return rc;
-    if (fsm_history(f, now, "operation", "%s: failover #%" PRId64 " %s -> %s aborted: %s is down",
-                    o->grp, o->id, shown(o->from), o->to, o->to) != 0)
+    if (o->kind == DW_OP_FAILOVER
+            ? fsm_history(f, now, "operation", "%s: failover #%" PRId64 " %s -> %s aborted: %s is "
+                          "down", o->grp, o->id, shown(o->from), o->to, o->to) != 0
+            : fsm_history(f, now, "operation", "%s: %s #%" PRId64 " aborted: a failover to a "
+                          "target that is up replaces it", o->grp, dw_op_kind_name(o->kind),
+                          o->id) != 0)
         return APPLY_SQL_ERROR;
     return APPLY_OK;
 }
@@ -346,7 +357,7 @@ int fsm_plan_group(struct dw_fsm *f, const struct dw_group *g, int64_t now, bool
         return APPLY_SQL_ERROR;
     dw_plan(&ps, &p);
     if (p.what == DW_PLAN_ABORT) {
-        rc = abort_failover(f, g, &running, now, why, whylen);
+        rc = abort_running(f, g, &running, now, why, whylen);
         if (rc != APPLY_OK)
             return rc;
         if (gather(f, g, verdict_changed, &ps, &running) != 0)

@@ -86,20 +86,12 @@ int dw_fsm_active_target(struct dw_fsm *f, int group)
 
 int dw_fsm_next_steps(struct dw_fsm *f, struct dw_step_ref *out, int max)
 {
-    static const char sql[] =
-        "SELECT o.id, o.grp, s.seq, s.action, s.target, s.status,"
-        " (SELECT COUNT(*) FROM steps c WHERE c.op = o.id)"
-        " FROM operations o JOIN steps s ON s.op = o.id"
-        " WHERE o.status = 'running' AND s.seq ="
-        " (SELECT MIN(n.seq) FROM steps n WHERE n.op = o.id AND n.status <> 'done')"
-        " ORDER BY o.id";
     sqlite3_stmt *s;
     int n = 0, rc = SQLITE_DONE;
 
     if (max <= 0)
         return 0;
-    if (sqlite3_prepare_v2(f->db, sql, -1, &s, NULL) != SQLITE_OK)
-        return -1;
+    s = fsm_stmt(f, ST_NEXT_STEPS);
     while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
         struct dw_step_ref *r = &out[n++];
         int g = fsm_group_index(f->cfg, fsm_col_text(s, 1));
@@ -116,7 +108,7 @@ int dw_fsm_next_steps(struct dw_fsm *f, struct dw_step_ref *out, int max)
     }
     if (n < max && rc != SQLITE_DONE)
         n = -1;
-    sqlite3_finalize(s);
+    sqlite3_reset(s);
     return n;
 }
 

@@ -83,6 +83,11 @@ void dw_plan(const struct dw_plan_state *s, struct dw_plan *out)
         if (s->running.kind == DW_OP_FAILOVER && valid(s, s->running.to) &&
             s->targets[s->running.to].health == DW_DOWN)
             out->what = DW_PLAN_ABORT;
+        /* a cleanup keeping no carrier, or one that is DOWN now, would switch off a target that
+         * is UP (again): the failover to it (make before break) replaces the cleanup */
+        if (s->running.kind == DW_OP_CLEANUP && best_target(s) >= 0 &&
+            (!valid(s, s->running.to) || s->targets[s->running.to].health == DW_DOWN))
+            out->what = DW_PLAN_ABORT;
         return;
     }
     if (s->last.present && s->last.kind == DW_OP_FAILOVER && s->last.status == DW_OP_FAILED &&

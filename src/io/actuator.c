@@ -549,6 +549,18 @@ static void start_step(struct dw_actuator *a, struct worker *w, const struct dw_
     }
 }
 
+/* An operation that ended (aborted) may still have a request on its way to Genesys: its group's
+ * next operation starts once that one is answered, so the two never race on a trunk base. */
+static bool group_busy(const struct dw_actuator *a, const struct dw_step_ref *s)
+{
+    for (int i = 0; i < MAX_WORKERS; i++) {
+        const struct worker *w = &a->w[i];
+        if (w->busy && w->op != s->op && w->cur.group == s->group)
+            return true;
+    }
+    return false;
+}
+
 static struct worker *worker_for(struct dw_actuator *a, int64_t op)
 {
     for (int i = 0; i < MAX_WORKERS; i++)
@@ -587,6 +599,8 @@ void dw_actuator_kick(struct dw_actuator *a)
             continue;
         }
         struct worker *w = worker_for(a, s->op);
+        if (w == NULL && group_busy(a, s))
+            continue; /* kicked again when that request is answered */
         if (w == NULL && (w = worker_for(a, 0)) != NULL) {
             w->op = s->op;
             w->started_term = 0;

@@ -796,8 +796,11 @@ err_free:
 
 bool dw_raft_is_leader(struct dw_raft *r)
 {
-    return r != NULL && !r->closing && !r->tilt && raft_state(&r->raft) == RAFT_LEADER &&
-           r->ready_term != 0 && r->ready_term == dw_raft_term(r);
+    /* a leader handing over sends nothing more: the target takes office without waiting out
+     * an election timeout, so the actuator's lease no longer holds */
+    return r != NULL && !r->closing && !r->tilt && !r->transferring &&
+           raft_state(&r->raft) == RAFT_LEADER && r->ready_term != 0 &&
+           r->ready_term == dw_raft_term(r);
 }
 
 uint64_t dw_raft_leader_id(struct dw_raft *r)

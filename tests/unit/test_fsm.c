@@ -650,6 +650,41 @@ static void test_abort_without_replacement_cleans_up(void **state)
     assert_int_equal(dw_fsm_active_target(x->f, 0), PREMISE_B);
 }
 
+/* Found by the simulated cluster: both sites die, the cleanup switches everything off, and
+ * premise-b comes back while it runs. The cleanup is aborted (it would switch premise-b off
+ * too); none is known to carry calls, so a failover brings premise-b in first. */
+static void test_site_back_aborts_everything_off_cleanup(void **state)
+{
+    struct fx *x = *state;
+    struct dw_step_ref r[4];
+    static const char *const back[] = {"activate premise-b", "verify premise-b",
+                                       "deactivate premise-a"};
+    char err[256];
+    int64_t op, cleanup, ts = T0 + 4000;
+    bool on[3];
+
+    x->cfg->groups[0].n_targets = 2;
+    dw_fsm_close(x->f);
+    assert_int_equal(dw_fsm_open(&x->f, x->cfg, err, sizeof err), 0);
+    op = activated_then_b_dies(x);
+    assert_int_equal(n_next(x, r, 4), 1);
+    cleanup = r[0].op;
+    assert_true(cleanup != op);
+    assert_int_equal(step(x, cleanup, 0, DW_STEP_STARTED, ts++), DW_FSM_APPLIED);
+    assert_int_equal(step(x, cleanup, 0, DW_STEP_DONE, ts++), DW_FSM_APPLIED);
+    assert_int_equal(observe(x, 1, ts++, D, U), DW_FSM_APPLIED);
+    assert_int_equal(observe(x, 2, ts++, D, U), DW_FSM_APPLIED);
+    assert_true(history_has(x, "operation", "aborted: a failover to a target that is up replaces it"));
+    assert_int_equal(dw_fsm_active_target(x->f, 0), -1);
+    assert_int_equal(n_next(x, r, 4), 1);
+    assert_true(r[0].op != cleanup);
+    expect_plan(x, back, 3);
+    run_to_done(x, &ts);
+    journal_on(x, on);
+    assert_true(on[1] && !on[0]);
+    assert_int_equal(dw_fsm_active_target(x->f, 0), PREMISE_B);
+}
+
 /* premise-b's trunks never come into service: premise-b is switched off again and the calls go
  * to the next target of the chain, the cloud, although premise-b's site is UP. */
 static void failed_bring_in(void **state, int failing_seq)
@@ -2025,6 +2060,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_destination_down_aborts_and_replans, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort_without_replacement_cleans_up, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_site_back_aborts_everything_off_cleanup, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_abort_before_activate_changes_nothing, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_abort_while_activating_switches_destination_off,

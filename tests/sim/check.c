@@ -1,0 +1,375 @@
+/* The invariants (docs/reliability.md), checked as the simulation runs: at every Genesys write,
+ * every applied entry and every raft step, and the liveness bound once faults stop. */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "drwatch/config.h"
+#include "sim.h"
+
+/* The group a trunk base belongs to (the sim's config never moves one between groups). */
+static const char *tb_group(int tb)
+{
+    return tb < 3 ? "carrier-1" : "carrier-2";
+}
+
+static bool group_tb(int tb, const char *group)
+{
+    return strcmp(tb_group(tb), group) == 0;
+}
+
+static int enabled_in_group(const struct sim *s, const char *group)
+{
+    int k = 0;
+    for (int t = 0; t < s->g.n_tb; t++)
+        k += group_tb(t, group) && s->g.tb[t].enabled;
+    return k;
+}
+
+static const struct step_fin *finished(const struct sim *s, int64_t op, int seq)
+{
+    for (int i = 0; i < s->n_fin; i++)
+        if (s->fin[i].op == op && s->fin[i].seq == seq)
+            return &s->fin[i];
+    return NULL;
+}
+
+static bool view_up(struct sim_node *n, const struct dw_target *t)
+{
+    return t->site < 0 || dw_fsm_site_verdict(n->fsm, t->site) == DW_UP;
+}
+
+static bool target_enabled(const struct sim *s, const struct dw_target *t)
+{
+    for (int k = 0; k < t->n_trunk_bases; k++) {
+        int tb = gsim_tb_index(&s->g, t->trunk_base_ids[k]);
+        if (tb >= 0 && s->g.tb[tb].enabled)
+            return true;
+    }
+    return false;
+}
+
+bool check_strands(struct sim *s, int node, int tb)
+{
+    struct sim_node *n = &s->node[node];
+    const struct dw_config *cfg = dw_fsm_config(n->fsm);
+    for (int g = 0; g < cfg->n_groups; g++) {
+        const struct dw_group *grp = &cfg->groups[g];
+        if (strcmp(grp->id, tb_group(tb)) != 0)
+            continue;
+        bool mine_up = false, other_up = false;
+        for (int t = 0; t < grp->n_targets; t++) {
+            const struct dw_target *x = &grp->targets[t];
+            bool holds = false;
+            for (int k = 0; k < x->n_trunk_bases; k++)
+                holds = holds || strcmp(x->trunk_base_ids[k], s->g.tb[tb].id) == 0;
+            if (holds)
+                mine_up = view_up(n, x);
+            else if (target_enabled(s, x) && view_up(n, x))
+                other_up = true;
+        }
+        return mine_up && !other_up;
+    }
+    return false;
+}
+
+void check_write(struct sim *s, const struct gsim_write *w)
+{
+    /* 2: only the current leader writes. No leader of a later term may have been elected
+     * before the write was sent. */
+    for (uint64_t t = w->fence.term + 1; t <= s->max_term && t < 4096; t++)
+        if (s->elected_at[t] && s->elected_at[t] <= w->sent)
+            sim_violation(s, 2, "node %d sent a write in term %" PRIu64 " at %.3f s, after a "
+                          "leader of term %" PRIu64 " was elected at %.3f s", w->node + 1,
+                          w->fence.term, w->sent / 1000.0, t, s->elected_at[t] / 1000.0);
+    /* 9: a node cut off in a minority writes nothing once its lease is over */
+    uint64_t ms = s->minority_since[w->node];
+    unsigned lease = s->cfg->cluster.election_timeout_ms * 3 / 4;
+    if (ms && w->sent > ms + lease)
+        sim_violation(s, 9, "node %d wrote at %.3f s from a minority it has been in since %.3f s",
+                      w->node + 1, w->sent / 1000.0, ms / 1000.0);
+    if (!w->changed)
+        return;
+    /* 3: a step takes effect once, and never after it was journaled finished */
+    const struct step_fin *f = finished(s, w->fence.op, w->fence.seq);
+    if (f && f->at <= w->arrived)
+        sim_violation(s, 3, "a write of op %" PRId64 " step %d changed %s at %.3f s, after the "
+                      "step was journaled finished at %.3f s", w->fence.op, w->fence.seq,
+                      s->g.tb[w->tb].id, w->arrived / 1000.0, f->at / 1000.0);
+    for (int i = 0; i < s->g.n_writes - 1; i++) {
+        const struct gsim_write *o = &s->g.writes[i];
+        if (o->changed && o->tb == w->tb && o->fence.op == w->fence.op &&
+            o->fence.seq == w->fence.seq)
+            sim_violation(s, 3, "op %" PRId64 " step %d changed %s twice (at %.3f s and %.3f s)",
+                          w->fence.op, w->fence.seq, s->g.tb[w->tb].id, o->arrived / 1000.0,
+                          w->arrived / 1000.0);
+    }
+    /* 4: never switch off the last target carrying calls while another is UP: the write took
+     * calls away (its Edges were up and its trunks in service) and, as the writer saw it when
+     * it sent the write, the target was UP and no other UP target was enabled. A verdict
+     * committed while the request travels cannot change what was sent. */
+    const char *group = tb_group(w->tb);
+    const struct gsim_tb *b = &s->g.tb[w->tb];
+    bool was_carrying = (b->site < 0 || s->site_up[b->site]) && w->arrived >= w->in_service_from;
+    if (!w->value && was_carrying && w->strands)
+        sim_violation(s, 4, "%s: node %d switched %s off, the last UP target it saw in service",
+                      group, w->node + 1, s->g.tb[w->tb].id);
+}
+
+static uint64_t fnv(const void *buf, size_t len)
+{
+    const unsigned char *p = buf;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
+static void sql_row(struct sim_node *n, const char *sql, int64_t op, char *a, size_t alen,
+                    char *b, size_t blen)
+{
+    sqlite3_stmt *st;
+    a[0] = b[0] = '\0';
+    if (sqlite3_prepare_v2(dw_fsm_db(n->fsm), sql, -1, &st, NULL) != SQLITE_OK)
+        return;
+    sqlite3_bind_int64(st, 1, op);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        const unsigned char *x = sqlite3_column_text(st, 0), *y = sqlite3_column_text(st, 1);
+        snprintf(a, alen, "%s", x ? (const char *)x : "");
+        snprintf(b, blen, "%s", y ? (const char *)y : "");
+    }
+    sqlite3_finalize(st);
+}
+
+static bool running_in_group(struct sim_node *n, const char *group)
+{
+    char a[64], b[64];
+    sqlite3_stmt *st;
+    bool running = false;
+    (void)a, (void)b;
+    if (sqlite3_prepare_v2(dw_fsm_db(n->fsm),
+                           "SELECT 1 FROM operations WHERE grp = ?1 AND status = 'running'", -1,
+                           &st, NULL) != SQLITE_OK)
+        return true;
+    sqlite3_bind_text(st, 1, group, -1, SQLITE_STATIC);
+    running = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    return running;
+}
+
+/* An operation just finished on the first node to apply it: what Genesys carries must match. */
+static void check_op_finished(struct sim *s, struct sim_node *n, int64_t op)
+{
+    char status[32], group[DW_ID_MAX + 1];
+    sql_row(n, "SELECT status, grp FROM operations WHERE id = ?1", op, status, sizeof status,
+            group, sizeof group);
+    if (strcmp(status, "running") == 0 || status[0] == '\0')
+        return;
+    s->ops_seen++;
+    const struct dw_config *cfg = dw_fsm_config(n->fsm);
+    for (int g = 0; g < cfg->n_groups; g++) {
+        const struct dw_group *grp = &cfg->groups[g];
+        if (strcmp(grp->id, group) != 0)
+            continue;
+        /* 4: no finished operation leaves a DOWN target in service */
+        for (int t = 0; t < grp->n_targets; t++) {
+            const struct dw_target *tg = &grp->targets[t];
+            if (tg->site < 0 || dw_fsm_site_verdict(n->fsm, tg->site) != DW_DOWN ||
+                strcmp(status, "done") != 0)
+                continue;
+            for (int k = 0; k < tg->n_trunk_bases; k++) {
+                int tb = gsim_tb_index(&s->g, tg->trunk_base_ids[k]);
+                if (tb >= 0 && s->g.tb[tb].enabled && t != dw_fsm_active_target(n->fsm, g))
+                    sim_violation(s, 4, "op %" PRId64 " finished (%s) leaving %s (site DOWN) in "
+                                  "service", op, status, tg->id);
+            }
+        }
+        /* 4: outside a running operation, at most one target in service */
+        if (!running_in_group(n, group) && enabled_in_group(s, group) > 1)
+            sim_violation(s, 4, "op %" PRId64 " %s and nothing runs in %s, yet %d targets are in "
+                          "service", op, status, group, enabled_in_group(s, group));
+    }
+}
+
+void check_applied(struct sim *s, int node, const void *buf, size_t len)
+{
+    struct sim_node *n = &s->node[node];
+    /* 8: every node applies the same entry at the same index */
+    uint64_t index = raft_last_applied(n->raft) + 1, h = fnv(buf, len);
+    if (index >= s->seq.cap) {
+        size_t cap = s->seq.cap ? s->seq.cap : 1024;
+        while (cap <= index)
+            cap *= 2;
+        s->seq.hash = realloc(s->seq.hash, cap * sizeof *s->seq.hash);
+        if (s->seq.hash == NULL)
+            abort();
+        memset(s->seq.hash + s->seq.cap, 0, (cap - s->seq.cap) * sizeof *s->seq.hash);
+        s->seq.cap = cap;
+    }
+    if (s->seq.hash[index] && s->seq.hash[index] != h)
+        sim_violation(s, 8, "node %d applied a different entry at index %" PRIu64, node + 1,
+                      index);
+    s->seq.hash[index] = h;
+    /* steps journaled finished, the first time any node applies them */
+    cJSON *e = cJSON_ParseWithLength(buf, len);
+    const cJSON *type = cJSON_GetObjectItem(e, "type"), *st = cJSON_GetObjectItem(e, "status");
+    if (cJSON_IsString(type) && strcmp(type->valuestring, "step") == 0 && cJSON_IsString(st) &&
+        (strcmp(st->valuestring, "done") == 0 || strcmp(st->valuestring, "failed") == 0)) {
+        int64_t op = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(e, "op"));
+        int seq = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(e, "seq"));
+        if (!finished(s, op, seq)) {
+            if (s->n_fin == s->cap_fin) {
+                s->cap_fin = s->cap_fin ? 2 * s->cap_fin : 32;
+                s->fin = realloc(s->fin, (size_t)s->cap_fin * sizeof *s->fin);
+                if (s->fin == NULL)
+                    abort();
+            }
+            s->fin[s->n_fin++] = (struct step_fin){.op = op, .seq = seq, .at = sim_now(s)};
+            check_op_finished(s, n, op);
+        }
+    }
+    cJSON_Delete(e);
+}
+
+void check_step(struct sim *s)
+{
+    int majority = s->n / 2 + 1;
+    for (int i = 0; i < s->n; i++) {
+        struct sim_node *n = &s->node[i];
+        if (n->alive && raft_state(n->raft) == RAFT_LEADER) {
+            uint64_t t = (uint64_t)n->raft->current_term;
+            if (t < 4096 && s->elected_at[t] == 0) {
+                s->elected_at[t] = sim_now(s);
+                s->leader_changes++;
+                sim_trace(s, "node %d leads in term %" PRIu64, i + 1, t);
+            }
+            if (t > s->max_term)
+                s->max_term = t;
+        }
+        int with = 1;
+        for (int j = 0; j < s->n; j++)
+            with += j != i && s->node[j].alive && s->link[i][j] && s->link[j][i];
+        if (with >= majority)
+            s->minority_since[i] = 0;
+        else if (s->minority_since[i] == 0)
+            s->minority_since[i] = sim_now(s);
+    }
+}
+
+static int settled_leader(struct sim *s)
+{
+    for (int i = 0; i < s->n; i++)
+        if (node_is_leader(&s->node[i]))
+            return i;
+    return -1;
+}
+
+static void release_done(struct sim_node *n, int status, void *data)
+{
+    (void)n, (void)status, (void)data;
+}
+
+int check_settled(struct sim *s, char *why, size_t whylen)
+{
+    int l = settled_leader(s);
+    if (l < 0) {
+        snprintf(why, whylen, "no leader");
+        return 0;
+    }
+    struct sim_node *L = &s->node[l];
+    for (int i = 0; i < s->n; i++)
+        if (raft_last_applied(s->node[i].raft) != raft_last_applied(L->raft)) {
+            snprintf(why, whylen, "node %d has applied %llu entries, the leader %llu", i + 1,
+                     (unsigned long long)raft_last_applied(s->node[i].raft),
+                     (unsigned long long)raft_last_applied(L->raft));
+            return 0;
+        }
+    const struct dw_config *cfg = dw_fsm_config(L->fsm);
+    for (int site = 0; site < cfg->n_sites; site++) {
+        enum dw_health want = s->site_up[site] ? DW_UP : DW_DOWN;
+        if (dw_fsm_site_verdict(L->fsm, site) != want) {
+            snprintf(why, whylen, "site %s is %s in the log, %s in truth", cfg->sites[site].id,
+                     dw_health_name(dw_fsm_site_verdict(L->fsm, site)), dw_health_name(want));
+            return 0;
+        }
+    }
+    struct dw_step_ref steps[8];
+    if (dw_fsm_next_steps(L->fsm, steps, 8) > 0) {
+        snprintf(why, whylen, "op %" PRId64 " still runs (step %d %s)", steps[0].op,
+                 steps[0].seq, steps[0].action);
+        return 0;
+    }
+    cJSON *st = dw_fsm_status_json(L->fsm);
+    const cJSON *g;
+    int ok = 1;
+    cJSON_ArrayForEach(g, cJSON_GetObjectItem(st, "groups")) {
+        const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(g, "id"));
+        if (cJSON_IsTrue(cJSON_GetObjectItem(g, "hold"))) {
+            /* the operator's part of the runbook: release a held group */
+            char *e = dw_entry_hold_release(id, "sim");
+            if (e)
+                node_propose(L, e, release_done, NULL);
+            free(e);
+            snprintf(why, whylen, "%s is held", id);
+            ok = 0;
+            break;
+        }
+        int gi = -1;
+        for (int k = 0; k < cfg->n_groups; k++)
+            if (strcmp(cfg->groups[k].id, id) == 0)
+                gi = k;
+        int active = gi >= 0 ? dw_fsm_active_target(L->fsm, gi) : -1;
+        if (active < 0) {
+            snprintf(why, whylen, "%s has no active target", id);
+            ok = 0;
+            break;
+        }
+        const struct dw_target *t = &cfg->groups[gi].targets[active];
+        if (t->site >= 0 && !s->site_up[t->site]) {
+            snprintf(why, whylen, "%s carries calls on %s, whose site is down", id, t->id);
+            ok = 0;
+            break;
+        }
+        /* exactly the active target in service */
+        for (int k = 0; k < cfg->groups[gi].n_targets && ok; k++) {
+            const struct dw_target *x = &cfg->groups[gi].targets[k];
+            for (int b = 0; b < x->n_trunk_bases; b++) {
+                int tb = gsim_tb_index(&s->g, x->trunk_base_ids[b]);
+                if (tb >= 0 && s->g.tb[tb].enabled != (k == active)) {
+                    snprintf(why, whylen, "%s: %s is %s in Genesys (active: %s)", id,
+                             x->trunk_base_ids[b], s->g.tb[tb].enabled ? "enabled" : "disabled",
+                             t->id);
+                    ok = 0;
+                    break;
+                }
+            }
+        }
+        if (!ok)
+            break;
+    }
+    cJSON_Delete(st);
+    return ok;
+}
+
+void check_final(struct sim *s)
+{
+    /* 8: same log, same state */
+    char *ref = NULL;
+    int ref_node = -1;
+    for (int i = 0; i < s->n && !s->violated; i++) {
+        char *d = dw_fsm_dump(s->node[i].fsm);
+        if (d == NULL)
+            continue;
+        if (ref == NULL) {
+            ref = d;
+            ref_node = i;
+            continue;
+        }
+        if (raft_last_applied(s->node[i].raft) == raft_last_applied(s->node[ref_node].raft) &&
+            strcmp(d, ref) != 0)
+            sim_violation(s, 8, "nodes %d and %d applied the same log but their states differ",
+                          ref_node + 1, i + 1);
+        free(d);
+    }
+    free(ref);
+}

@@ -21,9 +21,8 @@ int dw_op_status_parse(const char *s, enum dw_op_status *out);
 const char *dw_step_action_name(enum dw_step_action a);
 int dw_step_action_parse(const char *s, enum dw_step_action *out);
 
-/* Whether an operation of this kind may move from one status to another. A failover and a
- * cleanup can be aborted; a rollback only switches off a target that failed to come in, which is
- * always possible and always wanted. */
+/* Whether an operation of this kind may move from one status to another. Every kind can be
+ * aborted (dw_plan, rule 0); final statuses have no move out. */
 bool dw_op_move_ok(enum dw_op_kind kind, enum dw_op_status from, enum dw_op_status to);
 /* Steps are created PENDING: PENDING -> STARTED -> DONE | FAILED. */
 bool dw_step_move_ok(enum dw_step_status from, enum dw_step_status to);

@@ -27,7 +27,8 @@ struct dw_plan_state {
     struct {    /* the group's running operation, when there is one */
         bool present;
         enum dw_op_kind kind;
-        int to; /* its destination, -1 none */
+        int from; /* the target it moves calls off (a rollback: switches off), -1 none */
+        int to;   /* its destination (a rollback or cleanup: the carrier kept), -1 none */
     } running;
     struct { /* the group's most recent operation, when there is one */
         bool present;
@@ -70,8 +71,10 @@ struct dw_plan {
 /* Fills *out from *s. Wanted: the highest-priority UP target carries calls and every other
  * target is out of service. In order:
  * 0. a running operation is left to finish, unless it is a failover whose destination is DOWN
- *    (it could never verify), or a cleanup keeping no carrier or a carrier now DOWN while a
- *    target is UP (and not passed over): that one is aborted;
+ *    (it could never verify); a cleanup keeping no carrier or a carrier now DOWN while a
+ *    target is UP (and not passed over); or a rollback switching off the best UP target while
+ *    the carrier it keeps is not UP: that one is aborted, and the failover planned next
+ *    replaces it (make before break);
  * 1. a failover that failed to bring its destination in is rolled back (the destination off);
  * 2. a carrier voted DOWN (or no carrier at all) moves to the best UP target not passed over,
  *    even when the group is held: a hold stops discretionary moves, not the escape from a dead

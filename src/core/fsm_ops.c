@@ -180,9 +180,9 @@ static int running_op(struct dw_fsm *f, const char *group, int64_t *op)
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* Rule 0 of the planner: a failover whose destination went DOWN can never verify, and a cleanup
- * keeping no carrier (or one now DOWN) would switch off a target that is UP. Aborted, the group
- * is planned again from what the journal left in service. */
+/* Rule 0 of the planner: a failover whose destination went DOWN can never verify; a cleanup or
+ * rollback may be about to switch off the target calls should move to. Aborted, the group is
+ * planned again from what the journal left in service. */
 static int abort_running(struct dw_fsm *f, const struct dw_group *g, const struct op_row *o,
                          int64_t now, char *why, size_t whylen)
 {
@@ -297,8 +297,9 @@ static int gather(struct dw_fsm *f, const struct dw_group *g, bool verdict_chang
         if (rc < 0)
             return -1;
         ps->running.present = true;
-        /* a row that vanished reads as something never aborted */
-        ps->running.kind = rc == 1 ? running->kind : DW_OP_CLEANUP;
+        /* a row that vanished reads as a rollback of nothing, which is never aborted */
+        ps->running.kind = rc == 1 ? running->kind : DW_OP_ROLLBACK;
+        ps->running.from = rc == 1 ? fsm_target_index(g, running->from) : -1;
         ps->running.to = rc == 1 ? fsm_target_index(g, running->to) : -1;
         if (ps->running.kind == DW_OP_FAILOVER && ps->running.to < 0)
             return -1; /* a failover to a target this config lacks */

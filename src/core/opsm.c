@@ -12,7 +12,8 @@
 static const bool op_allowed[DW_OP_KIND_COUNT][N_OPS][N_OPS] = {
     [DW_OP_FAILOVER] = {[DW_OP_RUNNING] = {[DW_OP_DONE] = true, [DW_OP_FAILED] = true,
                                            [DW_OP_ABORTED] = true}},
-    [DW_OP_ROLLBACK] = {[DW_OP_RUNNING] = {[DW_OP_DONE] = true, [DW_OP_FAILED] = true}},
+    [DW_OP_ROLLBACK] = {[DW_OP_RUNNING] = {[DW_OP_DONE] = true, [DW_OP_FAILED] = true,
+                                           [DW_OP_ABORTED] = true}},
     [DW_OP_CLEANUP] = {[DW_OP_RUNNING] = {[DW_OP_DONE] = true, [DW_OP_FAILED] = true,
                                           [DW_OP_ABORTED] = true}},
 };

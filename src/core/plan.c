@@ -38,8 +38,9 @@ static void failover(const struct dw_plan_state *s, struct dw_plan *p, int from,
     }
 }
 
-/* Switching off only, so neither is ever aborted: a rollback takes out the one target whose
- * activation failed; a cleanup every target but the one kept (none when no target is up). */
+/* Switching off only: a rollback takes out the one target whose activation failed; a cleanup
+ * every target but the one kept (none when no target is up). Rule 0 of dw_plan aborts either
+ * when it would switch off the target calls should move to. */
 static void rollback(struct dw_plan *p, int off, int carrier)
 {
     operation(p, DW_OP_ROLLBACK, off, carrier);
@@ -87,6 +88,12 @@ void dw_plan(const struct dw_plan_state *s, struct dw_plan *out)
          * is UP (again): the failover to it (make before break) replaces the cleanup */
         if (s->running.kind == DW_OP_CLEANUP && best_target(s) >= 0 &&
             (!valid(s, s->running.to) || s->targets[s->running.to].health == DW_DOWN))
+            out->what = DW_PLAN_ABORT;
+        /* a rollback switching off a target that came back UP, while the carrier it keeps is
+         * not UP: the failover to that target would switch it on again at once */
+        if (s->running.kind == DW_OP_ROLLBACK && valid(s, s->running.from) &&
+            best_target(s) == s->running.from &&
+            (!valid(s, s->running.to) || s->targets[s->running.to].health != DW_UP))
             out->what = DW_PLAN_ABORT;
         return;
     }

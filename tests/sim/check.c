@@ -34,9 +34,17 @@ static const struct step_fin *finished(const struct sim *s, int64_t op, int seq)
     return NULL;
 }
 
+static void sql_row(struct sim_node *n, const char *sql, int64_t op, char *a, size_t alen,
+                    char *b, size_t blen);
+
 static bool view_up(struct sim_node *n, const struct dw_target *t)
 {
     return t->site < 0 || dw_fsm_site_verdict(n->fsm, t->site) == DW_UP;
+}
+
+static bool view_not_down(struct sim_node *n, const struct dw_target *t)
+{
+    return t->site < 0 || dw_fsm_site_verdict(n->fsm, t->site) != DW_DOWN;
 }
 
 static bool target_enabled(const struct sim *s, const struct dw_target *t)
@@ -49,9 +57,16 @@ static bool target_enabled(const struct sim *s, const struct dw_target *t)
     return false;
 }
 
-bool check_strands(struct sim *s, int node, int tb)
+bool check_strands(struct sim *s, int node, int tb, int64_t op)
 {
     struct sim_node *n = &s->node[node];
+    char kind[32], unused[8];
+    /* a rollback switches off a target that failed to come in: the planner passes it over
+     * until its verdict changes (and aborts the rollback if it may carry calls again) */
+    sql_row(n, "SELECT kind, '' FROM operations WHERE id = ?1", op, kind, sizeof kind, unused,
+            sizeof unused);
+    if (strcmp(kind, "rollback") == 0)
+        return false;
     const struct dw_config *cfg = dw_fsm_config(n->fsm);
     for (int g = 0; g < cfg->n_groups; g++) {
         const struct dw_group *grp = &cfg->groups[g];
@@ -65,8 +80,8 @@ bool check_strands(struct sim *s, int node, int tb)
                 holds = holds || strcmp(x->trunk_base_ids[k], s->g.tb[tb].id) == 0;
             if (holds)
                 mine_up = view_up(n, x);
-            else if (target_enabled(s, x) && view_up(n, x))
-                other_up = true;
+            else if (target_enabled(s, x) && view_not_down(n, x))
+                other_up = true; /* as far as the writer knows, it carries calls */
         }
         return mine_up && !other_up;
     }
@@ -104,9 +119,9 @@ void check_write(struct sim *s, const struct gsim_write *w)
                           w->fence.op, w->fence.seq, s->g.tb[w->tb].id, o->arrived / 1000.0,
                           w->arrived / 1000.0);
     }
-    /* 4: never switch off the last target carrying calls while another is UP: the write took
-     * calls away (its Edges were up and its trunks in service) and, as the writer saw it when
-     * it sent the write, the target was UP and no other UP target was enabled. A verdict
+    /* 4: never switch off the last target carrying calls while it is UP: the write took calls
+     * away (its Edges were up and its trunks in service) and, as the writer saw it when it sent
+     * the write, the target was UP and every other enabled target DOWN. A verdict
      * committed while the request travels cannot change what was sent. */
     const char *group = tb_group(w->tb);
     const struct gsim_tb *b = &s->g.tb[w->tb];
@@ -191,9 +206,78 @@ static void check_op_finished(struct sim *s, struct sim_node *n, int64_t op)
     }
 }
 
+/* Whether node v could really not probe the site at some time in the last window ms. */
+static bool unreachable_lately(const struct sim *s, int v, int site, uint64_t window)
+{
+    if (!s->site_up[site] || !s->link_site[v][site])
+        return true;
+    return s->unreach_end[v][site] + window >= sim_now(s);
+}
+
+/* 1: a site voted DOWN had a majority of voters that really could not reach it lately (an
+ * observation stays fresh for observation_ttl after its last refresh, and a node needs
+ * recover_threshold probes to see the site back). Overload or a clock jump is no evidence. */
+static void check_verdicts(struct sim *s, struct sim_node *n)
+{
+    const struct dw_config *cfg = dw_fsm_config(n->fsm);
+    uint64_t window = cfg->cluster.observation_ttl_ms +
+                      (uint64_t)cfg->probe.recover_threshold * cfg->probe.interval_ms + 2000;
+    for (int site = 0; site < cfg->n_sites && site < SIM_SITES; site++) {
+        enum dw_health v = dw_fsm_site_verdict(n->fsm, site);
+        enum dw_health was = n->verdict_seen[site];
+        n->verdict_seen[site] = v;
+        if (v != DW_DOWN || was == DW_DOWN)
+            continue;
+        int evidence = 0;
+        for (int k = 0; k < s->n; k++)
+            evidence += unreachable_lately(s, k, site, window);
+        if (evidence < s->n / 2 + 1)
+            sim_violation(s, 1, "node %d's log voted site %s DOWN, but only %d node(s) could not "
+                          "reach it in the last %.1f s", n->i + 1, cfg->sites[site].id, evidence,
+                          window / 1000.0);
+    }
+}
+
+/* 1 and 6: an operation is planned from a committed verdict. A failover moves calls off a
+ * target voted DOWN (or when none carries them), never off one that is UP: failback is not
+ * automatic. */
+static void check_new_operations(struct sim *s, struct sim_node *n)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(dw_fsm_db(n->fsm), "SELECT id, grp, kind, from_target FROM operations"
+                           " WHERE id > ?1 ORDER BY id", -1, &st, NULL) != SQLITE_OK)
+        return;
+    sqlite3_bind_int64(st, 1, n->ops_seen_max);
+    const struct dw_config *cfg = dw_fsm_config(n->fsm);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(st, 0);
+        const char *grp = (const char *)sqlite3_column_text(st, 1);
+        const char *kind = (const char *)sqlite3_column_text(st, 2);
+        const char *from = (const char *)sqlite3_column_text(st, 3);
+        n->ops_seen_max = id;
+        if (strcmp(kind, "failover") != 0 || from == NULL || from[0] == '\0')
+            continue;
+        for (int g = 0; g < cfg->n_groups; g++) {
+            if (strcmp(cfg->groups[g].id, grp) != 0)
+                continue;
+            for (int t = 0; t < cfg->groups[g].n_targets; t++) {
+                const struct dw_target *x = &cfg->groups[g].targets[t];
+                if (strcmp(x->id, from) == 0 && x->site >= 0 &&
+                    dw_fsm_site_verdict(n->fsm, x->site) != DW_DOWN)
+                    sim_violation(s, 1, "failover #%" PRId64 " in %s moves calls off %s, whose "
+                                  "site is %s in the log", id, grp, from,
+                                  dw_health_name(dw_fsm_site_verdict(n->fsm, x->site)));
+            }
+        }
+    }
+    sqlite3_finalize(st);
+}
+
 void check_applied(struct sim *s, int node, const void *buf, size_t len)
 {
     struct sim_node *n = &s->node[node];
+    check_verdicts(s, n);
+    check_new_operations(s, n);
     /* 8: every node applies the same entry at the same index */
     uint64_t index = raft_last_applied(n->raft) + 1, h = fnv(buf, len);
     if (index >= s->seq.cap) {

@@ -212,7 +212,7 @@ static void send_req(struct gcall *k, enum req what)
     if (m == NULL)
         abort();
     *m = (struct msg){.k = k, .gen = gen, .what = what, .version = k->version, .sent = sim_now(s),
-                      .strands = what == R_PUT && !k->want && check_strands(s, k->c->node, k->tb)};
+                      .strands = what == R_PUT && !k->want && check_strands(s, k->c->node, k->tb, k->fence.op)};
     sim_at(s, s->cfg->genesys.request_timeout_ms, timeout, k, (int64_t)gen);
     if (s->g.cut[k->c->node]) {
         m->ans = A_TRANSPORT;
@@ -220,6 +220,8 @@ static void send_req(struct gcall *k, enum req what)
         return;
     }
     unsigned arrive_ms = sim_between(s, 5, 60);
+    if (what == R_PUT)
+        sim_strike(s, k->c->node, "inside a Genesys call");
     if (s->g.fault_pct && sim_chance(s, s->g.fault_pct)) {
         switch (sim_between(s, 0, 3)) {
         case 0:

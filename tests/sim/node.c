@@ -20,7 +20,7 @@ static uint64_t term_of(const struct sim_node *n)
 
 static bool tilted(const struct sim_node *n)
 {
-    return sim_now(n->s) < n->tilt_until || n->tilt_overload;
+    return sim_now(n->s) < n->tilt_until;
 }
 
 int64_t node_wall(const struct sim_node *n)
@@ -52,6 +52,8 @@ static int rfsm_apply(struct raft_fsm *f, const struct raft_buffer *buf, void **
                       dw_fsm_last_error(n->fsm));
     dw_stamp_applied(&n->stamps, dw_fsm_last_ts(n->fsm), sim_now(n->s));
     check_applied(n->s, n->i, buf->base, buf->len);
+    if (node_is_leader(n) && memmem(buf->base, buf->len, "\"type\":\"step\"", 13))
+        sim_strike(n->s, n->i, "at a step boundary");
     *result = NULL;
     /* raft must not be re-entered from its own callback */
     sim_at(n->s, 0, applied_later, n, (int64_t)n->epoch);
@@ -92,8 +94,6 @@ static int rfsm_restore(struct raft_fsm *f, struct raft_buffer *buf)
     sim_trace(n->s, "node %d restored a snapshot (%llu entries applied)", n->i + 1,
               (unsigned long long)dw_fsm_applied(n->fsm));
     dw_stamp_applied(&n->stamps, dw_fsm_last_ts(n->fsm), sim_now(n->s));
-    /* the applied sequence continues from the snapshot's position */
-    n->applied = dw_fsm_applied(n->fsm);
     sim_at(n->s, 0, applied_later, n, (int64_t)n->epoch);
     return 0;
 }
@@ -381,6 +381,8 @@ static void probe_round(struct sim *s, void *p, int64_t epoch)
         return;
     sim_at(s, s->cfg->probe.interval_ms, probe_round, n, epoch);
     bool abstain = n->tilt_overload;
+    if (abstain) /* every late round trips TILT again (src/io/tilt.c) */
+        n->tilt_until = sim_now(s) + s->cfg->tilt.abstain_ms;
     for (int site = 0; site < SIM_SITES; site++) {
         bool ok = s->site_up[site] && s->link_site[n->i][site];
         if (n->tilt_overload)

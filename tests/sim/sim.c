@@ -195,6 +195,7 @@ static const char cluster_doc_fmt[] =
     "\"members\":[%s]},"
     "\"probe\":{\"interval_ms\":500,\"timeout_ms\":400,\"fail_threshold\":3,"
     "\"recover_threshold\":3},"
+    "\"tilt\":{\"abstain_ms\":10000},"
     "\"genesys\":{\"request_timeout_ms\":2000,\"verify_timeout_ms\":4000,"
     "\"verify_interval_ms\":500,\"step_timeout_ms\":8000},"
     "\"sites\":[{\"id\":\"site-a\",\"edges\":[{\"id\":\"a1\",\"health_url\":\"http://127.0.0.1:9/\"}]},"
@@ -490,7 +491,7 @@ static void inject(struct sim *s, void *p, int64_t x)
         int64_t d = (int64_t)sim_between(s, 3000, 120000) * (sim_chance(s, 50) ? 1 : -1);
         n->wall_offset += d;
         /* the node's TILT module sees its wall clock disagree with its monotonic one */
-        n->tilt_until = sim_now(s) + 30000;
+        n->tilt_until = sim_now(s) + s->cfg->tilt.abstain_ms;
         sim_trace(s, "node %d's wall clock jumps %+" PRId64 " ms", i + 1, d);
         break;
     }
@@ -527,6 +528,45 @@ static void inject(struct sim *s, void *p, int64_t x)
             sim_at(s, sim_between(s, 500, 8000), ev_site_links_back, NULL, i);
         }
     }
+}
+
+static void ev_strike(struct sim *s, void *p, int64_t x)
+{
+    (void)p;
+    int i = (int)(x >> 2);
+    struct sim_node *n = &s->node[i];
+    if (s->faults_over || !n->alive)
+        return;
+    switch (x & 3) {
+    case 0:
+        if (alive_count(s) > s->n / 2 + 1) {
+            node_crash(n);
+            sim_at(s, sim_between(s, 100, 4000), ev_revive, NULL, i);
+        }
+        break;
+    case 1:
+        node_hand_over(n);
+        break;
+    default: /* cut off from everyone else for a while */
+        for (int j = 0; j < s->n; j++)
+            if (j != i)
+                s->link[i][j] = s->link[j][i] = false;
+        recompute_links(s);
+        sim_trace(s, "node %d cut off from its peers", i + 1);
+        sim_at(s, sim_between(s, 500, 4000), ev_heal_partition, NULL, 0);
+        break;
+    }
+}
+
+void sim_strike(struct sim *s, int node, const char *when)
+{
+    if (s->faults_over || !sim_chance(s, 4))
+        return;
+    int how = (int)sim_between(s, 0, 2);
+    sim_trace(s, "strike %s: node %d %s", when, node + 1,
+              how == 0 ? "crashes" : how == 1 ? "hands over" : "is cut off");
+    /* not from inside raft's callback: at once, on the next turn */
+    sim_at(s, when[0] == 'i' ? sim_between(s, 0, 60) : 0, ev_strike, NULL, (node << 2) | how);
 }
 
 /* Faults stop: everything heals, the sites settle as drawn, Genesys answers well. */

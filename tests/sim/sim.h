@@ -47,8 +47,8 @@ struct gsim_write { /* one PUT that reached Genesys */
     struct dw_fence fence;
     int tb;
     bool value, changed;
-    bool strands;      /* as the writer saw it when sending: switching this off leaves no UP
-                          target enabled, though this one is UP */
+    bool strands;      /* as the writer saw it when sending: this target is UP and every other
+                          enabled one DOWN (rollbacks excepted) */
     uint64_t in_service_from; /* its trunks' inService time before the write */
 };
 struct gsim_tb {
@@ -79,7 +79,7 @@ void gsim_actuator_ops(struct gsim_client *c, struct dw_actuator_ops *ops);
 
 /* ---- invariant checks (check.c) ---- */
 void check_write(struct sim *s, const struct gsim_write *w);
-bool check_strands(struct sim *s, int node, int tb); /* see gsim_write.strands */
+bool check_strands(struct sim *s, int node, int tb, int64_t op); /* see gsim_write.strands */
 void check_applied(struct sim *s, int node, const void *buf, size_t len);
 void check_step(struct sim *s); /* after every raft step */
 /* 1 when the cluster has settled as it must once faults stop, 0 not yet; why says what is
@@ -108,7 +108,8 @@ struct sim_node {
     bool dirty, submitting;
     uint64_t last_submit;
     uint64_t submit_id;   /* which submission a late answer belongs to */
-    uint64_t applied;     /* entries applied to the FSM (for invariant 8) */
+    enum dw_health verdict_seen[SIM_SITES]; /* after its last apply */
+    int64_t ops_seen_max; /* the newest operation checked */
     struct dw_actuator *act;
     struct gsim_client *gc;
     uint64_t epoch;       /* bumped at each crash: timers of a dead process never fire */
@@ -122,6 +123,8 @@ bool node_is_leader(const struct sim_node *n);
 int64_t node_wall(const struct sim_node *n);
 /* The leader proposes; 0 or -1. */
 void node_hand_over(struct sim_node *n);
+/* A fault aimed at a moment: the node crashes, hands over or is cut off. */
+void sim_strike(struct sim *s, int node, const char *when);
 int node_propose(struct sim_node *n, const char *entry, void (*cb)(struct sim_node *, int, void *),
                  void *data);
 

@@ -220,8 +220,11 @@ static void send_req(struct gcall *k, enum req what)
         return;
     }
     unsigned arrive_ms = sim_between(s, 5, 60);
-    if (what == R_PUT)
-        sim_strike(s, k->c->node, "inside a Genesys call");
+    /* the writer loses office while its PUT is held on the way: it lands after the caller
+     * gave up, just within the request timeout */
+    if (what == R_PUT && sim_strike(s, k->c->node, "inside a Genesys call",
+                                    k->want ? s->g.tb[k->tb].site : -1))
+        arrive_ms = sim_between(s, 60, s->g.max_arrival_ms);
     if (s->g.fault_pct && sim_chance(s, s->g.fault_pct)) {
         switch (sim_between(s, 0, 3)) {
         case 0:

@@ -53,7 +53,7 @@ static int rfsm_apply(struct raft_fsm *f, const struct raft_buffer *buf, void **
     dw_stamp_applied(&n->stamps, dw_fsm_last_ts(n->fsm), sim_now(n->s));
     check_applied(n->s, n->i, buf->base, buf->len);
     if (node_is_leader(n) && memmem(buf->base, buf->len, "\"type\":\"step\"", 13))
-        sim_strike(n->s, n->i, "at a step boundary");
+        sim_strike(n->s, n->i, "at a step boundary", -1);
     *result = NULL;
     /* raft must not be re-entered from its own callback */
     sim_at(n->s, 0, applied_later, n, (int64_t)n->epoch);

@@ -31,6 +31,17 @@ bool sim_chance(struct sim *s, unsigned percent)
     return sim_rand(s) % 100 < percent;
 }
 
+/* Fault k draws from its own stream: leaving one out changes no other. */
+static uint64_t substream(const struct sim *s, uint64_t k)
+{
+    return (s->o.seed * 0x9e3779b97f4a7c15ull) ^ (k * 0xd1b54a32d192ed03ull) ^ 0x5bd1e995ull;
+}
+
+static bool dropped(const uint64_t *set, int k)
+{
+    return k < 256 && (set[k / 64] >> (k % 64)) & 1;
+}
+
 uint64_t sim_now(const struct sim *s)
 {
     return raft_fixture_time((struct raft_fixture *)&s->f);
@@ -196,8 +207,8 @@ static const char cluster_doc_fmt[] =
     "\"probe\":{\"interval_ms\":500,\"timeout_ms\":400,\"fail_threshold\":3,"
     "\"recover_threshold\":3},"
     "\"tilt\":{\"abstain_ms\":10000},"
-    "\"genesys\":{\"request_timeout_ms\":2000,\"verify_timeout_ms\":4000,"
-    "\"verify_interval_ms\":500,\"step_timeout_ms\":8000},"
+    "\"genesys\":{\"request_timeout_ms\":6000,\"verify_timeout_ms\":4000,"
+    "\"verify_interval_ms\":500,\"step_timeout_ms\":12000},"
     "\"sites\":[{\"id\":\"site-a\",\"edges\":[{\"id\":\"a1\",\"health_url\":\"http://127.0.0.1:9/\"}]},"
     "{\"id\":\"site-b\",\"edges\":[{\"id\":\"b1\",\"health_url\":\"http://127.0.0.1:9/\"}]}],"
     "\"failover_groups\":["
@@ -405,12 +416,26 @@ static void schedule_next_fault(struct sim *s)
 }
 
 /* One fault, drawn from the seed; each one heals itself after a while. */
+static void inject_one(struct sim *s);
+
 static void inject(struct sim *s, void *p, int64_t x)
 {
     (void)p, (void)x;
     if (s->faults_over)
         return;
+    int k = s->n_faults++;
+    uint64_t engine = s->rng;
+    s->rng = substream(s, (uint64_t)k); /* its time to the next one too */
     schedule_next_fault(s);
+    if (!dropped(s->o.drop, k)) {
+        sim_trace(s, "fault #%d", k);
+        inject_one(s);
+    }
+    s->rng = engine;
+}
+
+static void inject_one(struct sim *s)
+{
     int kind = (int)sim_between(s, 0, F_COUNT - 1);
     int i = (int)sim_between(s, 0, (unsigned)s->n - 1);
     int leader = leader_index(s);
@@ -558,15 +583,28 @@ static void ev_strike(struct sim *s, void *p, int64_t x)
     }
 }
 
-void sim_strike(struct sim *s, int node, const char *when)
+bool sim_strike(struct sim *s, int node, const char *when, int site)
 {
     if (s->faults_over || !sim_chance(s, 4))
-        return;
+        return false;
+    int k = s->n_strikes++;
+    if (dropped(s->o.drop_strike, k))
+        return false;
+    uint64_t engine = s->rng;
+    s->rng = substream(s, 1000000u + (uint64_t)k);
     int how = (int)sim_between(s, 0, 2);
-    sim_trace(s, "strike %s: node %d %s", when, node + 1,
+    sim_trace(s, "strike s%d %s: node %d %s", k, when, node + 1,
               how == 0 ? "crashes" : how == 1 ? "hands over" : "is cut off");
     /* not from inside raft's callback: at once, on the next turn */
-    sim_at(s, when[0] == 'i' ? sim_between(s, 0, 60) : 0, ev_strike, NULL, (node << 2) | how);
+    sim_at(s, when[0] == 'i' ? sim_between(s, 0, s->g.max_arrival_ms) : 0, ev_strike, NULL, (node << 2) | how);
+    /* and the site being switched dies meanwhile: the next leader must plan around a write it
+     * cannot see yet */
+    if (site >= 0 && sim_chance(s, 50)) {
+        sim_trace(s, "site %c dies with the write in flight", 'a' + site);
+        sim_at(s, sim_between(s, 0, 300), ev_site, NULL, site << 1);
+    }
+    s->rng = engine;
+    return true;
 }
 
 /* Faults stop: everything heals, the sites settle as drawn, Genesys answers well. */
@@ -708,26 +746,109 @@ static void sim_free(struct sim *s)
     free(s->cfg_doc);
 }
 
+static void drop_set(uint64_t *set, int k)
+{
+    if (k >= 0 && k < 256)
+        set[k / 64] |= 1ull << (k % 64);
+}
+
+static int parse_drop(const char *list, struct sim_opts *o)
+{
+    char *copy = strdup(list), *save = NULL;
+    int rc = 0;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        char *end;
+        bool strike = t[0] == 's';
+        long k = strtol(t + strike, &end, 10);
+        if (*end != '\0' || k < 0 || k >= 256)
+            rc = -1;
+        else
+            drop_set(strike ? o->drop_strike : o->drop, (int)k);
+    }
+    free(copy);
+    return rc;
+}
+
+/* Runs a seed as o says; returns the invariant it broke (0 none) and how many faults it drew. */
+static int run_quiet(struct sim_opts *o, int *faults, int *strikes)
+{
+    struct sim *s = calloc(1, sizeof *s);
+    if (s == NULL || sim_run(o, s) != 0)
+        abort();
+    int v = s->violated;
+    *faults = s->n_faults;
+    *strikes = s->n_strikes;
+    sim_free(s);
+    free(s);
+    return v;
+}
+
+/* Greedy: leave each fault out in turn and keep it out while the seed still breaks the same
+ * invariant. */
+static int minimise_seed(struct sim_opts *o, uint64_t seed)
+{
+    int faults, strikes;
+    bool trace = o->trace;
+    o->seed = seed;
+    o->trace = false;
+    int v = run_quiet(o, &faults, &strikes);
+    if (v == 0) {
+        printf("seed %" PRIu64 ": ok, nothing to minimise\n", seed);
+        return 0;
+    }
+    char list[4096] = "";
+    size_t n = 0;
+    int kept = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        int count = pass == 0 ? faults : strikes;
+        uint64_t *set = pass == 0 ? o->drop : o->drop_strike;
+        for (int k = 0; k < count && k < 256; k++) {
+            uint64_t saved[4];
+            int f2, s2;
+            memcpy(saved, set, sizeof saved);
+            drop_set(set, k);
+            if (run_quiet(o, &f2, &s2) != v)
+                memcpy(set, saved, sizeof saved), kept++;
+            else if (n + 8 < sizeof list)
+                n += (size_t)snprintf(list + n, sizeof list - n, "%s%s%d", n ? "," : "",
+                                      pass ? "s" : "", k);
+        }
+    }
+    printf("seed %" PRIu64 ": invariant %d still breaks with %d of %d faults and strikes kept\n"
+           "  replay: tests/sim/run --seed %" PRIu64 " --drop %s --trace\n", seed, v, kept,
+           faults + strikes, seed, n ? list : "none");
+    if (trace) {
+        o->trace = true;
+        dw_log_set_level(DW_LOG_INFO);
+        setvbuf(stdout, NULL, _IOLBF, 0);
+        run_quiet(o, &faults, &strikes);
+    }
+    return 1;
+}
+
 static void usage(void)
 {
     fprintf(stderr,
             "usage: drwatch_sim [--seed N | --seeds N [--first N]] [--trace] [--nodes 3|5]\n"
-            "                   [--quiet]\n"
+            "                   [--quiet] [--drop LIST] [--minimise]\n"
             "  --seed N     run one seed (with --trace: print what happens)\n"
-            "  --seeds N    run seeds first..first+N-1, stop at the first failing one\n");
+            "  --seeds N    run seeds first..first+N-1, stop at the first failing one\n"
+            "  --drop LIST  leave faults out: \"3,7,s2\" (s: a strike at a step or a call)\n"
+            "  --minimise   a failing seed: leave out every fault it still fails without\n");
 }
 
 int main(int argc, char **argv)
 {
     struct sim_opts o = {.nodes = 3};
     uint64_t first = 1, count = 0;
-    bool one = false, quiet = false;
+    bool one = false, quiet = false, minimise = false;
     static const struct option opts[] = {
         {"seed", required_argument, 0, 's'}, {"seeds", required_argument, 0, 'n'},
         {"first", required_argument, 0, 'f'}, {"trace", no_argument, 0, 't'},
         {"nodes", required_argument, 0, 'N'},
         {"install-snapshots", no_argument, 0, 'I'},
-        {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'},
+        {"drop", required_argument, 0, 'd'}, {"minimise", no_argument, 0, 'M'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -738,16 +859,25 @@ int main(int argc, char **argv)
         case 'N': o.nodes = atoi(optarg); break;
         case 'q': quiet = true; break;
         case 'I': o.install_snapshots = true; break;
+        case 'd':
+            if (parse_drop(optarg, &o) != 0) {
+                usage();
+                return 2;
+            }
+            break;
+        case 'M': minimise = true; break;
         default: usage(); return 2;
         }
     }
-    if (count == 0 || (o.nodes != 3 && o.nodes != 5)) {
+    if (count == 0 || (o.nodes != 3 && o.nodes != 5) || (minimise && !one)) {
         usage();
         return 2;
     }
     if (o.trace) /* a crash must not eat the trace */
         setvbuf(stdout, NULL, _IOLBF, 0);
     dw_log_set_level(o.trace ? DW_LOG_INFO : (enum dw_log_level)(DW_LOG_ERROR + 1));
+    if (minimise)
+        return minimise_seed(&o, first);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     uint64_t writes = 0, ops = 0, leaders = 0, vtime = 0;

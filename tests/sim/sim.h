@@ -123,8 +123,10 @@ bool node_is_leader(const struct sim_node *n);
 int64_t node_wall(const struct sim_node *n);
 /* The leader proposes; 0 or -1. */
 void node_hand_over(struct sim_node *n);
-/* A fault aimed at a moment: the node crashes, hands over or is cut off. */
-void sim_strike(struct sim *s, int node, const char *when);
+/* Sometimes a fault aimed at a moment: the node crashes, hands over or is cut off, and the site
+ * (>= 0) being switched may die too; true when it struck (a request in flight is then held back
+ * until about the caller's timeout). */
+bool sim_strike(struct sim *s, int node, const char *when, int site);
 int node_propose(struct sim_node *n, const char *entry, void (*cb)(struct sim_node *, int, void *),
                  void *data);
 
@@ -134,6 +136,8 @@ struct sim_opts {
     bool trace;
     int nodes;          /* 3 or 5 */
     bool install_snapshots; /* let leaders send snapshots (hits a raft_fixture bug) */
+    /* faults left out (minimising): fault k is bit k of drop, strike k bit k of drop_strike */
+    uint64_t drop[4], drop_strike[4];
 };
 
 struct sim {
@@ -161,6 +165,7 @@ struct sim {
     struct step_fin { int64_t op; int seq; uint64_t at; } *fin;
     int n_fin, cap_fin;
     bool faults_over;
+    int n_faults, n_strikes;   /* drawn so far */
     uint64_t heal_at;
     /* outcome */
     int violated;              /* invariant number, 0 none */

@@ -57,6 +57,7 @@ enum stmt_id {
     ST_HISTORY_OLDEST,
     ST_HISTORY_PRUNE,
     ST_NEXT_STEPS,
+    ST_WRITE_UNSETTLED,
     ST_COUNT
 };
 

@@ -477,21 +477,34 @@ static void resume_wait_done(void *data)
     kick_soon(w->a);
 }
 
-/* A STARTED step this node did not start in this term: an earlier leader may still have a
- * request in flight. Its lease ended before this term began, so waiting one request timeout
- * from then lets that request land (or die) before this leader reads. */
+/* An earlier leader (this node in an earlier term too) may still have a request in flight for
+ * the group: for this step, when it is STARTED and was not started in this term, or for an
+ * operation that ended meanwhile with a step STARTED (aborted while its write travelled). Its
+ * lease ended before this term began, so waiting one request timeout from then lets that
+ * request land (or die) before this leader reads. */
+static bool earlier_write_in_flight(struct worker *w)
+{
+    struct dw_actuator *a = w->a;
+    if (w->cur.status == DW_STEP_STARTED &&
+        !(w->started_term == w->fence.term && w->started_seq == w->cur.seq))
+        return true;
+    /* operations that ended long before this term cannot have a request left */
+    int64_t since = dw_fsm_last_ts(a->fsm) - (int64_t)gcfg(a)->request_timeout_ms -
+                    2 * (int64_t)a->lease_ms;
+    return dw_fsm_group_write_unsettled(a->fsm, w->cur.group, w->cur.op, since) != 0;
+}
+
 static bool resume_must_wait(struct worker *w)
 {
     struct dw_actuator *a = w->a;
-    if (w->cur.status != DW_STEP_STARTED || strcmp(w->cur.action, "verify") == 0 ||
-        (w->started_term == w->fence.term && w->started_seq == w->cur.seq))
+    if (strcmp(w->cur.action, "verify") == 0 || !earlier_write_in_flight(w))
         return false;
     uint64_t ready = a->leader_since + gcfg(a)->request_timeout_ms, now = now_ms(a);
     if (now >= ready)
         return false;
     if (w->waited_term != w->fence.term || w->waited_seq != w->cur.seq) {
-        dw_log(DW_LOG_INFO, "actuator", "op %" PRId64 " step %d %s %s: started by an earlier "
-               "leader; waiting %" PRIu64 " ms for any request it still has in flight, then "
+        dw_log(DW_LOG_INFO, "actuator", "op %" PRId64 " step %d %s %s: an earlier leader may "
+               "have a request for this group in flight; waiting %" PRIu64 " ms for it, then "
                "reading first", w->cur.op, w->cur.seq, w->cur.action, cur_target(w)->id,
                ready - now);
         a->stats.resume_waits++;

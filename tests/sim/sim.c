@@ -585,7 +585,7 @@ static void ev_strike(struct sim *s, void *p, int64_t x)
 
 bool sim_strike(struct sim *s, int node, const char *when, int site)
 {
-    if (s->faults_over || !sim_chance(s, 4))
+    if (s->faults_over || !sim_chance(s, s->o.strike_pct))
         return false;
     int k = s->n_strikes++;
     if (dropped(s->o.drop_strike, k))
@@ -830,16 +830,17 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: drwatch_sim [--seed N | --seeds N [--first N]] [--trace] [--nodes 3|5]\n"
-            "                   [--quiet] [--drop LIST] [--minimise]\n"
+            "                   [--quiet] [--drop LIST] [--minimise] [--strikes P]\n"
             "  --seed N     run one seed (with --trace: print what happens)\n"
             "  --seeds N    run seeds first..first+N-1, stop at the first failing one\n"
             "  --drop LIST  leave faults out: \"3,7,s2\" (s: a strike at a step or a call)\n"
-            "  --minimise   a failing seed: leave out every fault it still fails without\n");
+            "  --minimise   a failing seed: leave out every fault it still fails without\n"
+            "  --strikes P  percent of step boundaries and PUTs struck (default 10)\n");
 }
 
 int main(int argc, char **argv)
 {
-    struct sim_opts o = {.nodes = 3};
+    struct sim_opts o = {.nodes = 3, .strike_pct = 10};
     uint64_t first = 1, count = 0;
     bool one = false, quiet = false, minimise = false;
     static const struct option opts[] = {
@@ -848,7 +849,8 @@ int main(int argc, char **argv)
         {"nodes", required_argument, 0, 'N'},
         {"install-snapshots", no_argument, 0, 'I'},
         {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'},
-        {"drop", required_argument, 0, 'd'}, {"minimise", no_argument, 0, 'M'}, {0, 0, 0, 0}};
+        {"drop", required_argument, 0, 'd'}, {"minimise", no_argument, 0, 'M'},
+        {"strikes", required_argument, 0, 'S'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -866,6 +868,7 @@ int main(int argc, char **argv)
             }
             break;
         case 'M': minimise = true; break;
+        case 'S': o.strike_pct = (unsigned)atoi(optarg); break;
         default: usage(); return 2;
         }
     }

@@ -136,6 +136,7 @@ struct sim_opts {
     bool trace;
     int nodes;          /* 3 or 5 */
     bool install_snapshots; /* let leaders send snapshots (hits a raft_fixture bug) */
+    unsigned strike_pct;    /* chance of a strike at each step boundary and PUT */
     /* faults left out (minimising): fault k is bit k of drop, strike k bit k of drop_strike */
     uint64_t drop[4], drop_strike[4];
 };

@@ -39,6 +39,13 @@ sqlite3 *dw_fsm_db(struct dw_fsm *f);
 int dw_fsm_snapshot(struct dw_fsm *f, void **buf, size_t *len);
 /* Replaces the whole state with a snapshot; buf is copied. */
 int dw_fsm_restore(struct dw_fsm *f, const void *buf, size_t len);
+/* The same in place, for tests and fuzzers that return to one base state many times: the
+ * connection and its statements stay (dw_fsm_restore checks a snapshot in a new connection
+ * first, which costs as much as an open). buf must be a current-schema snapshot of an FSM opened
+ * with the same seed; it is copied. Afterwards the FSM is as dw_fsm_restore leaves it: the same
+ * tables, counters, committed config (or the seed at version 0) and no error. -1: the state is
+ * undefined and only dw_fsm_close may follow. */
+int dw_fsm_rewind(struct dw_fsm *f, const void *buf, size_t len);
 
 /* Deterministic text dump of every table, rows in primary-key order (free()). */
 char *dw_fsm_dump(struct dw_fsm *f);

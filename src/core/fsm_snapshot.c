@@ -1,4 +1,4 @@
-/* Owns the FSM's lifetime: open, close, snapshot, restore and migrating old snapshots. */
+/* Owns the FSM's lifetime: open, close, snapshot, restore, rewind and migrating old snapshots. */
 
 #include <inttypes.h>
 #include <stdbool.h>
@@ -191,5 +191,29 @@ int dw_fsm_restore(struct dw_fsm *f, const void *buf, size_t len)
     f->db = db;
     memcpy(f->st, st, sizeof st);
     fsm_load_counters(f);
+    return 0;
+}
+
+int dw_fsm_rewind(struct dw_fsm *f, const void *buf, size_t len)
+{
+    unsigned char *copy;
+    struct dw_config *cfg = NULL;
+    int64_t schema;
+
+    if (buf == NULL || len == 0 || (copy = sqlite3_malloc64(len)) == NULL)
+        return -1;
+    memcpy(copy, buf, len);
+    /* no statement may hold a read transaction open on the database being replaced */
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_reset(f->st[i]);
+    /* the statements prepared on the old database are prepared again when next run */
+    if (sqlite3_deserialize(f->db, "main", copy, (sqlite3_int64)len, (sqlite3_int64)len,
+                            SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE) !=
+            SQLITE_OK ||
+        fsm_meta_get(f, "schema", &schema) != 0 || schema != FSM_SCHEMA_VERSION ||
+        fsm_config_read(f->db, &cfg) != 0 || fsm_config_adopt(f, cfg) != 0)
+        return -1;
+    fsm_load_counters(f);
+    f->error[0] = '\0';
     return 0;
 }

@@ -345,6 +345,83 @@ static void test_snapshot_carries_config(void **state)
     cJSON_Delete(doc);
 }
 
+/* Applies a config, observations that fail site-a over, a step, garbage and an entry of a newer
+ * format (fatal, with an error), from T0 on. */
+static void same_dump(struct dw_fsm *f, struct dw_fsm *g)
+{
+    char *a = dw_fsm_dump(f), *b = dw_fsm_dump(g);
+
+    assert_string_equal(a, b);
+    free(a);
+    free(b);
+}
+
+static void busy_history(struct dw_fsm *f, const cJSON *doc)
+{
+    static const char newer[] = "{\"v\":99,\"type\":\"leader\",\"node\":1,\"ts\":1,\"by\":1}";
+
+    assert_int_equal(apply_config(f, doc, dw_fsm_config_version(f), T0 + 1), DW_FSM_APPLIED);
+    assert_int_equal(observe(f, 1, DW_DOWN, DW_UP, T0 + 2), DW_FSM_APPLIED);
+    assert_int_equal(observe(f, 2, DW_DOWN, DW_UP, T0 + 3), DW_FSM_APPLIED);
+    assert_int_equal(apply(f, dw_entry_step(1, 0, DW_STEP_STARTED, NULL), T0 + 4), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_apply(f, "{garbage", 8), DW_FSM_REJECTED);
+    assert_int_equal(dw_fsm_apply(f, newer, strlen(newer)), DW_FSM_FATAL);
+}
+
+/* dw_fsm_rewind (the entry fuzzer's reset) leaves exactly what an open or a restore does. */
+static void test_rewind_is_a_fresh_open(void **state)
+{
+    (void)state;
+    cJSON *doc = cluster_doc("", targets_abc);
+    struct dw_fsm *f, *g;
+    char err[256];
+    void *base, *v1;
+    size_t base_len, v1_len;
+
+    assert_int_equal(dw_fsm_open(&f, NULL, err, sizeof err), 0);
+    assert_int_equal(dw_fsm_snapshot(f, &base, &base_len), 0);
+    for (int round = 0; round < 2; round++) {
+        busy_history(f, doc);
+        assert_string_not_equal(dw_fsm_last_error(f), "");
+        assert_int_equal(dw_fsm_rewind(f, base, base_len), 0);
+        assert_int_equal(dw_fsm_open(&g, NULL, err, sizeof err), 0);
+        assert_int_equal(dw_fsm_config_version(f), 0);
+        assert_int_equal(dw_fsm_config(f)->n_sites, 0);
+        assert_int_equal(dw_fsm_applied(f), 0);
+        assert_int_equal(dw_fsm_rejected(f), 0);
+        assert_int_equal(dw_fsm_last_ts(f), 0);
+        assert_string_equal(dw_fsm_last_error(f), "");
+        same_dump(f, g);
+        /* and both go on alike */
+        busy_history(g, doc);
+        busy_history(f, doc);
+        same_dump(f, g);
+        assert_int_equal(dw_fsm_rewind(f, base, base_len), 0);
+        dw_fsm_close(g);
+    }
+    /* to a state with a committed config: that config again, as a restore gives it */
+    assert_int_equal(apply_config(f, doc, 0, T0), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_snapshot(f, &v1, &v1_len), 0);
+    busy_history(f, doc);
+    assert_int_equal(dw_fsm_config_version(f), 2);
+    assert_int_equal(dw_fsm_rewind(f, v1, v1_len), 0);
+    assert_int_equal(dw_fsm_open(&g, NULL, err, sizeof err), 0);
+    assert_int_equal(dw_fsm_restore(g, v1, v1_len), 0);
+    assert_int_equal(dw_fsm_config_version(f), 1);
+    assert_int_equal(dw_fsm_config(f)->n_sites, 2);
+    assert_int_equal(dw_fsm_applied(f), dw_fsm_applied(g));
+    busy_history(f, doc);
+    busy_history(g, doc);
+    same_dump(f, g);
+    dw_fsm_close(g);
+    /* not a snapshot: refused (the FSM may then only be closed) */
+    assert_int_equal(dw_fsm_rewind(f, "garbage", 7), -1);
+    dw_fsm_close(f);
+    sqlite3_free(base);
+    sqlite3_free(v1);
+    cJSON_Delete(doc);
+}
+
 static void test_non_voter_does_not_count(void **state)
 {
     (void)state;
@@ -422,6 +499,7 @@ int main(void)
         cmocka_unit_test(test_file_order_does_not_matter),
         cmocka_unit_test(test_change_rules),
         cmocka_unit_test(test_snapshot_carries_config),
+        cmocka_unit_test(test_rewind_is_a_fresh_open),
         cmocka_unit_test(test_non_voter_does_not_count),
         cmocka_unit_test(test_failed_apply_keeps_old_config),
         cmocka_unit_test(test_removed_member_and_edge_rows_go),

@@ -49,6 +49,7 @@ struct dw_actuator {
     uint64_t lease_term;
     uint64_t lease_until;    /* monotonic ms; no other leader can exist before it */
     unsigned lease_ms;
+    uint64_t node_id;        /* named in the fencing header of every write */
     int renewing;
     uint64_t renew_sent, renew_term;
     struct worker w[MAX_WORKERS];
@@ -533,7 +534,7 @@ static void start_step(struct dw_actuator *a, struct worker *w, const struct dw_
     w->cur = *s;
     w->target = dw_fsm_config(a->fsm)->groups[s->group].targets[s->target];
     w->busy = 1;
-    w->fence = (struct dw_fence){.term = a->term, .op = s->op, .seq = s->seq,
+    w->fence = (struct dw_fence){.node = a->node_id, .term = a->term, .op = s->op, .seq = s->seq,
                                  .valid = fence_valid, .data = a};
     /* Every step begins with a barrier in the current term: it proves a majority and starts
      * the lease. */
@@ -661,6 +662,7 @@ int dw_actuator_init(struct dw_actuator **out, uv_loop_t *loop, const struct dw_
     a->loop = loop;
     a->fsm = fsm;
     a->ops = *ops;
+    a->node_id = cfg->node_id;
     /* Followers refuse votes for at least one election timeout after hearing from the leader;
      * a quarter is left for clock-rate differences between nodes. */
     a->lease_ms = cfg->cluster.election_timeout_ms * 3 / 4;

@@ -459,9 +459,10 @@ static void maybe_crash(struct worker *w)
 {
     struct dw_actuator *a = w->a;
     /* Only the leader that began this operation dies: the one that takes over must finish it,
-     * even when every node was armed. */
+     * even when every node was armed. began_op is set when step 0 runs, after this check, so
+     * step 0 itself is matched by its number (else "activate" never fired). */
     if (a->crash_before[0] && strcmp(a->crash_before, w->cur.action) == 0 &&
-        a->began_op == w->cur.op) {
+        (a->began_op == w->cur.op || w->cur.seq == 0)) {
         dw_log(DW_LOG_WARN, "actuator", "debug: crashing before %s of op %" PRId64 " as requested",
                w->cur.action, w->cur.op);
         raise(SIGKILL);

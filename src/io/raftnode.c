@@ -677,7 +677,10 @@ static int bootstrap(struct dw_raft *r, char *errmsg, size_t errlen)
         if (rv == RAFT_CANTBOOTSTRAP)
             rv = 0; /* state on disk already: a restart */
         else if (rv != 0)
-            snprintf(errmsg, errlen, "raft bootstrap: %s", raft_errmsg(&r->raft));
+            /* 0.15 leaves the message empty for some I/O errors (a data_dir that lost its
+             * metadata files but kept its segments): the code still says something. */
+            snprintf(errmsg, errlen, "raft bootstrap: %s",
+                     raft_errmsg(&r->raft)[0] ? raft_errmsg(&r->raft) : raft_strerror(rv));
     } else {
         snprintf(errmsg, errlen, "raft configuration: %s", raft_strerror(rv));
     }

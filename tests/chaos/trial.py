@@ -526,11 +526,13 @@ def s_corrupt_data_dir(t):
     t.kill_site_a()
     if t.choose("restart", ["before-failover", "after-failover"]) == "after-failover":
         t.wait_failed_over(rest)
-    t.restart(victim)
-    p = c.procs[victim]
+    c.node_logs.pop(victim).close()
+    p = c.procs[victim] = start_quietly(c, victim)
+    t.note(f"node {victim} restarted")
     # It either runs and catches up, or stops and says why.
     wait_until(lambda: p.poll() is not None or (c.dump(victim) is not None), 20,
-               f"node {victim} to run or to refuse")
+               f"node {victim} to run (answer drctl) or to refuse (exit); it did neither, "
+               f"log: {last_error(c.log(victim))!r}")
     if p.poll() is not None:
         why = last_error(c.log(victim))
         t.note(f"node {victim} refused to start: exit {p.returncode}: {why}")
@@ -554,14 +556,17 @@ def corrupt(t, d):
     opens = [f for f in files if f.startswith("open-")]
     snaps = [f for f in files if f.startswith("snapshot-") and not f.endswith(".meta")]
     metas = [f for f in files if f.startswith("metadata")]
-    kinds = ["truncate-open-segment", "garble-open-segment", "delete-metadata"]
+    opens = [f for f in opens if os.path.getsize(os.path.join(d, f)) > 0]
+    kinds = ["delete-metadata"]
+    if opens:  # none after a clean stop
+        kinds += ["truncate-open-segment", "garble-open-segment"]
     if segs:
         kinds += ["truncate-closed-segment", "garble-closed-segment"]
     if snaps:
         kinds += ["garble-snapshot"]
     kind = t.choose("damage", kinds)
     if kind.endswith("open-segment"):
-        name = [f for f in opens if os.path.getsize(os.path.join(d, f)) > 0][0] if opens else None
+        name = opens[0]
     elif kind.endswith("closed-segment"):
         name = t.rng.choice(segs)
     elif kind == "garble-snapshot":
@@ -579,7 +584,9 @@ def corrupt(t, d):
         os.truncate(p, n)
         return f"{kind} {name} {size} -> {n} bytes"
     with open(p, "r+b") as f:
-        at = t.rng.randrange(0, max(1, size - 64))
+        # An open segment is preallocated: only its first KiBs hold entries.
+        end = min(size, 4096) if kind.endswith("open-segment") else size
+        at = t.rng.randrange(0, max(1, end - 64))
         f.seek(at)
         f.write(bytes(t.rng.randrange(256) for _ in range(64)))
     return f"{kind} {name} 64 bytes at {at} of {size}"

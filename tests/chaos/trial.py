@@ -30,7 +30,8 @@ FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
 
 
 class Trial:
-    def __init__(self, build, net, seed, scenario):
+    def __init__(self, build, net, seed, scenario, force=None):
+        self.force = force or {}  # {choice name: value} overriding the seed's draw
         self.build = build
         self.net = net
         self.seed = seed
@@ -50,7 +51,11 @@ class Trial:
         self.events.append((time.time(), text))
 
     def choose(self, name, options):
-        v = self.rng.choice(options)
+        v = self.rng.choice(options)  # drawn even when forced: later draws stay the same
+        if name in self.force:
+            by_text = {str(o): o for o in options}
+            assert self.force[name] in by_text, f"--force {name}: one of {options}"
+            v = by_text[self.force[name]]
         self.variant.append(f"{name}={v}")
         return v
 
@@ -74,8 +79,7 @@ class Trial:
                     genesys_extra={"step_timeout_ms": 30000, "verify_timeout_ms": 20000})
         # Small thresholds make snapshots (and their writes, installs and loads) part of most
         # trials; the disk-full trial needs a snapshot to write while the disk is full.
-        snap = 16 if self.scenario == "disk-full" else self.rng.choice([16, 64, 1024])
-        self.variant.append(f"snapshot={snap}")
+        snap = self.choose("snapshot", [16] if self.scenario == "disk-full" else [16, 64, 1024])
         c.cluster_opts.update(snapshot_threshold=snap, snapshot_trailing=max(4, snap // 4))
         self.net.genesys_port = c.genesys_port
         self.c = c
@@ -513,7 +517,7 @@ def s_corrupt_data_dir(t):
     metadata or snapshot damaged); restarted, it must refuse clearly or recover from its peers,
     and the cluster must not act wrongly meanwhile."""
     c = t.c
-    victim = t.rng.choice(NODES)
+    victim = t.choose("node", NODES)
     # Enough log that there are closed segments and (often) a snapshot.
     c.wait_log_advance(t.uniform("run_ms", 500, 3000), timeout=30)
     how = t.choose("stop", ["SIGKILL", "SIGTERM"])
@@ -539,6 +543,11 @@ def s_corrupt_data_dir(t):
         assert p.returncode not in (0, -signal.SIGSEGV, -signal.SIGABRT), (p.returncode, why)
         t.may_be_down[victim] = why
         c.procs.pop(victim)
+    else:
+        # Without its metadata a node has forgotten its term and vote: running would let it vote
+        # twice in one term (raft 0.15 bootstraps into such a directory when it can).
+        assert not damage.startswith("delete-metadata"), \
+            f"node {victim} runs without its raft metadata (term and vote forgotten)"
     t.wait_failed_over(rest)
 
 
@@ -631,14 +640,13 @@ SCENARIOS = {
 }
 
 
-def run(build, net, seed, scenario, keep=False):
+def run(build, net, seed, scenario, keep=False, force=None):
     """Runs one trial; returns (problems, events, variant, run dir or None)."""
-    t = Trial(build, net, seed, scenario)
+    t = Trial(build, net, seed, scenario, force)
     problems = []
     c = t.make_cluster()
     if scenario == "disk-full":
-        t.victim = t.rng.choice(NODES)
-        t.variant.append(f"node={t.victim}")
+        t.victim = t.choose("node", NODES)
         chaosnet.ChaosNet.mount_tmpfs(c.node_dir(t.victim), 64)
         t.mounts.append(c.node_dir(t.victim))
         t.full_at_start = t.choose("full", ["at-start", "while-running"]) == "at-start"
@@ -681,9 +689,16 @@ def run(build, net, seed, scenario, keep=False):
                 f.write("".join(f"{ts:.3f} {e}\n" for ts, e in t.events))
         for i in list(t.may_be_down):
             c.procs.pop(i, None)
+        # A node that already exited was judged above (check_end, the scenario): stop() judges
+        # only the clean shutdown of those still running.
         for i in NODES:
             p = c.procs.get(i)
-            if isinstance(p, _Exited) or (p is not None and p.poll() is not None and p.returncode == -signal.SIGKILL):
+            if p is not None and p.poll() is not None:
+                # The trials send SIGKILL (and the debug knob raises it); any other signal is a crash.
+                if p.returncode < 0 and p.returncode != -signal.SIGKILL:
+                    msg = f"node {i} died of signal {-p.returncode}"
+                    if not any(msg in x for x in problems):
+                        problems.append(msg)
                 c.procs.pop(i)
     finally:
         try:

@@ -6,12 +6,17 @@ node, which order, which variant, how long an outage lasts) comes from the trial
 seed replays the same schedule. Time never synchronises anything: waits are on observable state
 (drctl, the simulator's request log) with deadlines; only an outage's length is slept."""
 import errno
+import json
 import os
 import random
 import re
 import shlex
+import shutil
 import signal
+import subprocess
+import threading
 import time
+import traceback
 
 import chaosnet
 import simctl
@@ -414,7 +419,7 @@ def s_sigstop_leader_put_held(t):
     t.note(f"late PUT answered {r['status']}, effect {r.get('effect')}")
 
 
-def s_disk_full(t, victim=None):
+def s_disk_full(t):
     """One node's data dir is a small tmpfs that is filled up while site-a fails over; space is
     freed afterwards and the node, restarted if it stopped, must catch up."""
     c = t.c
@@ -461,7 +466,6 @@ def s_disk_full(t, victim=None):
 
 def start_quietly(c, i):
     """Starts node i without waiting for its admin socket (it may stop at once)."""
-    import subprocess
     log = c.node_logs[i] = open(os.path.join(c.dir, f"n{i}.log"), "a")
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
     env.update(DRWATCH_GENESYS_BACKOFF_SCALE="0.05", **c.node_env)
@@ -475,7 +479,6 @@ class Filler:
     snapshots after a snapshot) is taken again within a few milliseconds."""
 
     def __init__(self, path):
-        import threading
         self.stopping = threading.Event()
         self.f = open(path, "wb", buffering=0)
         fill_file(self.f)
@@ -669,7 +672,6 @@ def run(build, net, seed, scenario, keep=False, force=None):
         except AssertionError as e:
             problems.append(f"{type(e).__name__}: {e}")
         except Exception as e:  # noqa: BLE001 - a trial's own error is a failed trial
-            import traceback
             problems.append("".join(traceback.format_exception(e)).strip())
         try:
             reqs = c.requests()
@@ -679,7 +681,6 @@ def run(build, net, seed, scenario, keep=False, force=None):
             problems.append(f"cannot read the simulator's log: {e}")
         if problems:
             c.keep = True
-            import json
             try:
                 with open(os.path.join(c.dir, "requests.json"), "w") as f:
                     json.dump(c.requests(), f, indent=1)
@@ -710,5 +711,7 @@ def run(build, net, seed, scenario, keep=False, force=None):
             problems.append(f"teardown: {e}")
         for m in t.mounts:
             chaosnet.ChaosNet.umount(m)
+        if t.mounts and not c.keep:
+            shutil.rmtree(c.dir, ignore_errors=True)  # stop() could not remove a mount point
         net.heal()
     return problems, t.events, t.variant + [t.summary], c.dir if c.keep else None

@@ -51,7 +51,9 @@ void dw_actuator_close(struct dw_actuator *a); /* accepts NULL */
 
 /* Debug knob (admin "debug" command, node.debug only): the process kills itself with SIGKILL
  * just before it would start a step with this action ("activate", "verify", "deactivate"),
- * i.e. after every earlier step's DONE is committed. "" disarms. */
+ * i.e. after every earlier step's DONE is committed; only in the process that ran the
+ * operation's first step, except for that first step ("activate") itself, where any armed leader
+ * about to start it dies before journaling it (arm only one node for that). "" disarms. */
 void dw_actuator_crash_before(struct dw_actuator *a, const char *action);
 
 /* Short description of the steps in flight ("; "-separated), "" when idle. */

@@ -33,8 +33,11 @@ enum dw_gresult {
 /* A fencing token: every write carries one, and the client asks valid() immediately before each
  * request it sends for that write (the read-first GET, the PUT, retries, 409 re-reads, and
  * requests parked behind a token refresh or a Retry-After wait). valid() returning false ends
- * the call with DW_G_FENCED and nothing more is sent for it. The token is copied. */
+ * the call with DW_G_FENCED and nothing more is sent for it. The token is copied. Every request
+ * of a write carries it as "X-Drwatch-Fence: node=N term=T op=O step=S", so a log on the API side
+ * (the chaos trials' simulator, a proxy) can tell which leader and step sent it. */
 struct dw_fence {
+    uint64_t node;  /* node.id of the writer, only reported in the header */
     uint64_t term;  /* raft term of the barrier the writer's leadership rests on */
     int64_t op;     /* operation and step the write belongs to */
     int seq;

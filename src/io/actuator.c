@@ -52,6 +52,7 @@ struct dw_actuator {
     uint64_t lease_term;
     uint64_t lease_until;    /* monotonic ms; no other leader can exist before it */
     unsigned lease_ms;
+    uint64_t node_id;        /* named in the fencing header of every write */
     int renewing;
     uint64_t renew_sent, renew_term;
     struct worker w[MAX_WORKERS];
@@ -461,9 +462,10 @@ static void maybe_crash(struct worker *w)
 {
     struct dw_actuator *a = w->a;
     /* Only the leader that began this operation dies: the one that takes over must finish it,
-     * even when every node was armed. */
+     * even when every node was armed. began_op is set when step 0 runs, after this check, so
+     * step 0 itself is matched by its number (else "activate" never fired). */
     if (a->crash_before[0] && strcmp(a->crash_before, w->cur.action) == 0 &&
-        a->began_op == w->cur.op) {
+        (a->began_op == w->cur.op || w->cur.seq == 0)) {
         dw_log(DW_LOG_WARN, "actuator", "debug: crashing before %s of op %" PRId64 " as requested",
                w->cur.action, w->cur.op);
         raise(SIGKILL);
@@ -550,7 +552,7 @@ static void start_step(struct dw_actuator *a, struct worker *w, const struct dw_
     w->cur = *s;
     w->target = dw_fsm_config(a->fsm)->groups[s->group].targets[s->target];
     w->busy = 1;
-    w->fence = (struct dw_fence){.term = a->term, .op = s->op, .seq = s->seq,
+    w->fence = (struct dw_fence){.node = a->node_id, .term = a->term, .op = s->op, .seq = s->seq,
                                  .valid = fence_valid, .data = a};
     /* Every step begins with a barrier in the current term: it proves a majority and starts
      * the lease. */
@@ -707,6 +709,7 @@ int dw_actuator_init(struct dw_actuator **out, const struct dw_clock *clock,
     a->clock = *clock;
     a->fsm = fsm;
     a->ops = *ops;
+    a->node_id = cfg->node_id;
     /* Followers refuse votes for at least one election timeout after hearing from the leader;
      * a quarter is left for clock-rate differences between nodes. */
     a->lease_ms = cfg->cluster.election_timeout_ms * 3 / 4;

@@ -457,12 +457,18 @@ static void call_issue(struct call *c)
 {
     struct dw_genesys *g = c->g;
     char *auth = NULL;
-    const char *headers[4];
+    char fence[128];
+    const char *headers[5];
     int n = 0;
 
     if (!fence_holds(c))
         return;
     headers[n++] = "Accept: application/json";
+    if (c->kind == CALL_SET) {
+        snprintf(fence, sizeof fence, "X-Drwatch-Fence: node=%" PRIu64 " term=%" PRIu64
+                 " op=%" PRId64 " step=%d", c->fence.node, c->fence.term, c->fence.op, c->fence.seq);
+        headers[n++] = fence;
+    }
     if (c->kind == CALL_TOKEN) {
         headers[n++] = "Content-Type: application/x-www-form-urlencoded";
     } else {

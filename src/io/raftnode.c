@@ -1,5 +1,7 @@
 /* The daemon must ignore SIGPIPE: raft's TCP transport writes to peers that may have gone away,
  * and a write to a closed socket would otherwise kill the process. */
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -677,12 +679,44 @@ static int bootstrap(struct dw_raft *r, char *errmsg, size_t errlen)
         if (rv == RAFT_CANTBOOTSTRAP)
             rv = 0; /* state on disk already: a restart */
         else if (rv != 0)
-            snprintf(errmsg, errlen, "raft bootstrap: %s", raft_errmsg(&r->raft));
+            /* 0.15 leaves the message empty for some I/O errors (a data_dir that lost its
+             * metadata files but kept its segments): the code still says something. */
+            snprintf(errmsg, errlen, "raft bootstrap: %s",
+                     raft_errmsg(&r->raft)[0] ? raft_errmsg(&r->raft) : raft_strerror(rv));
     } else {
         snprintf(errmsg, errlen, "raft configuration: %s", raft_strerror(rv));
     }
     raft_configuration_close(&conf);
     return rv != 0 ? -1 : 0;
+}
+
+/* raft 0.15 takes a data_dir without metadata files for an empty one and bootstraps into it
+ * whenever the first segment is gone (compacted after a snapshot): the node would come back with
+ * term 0 and no vote, and could vote twice in one term. Log files without metadata mean damage. */
+static int check_metadata(const char *dir, char *errmsg, size_t errlen)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int meta = 0;
+    char log_file[64] = "";
+
+    if (d == NULL)
+        return 0; /* raft reports what is wrong with the directory itself */
+    while ((e = readdir(d)) != NULL) {
+        const char *n = e->d_name;
+        if (strcmp(n, "metadata1") == 0 || strcmp(n, "metadata2") == 0)
+            meta = 1;
+        else if (strncmp(n, "open-", 5) == 0 || strncmp(n, "snapshot-", 9) == 0 ||
+                 (isdigit((unsigned char)n[0]) && strchr(n, '-') != NULL))
+            snprintf(log_file, sizeof log_file, "%.60s", n);
+    }
+    closedir(d);
+    if (meta || log_file[0] == '\0')
+        return 0;
+    snprintf(errmsg, errlen, "%s holds raft log files (%s) but no metadata1/metadata2: it is "
+             "damaged, and starting would forget this node's term and vote; replace the node "
+             "(docs/config.md, \"A node that lost its data_dir\")", dir, log_file);
+    return -1;
 }
 
 int dw_raft_start(struct dw_raft **out, uv_loop_t *loop, const struct dw_config *cfg,
@@ -701,6 +735,10 @@ int dw_raft_start(struct dw_raft **out, uv_loop_t *loop, const struct dw_config 
     int lock_fd = lock_data_dir(cfg->data_dir, errmsg, errlen);
     if (lock_fd < 0)
         return -1;
+    if (check_metadata(cfg->data_dir, errmsg, errlen) != 0) {
+        close(lock_fd);
+        return -1;
+    }
 
     struct dw_raft *r = calloc(1, sizeof *r);
     if (r == NULL) {

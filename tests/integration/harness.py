@@ -46,7 +46,8 @@ class Cluster:
                  refresh_ms=1000, debug=True, keep=False, per_node_urls=None,
                  edge_overrides=None, site_overrides=None, tilt=None, genesys_extra=None,
                  sites=None, shared_edge_ports=None, member_ips=None, node_prefix=None,
-                 url_hosts=None, sim_host="127.0.0.1", node_env=None, initial_members=None):
+                 url_hosts=None, sim_host="127.0.0.1", node_env=None, initial_members=None,
+                 metrics_hosts=None):
         self.build = os.path.abspath(build)
         self.n = n
         # Nodes 1..initial_members form the cluster; a later node's file lists every member
@@ -79,6 +80,7 @@ class Cluster:
         self.node_prefix = node_prefix or {}
         self.url_hosts = url_hosts or {}
         self.sim_host = sim_host
+        self.metrics_hosts = metrics_hosts or {}  # a node in a namespace serves /metrics there
         # {edge: port} for Edges served by a process the test runs itself (many Edges, one port)
         self.shared_edge_ports = dict(shared_edge_ports or {})
         self.raft_ports = [simctl.free_port() for _ in range(n)]
@@ -195,7 +197,7 @@ class Cluster:
         return {
             "node": {"id": i, "data_dir": self.node_dir(i), "admin_socket": self.socket(i),
                      "debug": self.debug,
-                     "metrics_address": f"127.0.0.1:{self.metrics_ports[i - 1]}",
+                     "metrics_address": f"{self.metrics_hosts.get(i, '127.0.0.1')}:{self.metrics_ports[i - 1]}",
                      **({"probe_overrides": overrides} if overrides else {})},
             "cluster": dict(
                 members=[{"id": j, "name": f"n{j}",
@@ -356,7 +358,8 @@ class Cluster:
 
     def metrics(self, i):
         import urllib.request
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_ports[i - 1]}/metrics",
+        host = self.metrics_hosts.get(i, "127.0.0.1")
+        with urllib.request.urlopen(f"http://{host}:{self.metrics_ports[i - 1]}/metrics",
                                     timeout=5) as r:
             return r.read().decode()
 

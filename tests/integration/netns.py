@@ -21,16 +21,17 @@ def _ip(*args, check=True):
     return subprocess.run(["ip", *args], check=check, capture_output=True, text=True)
 
 
-def owned_namespaces():
+# Other suites (tests/chaos) pass their own prefix and lock, so neither removes the other's.
+def owned_namespaces(prefix=PREFIX):
     return [line.split()[0] for line in _ip("netns", "list").stdout.splitlines()
-            if line.startswith(PREFIX + "-")]
+            if line.startswith(prefix + "-")]
 
 
-def owned_links():
+def owned_links(prefix=PREFIX):
     """Host links with the prefix ("N: name@peer: <...>" lines)."""
     names = [line.split(":")[1].strip().split("@")[0]
              for line in _ip("-o", "link", "show").stdout.splitlines()]
-    return [n for n in names if n.startswith(PREFIX + "-")]
+    return [n for n in names if n.startswith(prefix + "-")]
 
 
 def _gone(pid):
@@ -42,11 +43,11 @@ def _gone(pid):
         return True
 
 
-def _remove_owned():
+def remove_owned(prefix=PREFIX):
     """Removes every owned namespace (killing what still runs in it) and link; the lock is held.
     Returns what it removed."""
     removed = []
-    for ns in owned_namespaces():
+    for ns in owned_namespaces(prefix):
         pids = [int(p) for p in _ip("netns", "pids", ns, check=False).stdout.split()]
         for pid in pids:
             try:
@@ -56,17 +57,17 @@ def _remove_owned():
         wait_until(lambda: all(_gone(p) for p in pids), 10, f"the processes left in {ns} to die")
         _ip("netns", "del", ns, check=False)
         removed.append(ns)
-    for link in owned_links():
+    for link in owned_links(prefix):
         _ip("link", "del", link, check=False)  # takes its veth peer with it
         removed.append(link)
-    left = owned_namespaces() + owned_links()
+    left = owned_namespaces(prefix) + owned_links(prefix)
     assert not left, f"could not remove {left}"
     return removed
 
 
-def _lock(wait):
+def lock(wait, path=LOCK):
     """The lock's file descriptor, or None when another live run holds it and wait is false."""
-    fd = os.open(LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
 
     def take():
         try:
@@ -75,7 +76,7 @@ def _lock(wait):
         except BlockingIOError:
             return False
     try:
-        if take() or (wait and wait_until(take, 240, f"{LOCK} (another run's namespace test)",
+        if take() or (wait and wait_until(take, 240, f"{path} (another run's namespace test)",
                                           interval=0.2)):
             return fd
     except BaseException:
@@ -89,13 +90,13 @@ def remove_stale():
     """At the start of a run: removes what an interrupted run left, unless a live run (another
     checkout's, say) holds the lock, in which case nothing is stale. Returns what it removed."""
     try:
-        fd = _lock(wait=False)
+        fd = lock(wait=False)
     except OSError:
         return []  # no right to the lock: this user cannot have made namespaces either
     if fd is None:
         return []
     try:
-        return _remove_owned()
+        return remove_owned()
     finally:
         os.close(fd)
 
@@ -119,9 +120,9 @@ class Netns:
         return self.links[link][2] + ".2"
 
     def __enter__(self):
-        self.fd = _lock(wait=True)
+        self.fd = lock(wait=True)
         try:
-            _remove_owned()
+            remove_owned()
             _ip("netns", "add", self.ns)
             _ip("-n", self.ns, "link", "set", "lo", "up")
             for host_if, ns_if, net in self.links.values():
@@ -151,7 +152,7 @@ class Netns:
         if self.fd is None:
             return
         try:
-            _remove_owned()
+            remove_owned()
         finally:
             os.close(self.fd)
             self.fd = None

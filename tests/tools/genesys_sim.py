@@ -12,7 +12,12 @@ Control API (no auth), never recorded in the request log:
   GET    /_sim/requests[?since=seq][&held=1]
                                       {"requests":[...]}, each with "method",
                                       "path", "query", "target" (the request
-                                      target as sent), "body", "status", ...;
+                                      target as sent), "body", "status",
+                                      "headers", ...; an accepted trunk base
+                                      PUT also "effect": {"n" (order in which
+                                      PUTs took effect, which for held ones is
+                                      not arrival order), "t", "before",
+                                      "after" (trunk_enabled)};
                                       held=1 lists only requests blocked by a
                                       hold fault now
   POST   /_sim/reset                  clear log, faults, rate windows, release
@@ -156,6 +161,7 @@ class Sim:
         self.windows = {}         # client_id -> deque of request times
         self.log = []
         self.seq = 0
+        self.effects = 0          # accepted trunk base PUTs, in the order they took effect
         self.faults = []
         self.fault_seq = 0
         self.held = []            # {"ev","fault_id","entry"} of blocked requests
@@ -1003,12 +1009,16 @@ class Handler(BaseHTTPRequestHandler):
             raise bad_request("properties.trunk_enabled.value.instance is required.") from None
         if not isinstance(enabled, bool):
             raise bad_request("properties.trunk_enabled.value.instance must be a boolean.")
+        before = sim.base_enabled(b)
         b["name"] = body["name"]
         b["description"] = body.get("description") or ""
         b["properties"] = copy.deepcopy(props)
         b["version"] += 1
         b["dateModified"] = time.time()
         sim.recompute()
+        sim.effects += 1
+        self.entry["effect"] = {"n": sim.effects, "t": b["dateModified"], "before": before,
+                                "after": enabled}
         return 200, sim.base_view(b)
 
     def put_route(self, r, body):

@@ -672,6 +672,8 @@ def hold_fault():
            "applied after release")
         le = [x for x in simctl.get_requests(base) if x["seq"] == e["seq"]][0]
         eq((le["held"], le["status"], le["fault"]), (False, 200, "hold"), "log after release")
+        eq((le["effect"]["before"], le["effect"]["after"]), (False, True), "effect recorded")
+        check("effect" not in e, "no effect while held")
         eq(simctl.get_held(base), [], "nothing held")
         eq(simctl.release_held(base), 0, "release with nothing held")
         # clear_faults releases every held request (count -1: each GET is held).

@@ -307,6 +307,25 @@ static int gsim_count(struct tl_gsim *g, const char *method, const char *path_su
     return n;
 }
 
+/* A header of the first request matching method and path suffix, copied, or NULL. */
+static char *gsim_header(struct tl_gsim *g, const char *method, const char *path_suffix,
+                         const char *name)
+{
+    cJSON *j = tl_ctl(g->sim.port, "GET", "/_sim/requests", NULL);
+    const cJSON *r;
+    char *out = NULL;
+
+    assert_non_null(j);
+    cJSON_ArrayForEach(r, cJSON_GetObjectItem(j, "requests")) {
+        if (out == NULL && req_is(r, method, path_suffix)) {
+            const cJSON *h = cJSON_GetObjectItem(cJSON_GetObjectItem(r, "headers"), name);
+            out = cJSON_IsString(h) ? strdup(h->valuestring) : NULL;
+        }
+    }
+    cJSON_Delete(j);
+    return out;
+}
+
 static int gsim_enabled(struct tl_gsim *g, const char *id)
 {
     cJSON *j = tl_ctl(g->sim.port, "GET", "/_sim/state", NULL);
@@ -651,7 +670,7 @@ static void await_sim(struct tl_loop *e, struct tl_gsim *gs, const char *method,
 static void start_set(struct dw_genesys *g, const char *id, struct fence_ctl *fc,
                       struct gres *res)
 {
-    struct dw_fence f = {.term = 7, .op = 3, .seq = 0, .valid = fence_flag, .data = fc};
+    struct dw_fence f = {.node = 2, .term = 7, .op = 3, .seq = 0, .valid = fence_flag, .data = fc};
     memset(res, 0, sizeof *res);
     fc->ok = true;
     assert_int_equal(dw_genesys_set_trunk_base_enabled(g, id, true, &f, on_gres, res), 0);
@@ -746,6 +765,14 @@ static void test_genesys_fencing(void **state)
     assert_int_equal(res.r, DW_G_OK);
     assert_true(fc.asked >= 2);
     assert_true(gsim_enabled(&gs, "tbB"));
+    /* Both requests name the writer and its token, so the API side can check fencing. */
+    char *h = gsim_header(&gs, "PUT", "/trunkbasesettings/tbB", "X-Drwatch-Fence");
+    assert_non_null(h);
+    assert_string_equal(h, "node=2 term=7 op=3 step=0");
+    free(h);
+    h = gsim_header(&gs, "GET", "/trunkbasesettings/tbB", "X-Drwatch-Fence");
+    assert_non_null(h);
+    free(h);
 
     dw_genesys_stats(g, &st);
     assert_int_equal(st.fenced, 4);

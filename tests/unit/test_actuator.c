@@ -503,6 +503,39 @@ static void test_resumed_step_waits_out_the_earlier_leader(void **state)
     assert_int_equal(st.resume_waits, 1);
 }
 
+/* Found by the simulated cluster: an earlier leader's activate of tb-b1 may still be on its way
+ * when the failover is aborted (site-b died too) and a cleanup is planned. The new leader's first
+ * write in the group waits one request timeout from taking office, or it could read tb-b1 off,
+ * do nothing, and have the late activate switch it on behind its back. */
+static void test_aborted_operations_write_is_waited_out(void **state)
+{
+    struct fx *x = *state;
+    struct dw_step_ref r[4];
+    struct dw_actuator_stats st;
+    observe_all(x, 1, 0);
+    assert_int_equal(dw_fsm_next_steps(x->fsm, r, 4), 1);
+    int64_t failover = r[0].op;
+    char *e = dw_entry_step(failover, r[0].seq, DW_STEP_STARTED, NULL);
+    apply_entry(x, e);
+    free(e);
+    const enum dw_health both_down[3] = {DW_DOWN, DW_DOWN, DW_UP};
+    for (uint64_t n = 1; n <= 3; n++) {
+        e = dw_entry_observe(x->cfg, n, false, both_down);
+        apply_entry(x, e);
+        free(e);
+    }
+    assert_int_equal(dw_fsm_next_steps(x->fsm, r, 4), 1);
+    assert_true(r[0].op != failover); /* the cleanup */
+    assert_int_equal(dw_fsm_group_write_unsettled(x->fsm, 0, r[0].op, 0), 1);
+
+    uint64_t t0 = uv_now(&x->e.loop);
+    lead(x, 9);
+    await_call(x, "tb-a");
+    assert_true(open_call(x, "tb-a")->at >= t0 + REQUEST_MS);
+    dw_actuator_stats(x->a, &st);
+    assert_int_equal(st.resume_waits, 1);
+}
+
 /* A step this leader started itself in this term and had to stop is run again at once: no
  * earlier leader can have a request of it in flight. */
 static void test_own_step_resumes_without_waiting(void **state)
@@ -575,6 +608,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_resumed_step_waits_out_the_earlier_leader, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_own_step_resumes_without_waiting, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_aborted_operations_write_is_waited_out, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_transient_errors_retried_within_the_step_deadline,
                                         setup, teardown),
     };

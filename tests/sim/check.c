@@ -320,7 +320,30 @@ void check_step(struct sim *s)
     int majority = s->n / 2 + 1;
     for (int i = 0; i < s->n; i++) {
         struct sim_node *n = &s->node[i];
-        if (n->alive && raft_state(n->raft) == RAFT_LEADER) {
+        int state = raft_state(n->raft);
+        if (state == RAFT_UNAVAILABLE && n->raft_state != RAFT_UNAVAILABLE) {
+            /* raft gave up on a running node: it was asked to drop entries it had committed
+             * (two different committed entries at one index), a fault of raft itself. What
+             * drwatch does on top of a broken log proves nothing, so the run stops here. */
+            snprintf(s->raft_fault, sizeof s->raft_fault, "node %d's raft became unavailable "
+                     "(term %llu, commit %llu, stored %llu)", i + 1,
+                     (unsigned long long)n->raft->current_term,
+                     (unsigned long long)n->raft->commit_index,
+                     (unsigned long long)n->raft->last_stored);
+            sim_trace(s, "RAFT FAULT: %s", s->raft_fault);
+            s->stop = true;
+        }
+        if (s->o.trace && (state != n->raft_state || n->raft->current_term != n->seen_term ||
+                           n->raft->voted_for != n->seen_vote))
+            sim_trace(s, "node %d: raft state %d term %llu voted for %llu stored %llu commit %llu",
+                      i + 1, state, (unsigned long long)n->raft->current_term,
+                      (unsigned long long)n->raft->voted_for,
+                      (unsigned long long)n->raft->last_stored,
+                      (unsigned long long)n->raft->commit_index);
+        n->seen_term = n->raft->current_term;
+        n->seen_vote = n->raft->voted_for;
+        n->raft_state = state;
+        if (n->alive && state == RAFT_LEADER) {
             uint64_t t = (uint64_t)n->raft->current_term;
             if (t < 4096 && s->elected_at[t] == 0) {
                 s->elected_at[t] = sim_now(s);
@@ -450,9 +473,17 @@ void check_final(struct sim *s)
             continue;
         }
         if (raft_last_applied(s->node[i].raft) == raft_last_applied(s->node[ref_node].raft) &&
-            strcmp(d, ref) != 0)
-            sim_violation(s, 8, "nodes %d and %d applied the same log but their states differ",
-                          ref_node + 1, i + 1);
+            strcmp(d, ref) != 0) {
+            /* name the first line that differs */
+            const char *a = ref, *b = d;
+            while (*a && *a == *b)
+                a++, b++;
+            while (a > ref && a[-1] != '\n')
+                a--, b--;
+            sim_violation(s, 8, "nodes %d and %d applied the same log but their states differ: "
+                          "\"%.*s\" against \"%.*s\"", ref_node + 1, i + 1,
+                          (int)strcspn(a, "\n"), a, (int)strcspn(b, "\n"), b);
+        }
         free(d);
     }
     free(ref);

@@ -51,6 +51,9 @@ static int rfsm_apply(struct raft_fsm *f, const struct raft_buffer *buf, void **
         sim_violation(n->s, 8, "node %d cannot apply an entry: %s", n->i + 1,
                       dw_fsm_last_error(n->fsm));
     dw_stamp_applied(&n->stamps, dw_fsm_last_ts(n->fsm), sim_now(n->s));
+    sim_trace(n->s, "node %d applies index %llu (%.*s)", n->i + 1,
+              (unsigned long long)raft_last_applied(n->raft) + 1,
+              (int)(buf->len < 60 ? buf->len : 60), (const char *)buf->base);
     check_applied(n->s, n->i, buf->base, buf->len);
     if (node_is_leader(n) && memmem(buf->base, buf->len, "\"type\":\"step\"", 13))
         sim_strike(n->s, n->i, "at a step boundary", -1);
@@ -127,7 +130,7 @@ int node_propose(struct sim_node *n, const char *entry, void (*cb)(struct sim_no
                                &clamped);
     char *st = dw_entry_stamp(entry, strlen(entry), ts, (uint64_t)n->i + 1, err, sizeof err);
     if (st == NULL) {
-        sim_violation(n->s, 0, "node %d cannot stamp its own entry: %s", n->i + 1, err);
+        sim_violation(n->s, SIM_LIVENESS, "node %d cannot stamp its own entry: %s", n->i + 1, err);
         return -1;
     }
     size_t len = strlen(st);

@@ -21,6 +21,7 @@
 #define SIM_SITES 2
 #define SIM_TBS 5
 #define SIM_WALL0 1800000000000LL /* virtual wall clock at time 0 */
+#define SIM_LIVENESS 10           /* "invariant" number of a liveness failure */
 
 struct sim;
 
@@ -102,6 +103,8 @@ struct sim_node {
     uint64_t ready_term;  /* leader barrier done in this term */
     bool barrier_out;
     bool transferring;    /* a raft_transfer is under way: it acts no more (raftnode.c) */
+    int raft_state;       /* as last seen */
+    uint64_t seen_term, seen_vote;
     bool bootstrapping;
     struct dw_detector det[SIM_SITES];
     enum dw_health site_state[SIM_SITES];
@@ -170,6 +173,7 @@ struct sim {
     uint64_t heal_at;
     /* outcome */
     int violated;              /* invariant number, 0 none */
+    char raft_fault[160];      /* raft itself broke (docs/reliability.md), "" none */
     char why[1024];
     bool stop;
     /* statistics */

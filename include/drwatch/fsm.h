@@ -81,10 +81,10 @@ struct dw_step_ref {
     enum dw_step_status status;
 };
 int dw_fsm_next_steps(struct dw_fsm *f, struct dw_step_ref *out, int max);
-/* 1 when another operation of the group (index into the config's groups) ended at or after
- * since_ts with a step STARTED and never finished: a write of it may still be on its way to
- * Genesys. 0 otherwise, -1 on a database error. */
-int dw_fsm_group_write_unsettled(struct dw_fsm *f, int group, int64_t op, int64_t since_ts);
+/* 1 when another operation of the group (index into the config's groups) ended with a step
+ * STARTED and never finished: a write of it may still have been on its way to Genesys when this
+ * term began. 0 otherwise, -1 on a database error. */
+int dw_fsm_group_write_unsettled(struct dw_fsm *f, int group, int64_t op);
 
 enum dw_health dw_fsm_site_verdict(struct dw_fsm *f, int site);
 /* The site's two signals (docs/detection.md): the probe quorum verdict (sticky while a fresh

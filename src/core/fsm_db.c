@@ -112,7 +112,7 @@ static const char *const stmt_sql[ST_COUNT] = {
                       " ORDER BY o.id",
     [ST_WRITE_UNSETTLED] = "SELECT 1 FROM operations o JOIN steps s ON s.op = o.id"
                            " WHERE o.grp = ?1 AND o.id <> ?2 AND o.status <> 'running'"
-                           " AND o.finished >= ?3 AND s.status = 'started' LIMIT 1",
+                           " AND s.status = 'started' LIMIT 1",
 };
 
 void fsm_set_msg(char *buf, size_t len, const char *fmt, ...)

@@ -112,14 +112,13 @@ int dw_fsm_next_steps(struct dw_fsm *f, struct dw_step_ref *out, int max)
     return n;
 }
 
-int dw_fsm_group_write_unsettled(struct dw_fsm *f, int group, int64_t op, int64_t since_ts)
+int dw_fsm_group_write_unsettled(struct dw_fsm *f, int group, int64_t op)
 {
     if (group < 0 || group >= f->cfg->n_groups)
         return 0;
     sqlite3_stmt *s = fsm_stmt(f, ST_WRITE_UNSETTLED);
     fsm_bind_text(s, 1, f->cfg->groups[group].id);
     sqlite3_bind_int64(s, 2, op);
-    sqlite3_bind_int64(s, 3, since_ts);
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;

@@ -490,10 +490,10 @@ static bool earlier_write_in_flight(struct worker *w)
     if (w->cur.status == DW_STEP_STARTED &&
         !(w->started_term == w->fence.term && w->started_seq == w->cur.seq))
         return true;
-    /* operations that ended long before this term cannot have a request left */
-    int64_t since = dw_fsm_last_ts(a->fsm) - (int64_t)gcfg(a)->request_timeout_ms -
-                    2 * (int64_t)a->lease_ms;
-    return dw_fsm_group_write_unsettled(a->fsm, w->cur.group, w->cur.op, since) != 0;
+    /* Not only recent ones: entry stamps cannot tell how long ago an operation ended (a
+     * leader whose clock ran ahead stamps ahead), and the wait is at most one request timeout
+     * from taking office. */
+    return dw_fsm_group_write_unsettled(a->fsm, w->cur.group, w->cur.op) != 0;
 }
 
 static bool resume_must_wait(struct worker *w)

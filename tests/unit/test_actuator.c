@@ -526,7 +526,7 @@ static void test_aborted_operations_write_is_waited_out(void **state)
     }
     assert_int_equal(dw_fsm_next_steps(x->fsm, r, 4), 1);
     assert_true(r[0].op != failover); /* the cleanup */
-    assert_int_equal(dw_fsm_group_write_unsettled(x->fsm, 0, r[0].op, 0), 1);
+    assert_int_equal(dw_fsm_group_write_unsettled(x->fsm, 0, r[0].op), 1);
 
     uint64_t t0 = uv_now(&x->e.loop);
     lead(x, 9);

@@ -230,9 +230,11 @@ def test_k_silent_watchdog_cannot_tip_the_verdict_and_tilt_abstains():
         finally:
             c.procs[3].send_signal(signal.SIGCONT)
         # Node 3's loop was stopped for seconds: it distrusts itself.
-        st = wait_until(lambda: (lambda s: s if s and s["node"]["tilt"]["active"] else None)(c.status(3)),
-                        20, "node 3 in TILT")
-        assert "stall" in st["node"]["tilt"]["reason"], st["node"]["tilt"]
+        wait_until(lambda: (lambda s: s if s and s["node"]["tilt"]["active"] else None)(c.status(3)),
+                   20, "node 3 in TILT")
+        # the late probe runs the stop caused may trip TILT first (as probe overload): the stall
+        # is seen all the same
+        wait_until(lambda: "loop stalled" in c.log(3), 20, "node 3's stalled loop detected")
         assert any(line.startswith("drwatch_tilt 1") for line in c.metrics(3).splitlines())
         wait_until(lambda: (c.observation(1, 3, "site-a") or {}).get("tilt") and
                    c.observation(1, 3, "site-a")["fresh"], 20, "node 3's tilted DOWN committed")

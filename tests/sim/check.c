@@ -186,8 +186,9 @@ static void check_op_finished(struct sim *s, struct sim_node *n, int64_t op)
         const struct dw_group *grp = &cfg->groups[g];
         if (strcmp(grp->id, group) != 0)
             continue;
-        /* 4: no finished operation leaves a DOWN target in service */
-        for (int t = 0; t < grp->n_targets; t++) {
+        /* 4: no finished operation leaves a DOWN target in service, unless the operation
+         * planned at the same entry (a cleanup after an abort) switches it off */
+        for (int t = 0; t < grp->n_targets && !running_in_group(n, group); t++) {
             const struct dw_target *tg = &grp->targets[t];
             if (tg->site < 0 || dw_fsm_site_verdict(n->fsm, tg->site) != DW_DOWN ||
                 strcmp(status, "done") != 0)

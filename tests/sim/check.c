@@ -158,10 +158,8 @@ static void sql_row(struct sim_node *n, const char *sql, int64_t op, char *a, si
 
 static bool running_in_group(struct sim_node *n, const char *group)
 {
-    char a[64], b[64];
     sqlite3_stmt *st;
     bool running = false;
-    (void)a, (void)b;
     if (sqlite3_prepare_v2(dw_fsm_db(n->fsm),
                            "SELECT 1 FROM operations WHERE grp = ?1 AND status = 'running'", -1,
                            &st, NULL) != SQLITE_OK)

@@ -99,10 +99,22 @@ struct dw_target {
     char trunk_base_ids[DW_MAX_TRUNK_BASES][DW_ID_MAX];
 };
 
+/* When calls go back to a higher-priority target that is UP again. */
+enum dw_failback { DW_FAILBACK_AUTO = 0, DW_FAILBACK_MANUAL };
+
 struct dw_group {
     char id[DW_ID_MAX];
     int n_targets;
     struct dw_target targets[DW_MAX_TARGETS]; /* priority order: [0] is the primary */
+    enum dw_failback failback;        /* "failback": "auto" (default) | "manual" (drctl only) */
+    unsigned stable_for_ms;           /* continuous quorum UP before an automatic failback,
+                                         default 300000 */
+    unsigned failback_retry_ms;       /* back-off after a failed failback, doubled per failure,
+                                         default 60000 */
+    unsigned failback_retry_max_ms;   /* its ceiling, default 3600000 */
+    unsigned max_auto_operations;     /* automatic failovers and failbacks per window before the
+                                         group is held as flapping, default 3 */
+    unsigned flap_window_ms;          /* default 3600000 */
 };
 
 struct dw_probe_cfg {

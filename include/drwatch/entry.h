@@ -10,6 +10,14 @@
  *   {"v":1,"type":"hold","group":"carrier-1","action":"release","by_operator":"alice"}
  *                                    an operator lifts a group's hold; proposed through the
  *                                    leader's admin socket only, never forwarded by peers
+ *   {"v":1,"type":"maintenance","action":"set"|"clear","scope":"site"|"group","id":"site-a",
+ *    "by_operator":"alice","reason":"UPS swap","ttl_ms":7200000}
+ *                                    a maintenance window (reason and ttl_ms with "set" only);
+ *                                    proposed through the leader's admin socket only
+ *   {"v":1,"type":"operate","action":"switchover"|"failback","group":"carrier-1",
+ *    "to":"premise-b","by_operator":"alice","request":"r-2-17"}
+ *                                    an operator's move ("to" for a switchover); request names
+ *                                    it so the admin socket finds the operation it created
  *   {"v":1,"type":"config","format":1,"base":2,"by_operator":"alice","reason":"apply",
  *    "config":{...}}                 the cluster configuration, version base+1 (docs/config.md);
  *                                    proposed by the leader only (admin socket, bootstrap)
@@ -48,6 +56,14 @@ char *dw_entry_config(const cJSON *doc, int64_t base, const char *by_operator,
                       const char *reason);
 #define DW_OPERATOR_MAX 64 /* bytes of an operator's name in a hold entry */
 char *dw_entry_hold_release(const char *group, const char *by_operator);
+#define DW_MAINT_TTL_MIN 60000LL            /* a minute */
+#define DW_MAINT_TTL_MAX (30LL * 86400000)  /* thirty days */
+/* action "set" (reason, ttl_ms used) or "clear"; scope "site" or "group". */
+char *dw_entry_maintenance(const char *action, const char *scope, const char *id,
+                           const char *by_operator, const char *reason, int64_t ttl_ms);
+/* action "switchover" (to: a target id) or "failback" (to NULL). */
+char *dw_entry_operate(const char *action, const char *group, const char *to,
+                       const char *by_operator, const char *request);
 
 /* Cloud entries. states has one slot per configured Edge in flat order: sites[0].edges[0..],
  * then sites[1].edges[0..], ... (dw_entry_edge_count() slots). Only Edges in the cloud view

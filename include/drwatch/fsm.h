@@ -97,15 +97,30 @@ int dw_fsm_active_target(struct dw_fsm *f, int group); /* index into the group's
 /* Cluster view for drctl status: {"last_ts","applied","rejected",
  *   "sites":[{"id","verdict","since","observations":[{"node","state","refreshed","fresh","tilt"}]}],
  *   "nodes":[{"id","last_refresh","tilt"}],
- *   "groups":[{"id","active","hold"}],
+ *   "groups":[{"id","active","hold","hold_reason" ("failed" | "flapping" | ""),"failback"
+ *              ("auto" | "manual"),"pinned","failback_failures","failback_retry_at",
+ *              "maintenance"}],
  *   "operations":[{"id","group","kind","from","to","status","created","finished","reason",
- *                  "steps":[{"seq","action","target","status","started","finished","detail"}]}]}
+ *                  "operator" ("" when automatic),
+ *                  "steps":[{"seq","action","target","status","started","finished","detail"}]}],
+ *   "maintenance":[as dw_fsm_maintenance_json]}
  * Operations, newest first: every running one plus the 10 most recent finished ones. */
 cJSON *dw_fsm_status_json(struct dw_fsm *f);
 /* Each site also has "probe_verdict", "cloud_verdict", "combine" ("probes" |
  * "probes_and_genesys" | "probes_or_genesys"), "rule" ("any" | "all" | "at_least", with
  * "at_least": k), and, when it combines with Genesys,
  * "cloud":[{"edge","genesys_edge_id","state","reported","fresh"}] judged at last_ts. */
+
+/* An operator's move planned against the current state, as an operate entry applied now would
+ * plan it: action "switchover" (to: a target id) or "failback" (to ignored). 0 with *out =
+ * {"group","kind","from","to","steps":[{"seq","action","target"}]} (cJSON_Delete it), 1 refused
+ * with why, -1 on a database error. */
+int dw_fsm_manual_plan(struct dw_fsm *f, const char *group, const char *action, const char *to,
+                       cJSON **out, char *why, size_t whylen);
+/* The operation an operate entry with this request id created, 0 none (it was refused). */
+int64_t dw_fsm_operation_by_request(struct dw_fsm *f, const char *request);
+/* Maintenance windows: [{"scope","id","reason","owner","since","expires"}]; NULL on error. */
+cJSON *dw_fsm_maintenance_json(struct dw_fsm *f);
 
 /* The most rows one history view returns, whatever limit asks for (0 too). */
 #define DW_FSM_HISTORY_MAX 10000

@@ -8,10 +8,23 @@
 
 #include "drwatch/entry.h" /* enum dw_step_status */
 
-enum dw_op_kind { DW_OP_FAILOVER, DW_OP_ROLLBACK, DW_OP_CLEANUP, DW_OP_KIND_COUNT };
+/* A failover moves calls off a target voted DOWN; a failback to a higher-priority target UP
+ * again; a switchover to the target an operator named. Those three "move" calls (activate,
+ * verify, then switch the others off); a rollback and a cleanup only switch off. */
+enum dw_op_kind {
+    DW_OP_FAILOVER,
+    DW_OP_ROLLBACK,
+    DW_OP_CLEANUP,
+    DW_OP_FAILBACK,
+    DW_OP_SWITCHOVER,
+    DW_OP_KIND_COUNT
+};
 /* An operation is created RUNNING; DONE, FAILED and ABORTED are final. */
 enum dw_op_status { DW_OP_RUNNING, DW_OP_DONE, DW_OP_FAILED, DW_OP_ABORTED, DW_OP_STATUS_COUNT };
 enum dw_step_action { DW_ACT_ACTIVATE, DW_ACT_VERIFY, DW_ACT_DEACTIVATE, DW_ACT_COUNT };
+
+/* Whether the kind moves calls to its destination (make before break). */
+bool dw_op_moves(enum dw_op_kind k);
 
 /* The names the database and the views show. Parsing returns 0, or -1 for an unknown name. */
 const char *dw_op_kind_name(enum dw_op_kind k);

@@ -398,6 +398,15 @@ static void check_limits(struct ctx *c)
         total += c->cfg->sites[i].n_edges;
     if (total > DW_MAX_EDGES_TOTAL)
         cfg_err_at(c, "sites", "too many edges in all (%ld, max %d)", total, DW_MAX_EDGES_TOTAL);
+    for (int i = 0; i < c->cfg->n_groups; i++) {
+        const struct dw_group *g = &c->cfg->groups[i];
+        char jp[64];
+
+        snprintf(jp, sizeof jp, "failover_groups[%d].failback_retry_max_ms", i);
+        if (g->failback_retry_max_ms < g->failback_retry_ms)
+            cfg_err_at(c, jp, "must be at least failback_retry_ms (%u < %u)",
+                       g->failback_retry_max_ms, g->failback_retry_ms);
+    }
 }
 
 static void check_secret(struct ctx *c, const char *json_path, const char *file)

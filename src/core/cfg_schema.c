@@ -15,6 +15,7 @@ static const char *const probe_kinds[] = { "http", "sip", "tcp", NULL };
 static const char *const sip_transports[] = { "udp", "tcp", "tls", NULL };
 static const char *const combines[] = { "probes", "probes_and_genesys", "probes_or_genesys", NULL };
 static const char *const site_rules[] = { "any", "all", NULL };
+static const char *const failbacks[] = { "auto", "manual", NULL };
 
 unsigned cfg_probe_variant(const cJSON *obj)
 {
@@ -317,6 +318,13 @@ static const struct table target_t = TABLE(target_f);
 static const struct field group_f[] = {
     STR("id", true, struct dw_group, id, F_ID),
     ARR("targets", struct dw_group, targets, n_targets, 2, DW_MAX_TARGETS, &target_t, F_ID),
+    { .key = "failback", .kind = K_ENUM, .off = offsetof(struct dw_group, failback),
+      .names = failbacks },
+    NUM("stable_for_ms", struct dw_group, stable_for_ms, 300000, 0, MS_MAX),
+    NUM("failback_retry_ms", struct dw_group, failback_retry_ms, 60000, 1000, MS_MAX),
+    NUM("failback_retry_max_ms", struct dw_group, failback_retry_max_ms, 3600000, 1000, MS_MAX),
+    NUM("max_auto_operations", struct dw_group, max_auto_operations, 3, 1, THRESHOLD_MAX),
+    NUM("flap_window_ms", struct dw_group, flap_window_ms, 3600000, 1000, MS_MAX),
 };
 static const struct table group_t = TABLE(group_f);
 

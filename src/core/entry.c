@@ -167,6 +167,44 @@ char *dw_entry_hold_release(const char *group, const char *by_operator)
     return print_and_free(root);
 }
 
+char *dw_entry_maintenance(const char *action, const char *scope, const char *id,
+                           const char *by_operator, const char *reason, int64_t ttl_ms)
+{
+    cJSON *root = new_entry("maintenance");
+    bool set = strcmp(action, "set") == 0;
+
+    if (root == NULL)
+        return NULL;
+    if (!cJSON_AddStringToObject(root, "action", action) ||
+        !cJSON_AddStringToObject(root, "scope", scope) ||
+        !cJSON_AddStringToObject(root, "id", id) ||
+        !cJSON_AddStringToObject(root, "by_operator", by_operator) ||
+        (set && (!cJSON_AddStringToObject(root, "reason", reason) ||
+                 !cJSON_AddNumberToObject(root, "ttl_ms", (double)ttl_ms)))) {
+        cJSON_Delete(root);
+        return NULL;
+    }
+    return print_and_free(root);
+}
+
+char *dw_entry_operate(const char *action, const char *group, const char *to,
+                       const char *by_operator, const char *request)
+{
+    cJSON *root = new_entry("operate");
+
+    if (root == NULL)
+        return NULL;
+    if (!cJSON_AddStringToObject(root, "action", action) ||
+        !cJSON_AddStringToObject(root, "group", group) ||
+        (to != NULL && !cJSON_AddStringToObject(root, "to", to)) ||
+        !cJSON_AddStringToObject(root, "by_operator", by_operator) ||
+        !cJSON_AddStringToObject(root, "request", request)) {
+        cJSON_Delete(root);
+        return NULL;
+    }
+    return print_and_free(root);
+}
+
 int dw_entry_edge_count(const struct dw_config *cfg)
 {
     int n = 0;
@@ -356,6 +394,65 @@ static int check_hold(const cJSON *e, char *errmsg, size_t errlen)
     return 0;
 }
 
+static bool one_of(const cJSON *v, const char *a, const char *b)
+{
+    return cJSON_IsString(v) && (strcmp(v->valuestring, a) == 0 || strcmp(v->valuestring, b) == 0);
+}
+
+static int check_maintenance(const cJSON *e, char *errmsg, size_t errlen)
+{
+    const cJSON *action = cJSON_GetObjectItemCaseSensitive(e, "action");
+    const cJSON *ttl = cJSON_GetObjectItemCaseSensitive(e, "ttl_ms");
+
+    if (!one_of(action, "set", "clear"))
+        return set_err(errmsg, errlen, "maintenance: \"action\" must be \"set\" or \"clear\"");
+    if (!one_of(cJSON_GetObjectItemCaseSensitive(e, "scope"), "site", "group"))
+        return set_err(errmsg, errlen, "maintenance: \"scope\" must be \"site\" or \"group\"");
+    if (!short_string(cJSON_GetObjectItemCaseSensitive(e, "id"), DW_ID_MAX - 1))
+        return set_err(errmsg, errlen, "maintenance: \"id\" must be a string of 1 to %d bytes",
+                       DW_ID_MAX - 1);
+    if (!short_string(cJSON_GetObjectItemCaseSensitive(e, "by_operator"), DW_OPERATOR_MAX))
+        return set_err(errmsg, errlen,
+                       "maintenance: \"by_operator\" must be a string of 1 to %d bytes",
+                       DW_OPERATOR_MAX);
+    if (strcmp(action->valuestring, "clear") == 0)
+        return 0;
+    if (!short_string(cJSON_GetObjectItemCaseSensitive(e, "reason"), DW_DETAIL_MAX))
+        return set_err(errmsg, errlen,
+                       "maintenance: \"reason\" must be a string of 1 to %d bytes",
+                       DW_DETAIL_MAX);
+    if (!cJSON_IsNumber(ttl) || ttl->valuedouble < DW_MAINT_TTL_MIN ||
+        ttl->valuedouble > DW_MAINT_TTL_MAX || ttl->valuedouble != (double)(int64_t)ttl->valuedouble)
+        return set_err(errmsg, errlen, "maintenance: \"ttl_ms\" must be an integer from %lld to "
+                       "%lld", (long long)DW_MAINT_TTL_MIN, (long long)DW_MAINT_TTL_MAX);
+    return 0;
+}
+
+static int check_operate(const cJSON *e, char *errmsg, size_t errlen)
+{
+    const cJSON *action = cJSON_GetObjectItemCaseSensitive(e, "action");
+    const cJSON *to = cJSON_GetObjectItemCaseSensitive(e, "to");
+
+    if (!one_of(action, "switchover", "failback"))
+        return set_err(errmsg, errlen,
+                       "operate: \"action\" must be \"switchover\" or \"failback\"");
+    if (!short_string(cJSON_GetObjectItemCaseSensitive(e, "group"), DW_ID_MAX - 1))
+        return set_err(errmsg, errlen, "operate: \"group\" must be a string of 1 to %d bytes",
+                       DW_ID_MAX - 1);
+    if ((to != NULL || strcmp(action->valuestring, "switchover") == 0) &&
+        !short_string(to, DW_ID_MAX - 1))
+        return set_err(errmsg, errlen, "operate: \"to\" must be a string of 1 to %d bytes",
+                       DW_ID_MAX - 1);
+    if (!short_string(cJSON_GetObjectItemCaseSensitive(e, "by_operator"), DW_OPERATOR_MAX))
+        return set_err(errmsg, errlen,
+                       "operate: \"by_operator\" must be a string of 1 to %d bytes",
+                       DW_OPERATOR_MAX);
+    if (!short_string(cJSON_GetObjectItemCaseSensitive(e, "request"), DW_ID_MAX - 1))
+        return set_err(errmsg, errlen, "operate: \"request\" must be a string of 1 to %d bytes",
+                       DW_ID_MAX - 1);
+    return 0;
+}
+
 static int check_config(const cJSON *e, char *errmsg, size_t errlen)
 {
     int64_t base, format;
@@ -440,6 +537,12 @@ char *dw_entry_stamp(const char *json, size_t len, int64_t ts_ms, uint64_t leade
             goto done;
     } else if (strcmp(type->valuestring, "hold") == 0) {
         if (check_hold(e, errmsg, errlen) != 0)
+            goto done;
+    } else if (strcmp(type->valuestring, "maintenance") == 0) {
+        if (check_maintenance(e, errmsg, errlen) != 0)
+            goto done;
+    } else if (strcmp(type->valuestring, "operate") == 0) {
+        if (check_operate(e, errmsg, errlen) != 0)
             goto done;
     } else if (strcmp(type->valuestring, "config") == 0) {
         if (check_config(e, errmsg, errlen) != 0)

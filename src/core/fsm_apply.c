@@ -225,7 +225,7 @@ static int apply_hold(struct dw_fsm *f, const cJSON *e, int64_t ts, char *why, s
     s = fsm_stmt(f, ST_META_PUT);
     fsm_bind_text(s, 1, key);
     sqlite3_bind_int64(s, 2, last_op);
-    if (fsm_run(s) != 0 || fsm_group_set(f, ST_GROUP_SET_HOLD, group->valuestring, 0) != 0 ||
+    if (fsm_run(s) != 0 || fsm_group_hold(f, group->valuestring, "") != 0 ||
         fsm_history(f, ts, "hold", "%s: hold %s by %.64s", group->valuestring,
                     hold ? "released" : "release (was not held)", by->valuestring) != 0)
         return APPLY_SQL_ERROR;
@@ -282,7 +282,7 @@ static int after_entry(struct dw_fsm *f, int64_t ts, char *why, size_t whylen)
     bool changed;
     int rc;
 
-    if (fsm_update_verdicts(f, ts, &changed) != 0)
+    if (fsm_expire_maintenance(f, ts) != 0 || fsm_update_verdicts(f, ts, &changed) != 0)
         return APPLY_SQL_ERROR;
     for (int i = 0; i < f->cfg->n_groups; i++) {
         rc = fsm_plan_group(f, &f->cfg->groups[f->group_order[i]], ts, changed, why, whylen);
@@ -366,6 +366,10 @@ static int apply_parsed(struct dw_fsm *f, const cJSON *e, int64_t *ts, char *why
         rc = apply_cloud(f, e, *ts, why, whylen);
     else if (strcmp(type->valuestring, "hold") == 0)
         rc = apply_hold(f, e, *ts, why, whylen);
+    else if (strcmp(type->valuestring, "maintenance") == 0)
+        rc = fsm_apply_maintenance(f, e, *ts, why, whylen);
+    else if (strcmp(type->valuestring, "operate") == 0)
+        rc = fsm_apply_operate(f, e, *ts, why, whylen);
     else if (strcmp(type->valuestring, "config") == 0)
         rc = fsm_apply_config(f, e, *ts, why, whylen);
     else {

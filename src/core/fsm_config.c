@@ -285,7 +285,8 @@ static int drop_rows(struct dw_fsm *f, const char *sql, const char *text, int64_
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* Rows of sites, Edges, groups and members the new configuration no longer has go; a kept
+/* Rows of sites, Edges, groups, members and maintenance windows the new configuration no longer
+ * has go; a kept
  * group's active target follows its id to its new place in the list. */
 static int reconcile_rows(struct dw_fsm *f, const struct dw_config *old)
 {
@@ -327,6 +328,8 @@ static int reconcile_rows(struct dw_fsm *f, const struct dw_config *old)
                           fsm_target_index(&f->cfg->groups[j], g->targets[active].id)) != 0)
             return -1;
     }
+    if (fsm_maintenance_prune(f) != 0)
+        return -1;
     return fsm_ensure_config_rows(f);
 }
 

@@ -18,10 +18,16 @@ const char fsm_schema_sql[] =
     "CREATE TABLE sites(id TEXT PRIMARY KEY, verdict TEXT NOT NULL, since INTEGER NOT NULL,"
     " probe_verdict TEXT NOT NULL DEFAULT 'unknown', cloud_verdict TEXT NOT NULL DEFAULT 'unknown');"
     "CREATE TABLE cloud(edge TEXT PRIMARY KEY, state TEXT NOT NULL, ts INTEGER NOT NULL);"
-    "CREATE TABLE groups(id TEXT PRIMARY KEY, active INTEGER NOT NULL, hold INTEGER NOT NULL);"
+    "CREATE TABLE groups(id TEXT PRIMARY KEY, active INTEGER NOT NULL, hold INTEGER NOT NULL,"
+    " hold_reason TEXT NOT NULL DEFAULT '', pinned INTEGER NOT NULL DEFAULT 0,"
+    " fb_failures INTEGER NOT NULL DEFAULT 0, fb_retry_at INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE operations(id INTEGER PRIMARY KEY, grp TEXT NOT NULL, kind TEXT NOT NULL,"
     " from_target TEXT NOT NULL, to_target TEXT NOT NULL, status TEXT NOT NULL,"
-    " created INTEGER NOT NULL, finished INTEGER, reason TEXT NOT NULL);"
+    " created INTEGER NOT NULL, finished INTEGER, reason TEXT NOT NULL,"
+    " operator TEXT NOT NULL DEFAULT '', request TEXT NOT NULL DEFAULT '');"
+    "CREATE TABLE maintenance(scope TEXT NOT NULL, id TEXT NOT NULL, reason TEXT NOT NULL,"
+    " owner TEXT NOT NULL, since INTEGER NOT NULL, expires INTEGER NOT NULL,"
+    " PRIMARY KEY(scope, id));"
     "CREATE INDEX operations_by_group ON operations(grp, status);"
     "CREATE TABLE steps(op INTEGER NOT NULL, seq INTEGER NOT NULL, action TEXT NOT NULL,"
     " target TEXT NOT NULL, status TEXT NOT NULL, started INTEGER, finished INTEGER, detail TEXT,"
@@ -30,7 +36,7 @@ const char fsm_schema_sql[] =
     " detail TEXT NOT NULL);"
     "CREATE TABLE config(version INTEGER PRIMARY KEY, doc TEXT NOT NULL, ts INTEGER NOT NULL,"
     " by_operator TEXT NOT NULL, reason TEXT NOT NULL);"
-    "INSERT INTO meta(key, value) VALUES('schema', 3), ('applied', 0), ('rejected', 0),"
+    "INSERT INTO meta(key, value) VALUES('schema', 4), ('applied', 0), ('rejected', 0),"
     " ('last_ts', 0), ('leader_epoch', 0), ('last_stamp', 0);";
 
 static const char *const stmt_sql[ST_COUNT] = {
@@ -64,9 +70,9 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_OP_LATEST] = "SELECT id, grp, kind, from_target, to_target, status FROM operations"
                      " WHERE grp = ?1 ORDER BY id DESC LIMIT 1",
     [ST_OP_INSERT] = "INSERT INTO operations(id, grp, kind, from_target, to_target, status,"
-                     " created, finished, reason)"
+                     " created, finished, reason, operator, request)"
                      " VALUES((SELECT COALESCE(MAX(id), 0) + 1 FROM operations),"
-                     " ?1, ?2, ?3, ?4, 'running', ?5, NULL, ?6)",
+                     " ?1, ?2, ?3, ?4, 'running', ?5, NULL, ?6, ?7, ?8)",
     [ST_OP_FINISH] = "UPDATE operations SET status = ?2, finished = ?3 WHERE id = ?1",
     [ST_STEP_INSERT] = "INSERT INTO steps(op, seq, action, target, status)"
                        " VALUES(?1, ?2, ?3, ?4, 'pending')",
@@ -85,6 +91,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_TARGET_FAILED] = "SELECT COUNT(*) FROM steps s JOIN operations o ON o.id = s.op"
                          " WHERE o.grp = ?1 AND o.id > ?2 AND s.target = ?3"
                          " AND s.status = 'failed' AND s.action IN ('activate', 'verify')"
+                         " AND o.kind <> 'failback'"
                          " AND s.finished >= COALESCE((SELECT since FROM sites WHERE id = ?4), 0)",
     [ST_ACTIVATE_STARTED] = "SELECT MAX(s.started) FROM steps s JOIN operations o ON o.id = s.op"
                             " WHERE o.grp = ?1 AND s.target = ?2 AND s.action = 'activate'",
@@ -99,7 +106,7 @@ static const char *const stmt_sql[ST_COUNT] = {
                       " COALESCE(SUM(o.status = 'failed' AND o.kind = 'cleanup'), 0)"
                       " FROM operations o WHERE o.grp = ?1 AND o.id > (SELECT COALESCE(MAX(id), 0)"
                       " FROM operations WHERE grp = ?1 AND status = 'done'"
-                      " AND kind IN ('failover', 'cleanup'))",
+                      " AND kind IN ('failover', 'cleanup', 'failback', 'switchover'))",
     [ST_HISTORY_NEWEST] = "SELECT COALESCE(MAX(id), 0) FROM history",
     [ST_HISTORY_OLDEST] = "SELECT id, ts FROM history ORDER BY id LIMIT ?1",
     [ST_HISTORY_PRUNE] = "DELETE FROM history WHERE id <= ?1",
@@ -113,6 +120,24 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_WRITE_UNSETTLED] = "SELECT 1 FROM operations o JOIN steps s ON s.op = o.id"
                            " WHERE o.grp = ?1 AND o.id <> ?2 AND o.status <> 'running'"
                            " AND s.status = 'started' LIMIT 1",
+    [ST_GROUP_ROW] = "SELECT active, hold, hold_reason, pinned, fb_failures, fb_retry_at"
+                     " FROM groups WHERE id = ?1",
+    [ST_GROUP_SET_HOLD_REASON] = "UPDATE groups SET hold = ?2 <> '', hold_reason = ?2 WHERE id = ?1",
+    [ST_GROUP_SET_PINNED] = "UPDATE groups SET pinned = ?2 WHERE id = ?1",
+    [ST_GROUP_SET_BACKOFF] = "UPDATE groups SET fb_failures = ?2, fb_retry_at = ?3 WHERE id = ?1",
+    [ST_SITE_SINCE] = "SELECT verdict, since FROM sites WHERE id = ?1",
+    [ST_MAINT_GET] = "SELECT 1 FROM maintenance WHERE scope = ?1 AND id = ?2",
+    [ST_MAINT_PUT] = "INSERT INTO maintenance(scope, id, reason, owner, since, expires)"
+                     " VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(scope, id) DO UPDATE SET"
+                     " reason = excluded.reason, owner = excluded.owner,"
+                     " expires = excluded.expires",
+    [ST_MAINT_DEL] = "DELETE FROM maintenance WHERE scope = ?1 AND id = ?2",
+    [ST_MAINT_EXPIRED] = "SELECT scope, id, owner, reason FROM maintenance WHERE expires <= ?1"
+                         " ORDER BY scope, id",
+    /* automatic moves since the window's start and since the group's last release (?3) */
+    [ST_AUTO_OPS] = "SELECT COUNT(*) FROM operations WHERE grp = ?1 AND operator = ''"
+                    " AND kind IN ('failover', 'failback') AND created > ?2 AND id > ?3",
+    [ST_OP_BY_REQUEST] = "SELECT id FROM operations WHERE request = ?1 AND request <> ''",
 };
 
 void fsm_set_msg(char *buf, size_t len, const char *fmt, ...)
@@ -356,6 +381,48 @@ int fsm_group_get(struct dw_fsm *f, const char *group, int *active, bool *hold)
     }
     sqlite3_reset(s);
     return rc;
+}
+
+int fsm_group_row(struct dw_fsm *f, const char *group, struct group_row *out)
+{
+    sqlite3_stmt *s = fsm_stmt(f, ST_GROUP_ROW);
+    int rc = -1;
+
+    memset(out, 0, sizeof *out);
+    fsm_bind_text(s, 1, group);
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        out->active = sqlite3_column_int(s, 0);
+        out->hold = sqlite3_column_int(s, 1) != 0;
+        snprintf(out->hold_reason, sizeof out->hold_reason, "%s", fsm_col_text(s, 2));
+        out->pinned = sqlite3_column_int(s, 3) != 0;
+        out->fb_failures = sqlite3_column_int(s, 4);
+        out->fb_retry_at = sqlite3_column_int64(s, 5);
+        rc = 0;
+    }
+    sqlite3_reset(s);
+    return rc;
+}
+
+/* reason "" lifts the hold. */
+int fsm_group_hold(struct dw_fsm *f, const char *group, const char *reason)
+{
+    sqlite3_stmt *s = fsm_stmt(f, ST_GROUP_SET_HOLD_REASON);
+
+    fsm_bind_text(s, 1, group);
+    fsm_bind_text(s, 2, reason);
+    return fsm_run(s);
+}
+
+int fsm_in_maintenance(struct dw_fsm *f, const char *scope, const char *id)
+{
+    sqlite3_stmt *s = fsm_stmt(f, ST_MAINT_GET);
+    int rc;
+
+    fsm_bind_text(s, 1, scope);
+    fsm_bind_text(s, 2, id);
+    rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
 /* A siteless target (BYOC Cloud) is always up. */

@@ -14,7 +14,7 @@
 #include "drwatch/fsm.h"
 #include "drwatch/opsm.h"
 
-#define FSM_SCHEMA_VERSION 3
+#define FSM_SCHEMA_VERSION 4
 
 extern const char fsm_schema_sql[];
 
@@ -58,6 +58,17 @@ enum stmt_id {
     ST_HISTORY_PRUNE,
     ST_NEXT_STEPS,
     ST_WRITE_UNSETTLED,
+    ST_GROUP_ROW,
+    ST_GROUP_SET_HOLD_REASON,
+    ST_GROUP_SET_PINNED,
+    ST_GROUP_SET_BACKOFF,
+    ST_SITE_SINCE,
+    ST_MAINT_GET,
+    ST_MAINT_PUT,
+    ST_MAINT_DEL,
+    ST_MAINT_EXPIRED,
+    ST_AUTO_OPS,
+    ST_OP_BY_REQUEST,
     ST_COUNT
 };
 
@@ -102,6 +113,16 @@ struct op_row {
     enum dw_op_status status;
 };
 
+/* A group's row: who carries calls and what binds automatic operations. */
+struct group_row {
+    int active;
+    bool hold;
+    char hold_reason[16]; /* "failed" | "flapping" | "" */
+    bool pinned;
+    int fb_failures;     /* failed failbacks in a row */
+    int64_t fb_retry_at; /* no automatic failback before this time */
+};
+
 struct step_row {
     int seq;
     enum dw_step_action action;
@@ -135,6 +156,10 @@ int fsm_site_row(struct dw_fsm *f, const char *site, enum dw_health *verdict,
 int fsm_site_verdict_by_id(struct dw_fsm *f, const char *site, enum dw_health *out);
 int fsm_group_get(struct dw_fsm *f, const char *group, int *active, bool *hold);
 int fsm_target_health(struct dw_fsm *f, const struct dw_target *t, enum dw_health *out);
+int fsm_group_row(struct dw_fsm *f, const char *group, struct group_row *out);
+int fsm_group_hold(struct dw_fsm *f, const char *group, const char *reason);
+/* Whether scope ("site" | "group") id is in maintenance now: 1 yes, 0 no, -1 error. */
+int fsm_in_maintenance(struct dw_fsm *f, const char *scope, const char *id);
 int fsm_op_get(struct dw_fsm *f, int64_t op, struct op_row *row);
 int fsm_op_latest(struct dw_fsm *f, const char *group, struct op_row *row);
 int fsm_step_next(struct dw_fsm *f, int64_t op, struct step_row *row);
@@ -144,6 +169,15 @@ int fsm_int_row(sqlite3_stmt *s, int64_t *out, int n);
 int fsm_scalar(sqlite3_stmt *s, int64_t *out);
 int fsm_group_set(struct dw_fsm *f, enum stmt_id id, const char *group, int value);
 int fsm_cmp_str_ptr(const void *a, const void *b);
+
+/* fsm_maint.c */
+int fsm_apply_maintenance(struct dw_fsm *f, const cJSON *e, int64_t ts, char *why, size_t whylen);
+/* Lifts every window whose expiry ts reached, each with a history row. */
+int fsm_expire_maintenance(struct dw_fsm *f, int64_t ts);
+int fsm_maintenance_prune(struct dw_fsm *f);
+
+/* fsm_ops.c: an operator's switchover or failback */
+int fsm_apply_operate(struct dw_fsm *f, const cJSON *e, int64_t ts, char *why, size_t whylen);
 
 /* fsm_verdict.c */
 const char *fsm_combine_name(enum dw_combine c);

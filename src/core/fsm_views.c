@@ -335,16 +335,23 @@ static bool status_groups(struct dw_fsm *f, cJSON *root)
     for (int i = 0; ok && i < f->cfg->n_groups; i++) {
         const struct dw_group *g = &f->cfg->groups[i];
         cJSON *o = cJSON_CreateObject();
-        int active;
-        bool hold;
+        struct group_row r;
+        int m;
 
-        ok = o != NULL && cJSON_AddItemToArray(arr, o) &&
-             fsm_group_get(f, g->id, &active, &hold) == 0 &&
+        ok = o != NULL && cJSON_AddItemToArray(arr, o) && fsm_group_row(f, g->id, &r) == 0 &&
+             (m = fsm_in_maintenance(f, "group", g->id)) >= 0 &&
              cJSON_AddStringToObject(o, "id", g->id) &&
-             (active >= 0 && active < g->n_targets
-                  ? cJSON_AddStringToObject(o, "active", g->targets[active].id) != NULL
+             (r.active >= 0 && r.active < g->n_targets
+                  ? cJSON_AddStringToObject(o, "active", g->targets[r.active].id) != NULL
                   : cJSON_AddNullToObject(o, "active") != NULL) &&
-             cJSON_AddBoolToObject(o, "hold", hold);
+             cJSON_AddBoolToObject(o, "hold", r.hold) &&
+             cJSON_AddStringToObject(o, "hold_reason", r.hold_reason) &&
+             cJSON_AddStringToObject(o, "failback", g->failback == DW_FAILBACK_MANUAL ? "manual"
+                                                                                    : "auto") &&
+             cJSON_AddBoolToObject(o, "pinned", r.pinned) &&
+             cJSON_AddNumberToObject(o, "failback_failures", r.fb_failures) &&
+             cJSON_AddNumberToObject(o, "failback_retry_at", (double)r.fb_retry_at) &&
+             cJSON_AddBoolToObject(o, "maintenance", m == 1);
     }
     return ok;
 }
@@ -376,12 +383,12 @@ static bool status_steps(struct dw_fsm *f, cJSON *op_obj, int64_t op)
 static bool status_operations(struct dw_fsm *f, cJSON *root)
 {
     static const char sql[] =
-        "SELECT id, grp, kind, from_target, to_target, status, created, finished, reason"
-        " FROM operations WHERE status = 'running' OR id IN"
+        "SELECT id, grp, kind, from_target, to_target, status, created, finished, reason,"
+        " operator FROM operations WHERE status = 'running' OR id IN"
         " (SELECT id FROM operations WHERE status <> 'running' ORDER BY id DESC LIMIT 10)"
         " ORDER BY id DESC";
     static const char *const cols[] = {"id", "group", "kind", "from", "to", "status", "created",
-                                       "finished", "reason"};
+                                       "finished", "reason", "operator"};
     cJSON *arr = cJSON_AddArrayToObject(root, "operations");
     sqlite3_stmt *s;
     bool ok = arr != NULL;
@@ -392,7 +399,7 @@ static bool status_operations(struct dw_fsm *f, cJSON *root)
         cJSON *o = cJSON_CreateObject();
 
         ok = o != NULL && cJSON_AddItemToArray(arr, o);
-        for (int c = 0; ok && c < 9; c++)
+        for (int c = 0; ok && c < 10; c++)
             ok = json_add_col(o, cols[c], s, c);
         ok = ok && status_steps(f, o, sqlite3_column_int64(s, 0));
     }
@@ -409,7 +416,8 @@ cJSON *dw_fsm_status_json(struct dw_fsm *f)
     if (!cJSON_AddNumberToObject(root, "last_ts", (double)f->last_ts) ||
         !cJSON_AddNumberToObject(root, "applied", (double)f->applied) ||
         !cJSON_AddNumberToObject(root, "rejected", (double)f->rejected) || !status_sites(f, root) ||
-        !status_nodes(f, root) || !status_groups(f, root) || !status_operations(f, root)) {
+        !status_nodes(f, root) || !status_groups(f, root) || !status_operations(f, root) ||
+        !cJSON_AddItemToObject(root, "maintenance", dw_fsm_maintenance_json(f))) {
         cJSON_Delete(root);
         return NULL;
     }

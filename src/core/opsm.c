@@ -16,6 +16,10 @@ static const bool op_allowed[DW_OP_KIND_COUNT][N_OPS][N_OPS] = {
                                            [DW_OP_ABORTED] = true}},
     [DW_OP_CLEANUP] = {[DW_OP_RUNNING] = {[DW_OP_DONE] = true, [DW_OP_FAILED] = true,
                                           [DW_OP_ABORTED] = true}},
+    [DW_OP_FAILBACK] = {[DW_OP_RUNNING] = {[DW_OP_DONE] = true, [DW_OP_FAILED] = true,
+                                           [DW_OP_ABORTED] = true}},
+    [DW_OP_SWITCHOVER] = {[DW_OP_RUNNING] = {[DW_OP_DONE] = true, [DW_OP_FAILED] = true,
+                                             [DW_OP_ABORTED] = true}},
 };
 
 static const bool step_allowed[DW_STEP_FAILED + 1][DW_STEP_FAILED + 1] = {
@@ -23,7 +27,8 @@ static const bool step_allowed[DW_STEP_FAILED + 1][DW_STEP_FAILED + 1] = {
     [DW_STEP_STARTED] = {[DW_STEP_DONE] = true, [DW_STEP_FAILED] = true},
 };
 
-static const char *const kind_names[DW_OP_KIND_COUNT] = {"failover", "rollback", "cleanup"};
+static const char *const kind_names[DW_OP_KIND_COUNT] = {"failover", "rollback", "cleanup",
+                                                              "failback", "switchover"};
 static const char *const status_names[N_OPS] = {"running", "done", "failed", "aborted"};
 static const char *const action_names[DW_ACT_COUNT] = {"activate", "verify", "deactivate"};
 
@@ -35,6 +40,11 @@ static int index_of(const char *const *names, int n, const char *s)
             return i;
     }
     return -1;
+}
+
+bool dw_op_moves(enum dw_op_kind k)
+{
+    return k == DW_OP_FAILOVER || k == DW_OP_FAILBACK || k == DW_OP_SWITCHOVER;
 }
 
 const char *dw_op_kind_name(enum dw_op_kind k)

@@ -78,6 +78,11 @@ static struct dw_config *make_config(void)
     add_site(cfg, "site-b", 1);
     g = &cfg->groups[cfg->n_groups++];
     snprintf(g->id, sizeof g->id, "carrier-1");
+    g->stable_for_ms = 300000;
+    g->failback_retry_ms = 60000;
+    g->failback_retry_max_ms = 3600000;
+    g->max_auto_operations = 3;
+    g->flap_window_ms = 3600000;
     add_target(g, "premise-a", SITE_A, "tb-a");
     add_target(g, "premise-b", SITE_B, "tb-b");
     add_target(g, "cloud", -1, "tb-cloud");
@@ -1704,7 +1709,7 @@ static void test_restore_schema_1(void **state)
     assert_int_equal(dw_fsm_probe_verdict(x->f, SITE_A), DW_DOWN);
     assert_int_equal(dw_fsm_cloud_verdict(x->f, SITE_A), DW_UNKNOWN);
     dump = dw_fsm_dump(x->f);
-    assert_non_null(strstr(dump, "meta|key=schema|value=3\n"));
+    assert_non_null(strstr(dump, "meta|key=schema|value=4\n"));
     /* the previous stamp, which older snapshots lack, is the last applied time */
     assert_non_null(strstr(dump, "meta|key=last_stamp|value=1700000000000\n"));
     assert_non_null(strstr(dump, "sites|id=site-b|verdict=up|since=5|probe_verdict=up|"
@@ -2026,7 +2031,7 @@ static void test_determinism(void **state)
     assert_non_null(strstr(da, "operations|id=20|"));
     assert_non_null(strstr(da, "|to_target=cloud|"));
     assert_non_null(strstr(da, "|status=failed|"));
-    assert_non_null(strstr(da, "|hold=1\n"));
+    assert_non_null(strstr(da, "|hold=1|hold_reason=failed|"));
     assert_non_null(strstr(da, "|status=done|"));
     assert_non_null(strstr(da, "|kind=verdict|"));
     assert_non_null(strstr(da, "cloud|edge=site-b-edge1|"));
@@ -2045,6 +2050,364 @@ static void test_determinism(void **state)
     for (int i = 0; i < N; i++)
         free(entries[i]);
     free(entries);
+}
+
+/* ---- the DR lifecycle: failback, flap damping, maintenance, operators' moves ----------------- */
+
+#define STABLE_FOR 300000
+
+/* Every node refreshes its view every TTL/3 from *ts on (verdicts stay fresh); the last entry
+ * is at until (or at once after *ts when that is later). */
+static void refresh_until(struct fx *x, int64_t *ts, int64_t until, enum dw_health a,
+                          enum dw_health b)
+{
+    for (;;) {
+        for (uint64_t n = 1; n <= 3; n++)
+            assert_int_equal(observe(x, n, (*ts)++, a, b), DW_FSM_APPLIED);
+        if (*ts > until - 2)
+            return;
+        *ts = *ts + TTL / 3 < until - 2 ? *ts + TTL / 3 : until - 2;
+    }
+}
+
+/* premise-a fails over to premise-b, which carries calls afterwards. */
+static void failover_to_b(struct fx *x, int64_t *ts)
+{
+    all_up(x);
+    fail_site_a(x, *ts);
+    *ts += 2;
+    run_to_done(x, ts);
+    assert_only_in_service(x, PREMISE_B);
+}
+
+/* site-a is seen up again by every node; returns the time its verdict turned UP. */
+static int64_t site_a_back(struct fx *x, int64_t *ts)
+{
+    int64_t since = 0;
+
+    for (uint64_t n = 1; n <= 3; n++) {
+        assert_int_equal(observe(x, n, (*ts)++, U, U), DW_FSM_APPLIED);
+        if (since == 0 && dw_fsm_site_verdict(x->f, SITE_A) == DW_UP)
+            since = *ts - 1;
+    }
+    assert_true(since > 0);
+    return since;
+}
+
+static const char *running_kind(struct fx *x, char *buf, size_t len)
+{
+    cJSON *root = dw_fsm_status_json(x->f), *op;
+
+    buf[0] = '\0';
+    cJSON_ArrayForEach(op, cJSON_GetObjectItem(root, "operations")) {
+        if (strcmp(jstr(op, "status"), "running") == 0)
+            snprintf(buf, len, "%s %s", jstr(op, "kind"), jstr(op, "to"));
+    }
+    cJSON_Delete(root);
+    return buf;
+}
+
+static void test_failback_after_stable_for(void **state)
+{
+    struct fx *x = *state;
+    static const char *const plan[] = {"activate premise-a", "verify premise-a",
+                                       "deactivate premise-b", "deactivate cloud"};
+    struct dw_step_ref r[4];
+    int64_t ts = T0 + 5000, since;
+    char k[64];
+
+    failover_to_b(x, &ts);
+    since = site_a_back(x, &ts);
+    /* up, but not for long enough: nothing, however often the nodes refresh */
+    refresh_until(x, &ts, since + STABLE_FOR - 1, U, U);
+    assert_int_equal(n_next(x, r, 4), 0);
+    /* a break in the UP verdict starts the wait again */
+    assert_int_equal(observe(x, 1, ts++, D, U), DW_FSM_APPLIED);
+    assert_int_equal(observe(x, 2, ts++, D, U), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_DOWN);
+    since = site_a_back(x, &ts);
+    refresh_until(x, &ts, since + STABLE_FOR - 1, U, U);
+    assert_int_equal(n_next(x, r, 4), 0);
+    refresh_until(x, &ts, since + STABLE_FOR + 1, U, U);
+    assert_string_equal(running_kind(x, k, sizeof k), "failback premise-a");
+    expect_plan(x, plan, 4);
+    run_to_done(x, &ts);
+    assert_only_in_service(x, PREMISE_A);
+    assert_true(history_has(x, "operation", "failback #"));
+    assert_true(history_has(x, "operation", "premise-b -> premise-a done"));
+}
+
+/* The chain: A down -> B; B down too -> cloud; B back -> B; A back -> A. */
+static void test_chain_down_and_back(void **state)
+{
+    struct fx *x = *state;
+    int64_t ts = T0 + 5000, since;
+    char k[64];
+
+    x->cfg->groups[0].max_auto_operations = 10; /* four automatic moves within the hour */
+    failover_to_b(x, &ts);
+    assert_int_equal(observe(x, 1, ts++, D, D), DW_FSM_APPLIED);
+    assert_int_equal(observe(x, 2, ts++, D, D), DW_FSM_APPLIED);
+    assert_string_equal(running_kind(x, k, sizeof k), "failover cloud");
+    run_to_done(x, &ts);
+    assert_only_in_service(x, CLOUD);
+    /* B back first */
+    since = ts;
+    refresh_until(x, &ts, since + STABLE_FOR + 1, D, U);
+    assert_string_equal(running_kind(x, k, sizeof k), "failback premise-b");
+    run_to_done(x, &ts);
+    assert_only_in_service(x, PREMISE_B);
+    since = site_a_back(x, &ts);
+    refresh_until(x, &ts, since + STABLE_FOR + 1, U, U);
+    assert_string_equal(running_kind(x, k, sizeof k), "failback premise-a");
+    run_to_done(x, &ts);
+    assert_only_in_service(x, PREMISE_A);
+}
+
+/* A failback whose verify fails: the primary is switched off again, calls stay on the backup,
+ * no hold; the next try waits the back-off, doubled after each failure. */
+static void test_failback_rollback_and_backoff(void **state)
+{
+    struct fx *x = *state;
+    struct dw_step_ref r[4];
+    int64_t ts = T0 + 5000, since, failed_at;
+    cJSON *root, *g;
+    char k[64];
+
+    x->cfg->groups[0].max_auto_operations = 10; /* every try counts against the flap window */
+    failover_to_b(x, &ts);
+    since = site_a_back(x, &ts);
+    for (int round = 1; round <= 2; round++) {
+        refresh_until(x, &ts, ts + (round == 1 ? since + STABLE_FOR + 1 - ts : 0), U, U);
+        assert_int_equal(observe(x, 3, ts++, U, U), DW_FSM_APPLIED);
+        assert_string_equal(running_kind(x, k, sizeof k), "failback premise-a");
+        assert_int_equal(n_next(x, r, 4), 1);
+        assert_int_equal(step(x, r[0].op, 0, DW_STEP_STARTED, ts++), DW_FSM_APPLIED);
+        assert_int_equal(step(x, r[0].op, 0, DW_STEP_DONE, ts++), DW_FSM_APPLIED);
+        step_fails(x, r[0].op, 1, ts);
+        failed_at = ts + 1;
+        ts += 2;
+        assert_string_equal(running_kind(x, k, sizeof k), "rollback premise-b");
+        run_to_done(x, &ts);
+        g = group_status(x, &root);
+        assert_false(cJSON_IsTrue(cJSON_GetObjectItem(g, "hold")));
+        cJSON_Delete(root);
+        /* the cleanup that follows any failure only reads what is already off */
+        if (n_next(x, r, 4) == 1)
+            run_to_done(x, &ts);
+        assert_only_in_service(x, PREMISE_B);
+        /* back-off: 60 s after the first failure, 120 s after the second */
+        refresh_until(x, &ts, failed_at + 60000 * round - 1, U, U);
+        assert_int_equal(n_next(x, r, 4), 0);
+        refresh_until(x, &ts, failed_at + 60000 * round + 1, U, U);
+    }
+    assert_true(history_has(x, "operation", "failback retried in 60 s"));
+    assert_true(history_has(x, "operation", "failback retried in 120 s"));
+    assert_string_equal(running_kind(x, k, sizeof k), "failback premise-a");
+    run_to_done(x, &ts);
+    assert_only_in_service(x, PREMISE_A);
+}
+
+static void test_failback_manual_policy(void **state)
+{
+    struct fx *x = *state;
+    struct dw_step_ref r[4];
+    int64_t ts = T0 + 5000, since;
+    char k[64];
+
+    x->cfg->groups[0].failback = DW_FAILBACK_MANUAL;
+    failover_to_b(x, &ts);
+    since = site_a_back(x, &ts);
+    refresh_until(x, &ts, since + 3 * STABLE_FOR, U, U);
+    assert_int_equal(n_next(x, r, 4), 0);
+    assert_int_equal(apply_raw(x->f, dw_entry_operate("failback", "carrier-1", NULL, "alice",
+                                                      "r-1"), ts++),
+                     DW_FSM_APPLIED);
+    assert_string_equal(running_kind(x, k, sizeof k), "failback premise-a");
+    assert_true(dw_fsm_operation_by_request(x->f, "r-1") > 0);
+    run_to_done(x, &ts);
+    assert_only_in_service(x, PREMISE_A);
+}
+
+/* A flapping site: failover, failback, failover, then the fourth automatic move holds the group
+ * instead; nothing moves, not even off the dead site, until an operator releases it. */
+static void test_flapping_site_holds_the_group(void **state)
+{
+    struct fx *x = *state;
+    struct dw_step_ref r[4];
+    int64_t ts = T0 + 5000, since;
+    cJSON *root, *g;
+    char k[64];
+
+    x->cfg->groups[0].stable_for_ms = 10000;
+    failover_to_b(x, &ts);                                   /* 1 */
+    since = site_a_back(x, &ts);
+    refresh_until(x, &ts, since + 10001, U, U);
+    assert_string_equal(running_kind(x, k, sizeof k), "failback premise-a");
+    run_to_done(x, &ts);                                     /* 2 */
+    fail_site_a(x, ts);
+    ts += 2;
+    run_to_done(x, &ts);                                     /* 3 */
+    assert_only_in_service(x, PREMISE_B);
+    since = site_a_back(x, &ts);
+    refresh_until(x, &ts, since + 10001, U, U);
+    assert_int_equal(n_next(x, r, 4), 0);
+    g = group_status(x, &root);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(g, "hold")));
+    assert_string_equal(jstr(g, "hold_reason"), "flapping");
+    cJSON_Delete(root);
+    assert_int_equal(history_count(x, "hold", "group held: flapping"), 1);
+    /* premise-b dies now: held for flapping, nothing moves */
+    refresh_until(x, &ts, ts + 2, U, D);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_B), DW_DOWN);
+    assert_int_equal(n_next(x, r, 4), 0);
+    assert_int_equal(history_count(x, "hold", "group held: flapping"), 1);
+    /* released: the window counts from the release, the escape goes ahead */
+    assert_int_equal(apply_raw(x->f, dw_entry_hold_release("carrier-1", "alice"), ts++),
+                     DW_FSM_APPLIED);
+    assert_string_equal(running_kind(x, k, sizeof k), "failover premise-a");
+    run_to_done(x, &ts);
+    assert_only_in_service(x, PREMISE_A);
+}
+
+static void test_maintenance_suppresses_and_expires(void **state)
+{
+    struct fx *x = *state;
+    struct dw_step_ref r[4];
+    int64_t ts = T0 + 5000, set_at;
+    cJSON *m;
+    char k[64];
+
+    all_up(x);
+    set_at = ts;
+    assert_int_equal(apply_raw(x->f, dw_entry_maintenance("set", "site", "site-a", "alice",
+                                                          "UPS swap", 120000), ts++),
+                     DW_FSM_APPLIED);
+    m = dw_fsm_maintenance_json(x->f);
+    assert_int_equal(cJSON_GetArraySize(m), 1);
+    assert_string_equal(jstr(cJSON_GetArrayItem(m, 0), "owner"), "alice");
+    assert_int_equal((int64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetArrayItem(m, 0),
+                                                                       "expires")),
+                     set_at + 120000);
+    cJSON_Delete(m);
+    /* the site dies during its maintenance: no automatic operation touches it */
+    refresh_until(x, &ts, set_at + 120000 - 1, D, U);
+    assert_int_equal(dw_fsm_site_verdict(x->f, SITE_A), DW_DOWN);
+    assert_int_equal(n_next(x, r, 4), 0);
+    /* the first entry at or past the expiry lifts it, and the failover follows at once */
+    refresh_until(x, &ts, set_at + 120000 + 1, D, U);
+    assert_true(history_has(x, "maintenance", "site site-a: maintenance expired"));
+    m = dw_fsm_maintenance_json(x->f);
+    assert_int_equal(cJSON_GetArraySize(m), 0);
+    cJSON_Delete(m);
+    assert_string_equal(running_kind(x, k, sizeof k), "failover premise-b");
+    run_to_done(x, &ts);
+    /* a group in maintenance: premise-b dies too, nothing moves until it is cleared */
+    assert_int_equal(apply_raw(x->f, dw_entry_maintenance("set", "group", "carrier-1", "bob",
+                                                          "carrier work", 600000), ts++),
+                     DW_FSM_APPLIED);
+    refresh_until(x, &ts, ts + 2, D, D);
+    assert_int_equal(n_next(x, r, 4), 0);
+    assert_int_equal(apply_raw(x->f, dw_entry_maintenance("clear", "group", "carrier-1", "bob",
+                                                          NULL, 0), ts++),
+                     DW_FSM_APPLIED);
+    assert_true(history_has(x, "maintenance", "group carrier-1: maintenance cleared by bob"));
+    assert_string_equal(running_kind(x, k, sizeof k), "failover cloud");
+    /* unknown sites and malformed windows are refused */
+    assert_int_equal(apply_raw(x->f, dw_entry_maintenance("set", "site", "site-z", "bob", "x",
+                                                          600000), ts++),
+                     DW_FSM_REJECTED);
+    expect_refused("{\"v\":1,\"type\":\"maintenance\",\"action\":\"set\",\"scope\":\"site\","
+                   "\"id\":\"site-a\",\"by_operator\":\"a\",\"reason\":\"r\",\"ttl_ms\":5}",
+                   "ttl_ms");
+    expect_refused("{\"v\":1,\"type\":\"maintenance\",\"action\":\"set\",\"scope\":\"edge\","
+                   "\"id\":\"site-a\",\"by_operator\":\"a\",\"reason\":\"r\",\"ttl_ms\":60000}",
+                   "scope");
+}
+
+/* The planned-outage drill: site-a in maintenance, switch over to premise-b by hand, work,
+ * clear, fail back. */
+static void test_maintenance_drill(void **state)
+{
+    struct fx *x = *state;
+    struct dw_step_ref r[4];
+    int64_t ts = T0 + 5000, since;
+    char k[64], why[256];
+    cJSON *plan;
+
+    all_up(x);
+    assert_int_equal(apply_raw(x->f, dw_entry_maintenance("set", "site", "site-a", "alice",
+                                                          "firmware", 3600000), ts++),
+                     DW_FSM_APPLIED);
+    /* refused: premise-a is in maintenance */
+    assert_int_equal(dw_fsm_manual_plan(x->f, "carrier-1", "switchover", "premise-a", &plan, why,
+                                        sizeof why), 1);
+    assert_non_null(strstr(why, "already carries calls"));
+    assert_int_equal(dw_fsm_manual_plan(x->f, "carrier-1", "switchover", "premise-b", &plan, why,
+                                        sizeof why), 0);
+    assert_string_equal(jstr(plan, "kind"), "switchover");
+    /* activate and verify premise-b, premise-a switched off (the operator's move leaves it),
+     * the cloud too */
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(plan, "steps")), 4);
+    cJSON_Delete(plan);
+    assert_int_equal(apply_raw(x->f, dw_entry_operate("switchover", "carrier-1", "premise-b",
+                                                      "alice", "r-7"), ts++),
+                     DW_FSM_APPLIED);
+    assert_string_equal(running_kind(x, k, sizeof k), "switchover premise-b");
+    run_to_done(x, &ts);
+    assert_only_in_service(x, PREMISE_B);
+    /* the work: site-a goes down and comes back; nothing automatic happens */
+    refresh_until(x, &ts, ts + 30000, D, U);
+    refresh_until(x, &ts, ts + 2 * STABLE_FOR, U, U);
+    assert_int_equal(n_next(x, r, 4), 0);
+    assert_int_equal(apply_raw(x->f, dw_entry_maintenance("clear", "site", "site-a", "alice",
+                                                          NULL, 0), ts++),
+                     DW_FSM_APPLIED);
+    /* the switchover pinned premise-b: no automatic failback, an operator fails back */
+    refresh_until(x, &ts, ts + 2 * STABLE_FOR, U, U);
+    assert_int_equal(n_next(x, r, 4), 0);
+    (void)since;
+    assert_int_equal(apply_raw(x->f, dw_entry_operate("failback", "carrier-1", NULL, "alice",
+                                                      "r-8"), ts++),
+                     DW_FSM_APPLIED);
+    assert_string_equal(running_kind(x, k, sizeof k), "failback premise-a");
+    run_to_done(x, &ts);
+    assert_only_in_service(x, PREMISE_A);
+}
+
+static void test_operate_refusals(void **state)
+{
+    struct fx *x = *state;
+    int64_t ts = T0 + 5000;
+    char why[256];
+    cJSON *plan;
+
+    all_up(x);
+    refresh_until(x, &ts, ts + 2, U, D);
+    assert_int_equal(apply_raw(x->f, dw_entry_operate("switchover", "carrier-1", "premise-b",
+                                                      "alice", "r-1"), ts++),
+                     DW_FSM_REJECTED);
+    assert_int_equal(dw_fsm_operation_by_request(x->f, "r-1"), 0);
+    assert_true(history_has(x, "rejected", "switchover to premise-b refused: it is down"));
+    assert_int_equal(dw_fsm_manual_plan(x->f, "carrier-1", "switchover", "nope", &plan, why,
+                                        sizeof why), 1);
+    assert_non_null(strstr(why, "no target \"nope\""));
+    assert_int_equal(dw_fsm_manual_plan(x->f, "carrier-9", "failback", NULL, &plan, why,
+                                        sizeof why), 1);
+    assert_int_equal(dw_fsm_manual_plan(x->f, "carrier-1", "failback", NULL, &plan, why,
+                                        sizeof why), 1);
+    assert_non_null(strstr(why, "already carries calls"));
+    /* while an operation runs */
+    assert_int_equal(apply_raw(x->f, dw_entry_operate("switchover", "carrier-1", "cloud",
+                                                      "alice", "r-2"), ts++),
+                     DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_manual_plan(x->f, "carrier-1", "switchover", "premise-a", &plan, why,
+                                        sizeof why), 1);
+    assert_non_null(strstr(why, "is running in the group"));
+    expect_refused("{\"v\":1,\"type\":\"operate\",\"action\":\"switchover\",\"group\":\"g\","
+                   "\"by_operator\":\"a\",\"request\":\"r\"}", "to");
+    expect_refused("{\"v\":1,\"type\":\"operate\",\"action\":\"move\",\"group\":\"g\","
+                   "\"by_operator\":\"a\",\"request\":\"r\"}", "action");
 }
 
 int main(void)
@@ -2076,6 +2439,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_held_group_leaves_a_dead_carrier, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort_then_failure_still_cleans_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hold_release, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failback_after_stable_for, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chain_down_and_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failback_rollback_and_backoff, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failback_manual_policy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flapping_site_holds_the_group, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_maintenance_suppresses_and_expires, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_maintenance_drill, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_operate_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_observations_do_not_vote, setup, teardown),
         cmocka_unit_test_setup_teardown(test_future_stamp_does_not_keep_dead_vote, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_old_observations_unknown, setup, teardown),

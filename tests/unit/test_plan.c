@@ -14,7 +14,10 @@
 #define DOWN(name) {DW_DOWN, false, name}
 #define UNKNOWN(name) {DW_UNKNOWN, false, name}
 #define PASSED(name) {DW_UP, true, name}
-#define CLOUD {DW_UP, false, "cloud"} /* a target with no site: always UP */
+#define CLOUD {DW_UP, false, "cloud", true} /* a target with no site: always UP */
+#define STABLE(name) {DW_UP, false, name, true}
+#define MAINT(name) {DW_UP, false, name, true, true}
+#define MAINT_DOWN(name) {DW_DOWN, false, name, false, true}
 
 struct want {
     enum dw_plan_what what;
@@ -122,7 +125,7 @@ static const struct row rows[] = {
     {"failed while switching off, not held: cleanup keeps the carrier",
      {.n_targets = 3, .targets = {UP("a"), UP("b"), UP("c")},
       .last = {true, 4, DW_OP_FAILOVER, DW_OP_FAILED, 0, false}, .failed = 1},
-     {DW_PLAN_OPERATION, DW_OP_CLEANUP, 0, 0, "after an failed operation", "D1 D2"}},
+     {DW_PLAN_OPERATION, DW_OP_CLEANUP, 0, 0, "after a failed operation", "D1 D2"}},
     {"failed and held: no cleanup (an operator decides)",
      {.n_targets = 2, .targets = {UP("a"), UP("b")}, .hold = true,
       .last = {true, 4, DW_OP_FAILOVER, DW_OP_FAILED, 0, false}, .failed = 1},
@@ -146,6 +149,116 @@ static const struct row rows[] = {
     {"a carrier down takes precedence over a cleanup",
      {.n_targets = 2, .targets = {DOWN("a"), UP("b")}, .aborted = 1},
      {DW_PLAN_OPERATION, DW_OP_FAILOVER, 0, 1, "a down", "A1 V1 D0"}},
+    /* failback */
+    {"a higher target UP and stable: failback, the carrier switched off after the verify",
+     {.n_targets = 3, .targets = {STABLE("a"), UP("b"), CLOUD}, .active = 1, .failback_due = true},
+     {DW_PLAN_OPERATION, DW_OP_FAILBACK, 1, 0, "a up and stable", "A0 V0 D1 D2"}},
+    {"a higher target UP but not yet stable: wait",
+     {.n_targets = 2, .targets = {UP("a"), UP("b")}, .active = 1, .failback_due = true}, NOTHING},
+    {"chain: on the cloud, b stable and a not yet: back to b first",
+     {.n_targets = 3, .targets = {UP("a"), STABLE("b"), CLOUD}, .active = 2, .failback_due = true},
+     {DW_PLAN_OPERATION, DW_OP_FAILBACK, 2, 1, "b up and stable", "A1 V1 D2 D0"}},
+    {"failback policy manual: wait for an operator",
+     {.n_targets = 2, .targets = {STABLE("a"), UP("b")}, .active = 1, .failback_due = true,
+      .failback = DW_FAILBACK_MANUAL}, NOTHING},
+    {"pinned by an operator's switchover: no failback",
+     {.n_targets = 2, .targets = {STABLE("a"), UP("b")}, .active = 1, .failback_due = true,
+      .pinned = true}, NOTHING},
+    {"held: no failback",
+     {.n_targets = 2, .targets = {STABLE("a"), UP("b")}, .active = 1, .failback_due = true,
+      .hold = true}, NOTHING},
+    {"a failed failback's back-off still running: no failback",
+     {.n_targets = 2, .targets = {STABLE("a"), UP("b")}, .active = 1}, NOTHING},
+    {"the higher target in maintenance: no failback to it",
+     {.n_targets = 2, .targets = {MAINT("a"), UP("b")}, .active = 1, .failback_due = true},
+     NOTHING},
+    {"the carrier in maintenance: no failback off it",
+     {.n_targets = 2, .targets = {STABLE("a"), MAINT("b")}, .active = 1, .failback_due = true},
+     NOTHING},
+    {"a failback that failed bringing the primary in is rolled back",
+     {.n_targets = 2, .targets = {STABLE("a"), UP("b")}, .active = 1, .failback_due = false,
+      .last = {true, 9, DW_OP_FAILBACK, DW_OP_FAILED, 0, true}, .failed = 1},
+     {DW_PLAN_OPERATION, DW_OP_ROLLBACK, 0, 1, "#9 failed", "D0"}},
+    {"running failback whose destination went DOWN: aborted",
+     {.n_targets = 2, .targets = {DOWN("a"), UP("b")}, .running = {true, DW_OP_FAILBACK, 1, 0}},
+     {DW_PLAN_ABORT, 0, -1, -1, "", ""}},
+    /* flap damping */
+    {"the window's allowance spent: a failover due holds the group instead",
+     {.n_targets = 2, .targets = {DOWN("a"), UP("b")}, .auto_ops = 3, .max_auto_ops = 3},
+     {DW_PLAN_FLAP_HOLD, 0, -1, -1, "", ""}},
+    {"the window's allowance spent: a failback due holds the group instead",
+     {.n_targets = 2, .targets = {STABLE("a"), UP("b")}, .active = 1, .failback_due = true,
+      .auto_ops = 3, .max_auto_ops = 3},
+     {DW_PLAN_FLAP_HOLD, 0, -1, -1, "", ""}},
+    {"allowance left: the failover goes ahead",
+     {.n_targets = 2, .targets = {DOWN("a"), UP("b")}, .auto_ops = 2, .max_auto_ops = 3},
+     {DW_PLAN_OPERATION, DW_OP_FAILOVER, 0, 1, "a down", "A1 V1 D0"}},
+    {"held for flapping: not even the escape from a dead carrier",
+     {.n_targets = 2, .targets = {DOWN("a"), UP("b")}, .hold = true, .flap_hold = true},
+     NOTHING},
+    {"held for flapping: a cleanup after an abort still runs (it only switches off)",
+     {.n_targets = 2, .targets = {UP("a"), UP("b")}, .hold = true, .flap_hold = true,
+      .last = {true, 5, DW_OP_FAILOVER, DW_OP_ABORTED, 1, false}, .aborted = 1},
+     {DW_PLAN_OPERATION, DW_OP_CLEANUP, 0, 0, "after an aborted operation", "D1"}},
+    /* maintenance */
+    {"group in maintenance: no failover",
+     {.n_targets = 2, .targets = {DOWN("a"), UP("b")}, .maintenance = true}, NOTHING},
+    {"carrier's site in maintenance and DOWN: not left",
+     {.n_targets = 2, .targets = {MAINT_DOWN("a"), UP("b")}}, NOTHING},
+    {"a site in maintenance is never the destination",
+     {.n_targets = 3, .targets = {DOWN("a"), MAINT("b"), CLOUD}},
+     {DW_PLAN_OPERATION, DW_OP_FAILOVER, 0, 2, "a down", "A2 V2 D0"}},
+    {"a cleanup leaves a target in maintenance alone",
+     {.n_targets = 3, .targets = {UP("a"), MAINT("b"), UP("c")},
+      .last = {true, 4, DW_OP_FAILOVER, DW_OP_ABORTED, 1, false}, .aborted = 1},
+     {DW_PLAN_OPERATION, DW_OP_CLEANUP, 0, 0, "after an aborted operation", "D2"}},
+};
+
+struct manual_row {
+    const char *name;
+    struct dw_plan_state s;
+    enum dw_op_kind kind;
+    int to;
+    const char *steps; /* NULL: refused, with this text in why */
+    const char *why;
+};
+
+static const struct manual_row manual_rows[] = {
+    {"switchover to an UP target: the carrier switched off after the verify",
+     {.n_targets = 3, .targets = {UP("a"), UP("b"), CLOUD}}, DW_OP_SWITCHOVER, 1,
+     "A1 V1 D0 D2", NULL},
+    {"switchover off a site in maintenance: the drill; that site is switched off",
+     {.n_targets = 2, .targets = {MAINT("a"), UP("b")}}, DW_OP_SWITCHOVER, 1, "A1 V1 D0", NULL},
+    {"switchover ignores holds, pins and the flap window",
+     {.n_targets = 2, .targets = {UP("a"), UP("b")}, .hold = true, .flap_hold = true,
+      .pinned = true, .auto_ops = 9, .max_auto_ops = 3}, DW_OP_SWITCHOVER, 1, "A1 V1 D0", NULL},
+    {"switchover to a DOWN target: refused",
+     {.n_targets = 2, .targets = {UP("a"), DOWN("b")}}, DW_OP_SWITCHOVER, 1, NULL, "down, not up"},
+    {"switchover to an UNKNOWN target: refused",
+     {.n_targets = 2, .targets = {UP("a"), UNKNOWN("b")}}, DW_OP_SWITCHOVER, 1, NULL,
+     "unknown, not up"},
+    {"switchover to a target in maintenance: refused",
+     {.n_targets = 2, .targets = {UP("a"), MAINT("b")}}, DW_OP_SWITCHOVER, 1, NULL,
+     "in maintenance"},
+    {"switchover to the carrier: refused",
+     {.n_targets = 2, .targets = {UP("a"), UP("b")}}, DW_OP_SWITCHOVER, 0, NULL,
+     "already carries calls"},
+    {"switchover while an operation runs: refused",
+     {.n_targets = 2, .targets = {UP("a"), UP("b")},
+      .running = {true, DW_OP_FAILOVER, 0, 1, 12}}, DW_OP_SWITCHOVER, 1, NULL,
+     "operation #12 is running"},
+    {"manual failback: to the highest UP target, stable or not, policy manual or not",
+     {.n_targets = 3, .targets = {UP("a"), UP("b"), CLOUD}, .active = 2,
+      .failback = DW_FAILBACK_MANUAL}, DW_OP_FAILBACK, -1, "A0 V0 D2 D1", NULL},
+    {"manual failback skips a target in maintenance",
+     {.n_targets = 3, .targets = {MAINT("a"), UP("b"), CLOUD}, .active = 2}, DW_OP_FAILBACK, -1,
+     "A1 V1 D2", NULL},
+    {"manual failback on the primary: refused",
+     {.n_targets = 2, .targets = {UP("a"), UP("b")}}, DW_OP_FAILBACK, -1, NULL,
+     "already carries calls"},
+    {"manual failback, nothing higher up: refused",
+     {.n_targets = 2, .targets = {DOWN("a"), UP("b")}, .active = 1}, DW_OP_FAILBACK, -1, NULL,
+     "no higher-priority target is up"},
 };
 
 static void render_steps(const struct dw_plan *p, char *buf, size_t len)
@@ -183,6 +296,29 @@ static void test_rows(void **state)
     }
 }
 
+static void test_manual(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof manual_rows / sizeof manual_rows[0]; i++) {
+        const struct manual_row *r = &manual_rows[i];
+        struct dw_plan p;
+        char steps[128], why[160] = "";
+        int rc;
+
+        print_message("%s\n", r->name);
+        rc = dw_plan_manual(&r->s, r->kind, r->to, &p, why, sizeof why);
+        if (r->steps == NULL) {
+            assert_int_equal(rc, -1);
+            assert_non_null(strstr(why, r->why));
+            continue;
+        }
+        assert_int_equal(rc, 0);
+        assert_int_equal(p.kind, r->kind);
+        render_steps(&p, steps, sizeof steps);
+        assert_string_equal(steps, r->steps);
+    }
+}
+
 /* Pure: the same state gives the same plan, and the state is not touched. */
 static void test_pure(void **state)
 {
@@ -201,6 +337,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rows),
+        cmocka_unit_test(test_manual),
         cmocka_unit_test(test_pure),
     };
 

@@ -1339,50 +1339,49 @@ static void test_target_actions(void **state)
 static void test_target_actions_errors(void **state)
 {
     (void)state;
-    cJSON *d = doc("full.json");
-    set(d, "failover_groups[0].targets[1].outbound_routes",
-        "[{\"site_id\": \"s\", \"route_id\": \"r\", \"mode\": \"first\"}]");
-    expect_only(d, "failover_groups[0].targets[1].outbound_routes[0].mode: must be \"order\" "
-                   "or \"enabled\"");
-    d = doc("full.json");
-    set(d, "failover_groups[0].targets[1].outbound_routes",
-        "[{\"site_id\": \"s\", \"mode\": \"order\"}]");
-    expect_only(d, "failover_groups[0].targets[1].outbound_routes[0].route_id: missing");
-    d = doc("full.json");
-    set(d, "failover_groups[0].targets[1].outbound_routes",
-        "[{\"site_id\": \"s\", \"route_id\": \"r\", \"mode\": \"order\", \"order\": 1}]");
-    expect_only(d, "failover_groups[0].targets[1].outbound_routes[0].order: unknown key");
-    d = doc("full.json");
-    set(d, "failover_groups[0].targets[1].outbound_routes",
-        "[{\"site_id\": \"s\", \"route_id\": \"r\", \"mode\": \"order\"},"
-        " {\"site_id\": \"s\", \"route_id\": \"r\", \"mode\": \"enabled\"}]");
-    expect_only(d, "failover_groups[0].targets[1].outbound_routes[1]: route \"r\" of site \"s\" "
-                   "is already listed at [0]");
-    d = doc("full.json");
-    set(d, "failover_groups[0].targets[1].outbound_routes", "[]");
-    expect_only(d, "failover_groups[0].targets[1].outbound_routes: needs 1 to 4 entries (has 0)");
-    d = doc("full.json");
-    set(d, "failover_groups[0].targets[1].outbound_routes", "{\"site_id\": \"s\"}");
-    expect_only(d, "failover_groups[0].targets[1].outbound_routes: expected an array");
-    d = doc("full.json");
-    set(d, "failover_groups[0].targets[2].drain_edges", "true");
-    expect_only(d, "failover_groups[0].targets[2].drain_edges: needs \"site\": a target without a "
-                   "site has no Edges to drain");
-    d = doc("full.json");
-    set(d, "failover_groups[0].targets[1].drain_edges", "true");
-    expect_only(d, "failover_groups[0].targets[1].drain_edges: no Edge of site \"site-b\" has a "
-                   "genesys_edge_id");
-    d = doc("full.json");
-    set(d, "failover_groups[0].targets[0].drain_edges", "1");
-    expect_only(d, "failover_groups[0].targets[0].drain_edges: expected a boolean");
-    d = doc("full.json");
-    set(d, "failover_groups[0].targets[0].drain_wait_s", "60");
-    expect_only(d, "failover_groups[0].targets[0].drain_wait_s: only valid with \"drain_edges\": "
-                   "true");
-    d = doc("full.json");
-    set(d, "failover_groups[0].targets[0].drain_edges", "true");
-    set(d, "failover_groups[0].targets[0].drain_wait_s", "3601");
-    expect_only(d, "failover_groups[0].targets[0].drain_wait_s: must be between 0 and 3600");
+    static const struct {
+        const char *path, *value, *path2, *value2, *error;
+    } cases[] = {
+        { "failover_groups[0].targets[1].outbound_routes",
+          "[{\"site_id\": \"s\", \"route_id\": \"r\", \"mode\": \"first\"}]", NULL, NULL,
+          "failover_groups[0].targets[1].outbound_routes[0].mode: must be \"order\" or "
+          "\"enabled\"" },
+        { "failover_groups[0].targets[1].outbound_routes",
+          "[{\"site_id\": \"s\", \"mode\": \"order\"}]", NULL, NULL,
+          "failover_groups[0].targets[1].outbound_routes[0].route_id: missing" },
+        { "failover_groups[0].targets[1].outbound_routes",
+          "[{\"site_id\": \"s\", \"route_id\": \"r\", \"mode\": \"order\", \"order\": 1}]", NULL,
+          NULL, "failover_groups[0].targets[1].outbound_routes[0].order: unknown key" },
+        { "failover_groups[0].targets[1].outbound_routes",
+          "[{\"site_id\": \"s\", \"route_id\": \"r\", \"mode\": \"order\"},"
+          " {\"site_id\": \"s\", \"route_id\": \"r\", \"mode\": \"enabled\"}]", NULL, NULL,
+          "failover_groups[0].targets[1].outbound_routes[1]: route \"r\" of site \"s\" is "
+          "already listed at [0]" },
+        { "failover_groups[0].targets[1].outbound_routes", "[]", NULL, NULL,
+          "failover_groups[0].targets[1].outbound_routes: needs 1 to 4 entries (has 0)" },
+        { "failover_groups[0].targets[1].outbound_routes", "{\"site_id\": \"s\"}", NULL, NULL,
+          "failover_groups[0].targets[1].outbound_routes: expected an array" },
+        { "failover_groups[0].targets[2].drain_edges", "true", NULL, NULL,
+          "failover_groups[0].targets[2].drain_edges: needs \"site\": a target without a site "
+          "has no Edges to drain" },
+        { "failover_groups[0].targets[1].drain_edges", "true", NULL, NULL,
+          "failover_groups[0].targets[1].drain_edges: no Edge of site \"site-b\" has a "
+          "genesys_edge_id" },
+        { "failover_groups[0].targets[0].drain_edges", "1", NULL, NULL,
+          "failover_groups[0].targets[0].drain_edges: expected a boolean" },
+        { "failover_groups[0].targets[0].drain_wait_s", "60", NULL, NULL,
+          "failover_groups[0].targets[0].drain_wait_s: only valid with \"drain_edges\": true" },
+        { "failover_groups[0].targets[0].drain_edges", "true",
+          "failover_groups[0].targets[0].drain_wait_s", "3601",
+          "failover_groups[0].targets[0].drain_wait_s: must be between 0 and 3600" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cJSON *d = doc("full.json");
+        set(d, cases[i].path, cases[i].value);
+        if (cases[i].path2)
+            set(d, cases[i].path2, cases[i].value2);
+        expect_only(d, cases[i].error);
+    }
 }
 
 int main(void)

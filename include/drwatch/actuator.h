@@ -35,6 +35,14 @@ struct dw_actuator_ops {
                           const struct dw_fence *fence, dw_genesys_cb cb, void *data);
     int (*check_trunks)(void *genesys, const char *trunk_base_id, dw_genesys_cb cb, void *data);
     void (*cancel_writes)(void *genesys, const char *why);
+    /* A target's outbound routes and Edge drain (drwatch/genesys.h); NULL where the client has
+     * none: a step that needs one then fails, saying so, before it changes anything. */
+    int (*set_route)(void *genesys, const char *site_id, const char *route_id,
+                     enum dw_route_mode mode, bool activate, const char (*tbs)[DW_ID_MAX],
+                     int n_tbs, const struct dw_fence *fence, dw_genesys_cb cb, void *data);
+    int (*set_edge_service)(void *genesys, const char *edge_id, bool in_service,
+                            unsigned drain_wait_s, const struct dw_fence *fence, dw_genesys_cb cb,
+                            void *data);
 };
 
 /* A running node's ops: raftnode and the Genesys client. */

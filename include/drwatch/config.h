@@ -21,6 +21,8 @@
 #define DW_MAX_GROUPS 32
 #define DW_MAX_TARGETS 8    /* per group */
 #define DW_MAX_TRUNK_BASES 8 /* per target */
+#define DW_MAX_ROUTES 4     /* outbound routes per target */
+#define DW_DRAIN_WAIT_MAX_S 3600
 
 /* node.probe_overrides: how this node reaches an Edge whose health URL differs from where it sits
  * (NAT, a VPN, another region's address). Node-local, never committed. */
@@ -92,11 +94,29 @@ struct dw_site {
     struct dw_edge *edges;            /* n_edges, allocated; freed by dw_config_free */
 };
 
+/* What a target's outbound route does when the target changes (docs/config.md). */
+enum dw_route_mode {
+    DW_ROUTE_ORDER = 0, /* "order": activate puts the target's trunk bases first; deactivate
+                           leaves the order alone */
+    DW_ROUTE_ENABLED,   /* "enabled": activate sets enabled true, deactivate false */
+};
+
+struct dw_route_action {
+    char site_id[DW_ID_MAX];          /* Genesys site id (not a drwatch site) */
+    char route_id[DW_ID_MAX];
+    enum dw_route_mode mode;
+};
+
 struct dw_target {
     char id[DW_ID_MAX];
     int site;                         /* index into cfg->sites, -1 = no site (BYOC Cloud: always up) */
     int n_trunk_bases;
     char trunk_base_ids[DW_MAX_TRUNK_BASES][DW_ID_MAX];
+    int n_routes;                     /* "outbound_routes", 0 when absent */
+    struct dw_route_action routes[DW_MAX_ROUTES];
+    bool drain_edges;                 /* deactivate drains the site's Edges with a
+                                         genesys_edge_id; activate puts them back first */
+    unsigned drain_wait_s;            /* callDrainingWaitTimeSeconds, default 300 */
 };
 
 /* When calls go back to a higher-priority target that is UP again. */

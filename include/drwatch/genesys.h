@@ -97,4 +97,28 @@ void dw_genesys_set_backoff_scale(struct dw_genesys *g, double scale);
  * node's own and stay). */
 void dw_genesys_set_policy(struct dw_genesys *g, const struct dw_genesys_cfg *cfg);
 
+/* ---- actions (docs/config.md, "What a step does to Genesys") ----
+ * Each is one fenced write like dw_genesys_set_trunk_base_enabled (same fence, retries, 409
+ * re-read, cancel_writes): read, skip when already so (DW_G_UNCHANGED, nothing written), write
+ * with what was read, read back: DW_G_OK only when the read back shows the change, DW_G_FAIL
+ * when it does not. Each returns 0, or -1 if the call could not start (cb never called then). */
+
+/* dw_genesys_set_trunk_base_enabled, then, after a PUT, GET trunkbasesettings/{id} again. */
+int dw_genesys_switch_trunk_base(struct dw_genesys *g, const char *trunk_base_id, bool enabled,
+                                 const struct dw_fence *fence, dw_genesys_cb cb, void *data);
+
+/* GET|PUT sites/{site_id}/outboundroutes/{route_id} (dw_route_change, drwatch/actions.h):
+ * mode order puts tbs[0..n_tbs) first when activating and changes nothing when deactivating;
+ * mode enabled sets enabled = activate. The route goes back as read, version included. */
+int dw_genesys_set_route(struct dw_genesys *g, const char *site_id, const char *route_id,
+                         enum dw_route_mode mode, bool activate, const char (*tbs)[DW_ID_MAX],
+                         int n_tbs, const struct dw_fence *fence, dw_genesys_cb cb, void *data);
+
+/* GET /{edge_id}; POST /{edge_id}/statuscode {"inService":false,"callDrainingWaitTimeSeconds":
+ * drain_wait_s} (or {"inService":true}) unless callDrainingState already says so ("NONE" = in
+ * service); GET again: the drain counts as accepted once callDrainingState is not "NONE". */
+int dw_genesys_set_edge_service(struct dw_genesys *g, const char *edge_id, bool in_service,
+                                unsigned drain_wait_s, const struct dw_fence *fence,
+                                dw_genesys_cb cb, void *data);
+
 #endif

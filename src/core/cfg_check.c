@@ -24,6 +24,44 @@ void cfg_parse_target_site(struct ctx *c, const cJSON *v, void *base)
         cfg_err(c, "unknown site \"%s\"", id);
 }
 
+/* A target's actions: routes named once, Edge drain only where there are Edges to drain. */
+void cfg_target_check(struct ctx *c, const cJSON *obj, void *base)
+{
+    struct dw_target *t = base;
+    if (!obj)
+        return;
+    for (int i = 0; i < t->n_routes; i++)
+        for (int k = 0; k < i; k++)
+            if (t->routes[i].route_id[0] &&
+                strcmp(t->routes[i].site_id, t->routes[k].site_id) == 0 &&
+                strcmp(t->routes[i].route_id, t->routes[k].route_id) == 0) {
+                size_t old = cfg_push_key(c, "outbound_routes");
+                size_t at = cfg_push_index(c, i);
+                cfg_err(c, "route \"%s\" of site \"%s\" is already listed at [%d]",
+                        t->routes[i].route_id, t->routes[i].site_id, k);
+                cfg_pop(c, at);
+                cfg_pop(c, old);
+                break;
+            }
+    if (cfg_get(obj, "drain_wait_s") && !t->drain_edges)
+        cfg_err_key(c, "drain_wait_s", "only valid with \"drain_edges\": true");
+    if (!t->drain_edges)
+        return;
+    if (!cfg_get(obj, "site")) {
+        cfg_err_key(c, "drain_edges", "needs \"site\": a target without a site has no Edges "
+                    "to drain");
+        return;
+    }
+    if (t->site < 0)
+        return; /* unknown site: reported on "site" */
+    const struct dw_site *s = &c->cfg->sites[t->site];
+    int n = 0;
+    for (int i = 0; i < s->n_edges; i++)
+        n += s->edges[i].genesys_edge_id[0] != '\0';
+    if (n == 0)
+        cfg_err_key(c, "drain_edges", "no Edge of site \"%s\" has a genesys_edge_id", s->id);
+}
+
 /* TLS material is read by the prober much later: refuse a file it could not open now. */
 static void check_readable(struct ctx *c, const char *key, const char *file)
 {

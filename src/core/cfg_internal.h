@@ -133,6 +133,7 @@ void cfg_probe_check(struct ctx *c, const cJSON *obj, void *base);
 void cfg_edge_check(struct ctx *c, const cJSON *obj, void *base);
 void cfg_site_check(struct ctx *c, const cJSON *obj, void *base);
 void cfg_parse_target_site(struct ctx *c, const cJSON *v, void *base);
+void cfg_target_check(struct ctx *c, const cJSON *obj, void *base);
 /* Everything checked once the whole document is walked, in the order errors are reported. */
 void cfg_check_document(struct ctx *c);
 void cfg_check_peer_secrets(struct ctx *c, struct dw_peer_secrets *out);

@@ -16,6 +16,7 @@ static const char *const sip_transports[] = { "udp", "tcp", "tls", NULL };
 static const char *const combines[] = { "probes", "probes_and_genesys", "probes_or_genesys", NULL };
 static const char *const site_rules[] = { "any", "all", NULL };
 static const char *const failbacks[] = { "auto", "manual", NULL };
+static const char *const route_modes[] = { "order", "enabled", NULL };
 
 unsigned cfg_probe_variant(const cJSON *obj)
 {
@@ -307,13 +308,28 @@ static const struct field site_f[] = {
 static const struct table site_t = { .f = site_f, .n = sizeof site_f / sizeof site_f[0],
                                      .check = cfg_site_check };
 
+static const struct field route_f[] = {
+    STR("site_id", true, struct dw_route_action, site_id, F_ID),
+    STR("route_id", true, struct dw_route_action, route_id, F_ID),
+    { .key = "mode", .kind = K_ENUM, .required = true, .off = offsetof(struct dw_route_action, mode),
+      .names = route_modes },
+};
+static const struct table route_t = TABLE(route_f);
+
+/* site comes before drain_edges: cfg_target_check needs the resolved site */
 static const struct field target_f[] = {
     STR("id", true, struct dw_target, id, F_ID),
     { .key = "site", .kind = K_FUNC, .fn = cfg_parse_target_site },
     ARR("trunk_base_ids", struct dw_target, trunk_base_ids, n_trunk_bases, 1,
         DW_MAX_TRUNK_BASES, NULL, F_ID),
+    { .key = "outbound_routes", .kind = K_ARRAY, .off = offsetof(struct dw_target, routes),
+      .size = sizeof(struct dw_route_action), .count_off = offsetof(struct dw_target, n_routes),
+      .min = 1, .max = DW_MAX_ROUTES, .sub = &route_t },
+    { .key = "drain_edges", .kind = K_BOOL, .off = offsetof(struct dw_target, drain_edges) },
+    NUM("drain_wait_s", struct dw_target, drain_wait_s, 300, 0, DW_DRAIN_WAIT_MAX_S),
 };
-static const struct table target_t = TABLE(target_f);
+static const struct table target_t = { .f = target_f, .n = sizeof target_f / sizeof target_f[0],
+                                       .check = cfg_target_check };
 
 static const struct field group_f[] = {
     STR("id", true, struct dw_group, id, F_ID),

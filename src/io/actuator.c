@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "drwatch/actions.h"
 #include "drwatch/actuator.h"
 #include "drwatch/clock.h"
 #include "drwatch/entry.h"
@@ -25,7 +26,9 @@ struct worker {
     struct dw_target target; /* cur's target, copied: a config change must not move it */
     struct dw_fence fence;
     uint64_t barrier_sent;   /* monotonic ms when the step's barrier was requested */
-    int tb;                  /* trunk base of the current target being worked on */
+    int tb;                  /* the trunk base (verify) or item (switch) being worked on */
+    struct dw_action_item *items; /* an activate or deactivate step's changes, in order */
+    int n_items;
     uint64_t verify_deadline;
     uint64_t step_deadline;  /* clock ms: a switch stops retrying errors that may pass */
     int deadline_seq;        /* the step step_deadline belongs to, -1 = none */
@@ -76,8 +79,11 @@ static void kick_soon(struct dw_actuator *a)
 
 static void act_unref(struct dw_actuator *a)
 {
-    if (--a->refs == 0)
-        free(a);
+    if (--a->refs != 0)
+        return;
+    for (int i = 0; i < MAX_WORKERS; i++)
+        free(a->w[i].items);
+    free(a);
 }
 
 static const struct dw_target *cur_target(const struct worker *w)
@@ -357,24 +363,53 @@ static void switch_done(void *data, enum dw_gresult res, const char *detail)
     }
 }
 
-static void switch_next(struct worker *w)
+static int start_item(struct worker *w, const struct dw_action_item *it, bool on)
 {
     struct dw_actuator *a = w->a;
     const struct dw_target *t = cur_target(w);
+    switch (it->kind) {
+    case DW_ITEM_ROUTE:
+        return a->ops.set_route(a->ops.genesys, it->site_id, it->id, it->mode, on,
+                                (const char (*)[DW_ID_MAX])t->trunk_base_ids, t->n_trunk_bases,
+                                &w->fence, switch_done, w);
+    case DW_ITEM_EDGE:
+        return a->ops.set_edge_service(a->ops.genesys, it->id, on, t->drain_wait_s, &w->fence,
+                                       switch_done, w);
+    case DW_ITEM_TRUNK_BASE:
+        break;
+    }
+    return a->ops.set_trunk_base(a->ops.genesys, it->id, on, &w->fence, switch_done, w);
+}
+
+static void switch_next(struct worker *w)
+{
+    struct dw_actuator *a = w->a;
     if (!still_valid(w))
         return;
-    if (w->tb >= t->n_trunk_bases) {
+    if (w->tb >= w->n_items) {
         commit(w, DW_STEP_DONE);
         return;
     }
     bool enable = strcmp(w->cur.action, "activate") == 0;
     a->refs++;
-    if (a->ops.set_trunk_base(a->ops.genesys, t->trunk_base_ids[w->tb], enable, &w->fence,
-                              switch_done, w) != 0) {
+    if (start_item(w, &w->items[w->tb], enable) != 0) {
         a->refs--;
         detail_append(w, "cannot start Genesys call");
         commit(w, DW_STEP_FAILED);
     }
+}
+
+/* A client without route or Edge calls (the simulated cluster's) fails the step before it
+ * changes anything, rather than leave it half done. */
+static const char *unsupported(const struct worker *w)
+{
+    for (int i = 0; i < w->n_items; i++) {
+        if (w->items[i].kind == DW_ITEM_ROUTE && w->a->ops.set_route == NULL)
+            return "outbound routes not supported by this client";
+        if (w->items[i].kind == DW_ITEM_EDGE && w->a->ops.set_edge_service == NULL)
+            return "Edge drain not supported by this client";
+    }
+    return NULL;
 }
 
 /* ---- verify ---- */
@@ -453,6 +488,13 @@ static void execute(struct worker *w)
         if (w->deadline_seq != w->cur.seq) {
             w->step_deadline = now_ms(a) + gcfg(a)->step_timeout_ms;
             w->deadline_seq = w->cur.seq;
+        }
+        const char *why = unsupported(w);
+        if (why != NULL) {
+            detail_append(w, why);
+            if (still_valid(w))
+                commit(w, DW_STEP_FAILED);
+            return;
         }
         switch_next(w);
     }
@@ -547,10 +589,31 @@ static void barrier_done(void *data, int status, const char *errmsg)
     }
 }
 
+/* The step's changes, copied with its target (verify has none: it reads trunks). */
+static int load_items(struct dw_actuator *a, struct worker *w)
+{
+    const struct dw_config *cfg = dw_fsm_config(a->fsm);
+    bool on = strcmp(w->cur.action, "activate") == 0;
+    w->n_items = 0;
+    if (strcmp(w->cur.action, "verify") == 0)
+        return 0;
+    int n = dw_action_items(cfg, &w->target, on, NULL, 0);
+    struct dw_action_item *items = realloc(w->items, (size_t)(n > 0 ? n : 1) * sizeof *items);
+    if (items == NULL)
+        return -1;
+    w->items = items;
+    w->n_items = dw_action_items(cfg, &w->target, on, items, n);
+    return 0;
+}
+
 static void start_step(struct dw_actuator *a, struct worker *w, const struct dw_step_ref *s)
 {
     w->cur = *s;
     w->target = dw_fsm_config(a->fsm)->groups[s->group].targets[s->target];
+    if (load_items(a, w) != 0) {
+        dw_log(DW_LOG_WARN, "actuator", "op %" PRId64 " step %d: out of memory", s->op, s->seq);
+        return; /* tried again at the next tick */
+    }
     w->busy = 1;
     w->fence = (struct dw_fence){.node = a->node_id, .term = a->term, .op = s->op, .seq = s->seq,
                                  .valid = fence_valid, .data = a};
@@ -662,7 +725,20 @@ static int live_propose(void *r, const char *e, dw_raft_done_cb cb, void *data, 
 static int live_set(void *g, const char *tb, bool on, const struct dw_fence *f, dw_genesys_cb cb,
                     void *data)
 {
-    return dw_genesys_set_trunk_base_enabled(g, tb, on, f, cb, data);
+    return dw_genesys_switch_trunk_base(g, tb, on, f, cb, data); /* reads back after a PUT */
+}
+
+static int live_route(void *g, const char *site, const char *route, enum dw_route_mode mode,
+                      bool on, const char (*tbs)[DW_ID_MAX], int n_tbs, const struct dw_fence *f,
+                      dw_genesys_cb cb, void *data)
+{
+    return dw_genesys_set_route(g, site, route, mode, on, tbs, n_tbs, f, cb, data);
+}
+
+static int live_edge(void *g, const char *edge, bool on, unsigned wait_s,
+                     const struct dw_fence *f, dw_genesys_cb cb, void *data)
+{
+    return dw_genesys_set_edge_service(g, edge, on, wait_s, f, cb, data);
 }
 
 static int live_check(void *g, const char *tb, dw_genesys_cb cb, void *data)
@@ -681,7 +757,8 @@ void dw_actuator_live_ops(struct dw_actuator_ops *ops, struct dw_raft *raft,
     *ops = (struct dw_actuator_ops){
         .raft = raft, .is_leader = live_is_leader, .term = live_term, .barrier = live_barrier,
         .propose = live_propose, .genesys = genesys, .set_trunk_base = live_set,
-        .check_trunks = live_check, .cancel_writes = live_cancel};
+        .check_trunks = live_check, .cancel_writes = live_cancel, .set_route = live_route,
+        .set_edge_service = live_edge};
 }
 
 /* ---- lifetime ---- */

@@ -932,7 +932,9 @@ void dw_genesys_cancel_writes(struct dw_genesys *g, const char *why)
                 break;
         if (c == NULL)
             return;
-        snprintf(d, sizeof d, "trunkbasesettings/%.100s: cancelled: %.100s", c->tb_id, why);
+        /* route and Edge writes name their call by its path (a '/' in it) */
+        snprintf(d, sizeof d, "%s%.100s: cancelled: %.100s",
+                 strchr(c->tb_id, '/') ? "" : "trunkbasesettings/", c->tb_id, why);
         g->stats.fenced++;
         dw_log(DW_LOG_WARN, "genesys", "%s", d);
         c->logged = 1;
@@ -1022,4 +1024,336 @@ void dw_genesys_stats(const struct dw_genesys *g, struct dw_genesys_stats *out)
         return;
     }
     *out = g->stats;
+}
+
+/* ---- actions: switch with read back, outbound routes, Edge service (docs/config.md) ----
+ * Each is one fenced write (kind CALL_SET: the fence header, the check before every request and
+ * dw_genesys_cancel_writes apply as to a trunk base switch): read, skip when already so, write
+ * with what was read, read back. Kept here at the end of the file, apart from the scheduler. */
+
+#include "drwatch/actions.h"
+
+enum act_kind { ACT_TRUNK_BASE, ACT_ROUTE, ACT_EDGE };
+
+/* The caller's side of an action; its calls carry it as their data. */
+struct act {
+    enum act_kind kind;
+    struct dw_genesys *g;
+    dw_genesys_cb cb;
+    void *data;
+    struct dw_fence fence;
+    bool wanted;                         /* on, activate, in service */
+    enum dw_route_mode mode;
+    int n_tbs;
+    char tbs[DW_MAX_TRUNK_BASES][DW_ID_MAX];
+    unsigned wait_s;
+    char rel[6 * DW_ID_MAX + 32];        /* what is read: escaped path under G_PFX */
+    char what[2 * DW_ID_MAX + 32];       /* "route gs1/r1", "Edge e1": for details */
+    int writes;                          /* writes accepted: the next read is the read back */
+    int puts;                            /* PUT attempts, bounded like a trunk base's */
+    long long version;
+    char did[G_DETAIL_MAX];              /* what the write did, reported with its read back */
+};
+
+/* Every call of an action ends here, once. */
+static void act_done(void *data, enum dw_gresult result, const char *detail)
+{
+    struct act *x = data;
+    x->cb(x->data, result, detail);
+    free(x);
+}
+
+static struct act *act_new(struct dw_genesys *g, enum act_kind kind, bool wanted,
+                           const struct dw_fence *fence, dw_genesys_cb cb, void *data)
+{
+    if (g == NULL || g->closing || fence == NULL || fence->valid == NULL || cb == NULL)
+        return NULL;
+    struct act *x = calloc(1, sizeof *x);
+    if (x == NULL)
+        return NULL;
+    x->kind = kind;
+    x->g = g;
+    x->cb = cb;
+    x->data = data;
+    x->fence = *fence;
+    x->wanted = wanted;
+    return x;
+}
+
+/* A fenced call of x named name (a path: dw_genesys_cancel_writes reports it as it is). */
+static struct call *act_call(struct act *x, const char *name)
+{
+    struct call *c = start_call(x->g, CALL_SET, name, act_done, x);
+    if (c != NULL) {
+        c->fence = x->fence;
+        c->wanted = x->wanted;
+    }
+    return c;
+}
+
+/* ---- trunk base: switch, then read back ---- */
+
+static void on_tb_readback(struct call *c, const struct dw_http_resp *r)
+{
+    struct act *x = c->data;
+    if (r->status < 200 || r->status > 299) {
+        fail_status(c, r);
+        return;
+    }
+    char why[DW_GPARSE_WHY_MAX];
+    struct dw_gparse_settings set;
+    if (dw_gparse_settings(r->body, r->body_len, x->wanted, &set, why, sizeof why) !=
+        DW_GPARSE_OK) {
+        fail_bad(c, r, why);
+        return;
+    }
+    const char *want = x->wanted ? "true" : "false";
+    if (set.put_body != NULL) {
+        free(set.put_body);
+        call_failf(c, "%.160s; read back: trunkbasesettings/%s trunk_enabled is not %s",
+                   x->did, x->tbs[0], want);
+        return;
+    }
+    call_endf(c, DW_G_OK, "%.160s; read back: trunk_enabled %s (version %lld)", x->did, want,
+              set.version);
+}
+
+static void tb_switched(void *data, enum dw_gresult result, const char *detail)
+{
+    struct act *x = data;
+    struct call *c;
+    char rel[DW_ID_MAX * 3 + 32];
+
+    if (result != DW_G_OK) {
+        act_done(x, result, detail); /* unchanged (just read), or failed */
+        return;
+    }
+    snprintf(x->did, sizeof x->did, "%s", detail);
+    char *esc = url_escape(x->tbs[0]);
+    if (esc == NULL || (c = act_call(x, x->tbs[0])) == NULL) {
+        free(esc);
+        act_done(x, DW_G_FAIL, x->g->closing ? "client closed"
+                                             : "cannot start the read back: out of memory");
+        return;
+    }
+    snprintf(rel, sizeof rel, "trunkbasesettings/%s", esc);
+    free(esc);
+    call_api(c, "GET", rel, NULL, on_tb_readback);
+}
+
+int dw_genesys_switch_trunk_base(struct dw_genesys *g, const char *trunk_base_id, bool enabled,
+                                 const struct dw_fence *fence, dw_genesys_cb cb, void *data)
+{
+    if (trunk_base_id == NULL || strlen(trunk_base_id) >= DW_ID_MAX)
+        return -1;
+    struct act *x = act_new(g, ACT_TRUNK_BASE, enabled, fence, cb, data);
+    if (x == NULL)
+        return -1;
+    snprintf(x->tbs[0], sizeof x->tbs[0], "%s", trunk_base_id);
+    if (dw_genesys_set_trunk_base_enabled(g, trunk_base_id, enabled, fence, tb_switched, x) != 0) {
+        free(x);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- outbound route ---- */
+
+static void route_get(struct call *c);
+
+static const char *route_change_text(const struct act *x)
+{
+    if (x->mode == DW_ROUTE_ENABLED)
+        return x->wanted ? "enabled=true" : "enabled=false";
+    return "trunk bases first";
+}
+
+static void on_route_put(struct call *c, const struct dw_http_resp *r)
+{
+    struct act *x = c->data;
+    if (r->status == 409) {
+        if (x->puts >= G_MAX_PUTS) {
+            call_failf(c, "%s -> 409 after %d attempts", c->label, x->puts);
+            return;
+        }
+        dw_log(DW_LOG_INFO, "genesys", "%s -> 409 (version %lld is stale), reading again",
+               c->label, x->version);
+        route_get(c);
+        return;
+    }
+    if (r->status < 200 || r->status > 299) {
+        fail_status(c, r);
+        return;
+    }
+    char why[DW_GPARSE_WHY_MAX];
+    long long v;
+    if (dw_gparse_put_answer(r->body, r->body_len, &v, why, sizeof why) != DW_GPARSE_OK) {
+        fail_bad(c, r, why);
+        return;
+    }
+    x->writes++;
+    snprintf(x->did, sizeof x->did, "PUT %.140s %s -> %ld (version %lld->%lld)", x->rel,
+             route_change_text(x), r->status, x->version, v);
+    dw_log(DW_LOG_INFO, "genesys", "%s", x->did);
+    route_get(c); /* the read back */
+}
+
+static void on_route_get(struct call *c, const struct dw_http_resp *r)
+{
+    struct act *x = c->data;
+    if (r->status < 200 || r->status > 299) {
+        fail_status(c, r);
+        return;
+    }
+    char why[DW_GPARSE_WHY_MAX], *put;
+    enum dw_change_rc rc = dw_route_change(r->body, r->body_len, x->mode, x->wanted,
+                                           (const char (*)[DW_ID_MAX])x->tbs, x->n_tbs, &put,
+                                           &x->version, why, sizeof why);
+    if (rc == DW_CHANGE_BAD) {
+        fail_bad(c, r, why);
+        return;
+    }
+    if (rc != DW_CHANGE_OK) {
+        call_failf(c, "%s: %s", x->what, why);
+        return;
+    }
+    if (put == NULL && x->writes > 0) {
+        call_endf(c, DW_G_OK, "%.180s; read back: as wanted (version %lld)", x->did, x->version);
+    } else if (put == NULL) {
+        call_endf(c, DW_G_UNCHANGED, "%s already %s, version %lld", x->what,
+                  x->mode == DW_ROUTE_ORDER && !x->wanted ? "left as it is"
+                                                          : route_change_text(x),
+                  x->version);
+    } else if (x->writes > 0) {
+        free(put);
+        call_failf(c, "%.180s; read back: %s is not %s", x->did, x->what, route_change_text(x));
+    } else {
+        x->puts++;
+        call_api(c, "PUT", x->rel, put, on_route_put);
+    }
+}
+
+static void route_get(struct call *c)
+{
+    struct act *x = c->data;
+    call_api(c, "GET", x->rel, NULL, on_route_get);
+}
+
+int dw_genesys_set_route(struct dw_genesys *g, const char *site_id, const char *route_id,
+                         enum dw_route_mode mode, bool activate, const char (*tbs)[DW_ID_MAX],
+                         int n_tbs, const struct dw_fence *fence, dw_genesys_cb cb, void *data)
+{
+    if (site_id == NULL || route_id == NULL || !site_id[0] || !route_id[0] ||
+        strlen(site_id) >= DW_ID_MAX || strlen(route_id) >= DW_ID_MAX || n_tbs < 0 ||
+        n_tbs > DW_MAX_TRUNK_BASES || (n_tbs > 0 && tbs == NULL))
+        return -1;
+    struct act *x = act_new(g, ACT_ROUTE, activate, fence, cb, data);
+    char *s_esc = url_escape(site_id), *r_esc = url_escape(route_id);
+    struct call *c = NULL;
+    if (x != NULL && s_esc != NULL && r_esc != NULL) {
+        x->mode = mode;
+        x->n_tbs = n_tbs;
+        for (int i = 0; i < n_tbs; i++)
+            snprintf(x->tbs[i], sizeof x->tbs[i], "%s", tbs[i]);
+        snprintf(x->rel, sizeof x->rel, "sites/%s/outboundroutes/%s", s_esc, r_esc);
+        snprintf(x->what, sizeof x->what, "route %s/%s", site_id, route_id);
+        c = act_call(x, x->rel);
+    }
+    free(s_esc);
+    free(r_esc);
+    if (c == NULL) {
+        free(x);
+        return -1;
+    }
+    route_get(c);
+    return 0;
+}
+
+/* ---- Edge service ---- */
+
+static void edge_get(struct call *c);
+
+static void on_edge_post(struct call *c, const struct dw_http_resp *r)
+{
+    struct act *x = c->data;
+    if (r->status < 200 || r->status > 299) {
+        fail_status(c, r);
+        return;
+    }
+    x->writes++;
+    if (x->wanted)
+        snprintf(x->did, sizeof x->did, "POST %.100s/statuscode inService=true -> %ld", x->rel,
+                 r->status);
+    else
+        snprintf(x->did, sizeof x->did, "POST %.100s/statuscode inService=false drain %u s "
+                 "-> %ld", x->rel, x->wait_s, r->status);
+    dw_log(DW_LOG_INFO, "genesys", "%s", x->did);
+    edge_get(c); /* the read back */
+}
+
+static void on_edge_get(struct call *c, const struct dw_http_resp *r)
+{
+    struct act *x = c->data;
+    if (r->status < 200 || r->status > 299) {
+        fail_status(c, r);
+        return;
+    }
+    char why[DW_GPARSE_WHY_MAX], state[40];
+    bool in;
+    if (dw_edge_service(r->body, r->body_len, &in, state, sizeof state, why, sizeof why) !=
+        DW_CHANGE_OK) {
+        fail_bad(c, r, why);
+        return;
+    }
+    const char *want = x->wanted ? "in service" : "out of service";
+    if (in == x->wanted && x->writes > 0) {
+        call_endf(c, DW_G_OK, "%.180s; read back: callDrainingState %s", x->did, state);
+    } else if (in == x->wanted) {
+        call_endf(c, DW_G_UNCHANGED, "%s already %s (callDrainingState %s)", x->what, want,
+                  state);
+    } else if (x->writes > 0) {
+        call_failf(c, "%.160s; read back: %s still reads callDrainingState %s", x->did, x->what,
+                   state);
+    } else {
+        char *body = dw_edge_statuscode_body(x->wanted, x->wait_s);
+        char rel[sizeof x->rel + 16];
+        if (body == NULL) {
+            call_failf(c, "out of memory");
+            return;
+        }
+        snprintf(rel, sizeof rel, "%s/statuscode", x->rel);
+        call_api(c, "POST", rel, body, on_edge_post);
+    }
+}
+
+static void edge_get(struct call *c)
+{
+    struct act *x = c->data;
+    call_api(c, "GET", x->rel, NULL, on_edge_get);
+}
+
+int dw_genesys_set_edge_service(struct dw_genesys *g, const char *edge_id, bool in_service,
+                                unsigned drain_wait_s, const struct dw_fence *fence,
+                                dw_genesys_cb cb, void *data)
+{
+    if (edge_id == NULL || !edge_id[0] || strlen(edge_id) >= DW_ID_MAX)
+        return -1;
+    struct act *x = act_new(g, ACT_EDGE, in_service, fence, cb, data);
+    char *esc = url_escape(edge_id);
+    struct call *c = NULL;
+    char name[sizeof x->rel + 16];
+    if (x != NULL && esc != NULL) {
+        x->wait_s = drain_wait_s;
+        snprintf(x->rel, sizeof x->rel, "%s", esc);
+        snprintf(x->what, sizeof x->what, "Edge %s", edge_id);
+        snprintf(name, sizeof name, "%s/statuscode", esc);
+        c = act_call(x, name);
+    }
+    free(esc);
+    if (c == NULL) {
+        free(x);
+        return -1;
+    }
+    edge_get(c);
+    return 0;
 }

@@ -47,7 +47,7 @@ class Cluster:
                  edge_overrides=None, site_overrides=None, tilt=None, genesys_extra=None,
                  sites=None, shared_edge_ports=None, member_ips=None, node_prefix=None,
                  url_hosts=None, sim_host="127.0.0.1", node_env=None, initial_members=None,
-                 metrics_hosts=None):
+                 metrics_hosts=None, target_extra=None, outbound_routes=None):
         self.build = os.path.abspath(build)
         self.n = n
         # Nodes 1..initial_members form the cluster; a later node's file lists every member
@@ -72,6 +72,10 @@ class Cluster:
         self.site_overrides = site_overrides or {}  # {site: {"rule": ..., "combine": ...}}
         self.tilt = tilt
         self.genesys_extra = genesys_extra or {}
+        # {target id: {key: value}} merged into that target (outbound_routes, drain_edges, ...)
+        self.target_extra = target_extra or {}
+        # the simulator's fixture routes: [{"id", "site", "externalTrunkBases", "enabled"}]
+        self.outbound_routes = list(outbound_routes or [])
         self.metrics_ports = [simctl.free_port() for _ in range(n)]
         self.sites = {k: list(v) for k, v in (sites or SITES).items()}
         # Network-namespace tests: a node's own IP, a command prefix ("ip netns exec NS"), the
@@ -108,6 +112,7 @@ class Cluster:
                 {"id": "tbB", "name": "Carrier via B", "enabled": False, "edges": self.sites["site-b"]},
                 {"id": "tbC", "name": "BYOC Cloud", "enabled": False, "edges": []},
             ],
+            "outbound_routes": self.outbound_routes,
         }
         path = os.path.join(self.dir, "fixture.json")
         with open(path, "w") as f:
@@ -193,6 +198,7 @@ class Cluster:
             t = {"id": tid, "trunk_base_ids": [tb]}
             if site:
                 t["site"] = site
+            t.update(self.target_extra.get(tid, {}))
             targets.append(t)
         return {
             "node": {"id": i, "data_dir": self.node_dir(i), "admin_socket": self.socket(i),

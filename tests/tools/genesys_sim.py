@@ -497,7 +497,7 @@ class Sim:
                                "connected": t["connected"], "edge": t["edge"],
                                "trunkBase": t["base"]}
                            for i, t in self.trunks.items()},
-                "routes": {i: {"version": r["version"],
+                "routes": {i: {"version": r["version"], "enabled": r["enabled"],
                                "externalTrunkBases": list(r["externalTrunkBases"])}
                            for i, r in self.routes.items()},
                 "edge_polls": {i: {"rounds": e["rounds"], "failures": e["failures"],

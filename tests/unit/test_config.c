@@ -1305,6 +1305,85 @@ static void test_probe_overrides(void **state)
     assert_non_null(strstr(errs.msg[0], "node.probe_overrides.edge-b1.health_url"));
 }
 
+/* ---- target actions ---- */
+
+static void test_target_actions(void **state)
+{
+    (void)state;
+    cJSON *d = doc("full.json");
+    set(d, "failover_groups[0].targets[0].outbound_routes",
+        "[{\"site_id\": \"gsite-1\", \"route_id\": \"route-1\", \"mode\": \"order\"},"
+        " {\"site_id\": \"gsite-1\", \"route_id\": \"route-2\", \"mode\": \"enabled\"}]");
+    set(d, "failover_groups[0].targets[0].drain_edges", "true");
+    set(d, "failover_groups[0].targets[0].drain_wait_s", "0");
+    if (parse_doc(d) != 0) {
+        dump_errors();
+        fail();
+    }
+    const struct dw_target *t = &cfg.groups[0].targets[0];
+    assert_int_equal(t->n_routes, 2);
+    assert_string_equal(t->routes[0].site_id, "gsite-1");
+    assert_string_equal(t->routes[0].route_id, "route-1");
+    assert_int_equal(t->routes[0].mode, DW_ROUTE_ORDER);
+    assert_string_equal(t->routes[1].route_id, "route-2");
+    assert_int_equal(t->routes[1].mode, DW_ROUTE_ENABLED);
+    assert_true(t->drain_edges);
+    assert_int_equal(t->drain_wait_s, 0);
+    /* the defaults: trunk bases only */
+    t = &cfg.groups[0].targets[1];
+    assert_int_equal(t->n_routes, 0);
+    assert_false(t->drain_edges);
+    assert_int_equal(t->drain_wait_s, 300);
+}
+
+static void test_target_actions_errors(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *path, *value, *path2, *value2, *error;
+    } cases[] = {
+        { "failover_groups[0].targets[1].outbound_routes",
+          "[{\"site_id\": \"s\", \"route_id\": \"r\", \"mode\": \"first\"}]", NULL, NULL,
+          "failover_groups[0].targets[1].outbound_routes[0].mode: must be \"order\" or "
+          "\"enabled\"" },
+        { "failover_groups[0].targets[1].outbound_routes",
+          "[{\"site_id\": \"s\", \"mode\": \"order\"}]", NULL, NULL,
+          "failover_groups[0].targets[1].outbound_routes[0].route_id: missing" },
+        { "failover_groups[0].targets[1].outbound_routes",
+          "[{\"site_id\": \"s\", \"route_id\": \"r\", \"mode\": \"order\", \"order\": 1}]", NULL,
+          NULL, "failover_groups[0].targets[1].outbound_routes[0].order: unknown key" },
+        { "failover_groups[0].targets[1].outbound_routes",
+          "[{\"site_id\": \"s\", \"route_id\": \"r\", \"mode\": \"order\"},"
+          " {\"site_id\": \"s\", \"route_id\": \"r\", \"mode\": \"enabled\"}]", NULL, NULL,
+          "failover_groups[0].targets[1].outbound_routes[1]: route \"r\" of site \"s\" is "
+          "already listed at [0]" },
+        { "failover_groups[0].targets[1].outbound_routes", "[]", NULL, NULL,
+          "failover_groups[0].targets[1].outbound_routes: needs 1 to 4 entries (has 0)" },
+        { "failover_groups[0].targets[1].outbound_routes", "{\"site_id\": \"s\"}", NULL, NULL,
+          "failover_groups[0].targets[1].outbound_routes: expected an array" },
+        { "failover_groups[0].targets[2].drain_edges", "true", NULL, NULL,
+          "failover_groups[0].targets[2].drain_edges: needs \"site\": a target without a site "
+          "has no Edges to drain" },
+        { "failover_groups[0].targets[1].drain_edges", "true", NULL, NULL,
+          "failover_groups[0].targets[1].drain_edges: no Edge of site \"site-b\" has a "
+          "genesys_edge_id" },
+        { "failover_groups[0].targets[0].drain_edges", "1", NULL, NULL,
+          "failover_groups[0].targets[0].drain_edges: expected a boolean" },
+        { "failover_groups[0].targets[0].drain_wait_s", "60", NULL, NULL,
+          "failover_groups[0].targets[0].drain_wait_s: only valid with \"drain_edges\": true" },
+        { "failover_groups[0].targets[0].drain_edges", "true",
+          "failover_groups[0].targets[0].drain_wait_s", "3601",
+          "failover_groups[0].targets[0].drain_wait_s: must be between 0 and 3600" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cJSON *d = doc("full.json");
+        set(d, cases[i].path, cases[i].value);
+        if (cases[i].path2)
+            set(d, cases[i].path2, cases[i].value2);
+        expect_only(d, cases[i].error);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1337,6 +1416,8 @@ int main(void)
         cmocka_unit_test(test_detection_numbers),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_probe_overrides),
+        cmocka_unit_test(test_target_actions),
+        cmocka_unit_test(test_target_actions_errors),
     };
     int rc = cmocka_run_group_tests(tests, setup_dir, teardown_dir);
     dw_config_free(&cfg);

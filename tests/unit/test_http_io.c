@@ -782,6 +782,212 @@ static void test_genesys_fencing(void **state)
     tl_gsim_stop(&gs);
 }
 
+/* ---- actions: switch with read back, routes, Edge service ---- */
+
+static const char ACT_FIXTURE[] =
+    "{\"client_id\":\"drwatch-test\",\"client_secret\":\"s3cret\",\n"
+    " \"sites\":[{\"id\":\"gs-b\"}],\n"
+    " \"edges\":[{\"id\":\"edge-b1\",\"site\":\"gs-b\"}],\n"
+    " \"trunk_bases\":[{\"id\":\"tbA\",\"enabled\":true,\"edges\":[]},\n"
+    "                 {\"id\":\"tbB\",\"enabled\":false,\"edges\":[\"edge-b1\"]},\n"
+    "                 {\"id\":\"tbX\",\"enabled\":true,\"edges\":[]}],\n"
+    " \"outbound_routes\":[{\"id\":\"r1\",\"site\":\"gs-b\",\"externalTrunkBases\":"
+    "[\"tbA\",\"tbX\",\"tbB\"]},\n"
+    "                     {\"id\":\"r2\",\"site\":\"gs-b\",\"enabled\":true,"
+    "\"externalTrunkBases\":[\"tbB\"]}]}\n";
+
+/* The compact JSON body of the first logged request matching method and path suffix. */
+static char *gsim_body(struct tl_gsim *g, const char *method, const char *path_suffix)
+{
+    cJSON *j = tl_ctl(g->sim.port, "GET", "/_sim/requests", NULL);
+    const cJSON *r;
+    char *out = NULL;
+
+    assert_non_null(j);
+    cJSON_ArrayForEach(r, cJSON_GetObjectItem(j, "requests")) {
+        if (out == NULL && req_is(r, method, path_suffix))
+            out = cJSON_PrintUnformatted(cJSON_GetObjectItem(r, "body"));
+    }
+    cJSON_Delete(j);
+    assert_non_null(out);
+    return out;
+}
+
+/* The route's trunk base ids as the simulator holds them, "tbB,tbA". */
+static void gsim_route(struct tl_gsim *g, const char *id, char *out, size_t len)
+{
+    cJSON *j = tl_ctl(g->sim.port, "GET", "/_sim/state", NULL);
+    const cJSON *r = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "routes"), id), *tb;
+    size_t o = 0;
+    out[0] = '\0';
+    cJSON_ArrayForEach(tb, cJSON_GetObjectItem(r, "externalTrunkBases"))
+        o += (size_t)snprintf(out + o, len - o, "%s%s", o ? "," : "", tb->valuestring);
+    cJSON_Delete(j);
+}
+
+static const char (*const ACT_TBS)[DW_ID_MAX] = (const char[][DW_ID_MAX]){"tbB", "tbA"};
+
+static void act_route(struct tl_loop *e, struct dw_genesys *g, const char *route,
+                      enum dw_route_mode mode, bool on, int n_tbs, const struct dw_fence *f,
+                      struct gres *res)
+{
+    memset(res, 0, sizeof *res);
+    assert_int_equal(dw_genesys_set_route(g, "gs-b", route, mode, on, ACT_TBS, n_tbs, f, on_gres,
+                                          res), 0);
+    assert_int_equal(tl_run_until(e, gres_done, res, 10000), 0);
+    assert_int_equal(res->done, 1);
+}
+
+static void act_edge(struct tl_loop *e, struct dw_genesys *g, bool on, struct gres *res)
+{
+    memset(res, 0, sizeof *res);
+    assert_int_equal(dw_genesys_set_edge_service(g, "edge-b1", on, 120, &tl_open_fence, on_gres,
+                                                 res), 0);
+    assert_int_equal(tl_run_until(e, gres_done, res, 10000), 0);
+    assert_int_equal(res->done, 1);
+}
+
+static void test_genesys_actions(void **state)
+{
+    struct tl_loop e;
+    struct tl_gsim gs;
+    struct gres res;
+    struct fence_ctl fc = {true, 0};
+    struct dw_fence f = {.node = 2, .term = 7, .op = 3, .seq = 1, .valid = fence_flag, .data = &fc};
+    struct dw_genesys_stats st;
+    char order[64], *b;
+
+    (void)state;
+    TL_NEED("python3");
+    tl_gsim_start(&gs, ACT_FIXTURE);
+    tl_loop_init(&e, 10);
+    struct dw_genesys *g = genesys_new(&e, &gs, "s3cret");
+
+    /* a trunk base switch reads back after its PUT; already so, it only reads */
+    memset(&res, 0, sizeof res);
+    assert_int_equal(dw_genesys_switch_trunk_base(g, "tbB", true, &tl_open_fence, on_gres, &res),
+                     0);
+    assert_int_equal(tl_run_until(&e, gres_done, &res, 10000), 0);
+    assert_int_equal(res.r, DW_G_OK);
+    assert_non_null(strstr(res.detail, "-> 200 (version 1->2); read back: trunk_enabled true "
+                                       "(version 2)"));
+    assert_int_equal(gsim_count(&gs, "GET", "/trunkbasesettings/tbB", NULL), 2);
+    assert_int_equal(gsim_count(&gs, "PUT", "/trunkbasesettings/tbB", NULL), 1);
+    gsim_reset(&gs);
+    memset(&res, 0, sizeof res);
+    assert_int_equal(dw_genesys_switch_trunk_base(g, "tbB", true, &tl_open_fence, on_gres, &res),
+                     0);
+    assert_int_equal(tl_run_until(&e, gres_done, &res, 10000), 0);
+    assert_int_equal(res.r, DW_G_UNCHANGED);
+    assert_int_equal(gsim_count(&gs, "GET", "/trunkbasesettings/tbB", NULL), 1);
+
+    /* route order: the target's bases first, the rest after in their order; GET, PUT, GET;
+     * the PUT carries the fence and the version read */
+    gsim_reset(&gs);
+    act_route(&e, g, "r1", DW_ROUTE_ORDER, true, 2, &f, &res);
+    assert_int_equal(res.r, DW_G_OK);
+    assert_non_null(strstr(res.detail, "PUT sites/gs-b/outboundroutes/r1 trunk bases first -> 200 "
+                                       "(version 1->2); read back: as wanted (version 2)"));
+    gsim_route(&gs, "r1", order, sizeof order);
+    assert_string_equal(order, "tbB,tbA,tbX");
+    assert_int_equal(gsim_count(&gs, "GET", "/outboundroutes/r1", NULL), 2);
+    assert_int_equal(gsim_count(&gs, "PUT", "/outboundroutes/r1", NULL), 1);
+    char *h = gsim_header(&gs, "PUT", "/outboundroutes/r1", "X-Drwatch-Fence");
+    assert_string_equal(h, "node=2 term=7 op=3 step=1");
+    free(h);
+    b = gsim_body(&gs, "PUT", "/outboundroutes/r1");
+    assert_non_null(strstr(b, "\"version\":1"));
+    free(b);
+    /* already so, and deactivating an "order" route: read only */
+    gsim_reset(&gs);
+    act_route(&e, g, "r1", DW_ROUTE_ORDER, true, 2, &f, &res);
+    assert_int_equal(res.r, DW_G_UNCHANGED);
+    act_route(&e, g, "r1", DW_ROUTE_ORDER, false, 2, &f, &res);
+    assert_int_equal(res.r, DW_G_UNCHANGED);
+    assert_int_equal(gsim_count(&gs, "PUT", "/outboundroutes/r1", NULL), 0);
+    /* 409: read again, PUT again with the new version */
+    gsim_reset(&gs);
+    gsim_fault(&gs, "{\"kind\":\"409\",\"method\":\"PUT\",\"path_prefix\":\"" PFX
+                    "/sites/gs-b/outboundroutes/r1\",\"count\":1}");
+    act_route(&e, g, "r1", DW_ROUTE_ENABLED, false, 2, &f, &res);
+    assert_int_equal(res.r, DW_G_OK);
+    assert_int_equal(gsim_count(&gs, "PUT", "/outboundroutes/r1", NULL), 2);
+    assert_int_equal(gsim_count(&gs, "GET", "/outboundroutes/r1", NULL), 3);
+    dw_genesys_stats(g, &st);
+    assert_int_equal(st.conflicts_409, 1);
+    /* a route lacking one of the target's bases is refused, never extended */
+    gsim_reset(&gs);
+    act_route(&e, g, "r2", DW_ROUTE_ORDER, true, 2, &f, &res);
+    assert_int_equal(res.r, DW_G_FAIL);
+    assert_non_null(strstr(res.detail, "route gs-b/r2: the route does not list trunk base tbA"));
+    assert_int_equal(gsim_count(&gs, "PUT", "/outboundroutes/r2", NULL), 0);
+    /* mode enabled: off, read back */
+    act_route(&e, g, "r2", DW_ROUTE_ENABLED, false, 2, &f, &res);
+    assert_int_equal(res.r, DW_G_OK);
+    b = gsim_body(&gs, "PUT", "/outboundroutes/r2");
+    assert_non_null(strstr(b, "\"enabled\":false"));
+    free(b);
+    act_route(&e, g, "r2", DW_ROUTE_ENABLED, false, 2, &f, &res);
+    assert_int_equal(res.r, DW_G_UNCHANGED);
+
+    /* a fenced route write sends nothing */
+    gsim_reset(&gs);
+    fc.ok = false;
+    act_route(&e, g, "r2", DW_ROUTE_ENABLED, true, 2, &f, &res);
+    assert_int_equal(res.r, DW_G_FENCED);
+    assert_non_null(strstr(res.detail, "GET sites/gs-b/outboundroutes/r2 not sent"));
+    assert_int_equal(gsim_count(&gs, "GET", "/outboundroutes/r2", NULL), 0);
+    fc.ok = true;
+
+    /* leadership lost while the route's read is held: cancelled, named by its path */
+    gsim_fault(&gs, "{\"kind\":\"hold\",\"method\":\"GET\",\"path_prefix\":\"" PFX
+                    "/sites/gs-b/outboundroutes/r2\",\"count\":1}");
+    memset(&res, 0, sizeof res);
+    assert_int_equal(dw_genesys_set_route(g, "gs-b", "r2", DW_ROUTE_ENABLED, true, ACT_TBS, 2, &f,
+                                          on_gres, &res), 0);
+    await_sim(&e, &gs, "GET", "/outboundroutes/r2", 0);
+    dw_genesys_cancel_writes(g, "leadership lost");
+    assert_int_equal(res.r, DW_G_FENCED);
+    assert_string_equal(res.detail, "sites/gs-b/outboundroutes/r2: cancelled: leadership lost");
+    tl_ctl_ok(gs.sim.port, "POST", "/_sim/release", "{}");
+    await_sim(&e, &gs, "GET", "/outboundroutes/r2", 200);
+    assert_int_equal(gsim_count(&gs, "PUT", "/outboundroutes/r2", NULL), 0);
+
+    /* Edge drain: GET, POST with the wait, GET shows the drain; then back in service */
+    gsim_reset(&gs);
+    act_edge(&e, g, false, &res);
+    assert_int_equal(res.r, DW_G_OK);
+    assert_non_null(strstr(res.detail, "POST edge-b1/statuscode inService=false drain 120 s -> 204; "
+                                       "read back: callDrainingState COMPLETE"));
+    b = gsim_body(&gs, "POST", "/edge-b1/statuscode");
+    assert_string_equal(b, "{\"inService\":false,\"callDrainingWaitTimeSeconds\":120}");
+    free(b);
+    assert_int_equal(gsim_count(&gs, "GET", "/edge-b1", NULL), 2);
+    h = gsim_header(&gs, "POST", "/edge-b1/statuscode", "X-Drwatch-Fence");
+    assert_non_null(h);
+    free(h);
+    act_edge(&e, g, false, &res);
+    assert_int_equal(res.r, DW_G_UNCHANGED);
+    assert_non_null(strstr(res.detail, "Edge edge-b1 already out of service"));
+    act_edge(&e, g, true, &res);
+    assert_int_equal(res.r, DW_G_OK);
+    assert_int_equal(gsim_count(&gs, "POST", "/edge-b1/statuscode", NULL), 2);
+
+    /* garbage is counted and fails the call */
+    gsim_reset(&gs);
+    gsim_fault(&gs, "{\"kind\":\"body\",\"path_prefix\":\"" PFX
+                    "/edge-b1\",\"body\":\"{\\\"callDrainingState\\\":7}\",\"count\":1}");
+    act_edge(&e, g, true, &res);
+    assert_int_equal(res.r, DW_G_FAIL);
+    dw_genesys_stats(g, &st);
+    assert_int_equal(st.bad_responses, 1);
+    gsim_reset(&gs);
+
+    dw_genesys_close(g);
+    tl_loop_close(&e);
+    tl_gsim_stop(&gs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -792,6 +998,7 @@ int main(void)
         cmocka_unit_test(test_genesys_garbage),
         cmocka_unit_test(test_genesys_shared_token_and_close),
         cmocka_unit_test(test_genesys_fencing),
+        cmocka_unit_test(test_genesys_actions),
     };
 
     tl_main_begin();

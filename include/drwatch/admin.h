@@ -8,6 +8,8 @@
 #ifndef DRWATCH_ADMIN_H
 #define DRWATCH_ADMIN_H
 
+#include <stdbool.h>
+
 #include <cJSON.h>
 #include <uv.h>
 
@@ -73,6 +75,10 @@ void dw_admin_reply(struct dw_admin_call *call, const cJSON *reply);
 int dw_admin_start(struct dw_admin **out, uv_loop_t *loop, const char *path,
                    dw_admin_handler handler, void *data, char *errmsg, size_t errlen);
 void dw_admin_close(struct dw_admin *a); /* accepts NULL; unlinks the socket path */
+
+/* true on the leader; elsewhere fills reply with an error naming the leader ("leader": its id,
+ * 0 while there is none) and returns false. */
+bool dw_admin_leader_or_fail(struct dw_raft *raft, cJSON *reply);
 
 /* {"cmd":"hold","action":"release","group":G,"by":NAME}: on the leader, proposes the hold entry
  * that lifts G's hold; the reply says it was proposed (status and history show it once

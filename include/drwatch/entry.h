@@ -56,7 +56,7 @@ char *dw_entry_config(const cJSON *doc, int64_t base, const char *by_operator,
                       const char *reason);
 #define DW_OPERATOR_MAX 64 /* bytes of an operator's name in a hold entry */
 char *dw_entry_hold_release(const char *group, const char *by_operator);
-#define DW_MAINT_TTL_MIN 60000LL            /* a minute */
+#define DW_MAINT_TTL_MIN 10000LL            /* ten seconds (drills and tests) */
 #define DW_MAINT_TTL_MAX (30LL * 86400000)  /* thirty days */
 /* action "set" (reason, ttl_ms used) or "clear"; scope "site" or "group". */
 char *dw_entry_maintenance(const char *action, const char *scope, const char *id,

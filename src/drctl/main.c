@@ -16,12 +16,11 @@
 
 #include <cJSON.h>
 
+#include "drctl.h"
+
 #define DEFAULT_SOCKET "/run/drwatch/admin.sock"
 #define REPLY_MAX (16u << 20)
 #define REQUEST_MAX (8u << 20) /* the daemon's DW_ADMIN_MAX_LINE */
-#define TIMEOUT_MS 10000
-/* config apply and members add/remove answer after a commit; a new member must catch up first */
-#define SLOW_TIMEOUT_MS 60000
 
 static void usage(FILE *f)
 {
@@ -48,16 +47,29 @@ static void usage(FILE *f)
             "                               add node ID (1 to 2147483647); answers once it has\n"
             "                               caught up and joined (up to 60 s)\n"
             "  members remove ID            remove node ID from the cluster\n"
+            "  maintenance list             the maintenance windows in force\n"
+            "  maintenance set site|group ID --ttl DURATION --reason TEXT\n"
+            "                               (on the leader) no automatic operation touches ID\n"
+            "                               until cleared or DURATION (90s, 30m, 2h, 1d) passes\n"
+            "  maintenance clear site|group ID\n"
+            "  switchover GROUP --to TARGET [--dry-run] [--wait [--timeout SEC]]\n"
+            "                               (on the leader) move GROUP's calls to TARGET (make\n"
+            "                               before break); refused when TARGET is not up, is in\n"
+            "                               maintenance, or an operation runs; --dry-run prints\n"
+            "                               the Genesys requests and sends none; --wait follows\n"
+            "                               it to its end (exit 1 unless done)\n"
+            "  failback GROUP [--dry-run] [--wait [--timeout SEC]]\n"
+            "                               (on the leader) move GROUP back to its highest-\n"
+            "                               priority target that is up\n"
             "the socket defaults to $DRWATCH_SOCKET, else " DEFAULT_SOCKET "\n"
             "exit codes: 0 done, 1 refused by the daemon, 2 usage error or an invalid config file,\n"
             "3 no daemon reachable\n");
 }
 
-enum { EXIT_REFUSED = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
 
 /* Sends one request line and reads one reply line, waiting at most timeout_ms for each part of
  * it; NULL with a message on stderr and *rc set on failure. */
-static cJSON *call(const char *path, cJSON *req, int timeout_ms, int *rc)
+cJSON *call(const char *path, cJSON *req, int timeout_ms, int *rc)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     *rc = EXIT_UNREACHABLE;
@@ -160,24 +172,24 @@ fail:
     return NULL;
 }
 
-static const char *str(const cJSON *o, const char *k)
+const char *str(const cJSON *o, const char *k)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
     return cJSON_IsString(v) ? v->valuestring : "";
 }
 
-static double num(const cJSON *o, const char *k)
+double num(const cJSON *o, const char *k)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
     return cJSON_IsNumber(v) ? v->valuedouble : 0;
 }
 
-static const cJSON *arr(const cJSON *o, const char *k)
+const cJSON *arr(const cJSON *o, const char *k)
 {
     return cJSON_GetObjectItemCaseSensitive(o, k);
 }
 
-static void fmt_time(double ms, char *out, size_t len)
+void fmt_time(double ms, char *out, size_t len)
 {
     if (ms <= 0) {
         snprintf(out, len, "-");
@@ -255,11 +267,37 @@ static void print_status(const cJSON *r)
         printf("\n");
     }
 
-    printf("\n%-16s %-16s %s\n", "GROUP", "ACTIVE", "HOLD");
+    printf("\n%-16s %-16s %-9s %s\n", "GROUP", "ACTIVE", "FAILBACK", "STATE");
     const cJSON *g;
     cJSON_ArrayForEach(g, arr(cl, "groups")) {
-        printf("%-16s %-16s %s\n", str(g, "id"), str(g, "active"),
-               cJSON_IsTrue(arr(g, "hold")) ? "yes (drctl hold release)" : "no");
+        char state[160] = "", at[32];
+        size_t used = 0;
+        if (cJSON_IsTrue(arr(g, "hold")))
+            used += (size_t)snprintf(state + used, sizeof state - used,
+                                     "held: %s (drctl hold release) ", str(g, "hold_reason"));
+        if (cJSON_IsTrue(arr(g, "maintenance")) && used < sizeof state)
+            used += (size_t)snprintf(state + used, sizeof state - used, "in maintenance ");
+        if (cJSON_IsTrue(arr(g, "pinned")) && used < sizeof state)
+            used += (size_t)snprintf(state + used, sizeof state - used,
+                                     "pinned by a switchover (drctl failback) ");
+        if (num(g, "failback_failures") > 0 && used < sizeof state) {
+            fmt_time(num(g, "failback_retry_at"), at, sizeof at);
+            used += (size_t)snprintf(state + used, sizeof state - used,
+                                     "%.0f failed failback(s), next try %s ",
+                                     num(g, "failback_failures"), at);
+        }
+        printf("%-16s %-16s %-9s %s\n", str(g, "id"), str(g, "active"), str(g, "failback"),
+               used ? state : "ok");
+    }
+    const cJSON *mw;
+    int nm = 0;
+    cJSON_ArrayForEach(mw, arr(cl, "maintenance")) {
+        char until[32];
+        if (!nm++)
+            printf("\nMAINTENANCE\n");
+        fmt_time(num(mw, "expires"), until, sizeof until);
+        printf("%s %s by %s until %s: %s\n", str(mw, "scope"), str(mw, "id"), str(mw, "owner"),
+               until, str(mw, "reason"));
     }
 
     int shown = 0;
@@ -396,7 +434,7 @@ static void print_members(const cJSON *r)
 }
 
 /* $USER, else the uid: who asked, for history. */
-static const char *who(char *buf, size_t len)
+const char *who(char *buf, size_t len)
 {
     const char *user = getenv("USER");
     if (user != NULL && user[0] != '\0')
@@ -466,13 +504,6 @@ static bool address_ok(const char *a)
 }
 
 /* Options that belong to one subcommand each. */
-struct sub_opts {
-    bool dry_run;                                  /* config apply */
-    const char *raft_address, *peer_address, *name; /* members add */
-};
-
-/* What building a request came to: main() prints the usage for BAD_ARGS; FAILED said why. */
-enum { BUILT, BAD_ARGS, FAILED };
 
 /* "CMD ACTION [OPERAND]": alone takes no operand, with_a and with_b one. Fills in cmd and
  * action; false when the arguments do not fit. */
@@ -569,6 +600,11 @@ int main(int argc, char **argv)
         {"raft-address", required_argument, NULL, 'r'},
         {"peer-address", required_argument, NULL, 'p'},
         {"name", required_argument, NULL, 'n'},
+        {"ttl", required_argument, NULL, 'T'},
+        {"reason", required_argument, NULL, 'R'},
+        {"to", required_argument, NULL, 't'},
+        {"wait", no_argument, NULL, 'w'},
+        {"timeout", required_argument, NULL, 'W'},
         {"socket", required_argument, NULL, 's'},
         {"json", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
@@ -598,6 +634,21 @@ int main(int argc, char **argv)
         case 'n':
             so.name = optarg;
             break;
+        case 'T':
+            so.ttl = optarg;
+            break;
+        case 'R':
+            so.reason = optarg;
+            break;
+        case 't':
+            so.to = optarg;
+            break;
+        case 'w':
+            so.wait = true;
+            break;
+        case 'W':
+            so.timeout = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -620,7 +671,11 @@ int main(int argc, char **argv)
     char by[32];
     int built = BUILT;
     bool slow = false;
-    if (strcmp(cmd, "config") != 0 && so.dry_run)
+    bool lifecycle = strcmp(cmd, "maintenance") == 0 || strcmp(cmd, "switchover") == 0 ||
+                     strcmp(cmd, "failback") == 0;
+    if (strcmp(cmd, "config") != 0 && !lifecycle && so.dry_run)
+        goto bad_usage;
+    if (!lifecycle && (so.ttl || so.reason || so.to || so.wait || so.timeout))
         goto bad_usage;
     if (strcmp(cmd, "members") != 0 && (so.raft_address || so.peer_address || so.name))
         goto bad_usage;
@@ -662,6 +717,9 @@ int main(int argc, char **argv)
     } else if (strcmp(cmd, "members") == 0) {
         built = members_request(req, nargs, args, &so);
         slow = nargs > 0 && strcmp(args[0], "list") != 0;
+    } else if (lifecycle) {
+        built = ops_request(req, cmd, nargs, args, &so);
+        slow = true;
     } else {
         fprintf(stderr, "drctl: unknown command \"%s\"\n", cmd);
         goto bad_usage_quiet;
@@ -693,6 +751,10 @@ int main(int argc, char **argv)
         const cJSON *e, *lines = invalid ? errors : NULL;
         cJSON_ArrayForEach(e, lines)
             fprintf(stderr, "  %s\n", cJSON_IsString(e) ? e->valuestring : "(not a string)");
+    } else if (lifecycle) {
+        int code = ops_print(sock, cmd, nargs, args, reply, &so);
+        cJSON_Delete(reply);
+        return code;
     } else if (strcmp(cmd, "status") == 0) {
         print_status(reply);
     } else if (strcmp(cmd, "history") == 0) {

@@ -86,19 +86,6 @@ static cJSON *committed_doc(struct dw_cfgadmin *c)
     return doc;
 }
 
-static bool leader_or_fail(struct dw_cfgadmin *c, cJSON *reply)
-{
-    if (dw_raft_is_leader(c->raft))
-        return true;
-    uint64_t l = dw_raft_leader_id(c->raft);
-    if (l)
-        dw_admin_error(reply, "not the leader: run this on node %" PRIu64 ", the leader", l);
-    else
-        dw_admin_error(reply, "no leader at the moment: try again shortly");
-    cJSON_AddNumberToObject(reply, "leader", (double)l);
-    return false;
-}
-
 /* doc (a file, or a cluster document) with this node's local settings, checked as a node would
  * check its file; NULL with the errors in reply. text: the raw document, for JSON errors. */
 static struct dw_config *validate(struct dw_cfgadmin *c, const cJSON *doc, const char *text,
@@ -270,7 +257,7 @@ static void config_change(struct dw_cfgadmin *c, const cJSON *req, cJSON *reply,
         cJSON_AddNumberToObject(reply, "count", count);
         goto out;
     }
-    if (!leader_or_fail(c, reply))
+    if (!dw_admin_leader_or_fail(c->raft, reply))
         goto out;
     const char *who = cJSON_IsString(by) && by->valuestring[0] ? by->valuestring : "unknown";
     char name[DW_OPERATOR_MAX + 1];
@@ -548,7 +535,7 @@ static void members_change(struct dw_cfgadmin *c, const cJSON *req, cJSON *reply
 {
     const cJSON *by = cJSON_GetObjectItemCaseSensitive(req, "by");
     uint64_t id;
-    if (!parse_id(req, &id, reply) || !leader_or_fail(c, reply))
+    if (!parse_id(req, &id, reply) || !dw_admin_leader_or_fail(c->raft, reply))
         return;
     if (c->job) {
         dw_admin_error(reply, "a membership change (member %" PRIu64 ") is under way", c->job->id);

@@ -22,6 +22,7 @@
 #include "drwatch/tilt.h"
 
 #include "cfgadmin.h"
+#include "opsadmin.h"
 #include "node.h"
 
 #define SUBMIT_RETRY_MS 300
@@ -785,6 +786,8 @@ static void admin_handler(void *data, const cJSON *req, cJSON *reply, struct dw_
         }
         return;
     }
+    if (dw_opsadmin_handle(n->fsm, n->raft, req, reply, call))
+        return;
     const char *cmd = cJSON_GetObjectItemCaseSensitive(req, "cmd")->valuestring;
     if (strcmp(cmd, "status") == 0) {
         status_reply(n, reply);
@@ -824,8 +827,8 @@ static void admin_handler(void *data, const cJSON *req, cJSON *reply, struct dw_
         dw_admin_hold(n->raft, n->cfg, req, reply);
     } else {
         cJSON_AddBoolToObject(reply, "ok", 0);
-        char msg[160];
-        snprintf(msg, sizeof msg, "cmd: unknown command \"%.64s\" (known: status, history, dump, debug, hold, config, members)", cmd);
+        char msg[224];
+        snprintf(msg, sizeof msg, "cmd: unknown command \"%.64s\" (known: status, history, dump, debug, hold, config, members, maintenance, operate)", cmd);
         cJSON_AddStringToObject(reply, "error", msg);
     }
 }

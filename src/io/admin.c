@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -485,6 +486,21 @@ void dw_admin_error(cJSON *reply, const char *fmt, ...)
     va_end(ap);
     cJSON_AddBoolToObject(reply, "ok", 0);
     cJSON_AddStringToObject(reply, "error", msg);
+}
+
+bool dw_admin_leader_or_fail(struct dw_raft *raft, cJSON *reply)
+{
+    uint64_t l;
+
+    if (dw_raft_is_leader(raft))
+        return true;
+    l = dw_raft_leader_id(raft);
+    if (l)
+        dw_admin_error(reply, "not the leader: run this on node %" PRIu64 ", the leader", l);
+    else
+        dw_admin_error(reply, "no leader at the moment: try again shortly");
+    cJSON_AddNumberToObject(reply, "leader", (double)l);
+    return false;
 }
 
 void dw_admin_hold(struct dw_raft *raft, const struct dw_config *cfg, const cJSON *req,

@@ -47,7 +47,7 @@ class Cluster:
                  edge_overrides=None, site_overrides=None, tilt=None, genesys_extra=None,
                  sites=None, shared_edge_ports=None, member_ips=None, node_prefix=None,
                  url_hosts=None, sim_host="127.0.0.1", node_env=None, initial_members=None,
-                 metrics_hosts=None, target_extra=None, outbound_routes=None):
+                 metrics_hosts=None, target_extra=None, outbound_routes=None, group_extra=None):
         self.build = os.path.abspath(build)
         self.n = n
         # Nodes 1..initial_members form the cluster; a later node's file lists every member
@@ -72,6 +72,8 @@ class Cluster:
         self.site_overrides = site_overrides or {}  # {site: {"rule": ..., "combine": ...}}
         self.tilt = tilt
         self.genesys_extra = genesys_extra or {}
+        # merged into the group (failback, stable_for_ms, max_auto_operations, ...)
+        self.group_extra = group_extra or {}
         # {target id: {key: value}} merged into that target (outbound_routes, drain_edges, ...)
         self.target_extra = target_extra or {}
         # the simulator's fixture routes: [{"id", "site", "externalTrunkBases", "enabled"}]
@@ -219,7 +221,7 @@ class Cluster:
                         "verify_interval_ms": 300, **self.genesys_extra},
             "probe": self.probe,
             "sites": sites,
-            "failover_groups": [{"id": "carrier-1", "targets": targets}],
+            "failover_groups": [{"id": "carrier-1", "targets": targets, **self.group_extra}],
             **({"tilt": self.tilt} if self.tilt else {}),
         }
 

@@ -15,6 +15,7 @@ import actions_tests
 import config_tests
 import detection_tests
 import fencing_tests
+import lifecycle_tests
 import netns
 from harness import CLIENT_SECRET as CLIENT_SECRET_TEXT, Cluster, SITES, TARGETS, wait_until
 
@@ -502,6 +503,7 @@ TESTS += detection_tests.TESTS
 TESTS += fencing_tests.TESTS
 TESTS += config_tests.TESTS
 TESTS += actions_tests.TESTS
+TESTS += lifecycle_tests.TESTS
 
 
 TEST_LIMIT_S = 300
@@ -528,6 +530,7 @@ def main():
     fencing_tests.BUILD = BUILD
     config_tests.BUILD = BUILD
     actions_tests.BUILD = BUILD
+    lifecycle_tests.BUILD = BUILD
     removed = netns.remove_stale()
     if removed:
         print(f"removed what an interrupted run left: {' '.join(removed)}", flush=True)

@@ -1,0 +1,45 @@
+/* What drctl's command files share: the admin socket call and reply accessors. */
+#ifndef DRCTL_H
+#define DRCTL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <cJSON.h>
+
+#define TIMEOUT_MS 10000
+/* config apply, members add/remove and operators' moves answer after a commit; a new member
+ * must catch up first */
+#define SLOW_TIMEOUT_MS 60000
+
+enum { EXIT_REFUSED = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
+
+/* What building a request came to: main() prints the usage for BAD_ARGS; FAILED said why. */
+enum { BUILT, BAD_ARGS, FAILED };
+
+struct sub_opts {
+    bool dry_run;                                  /* config apply, switchover, failback */
+    const char *raft_address, *peer_address, *name; /* members add */
+    const char *ttl, *reason;                      /* maintenance set */
+    const char *to;                                /* switchover */
+    bool wait;                                     /* switchover, failback */
+    const char *timeout;                           /* --wait's limit in seconds */
+};
+
+/* Sends one request line and reads one reply line, waiting at most timeout_ms for each part of
+ * it; NULL with a message on stderr and *rc set on failure. */
+cJSON *call(const char *path, cJSON *req, int timeout_ms, int *rc);
+const char *str(const cJSON *o, const char *k); /* "" when absent */
+double num(const cJSON *o, const char *k);      /* 0 when absent */
+const cJSON *arr(const cJSON *o, const char *k);
+void fmt_time(double ms, char *out, size_t len);
+const char *who(char *buf, size_t len); /* $USER, else the uid */
+
+/* ops.c: maintenance, switchover, failback. ops_request builds req (BUILT, BAD_ARGS, FAILED);
+ * ops_print shows a successful reply and, with --wait, follows the operation to its end; it
+ * returns the exit code. */
+int ops_request(cJSON *req, const char *cmd, int nargs, char **args, const struct sub_opts *o);
+int ops_print(const char *sock, const char *cmd, int nargs, char **args, const cJSON *reply,
+              const struct sub_opts *o);
+
+#endif

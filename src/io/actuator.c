@@ -412,7 +412,7 @@ static void switch_next(struct worker *w)
     a->refs++;
     if (start_item(w, &w->items[w->tb], enable) != 0) {
         a->refs--;
-        detail_append(w, "cannot start Genesys call");
+        detail_failure(w, "cannot start Genesys call", "");
         commit(w, DW_STEP_FAILED);
     }
 }

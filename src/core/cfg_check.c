@@ -530,6 +530,33 @@ static void apply_overrides(struct ctx *c)
     }
 }
 
+/* A route switched on and off (mode "enabled") follows one target: listed by a second target of
+ * its group, a failover would enable it for the new target and then disable it for the old. */
+static void check_route_owners(struct ctx *c)
+{
+    char path[128];
+    for (int i = 0; i < c->cfg->n_groups; i++) {
+        const struct dw_group *g = &c->cfg->groups[i];
+        for (int j = 0; j < g->n_targets; j++)
+            for (int r = 0; r < g->targets[j].n_routes; r++) {
+                const struct dw_route_action *ra = &g->targets[j].routes[r];
+                for (int k = 0; k < j; k++)
+                    for (int q = 0; q < g->targets[k].n_routes; q++) {
+                        const struct dw_route_action *rb = &g->targets[k].routes[q];
+                        if ((ra->mode != DW_ROUTE_ENABLED && rb->mode != DW_ROUTE_ENABLED) ||
+                            strcmp(ra->site_id, rb->site_id) != 0 ||
+                            strcmp(ra->route_id, rb->route_id) != 0)
+                            continue;
+                        snprintf(path, sizeof path,
+                                 "failover_groups[%d].targets[%d].outbound_routes[%d]", i, j, r);
+                        cfg_err_at(c, path, "route \"%s\" is also listed by target \"%s\"; a "
+                                   "route with mode \"enabled\" belongs to one target of its "
+                                   "group", ra->route_id, g->targets[k].id);
+                    }
+            }
+    }
+}
+
 void cfg_check_document(struct ctx *c)
 {
     struct dw_peer_secrets peer;
@@ -542,6 +569,7 @@ void cfg_check_document(struct ctx *c)
     check_numbers(c);
     check_limits(c);
     run_check_unique(c);
+    check_route_owners(c);
     cfg_check_peer_secrets(c, &peer);
     explicit_bzero(&peer, sizeof peer);
     check_secret(c, "genesys.client_secret_file", c->cfg->genesys.client_secret_file);

@@ -108,6 +108,25 @@ static void detail_append(struct worker *w, const char *text)
     snprintf(w->detail + n, sizeof w->detail - n, "%s", text);
 }
 
+/* The journal keeps DW_DETAIL_MAX (512) bytes of a step's detail, and a step of many changes
+ * can say more: the failure leads, the changes made before it follow. */
+static void detail_failure(struct worker *w, const char *why, const char *more)
+{
+    static const char sep[] = "; before: ";
+    char before[sizeof w->detail];
+    memcpy(before, w->detail, sizeof before);
+    snprintf(w->detail, sizeof w->detail, "%s%s", why, more);
+    size_t n = strlen(w->detail), k = strlen(before);
+    if (k == 0 || n + sizeof sep >= sizeof w->detail)
+        return;
+    memcpy(w->detail + n, sep, sizeof sep - 1);
+    n += sizeof sep - 1;
+    if (k > sizeof w->detail - 1 - n)
+        k = sizeof w->detail - 1 - n;
+    memcpy(w->detail + n, before, k);
+    w->detail[n + k] = '\0';
+}
+
 static void step_finished(struct worker *w)
 {
     w->busy = 0;
@@ -348,17 +367,16 @@ static void switch_done(void *data, enum dw_gresult res, const char *detail)
         w->a->clock.timer_start(w->wait, again);
         return;
     }
-    detail_append(w, detail);
     if (res == DW_G_OK || res == DW_G_UNCHANGED) {
+        detail_append(w, detail);
         w->tb++;
         switch_next(w);
     } else if (still_valid(w)) {
-        if (res == DW_G_TRANSIENT) {
-            char line[96];
-            snprintf(line, sizeof line, "still failing after %u ms",
+        char line[96] = "";
+        if (res == DW_G_TRANSIENT)
+            snprintf(line, sizeof line, "; still failing after %u ms",
                      gcfg(w->a)->step_timeout_ms);
-            detail_append(w, line);
-        }
+        detail_failure(w, detail, line);
         commit(w, DW_STEP_FAILED);
     }
 }
@@ -394,7 +412,7 @@ static void switch_next(struct worker *w)
     a->refs++;
     if (start_item(w, &w->items[w->tb], enable) != 0) {
         a->refs--;
-        detail_append(w, "cannot start Genesys call");
+        detail_failure(w, "cannot start Genesys call", "");
         commit(w, DW_STEP_FAILED);
     }
 }

@@ -1114,8 +1114,7 @@ static void on_tb_readback(struct call *c, const struct dw_http_resp *r)
                    x->did, x->tbs[0], want);
         return;
     }
-    call_endf(c, DW_G_OK, "%.160s; read back: trunk_enabled %s (version %lld)", x->did, want,
-              set.version);
+    call_endf(c, DW_G_OK, "%.180s; read back: trunk_enabled %s", x->did, want);
 }
 
 static void tb_switched(void *data, enum dw_gresult result, const char *detail)
@@ -1192,7 +1191,7 @@ static void on_route_put(struct call *c, const struct dw_http_resp *r)
         return;
     }
     x->writes++;
-    snprintf(x->did, sizeof x->did, "PUT %.140s %s -> %ld (version %lld->%lld)", x->rel,
+    snprintf(x->did, sizeof x->did, "PUT %.140s %s -> %ld (version %lld->%lld)", x->what,
              route_change_text(x), r->status, x->version, v);
     dw_log(DW_LOG_INFO, "genesys", "%s", x->did);
     route_get(c); /* the read back */
@@ -1218,7 +1217,7 @@ static void on_route_get(struct call *c, const struct dw_http_resp *r)
         return;
     }
     if (put == NULL && x->writes > 0) {
-        call_endf(c, DW_G_OK, "%.180s; read back: as wanted (version %lld)", x->did, x->version);
+        call_endf(c, DW_G_OK, "%.200s; read back ok", x->did);
     } else if (put == NULL) {
         call_endf(c, DW_G_UNCHANGED, "%s already %s, version %lld", x->what,
                   x->mode == DW_ROUTE_ORDER && !x->wanted ? "left as it is"
@@ -1305,11 +1304,12 @@ static void on_edge_get(struct call *c, const struct dw_http_resp *r)
         fail_bad(c, r, why);
         return;
     }
-    const char *want = x->wanted ? "in service" : "out of service";
     if (in == x->wanted && x->writes > 0) {
         call_endf(c, DW_G_OK, "%.180s; read back: callDrainingState %s", x->did, state);
+    } else if (in == x->wanted && in) {
+        call_endf(c, DW_G_UNCHANGED, "%s already in service", x->what);
     } else if (in == x->wanted) {
-        call_endf(c, DW_G_UNCHANGED, "%s already %s (callDrainingState %s)", x->what, want,
+        call_endf(c, DW_G_UNCHANGED, "%s already out of service (callDrainingState %s)", x->what,
                   state);
     } else if (x->writes > 0) {
         call_failf(c, "%.160s; read back: %s still reads callDrainingState %s", x->did, x->what,

@@ -4,7 +4,7 @@ sees it: every change made once, in the documented order, each read back; and a 
 by a new leader after the first died mid-step finds everything already so and writes nothing."""
 import signal
 
-from harness import Cluster  # first: it puts tests/tools (simctl) on the path
+from harness import Cluster, wait_until  # first: it puts tests/tools (simctl) on the path
 import simctl  # noqa: E402
 
 BUILD = None
@@ -113,6 +113,33 @@ def test_actions_step_run_again_writes_nothing():
         act = [s for s in op["steps"] if s["action"] == "activate"][0]["detail"]
         assert "route site-a/route-1 already trunk bases first" in act, act
         assert "trunkbasesettings/tbB trunk_enabled already true" in act, act
+
+
+def test_actions_route_lacking_the_trunk_base_fails_the_step_clearly():
+    """drwatch reorders a route's trunk bases but never adds one: activating premise-b against a
+    route that does not list tbB fails the step, saying so, and the route is never written."""
+    routes = [{"id": "route-3", "site": "site-a", "externalTrunkBases": ["tbA"]}]
+    extra = {"premise-b": {"outbound_routes": [{"site_id": "site-a", "route_id": "route-3",
+                                                "mode": "order"}]}}
+    with Cluster(BUILD, name="actions-refused", target_extra=extra,
+                 outbound_routes=routes).start() as c:
+        c.wait_leader()
+        c.wait_sites_up("site-a", "site-b")
+        c.kill_edges("site-a")
+
+        def failed_step():
+            for op in c.operations(1) or []:
+                for s in op["steps"]:
+                    if s["status"] == "failed":
+                        return s
+            return None
+        s = wait_until(failed_step, 60, "the activate step to fail")
+        assert (s["action"], s["target"]) == ("activate", "premise-b"), s
+        assert s["detail"].startswith("route site-a/route-3: the route does not list trunk base "
+                                      "tbB"), s["detail"]
+        assert not [w for w in _writes(c) if "/outboundroutes/" in w[1]], _writes(c)
+        assert simctl.get_state(c.genesys_url)["routes"]["route-3"]["externalTrunkBases"] == \
+            ["tbA"]
 
 
 TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_")]

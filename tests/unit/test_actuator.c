@@ -269,7 +269,28 @@ static struct call *open_call(struct fx *x, const char *tb)
     return NULL;
 }
 
-static int setup(void **state)
+/* A route or Edge change, recorded like a trunk base write under "route:<id>" / "edge:<id>". */
+static int f_route(void *g, const char *site_id, const char *route, enum dw_route_mode mode,
+                   bool on, const char (*tbs)[DW_ID_MAX], int n_tbs, const struct dw_fence *f,
+                   dw_genesys_cb cb, void *data)
+{
+    char name[32];
+    (void)site_id, (void)mode, (void)tbs, (void)n_tbs;
+    snprintf(name, sizeof name, "route:%s", route);
+    return f_set(g, name, on, f, cb, data);
+}
+
+static int f_edge(void *g, const char *edge, bool on, unsigned wait_s, const struct dw_fence *f,
+                  dw_genesys_cb cb, void *data)
+{
+    char name[32];
+    (void)wait_s;
+    snprintf(name, sizeof name, "edge:%s", edge);
+    return f_set(g, name, on, f, cb, data);
+}
+
+/* actions: the client has route and Edge calls (as a running node's does) */
+static int setup_with(void **state, bool actions)
 {
     struct fx *x = calloc(1, sizeof *x);
     char err[256];
@@ -283,12 +304,23 @@ static int setup(void **state)
     struct dw_actuator_ops ops = {
         .raft = x, .is_leader = f_is_leader, .term = f_term, .barrier = f_barrier,
         .propose = f_propose, .genesys = x, .set_trunk_base = f_set, .check_trunks = f_check,
-        .cancel_writes = f_cancel};
+        .cancel_writes = f_cancel, .set_route = actions ? f_route : NULL,
+        .set_edge_service = actions ? f_edge : NULL};
     struct dw_clock clock;
     dw_clock_uv(&clock, &x->e.loop);
     assert_int_equal(dw_actuator_init(&x->a, &clock, x->cfg, x->fsm, &ops), 0);
     *state = x;
     return 0;
+}
+
+static int setup(void **state)
+{
+    return setup_with(state, true);
+}
+
+static int setup_bare(void **state)
+{
+    return setup_with(state, false);
 }
 
 static int teardown(void **state)
@@ -597,10 +629,66 @@ static void test_transient_errors_retried_within_the_step_deadline(void **state)
     free(dump);
 }
 
+/* g1's targets with routes and Edge drain: primary (site-a, Edge "ga") turns route r-on off,
+ * backup (site-b, Edge "gb") puts itself first in r-first. */
+static void g1_actions(struct fx *x, bool drain)
+{
+    struct dw_target *p = &x->cfg->groups[0].targets[0], *b = &x->cfg->groups[0].targets[1];
+    snprintf(x->cfg->sites[0].edges[0].genesys_edge_id, DW_ID_MAX, "ga");
+    snprintf(x->cfg->sites[1].edges[0].genesys_edge_id, DW_ID_MAX, "gb");
+    p->n_routes = 1;
+    p->routes[0] = (struct dw_route_action){"gs", "r-on", DW_ROUTE_ENABLED};
+    b->n_routes = 1;
+    b->routes[0] = (struct dw_route_action){"gs", "r-first", DW_ROUTE_ORDER};
+    p->drain_edges = b->drain_edges = drain;
+    p->drain_wait_s = b->drain_wait_s = 60;
+}
+
+/* A failover runs each step's changes in order: activate = Edges back, trunk bases on, routes;
+ * deactivate = "enabled" routes off, trunk bases off, Edges drained. */
+static void test_step_changes_run_in_order(void **state)
+{
+    struct fx *x = *state;
+    g1_actions(x, true);
+    observe_all(x, 1, 0);
+    lead(x, 1);
+    struct done_wait w = {x, 0, 1};
+    assert_int_equal(tl_run_until(&x->e, group_on, &w, 5000), 0);
+    char seq[256] = "";
+    size_t n = 0;
+    for (int i = 0; i < x->ncalls; i++)
+        n += (size_t)snprintf(seq + n, sizeof seq - n, "%s%s%s", n ? " " : "", x->calls[i].tb,
+                              !x->calls[i].write ? "?" : x->calls[i].enabled ? "+" : "-");
+    assert_string_equal(seq, "edge:gb+ tb-b1+ route:r-first+ tb-b1? route:r-on- tb-a- edge:ga-");
+    char *dump = dw_fsm_dump(x->fsm);
+    assert_non_null(strstr(dump, "PUT ok; PUT ok; PUT ok"));
+    assert_null(strstr(dump, "failed"));
+    free(dump);
+}
+
+/* A client without route (or Edge) calls fails the step before it changes anything. */
+static void test_missing_client_call_fails_step_before_writing(void **state)
+{
+    struct fx *x = *state;
+    g1_actions(x, false);
+    observe_all(x, 1, 0);
+    lead(x, 1);
+    assert_int_equal(tl_run_until(&x->e, step_failed, x, 5000), 0);
+    /* nothing was switched on: the only writes are the clean-up switching the backup off */
+    for (int i = 0; i < x->ncalls; i++)
+        assert_false(x->calls[i].write && x->calls[i].enabled);
+    char *dump = dw_fsm_dump(x->fsm);
+    assert_non_null(strstr(dump, "outbound routes not supported by this client"));
+    free(dump);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_fence_term_leadership_and_relevance, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_step_changes_run_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_client_call_fails_step_before_writing,
+                                        setup_bare, teardown),
         cmocka_unit_test_setup_teardown(test_lease_lapses_without_majority_and_holds_with_it,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_leadership_loss_cancels_writes, setup, teardown),

@@ -1361,6 +1361,13 @@ static void test_target_actions_errors(void **state)
           "failover_groups[0].targets[1].outbound_routes: needs 1 to 4 entries (has 0)" },
         { "failover_groups[0].targets[1].outbound_routes", "{\"site_id\": \"s\"}", NULL, NULL,
           "failover_groups[0].targets[1].outbound_routes: expected an array" },
+        { "failover_groups[0].targets[0].outbound_routes",
+          "[{\"site_id\": \"s\", \"route_id\": \"r\", \"mode\": \"order\"}]",
+          "failover_groups[0].targets[1].outbound_routes",
+          "[{\"site_id\": \"s\", \"route_id\": \"r\", \"mode\": \"enabled\"}]",
+          "failover_groups[0].targets[1].outbound_routes[0]: route \"r\" is also listed by "
+          "target \"premise-a\"; a route with mode \"enabled\" belongs to one target of its "
+          "group" },
         { "failover_groups[0].targets[2].drain_edges", "true", NULL, NULL,
           "failover_groups[0].targets[2].drain_edges: needs \"site\": a target without a site "
           "has no Edges to drain" },

@@ -869,8 +869,7 @@ static void test_genesys_actions(void **state)
                      0);
     assert_int_equal(tl_run_until(&e, gres_done, &res, 10000), 0);
     assert_int_equal(res.r, DW_G_OK);
-    assert_non_null(strstr(res.detail, "-> 200 (version 1->2); read back: trunk_enabled true "
-                                       "(version 2)"));
+    assert_non_null(strstr(res.detail, "-> 200 (version 1->2); read back: trunk_enabled true"));
     assert_int_equal(gsim_count(&gs, "GET", "/trunkbasesettings/tbB", NULL), 2);
     assert_int_equal(gsim_count(&gs, "PUT", "/trunkbasesettings/tbB", NULL), 1);
     gsim_reset(&gs);
@@ -886,8 +885,8 @@ static void test_genesys_actions(void **state)
     gsim_reset(&gs);
     act_route(&e, g, "r1", DW_ROUTE_ORDER, true, 2, &f, &res);
     assert_int_equal(res.r, DW_G_OK);
-    assert_non_null(strstr(res.detail, "PUT sites/gs-b/outboundroutes/r1 trunk bases first -> 200 "
-                                       "(version 1->2); read back: as wanted (version 2)"));
+    assert_string_equal(res.detail, "PUT route gs-b/r1 trunk bases first -> 200 (version 1->2); "
+                                    "read back ok");
     gsim_route(&gs, "r1", order, sizeof order);
     assert_string_equal(order, "tbB,tbA,tbX");
     assert_int_equal(gsim_count(&gs, "GET", "/outboundroutes/r1", NULL), 2);

@@ -92,8 +92,8 @@ int fsm_complete_operation(struct dw_fsm *f, const struct op_row *o, int64_t ts,
     if (rc != APPLY_OK)
         return rc;
     if (fsm_group_set(f, ST_GROUP_SET_ACTIVE, o->grp, t) != 0 ||
-        fsm_history(f, ts, "operation", "%s: %s #%" PRId64 " %s -> %s done", o->grp,
-                    dw_op_kind_name(o->kind), o->id, shown(o->from), shown(o->to)) != 0)
+        fsm_event(f, ts, dw_op_kind_name(o->kind), o->grp, "%s: %s #%" PRId64 " %s -> %s done",
+                  o->grp, dw_op_kind_name(o->kind), o->id, shown(o->from), shown(o->to)) != 0)
         return APPLY_SQL_ERROR;
     return APPLY_OK;
 }
@@ -116,10 +116,12 @@ int fsm_fail_operation(struct dw_fsm *f, const struct op_row *o, const struct st
     if (rc != APPLY_OK)
         return rc;
     if (fsm_group_set(f, ST_GROUP_SET_HOLD, o->grp, 1) != 0 ||
-        fsm_history(f, ts, "operation",
-                    "%s: %s #%" PRId64 " %s -> %s failed at step %d %s %s; group held", o->grp,
-                    dw_op_kind_name(o->kind), o->id, shown(o->from), shown(o->to), st->seq,
-                    dw_step_action_name(st->action), st->target) != 0)
+        fsm_event(f, ts, "operation_failed", o->grp,
+                  "%s: %s #%" PRId64 " %s -> %s failed at step %d %s %s; group held", o->grp,
+                  dw_op_kind_name(o->kind), o->id, shown(o->from), shown(o->to), st->seq,
+                  dw_step_action_name(st->action), st->target) != 0 ||
+        fsm_event_note(f, ts, "hold", o->grp, "%s: held after %s #%" PRId64 " failed", o->grp,
+                       dw_op_kind_name(o->kind), o->id) != 0)
         return APPLY_SQL_ERROR;
     return APPLY_OK;
 }
@@ -369,8 +371,9 @@ int fsm_plan_group(struct dw_fsm *f, const struct dw_group *g, int64_t now, bool
     case DW_PLAN_OPERATION:
         return write_operation(f, g, &p, now) == 0 ? APPLY_OK : APPLY_SQL_ERROR;
     case DW_PLAN_NONE_UP:
-        return fsm_history(f, now, "operation", "%s: no target up", g->id) == 0 ? APPLY_OK
-                                                                                : APPLY_SQL_ERROR;
+        return fsm_event(f, now, "no_target_up", g->id, "%s: no target up", g->id) == 0
+                   ? APPLY_OK
+                   : APPLY_SQL_ERROR;
     case DW_PLAN_ABORT: /* nothing runs after an abort: unreachable */
     case DW_PLAN_NOTHING:
         break;

@@ -97,7 +97,9 @@ int dw_fsm_snapshot(struct dw_fsm *f, void **buf, size_t *len)
 /* Snapshots of schema 1 (before the Genesys signal) gain the signal columns and the cloud
  * table; in schema 1 the site verdict was the probe verdict. Schema 2 (before the replicated
  * config) gains the empty config table: the leader commits its file's cluster part as version 1.
- * Idempotent: a schema 3 database passes untouched. */
+ * Schema 3 (before the event journal) gains empty events and deliveries tables: events from
+ * before it were never journaled, so none is notified. Idempotent: a schema 4 database passes
+ * untouched. */
 static int migrate(sqlite3 *db)
 {
     static const char v1_to_v2[] =
@@ -114,6 +116,14 @@ static int migrate(sqlite3 *db)
         " by_operator TEXT NOT NULL, reason TEXT NOT NULL);"
         "UPDATE meta SET value = 3 WHERE key = 'schema';"
         "COMMIT;";
+    static const char v3_to_v4[] =
+        "BEGIN;"
+        "CREATE TABLE events(id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, kind TEXT NOT NULL,"
+        " grp TEXT NOT NULL, summary TEXT NOT NULL);"
+        "CREATE TABLE deliveries(event INTEGER NOT NULL, channel TEXT NOT NULL,"
+        " ts INTEGER NOT NULL, PRIMARY KEY(event, channel));"
+        "UPDATE meta SET value = 4 WHERE key = 'schema';"
+        "COMMIT;";
     sqlite3_stmt *s;
     int64_t schema = -1;
 
@@ -128,6 +138,10 @@ static int migrate(sqlite3 *db)
         return -1;
     }
     if (schema <= 2 && sqlite3_exec(db, v2_to_v3, NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    if (schema <= 3 && sqlite3_exec(db, v3_to_v4, NULL, NULL, NULL) != SQLITE_OK) {
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         return -1;
     }

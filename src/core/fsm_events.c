@@ -142,16 +142,19 @@ int dw_fsm_undelivered(struct dw_fsm *f, const char *channel, int64_t since,
         return -1;
     fsm_bind_text(s, 1, channel);
     sqlite3_bind_int64(s, 2, since);
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW && n < max) {
-        struct dw_event *ev = &out[n++];
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        struct dw_event *ev;
 
+        if (pending != NULL)
+            *pending = sqlite3_column_int64(s, 5);
+        if (n >= max)
+            break;
+        ev = &out[n++];
         ev->id = sqlite3_column_int64(s, 0);
         ev->ts = sqlite3_column_int64(s, 1);
         snprintf(ev->kind, sizeof ev->kind, "%s", fsm_col_text(s, 2));
         snprintf(ev->group, sizeof ev->group, "%s", fsm_col_text(s, 3));
         snprintf(ev->summary, sizeof ev->summary, "%s", fsm_col_text(s, 4));
-        if (pending != NULL)
-            *pending = sqlite3_column_int64(s, 5);
     }
     sqlite3_finalize(s);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? n : -1;

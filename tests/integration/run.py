@@ -15,6 +15,7 @@ import config_tests
 import detection_tests
 import fencing_tests
 import netns
+import notify_tests
 from harness import CLIENT_SECRET as CLIENT_SECRET_TEXT, Cluster, SITES, TARGETS, wait_until
 
 BUILD = None
@@ -500,6 +501,7 @@ TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
 TESTS += detection_tests.TESTS
 TESTS += fencing_tests.TESTS
 TESTS += config_tests.TESTS
+TESTS += notify_tests.TESTS
 
 
 TEST_LIMIT_S = 300
@@ -525,6 +527,7 @@ def main():
     detection_tests.BUILD = BUILD
     fencing_tests.BUILD = BUILD
     config_tests.BUILD = BUILD
+    notify_tests.BUILD = BUILD
     removed = netns.remove_stale()
     if removed:
         print(f"removed what an interrupted run left: {' '.join(removed)}", flush=True)

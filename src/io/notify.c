@@ -44,7 +44,7 @@ struct chan {
     uv_timer_t kill;
     uv_write_t wr;
     char *payload;
-    bool proc_open;
+    int hook_handles;            /* not yet closed: the next run reuses them */
     bool timed_out;
     struct dw_notify_stats st;
 };
@@ -335,8 +335,7 @@ static void hook_closed(uv_handle_t *h)
     struct chan *ch = h->data;
     struct dw_notifier *nt = ch->nt;
 
-    if (h == (uv_handle_t *)&ch->proc)
-        ch->proc_open = false;
+    ch->hook_handles--;
     unref(nt);
 }
 
@@ -426,7 +425,8 @@ static int hook_run(struct chan *ch, char *body)
         return -1;
     uv_pipe_init(nt->loop, &ch->in, 0);
     ch->in.data = ch;
-    nt->refs++;
+    ch->hook_handles = 2; /* the process handle is closed even when the spawn fails */
+    nt->refs += 2;
     io[0].flags = UV_CREATE_PIPE | UV_READABLE_PIPE;
     io[0].data.stream = (uv_stream_t *)&ch->in;
     io[1].flags = UV_INHERIT_FD;
@@ -444,8 +444,6 @@ static int hook_run(struct chan *ch, char *body)
     ch->timed_out = false;
     rc = uv_spawn(nt->loop, &ch->proc, &o);
     free(env);
-    nt->refs++; /* the process handle is closed either way */
-    ch->proc_open = true;
     if (rc != 0) {
         free(body);
         hook_close_all(ch);
@@ -576,6 +574,7 @@ static void chan_turn(struct chan *ch)
             return;
         ch->st.skipped += (uint64_t)(all - fresh);
         ch->since = cutoff - 1;
+        ch->failures = 0;
         dw_log(DW_LOG_WARN, "notify", "%s: %" PRId64 " undelivered event(s) older than "
                "notifications.max_age_ms (%u ms) skipped, from event %" PRId64 " (%s, group %s)",
                ch->cfg->name, all - fresh, nt->cfg->max_age_ms, oldest.id, oldest.kind,
@@ -609,7 +608,7 @@ static void pass_cb(uv_timer_t *t)
             ch->failures = 0;
             continue;
         }
-        if (ch->state == C_IDLE)
+        if (ch->state == C_IDLE && ch->hook_handles == 0)
             chan_turn(ch);
     }
 }
@@ -728,7 +727,7 @@ void dw_notify_close(struct dw_notifier *nt)
     for (int i = 0; i < nt->n; i++) {
         struct chan *ch = &nt->ch[i];
 
-        if (ch->proc_open && !uv_is_closing((uv_handle_t *)&ch->proc)) {
+        if (ch->hook_handles > 0 && !uv_is_closing((uv_handle_t *)&ch->proc)) {
             uv_kill(-ch->proc.pid, SIGKILL);
             hook_close_all(ch);
         }

@@ -2209,6 +2209,7 @@ static void test_determinism(void **state)
     assert_non_null(strstr(da, "|kind=signal|detail=site-a: genesys "));
     assert_non_null(strstr(da, "by genesys, combine probes_or_genesys"));
     assert_non_null(strstr(da, "by genesys, combine probes_and_genesys"));
+    assert_non_null(strstr(da, "events|id=1|")); /* the journal is replicated state too */
     h = dw_fsm_history_json(x->f, 5);
     assert_int_equal(cJSON_GetArraySize(h), 5);
     cJSON_Delete(h);

@@ -1,4 +1,5 @@
-/* The node-local "notifications" section: channels by name, each of one kind (docs/notifications.md). */
+/* The node-local "notifications" section: channels by name, each of one kind
+ * (docs/notifications.md). */
 #include "cfg_internal.h"
 
 #include <stdio.h>
@@ -12,7 +13,8 @@ typedef struct dw_notify_channel ch_t;
 
 static const char *const notify_kinds[] = { "slack", "pagerduty", "webhook", "hook", NULL };
 
-#define KIND_ROW { .key = "kind", .kind = K_ENUM, .off = offsetof(ch_t, kind), .names = notify_kinds }
+#define KIND_ROW \
+    { .key = "kind", .kind = K_ENUM, .off = offsetof(ch_t, kind), .names = notify_kinds }
 #define TIMEOUT_ROW NUM("timeout_ms", ch_t, timeout_ms, 10000, 1, MS_MAX)
 
 /* A secret file must hold a secret now: the notifier reads it at start. Its content is never

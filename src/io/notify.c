@@ -490,7 +490,8 @@ static void confirm(struct chan *ch)
     char *e = dw_entry_notified(ch->ev.id, ch->cfg->name);
 
     ch->state = C_CONFIRMING;
-    if (e == NULL || ch->nt->ops.propose(ch->nt->ops.raft, e, confirmed, ch, err, sizeof err) != 0) {
+    if (e == NULL ||
+        ch->nt->ops.propose(ch->nt->ops.raft, e, confirmed, ch, err, sizeof err) != 0) {
         /* not leader any more (or out of memory): the next leader finds it undelivered */
         ch->state = C_IDLE;
         free(e);
@@ -523,7 +524,8 @@ static void send_event(struct chan *ch)
         break;
     case DW_NOTIFY_WEBHOOK:
         body = dw_notify_event_body(&ch->ev, cluster);
-        if (body && ch->secret[0] && dw_notify_signature(ch->secret, body, strlen(body), sig) != 0) {
+        if (body && ch->secret[0] &&
+            dw_notify_signature(ch->secret, body, strlen(body), sig) != 0) {
             free(body);
             body = NULL;
         }

@@ -183,6 +183,28 @@ struct dw_tilt_cfg {
     unsigned abstain_ms;               /* how long a tilted node abstains, default 30000 */
 };
 
+/* Notification channels (node-local section "notifications", docs/notifications.md). */
+#define DW_MAX_CHANNELS 8
+#define DW_HOOK_ARGS_MAX 16
+enum dw_notify_kind { DW_NOTIFY_SLACK, DW_NOTIFY_PAGERDUTY, DW_NOTIFY_WEBHOOK, DW_NOTIFY_HOOK };
+struct dw_notify_channel {
+    char name[DW_ID_MAX];              /* its key: what deliveries record */
+    enum dw_notify_kind kind;          /* "kind", or the name when it is a kind's name */
+    char webhook_url_file[DW_PATH_MAX]; /* slack: the incoming-webhook URL is a secret */
+    char routing_key_file[DW_PATH_MAX]; /* pagerduty */
+    char secret_file[DW_PATH_MAX];     /* webhook: HMAC-SHA256 key, "" = unsigned */
+    char url[DW_URL_MAX];              /* webhook; pagerduty, default the Events API v2 */
+    int n_command;                     /* hook: argv, command[0] an absolute path */
+    char command[DW_HOOK_ARGS_MAX][DW_PATH_MAX];
+    unsigned timeout_ms;               /* per attempt, default 10000 */
+};
+struct dw_notify_cfg {
+    char cluster[DW_ID_MAX];           /* the label payloads carry, default "drwatch" */
+    unsigned max_age_ms;               /* older events are skipped, default 3600000 */
+    int n_channels;
+    struct dw_notify_channel channels[DW_MAX_CHANNELS];
+};
+
 struct dw_config {
     uint64_t node_id;                  /* node.id: must name a member */
     char data_dir[DW_PATH_MAX];        /* node.data_dir */
@@ -199,6 +221,7 @@ struct dw_config {
     int n_groups;
     struct dw_group groups[DW_MAX_GROUPS];
     bool debug;                        /* node.debug: enables the admin "debug" command */
+    struct dw_notify_cfg notify;       /* notifications: node-local */
     int n_overrides;
     struct dw_probe_override *overrides; /* allocated; freed by dw_config_free */
     const char *override_unmatched;    /* the first override naming no Edge, NULL when none */

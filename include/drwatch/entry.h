@@ -21,6 +21,9 @@
  *   {"v":1,"type":"config","format":1,"base":2,"by_operator":"alice","reason":"apply",
  *    "config":{...}}                 the cluster configuration, version base+1 (docs/config.md);
  *                                    proposed by the leader only (admin socket, bootstrap)
+ *   {"v":1,"type":"notified","event":12,"channel":"slack"}
+ *                                    the leader's notifier delivered event 12 to its channel
+ *                                    "slack" (docs/notifications.md); proposed by the leader only
  * Before raft_apply the leader stamps "ts" (its wall clock in ms since the epoch, bounded per
  * stamp.h) and "by" (its id); this is the only way time enters the FSM. */
 #ifndef DRWATCH_ENTRY_H
@@ -64,6 +67,8 @@ char *dw_entry_maintenance(const char *action, const char *scope, const char *id
 /* action "switchover" (to: a target id) or "failback" (to NULL). */
 char *dw_entry_operate(const char *action, const char *group, const char *to,
                        const char *by_operator, const char *request);
+/* channel: a notification channel's name, 1 to DW_ID_MAX - 1 bytes. */
+char *dw_entry_notified(int64_t event, const char *channel);
 
 /* Cloud entries. states has one slot per configured Edge in flat order: sites[0].edges[0..],
  * then sites[1].edges[0..], ... (dw_entry_edge_count() slots). Only Edges in the cloud view

@@ -5,6 +5,7 @@
 #ifndef DRWATCH_FSM_H
 #define DRWATCH_FSM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -127,5 +128,30 @@ cJSON *dw_fsm_maintenance_json(struct dw_fsm *f);
 
 /* History rows, newest first, at most limit: [{"id","ts","kind","detail"}]. */
 cJSON *dw_fsm_history_json(struct dw_fsm *f, int limit);
+
+/* The event journal (docs/notifications.md): operations done or failed, holds, maintenance and
+ * "no target up", each once, by the entry that caused it. Kinds are stable names: "failover",
+ * "failback", "switchover", "rollback", "operation_failed", "hold", "hold_released",
+ * "maintenance_set", "maintenance_cleared", "maintenance_expired", "no_target_up". A channel's
+ * delivery is confirmed by a "notified" entry; events are pruned with history. */
+#define DW_EVENT_KIND_MAX 32
+#define DW_EVENT_SUMMARY_MAX 1024
+struct dw_event {
+    int64_t id;
+    int64_t ts; /* the entry's time, ms since the epoch */
+    char kind[DW_EVENT_KIND_MAX];
+    char group[DW_ID_MAX];
+    char summary[DW_EVENT_SUMMARY_MAX];
+};
+bool dw_event_kind_known(const char *kind);
+/* The events with ts > since not yet delivered to channel, oldest first, at most max of them:
+ * returns how many were written to out, -1 on a database error. *pending (may be NULL): how
+ * many there are in all. */
+int dw_fsm_undelivered(struct dw_fsm *f, const char *channel, int64_t since,
+                       struct dw_event *out, int max, int64_t *pending);
+/* {"v":1,"id","ts","time","kind","group","summary","cluster"}; time is ts in ISO 8601 UTC. */
+cJSON *dw_event_json(const struct dw_event *ev, const char *cluster);
+/* ts as "2026-01-31T12:00:00.000Z". */
+void dw_event_time(int64_t ts, char *buf, size_t len);
 
 #endif

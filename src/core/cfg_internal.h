@@ -124,6 +124,8 @@ int cfg_name_index(const cJSON *v, const char *const *names);
 /* ---- cfg_schema.c: the drwatch document ---- */
 
 extern const struct table cfg_top_table;
+/* cfg_notify.c: the node-local "notifications" section */
+extern const struct table cfg_notify_table;
 unsigned cfg_probe_variant(const cJSON *obj);
 const char *cfg_probe_variant_name(unsigned variant, unsigned only);
 

@@ -359,5 +359,7 @@ static const struct field top_f[] = {
     OBJ("tilt", false, &tilt_t),
     ARR_ALLOC("sites", cfg_t, sites, n_sites, 1, DW_MAX_SITES, &site_t),
     ARR("failover_groups", cfg_t, groups, n_groups, 1, DW_MAX_GROUPS, &group_t, F_ID),
+    { .key = "notifications", .kind = K_OBJ, .local = true, .off = offsetof(cfg_t, notify),
+      .sub = &cfg_notify_table },
 };
 const struct table cfg_top_table = TABLE(top_f);

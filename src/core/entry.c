@@ -205,6 +205,20 @@ char *dw_entry_operate(const char *action, const char *group, const char *to,
     return print_and_free(root);
 }
 
+char *dw_entry_notified(int64_t event, const char *channel)
+{
+    cJSON *root = new_entry("notified");
+
+    if (root == NULL)
+        return NULL;
+    if (!cJSON_AddNumberToObject(root, "event", (double)event) ||
+        !cJSON_AddStringToObject(root, "channel", channel)) {
+        cJSON_Delete(root);
+        return NULL;
+    }
+    return print_and_free(root);
+}
+
 int dw_entry_edge_count(const struct dw_config *cfg)
 {
     int n = 0;
@@ -473,6 +487,18 @@ static int check_config(const cJSON *e, char *errmsg, size_t errlen)
     return 0;
 }
 
+static int check_notified(const cJSON *e, char *errmsg, size_t errlen)
+{
+    int64_t ev;
+
+    if (!get_int(e, "event", 1, &ev))
+        return set_err(errmsg, errlen, "notified: \"event\" must be an integer >= 1");
+    if (!short_string(cJSON_GetObjectItemCaseSensitive(e, "channel"), DW_ID_MAX - 1))
+        return set_err(errmsg, errlen, "notified: \"channel\" must be a string of 1 to %d bytes",
+                       DW_ID_MAX - 1);
+    return 0;
+}
+
 /* Only whitespace or NUL may follow the JSON value (some senders include the terminator). */
 static bool only_trailing_space(const char *p, const char *end)
 {
@@ -548,6 +574,9 @@ char *dw_entry_stamp(const char *json, size_t len, int64_t ts_ms, uint64_t leade
         if (check_config(e, errmsg, errlen) != 0)
             goto done;
         max = DW_ENTRY_CONFIG_MAX;
+    } else if (strcmp(type->valuestring, "notified") == 0) {
+        if (check_notified(e, errmsg, errlen) != 0)
+            goto done;
     } else {
         set_err(errmsg, errlen, "unknown entry type");
         goto done;

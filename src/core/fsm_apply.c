@@ -226,8 +226,9 @@ static int apply_hold(struct dw_fsm *f, const cJSON *e, int64_t ts, char *why, s
     fsm_bind_text(s, 1, key);
     sqlite3_bind_int64(s, 2, last_op);
     if (fsm_run(s) != 0 || fsm_group_hold(f, group->valuestring, "") != 0 ||
-        fsm_history(f, ts, "hold", "%s: hold %s by %.64s", group->valuestring,
-                    hold ? "released" : "release (was not held)", by->valuestring) != 0)
+        fsm_event(f, ts, "hold_released", group->valuestring, "%s: hold %s by %.64s",
+                  group->valuestring, hold ? "released" : "release (was not held)",
+                  by->valuestring) != 0)
         return APPLY_SQL_ERROR;
     return APPLY_OK;
 }
@@ -372,6 +373,8 @@ static int apply_parsed(struct dw_fsm *f, const cJSON *e, int64_t *ts, char *why
         rc = fsm_apply_operate(f, e, *ts, why, whylen);
     else if (strcmp(type->valuestring, "config") == 0)
         rc = fsm_apply_config(f, e, *ts, why, whylen);
+    else if (strcmp(type->valuestring, "notified") == 0)
+        rc = fsm_apply_notified(f, e, *ts, why, whylen);
     else {
         fsm_set_msg(why, whylen, "unknown entry type \"%.32s\"", type->valuestring);
         return APPLY_REJECT;

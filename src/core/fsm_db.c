@@ -36,6 +36,10 @@ const char fsm_schema_sql[] =
     " detail TEXT NOT NULL);"
     "CREATE TABLE config(version INTEGER PRIMARY KEY, doc TEXT NOT NULL, ts INTEGER NOT NULL,"
     " by_operator TEXT NOT NULL, reason TEXT NOT NULL);"
+    "CREATE TABLE events(id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, kind TEXT NOT NULL,"
+    " grp TEXT NOT NULL, summary TEXT NOT NULL);"
+    "CREATE TABLE deliveries(event INTEGER NOT NULL, channel TEXT NOT NULL, ts INTEGER NOT NULL,"
+    " PRIMARY KEY(event, channel));"
     "INSERT INTO meta(key, value) VALUES('schema', 4), ('applied', 0), ('rejected', 0),"
     " ('last_ts', 0), ('leader_epoch', 0), ('last_stamp', 0);";
 
@@ -138,6 +142,16 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_AUTO_OPS] = "SELECT COUNT(*) FROM operations WHERE grp = ?1 AND operator = ''"
                     " AND kind IN ('failover', 'failback') AND created > ?2 AND id > ?3",
     [ST_OP_BY_REQUEST] = "SELECT id FROM operations WHERE request = ?1 AND request <> ''",
+    [ST_EVENT_ADD] = "INSERT INTO events(ts, kind, grp, summary) VALUES(?1, ?2, ?3, ?4)",
+    [ST_EVENT_EXISTS] = "SELECT COUNT(*) FROM events WHERE id = ?1",
+    [ST_DELIVERY_ADD] = "INSERT OR IGNORE INTO deliveries(event, channel, ts) VALUES(?1, ?2, ?3)",
+    /* entry time never runs backwards, so the events older than a time are an id prefix; the
+     * newest stays, so that its id is never handed out again */
+    [ST_EVENT_PRUNE_LAST] = "SELECT COALESCE(MAX(id), 0) FROM events"
+                            " WHERE ts < (SELECT MIN(ts) FROM history)"
+                            " AND id < (SELECT MAX(id) FROM events)",
+    [ST_EVENT_PRUNE] = "DELETE FROM events WHERE id <= ?1",
+    [ST_DELIVERY_PRUNE] = "DELETE FROM deliveries WHERE event <= ?1",
 };
 
 void fsm_set_msg(char *buf, size_t len, const char *fmt, ...)
@@ -329,7 +343,7 @@ int fsm_history_prune(struct dw_fsm *f, int64_t ts)
         return 0;
     s = fsm_stmt(f, ST_HISTORY_PRUNE);
     sqlite3_bind_int64(s, 1, last);
-    return fsm_run(s);
+    return fsm_run(s) == 0 ? fsm_events_prune(f) : -1;
 }
 
 void fsm_load_counters(struct dw_fsm *f)

@@ -69,6 +69,12 @@ enum stmt_id {
     ST_MAINT_EXPIRED,
     ST_AUTO_OPS,
     ST_OP_BY_REQUEST,
+    ST_EVENT_ADD,
+    ST_EVENT_EXISTS,
+    ST_DELIVERY_ADD,
+    ST_EVENT_PRUNE_LAST,
+    ST_EVENT_PRUNE,
+    ST_DELIVERY_PRUNE,
     ST_COUNT
 };
 
@@ -185,6 +191,21 @@ const char *fsm_rule_name(enum dw_site_rule r);
 int fsm_cloud_edge_state(struct dw_fsm *f, const struct dw_edge *edge, int64_t now,
                          enum dw_health *out, int64_t *ts_out, bool *fresh_out, bool *disc_out);
 int fsm_update_verdicts(struct dw_fsm *f, int64_t now, bool *changed);
+
+/* fsm_events.c */
+/* Journals an event (docs/notifications.md): the history row as before (kind "operation",
+ * "hold" or "maintenance" by the event's kind, detail the summary) and, for the stable event
+ * kinds (DW_EVENT_KINDS), an events row the leader's notifier delivers. Other kinds ("cleanup":
+ * internal) go to history only. 0 or -1. */
+int fsm_event(struct dw_fsm *f, int64_t ts, const char *kind, const char *group,
+              const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* The events row alone, for an event whose history row another one already tells (the hold a
+ * failed operation puts on its group). */
+int fsm_event_note(struct dw_fsm *f, int64_t ts, const char *kind, const char *group,
+                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Deletes the events (and their deliveries) older than the oldest history row kept. */
+int fsm_events_prune(struct dw_fsm *f);
+int fsm_apply_notified(struct dw_fsm *f, const cJSON *e, int64_t ts, char *why, size_t whylen);
 
 /* fsm_ops.c */
 int fsm_complete_operation(struct dw_fsm *f, const struct op_row *o, int64_t ts, char *why,

@@ -109,8 +109,8 @@ int fsm_complete_operation(struct dw_fsm *f, const struct op_row *o, int64_t ts,
     if (o->kind == DW_OP_FAILBACK && set_backoff(f, o->grp, 0, 0) != 0)
         return APPLY_SQL_ERROR;
     if (fsm_group_set(f, ST_GROUP_SET_ACTIVE, o->grp, t) != 0 ||
-        fsm_history(f, ts, "operation", "%s: %s #%" PRId64 " %s -> %s done", o->grp,
-                    dw_op_kind_name(o->kind), o->id, shown(o->from), shown(o->to)) != 0)
+        fsm_event(f, ts, dw_op_kind_name(o->kind), o->grp, "%s: %s #%" PRId64 " %s -> %s done",
+                  o->grp, dw_op_kind_name(o->kind), o->id, shown(o->from), shown(o->to)) != 0)
         return APPLY_SQL_ERROR;
     return APPLY_OK;
 }
@@ -165,9 +165,12 @@ int fsm_fail_operation(struct dw_fsm *f, const struct op_row *o, const struct st
     else
         snprintf(then, sizeof then, "calls stay");
     if ((holds && fsm_group_hold(f, o->grp, "failed") != 0) ||
-        fsm_history(f, ts, "operation", "%s: %s #%" PRId64 " %s -> %s failed at step %d %s %s; %s",
-                    o->grp, dw_op_kind_name(o->kind), o->id, shown(o->from), shown(o->to),
-                    st->seq, dw_step_action_name(st->action), st->target, then) != 0)
+        fsm_event(f, ts, "operation_failed", o->grp,
+                  "%s: %s #%" PRId64 " %s -> %s failed at step %d %s %s; %s", o->grp,
+                  dw_op_kind_name(o->kind), o->id, shown(o->from), shown(o->to), st->seq,
+                  dw_step_action_name(st->action), st->target, then) != 0 ||
+        (holds && fsm_event_note(f, ts, "hold", o->grp, "%s: held after %s #%" PRId64 " failed",
+                                 o->grp, dw_op_kind_name(o->kind), o->id) != 0))
         return APPLY_SQL_ERROR;
     return APPLY_OK;
 }
@@ -481,8 +484,9 @@ int fsm_plan_group(struct dw_fsm *f, const struct dw_group *g, int64_t now, bool
                    ? APPLY_OK
                    : APPLY_SQL_ERROR;
     case DW_PLAN_NONE_UP:
-        return fsm_history(f, now, "operation", "%s: no target up", g->id) == 0 ? APPLY_OK
-                                                                                : APPLY_SQL_ERROR;
+        return fsm_event(f, now, "no_target_up", g->id, "%s: no target up", g->id) == 0
+                   ? APPLY_OK
+                   : APPLY_SQL_ERROR;
     case DW_PLAN_ABORT: /* nothing runs after an abort: unreachable */
     case DW_PLAN_NOTHING:
         break;

@@ -97,9 +97,9 @@ int dw_fsm_snapshot(struct dw_fsm *f, void **buf, size_t *len)
 /* Snapshots of schema 1 (before the Genesys signal) gain the signal columns and the cloud
  * table; in schema 1 the site verdict was the probe verdict. Schema 2 (before the replicated
  * config) gains the empty config table: the leader commits its file's cluster part as version 1.
- * Schema 3 (before failback,
- * maintenance and manual operations) gains their columns and table; a hold then was always
- * after a failure. Idempotent: a schema 4 database passes untouched. */
+ * Schema 3 (before failback, maintenance, manual operations and the event journal) gains their
+ * columns and tables; a hold then was always after a failure, and events from before were never
+ * journaled, so none is notified. Idempotent: a schema 4 database passes untouched. */
 static int migrate(sqlite3 *db)
 {
     static const char v1_to_v2[] =
@@ -128,6 +128,10 @@ static int migrate(sqlite3 *db)
         "CREATE TABLE maintenance(scope TEXT NOT NULL, id TEXT NOT NULL, reason TEXT NOT NULL,"
         " owner TEXT NOT NULL, since INTEGER NOT NULL, expires INTEGER NOT NULL,"
         " PRIMARY KEY(scope, id));"
+        "CREATE TABLE events(id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, kind TEXT NOT NULL,"
+        " grp TEXT NOT NULL, summary TEXT NOT NULL);"
+        "CREATE TABLE deliveries(event INTEGER NOT NULL, channel TEXT NOT NULL,"
+        " ts INTEGER NOT NULL, PRIMARY KEY(event, channel));"
         "UPDATE meta SET value = 4 WHERE key = 'schema';"
         "COMMIT;";
     sqlite3_stmt *s;

@@ -26,6 +26,8 @@ static const struct {
     {"steps", "op, seq"},
     {"history", "id"},
     {"config", "version"},
+    {"events", "id"},
+    {"deliveries", "event, channel"},
 };
 
 uint64_t dw_fsm_applied(const struct dw_fsm *f)

@@ -16,6 +16,7 @@
 #include "drwatch/jsondiff.h"
 #include "drwatch/log.h"
 #include "drwatch/metrics.h"
+#include "drwatch/notify.h"
 #include "drwatch/peer.h"
 #include "drwatch/probe.h"
 #include "drwatch/raftnode.h"
@@ -60,6 +61,7 @@ struct dw_node {
     struct dw_peer *peer;
     struct dw_genesys *genesys;
     struct dw_actuator *actuator;
+    struct dw_notifier *notifier;
     struct dw_cloud *cloud;
     struct dw_prober *prober;
     struct dw_admin *admin;
@@ -218,6 +220,7 @@ static void applied(void *data)
 {
     struct dw_node *n = data;
     dw_actuator_kick(n->actuator);
+    dw_notify_kick(n->notifier);
     /* raft must not be re-entered from its own callback: config work runs on the next turn */
     if (!n->stopping && n->timers_open && (dw_fsm_config_version(n->fsm) != n->cfg_version ||
                          (dw_fsm_config_version(n->fsm) == 0 && !n->bootstrapping)))
@@ -772,6 +775,26 @@ static void node_collect(void *data, struct dw_metrics_writer *w)
     metric(w, "drwatch_peer_identity_refused_total", DW_METRIC_COUNTER,
            "Peer requests refused because a member spoke for another node (HTTP 403).", NULL,
            (double)ps.rejected_identity);
+    for (int i = 0; i < dw_notify_channels(n->notifier); i++) {
+        struct dw_notify_stats ns;
+        if (dw_notify_stats(n->notifier, i, &ns) != 0)
+            continue;
+        const char *cl[] = {"channel", ns.channel, "kind", ns.kind, NULL};
+        metric(w, "drwatch_notify_sent_total", DW_METRIC_COUNTER,
+               "Events this node delivered to the channel.", cl, (double)ns.sent);
+        metric(w, "drwatch_notify_failed_total", DW_METRIC_COUNTER,
+               "Delivery attempts that failed and are retried with back-off.", cl,
+               (double)ns.failed);
+        metric(w, "drwatch_notify_rejected_total", DW_METRIC_COUNTER,
+               "Events the receiver refused for good (HTTP 400, 413, 422): not sent again.", cl,
+               (double)ns.rejected);
+        metric(w, "drwatch_notify_skipped_total", DW_METRIC_COUNTER,
+               "Undelivered events older than notifications.max_age_ms, not sent.", cl,
+               (double)ns.skipped);
+        metric(w, "drwatch_notify_pending", DW_METRIC_GAUGE,
+               "Events the log has not recorded as delivered to the channel (same on every node).",
+               cl, (double)ns.pending);
+    }
 }
 
 static void admin_handler(void *data, const cJSON *req, cJSON *reply, struct dw_admin_call *call)
@@ -876,6 +899,8 @@ void dw_node_stop(struct dw_node *n)
     dw_tilt_close(n->tilt);
     dw_prober_close(n->prober);
     dw_actuator_close(n->actuator);
+    dw_notify_close(n->notifier);
+    n->notifier = NULL;
     dw_cloud_close(n->cloud); /* before the Genesys client: it waits for its calls */
     dw_genesys_close(n->genesys);
     /* The peer channel feeds raft, so it goes first; raft and curlm outlive it. */
@@ -947,9 +972,17 @@ int dw_node_start(struct dw_node **out, uv_loop_t *loop, const struct dw_config 
         snprintf(errmsg, errlen, "dw_actuator_init(): out of memory");
         goto err_after_genesys;
     }
+    struct dw_notify_ops nops;
+    dw_notify_live_ops(&nops, n->raft);
+    /* node-local: the file's channels, whatever the committed version */
+    if (dw_notify_start(&n->notifier, loop, n->curlm, &cfg->notify, n->fsm, &nops, err,
+                        sizeof err) != 0) {
+        snprintf(errmsg, errlen, "dw_notify_start(): %s", err);
+        goto err_after_actuator;
+    }
     if (dw_cloud_start(&n->cloud, loop, cfg, n->genesys, n->raft, err, sizeof err) != 0) {
         snprintf(errmsg, errlen, "dw_cloud_start(): %s", err);
-        goto err_after_actuator;
+        goto err_after_notifier;
     }
     if (dw_prober_start(&n->prober, loop, n->curlm, cfg, site_changed, n) != 0) {
         snprintf(errmsg, errlen, "dw_prober_start(): failed");
@@ -1004,6 +1037,9 @@ err_after_prober:
     dw_prober_close(n->prober);
 err_after_cloud:
     dw_cloud_close(n->cloud);
+err_after_notifier:
+    dw_notify_close(n->notifier);
+    n->notifier = NULL;
 err_after_actuator:
     dw_actuator_close(n->actuator);
 err_after_genesys:

@@ -58,7 +58,7 @@ static int teardown_dir(void **state)
 {
     (void)state;
     const char *names[] = { "peer.d/1.secret", "peer.d/3.secret", "genesys.secret",
-                            "empty.secret", "long.secret", "config.json", "ca.pem", "client.pem",
+                            "empty.secret", "long.secret", "slack.secret", "config.json", "ca.pem", "client.pem",
                             "client.key" };
     char path[128];
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -1391,6 +1391,87 @@ static void test_target_actions_errors(void **state)
     }
 }
 
+/* notifications: node-local, channels by name, every error at its JSON path. */
+static void test_notifications(void **state)
+{
+    (void)state;
+    char value[1024], msg[400];
+
+    write_file("slack.secret", "https://hooks.slack.example/services/T/B/X\n");
+    cJSON *d = doc("full.json");
+    snprintf(value, sizeof value,
+             "{\"cluster\": \"prod-eu\", \"channels\": {"
+             "\"slack\": {\"webhook_url_file\": \"%s/slack.secret\"},"
+             "\"oncall\": {\"kind\": \"pagerduty\", \"routing_key_file\": \"%s/genesys.secret\"},"
+             "\"audit\": {\"kind\": \"webhook\", \"url\": \"https://audit.example/drwatch\","
+             " \"secret_file\": \"%s/genesys.secret\", \"timeout_ms\": 3000},"
+             "\"hook\": {\"command\": [\"/bin/sh\", \"-c\", \"cat\"]}}}",
+             tmpdir, tmpdir, tmpdir);
+    set(d, "notifications", value);
+    cJSON *cluster = dw_config_cluster_doc(d);
+    assert_null(cJSON_GetObjectItem(cluster, "notifications")); /* node-local */
+    cJSON_Delete(cluster);
+    if (parse_doc(d) != 0) {
+        dump_errors();
+        fail();
+    }
+    assert_string_equal(cfg.notify.cluster, "prod-eu");
+    assert_int_equal(cfg.notify.max_age_ms, 3600000);
+    assert_int_equal(cfg.notify.n_channels, 4);
+    assert_string_equal(cfg.notify.channels[0].name, "slack");
+    assert_int_equal(cfg.notify.channels[0].kind, DW_NOTIFY_SLACK);
+    assert_int_equal(cfg.notify.channels[0].timeout_ms, 10000);
+    assert_string_equal(cfg.notify.channels[1].name, "oncall");
+    assert_int_equal(cfg.notify.channels[1].kind, DW_NOTIFY_PAGERDUTY);
+    assert_string_equal(cfg.notify.channels[1].url, "https://events.pagerduty.com/v2/enqueue");
+    assert_int_equal(cfg.notify.channels[2].kind, DW_NOTIFY_WEBHOOK);
+    assert_int_equal(cfg.notify.channels[2].timeout_ms, 3000);
+    assert_int_equal(cfg.notify.channels[3].kind, DW_NOTIFY_HOOK);
+    assert_int_equal(cfg.notify.channels[3].n_command, 3);
+    assert_string_equal(cfg.notify.channels[3].command[2], "cat");
+
+    d = doc("full.json");
+    set(d, "notifications", "{\"channels\": {\"ops\": {\"url\": \"https://x.example/\"}}}");
+    expect_only(d, "notifications.channels.ops.kind: missing (required unless the channel is "
+                   "named after its kind: \"slack\", \"pagerduty\", \"webhook\" or \"hook\")");
+    d = doc("full.json");
+    set(d, "notifications", "{\"channels\": {\"ops\": {\"kind\": \"email\"}}}");
+    expect_only(d, "notifications.channels.ops.kind: must be \"slack\", \"pagerduty\", "
+                   "\"webhook\" or \"hook\"");
+    d = doc("full.json");
+    set(d, "notifications", "{\"channels\": {\"slack\": {\"url\": \"https://x.example/\"}}}");
+    assert_int_equal(parse_doc(d), -1);
+    assert_true(has_error("notifications.channels.slack.webhook_url_file: missing"));
+    assert_true(has_error("notifications.channels.slack.url: unknown key"));
+    d = doc("full.json");
+    set(d, "notifications", "{\"channels\": {\"hook\": {\"command\": [\"notify.sh\"]}}}");
+    expect_only(d, "notifications.channels.hook.command: the program must be an absolute path "
+                   "(\"notify.sh\")");
+    d = doc("full.json");
+    set(d, "notifications", "{\"channels\": {\"a b\": {\"kind\": \"hook\"}}}");
+    expect_only(d, "notifications.channels.a b: invalid channel name (expected 1 to 63 of "
+                   "[A-Za-z0-9._-])");
+    d = doc("full.json");
+    set(d, "notifications", "{\"max_age_ms\": 0}");
+    assert_int_equal(parse_doc(d), -1);
+    assert_non_null(strstr(errs.msg[0], "notifications.max_age_ms: must be between"));
+    /* the secret is checked, and never echoed */
+    d = doc("full.json");
+    snprintf(value, sizeof value, "{\"channels\": {\"slack\": {\"webhook_url_file\": "
+             "\"%s/genesys.secret\"}}}", tmpdir);
+    set(d, "notifications", value);
+    snprintf(msg, sizeof msg, "notifications.channels.slack.webhook_url_file: \"%s/genesys.secret\" "
+             "does not hold an http:// or https:// URL", tmpdir);
+    expect_only(d, msg);
+    d = doc("full.json");
+    snprintf(value, sizeof value, "{\"channels\": {\"pagerduty\": {\"routing_key_file\": "
+             "\"%s/empty.secret\"}}}", tmpdir);
+    set(d, "notifications", value);
+    snprintf(msg, sizeof msg, "notifications.channels.pagerduty.routing_key_file: \"%s/empty.secret\" "
+             "is empty", tmpdir);
+    expect_only(d, msg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1425,6 +1506,7 @@ int main(void)
         cmocka_unit_test(test_probe_overrides),
         cmocka_unit_test(test_target_actions),
         cmocka_unit_test(test_target_actions_errors),
+        cmocka_unit_test(test_notifications),
     };
     int rc = cmocka_run_group_tests(tests, setup_dir, teardown_dir);
     dw_config_free(&cfg);

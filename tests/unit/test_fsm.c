@@ -1108,6 +1108,181 @@ static void test_newer_entry_version_is_fatal(void **state)
     free(before);
 }
 
+/* ---- event journal -------------------------------------------------------------------------- */
+
+static int undelivered(struct fx *x, const char *channel, int64_t since, struct dw_event *ev,
+                       int max)
+{
+    int64_t pending = -1;
+    int n = dw_fsm_undelivered(x->f, channel, since, ev, max, &pending);
+
+    assert_true(n >= 0);
+    assert_true(pending >= n);
+    return n;
+}
+
+static int notified(struct fx *x, int64_t event, const char *channel, int64_t ts)
+{
+    return apply_raw(x->f, dw_entry_notified(event, channel), ts);
+}
+
+static int64_t table_rows(struct fx *x, const char *sql)
+{
+    sqlite3_stmt *s;
+    int64_t n = -1;
+
+    assert_int_equal(sqlite3_prepare_v2(dw_fsm_db(x->f), sql, -1, &s, NULL), SQLITE_OK);
+    if (sqlite3_step(s) == SQLITE_ROW)
+        n = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return n;
+}
+
+/* A failover done is one event, in history as before; a delivery is recorded once per channel
+ * and a second or unknown confirmation changes nothing. */
+static void test_events_failover_and_deliveries(void **state)
+{
+    struct fx *x = *state;
+    struct dw_event ev[8];
+    int64_t ts = T0 + 5000;
+    cJSON *j;
+    char *before, *after;
+
+    all_up(x);
+    fail_site_a(x, T0 + 1000);
+    assert_int_equal(undelivered(x, "slack", 0, ev, 8), 0); /* planned is not an event */
+    run_to_done(x, &ts);
+    assert_true(history_has(x, "operation", "carrier-1: failover #1 premise-a -> premise-b done"));
+    assert_int_equal(undelivered(x, "slack", 0, ev, 8), 1);
+    assert_int_equal(ev[0].id, 1);
+    assert_string_equal(ev[0].kind, "failover");
+    assert_string_equal(ev[0].group, "carrier-1");
+    assert_string_equal(ev[0].summary, "carrier-1: failover #1 premise-a -> premise-b done");
+    assert_int_equal(ev[0].ts, ts - 1);
+    /* a channel added later does not replay what came before it */
+    assert_int_equal(undelivered(x, "slack", ev[0].ts, ev + 1, 7), 0);
+
+    j = dw_event_json(&ev[0], "prod");
+    assert_non_null(j);
+    assert_int_equal((int)cJSON_GetNumberValue(cJSON_GetObjectItem(j, "id")), 1);
+    assert_string_equal(jstr(j, "kind"), "failover");
+    assert_string_equal(jstr(j, "group"), "carrier-1");
+    assert_string_equal(jstr(j, "cluster"), "prod");
+    assert_string_equal(jstr(j, "time"), "2023-11-14T22:13:25.007Z");
+    cJSON_Delete(j);
+
+    assert_int_equal(notified(x, 1, "slack", ts++), DW_FSM_APPLIED);
+    assert_int_equal(undelivered(x, "slack", 0, ev, 8), 0);
+    assert_int_equal(undelivered(x, "pagerduty", 0, ev, 8), 1);
+    assert_int_equal(table_rows(x, "SELECT COUNT(*) FROM deliveries"), 1);
+    before = dw_fsm_dump(x->f);
+    assert_int_equal(notified(x, 1, "slack", ts++), DW_FSM_APPLIED);  /* again: no-op */
+    assert_int_equal(notified(x, 99, "slack", ts++), DW_FSM_APPLIED); /* unknown: no-op */
+    assert_int_equal(table_rows(x, "SELECT COUNT(*) FROM deliveries"), 1);
+    assert_int_equal(dw_fsm_rejected(x->f), 0);
+    after = dw_fsm_dump(x->f);
+    assert_non_null(strstr(after, "deliveries|event=1|channel=slack|ts="));
+    assert_non_null(strstr(after, "events|id=1|ts="));
+    free(before);
+    free(after);
+
+    expect_refused("{\"v\":1,\"type\":\"notified\",\"event\":0,\"channel\":\"slack\"}", "event");
+    expect_refused("{\"v\":1,\"type\":\"notified\",\"event\":1}", "channel");
+    expect_refused("{\"v\":1,\"type\":\"notified\",\"event\":1,\"channel\":\"\"}", "channel");
+    /* stamped by hand, a malformed one is refused alike on every node */
+    {
+        static const char bad[] = "{\"v\":1,\"type\":\"notified\",\"event\":\"1\","
+                                  "\"channel\":\"slack\",\"ts\":1700000100000,\"by\":1}";
+
+        assert_int_equal(dw_fsm_apply(x->f, bad, strlen(bad)), DW_FSM_REJECTED);
+    }
+}
+
+/* A failed step is an operation_failed and a hold; the release is hold_released; "no target up"
+ * is one event per verdict change. Cleanups are internal: history only. */
+static void test_events_failure_hold_release(void **state)
+{
+    struct fx *x = *state;
+    struct dw_event ev[16];
+    int64_t ts = T0 + 5000;
+    int n;
+
+    fail_switch_off(x, &ts);
+    n = undelivered(x, "hook", 0, ev, 16);
+    assert_int_equal(n, 2);
+    assert_string_equal(ev[0].kind, "operation_failed");
+    assert_string_equal(ev[1].kind, "hold");
+    assert_string_equal(ev[1].summary, "carrier-1: held after failover #1 failed");
+    assert_int_equal(ev[0].ts, ev[1].ts);
+    assert_int_equal(history_count(x, "hold", ""), 0); /* the failure's row tells the hold */
+    assert_int_equal(apply_raw(x->f, dw_entry_hold_release("carrier-1", "alice"), ts++),
+                     DW_FSM_APPLIED);
+    assert_true(history_has(x, "hold", "carrier-1: hold released by alice"));
+    n = undelivered(x, "hook", 0, ev, 16);
+    assert_int_equal(n, 3);
+    assert_string_equal(ev[2].kind, "hold_released");
+    run_to_done(x, &ts); /* the cleanup of premise-a and the cloud */
+    assert_true(history_has(x, "operation", "cleanup #2"));
+    assert_int_equal(undelivered(x, "hook", 0, ev, 16), 3);
+
+    /* every premise down, the cloud carries the calls; then the cloud is all there is */
+    assert_int_equal(observe(x, 1, ts++, D, D), DW_FSM_APPLIED);
+    assert_int_equal(observe(x, 2, ts++, D, D), DW_FSM_APPLIED);
+    run_to_done(x, &ts);
+    n = undelivered(x, "hook", 0, ev, 16);
+    assert_int_equal(n, 4);
+    assert_string_equal(ev[3].kind, "failover");
+    /* at most max rows, with the total in pending */
+    {
+        int64_t pending = 0;
+
+        assert_int_equal(dw_fsm_undelivered(x->f, "hook", 0, ev, 2, &pending), 2);
+        assert_int_equal(pending, 4);
+        assert_int_equal(ev[1].id, 2);
+    }
+}
+
+static void test_events_snapshot_and_prune(void **state)
+{
+    struct fx *x = *state;
+    struct dw_fsm *g;
+    struct dw_event ev[4];
+    int64_t ts = T0 + 5000;
+    void *buf;
+    size_t len;
+    char *a, *b, err[128];
+
+    all_up(x);
+    fail_site_a(x, T0 + 1000);
+    run_to_done(x, &ts);
+    assert_int_equal(notified(x, 1, "slack", ts++), DW_FSM_APPLIED);
+    assert_int_equal(dw_fsm_snapshot(x->f, &buf, &len), 0);
+    assert_int_equal(dw_fsm_open(&g, x->cfg, err, sizeof err), 0);
+    assert_int_equal(dw_fsm_restore(g, buf, len), 0);
+    sqlite3_free(buf);
+    a = dw_fsm_dump(x->f);
+    b = dw_fsm_dump(g);
+    assert_string_equal(a, b);
+    assert_non_null(strstr(a, "events|id=1|"));
+    assert_non_null(strstr(a, "deliveries|event=1|channel=slack|"));
+    free(a);
+    free(b);
+    assert_int_equal(dw_fsm_undelivered(g, "slack", 0, ev, 4, NULL), 0);
+    assert_int_equal(dw_fsm_undelivered(g, "webhook", 0, ev, 4, NULL), 1);
+    dw_fsm_close(g);
+
+    /* pruned with history, but the newest event stays: its id is never handed out again */
+    assert_int_equal(apply_raw(x->f, dw_entry_hold_release("carrier-1", "alice"), ts++),
+                     DW_FSM_APPLIED);
+    assert_int_equal(notified(x, 2, "slack", ts++), DW_FSM_APPLIED);
+    x->cfg->cluster.history_retention_days = 1;
+    assert_int_equal(observe(x, 3, ts + 2 * 86400000LL, D, U), DW_FSM_APPLIED);
+    assert_int_equal(table_rows(x, "SELECT COUNT(*) FROM events"), 1);
+    assert_int_equal(table_rows(x, "SELECT MIN(id) FROM events"), 2);
+    assert_int_equal(table_rows(x, "SELECT COUNT(*) FROM deliveries"), 1);
+    assert_int_equal(table_rows(x, "SELECT MIN(event) FROM deliveries"), 2);
+}
+
 static void test_snapshot_restore_roundtrip(void **state)
 {
     struct fx *x = *state;
@@ -1710,6 +1885,7 @@ static void test_restore_schema_1(void **state)
     assert_int_equal(dw_fsm_cloud_verdict(x->f, SITE_A), DW_UNKNOWN);
     dump = dw_fsm_dump(x->f);
     assert_non_null(strstr(dump, "meta|key=schema|value=4\n"));
+    assert_int_equal(dw_fsm_undelivered(x->f, "slack", 0, NULL, 0, NULL), 0); /* events table */
     /* the previous stamp, which older snapshots lack, is the last applied time */
     assert_non_null(strstr(dump, "meta|key=last_stamp|value=1700000000000\n"));
     assert_non_null(strstr(dump, "sites|id=site-b|verdict=up|since=5|probe_verdict=up|"
@@ -2038,6 +2214,7 @@ static void test_determinism(void **state)
     assert_non_null(strstr(da, "|kind=signal|detail=site-a: genesys "));
     assert_non_null(strstr(da, "by genesys, combine probes_or_genesys"));
     assert_non_null(strstr(da, "by genesys, combine probes_and_genesys"));
+    assert_non_null(strstr(da, "events|id=1|")); /* the journal is replicated state too */
     h = dw_fsm_history_json(x->f, 5);
     assert_int_equal(cJSON_GetArraySize(h), 5);
     cJSON_Delete(h);
@@ -2457,6 +2634,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_database_error_is_fatal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_entry_version_is_fatal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_restore_roundtrip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_events_failover_and_deliveries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_events_failure_hold_release, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_events_snapshot_and_prune, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_json, setup, teardown),
         cmocka_unit_test_setup_teardown(test_combine_and, setup, teardown),
         cmocka_unit_test_setup_teardown(test_combine_or, setup, teardown),

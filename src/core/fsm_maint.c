@@ -14,6 +14,12 @@ static bool scope_known(const struct dw_fsm *f, const char *scope, const char *i
     return strcmp(scope, "group") == 0 && fsm_group_index(f->cfg, id) >= 0;
 }
 
+/* The group an event about a window names: the group itself, none for a site's. */
+static const char *group_of(const char *scope, const char *id)
+{
+    return strcmp(scope, "group") == 0 ? id : "";
+}
+
 static int maint_delete(struct dw_fsm *f, const char *scope, const char *id)
 {
     sqlite3_stmt *s = fsm_stmt(f, ST_MAINT_DEL);
@@ -50,8 +56,9 @@ int fsm_apply_maintenance(struct dw_fsm *f, const cJSON *e, int64_t ts, char *wh
         return APPLY_SQL_ERROR;
     if (!set) {
         if (maint_delete(f, scope, id) != 0 ||
-            fsm_history(f, ts, "maintenance", "%s %s: maintenance %s by %.64s", scope, id,
-                        was ? "cleared" : "clear (was not in maintenance)", by) != 0)
+            fsm_event(f, ts, "maintenance_cleared", group_of(scope, id),
+                      "%s %s: maintenance %s by %.64s", scope, id,
+                      was ? "cleared" : "clear (was not in maintenance)", by) != 0)
             return APPLY_SQL_ERROR;
         return APPLY_OK;
     }
@@ -63,9 +70,9 @@ int fsm_apply_maintenance(struct dw_fsm *f, const cJSON *e, int64_t ts, char *wh
     sqlite3_bind_int64(s, 5, ts);
     sqlite3_bind_int64(s, 6, ts + (int64_t)ttl->valuedouble);
     if (fsm_run(s) != 0 ||
-        fsm_history(f, ts, "maintenance", "%s %s: maintenance %s by %.64s for %.0f min: %.200s",
-                    scope, id, was ? "extended" : "set", by, ttl->valuedouble / 60000,
-                    reason) != 0)
+        fsm_event(f, ts, "maintenance_set", group_of(scope, id),
+                  "%s %s: maintenance %s by %.64s for %.0f min: %.200s", scope, id,
+                  was ? "extended" : "set", by, ttl->valuedouble / 60000, reason) != 0)
         return APPLY_SQL_ERROR;
     return APPLY_OK;
 }
@@ -86,7 +93,8 @@ int fsm_expire_maintenance(struct dw_fsm *f, int64_t ts)
     sqlite3_reset(s);
     for (int i = 0; i < n; i++) {
         if (maint_delete(f, scope[i], id[i]) != 0 ||
-            fsm_history(f, ts, "maintenance", "%s %s: maintenance expired", scope[i], id[i]) != 0)
+            fsm_event(f, ts, "maintenance_expired", group_of(scope[i], id[i]),
+                      "%s %s: maintenance expired", scope[i], id[i]) != 0)
             return -1;
     }
     return 0;

@@ -478,9 +478,9 @@ int fsm_plan_group(struct dw_fsm *f, const struct dw_group *g, int64_t now, bool
         return write_operation(f, g, &p, "", "", now) == 0 ? APPLY_OK : APPLY_SQL_ERROR;
     case DW_PLAN_FLAP_HOLD:
         return fsm_group_hold(f, g->id, "flapping") == 0 &&
-                       fsm_history(f, now, "hold", "%s: group held: flapping (%s in %.0f s); "
-                                   "drctl hold release %s resumes automatic operations",
-                                   g->id, p.reason, (double)g->flap_window_ms / 1000, g->id) == 0
+                       fsm_event(f, now, "hold", g->id, "%s: group held: flapping (%s in %.0f s);"
+                                 " drctl hold release %s resumes automatic operations",
+                                 g->id, p.reason, (double)g->flap_window_ms / 1000, g->id) == 0
                    ? APPLY_OK
                    : APPLY_SQL_ERROR;
     case DW_PLAN_NONE_UP:

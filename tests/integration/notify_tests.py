@@ -230,4 +230,28 @@ def test_notify_new_leader_delivers_once():
         sink.stop()
 
 
+
+def test_notify_pagerduty_resolves_on_failback():
+    """The failover triggers a PagerDuty incident; the failback after stable_for resolves it
+    under the same dedup_key; the failback reaches Slack too."""
+    sink = Sink()
+    try:
+        c = NotifyCluster(BUILD, name="notifyfb", group_extra={"stable_for_ms": 1500})
+        c.channels = _channels(c, sink, {"slack", "pagerduty"})
+        with c.start():
+            _failover(c)
+            c.start_edges("site-a")
+            wait_until(lambda: len(sink.requests("/pagerduty")) >= 2, 40,
+                       "the failback's PagerDuty resolve")
+            pd = [json.loads(r["body"]) for r in sink.requests("/pagerduty")]
+            assert [p["event_action"] for p in pd] == ["trigger", "resolve"], pd
+            assert pd[0]["dedup_key"] == pd[1]["dedup_key"] == "drwatch/carrier-1", pd
+            assert "payload" not in pd[1], pd[1]
+            wait_until(lambda: len(sink.requests("/slack")) >= 2, 20, "the failback on Slack")
+            text = json.loads(sink.requests("/slack")[1]["body"])["text"]
+            assert "failback in group carrier-1" in text and "premise-b -&gt; premise-a done" \
+                in text, text
+    finally:
+        sink.stop()
+
 TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_")]

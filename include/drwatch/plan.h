@@ -33,6 +33,8 @@ struct dw_plan_state {
     bool pinned;      /* an operator's switchover chose the carrier: no automatic failback */
     bool failback_due; /* no failed failback's back-off is running */
     int auto_ops;     /* automatic failovers and failbacks in the flap window (since a release) */
+    bool resync;      /* a maintenance window ended since the last completed failover or
+                         cleanup: targets it kept out of operations may be in service */
     int max_auto_ops; /* how many the window allows before the group is held as flapping; 0 no
                          limit */
     struct {    /* the group's running operation, when there is one */
@@ -41,6 +43,7 @@ struct dw_plan_state {
         int from; /* the target it moves calls off (a rollback: switches off), -1 none */
         int to;   /* its destination (a rollback or cleanup: the carrier kept), -1 none */
         int64_t id;
+        bool off_pending[DW_MAX_TARGETS]; /* a deactivate step of this target is not done yet */
     } running;
     struct { /* the group's most recent operation, when there is one */
         bool present;
@@ -87,8 +90,10 @@ struct dw_plan {
  * 0. a running operation is left to finish, unless it is a failover whose destination is DOWN
  *    (it could never verify); a cleanup keeping no carrier or a carrier now DOWN while a
  *    target is UP (and not passed over); or a rollback switching off the best UP target while
- *    the carrier it keeps is not UP: that one is aborted, and the failover planned next
- *    replaces it (make before break);
+ *    the carrier it keeps is not UP; or a rollback or cleanup still to switch off a target
+ *    that went into maintenance and is UP while the carrier it keeps is not UP (maintenance
+ *    came after it was planned): that one is aborted, and what is planned next replaces it
+ *    (make before break; a cleanup planned now leaves the target in maintenance alone);
  * 1. a move (failover, failback, switchover) that failed to bring its destination in is rolled
  *    back (the destination off);
  *    nothing below runs while the group is in maintenance;
@@ -97,9 +102,10 @@ struct dw_plan {
  *    failbacks, not the escape from a dead target. A carrier in maintenance is not left. A hold
  *    for flapping stops this too;
  * 3. what operations aborted or failed since the last completed failover or cleanup may have
- *    left in service is switched off: all but the carrier, or everything when the carrier is
- *    DOWN and nothing is up. Held, a cleanup still follows an abort, but a failed cleanup is not
- *    retried (it would fail again while Genesys is unreachable, again and again).
+ *    left in service, or a maintenance window that ended (resync), is switched off: all but the
+ *    carrier, or everything when the carrier is DOWN and nothing is up. Held, a cleanup still
+ *    follows an abort or a window's end, but a failed cleanup is not retried (it would fail
+ *    again while Genesys is unreachable, again and again).
  * 4. a carrier not DOWN gives way to the highest-priority target above it that is UP, stable
  *    and not passed over (a failback), unless the policy is manual, the carrier was chosen by an
  *    operator (pinned), the group is held, a failed failback's back-off runs, or the carrier is

@@ -20,7 +20,8 @@ const char fsm_schema_sql[] =
     "CREATE TABLE cloud(edge TEXT PRIMARY KEY, state TEXT NOT NULL, ts INTEGER NOT NULL);"
     "CREATE TABLE groups(id TEXT PRIMARY KEY, active INTEGER NOT NULL, hold INTEGER NOT NULL,"
     " hold_reason TEXT NOT NULL DEFAULT '', pinned INTEGER NOT NULL DEFAULT 0,"
-    " fb_failures INTEGER NOT NULL DEFAULT 0, fb_retry_at INTEGER NOT NULL DEFAULT 0);"
+    " fb_failures INTEGER NOT NULL DEFAULT 0, fb_retry_at INTEGER NOT NULL DEFAULT 0,"
+    " resync INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE operations(id INTEGER PRIMARY KEY, grp TEXT NOT NULL, kind TEXT NOT NULL,"
     " from_target TEXT NOT NULL, to_target TEXT NOT NULL, status TEXT NOT NULL,"
     " created INTEGER NOT NULL, finished INTEGER, reason TEXT NOT NULL,"
@@ -124,8 +125,9 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_WRITE_UNSETTLED] = "SELECT 1 FROM operations o JOIN steps s ON s.op = o.id"
                            " WHERE o.grp = ?1 AND o.id <> ?2 AND o.status <> 'running'"
                            " AND s.status = 'started' LIMIT 1",
-    [ST_GROUP_ROW] = "SELECT active, hold, hold_reason, pinned, fb_failures, fb_retry_at"
-                     " FROM groups WHERE id = ?1",
+    [ST_GROUP_ROW] = "SELECT active, hold, hold_reason, pinned, fb_failures, fb_retry_at,"
+                     " resync FROM groups WHERE id = ?1",
+    [ST_GROUP_SET_RESYNC] = "UPDATE groups SET resync = ?2 WHERE id = ?1",
     [ST_GROUP_SET_HOLD_REASON] = "UPDATE groups SET hold = ?2 <> '', hold_reason = ?2 WHERE id = ?1",
     [ST_GROUP_SET_PINNED] = "UPDATE groups SET pinned = ?2 WHERE id = ?1",
     [ST_GROUP_SET_BACKOFF] = "UPDATE groups SET fb_failures = ?2, fb_retry_at = ?3 WHERE id = ?1",
@@ -141,6 +143,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     /* automatic moves since the window's start and since the group's last release (?3) */
     [ST_AUTO_OPS] = "SELECT COUNT(*) FROM operations WHERE grp = ?1 AND operator = ''"
                     " AND kind IN ('failover', 'failback') AND created > ?2 AND id > ?3",
+    [ST_OFF_PENDING] = "SELECT target FROM steps WHERE op = ?1 AND action = 'deactivate'"
+                       " AND status <> 'done'",
     [ST_OP_BY_REQUEST] = "SELECT id FROM operations WHERE request = ?1 AND request <> ''",
     [ST_EVENT_ADD] = "INSERT INTO events(ts, kind, grp, summary) VALUES(?1, ?2, ?3, ?4)",
     [ST_EVENT_EXISTS] = "SELECT COUNT(*) FROM events WHERE id = ?1",
@@ -411,10 +415,25 @@ int fsm_group_row(struct dw_fsm *f, const char *group, struct group_row *out)
         out->pinned = sqlite3_column_int(s, 3) != 0;
         out->fb_failures = sqlite3_column_int(s, 4);
         out->fb_retry_at = sqlite3_column_int64(s, 5);
+        out->resync = sqlite3_column_int64(s, 6);
         rc = 0;
     }
     sqlite3_reset(s);
     return rc;
+}
+
+int64_t fsm_next_op_id(struct dw_fsm *f)
+{
+    sqlite3_stmt *s;
+    int64_t id = 0;
+
+    if (sqlite3_prepare_v2(f->db, "SELECT COALESCE(MAX(id), 0) + 1 FROM operations", -1, &s,
+                           NULL) != SQLITE_OK)
+        return INT64_MAX; /* never reached: nothing is swept, which only costs a read */
+    if (sqlite3_step(s) == SQLITE_ROW)
+        id = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return id;
 }
 
 /* reason "" lifts the hold. */

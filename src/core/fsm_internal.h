@@ -69,6 +69,8 @@ enum stmt_id {
     ST_MAINT_EXPIRED,
     ST_AUTO_OPS,
     ST_OP_BY_REQUEST,
+    ST_OFF_PENDING,
+    ST_GROUP_SET_RESYNC,
     ST_EVENT_ADD,
     ST_EVENT_EXISTS,
     ST_DELIVERY_ADD,
@@ -127,6 +129,8 @@ struct group_row {
     bool pinned;
     int fb_failures;     /* failed failbacks in a row */
     int64_t fb_retry_at; /* no automatic failback before this time */
+    int64_t resync;      /* a maintenance window ended: what it left in service is checked by
+                            the first operation from this id on; 0 none */
 };
 
 struct step_row {
@@ -163,6 +167,7 @@ int fsm_site_verdict_by_id(struct dw_fsm *f, const char *site, enum dw_health *o
 int fsm_group_get(struct dw_fsm *f, const char *group, int *active, bool *hold);
 int fsm_target_health(struct dw_fsm *f, const struct dw_target *t, enum dw_health *out);
 int fsm_group_row(struct dw_fsm *f, const char *group, struct group_row *out);
+int64_t fsm_next_op_id(struct dw_fsm *f); /* the id the next operation gets */
 int fsm_group_hold(struct dw_fsm *f, const char *group, const char *reason);
 /* Whether scope ("site" | "group") id is in maintenance now: 1 yes, 0 no, -1 error. */
 int fsm_in_maintenance(struct dw_fsm *f, const char *scope, const char *id);

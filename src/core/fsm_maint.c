@@ -29,6 +29,32 @@ static int maint_delete(struct dw_fsm *f, const char *scope, const char *id)
     return fsm_run(s);
 }
 
+/* Operations from the next id on sweep what the window kept out. */
+static int set_resync(struct dw_fsm *f, const char *group)
+{
+    sqlite3_stmt *s = fsm_stmt(f, ST_GROUP_SET_RESYNC);
+
+    fsm_bind_text(s, 1, group);
+    sqlite3_bind_int64(s, 2, fsm_next_op_id(f));
+    return fsm_run(s);
+}
+
+/* A window ended: each group it covered checks what it left in service (a target skipped by
+ * every operation meanwhile may be on). */
+static int resync(struct dw_fsm *f, const char *scope, const char *id)
+{
+    for (int i = 0; i < f->cfg->n_groups; i++) {
+        const struct dw_group *g = &f->cfg->groups[i];
+        bool hit = strcmp(scope, "group") == 0 && strcmp(g->id, id) == 0;
+
+        for (int t = 0; !hit && strcmp(scope, "site") == 0 && t < g->n_targets; t++)
+            hit = g->targets[t].site >= 0 && strcmp(f->cfg->sites[g->targets[t].site].id, id) == 0;
+        if (hit && set_resync(f, g->id) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 int fsm_apply_maintenance(struct dw_fsm *f, const cJSON *e, int64_t ts, char *why, size_t whylen)
 {
     const char *action = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "action"));
@@ -55,7 +81,7 @@ int fsm_apply_maintenance(struct dw_fsm *f, const cJSON *e, int64_t ts, char *wh
     if ((was = fsm_in_maintenance(f, scope, id)) < 0)
         return APPLY_SQL_ERROR;
     if (!set) {
-        if (maint_delete(f, scope, id) != 0 ||
+        if (maint_delete(f, scope, id) != 0 || (was && resync(f, scope, id) != 0) ||
             fsm_event(f, ts, "maintenance_cleared", group_of(scope, id),
                       "%s %s: maintenance %s by %.64s", scope, id,
                       was ? "cleared" : "clear (was not in maintenance)", by) != 0)
@@ -71,8 +97,10 @@ int fsm_apply_maintenance(struct dw_fsm *f, const cJSON *e, int64_t ts, char *wh
     sqlite3_bind_int64(s, 6, ts + (int64_t)ttl->valuedouble);
     if (fsm_run(s) != 0 ||
         fsm_event(f, ts, "maintenance_set", group_of(scope, id),
-                  "%s %s: maintenance %s by %.64s for %.0f min: %.200s", scope, id,
-                  was ? "extended" : "set", by, ttl->valuedouble / 60000, reason) != 0)
+                  "%s %s: maintenance %s by %.64s for %.0f %s: %.200s", scope, id,
+                  was ? "extended" : "set", by,
+                  ttl->valuedouble < 60000 ? ttl->valuedouble / 1000 : ttl->valuedouble / 60000,
+                  ttl->valuedouble < 60000 ? "s" : "min", reason) != 0)
         return APPLY_SQL_ERROR;
     return APPLY_OK;
 }
@@ -92,7 +120,7 @@ int fsm_expire_maintenance(struct dw_fsm *f, int64_t ts)
     }
     sqlite3_reset(s);
     for (int i = 0; i < n; i++) {
-        if (maint_delete(f, scope[i], id[i]) != 0 ||
+        if (maint_delete(f, scope[i], id[i]) != 0 || resync(f, scope[i], id[i]) != 0 ||
             fsm_event(f, ts, "maintenance_expired", group_of(scope[i], id[i]),
                       "%s %s: maintenance expired", scope[i], id[i]) != 0)
             return -1;

@@ -91,6 +91,7 @@ int fsm_complete_operation(struct dw_fsm *f, const struct op_row *o, int64_t ts,
 {
     int g = fsm_group_index(f->cfg, o->grp);
     int t = g >= 0 ? target_or_none(&f->cfg->groups[g], o->to) : -1;
+    struct group_row gr;
     int rc;
 
     if (g < 0 || (t < 0 && o->to[0] != '\0')) {
@@ -107,6 +108,10 @@ int fsm_complete_operation(struct dw_fsm *f, const struct op_row *o, int64_t ts,
                                               o->kind == DW_OP_SWITCHOVER) != 0)
         return APPLY_SQL_ERROR;
     if (o->kind == DW_OP_FAILBACK && set_backoff(f, o->grp, 0, 0) != 0)
+        return APPLY_SQL_ERROR;
+    /* planned after a window ended, it swept every target that window had kept out */
+    if (o->kind != DW_OP_ROLLBACK && fsm_group_row(f, o->grp, &gr) == 0 && gr.resync > 0 &&
+        o->id >= gr.resync && fsm_group_set(f, ST_GROUP_SET_RESYNC, o->grp, 0) != 0)
         return APPLY_SQL_ERROR;
     if (fsm_group_set(f, ST_GROUP_SET_ACTIVE, o->grp, t) != 0 ||
         fsm_event(f, ts, dw_op_kind_name(o->kind), o->grp, "%s: %s #%" PRId64 " %s -> %s done",
@@ -372,6 +377,7 @@ static int gather_group(struct dw_fsm *f, const struct dw_group *g, int64_t now,
     ps->failback_due = now >= gr.fb_retry_at;
     ps->failback = g->failback;
     ps->maintenance = m == 1;
+    ps->resync = gr.resync > 0;
     ps->max_auto_ops = (int)g->max_auto_operations;
     s = fsm_stmt(f, ST_AUTO_OPS);
     fsm_bind_text(s, 1, g->id);
@@ -381,6 +387,21 @@ static int gather_group(struct dw_fsm *f, const struct dw_group *g, int64_t now,
         return -1;
     ps->auto_ops = (int)n;
     return 0;
+}
+
+/* Which targets the operation has still to switch off. */
+static int off_pending(struct dw_fsm *f, const struct dw_group *g, int64_t op, bool *out)
+{
+    sqlite3_stmt *s = fsm_stmt(f, ST_OFF_PENDING);
+    int rc, t;
+
+    sqlite3_bind_int64(s, 1, op);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if ((t = fsm_target_index(g, fsm_col_text(s, 0))) >= 0)
+            out[t] = true;
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : -1;
 }
 
 /* The group's state as the planner sees it; *running gets the running operation, if any. */
@@ -412,7 +433,7 @@ static int gather(struct dw_fsm *f, const struct dw_group *g, int64_t now, bool 
         ps->running.to = rc == 1 ? fsm_target_index(g, running->to) : -1;
         if (dw_op_moves(ps->running.kind) && ps->running.to < 0)
             return -1; /* a move to a target this config lacks */
-        return 0;
+        return off_pending(f, g, op, ps->running.off_pending);
     }
     if (rc < 0 || gather_group(f, g, now, released, ps) != 0)
         return -1;

@@ -122,6 +122,7 @@ static int migrate(sqlite3 *db)
         "ALTER TABLE groups ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;"
         "ALTER TABLE groups ADD COLUMN fb_failures INTEGER NOT NULL DEFAULT 0;"
         "ALTER TABLE groups ADD COLUMN fb_retry_at INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE groups ADD COLUMN resync INTEGER NOT NULL DEFAULT 0;"
         "UPDATE groups SET hold_reason = 'failed' WHERE hold <> 0;"
         "ALTER TABLE operations ADD COLUMN operator TEXT NOT NULL DEFAULT '';"
         "ALTER TABLE operations ADD COLUMN request TEXT NOT NULL DEFAULT '';"

@@ -127,6 +127,16 @@ void dw_plan(const struct dw_plan_state *s, struct dw_plan *out)
             best_target(s) == s->running.from &&
             (!valid(s, s->running.to) || s->targets[s->running.to].health != DW_UP))
             out->what = DW_PLAN_ABORT;
+        if ((s->running.kind == DW_OP_ROLLBACK || s->running.kind == DW_OP_CLEANUP) &&
+            (!valid(s, s->running.to) || s->targets[s->running.to].health != DW_UP)) {
+            for (int t = 0; t < s->n_targets; t++) {
+                const struct dw_plan_target *x = &s->targets[t];
+
+                if (s->running.off_pending[t] && x->maintenance && x->health == DW_UP &&
+                    !x->passed_over)
+                    out->what = DW_PLAN_ABORT;
+            }
+        }
         return;
     }
     if (s->last.present && dw_op_moves(s->last.kind) && s->last.status == DW_OP_FAILED &&
@@ -150,12 +160,14 @@ void dw_plan(const struct dw_plan_state *s, struct dw_plan *out)
         automatic(s, out, DW_OP_FAILOVER, active, best);
         return;
     }
-    if ((s->failed > 0 || s->aborted > 0) &&
-        (!s->hold || (s->aborted > 0 && s->failed_cleanups == 0))) {
+    if ((s->failed > 0 || s->aborted > 0 || s->resync) &&
+        (!s->hold || ((s->aborted > 0 || s->resync) && s->failed_cleanups == 0))) {
         int keep = carrier_down ? -1 : active;
 
-        snprintf(out->reason, sizeof out->reason, "after %s operation%s",
-                 s->aborted > 0 ? "an aborted" : "a failed", keep < 0 ? ", no target up" : "");
+        snprintf(out->reason, sizeof out->reason, "after %s%s",
+                 s->aborted > 0 ? "an aborted operation"
+                 : s->failed > 0 ? "a failed operation" : "a maintenance window",
+                 keep < 0 ? ", no target up" : "");
         cleanup(s, out, active, keep);
         if (out->n_steps > 0)
             return;

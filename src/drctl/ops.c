@@ -149,10 +149,11 @@ static const cJSON *find_op(const cJSON *status, double id)
 /* Follows operation id until it ends, printing each step as it finishes: 0 done, 1 otherwise. */
 static int wait_for(const char *sock, double id, const char *timeout)
 {
-    long limit_s = timeout ? strtol(timeout, NULL, 10) : WAIT_DEFAULT_S;
+    char *end = NULL;
+    long limit_s = timeout ? strtol(timeout, &end, 10) : WAIT_DEFAULT_S;
     int shown = 0;
 
-    if (limit_s <= 0) {
+    if (limit_s <= 0 || (end && *end != '\0')) {
         fprintf(stderr, "drctl: --timeout: expected seconds > 0\n");
         return EXIT_USAGE;
     }

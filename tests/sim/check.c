@@ -36,6 +36,7 @@ static const struct step_fin *finished(const struct sim *s, int64_t op, int seq)
 
 static void sql_row(struct sim_node *n, const char *sql, int64_t op, char *a, size_t alen,
                     char *b, size_t blen);
+static bool in_maintenance(struct sim_node *n, const char *scope, const char *id);
 
 static bool view_up(struct sim_node *n, const struct dw_target *t)
 {
@@ -185,11 +186,14 @@ static void check_op_finished(struct sim *s, struct sim_node *n, int64_t op)
         if (strcmp(grp->id, group) != 0)
             continue;
         /* 4: no finished operation leaves a DOWN target in service, unless the operation
-         * planned at the same entry (a cleanup after an abort) switches it off */
-        for (int t = 0; t < grp->n_targets && !running_in_group(n, group); t++) {
+         * planned at the same entry (a cleanup after an abort) switches it off, or the target
+         * is in maintenance (no automatic operation touches it: 5) */
+        bool maint = in_maintenance(n, "group", group);
+        for (int t = 0; t < grp->n_targets && !running_in_group(n, group) && !maint; t++) {
             const struct dw_target *tg = &grp->targets[t];
             if (tg->site < 0 || dw_fsm_site_verdict(n->fsm, tg->site) != DW_DOWN ||
-                strcmp(status, "done") != 0)
+                strcmp(status, "done") != 0 ||
+                in_maintenance(n, "site", cfg->sites[tg->site].id))
                 continue;
             for (int k = 0; k < tg->n_trunk_bases; k++) {
                 int tb = gsim_tb_index(&s->g, tg->trunk_base_ids[k]);
@@ -198,8 +202,13 @@ static void check_op_finished(struct sim *s, struct sim_node *n, int64_t op)
                                   "service", op, status, tg->id);
             }
         }
-        /* 4: outside a running operation, at most one target in service */
-        if (!running_in_group(n, group) && enabled_in_group(s, group) > 1)
+        /* 4: outside a running operation and maintenance, at most one target in service */
+        bool site_maint = false;
+        for (int t = 0; t < grp->n_targets; t++)
+            site_maint = site_maint || (grp->targets[t].site >= 0 &&
+                                        in_maintenance(n, "site",
+                                                       cfg->sites[grp->targets[t].site].id));
+        if (!running_in_group(n, group) && !maint && !site_maint && enabled_in_group(s, group) > 1)
             sim_violation(s, 4, "op %" PRId64 " %s and nothing runs in %s, yet %d targets are in "
                           "service", op, status, group, enabled_in_group(s, group));
     }
@@ -225,6 +234,10 @@ static void check_verdicts(struct sim *s, struct sim_node *n)
         enum dw_health v = dw_fsm_site_verdict(n->fsm, site);
         enum dw_health was = n->verdict_seen[site];
         n->verdict_seen[site] = v;
+        if (v == DW_UP && was != DW_UP) {
+            n->up_since[site] = dw_fsm_last_ts(n->fsm);
+            n->up_known[site] = true;
+        }
         if (v != DW_DOWN || was == DW_DOWN)
             continue;
         int evidence = 0;
@@ -237,14 +250,118 @@ static void check_verdicts(struct sim *s, struct sim_node *n)
     }
 }
 
-/* 1 and 6: an operation is planned from a committed verdict. A failover moves calls off a
- * target voted DOWN (or when none carries them), never off one that is UP: failback is not
- * automatic. */
+static bool in_maintenance(struct sim_node *n, const char *scope, const char *id)
+{
+    sqlite3_stmt *st;
+    bool in = false;
+    if (sqlite3_prepare_v2(dw_fsm_db(n->fsm), "SELECT 1 FROM maintenance WHERE scope = ?1 AND"
+                           " id = ?2", -1, &st, NULL) != SQLITE_OK)
+        return false;
+    sqlite3_bind_text(st, 1, scope, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+    in = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    return in;
+}
+
+static const struct dw_target *target_of(const struct dw_group *g, const char *id)
+{
+    for (int t = 0; id != NULL && t < g->n_targets; t++)
+        if (strcmp(g->targets[t].id, id) == 0)
+            return &g->targets[t];
+    return NULL;
+}
+
+/* 5: an automatic operation switches nothing in a group in maintenance, nor a target whose site
+ * is in maintenance. A rollback is exempt: it undoes the operation's own activation. */
+static void check_maintenance(struct sim *s, struct sim_node *n, const struct dw_group *g,
+                              int64_t id, const char *kind)
+{
+    sqlite3_stmt *st;
+    if (strcmp(kind, "rollback") == 0)
+        return;
+    if (in_maintenance(n, "group", g->id))
+        sim_violation(s, 5, "automatic %s #%" PRId64 " planned in %s, which is in maintenance",
+                      kind, id, g->id);
+    if (sqlite3_prepare_v2(dw_fsm_db(n->fsm), "SELECT target FROM steps WHERE op = ?1", -1, &st,
+                           NULL) != SQLITE_OK)
+        return;
+    sqlite3_bind_int64(st, 1, id);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const struct dw_target *t = target_of(g, (const char *)sqlite3_column_text(st, 0));
+        const struct dw_config *cfg = dw_fsm_config(n->fsm);
+        if (t && t->site >= 0 && in_maintenance(n, "site", cfg->sites[t->site].id))
+            sim_violation(s, 5, "automatic %s #%" PRId64 " in %s switches %s, whose site is in "
+                          "maintenance", kind, id, g->id, t->id);
+    }
+    sqlite3_finalize(st);
+}
+
+/* 6: an automatic failback goes to a target whose site this node's log has had UP without a
+ * break for stable_for; and a failback that could not bring its target in is followed by the
+ * rollback switching that target off. */
+static void check_failback(struct sim *s, struct sim_node *n, const struct dw_group *g,
+                           int64_t id, const char *kind, const char *to, bool automatic)
+{
+    char pkind[32], pto[DW_ID_MAX + 1], pstatus[32], paction[32], unused[8];
+    int64_t now = dw_fsm_last_ts(n->fsm);
+    const struct dw_target *t = target_of(g, to);
+    if (strcmp(kind, "failback") == 0 && automatic && t && t->site >= 0 &&
+        n->up_known[t->site] && now - n->up_since[t->site] < (int64_t)g->stable_for_ms)
+        sim_violation(s, 6, "failback #%" PRId64 " in %s to %s after its site was UP %.1f s "
+                      "(stable_for %.1f s)", id, g->id, to,
+                      (now - n->up_since[t->site]) / 1000.0, g->stable_for_ms / 1000.0);
+    sql_row(n, "SELECT kind, to_target FROM operations WHERE id = (SELECT MAX(id) FROM operations"
+            " WHERE id < ?1 AND grp = (SELECT grp FROM operations WHERE id = ?1))", id, pkind,
+            sizeof pkind, pto, sizeof pto);
+    sql_row(n, "SELECT o.status, s.action FROM operations o LEFT JOIN steps s ON s.op = o.id AND"
+            " s.status = 'failed' WHERE o.id = (SELECT MAX(id) FROM operations WHERE id < ?1 AND"
+            " grp = (SELECT grp FROM operations WHERE id = ?1))", id, pstatus, sizeof pstatus,
+            paction, sizeof paction);
+    (void)unused;
+    if (strcmp(pkind, "failback") == 0 && strcmp(pstatus, "failed") == 0 &&
+        (strcmp(paction, "activate") == 0 || strcmp(paction, "verify") == 0)) {
+        char from[DW_ID_MAX + 1], k2[32];
+        sql_row(n, "SELECT kind, from_target FROM operations WHERE id = ?1", id, k2, sizeof k2,
+                from, sizeof from);
+        if (strcmp(k2, "rollback") != 0 || strcmp(from, pto) != 0)
+            sim_violation(s, 6, "failback to %s in %s failed at %s, and the next operation #%"
+                          PRId64 " is a %s of %s, not its rollback", pto, g->id, paction, id, k2,
+                          from);
+    }
+}
+
+/* 7: at most max_auto_operations automatic failovers and failbacks per group within any
+ * flap_window, counting from the group's last hold release. */
+static void check_flap(struct sim *s, struct sim_node *n, const struct dw_group *g, int gi,
+                       int64_t id)
+{
+    sqlite3_stmt *st;
+    int64_t now = dw_fsm_last_ts(n->fsm), count = 0;
+    if (sqlite3_prepare_v2(dw_fsm_db(n->fsm), "SELECT COUNT(*) FROM operations WHERE grp = ?1"
+                           " AND operator = '' AND kind IN ('failover', 'failback') AND id > ?2"
+                           " AND id <= ?3 AND created > ?4", -1, &st, NULL) != SQLITE_OK)
+        return;
+    sqlite3_bind_text(st, 1, g->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, gi < 2 ? n->released_op[gi] : 0);
+    sqlite3_bind_int64(st, 3, id);
+    sqlite3_bind_int64(st, 4, now - (int64_t)g->flap_window_ms);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        count = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (count > (int64_t)g->max_auto_operations)
+        sim_violation(s, 7, "%s: %" PRId64 " automatic operations within %.0f s (at most %u)",
+                      g->id, count, g->flap_window_ms / 1000.0, g->max_auto_operations);
+}
+
+/* Each operation the first time this node's log has it: 1 (a failover moves calls off a target
+ * voted DOWN, or when none carries them, never off one that is UP), 5, 6 and 7. */
 static void check_new_operations(struct sim *s, struct sim_node *n)
 {
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(dw_fsm_db(n->fsm), "SELECT id, grp, kind, from_target FROM operations"
-                           " WHERE id > ?1 ORDER BY id", -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(dw_fsm_db(n->fsm), "SELECT id, grp, kind, from_target, to_target,"
+                           " operator FROM operations WHERE id > ?1 ORDER BY id", -1, &st,
+                           NULL) != SQLITE_OK)
         return;
     sqlite3_bind_int64(st, 1, n->ops_seen_max);
     const struct dw_config *cfg = dw_fsm_config(n->fsm);
@@ -253,28 +370,53 @@ static void check_new_operations(struct sim *s, struct sim_node *n)
         const char *grp = (const char *)sqlite3_column_text(st, 1);
         const char *kind = (const char *)sqlite3_column_text(st, 2);
         const char *from = (const char *)sqlite3_column_text(st, 3);
+        const char *to = (const char *)sqlite3_column_text(st, 4);
+        const char *op = (const char *)sqlite3_column_text(st, 5);
+        bool automatic = op == NULL || op[0] == '\0';
         n->ops_seen_max = id;
-        if (strcmp(kind, "failover") != 0 || from == NULL || from[0] == '\0')
-            continue;
         for (int g = 0; g < cfg->n_groups; g++) {
-            if (strcmp(cfg->groups[g].id, grp) != 0)
+            const struct dw_group *grp_cfg = &cfg->groups[g];
+            if (strcmp(grp_cfg->id, grp) != 0)
                 continue;
-            for (int t = 0; t < cfg->groups[g].n_targets; t++) {
-                const struct dw_target *x = &cfg->groups[g].targets[t];
-                if (strcmp(x->id, from) == 0 && x->site >= 0 &&
-                    dw_fsm_site_verdict(n->fsm, x->site) != DW_DOWN)
-                    sim_violation(s, 1, "failover #%" PRId64 " in %s moves calls off %s, whose "
-                                  "site is %s in the log", id, grp, from,
-                                  dw_health_name(dw_fsm_site_verdict(n->fsm, x->site)));
-            }
+            int gi = strcmp(grp, "carrier-1") == 0 ? 0 : 1;
+            if (automatic)
+                check_maintenance(s, n, grp_cfg, id, kind);
+            check_failback(s, n, grp_cfg, id, kind, to, automatic);
+            if (automatic && (strcmp(kind, "failover") == 0 || strcmp(kind, "failback") == 0))
+                check_flap(s, n, grp_cfg, gi, id);
+            if (strcmp(kind, "failover") != 0 || from == NULL || from[0] == '\0')
+                continue;
+            const struct dw_target *x = target_of(grp_cfg, from);
+            if (x && x->site >= 0 && dw_fsm_site_verdict(n->fsm, x->site) != DW_DOWN)
+                sim_violation(s, 1, "failover #%" PRId64 " in %s moves calls off %s, whose "
+                              "site is %s in the log", id, grp, from,
+                              dw_health_name(dw_fsm_site_verdict(n->fsm, x->site)));
         }
     }
     sqlite3_finalize(st);
 }
 
+/* A hold release: the flap window counts from the operations it covers (as the planner does). */
+static void note_release(struct sim_node *n, const cJSON *e)
+{
+    const cJSON *type = cJSON_GetObjectItem(e, "type");
+    if (cJSON_IsString(type) && strcmp(type->valuestring, "hold") == 0) {
+        const char *g = cJSON_GetStringValue(cJSON_GetObjectItem(e, "group"));
+        char maxop[32], unused[8];
+        sql_row(n, "SELECT COALESCE(MAX(id), 0), '' FROM operations WHERE grp = (CASE ?1 WHEN 0"
+                " THEN 'carrier-1' ELSE 'carrier-2' END) AND status <> 'running'",
+                g && strcmp(g, "carrier-2") == 0, maxop, sizeof maxop, unused, sizeof unused);
+        if (g)
+            n->released_op[strcmp(g, "carrier-2") == 0] = strtoll(maxop, NULL, 10);
+    }
+}
+
 void check_applied(struct sim *s, int node, const void *buf, size_t len)
 {
     struct sim_node *n = &s->node[node];
+    cJSON *parsed = cJSON_ParseWithLength(buf, len);
+    note_release(n, parsed);
+    cJSON_Delete(parsed);
     check_verdicts(s, n);
     check_new_operations(s, n);
     /* 8: every node applies the same entry at the same index */
@@ -406,8 +548,23 @@ int check_settled(struct sim *s, char *why, size_t whylen)
         return 0;
     }
     cJSON *st = dw_fsm_status_json(L->fsm);
-    const cJSON *g;
+    const cJSON *g, *m;
     int ok = 1;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItem(st, "maintenance")) {
+        /* the operator ends what is left of the windows */
+        char *e = dw_entry_maintenance("clear", cJSON_GetStringValue(cJSON_GetObjectItem(m,
+                                       "scope")), cJSON_GetStringValue(cJSON_GetObjectItem(m,
+                                       "id")), "sim", NULL, 0);
+        if (e)
+            node_propose(L, e, release_done, NULL);
+        free(e);
+        snprintf(why, whylen, "a maintenance window is open");
+        ok = 0;
+    }
+    if (!ok) {
+        cJSON_Delete(st);
+        return 0;
+    }
     cJSON_ArrayForEach(g, cJSON_GetObjectItem(st, "groups")) {
         const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(g, "id"));
         if (cJSON_IsTrue(cJSON_GetObjectItem(g, "hold"))) {
@@ -433,6 +590,18 @@ int check_settled(struct sim *s, char *why, size_t whylen)
         const struct dw_target *t = &cfg->groups[gi].targets[active];
         if (t->site >= 0 && !s->site_up[t->site]) {
             snprintf(why, whylen, "%s carries calls on %s, whose site is down", id, t->id);
+            ok = 0;
+            break;
+        }
+        /* failback: calls end on the highest-priority target that is up, unless an operator's
+         * switchover chose the carrier */
+        int best = 0;
+        while (best < active && cfg->groups[gi].targets[best].site >= 0 &&
+               !s->site_up[cfg->groups[gi].targets[best].site])
+            best++;
+        if (best < active && !cJSON_IsTrue(cJSON_GetObjectItem(g, "pinned"))) {
+            snprintf(why, whylen, "%s carries calls on %s, %s is up", id, t->id,
+                     cfg->groups[gi].targets[best].id);
             ok = 0;
             break;
         }

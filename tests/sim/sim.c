@@ -198,6 +198,11 @@ void sim_clock(struct sim *s, struct dw_clock *out)
 
 /* ---- the cluster's configuration ---- */
 
+/* Failback, its back-off and the flap window at the scale of a run (about 40 s of faults). */
+#define SIM_GROUP_POLICY                                                                     \
+    "\"stable_for_ms\":4000,\"failback_retry_ms\":2000,\"failback_retry_max_ms\":8000,"       \
+    "\"max_auto_operations\":4,\"flap_window_ms\":30000"
+
 /* Two Premise sites and BYOC Cloud. carrier-1 chains A -> B -> Cloud; carrier-2 chains B -> A
  * with no Cloud layer, so it may legitimately have no target in service. */
 static const char cluster_doc_fmt[] =
@@ -212,10 +217,10 @@ static const char cluster_doc_fmt[] =
     "\"sites\":[{\"id\":\"site-a\",\"edges\":[{\"id\":\"a1\",\"health_url\":\"http://127.0.0.1:9/\"}]},"
     "{\"id\":\"site-b\",\"edges\":[{\"id\":\"b1\",\"health_url\":\"http://127.0.0.1:9/\"}]}],"
     "\"failover_groups\":["
-    "{\"id\":\"carrier-1\",\"targets\":[{\"id\":\"premise-a\",\"site\":\"site-a\","
+    "{\"id\":\"carrier-1\"," SIM_GROUP_POLICY ",\"targets\":[{\"id\":\"premise-a\",\"site\":\"site-a\","
     "\"trunk_base_ids\":[\"tbA1\"]},{\"id\":\"premise-b\",\"site\":\"site-b\","
     "\"trunk_base_ids\":[\"tbB1\"]},{\"id\":\"cloud\",\"trunk_base_ids\":[\"tbC1\"]}]},"
-    "{\"id\":\"carrier-2\",\"targets\":[{\"id\":\"premise-b\",\"site\":\"site-b\","
+    "{\"id\":\"carrier-2\"," SIM_GROUP_POLICY ",\"targets\":[{\"id\":\"premise-b\",\"site\":\"site-b\","
     "\"trunk_base_ids\":[\"tbB2\"]},{\"id\":\"premise-a\",\"site\":\"site-a\","
     "\"trunk_base_ids\":[\"tbA2\"]}]}]}";
 
@@ -255,10 +260,10 @@ static int make_config(struct sim *s)
 
 static const char *const fault_names[] = {
     "site", "flap", "partition", "one_way", "crash", "genesys_cut", "genesys_faults", "latency",
-    "clock_jump", "overload", "transfer", "config", "release",
+    "clock_jump", "overload", "transfer", "config", "release", "maintenance", "manual",
 };
 enum { F_SITE, F_FLAP, F_PARTITION, F_ONE_WAY, F_CRASH, F_GCUT, F_GFAULTS, F_LATENCY, F_JUMP,
-       F_OVERLOAD, F_TRANSFER, F_CONFIG, F_RELEASE, F_COUNT };
+       F_OVERLOAD, F_TRANSFER, F_CONFIG, F_RELEASE, F_MAINT, F_MANUAL, F_COUNT };
 
 static void recompute_links(struct sim *s)
 {
@@ -409,6 +414,46 @@ static void propose_config_change(struct sim *s, int leader)
     free(e);
 }
 
+static const char *const group_ids[] = {"carrier-1", "carrier-2"};
+static const char *const site_ids[] = {"site-a", "site-b"};
+
+/* An operator sets a maintenance window on a site or a group, or clears one. */
+static void propose_maintenance(struct sim *s, int leader)
+{
+    bool group = sim_chance(s, 30), clear = sim_chance(s, 30);
+    const char *id = group ? group_ids[sim_between(s, 0, 1)] : site_ids[sim_between(s, 0, 1)];
+    unsigned ttl = sim_between(s, 10, 25) * 1000;
+    char *e = dw_entry_maintenance(clear ? "clear" : "set", group ? "group" : "site", id, "sim",
+                                   "scenario", ttl);
+    if (e) {
+        sim_trace(s, "maintenance %s of %s proposed by node %d", clear ? "clear" : "set", id,
+                  leader + 1);
+        node_propose(&s->node[leader], e, config_done, NULL);
+    }
+    free(e);
+}
+
+/* An operator switches a group over to one of its targets, or fails it back; the FSM refuses
+ * what the moment does not allow. */
+static void propose_manual(struct sim *s, int leader)
+{
+    static const char *const targets[2][3] = {{"premise-a", "premise-b", "cloud"},
+                                              {"premise-b", "premise-a", NULL}};
+    int g = (int)sim_between(s, 0, 1);
+    bool failback = sim_chance(s, 40);
+    const char *to = failback ? NULL : targets[g][sim_between(s, 0, g == 0 ? 2 : 1)];
+    char request[32];
+    snprintf(request, sizeof request, "sim-%d", s->n_faults);
+    char *e = dw_entry_operate(failback ? "failback" : "switchover", group_ids[g], to, "sim",
+                               request);
+    if (e) {
+        sim_trace(s, "%s of %s%s%s proposed by node %d", failback ? "failback" : "switchover",
+                  group_ids[g], to ? " to " : "", to ? to : "", leader + 1);
+        node_propose(&s->node[leader], e, config_done, NULL);
+    }
+    free(e);
+}
+
 static void inject(struct sim *s, void *p, int64_t x);
 
 static void schedule_next_fault(struct sim *s)
@@ -535,6 +580,14 @@ static void inject_one(struct sim *s)
         if (leader >= 0)
             propose_config_change(s, leader);
         break;
+    case F_MAINT:
+        if (leader >= 0)
+            propose_maintenance(s, leader);
+        break;
+    case F_MANUAL:
+        if (leader >= 0)
+            propose_manual(s, leader);
+        break;
     case F_RELEASE:
         if (leader >= 0) {
             char *e = dw_entry_hold_release(sim_chance(s, 50) ? "carrier-1" : "carrier-2", "sim");
@@ -545,7 +598,7 @@ static void inject_one(struct sim *s)
         break;
     }
     if (kind != F_SITE && kind != F_FLAP && kind != F_CONFIG && kind != F_RELEASE &&
-        kind != F_TRANSFER) {
+        kind != F_TRANSFER && kind != F_MAINT && kind != F_MANUAL) {
         /* a site cut from one node only */
         if (sim_chance(s, 10)) {
             int site = (int)sim_between(s, 0, SIM_SITES - 1);
@@ -629,14 +682,19 @@ static void heal(struct sim *s, void *p, int64_t x)
     int keep = (int)sim_between(s, 0, SIM_SITES - 1);
     for (int site = 0; site < SIM_SITES; site++)
         set_site(s, site, site == keep || sim_chance(s, 50));
-    /* An operator releases every hold (a held group waits for one). */
+    /* An operator releases every hold (a held group waits for one) and ends every maintenance
+     * window; check_settled repeats both while the cluster has not settled. */
     int leader = leader_index(s);
     if (leader >= 0)
         for (int g = 0; g < 2; g++) {
-            char *e = dw_entry_hold_release(g ? "carrier-2" : "carrier-1", "sim");
-            if (e)
-                node_propose(&s->node[leader], e, config_done, NULL);
-            free(e);
+            char *e[3] = {dw_entry_hold_release(group_ids[g], "sim"),
+                          dw_entry_maintenance("clear", "group", group_ids[g], "sim", NULL, 0),
+                          dw_entry_maintenance("clear", "site", site_ids[g], "sim", NULL, 0)};
+            for (int k = 0; k < 3; k++) {
+                if (e[k])
+                    node_propose(&s->node[leader], e[k], config_done, NULL);
+                free(e[k]);
+            }
         }
     sim_trace(s, "faults over: site a %s, site b %s", s->site_up[0] ? "up" : "down",
               s->site_up[1] ? "up" : "down");

@@ -112,6 +112,10 @@ struct sim_node {
     uint64_t last_submit;
     uint64_t submit_id;   /* which submission a late answer belongs to */
     enum dw_health verdict_seen[SIM_SITES]; /* after its last apply */
+    /* when its log turned the site UP (its entry's time), if this process saw that happen */
+    int64_t up_since[SIM_SITES];
+    bool up_known[SIM_SITES];
+    int64_t released_op[2]; /* per group: the newest operation a hold release covered */
     int64_t ops_seen_max; /* the newest operation checked */
     struct dw_actuator *act;
     struct gsim_client *gc;

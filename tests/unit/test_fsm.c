@@ -2516,7 +2516,7 @@ static void test_maintenance_drill(void **state)
     assert_int_equal(apply_raw(x->f, dw_entry_maintenance("set", "site", "site-a", "alice",
                                                           "firmware", 3600000), ts++),
                      DW_FSM_APPLIED);
-    /* refused: premise-a is in maintenance */
+    /* refused: premise-a already carries calls (and is in maintenance) */
     assert_int_equal(dw_fsm_manual_plan(x->f, "carrier-1", "switchover", "premise-a", &plan, why,
                                         sizeof why), 1);
     assert_non_null(strstr(why, "already carries calls"));
@@ -2540,6 +2540,13 @@ static void test_maintenance_drill(void **state)
     assert_int_equal(apply_raw(x->f, dw_entry_maintenance("clear", "site", "site-a", "alice",
                                                           NULL, 0), ts++),
                      DW_FSM_APPLIED);
+    /* the window's end checks what it kept out of operations: premise-a and the cloud are read
+     * (and switched off if someone switched them on meanwhile), premise-b kept */
+    static const char *const resync[] = {"deactivate premise-a", "deactivate cloud"};
+    expect_plan(x, resync, 2);
+    assert_string_equal(running_kind(x, k, sizeof k), "cleanup premise-b");
+    assert_true(history_has(x, "operation", "(after a maintenance window)"));
+    run_to_done(x, &ts);
     /* the switchover pinned premise-b: no automatic failback, an operator fails back */
     refresh_until(x, &ts, ts + 2 * STABLE_FOR, U, U);
     assert_int_equal(n_next(x, r, 4), 0);

@@ -14,6 +14,7 @@ import traceback
 import config_tests
 import detection_tests
 import fencing_tests
+import pacing_tests
 import netns
 from harness import CLIENT_SECRET as CLIENT_SECRET_TEXT, Cluster, SITES, TARGETS, wait_until
 
@@ -499,6 +500,7 @@ def test_example_config_is_valid():
 TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
 TESTS += detection_tests.TESTS
 TESTS += fencing_tests.TESTS
+TESTS += pacing_tests.TESTS
 TESTS += config_tests.TESTS
 
 
@@ -524,6 +526,7 @@ def main():
     BUILD = os.path.abspath(args.build)
     detection_tests.BUILD = BUILD
     fencing_tests.BUILD = BUILD
+    pacing_tests.BUILD = BUILD
     config_tests.BUILD = BUILD
     removed = netns.remove_stale()
     if removed:

@@ -523,7 +523,9 @@ static void srv_update(struct dw_genesys *g, const struct dw_http_resp *r)
         return;
     g->srv_allowed = r->rl_allowed;
     g->srv_count = r->rl_count;
-    g->srv_reset_at = uv_now(g->loop) + (uint64_t)r->rl_reset_s * 1000u;
+    /* a reset further off than any Retry-After drwatch would wait for is not believed */
+    long reset = r->rl_reset_s < G_RETRY_AFTER_MAX_S ? r->rl_reset_s : G_RETRY_AFTER_MAX_S;
+    g->srv_reset_at = uv_now(g->loop) + (uint64_t)reset * 1000u;
 }
 
 /* A 429 means the window is spent whatever the headers said: nothing goes before its

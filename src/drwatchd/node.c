@@ -732,10 +732,9 @@ static void node_collect(void *data, struct dw_metrics_writer *w)
            (double)gs.server_held);
     metric(w, "drwatch_genesys_in_flight", DW_METRIC_GAUGE,
            "Genesys API requests in flight now.", NULL, (double)gs.in_flight);
-    if (gs.ratelimit_allowed >= 0)
-        metric(w, "drwatch_genesys_ratelimit_remaining", DW_METRIC_GAUGE,
-               "Requests left in the server's rate window, per the last answer's headers.", NULL,
-               (double)gs.ratelimit_remaining);
+    metric(w, "drwatch_genesys_ratelimit_remaining", DW_METRIC_GAUGE,
+           "Requests left in the server's rate window per the last answer's headers, -1 before "
+           "any.", NULL, (double)gs.ratelimit_remaining);
     struct dw_probe_stats pst;
     dw_prober_stats(n->prober, &pst);
     metric(w, "drwatch_probe_skipped_busy_total", DW_METRIC_COUNTER,

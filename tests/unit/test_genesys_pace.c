@@ -128,6 +128,34 @@ static int count_path(struct tl_gsim *gs, const char *suffix, int *first)
     return n;
 }
 
+/* The arrival time of the first request to a path ending in suffix answered with status (any
+ * status when 0), or -1. */
+static double first_time(struct tl_gsim *gs, const char *suffix, int status)
+{
+    cJSON *j = sim_log(gs);
+    const cJSON *r;
+    double t = -1;
+    size_t ls = strlen(suffix);
+    cJSON_ArrayForEach(r, cJSON_GetObjectItem(j, "requests")) {
+        const char *p = cJSON_GetObjectItem(r, "path")->valuestring;
+        const cJSON *st = cJSON_GetObjectItem(r, "status");
+        size_t lp = strlen(p);
+        if (t < 0 && lp >= ls && strcmp(p + lp - ls, suffix) == 0 &&
+            (status == 0 || (cJSON_IsNumber(st) && st->valueint == status)))
+            t = cJSON_GetObjectItem(r, "t")->valuedouble;
+    }
+    cJSON_Delete(j);
+    return t;
+}
+
+/* The client has read a 429 (the simulator's log may show it before the client read it). */
+static int got_429(void *arg)
+{
+    struct dw_genesys_stats st;
+    dw_genesys_stats(arg, &st);
+    return st.responses_429 > 0;
+}
+
 struct held_wait {
     struct dw_genesys *g;
     uint64_t above;
@@ -251,11 +279,58 @@ static void test_priority_and_fence(void **state)
     tl_gsim_stop(&gs);
 }
 
+/* A 429 holds every request, not only its own call's retry, until its Retry-After ran out. */
+static void test_429_holds_everything(void **state)
+{
+    struct tl_loop e;
+    struct tl_gsim gs;
+    struct res a, b;
+    struct dw_genesys_stats st;
+
+    (void)state;
+    TL_NEED("python3");
+    tl_gsim_start(&gs, fixture());
+    tl_loop_init(&e, 10);
+    struct dw_genesys *g = client(&e, &gs, 4);
+    dw_genesys_set_backoff_scale(g, 1.0);
+
+    tl_ctl_ok(gs.sim.port, "POST", "/_sim/faults",
+              "{\"kind\":\"429\",\"method\":\"GET\",\"path_prefix\":\"" PFX
+              "/trunkbasesettings/tb00\",\"retry_after_s\":1,\"count\":1}");
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    assert_int_equal(dw_genesys_set_trunk_base_enabled(g, "tb00", true, &tl_open_fence, on_res,
+                                                       &a),
+                     0);
+    assert_int_equal(tl_run_until(&e, got_429, g, 10000), 0);
+    /* another call started during the wait goes only when it ends */
+    assert_int_equal(dw_genesys_set_trunk_base_enabled(g, "tb01", true, &tl_open_fence, on_res,
+                                                       &b),
+                     0);
+    assert_int_equal(tl_run_until(&e, one_done, &a, 10000), 0);
+    assert_int_equal(tl_run_until(&e, one_done, &b, 10000), 0);
+    assert_int_equal(a.r, DW_G_OK);
+    assert_int_equal(b.r, DW_G_OK);
+
+    double t429 = first_time(&gs, "/trunkbasesettings/tb00", 429);
+    double t01 = first_time(&gs, "/trunkbasesettings/tb01", 0);
+    assert_true(t429 > 0 && t01 > 0);
+    assert_true(t01 - t429 >= 0.95);
+    dw_genesys_stats(g, &st);
+    assert_int_equal(st.responses_429, 1);
+    assert_true(st.server_held >= 1);
+
+    dw_genesys_close(g);
+    tl_loop_close(&e);
+    tl_gsim_stop(&gs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_burst_paced),
         cmocka_unit_test(test_priority_and_fence),
+        cmocka_unit_test(test_429_holds_everything),
     };
 
     tl_main_begin();

@@ -20,7 +20,7 @@
 #define DW_MAX_CODES 16
 #define DW_MAX_GROUPS 32
 #define DW_MAX_TARGETS 8    /* per group */
-#define DW_MAX_TRUNK_BASES 8 /* per target */
+#define DW_MAX_TRUNK_BASES 64 /* per target */
 #define DW_MAX_ROUTES 4     /* outbound routes per target */
 #define DW_DRAIN_WAIT_MAX_S 3600
 
@@ -174,6 +174,7 @@ struct dw_genesys_cfg {
     unsigned cloud_grace_ms;           /* after an activate starts, its site's unconnected trunks
                                           are not a DOWN, default 60000 */
     unsigned rate_budget_per_min;      /* requests/min drwatch allows itself, default 120 (of 300) */
+    unsigned max_concurrent_requests;  /* API requests in flight at once, default 4 */
 };
 
 /* Self-distrust: a node whose loop stalled or whose wall clock jumped abstains. */

@@ -85,7 +85,13 @@ struct dw_genesys_stats {
     uint64_t requests, responses_4xx, responses_5xx, responses_429, conflicts_409,
         token_fetches, bad_responses, transport_errors, retries,
         paced,  /* list requests held back by the rate budget */
-        fenced; /* write requests not sent because their fencing token was no longer valid */
+        fenced, /* write requests not sent because their fencing token was no longer valid */
+        server_held,    /* requests held back because the server's rate window (its
+                           inin-ratelimit-* headers, or a 429's Retry-After) was nearly spent */
+        in_flight_peak; /* most API requests in flight at once so far */
+    unsigned in_flight;       /* API requests in flight now */
+    long ratelimit_allowed;   /* the last answer's inin-ratelimit-allowed, -1 none seen yet */
+    long ratelimit_remaining; /* and allowed - count then, -1 none seen yet */
 };
 void dw_genesys_stats(const struct dw_genesys *g, struct dw_genesys_stats *out);
 
@@ -93,8 +99,10 @@ void dw_genesys_stats(const struct dw_genesys *g, struct dw_genesys_stats *out);
  * use e.g. 0.01. dw_genesys_init reads DRWATCH_GENESYS_BACKOFF_SCALE from the environment. */
 void dw_genesys_set_backoff_scale(struct dw_genesys *g, double scale);
 
-/* Takes the committed request timeout and rate budget (the connection settings are the
- * node's own and stay). */
+/* Takes the committed request timeout, rate budget and max_concurrent_requests (the connection
+ * settings are the node's own and stay). Requests beyond max_concurrent_requests wait in a queue
+ * where writes and trunk checks go before listings; every request also waits while the server's
+ * inin-ratelimit-* headers say its window is nearly spent, or a 429's Retry-After runs. */
 void dw_genesys_set_policy(struct dw_genesys *g, const struct dw_genesys_cfg *cfg);
 
 /* ---- actions (docs/config.md, "What a step does to Genesys") ----

@@ -75,5 +75,9 @@ void dw_gparse_error_text(const char *body, size_t len, char *out, size_t outlen
  * HTTP-date counts as absent: the client then waits its own back-off). */
 #define DW_GPARSE_RETRY_AFTER_MAX 1000000
 int dw_gparse_retry_after(const char *line, size_t n);
+/* The same for any "name: N" header line (name matched without case): N, clamped to
+ * DW_GPARSE_RETRY_AFTER_MAX, or -1. The client reads inin-ratelimit-allowed, -count and -reset
+ * (seconds until the rate window resets) with it. */
+long dw_gparse_header_num(const char *line, size_t n, const char *name);
 
 #endif

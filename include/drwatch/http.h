@@ -27,6 +27,8 @@ struct dw_http_resp {
     const char *body;            /* NUL-terminated, never NULL */
     size_t body_len;
     int retry_after_s;           /* Retry-After header in seconds, -1 if absent */
+    long rl_allowed, rl_count, rl_reset_s; /* inin-ratelimit-allowed, -count, -reset (seconds
+                                              until the window resets); -1 if absent */
     double total_ms;
     int truncated;               /* body exceeded max_body (transfer aborted) */
 };

@@ -240,6 +240,7 @@ static const struct field genesys_f[] = {
     NUM("cloud_ttl_ms", cfg_t, genesys.cloud_ttl_ms, 35000, 1, MS_MAX),
     NUM("cloud_grace_ms", cfg_t, genesys.cloud_grace_ms, 60000, 0, MS_MAX),
     NUM("rate_budget_per_min", cfg_t, genesys.rate_budget_per_min, 120, 1, 300),
+    NUM("max_concurrent_requests", cfg_t, genesys.max_concurrent_requests, 4, 1, 32),
 };
 
 static const struct field tilt_f[] = {

@@ -265,12 +265,12 @@ void dw_gparse_error_text(const char *body, size_t len, char *out, size_t outlen
     cJSON_Delete(root);
 }
 
-int dw_gparse_retry_after(const char *line, size_t n)
+long dw_gparse_header_num(const char *line, size_t n, const char *name)
 {
-    static const char name[] = "retry-after:";
-    if (n <= sizeof name - 1 || strncasecmp(line, name, sizeof name - 1) != 0)
+    size_t k = strlen(name);
+    if (n <= k + 1 || strncasecmp(line, name, k) != 0 || line[k] != ':')
         return -1;
-    const char *p = line + sizeof name - 1, *end = line + n;
+    const char *p = line + k + 1, *end = line + n;
     while (p < end && (*p == ' ' || *p == '\t'))
         p++;
     long v = 0;
@@ -280,5 +280,10 @@ int dw_gparse_retry_after(const char *line, size_t n)
         p++;
         digits++;
     }
-    return digits == 0 ? -1 : v > DW_GPARSE_RETRY_AFTER_MAX ? DW_GPARSE_RETRY_AFTER_MAX : (int)v;
+    return digits == 0 ? -1 : v > DW_GPARSE_RETRY_AFTER_MAX ? DW_GPARSE_RETRY_AFTER_MAX : v;
+}
+
+int dw_gparse_retry_after(const char *line, size_t n)
+{
+    return (int)dw_gparse_header_num(line, n, "retry-after");
 }

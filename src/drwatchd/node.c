@@ -731,6 +731,14 @@ static void node_collect(void *data, struct dw_metrics_writer *w)
     metric(w, "drwatch_genesys_paced_total", DW_METRIC_COUNTER,
            "Cloud poll requests held back to stay within rate_budget_per_min.", NULL,
            (double)gs.paced);
+    metric(w, "drwatch_genesys_server_held_total", DW_METRIC_COUNTER,
+           "Requests held back because the server's rate window was nearly spent.", NULL,
+           (double)gs.server_held);
+    metric(w, "drwatch_genesys_in_flight", DW_METRIC_GAUGE,
+           "Genesys API requests in flight now.", NULL, (double)gs.in_flight);
+    metric(w, "drwatch_genesys_ratelimit_remaining", DW_METRIC_GAUGE,
+           "Requests left in the server's rate window per the last answer's headers, -1 before "
+           "any.", NULL, (double)gs.ratelimit_remaining);
     struct dw_probe_stats pst;
     dw_prober_stats(n->prober, &pst);
     metric(w, "drwatch_probe_skipped_busy_total", DW_METRIC_COUNTER,

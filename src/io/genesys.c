@@ -19,6 +19,7 @@
 #define G_RETRY_AFTER_MAX_S 180
 #define G_MAX_BODY (4u * 1024 * 1024)
 #define G_DETAIL_MAX 256
+#define G_MAX_IN_FLIGHT_DEFAULT 4
 
 enum call_kind { CALL_TOKEN, CALL_SET, CALL_CHECK, CALL_LIST };
 
@@ -48,6 +49,9 @@ struct call {
     uint64_t token_gen; /* token the request was sent with */
 
     int waiting_token;
+    int queued;         /* ready to send, waiting for a slot or the server's window */
+    uint64_t queue_seq; /* FIFO order within its class */
+    int held;           /* this request was held by the server's rate headers (counted once) */
     int in_flight;
     int finished;
     int releasing;
@@ -87,6 +91,16 @@ struct dw_genesys {
     unsigned per_min;
     double tokens, burst;
     uint64_t refilled_at; /* uv_now() */
+    /* requests in flight (the token request aside) and the queue of those ready to go */
+    unsigned max_in_flight;
+    unsigned in_flight;
+    uint64_t queue_seq;
+    /* the server's window as its last answer's inin-ratelimit-* headers told it */
+    long srv_allowed, srv_count; /* srv_allowed < 0: no headers seen yet */
+    uint64_t srv_reset_at;       /* uv_now() when that window resets */
+    uint64_t srv_block_until;    /* uv_now(): after a 429, nothing goes before its Retry-After */
+    uv_timer_t pump_timer;       /* wakes the queue when a hold ends */
+    int pump_inited, pump_closed;
 };
 
 static void wipe_free(char *s)
@@ -132,10 +146,25 @@ static char *url_escape(const char *s)
 
 /* ---- call lifetime ---- */
 
+static void genesys_maybe_free(struct dw_genesys *g);
+
+static void on_pump_closed(uv_handle_t *h)
+{
+    struct dw_genesys *g = h->data;
+
+    g->pump_closed = 1;
+    genesys_maybe_free(g);
+}
+
 static void genesys_maybe_free(struct dw_genesys *g)
 {
     if (!g->closing || g->n_calls > 0)
         return;
+    if (g->pump_inited && !g->pump_closed) {
+        if (!uv_is_closing((uv_handle_t *)&g->pump_timer))
+            uv_close((uv_handle_t *)&g->pump_timer, on_pump_closed);
+        return;
+    }
     free(g->api);
     free(g->login);
     free(g->client_id);
@@ -205,6 +234,7 @@ static void call_finish(struct call *c, enum dw_gresult result, const char *deta
         return;
     c->finished = 1;
     c->waiting_token = 0;
+    c->queued = 0;
     uv_timer_stop(&c->timer);
     /* a waiter's "token: ..." failure was logged once by the token request itself */
     if ((result == DW_G_FAIL || result == DW_G_TRANSIENT) && !c->g->closing && !c->logged &&
@@ -286,6 +316,10 @@ static int fence_holds(struct call *c)
 
 static void call_send(struct call *c);
 static void token_fetch_start(struct dw_genesys *g);
+static void pump(struct dw_genesys *g);
+static void call_issue(struct call *c);
+static void srv_update(struct dw_genesys *g, const struct dw_http_resp *r);
+static void srv_block(struct dw_genesys *g, unsigned ms);
 
 static int token_valid(const struct dw_genesys *g)
 {
@@ -343,13 +377,11 @@ static unsigned backoff_ms(int retries)
     return retries == 0 ? 3000 : retries == 1 ? 9000 : 27000;
 }
 
-static void on_http(const struct dw_http_resp *r, void *data)
+static void on_http_answer(struct call *c, const struct dw_http_resp *r)
 {
-    struct call *c = data;
     struct dw_genesys *g = c->g;
     char why[G_DETAIL_MAX];
 
-    c->in_flight = 0;
     if (c->finished) {
         call_release(c);
         return;
@@ -384,6 +416,7 @@ static void on_http(const struct dw_http_resp *r, void *data)
                             G_RETRY_AFTER_MAX_S);
             return;
         }
+        srv_block(g, (unsigned)ra * 1000u);
         if (c->retries >= G_MAX_RETRIES) {
             call_transientf(c, "%s -> 429 (after %d retries)", c->label, c->retries);
             return;
@@ -419,6 +452,23 @@ static void on_http(const struct dw_http_resp *r, void *data)
     c->on_resp(c, r);
 }
 
+static void on_http(const struct dw_http_resp *r, void *data)
+{
+    struct call *c = data;
+    struct dw_genesys *g = c->g;
+
+    c->in_flight = 0;
+    if (c->kind != CALL_TOKEN) {
+        g->in_flight--;
+        srv_update(g, r);
+    }
+    on_http_answer(c, r);
+    /* after the answer: the call's next request (the PUT after its GET) queues before the
+     * slot is handed on, so a poll never slips in between. g outlives a close in a callback
+     * (it goes with the last call's handle). */
+    pump(g);
+}
+
 /* ---- pacing ---- */
 
 static void pace_refill(struct dw_genesys *g)
@@ -451,6 +501,122 @@ static uint64_t pace_wait_ms(struct dw_genesys *g)
     if (g->tokens >= 1.0)
         return 0;
     return (uint64_t)((1.0 - g->tokens) * 60000.0 / g->per_min) + 1;
+}
+
+/* ---- scheduling: bounded concurrency and the server's rate window ---- */
+
+/* Genesys counts every request of the OAuth client in a window (inin-ratelimit-allowed per
+ * window, -count used, -reset seconds left) and answers 429 beyond it. The local bucket above
+ * cannot see the other requests: the server's headers can, so each answer updates the view and
+ * the queue holds requests back when the window is nearly spent, operations keeping a small
+ * reserve and polls a quarter of the window, so polls never eat what a failover needs. */
+static long srv_reserve(const struct dw_genesys *g, const struct call *c)
+{
+    if (c->kind == CALL_LIST)
+        return g->srv_allowed / 4 > 2 ? g->srv_allowed / 4 : 2;
+    return g->srv_allowed / 100 + 2;
+}
+
+static void srv_update(struct dw_genesys *g, const struct dw_http_resp *r)
+{
+    if (r->curl_code != CURLE_OK || r->rl_allowed <= 0 || r->rl_count < 0 || r->rl_reset_s < 0)
+        return;
+    g->srv_allowed = r->rl_allowed;
+    g->srv_count = r->rl_count;
+    /* a reset further off than any Retry-After drwatch would wait for is not believed */
+    long reset = r->rl_reset_s < G_RETRY_AFTER_MAX_S ? r->rl_reset_s : G_RETRY_AFTER_MAX_S;
+    g->srv_reset_at = uv_now(g->loop) + (uint64_t)reset * 1000u;
+}
+
+/* A 429 means the window is spent whatever the headers said: nothing goes before its
+ * Retry-After (scaled like the retry itself). */
+static void srv_block(struct dw_genesys *g, unsigned ms)
+{
+    double d = (double)ms * g->backoff_scale;
+    uint64_t until = uv_now(g->loop) + (d < 0 ? 0 : (uint64_t)d);
+
+    if (until > g->srv_block_until)
+        g->srv_block_until = until;
+}
+
+/* 0 when c may be sent now; otherwise 1 with *wait_ms until the hold ends (0: until an answer
+ * arrives, which pumps the queue again). */
+static int srv_holds(struct dw_genesys *g, struct call *c, uint64_t *wait_ms)
+{
+    uint64_t now = uv_now(g->loop);
+
+    *wait_ms = 0;
+    if (now < g->srv_block_until) {
+        *wait_ms = g->srv_block_until - now;
+    } else if (g->srv_allowed < 0) {
+        return 0;
+    } else if (now >= g->srv_reset_at) {
+        /* The window reset, as far as the last answer knew; whether all of it is free (a fixed
+         * window) or only part (a sliding one), the next answer tells: one request at a time
+         * until then. */
+        if (g->in_flight == 0)
+            return 0;
+    } else if (g->srv_allowed - g->srv_count - (long)g->in_flight > srv_reserve(g, c)) {
+        return 0;
+    } else {
+        *wait_ms = g->srv_reset_at - now + 1;
+    }
+    if (!c->held) {
+        c->held = 1;
+        g->stats.server_held++;
+    }
+    return 1;
+}
+
+static void queue_push(struct call *c)
+{
+    c->queued = 1;
+    c->queue_seq = ++c->g->queue_seq;
+}
+
+/* Operations (writes, trunk checks) before polls; first come first within each. */
+static struct call *queue_next(struct dw_genesys *g)
+{
+    struct call *best = NULL;
+
+    for (struct call *c = g->calls; c != NULL; c = c->next) {
+        if (!c->queued || c->finished)
+            continue;
+        if (best == NULL || (best->kind == CALL_LIST && c->kind != CALL_LIST) ||
+            ((best->kind == CALL_LIST) == (c->kind == CALL_LIST) && c->queue_seq < best->queue_seq))
+            best = c;
+    }
+    return best;
+}
+
+static void on_pump_timer(uv_timer_t *t)
+{
+    pump(t->data);
+}
+
+/* Sends queued requests while a slot is free and the server's window allows; the first request
+ * that must wait stops the queue (nothing overtakes it), and the timer or the next answer
+ * starts it again. call_issue checks a write's fence, so one parked here is checked when it
+ * finally goes. Never runs a callback itself. */
+static void pump(struct dw_genesys *g)
+{
+    uint64_t wait;
+
+    if (g->closing || !g->pump_inited)
+        return;
+    uv_timer_stop(&g->pump_timer);
+    while (g->in_flight < g->max_in_flight) {
+        struct call *c = queue_next(g);
+        if (c == NULL)
+            return;
+        if (srv_holds(g, c, &wait)) {
+            if (wait > 0)
+                uv_timer_start(&g->pump_timer, on_pump_timer, wait, 0);
+            return;
+        }
+        c->queued = 0;
+        call_issue(c);
+    }
 }
 
 static void call_issue(struct call *c)
@@ -508,8 +674,11 @@ static void call_issue(struct call *c)
     }
     c->in_flight = 1;
     g->stats.requests++;
-    if (c->kind != CALL_TOKEN)
+    if (c->kind != CALL_TOKEN) {
         c->sent++;
+        if (++g->in_flight > g->stats.in_flight_peak)
+            g->stats.in_flight_peak = g->in_flight;
+    }
 }
 
 static void call_send(struct call *c)
@@ -535,7 +704,12 @@ static void call_send(struct call *c)
         uv_timer_start(&c->timer, on_retry_timer, wait, 0);
         return;
     }
-    call_issue(c);
+    if (c->kind == CALL_TOKEN) {
+        call_issue(c);
+        return;
+    }
+    queue_push(c);
+    pump(g);
 }
 
 /* Starts the next request of call c; its retry budget and 401 retry start afresh. */
@@ -551,6 +725,7 @@ static void call_request(struct call *c, const char *method, const char *url, co
     c->on_resp = on_resp;
     c->retries = 0;
     c->auth_retried = 0;
+    c->held = 0;
     if (c->url == NULL) {
         call_fail_soon(c, "out of memory");
         return;
@@ -592,8 +767,9 @@ static void token_call_done(struct dw_genesys *g, enum dw_gresult result, const 
         /* A waiter's callback may start calls or close the client: re-scan each time. */
         while (!g->closing && (c = first_waiter(g)) != NULL) {
             c->waiting_token = 0;
-            call_issue(c);
+            queue_push(c);
         }
+        pump(g);
         return;
     }
     snprintf(d, sizeof d, "%s%s", g->closing ? "" : "token: ", detail);
@@ -843,10 +1019,13 @@ void dw_genesys_set_policy(struct dw_genesys *g, const struct dw_genesys_cfg *cf
 {
     g->timeout_ms = cfg->request_timeout_ms ? cfg->request_timeout_ms : 10000;
     g->per_min = cfg->rate_budget_per_min;
+    g->max_in_flight = cfg->max_concurrent_requests ? cfg->max_concurrent_requests
+                                                    : G_MAX_IN_FLIGHT_DEFAULT;
     /* ten seconds of budget may go at once: one poll cycle's pages, or a failover's calls */
     g->burst = g->per_min >= 6 ? g->per_min / 6.0 : 1.0;
     if (g->tokens > g->burst)
         g->tokens = g->burst;
+    pump(g); /* more slots may be free now */
 }
 
 int dw_genesys_init(struct dw_genesys **out, uv_loop_t *loop, struct dw_curlm *curlm,
@@ -864,6 +1043,7 @@ int dw_genesys_init(struct dw_genesys **out, uv_loop_t *loop, struct dw_curlm *c
     g->loop = loop;
     g->curlm = curlm;
     g->backoff_scale = 1.0;
+    g->srv_allowed = -1;
     dw_genesys_set_policy(g, cfg);
     g->tokens = g->burst;
     g->refilled_at = uv_now(loop);
@@ -886,6 +1066,9 @@ int dw_genesys_init(struct dw_genesys **out, uv_loop_t *loop, struct dw_curlm *c
         }
         g->backoff_scale = s;
     }
+    uv_timer_init(loop, &g->pump_timer);
+    g->pump_timer.data = g;
+    g->pump_inited = 1;
     *out = g;
     return 0;
 
@@ -1024,6 +1207,9 @@ void dw_genesys_stats(const struct dw_genesys *g, struct dw_genesys_stats *out)
         return;
     }
     *out = g->stats;
+    out->in_flight = g->in_flight;
+    out->ratelimit_allowed = g->srv_allowed;
+    out->ratelimit_remaining = g->srv_allowed < 0 ? -1 : g->srv_allowed - g->srv_count;
 }
 
 /* ---- actions: switch with read back, outbound routes, Edge service (docs/config.md) ----

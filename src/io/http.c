@@ -279,6 +279,7 @@ struct req {
     size_t len, cap, max;
     int truncated;
     int retry_after_s;
+    long rl_allowed, rl_count, rl_reset_s;
     char errbuf[CURL_ERROR_SIZE];
     dw_http_cb cb;
     void *data;
@@ -335,8 +336,16 @@ static size_t header_cb(char *ptr, size_t size, size_t nitems, void *userdata)
     size_t n = size * nitems;
     int v = dw_gparse_retry_after(ptr, n);
 
+    long l;
+
     if (v >= 0)
         r->retry_after_s = v;
+    else if ((l = dw_gparse_header_num(ptr, n, "inin-ratelimit-allowed")) >= 0)
+        r->rl_allowed = l;
+    else if ((l = dw_gparse_header_num(ptr, n, "inin-ratelimit-count")) >= 0)
+        r->rl_count = l;
+    else if ((l = dw_gparse_header_num(ptr, n, "inin-ratelimit-reset")) >= 0)
+        r->rl_reset_s = l;
     return n;
 }
 
@@ -354,6 +363,9 @@ static void request_done(CURL *easy, CURLcode result, void *data)
     resp.body = r->buf ? r->buf : "";
     resp.body_len = r->len;
     resp.retry_after_s = r->retry_after_s;
+    resp.rl_allowed = r->rl_allowed;
+    resp.rl_count = r->rl_count;
+    resp.rl_reset_s = r->rl_reset_s;
     resp.truncated = r->truncated;
     if (result != CURLE_OK)
         resp.error = r->errbuf[0] ? r->errbuf : curl_easy_strerror(result);
@@ -479,6 +491,7 @@ int dw_http_request(struct dw_curlm *m, const struct dw_http_opts *opts, dw_http
     r->cb = cb;
     r->data = data;
     r->retry_after_s = -1;
+    r->rl_allowed = r->rl_count = r->rl_reset_s = -1;
     r->max = opts->max_body ? opts->max_body : DW_HTTP_DEFAULT_MAX_BODY;
     if (req_headers(r, opts) != 0 || req_easy(r, opts) != 0)
         goto err;
@@ -533,6 +546,7 @@ int dw_http_job_run(struct dw_curlm *m, struct dw_http_job *j, dw_http_cb cb, vo
         r->buf[0] = '\0';
     r->truncated = 0;
     r->retry_after_s = -1;
+    r->rl_allowed = r->rl_count = r->rl_reset_s = -1;
     r->errbuf[0] = '\0';
     if (req_easy(r, r->opts) != 0)
         goto err;

@@ -158,6 +158,9 @@ static void error_text(const char *body, size_t len)
     /* the same bytes as a header line: Retry-After is read from headers */
     int ra = dw_gparse_retry_after(body, len);
     check(ra >= -1 && ra <= DW_GPARSE_RETRY_AFTER_MAX);
+    /* and as the rate window headers the client paces by */
+    long rl = dw_gparse_header_num(body, len, "inin-ratelimit-count");
+    check(rl >= -1 && rl <= DW_GPARSE_RETRY_AFTER_MAX);
 }
 
 static void int_in(const cJSON *j)

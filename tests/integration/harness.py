@@ -47,7 +47,9 @@ class Cluster:
                  edge_overrides=None, site_overrides=None, tilt=None, genesys_extra=None,
                  sites=None, shared_edge_ports=None, member_ips=None, node_prefix=None,
                  url_hosts=None, sim_host="127.0.0.1", node_env=None, initial_members=None,
-                 metrics_hosts=None, target_extra=None, outbound_routes=None, group_extra=None):
+                 metrics_hosts=None, target_extra=None, outbound_routes=None, group_extra=None,
+                 trunk_bases_per_target=1, rate_limit_per_min=300, sim_latency_ms=None,
+                 sim_seed=1):
         self.build = os.path.abspath(build)
         self.n = n
         # Nodes 1..initial_members form the cluster; a later node's file lists every member
@@ -78,6 +80,11 @@ class Cluster:
         self.target_extra = target_extra or {}
         # the simulator's fixture routes: [{"id", "site", "externalTrunkBases", "enabled"}]
         self.outbound_routes = list(outbound_routes or [])
+        # Each target's trunk bases: its TARGETS one ("tbA"), then "tbA01", "tbA02", ...
+        self.trunk_bases = {tid: [tb] + [f"{tb}{k:02d}" for k in range(1, trunk_bases_per_target)]
+                            for tid, _, tb in TARGETS}
+        self.rate_limit_per_min = rate_limit_per_min
+        self.sim_latency_ms, self.sim_seed = sim_latency_ms, sim_seed
         self.metrics_ports = [simctl.free_port() for _ in range(n)]
         self.sites = {k: list(v) for k, v in (sites or SITES).items()}
         # Network-namespace tests: a node's own IP, a command prefix ("ip netns exec NS"), the
@@ -104,22 +111,24 @@ class Cluster:
                 self.edges[e] = simctl.start_edge(port, e, host=self.sim_host)
         fixture = {
             "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "token_ttl_s": 86399,
-            "rate_limit_per_min": 300,
+            "rate_limit_per_min": self.rate_limit_per_min,
             "sites": [{"id": s, "name": s} for s in self.sites],
             "edges": [{"id": e, "name": e, "site": s,
                        "health_url": f"http://127.0.0.1:{self.edge_ports[e]}/health"}
                       for s, es in self.sites.items() for e in es],
             "trunk_bases": [
-                {"id": "tbA", "name": "Carrier via A", "enabled": True, "edges": self.sites["site-a"]},
-                {"id": "tbB", "name": "Carrier via B", "enabled": False, "edges": self.sites["site-b"]},
-                {"id": "tbC", "name": "BYOC Cloud", "enabled": False, "edges": []},
-            ],
+                {"id": tb, "name": name, "enabled": tid == "premise-a", "edges": edges}
+                for tid, name, edges in (("premise-a", "Carrier via A", self.sites["site-a"]),
+                                         ("premise-b", "Carrier via B", self.sites["site-b"]),
+                                         ("cloud", "BYOC Cloud", []))
+                for tb in self.trunk_bases[tid]],
             "outbound_routes": self.outbound_routes,
         }
         path = os.path.join(self.dir, "fixture.json")
         with open(path, "w") as f:
             json.dump(fixture, f)
-        self.genesys = simctl.start_genesys(self.genesys_port, path, host=self.sim_host)
+        self.genesys = simctl.start_genesys(self.genesys_port, path, host=self.sim_host,
+                                            latency_ms=self.sim_latency_ms, seed=self.sim_seed)
 
     def kill_edge(self, e):
         p = self.edges.pop(e, None)
@@ -197,7 +206,7 @@ class Cluster:
             sites.append(dict({"id": s, "edges": edges}, **self.site_overrides.get(s, {})))
         targets = []
         for tid, site, tb in TARGETS:
-            t = {"id": tid, "trunk_base_ids": [tb]}
+            t = {"id": tid, "trunk_base_ids": self.trunk_bases[tid]}
             if site:
                 t["site"] = site
             t.update(self.target_extra.get(tid, {}))
@@ -252,7 +261,7 @@ class Cluster:
         log = open(os.path.join(self.dir, f"n{i}.log"), "a")
         # The simulators are on loopback: a proxy set for the machine must not come between.
         env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-        env.update(DRWATCH_GENESYS_BACKOFF_SCALE="0.05", **self.node_env)
+        env.update({"DRWATCH_GENESYS_BACKOFF_SCALE": "0.05", **self.node_env})  # node_env wins
         p = subprocess.Popen(self.node_prefix.get(i, []) +
                              [os.path.join(self.build, "drwatchd"), "--config",
                               os.path.join(self.dir, f"n{i}.json"), *args],

@@ -16,6 +16,7 @@ import config_tests
 import detection_tests
 import fencing_tests
 import lifecycle_tests
+import pacing_tests
 import netns
 import notify_tests
 from harness import CLIENT_SECRET as CLIENT_SECRET_TEXT, Cluster, SITES, TARGETS, wait_until
@@ -502,6 +503,7 @@ def test_example_config_is_valid():
 TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
 TESTS += detection_tests.TESTS
 TESTS += fencing_tests.TESTS
+TESTS += pacing_tests.TESTS
 TESTS += config_tests.TESTS
 TESTS += actions_tests.TESTS
 TESTS += lifecycle_tests.TESTS
@@ -530,6 +532,7 @@ def main():
     BUILD = os.path.abspath(args.build)
     detection_tests.BUILD = BUILD
     fencing_tests.BUILD = BUILD
+    pacing_tests.BUILD = BUILD
     config_tests.BUILD = BUILD
     actions_tests.BUILD = BUILD
     lifecycle_tests.BUILD = BUILD

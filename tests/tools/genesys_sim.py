@@ -56,6 +56,9 @@ release. Request log entries carry "held": true while
 blocked (status stays null until answered; "fault" is "hold" for good).
 A client that gave up meanwhile still gets its request applied on release.
 
+--latency-ms A-B (or A) delays the answer to every API and login request by a
+uniformly random A..B ms (the real API's usual 150-300 ms), drawn from --seed.
+
 Prints "READY <port>" on stdout once listening; exits on SIGTERM (held
 requests are released first and get up to 2 s to be answered).
 """
@@ -65,6 +68,7 @@ import copy
 import http.client
 import json
 import math
+import random
 import secrets
 import signal
 import socket
@@ -146,8 +150,10 @@ def probe(url, timeout):
 
 
 class Sim:
-    def __init__(self, fixture, poll_ms, timeout_ms):
+    def __init__(self, fixture, poll_ms, timeout_ms, latency=None, seed=1):
         self.lock = threading.RLock()
+        self.latency = latency    # (lo_ms, hi_ms) added to every API answer, or None
+        self.rng = random.Random(seed)
         self.fixture = fixture
         self.client_id = fixture.get("client_id", "drwatch-test")
         self.client_secret = fixture.get("client_secret", "s3cret")
@@ -307,6 +313,12 @@ class Sim:
             self.stopping.wait(self.poll_s)
 
     # ---- log, faults, tokens, rate limits ----------------------------
+    def latency_s(self):
+        if self.latency is None:
+            return 0.0
+        with self.lock:
+            return self.rng.uniform(*self.latency) / 1000.0
+
     def record(self, entry):
         with self.lock:
             self.seq += 1
@@ -780,6 +792,9 @@ class Handler(BaseHTTPRequestHandler):
     def handle_request(self, path, query, raw, body):
         sim = self.server.sim
         m = self.command
+        lat = sim.latency_s()
+        if lat > 0:
+            time.sleep(lat)  # the network and server time of a real answer
         for f in sim.take_faults(m, path):
             self.entry["fault"] = f["kind"]
             k = f["kind"]
@@ -1053,12 +1068,21 @@ def main():
     ap.add_argument("--edge-poll-ms", type=int, default=300)
     ap.add_argument("--edge-timeout-ms", type=int, default=500,
                     help="health probe timeout; slower answers count as OFFLINE")
+    ap.add_argument("--latency-ms", default=None,
+                    help="A-B or A: every API answer comes after uniformly random A..B ms")
+    ap.add_argument("--seed", type=int, default=1, help="seed of the --latency-ms draws")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
+    latency = None
+    if args.latency_ms:
+        lo, _, hi = args.latency_ms.partition("-")
+        latency = (float(lo), float(hi or lo))
+        if not 0 <= latency[0] <= latency[1]:
+            ap.error("--latency-ms: want A-B with 0 <= A <= B")
     with open(args.fixture, encoding="utf-8") as fh:
         fixture = json.load(fh)
 
-    sim = Sim(fixture, args.edge_poll_ms, args.edge_timeout_ms)
+    sim = Sim(fixture, args.edge_poll_ms, args.edge_timeout_ms, latency, args.seed)
     server = SimServer((args.host, args.port), sim, args.verbose)
 
     def on_signal(_signo, _frame):

@@ -81,11 +81,13 @@ def start_edge(port, name="edge", timeout=10.0, host="127.0.0.1"):
 
 
 def start_genesys(port, fixture_path, edge_poll_ms=300, edge_timeout_ms=500,
-                  timeout=15.0, host="127.0.0.1"):
-    """Start a genesys_sim (port 0 = pick one); returns a Popen with .port and .base."""
+                  timeout=15.0, host="127.0.0.1", latency_ms=None, seed=1):
+    """Start a genesys_sim (port 0 = pick one); returns a Popen with .port and .base.
+    latency_ms: "A-B" delays every API answer by a random A..B ms (drawn from seed)."""
+    extra = ["--latency-ms", latency_ms, "--seed", str(seed)] if latency_ms else []
     proc = _start([GENESYS_SIM, "--port", str(port), "--fixture", fixture_path,
                    "--edge-poll-ms", str(edge_poll_ms),
-                   "--edge-timeout-ms", str(edge_timeout_ms), "--host", host], timeout)
+                   "--edge-timeout-ms", str(edge_timeout_ms), "--host", host] + extra, timeout)
     proc.base = "http://127.0.0.1:%d" % proc.port
     return proc
 

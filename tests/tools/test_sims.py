@@ -710,6 +710,29 @@ def hold_fault():
 
 
 @test
+def latency_option():
+    # --latency-ms A-B: every API and login answer after A..B ms; the control API at once.
+    small = {"client_id": "drwatch-test", "client_secret": "s3cret", "trunk_bases": [],
+             "edges": [], "sites": []}
+    g = simctl.start_genesys(0, write_fixture(ENV["tmp"], "latency.json", small),
+                             latency_ms="200-250", seed=7)
+    try:
+        t = time.monotonic()
+        tok = get_token(g.base)
+        check(time.monotonic() - t >= 0.2, "token answered without the latency")
+        for _ in range(3):
+            t = time.monotonic()
+            eq(api(g.base, tok, "GET", "trunks").status, 200, "GET with latency")
+            d = time.monotonic() - t
+            check(0.2 <= d < 2.0, "GET took %.3f s, not 0.2..0.25 s plus overhead" % d)
+        t = time.monotonic()
+        simctl.get_requests(g.base)
+        check(time.monotonic() - t < 0.2, "the control API is not delayed")
+    finally:
+        simctl.stop(g)
+
+
+@test
 def request_log_contents():
     base, tok = ENV["base"], ENV["token"]
     simctl.reset(base)

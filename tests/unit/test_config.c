@@ -935,6 +935,7 @@ static void test_detection_defaults(void **state)
     assert_int_equal(cfg.genesys.cloud_ttl_ms, 35000);
     assert_int_equal(cfg.genesys.cloud_grace_ms, 60000);
     assert_int_equal(cfg.genesys.rate_budget_per_min, 120);
+    assert_int_equal(cfg.genesys.max_concurrent_requests, 4);
     assert_int_equal(cfg.tilt.stall_ms, 2000);
     assert_int_equal(cfg.tilt.clock_jump_ms, 2000);
     assert_int_equal(cfg.tilt.abstain_ms, 30000);
@@ -1160,6 +1161,10 @@ static void test_detection_numbers(void **state)
     expect_only(d, "genesys.rate_budget_per_min: must be between 1 and 300");
 
     d = doc("full.json");
+    set(d, "genesys.max_concurrent_requests", "33");
+    expect_only(d, "genesys.max_concurrent_requests: must be between 1 and 32");
+
+    d = doc("full.json");
     set(d, "cluster.history_retention_days", "0");
     expect_only(d, "cluster.history_retention_days: must be between 1 and 3650");
 
@@ -1274,6 +1279,49 @@ static void test_limits(void **state)
     set(d, "sites[49].edges[99].id", "\"edge-3-7\"");
     expect_only(d, "sites[49].edges[99].id: duplicate edge id \"edge-3-7\" (first at "
                    "sites[3].edges[7].id)");
+}
+
+/* A JSON array of n trunk base ids "<prefix>NN" as text, for set(). */
+static char *tb_ids(const char *prefix, int n)
+{
+    cJSON *a = cJSON_CreateArray();
+    char id[32];
+    for (int i = 0; i < n; i++) {
+        snprintf(id, sizeof id, "%s%02d", prefix, i);
+        cJSON_AddItemToArray(a, cJSON_CreateString(id));
+    }
+    char *text = cJSON_PrintUnformatted(a);
+    cJSON_Delete(a);
+    assert_non_null(text);
+    return text;
+}
+
+/* A target holds up to DW_MAX_TRUNK_BASES (64) trunk bases: a 50-base failover fits. */
+static void test_trunk_base_limit(void **state)
+{
+    (void)state;
+    assert_true(DW_MAX_TRUNK_BASES >= 50);
+    cJSON *d = doc("minimal.json");
+    char *a = tb_ids("tbA", 50), *c = tb_ids("tbC", 50);
+    set(d, "failover_groups[0].targets[0].trunk_base_ids", a);
+    set(d, "failover_groups[0].targets[1].trunk_base_ids", c);
+    free(a);
+    free(c);
+    int rc = parse_doc(d);
+    if (rc != 0)
+        dump_errors();
+    assert_int_equal(rc, 0);
+    assert_int_equal(cfg.groups[0].targets[0].n_trunk_bases, 50);
+    assert_string_equal(cfg.groups[0].targets[1].trunk_base_ids[49], "tbC49");
+
+    d = doc("minimal.json");
+    a = tb_ids("tbA", DW_MAX_TRUNK_BASES + 1);
+    set(d, "failover_groups[0].targets[1].trunk_base_ids", a);
+    free(a);
+    char want[120];
+    snprintf(want, sizeof want, "failover_groups[0].targets[1].trunk_base_ids: needs 1 to %d "
+             "entries (has %d)", DW_MAX_TRUNK_BASES, DW_MAX_TRUNK_BASES + 1);
+    expect_only(d, want);
 }
 
 
@@ -1503,6 +1551,7 @@ int main(void)
         cmocka_unit_test(test_site_rules),
         cmocka_unit_test(test_detection_numbers),
         cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_trunk_base_limit),
         cmocka_unit_test(test_probe_overrides),
         cmocka_unit_test(test_target_actions),
         cmocka_unit_test(test_target_actions_errors),

@@ -617,21 +617,6 @@ static void test_genesys_shared_token_and_close(void **state)
 
 /* ---- fencing: the token is checked right before every request a write sends ---- */
 
-struct fence_ctl {
-    bool ok;
-    int asked;
-};
-
-static bool fence_flag(void *data, const struct dw_fence *f, char *why, size_t whylen)
-{
-    struct fence_ctl *c = data;
-    (void)f;
-    c->asked++;
-    if (!c->ok)
-        snprintf(why, whylen, "test says no");
-    return c->ok;
-}
-
 /* A request matching method and path suffix in the simulator's log has key set (e.g. "held"
  * while blocked by a hold fault) or, with status > 0, was answered with it. */
 struct sim_req_wait {
@@ -667,10 +652,10 @@ static void await_sim(struct tl_loop *e, struct tl_gsim *gs, const char *method,
     assert_int_equal(tl_run_until(e, sim_req_seen, &w, 10000), 0);
 }
 
-static void start_set(struct dw_genesys *g, const char *id, struct fence_ctl *fc,
+static void start_set(struct dw_genesys *g, const char *id, struct tl_fence_ctl *fc,
                       struct gres *res)
 {
-    struct dw_fence f = {.node = 2, .term = 7, .op = 3, .seq = 0, .valid = fence_flag, .data = fc};
+    struct dw_fence f = {.node = 2, .term = 7, .op = 3, .seq = 0, .valid = tl_fence_flag, .data = fc};
     memset(res, 0, sizeof *res);
     fc->ok = true;
     assert_int_equal(dw_genesys_set_trunk_base_enabled(g, id, true, &f, on_gres, res), 0);
@@ -681,7 +666,7 @@ static void test_genesys_fencing(void **state)
     struct tl_loop e;
     struct tl_gsim gs;
     struct gres res, chk;
-    struct fence_ctl fc = {true, 0};
+    struct tl_fence_ctl fc = {true, 0};
     struct dw_genesys_stats st;
 
     (void)state;

@@ -237,6 +237,16 @@ static bool fence_always(void *data, const struct dw_fence *f, char *why, size_t
 
 const struct dw_fence tl_open_fence = {.term = 1, .op = 1, .seq = 0, .valid = fence_always};
 
+bool tl_fence_flag(void *data, const struct dw_fence *f, char *why, size_t whylen)
+{
+    struct tl_fence_ctl *c = data;
+    (void)f;
+    c->asked++;
+    if (!c->ok)
+        snprintf(why, whylen, "test says no");
+    return c->ok;
+}
+
 struct dw_genesys *tl_genesys_new(struct tl_loop *l, const char *api_base, const char *login_base,
                                   const char *secret)
 {

@@ -102,6 +102,13 @@ int tl_http_res_done(void *arg);
 
 /* A fencing token that always holds, for tests of the client's calls themselves. */
 extern const struct dw_fence tl_open_fence;
+/* A fencing token a test controls: valid while ok, "test says no" otherwise; asked counts the
+ * client's checks. Pass tl_fence_flag as valid and the struct as data. */
+struct tl_fence_ctl {
+    bool ok;
+    int asked;
+};
+bool tl_fence_flag(void *data, const struct dw_fence *f, char *why, size_t whylen);
 
 /* A Genesys client on l with 3 s requests and its backoff sped up 100 times. */
 struct dw_genesys *tl_genesys_new(struct tl_loop *l, const char *api_base, const char *login_base,

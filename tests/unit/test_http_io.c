@@ -837,8 +837,8 @@ static void test_genesys_actions(void **state)
     struct tl_loop e;
     struct tl_gsim gs;
     struct gres res;
-    struct fence_ctl fc = {true, 0};
-    struct dw_fence f = {.node = 2, .term = 7, .op = 3, .seq = 1, .valid = fence_flag, .data = &fc};
+    struct tl_fence_ctl fc = {true, 0};
+    struct dw_fence f = {.node = 2, .term = 7, .op = 3, .seq = 1, .valid = tl_fence_flag, .data = &fc};
     struct dw_genesys_stats st;
     char order[64], *b;
 

@@ -2,6 +2,8 @@
 failback rolled back and retried, the flap hold, maintenance (suppression, expiry, the planned-
 outage drill), operators' switchover and failback (--dry-run sends nothing, --wait), and the
 leader killed at each step of a failback."""
+import time
+
 import simctl
 from harness import Cluster, wait_until
 
@@ -123,27 +125,47 @@ def test_lifecycle_failback_rolled_back_then_retried_after_backoff():
 
 
 def test_lifecycle_flapping_site_holds_the_group():
-    """With two automatic operations allowed per window, a flapping site-a causes a failover
-    and a failback, then the group is held: no further automatic move, not even off the dead
-    site, until an operator releases the hold."""
-    g = {"stable_for_ms": 1500, "max_auto_operations": 2}
+    """site-a's Edges go down and up again every few seconds. With three automatic operations
+    allowed per window, it causes exactly three (failover, failback, failover), then the group
+    is held for flapping instead of failing back: however long the flapping goes on, no further
+    automatic move until an operator releases the hold."""
+    g = {"stable_for_ms": 1500, "max_auto_operations": 3}
     with Cluster(BUILD, name="flap", group_extra=g).start() as c:
         c.wait_leader()
         c.wait_sites_up("site-a", "site-b")
+
+        def held():
+            return group(c, 1)["hold_reason"] == "flapping"
+
+        deadline = time.monotonic() + 90
+        while not held():
+            assert time.monotonic() < deadline, ops(c, 1)
+            c.kill_edges("site-a")
+            wait_until(lambda: c.site_verdict(1, "site-a") == "down" or held(), 20,
+                       "site-a down")
+            c.wait_log_advance(1500)
+            c.start_edges("site-a")
+            wait_until(lambda: c.site_verdict(1, "site-a") == "up" or held(), 20, "site-a up")
+            c.wait_log_advance(2500)
+        # the flapping goes on: nothing more moves
+        for _ in range(2):
+            c.kill_edges("site-a")
+            c.wait_log_advance(2500)
+            c.start_edges("site-a")
+            c.wait_log_advance(2500)
         c.kill_edges("site-a")
-        wait_done(c, "failover", "premise-b", after=0)
-        c.start_edges("site-a")
-        wait_done(c, "failback", "premise-a", after=1)
-        c.kill_edges("site-a")
-        wait_until(lambda: group(c, 1)["hold_reason"] == "flapping", 30, "the flap hold")
-        c.wait_log_advance(3000)
-        assert len(c.operations(1)) == 2, ops(c, 1)
-        assert any("group held: flapping" in h for h in history(c, 1))
+        wait_until(lambda: c.site_verdict(1, "site-a") == "down", 20, "site-a down")
+        c.wait_log_advance(2000)
+        auto = [(k, s) for k, _, _, s in ops(c, 1) if k in ("failover", "failback")]
+        assert [k for k, _ in auto] == ["failover", "failback", "failover"], ops(c, 1)
+        assert sum("group held: flapping" in h for h in history(c, 1)) == 1
         leader = c.wait_leader()
         r = c.run_drctl(leader, "hold", "release", "carrier-1")
         assert r.returncode == 0, r.stderr
-        wait_done(c, "failover", "premise-b", after=2)
-        assert not group(c, 1)["hold"]
+        # released while site-a is down and premise-b carries calls: the window counts afresh
+        c.wait_log_advance(2000)
+        assert not group(c, 1)["hold"], group(c, 1)
+        assert group(c, 1)["active"] == "premise-b", group(c, 1)
 
 
 def test_lifecycle_maintenance_suppresses_then_expires():
@@ -206,8 +228,10 @@ def test_lifecycle_maintenance_drill_switchover_dry_run_and_manual_failback():
         assert r.returncode == 1 and "in maintenance" in r.stderr, (r.returncode, r.stderr)
         r = c.run_drctl(leader, "maintenance", "clear", "site", "site-a")
         assert r.returncode == 0, r.stderr
+        # the window's end: a cleanup reads what it kept out (premise-a is off: nothing written)
+        wait_done(c, "cleanup", "premise-b", after=1)
         c.wait_log_advance(3000)
-        assert len(c.operations(1)) == 1, ops(c, 1)
+        assert [k for k, _, _, _ in ops(c, 1)] == ["switchover", "cleanup"], ops(c, 1)
         r = c.run_drctl(leader, "failback", "carrier-1", "--wait")
         assert r.returncode == 0, r.stdout + r.stderr
         assert group(c, 1)["active"] == "premise-a" and not group(c, 1)["pinned"]

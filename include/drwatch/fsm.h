@@ -120,6 +120,17 @@ int dw_fsm_manual_plan(struct dw_fsm *f, const char *group, const char *action, 
                        cJSON **out, char *why, size_t whylen);
 /* The operation an operate entry with this request id created, 0 none (it was refused). */
 int64_t dw_fsm_operation_by_request(struct dw_fsm *f, const char *request);
+/* What binds a group's automatic operations, for metrics. -1 on a database error. */
+struct dw_group_state {
+    bool held;
+    bool flapping;        /* held for flapping (else for a failure) */
+    bool pinned;          /* an operator's switchover chose the carrier */
+    bool maintenance;     /* the group itself is in maintenance */
+    int failback_failures; /* failed failbacks in a row */
+};
+int dw_fsm_group_state(struct dw_fsm *f, int group, struct dw_group_state *out);
+/* 1 when the site (index into the committed config) is in maintenance, 0 not, -1 error. */
+int dw_fsm_site_maintenance(struct dw_fsm *f, int site);
 /* Maintenance windows: [{"scope","id","reason","owner","since","expires"}]; NULL on error. */
 cJSON *dw_fsm_maintenance_json(struct dw_fsm *f);
 

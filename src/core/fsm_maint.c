@@ -159,6 +159,32 @@ again:
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
 }
 
+int dw_fsm_site_maintenance(struct dw_fsm *f, int site)
+{
+    if (site < 0 || site >= f->cfg->n_sites)
+        return 0;
+    return fsm_in_maintenance(f, "site", f->cfg->sites[site].id);
+}
+
+int dw_fsm_group_state(struct dw_fsm *f, int group, struct dw_group_state *out)
+{
+    struct group_row r;
+    int m;
+
+    memset(out, 0, sizeof *out);
+    if (group < 0 || group >= f->cfg->n_groups)
+        return -1;
+    if (fsm_group_row(f, f->cfg->groups[group].id, &r) != 0 ||
+        (m = fsm_in_maintenance(f, "group", f->cfg->groups[group].id)) < 0)
+        return -1;
+    out->held = r.hold;
+    out->flapping = r.hold && strcmp(r.hold_reason, "flapping") == 0;
+    out->pinned = r.pinned;
+    out->maintenance = m == 1;
+    out->failback_failures = r.fb_failures;
+    return 0;
+}
+
 cJSON *dw_fsm_maintenance_json(struct dw_fsm *f)
 {
     cJSON *list = cJSON_CreateArray();

@@ -655,6 +655,9 @@ static void node_collect(void *data, struct dw_metrics_writer *w)
         metric(w, "drwatch_site_cluster_up", DW_METRIC_GAUGE,
                "The committed cluster verdict on the site: 1 up, 0 down, -1 unknown.", sl,
                health_value(fs >= 0 ? dw_fsm_site_verdict(n->fsm, fs) : DW_UNKNOWN));
+        metric(w, "drwatch_site_maintenance", DW_METRIC_GAUGE,
+               "1 while the site is in a maintenance window.", sl,
+               fs >= 0 && dw_fsm_site_maintenance(n->fsm, fs) == 1);
         for (int e = 0; e < site->n_edges; e++) {
             const char *el[] = {"site", site->id, "edge", site->edges[e].id, NULL};
             metric(w, "drwatch_edge_up", DW_METRIC_GAUGE,
@@ -698,6 +701,28 @@ static void node_collect(void *data, struct dw_metrics_writer *w)
                    "1 for the target the group runs on.", tl,
                    active && strcmp(active, grp->targets[t].id) == 0);
         }
+        struct dw_group_state gst = {0};
+        int fg = -1;
+        for (int k = 0; k < fc->n_groups; k++)
+            fg = strcmp(fc->groups[k].id, grp->id) == 0 ? k : fg;
+        if (fg >= 0 && dw_fsm_group_state(n->fsm, fg, &gst) != 0)
+            memset(&gst, 0, sizeof gst);
+        const char *gl[] = {"group", grp->id, NULL};
+        const char *failed[] = {"group", grp->id, "reason", "failed", NULL};
+        const char *flapping[] = {"group", grp->id, "reason", "flapping", NULL};
+        metric(w, "drwatch_group_held", DW_METRIC_GAUGE,
+               "1 while the group is held (after a failure, or for flapping) until released.",
+               failed, gst.held && !gst.flapping);
+        metric(w, "drwatch_group_held", DW_METRIC_GAUGE,
+               "1 while the group is held (after a failure, or for flapping) until released.",
+               flapping, gst.flapping);
+        metric(w, "drwatch_group_pinned", DW_METRIC_GAUGE,
+               "1 while an operator's switchover keeps automatic failback off.", gl, gst.pinned);
+        metric(w, "drwatch_group_maintenance", DW_METRIC_GAUGE,
+               "1 while the group itself is in a maintenance window.", gl, gst.maintenance);
+        metric(w, "drwatch_group_failback_failures", DW_METRIC_GAUGE,
+               "Failed failbacks in a row (reset by a failback that completes).", gl,
+               gst.failback_failures);
     }
     struct dw_genesys_stats gs;
     dw_genesys_stats(n->genesys, &gs);

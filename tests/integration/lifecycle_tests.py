@@ -53,6 +53,14 @@ def writes(c):
             and "/oauth/" not in r["path"]]
 
 
+def metric(c, i, series):
+    """The value of one series (name with its labels, as exposed) on node i, None if absent."""
+    for line in c.metrics(i).splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
 def history(c, i):
     return [h["detail"] for h in c.drctl(i, "history", "10000")["history"]]
 
@@ -114,6 +122,7 @@ def test_lifecycle_failback_rolled_back_then_retried_after_backoff():
         assert grp["active"] == "premise-b" and not grp["hold"], grp
         assert grp["failback_failures"] >= 1, grp
         assert any("failback retried in 3 s" in h for h in history(c, 1)), history(c, 1)
+        assert metric(c, 1, 'drwatch_group_failback_failures{group="carrier-1"}') >= 1
         assert ("tbB", False) not in c.ok_puts()[1:], c.puts()
         simctl.set_connected(c.genesys_url, "tbA", True)
         fb = wait_done(c, "failback", "premise-a", 60, after=1)
@@ -159,6 +168,9 @@ def test_lifecycle_flapping_site_holds_the_group():
         auto = [(k, s) for k, _, _, s in ops(c, 1) if k in ("failover", "failback")]
         assert [k for k, _ in auto] == ["failover", "failback", "failover"], ops(c, 1)
         assert sum("group held: flapping" in h for h in history(c, 1)) == 1
+        for i in (1, 2, 3):
+            assert metric(c, i, 'drwatch_group_held{group="carrier-1",reason="flapping"}') == 1
+            assert metric(c, i, 'drwatch_group_held{group="carrier-1",reason="failed"}') == 0
         leader = c.wait_leader()
         r = c.run_drctl(leader, "hold", "release", "carrier-1")
         assert r.returncode == 0, r.stderr
@@ -181,6 +193,8 @@ def test_lifecycle_maintenance_suppresses_then_expires():
         assert "site-a" in r.stdout and "UPS swap" in r.stdout, r.stdout
         win = wait_until(lambda: all(c.cluster_view(i)["maintenance"] for i in (1, 2, 3)) and
                          c.cluster_view(1)["maintenance"][0], 10, "the window on every node")
+        assert metric(c, 1, 'drwatch_site_maintenance{site="site-a"}') == 1
+        assert metric(c, 1, 'drwatch_site_maintenance{site="site-b"}') == 0
         c.kill_edges("site-a")
         wait_until(lambda: c.site_verdict(1, "site-a") == "down", 20, "site-a down")
         assert c.operations(1) == [], ops(c, 1)
@@ -216,6 +230,7 @@ def test_lifecycle_maintenance_drill_switchover_dry_run_and_manual_failback():
         assert r.returncode == 0, r.stdout + r.stderr
         assert "done" in r.stdout.splitlines()[-1], r.stdout
         assert group(c, 1)["active"] == "premise-b" and group(c, 1)["pinned"]
+        assert metric(c, leader, 'drwatch_group_pinned{group="carrier-1"}') == 1
         assert c.ok_puts() == [("tbB", True), ("tbA", False)], c.puts()
         # the work: site-a down and up again; nothing automatic touches it
         c.kill_edges("site-a")

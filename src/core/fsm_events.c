@@ -37,6 +37,10 @@ static const char *history_kind(const char *kind)
 /* with_history: the history row too, under the kind existing readers know it by. */
 static int event_v(struct dw_fsm *f, int64_t ts, const char *kind, const char *group,
                    bool with_history, const char *fmt, va_list ap)
+    __attribute__((format(printf, 6, 0)));
+
+static int event_v(struct dw_fsm *f, int64_t ts, const char *kind, const char *group,
+                   bool with_history, const char *fmt, va_list ap)
 {
     char summary[DW_EVENT_SUMMARY_MAX];
     sqlite3_stmt *s;

@@ -806,7 +806,10 @@ int dw_raft_start(struct dw_raft **out, uv_loop_t *loop, const struct dw_config 
 
     rv = raft_start(&r->raft);
     if (rv != 0) {
-        snprintf(errmsg, errlen, "raft start: %s", raft_errmsg(&r->raft));
+        /* 0.15 leaves its message empty for some failures (a listen on a port in use) */
+        snprintf(errmsg, errlen, "raft start: %s (%s; raft_address %s)",
+                 raft_errmsg(&r->raft)[0] ? raft_errmsg(&r->raft) : "failed", raft_strerror(rv),
+                 self->raft_address);
         goto err_close;
     }
     uv_timer_start(&r->poll_timer, on_poll, RAFT_POLL_MS, RAFT_POLL_MS);

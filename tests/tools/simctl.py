@@ -12,6 +12,7 @@ import json
 import os
 import select
 import signal
+import random
 import socket
 import subprocess
 import sys
@@ -27,17 +28,26 @@ PFX = "/api/v2/telephony/providers/edges"
 _GIVEN_PORTS = set()
 
 
+# Below the kernel's ephemeral range (32768-60999 by default): a port handed out here cannot be
+# taken meanwhile as the local port of some process's outgoing connection (a node's raft or
+# HTTP client), which made a node's listen fail now and then between pick and bind.
+_PORT_LO, _PORT_HI = 20000, 32000
+
+
 def free_port():
-    """A port free on 127.0.0.1 now and never handed out before by this process: the kernel
-    picks a random free port for each bind to 0, so without the memory two of the dozen ports a
-    cluster needs come out equal about once in 150 clusters."""
+    """A port free on 127.0.0.1 now, outside the ephemeral range, and never handed out before by
+    this process (without the memory two of the dozen ports a cluster needs could be equal)."""
     while True:
+        port = random.randint(_PORT_LO, _PORT_HI)
+        if port in _GIVEN_PORTS:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _GIVEN_PORTS:
-            _GIVEN_PORTS.add(port)
-            return port
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN_PORTS.add(port)
+        return port
 
 
 def _wait_ready(proc, timeout):

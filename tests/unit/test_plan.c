@@ -10,12 +10,13 @@
 
 #include "drwatch/plan.h"
 
-#define UP(name) {DW_UP, false, name}
-#define DOWN(name) {DW_DOWN, false, name}
-#define UNKNOWN(name) {DW_UNKNOWN, false, name}
-#define PASSED(name) {DW_UP, true, name}
-#define CLOUD {DW_UP, false, "cloud", true} /* a target with no site: always UP */
-#define STABLE(name) {DW_UP, false, name, true}
+/* health, passed over, name, stable, in maintenance */
+#define UP(name) {DW_UP, false, name, false, false}
+#define DOWN(name) {DW_DOWN, false, name, false, false}
+#define UNKNOWN(name) {DW_UNKNOWN, false, name, false, false}
+#define PASSED(name) {DW_UP, true, name, false, false}
+#define CLOUD {DW_UP, false, "cloud", true, false} /* a target with no site: always UP */
+#define STABLE(name) {DW_UP, false, name, true, false}
 #define MAINT(name) {DW_UP, false, name, true, true}
 #define MAINT_DOWN(name) {DW_DOWN, false, name, false, true}
 
@@ -62,7 +63,7 @@ static const struct row rows[] = {
      {.n_targets = 3, .targets = {DOWN("a"), DOWN("b"), CLOUD}},
      {DW_PLAN_OPERATION, DW_OP_FAILOVER, 0, 2, "a down", "A2 V2 D0 D1"}},
     {"a cloud carrier is named by its own id when down",
-     {.n_targets = 2, .targets = {{DW_DOWN, false, "cloud"}, UP("b")}},
+     {.n_targets = 2, .targets = {{DW_DOWN, false, "cloud", false, false}, UP("b")}},
      {DW_PLAN_OPERATION, DW_OP_FAILOVER, 0, 1, "cloud down", "A1 V1 D0"}},
     {"a passed-over target is skipped for the next UP one",
      {.n_targets = 3, .targets = {DOWN("a"), PASSED("b"), UP("c")}},
@@ -71,44 +72,44 @@ static const struct row rows[] = {
      {.n_targets = 2, .targets = {DOWN("a"), PASSED("b")}, .verdict_changed = true},
      {DW_PLAN_NONE_UP, 0, -1, -1, "", ""}},
     {"running failover, destination UP: left to finish",
-     {.n_targets = 2, .targets = {DOWN("a"), UP("b")}, .running = {true, DW_OP_FAILOVER, -1, 1}},
+     {.n_targets = 2, .targets = {DOWN("a"), UP("b")}, .running = {true, DW_OP_FAILOVER, -1, 1, 0, {false}}},
      NOTHING},
     {"running failover, destination UNKNOWN: left to finish",
-     {.n_targets = 2, .targets = {DOWN("a"), UNKNOWN("b")}, .running = {true, DW_OP_FAILOVER, -1, 1}},
+     {.n_targets = 2, .targets = {DOWN("a"), UNKNOWN("b")}, .running = {true, DW_OP_FAILOVER, -1, 1, 0, {false}}},
      NOTHING},
     {"running failover, destination DOWN: aborted",
-     {.n_targets = 2, .targets = {UP("a"), DOWN("b")}, .running = {true, DW_OP_FAILOVER, -1, 1}},
+     {.n_targets = 2, .targets = {UP("a"), DOWN("b")}, .running = {true, DW_OP_FAILOVER, -1, 1, 0, {false}}},
      {DW_PLAN_ABORT, 0, -1, -1, "", ""}},
     {"running rollback keeping an UP carrier: left to finish",
-     {.n_targets = 2, .targets = {UP("a"), UP("b")}, .running = {true, DW_OP_ROLLBACK, 1, 0}},
+     {.n_targets = 2, .targets = {UP("a"), UP("b")}, .running = {true, DW_OP_ROLLBACK, 1, 0, 0, {false}}},
      NOTHING},
     {"running rollback switching off the best UP target, carrier DOWN: aborted",
-     {.n_targets = 2, .targets = {DOWN("a"), UP("b")}, .running = {true, DW_OP_ROLLBACK, 1, 0}},
+     {.n_targets = 2, .targets = {DOWN("a"), UP("b")}, .running = {true, DW_OP_ROLLBACK, 1, 0, 0, {false}}},
      {DW_PLAN_ABORT, 0, -1, -1, "", ""}},
     {"running rollback switching off a passed-over target: left to finish",
-     {.n_targets = 2, .targets = {DOWN("a"), PASSED("b")}, .running = {true, DW_OP_ROLLBACK, 1, 0}},
+     {.n_targets = 2, .targets = {DOWN("a"), PASSED("b")}, .running = {true, DW_OP_ROLLBACK, 1, 0, 0, {false}}},
      NOTHING},
     {"running rollback, a better UP target than the one switched off: left to finish",
      {.n_targets = 3, .targets = {DOWN("a"), UP("b"), UP("c")},
-      .running = {true, DW_OP_ROLLBACK, 2, 0}},
+      .running = {true, DW_OP_ROLLBACK, 2, 0, 0, {false}}},
      NOTHING},
     {"running cleanup, nothing up: left to finish",
-     {.n_targets = 2, .targets = {DOWN("a"), DOWN("b")}, .running = {true, DW_OP_CLEANUP, -1, -1}},
+     {.n_targets = 2, .targets = {DOWN("a"), DOWN("b")}, .running = {true, DW_OP_CLEANUP, -1, -1, 0, {false}}},
      NOTHING},
     {"running cleanup switching everything off, a target UP again: aborted",
-     {.n_targets = 2, .targets = {DOWN("a"), UP("b")}, .running = {true, DW_OP_CLEANUP, -1, -1}},
+     {.n_targets = 2, .targets = {DOWN("a"), UP("b")}, .running = {true, DW_OP_CLEANUP, -1, -1, 0, {false}}},
      {DW_PLAN_ABORT, 0, -1, -1, "", ""}},
     {"running cleanup switching everything off, the UP target passed over: left to finish",
-     {.n_targets = 2, .targets = {DOWN("a"), PASSED("b")}, .running = {true, DW_OP_CLEANUP, -1, -1}},
+     {.n_targets = 2, .targets = {DOWN("a"), PASSED("b")}, .running = {true, DW_OP_CLEANUP, -1, -1, 0, {false}}},
      NOTHING},
     {"running cleanup keeping an UP carrier: left to finish",
-     {.n_targets = 2, .targets = {UP("a"), UP("b")}, .running = {true, DW_OP_CLEANUP, -1, 0}},
+     {.n_targets = 2, .targets = {UP("a"), UP("b")}, .running = {true, DW_OP_CLEANUP, -1, 0, 0, {false}}},
      NOTHING},
     {"running cleanup keeping a carrier now DOWN, another target UP: aborted",
-     {.n_targets = 2, .targets = {UP("a"), DOWN("b")}, .running = {true, DW_OP_CLEANUP, -1, 1}},
+     {.n_targets = 2, .targets = {UP("a"), DOWN("b")}, .running = {true, DW_OP_CLEANUP, -1, 1, 0, {false}}},
      {DW_PLAN_ABORT, 0, -1, -1, "", ""}},
     {"running cleanup keeping a carrier now DOWN, nothing else UP: left to finish",
-     {.n_targets = 2, .targets = {DOWN("a"), DOWN("b")}, .running = {true, DW_OP_CLEANUP, -1, 1}},
+     {.n_targets = 2, .targets = {DOWN("a"), DOWN("b")}, .running = {true, DW_OP_CLEANUP, -1, 1, 0, {false}}},
      NOTHING},
     {"failover failed bringing its destination in: rolled back, before anything else",
      {.n_targets = 3, .targets = {DOWN("a"), UP("b"), UP("c")}, .hold = true,
@@ -180,7 +181,7 @@ static const struct row rows[] = {
       .last = {true, 9, DW_OP_FAILBACK, DW_OP_FAILED, 0, true}, .failed = 1},
      {DW_PLAN_OPERATION, DW_OP_ROLLBACK, 0, 1, "#9 failed", "D0"}},
     {"running failback whose destination went DOWN: aborted",
-     {.n_targets = 2, .targets = {DOWN("a"), UP("b")}, .running = {true, DW_OP_FAILBACK, 1, 0}},
+     {.n_targets = 2, .targets = {DOWN("a"), UP("b")}, .running = {true, DW_OP_FAILBACK, 1, 0, 0, {false}}},
      {DW_PLAN_ABORT, 0, -1, -1, "", ""}},
     /* flap damping */
     {"the window's allowance spent: a failover due holds the group instead",
@@ -253,7 +254,7 @@ static const struct manual_row manual_rows[] = {
      "already carries calls"},
     {"switchover while an operation runs: refused",
      {.n_targets = 2, .targets = {UP("a"), UP("b")},
-      .running = {true, DW_OP_FAILOVER, 0, 1, 12}}, DW_OP_SWITCHOVER, 1, NULL,
+      .running = {true, DW_OP_FAILOVER, 0, 1, 12, {false}}}, DW_OP_SWITCHOVER, 1, NULL,
      "operation #12 is running"},
     {"manual failback: to the highest UP target, stable or not, policy manual or not",
      {.n_targets = 3, .targets = {UP("a"), UP("b"), CLOUD}, .active = 2,

@@ -796,16 +796,23 @@ static void test_trunk_bases_switch_concurrently_in_phase(void **state)
     free(dump);
 }
 
+/* g1 fails over to a backup of n trunk bases with concurrency conc, no call answered: returns
+ * once the first conc writes are in flight. */
+static void fail_over_held(struct fx *x, int n, unsigned conc)
+{
+    many_trunk_bases(x, 1, "tb-b", n, conc);
+    observe_all(x, 1, 0);
+    x->hold_all = true;
+    lead(x, 1);
+    await_writes(x, (int)conc);
+}
+
 /* One trunk base fails: nothing new starts, and FAILED is journaled only once the other calls
  * in flight have answered; the failure leads the detail. */
 static void test_failed_item_ends_step_after_calls_in_flight(void **state)
 {
     struct fx *x = *state;
-    many_trunk_bases(x, 1, "tb-b", 6, 3);
-    observe_all(x, 1, 0);
-    x->hold_all = true;
-    lead(x, 1);
-    await_writes(x, 3);
+    fail_over_held(x, 6, 3);
     struct call *c1 = open_call(x, "tb-b1"), *c2 = open_call(x, "tb-b2");
     struct call *c3 = open_call(x, "tb-b3");
     assert_non_null(c1);
@@ -833,11 +840,7 @@ static void test_fenced_item_stops_new_starts(void **state)
 {
     struct fx *x = *state;
     struct dw_actuator_stats st;
-    many_trunk_bases(x, 1, "tb-b", 6, 3);
-    observe_all(x, 1, 0);
-    x->hold_all = true;
-    lead(x, 1);
-    await_writes(x, 3);
+    fail_over_held(x, 6, 3);
     answer_with(open_call(x, "tb-b1"), DW_G_FENCED, "lease lapsed 3 ms ago");
     answer_with(open_call(x, "tb-b2"), DW_G_OK, "tb-b2 PUT ok");
     assert_int_equal(x->ncalls, 3);
@@ -861,11 +864,7 @@ static void test_fenced_item_stops_new_starts(void **state)
 static void test_transient_item_retried_while_others_go_on(void **state)
 {
     struct fx *x = *state;
-    many_trunk_bases(x, 1, "tb-b", 4, 2);
-    observe_all(x, 1, 0);
-    x->hold_all = true;
-    lead(x, 1);
-    await_writes(x, 2);
+    fail_over_held(x, 4, 2);
     answer_with(open_call(x, "tb-b1"), DW_G_TRANSIENT, "PUT -> 503 (after 5 retries)");
     assert_int_equal(x->ncalls, 2); /* the retry keeps its place in the step's concurrency */
     answer_with(open_call(x, "tb-b2"), DW_G_OK, "tb-b2 PUT ok");

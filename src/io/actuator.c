@@ -135,10 +135,11 @@ static void detail_append(struct worker *w, const char *text)
 }
 
 /* The journal keeps DW_DETAIL_MAX (512) bytes of a step's detail, and a step of many changes
- * can say more: the failure leads, the changes made before it follow. */
+ * can say more: the failures lead, the changes made (some perhaps after a failure, by calls
+ * already in flight) follow. */
 static void detail_failure(struct worker *w, const char *why, const char *more)
 {
-    static const char sep[] = "; before: ";
+    static const char sep[] = "; done: ";
     char before[sizeof w->detail];
     memcpy(before, w->detail, sizeof before);
     snprintf(w->detail, sizeof w->detail, "%s%s", why, more);

@@ -829,7 +829,7 @@ static void test_failed_item_ends_step_after_calls_in_flight(void **state)
     x->hold_all = false;
     assert_int_equal(tl_run_until(&x->e, step_failed, x, 5000), 0);
     char *dump = dw_fsm_dump(x->fsm);
-    assert_non_null(strstr(dump, "tb-b2: PUT -> 400 bad request; before: tb-b1 PUT ok; "
+    assert_non_null(strstr(dump, "tb-b2: PUT -> 400 bad request; done: tb-b1 PUT ok; "
                                  "tb-b3 PUT ok"));
     free(dump);
 }

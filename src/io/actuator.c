@@ -39,7 +39,7 @@ struct worker {
     struct dw_target target; /* cur's target, copied: a config change must not move it */
     struct dw_fence fence;
     uint64_t barrier_sent;   /* monotonic ms when the step's barrier was requested */
-    int tb;                  /* the trunk base (verify) or item (switch) being worked on */
+    int tb;                  /* the trunk base a verify step is checking */
     struct dw_action_item *items; /* an activate or deactivate step's changes, in order */
     struct slot *slots;      /* one per item */
     int n_items;
@@ -137,12 +137,12 @@ static void detail_append(struct worker *w, const char *text)
 /* The journal keeps DW_DETAIL_MAX (512) bytes of a step's detail, and a step of many changes
  * can say more: the failures lead, the changes made (some perhaps after a failure, by calls
  * already in flight) follow. */
-static void detail_failure(struct worker *w, const char *why, const char *more)
+static void detail_failure(struct worker *w, const char *why)
 {
     static const char sep[] = "; done: ";
     char before[sizeof w->detail];
     memcpy(before, w->detail, sizeof before);
-    snprintf(w->detail, sizeof w->detail, "%s%s", why, more);
+    snprintf(w->detail, sizeof w->detail, "%s", why);
     size_t n = strlen(w->detail), k = strlen(before);
     if (k == 0 || n + sizeof sep >= sizeof w->detail)
         return;
@@ -539,7 +539,7 @@ static void switch_settle(struct worker *w)
         kick_soon(a);
     } else if (w->stop == STOP_FAILED) {
         a->clock.timer_stop(w->wait);
-        detail_failure(w, w->failed, "");
+        detail_failure(w, w->failed);
         if (still_valid(w))
             commit(w, DW_STEP_FAILED);
     } else if (all_ok(w)) {

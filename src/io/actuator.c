@@ -18,6 +18,19 @@
 
 struct dw_actuator;
 
+/* An item's progress within a switch step; a slot is also the context of its call. */
+enum item_state { IT_TODO, IT_FLIGHT, IT_RETRY, IT_OK, IT_FAILED };
+
+struct slot {
+    struct worker *w;
+    int i;
+    enum item_state st;
+    uint64_t due; /* IT_RETRY: clock ms when it may go again */
+};
+
+/* Why a switch step stops starting items: it ends once its calls in flight have answered. */
+enum stop { STOP_NONE, STOP_FAILED, STOP_FENCED };
+
 struct worker {
     struct dw_actuator *a;
     int64_t op;              /* operation this worker serves, 0 = free */
@@ -26,9 +39,15 @@ struct worker {
     struct dw_target target; /* cur's target, copied: a config change must not move it */
     struct dw_fence fence;
     uint64_t barrier_sent;   /* monotonic ms when the step's barrier was requested */
-    int tb;                  /* the trunk base (verify) or item (switch) being worked on */
+    int tb;                  /* the trunk base a verify step is checking */
     struct dw_action_item *items; /* an activate or deactivate step's changes, in order */
+    struct slot *slots;      /* one per item */
     int n_items;
+    int in_flight;           /* calls of this step not answered yet */
+    enum stop stop;
+    int pumping, repump;     /* a client may answer from inside the call that starts it */
+    int retry_armed;         /* wait runs for an item's retry */
+    char failed[256];        /* the step's definitive failures, journaled first */
     uint64_t verify_deadline;
     uint64_t step_deadline;  /* clock ms: a switch stops retrying errors that may pass */
     int deadline_seq;        /* the step step_deadline belongs to, -1 = none */
@@ -81,8 +100,10 @@ static void act_unref(struct dw_actuator *a)
 {
     if (--a->refs != 0)
         return;
-    for (int i = 0; i < MAX_WORKERS; i++)
+    for (int i = 0; i < MAX_WORKERS; i++) {
         free(a->w[i].items);
+        free(a->w[i].slots);
+    }
     free(a);
 }
 
@@ -97,25 +118,31 @@ static const struct dw_genesys_cfg *gcfg(const struct dw_actuator *a)
     return &dw_fsm_config(a->fsm)->genesys;
 }
 
+static void text_append(char *buf, size_t size, const char *text)
+{
+    size_t n = strlen(buf);
+    if (n > 0 && n + 2 < size) {
+        buf[n++] = ';';
+        buf[n++] = ' ';
+        buf[n] = '\0';
+    }
+    snprintf(buf + n, size - n, "%s", text);
+}
+
 static void detail_append(struct worker *w, const char *text)
 {
-    size_t n = strlen(w->detail);
-    if (n > 0 && n + 2 < sizeof w->detail) {
-        w->detail[n++] = ';';
-        w->detail[n++] = ' ';
-        w->detail[n] = '\0';
-    }
-    snprintf(w->detail + n, sizeof w->detail - n, "%s", text);
+    text_append(w->detail, sizeof w->detail, text);
 }
 
 /* The journal keeps DW_DETAIL_MAX (512) bytes of a step's detail, and a step of many changes
- * can say more: the failure leads, the changes made before it follow. */
-static void detail_failure(struct worker *w, const char *why, const char *more)
+ * can say more: the failures lead, the changes made (some perhaps after a failure, by calls
+ * already in flight) follow. */
+static void detail_failure(struct worker *w, const char *why)
 {
-    static const char sep[] = "; before: ";
+    static const char sep[] = "; done: ";
     char before[sizeof w->detail];
     memcpy(before, w->detail, sizeof before);
-    snprintf(w->detail, sizeof w->detail, "%s%s", why, more);
+    snprintf(w->detail, sizeof w->detail, "%s", why);
     size_t n = strlen(w->detail), k = strlen(before);
     if (k == 0 || n + sizeof sep >= sizeof w->detail)
         return;
@@ -327,94 +354,234 @@ static void committed(void *data, int status, const char *errmsg)
 
 /* ---- activate / deactivate ---- */
 
-static void switch_next(struct worker *w);
+/* A step's trunk bases are independent of each other, so up to max_concurrent_requests of them
+ * are switched at once; Edges before them and routes after them run one at a time, in order,
+ * each only once everything before it is done. The step ends (journaled or fenced) only when
+ * none of its calls is in flight, so no write of it can land after its end is journaled. */
 
-/* Again through a barrier: the lease is not renewed while nothing can be sent. */
+static void switch_pump(struct worker *w);
+
+static unsigned step_concurrency(const struct dw_actuator *a)
+{
+    unsigned n = gcfg(a)->max_concurrent_requests;
+    return n > 0 ? n : 4;
+}
+
+static void note_failure(struct worker *w, const char *text)
+{
+    text_append(w->failed, sizeof w->failed, text);
+    if (w->stop == STOP_NONE)
+        w->stop = STOP_FAILED;
+}
+
+static void switch_retry(void *data);
+
+/* The earliest item retry, or nothing to wait for. */
+static void arm_retry(struct worker *w)
+{
+    struct dw_actuator *a = w->a;
+    uint64_t first = UINT64_MAX, now = now_ms(a);
+    for (int i = 0; i < w->n_items; i++)
+        if (w->slots[i].st == IT_RETRY && w->slots[i].due < first)
+            first = w->slots[i].due;
+    w->retry_armed = first != UINT64_MAX;
+    w->next = switch_retry;
+    if (w->retry_armed)
+        a->clock.timer_start(w->wait, first > now ? first - now : 0);
+}
+
+/* An item's retry is due. With calls of the step in flight the lease is being renewed and the
+ * item simply goes again (its call reads first); with none, nothing kept the lease, so the whole
+ * step runs again through a barrier, reading first, as a step with one item always did. */
 static void switch_retry(void *data)
 {
     struct worker *w = data;
-    step_finished(w);
-    kick_soon(w->a);
-}
-
-static void switch_done(void *data, enum dw_gresult res, const char *detail)
-{
-    struct worker *w = data;
-    if (w->a->closing) {
-        act_unref(w->a);
+    uint64_t now = now_ms(w->a);
+    w->retry_armed = 0;
+    if (w->stop != STOP_NONE)
         return;
-    }
-    w->a->refs--;
-    if (res == DW_G_FENCED) {
-        /* nothing more was sent; the step stays STARTED and is run again once this node holds
-         * a valid token, reading first */
-        dw_log(DW_LOG_WARN, "actuator", "op %" PRId64 " step %d: stopped by fencing: %s",
-               w->cur.op, w->cur.seq, detail);
-        w->a->stats.fenced_steps++;
+    if (w->in_flight == 0) {
         step_finished(w);
         kick_soon(w->a);
         return;
     }
-    unsigned again = gcfg(w->a)->verify_interval_ms;
-    if (res == DW_G_TRANSIENT && now_ms(w->a) + again < w->step_deadline) {
-        /* Genesys may be back soon: a failed step would roll back and move calls for nothing.
-         * Try again, reading first, until the step's deadline. */
-        dw_log(DW_LOG_WARN, "actuator", "op %" PRId64 " step %d: %s; trying again in %u ms "
-               "(gives up in %" PRIu64 " ms)", w->cur.op, w->cur.seq, detail, again,
-               w->step_deadline - now_ms(w->a));
-        w->retry_wait = 1;
-        w->next = switch_retry;
-        w->a->clock.timer_start(w->wait, again);
-        return;
-    }
-    if (res == DW_G_OK || res == DW_G_UNCHANGED) {
-        detail_append(w, detail);
-        w->tb++;
-        switch_next(w);
-    } else if (still_valid(w)) {
-        char line[96] = "";
-        if (res == DW_G_TRANSIENT)
-            snprintf(line, sizeof line, "; still failing after %u ms",
-                     gcfg(w->a)->step_timeout_ms);
-        detail_failure(w, detail, line);
-        commit(w, DW_STEP_FAILED);
-    }
+    /* a loop's timers run on its cached clock, which lags the monotonic one a little */
+    for (int i = 0; i < w->n_items; i++)
+        if (w->slots[i].st == IT_RETRY && w->slots[i].due <= now + 1)
+            w->slots[i].st = IT_TODO;
+    arm_retry(w);
+    switch_pump(w);
 }
 
-static int start_item(struct worker *w, const struct dw_action_item *it, bool on)
+static void switch_done(void *data, enum dw_gresult res, const char *detail)
+{
+    struct slot *sl = data;
+    struct worker *w = sl->w;
+    struct dw_actuator *a = w->a;
+    if (a->closing) {
+        act_unref(a);
+        return;
+    }
+    a->refs--;
+    w->in_flight--;
+    sl->st = IT_TODO;
+    unsigned again = gcfg(a)->verify_interval_ms;
+    if (res == DW_G_FENCED) {
+        /* nothing more is sent; the step stays STARTED and is run again once this node holds
+         * a valid token, reading first */
+        dw_log(DW_LOG_WARN, "actuator", "op %" PRId64 " step %d: %s stopped by fencing: %s",
+               w->cur.op, w->cur.seq, w->items[sl->i].id, detail);
+        w->stop = STOP_FENCED;
+    } else if (res == DW_G_TRANSIENT && now_ms(a) + again < w->step_deadline) {
+        /* Genesys may be back soon: a failed step would roll back and move calls for nothing.
+         * Try the item again, reading first, until the step's deadline; the others go on. */
+        dw_log(DW_LOG_WARN, "actuator", "op %" PRId64 " step %d: %s: %s; trying again in %u ms "
+               "(gives up in %" PRIu64 " ms)", w->cur.op, w->cur.seq, w->items[sl->i].id, detail,
+               again, w->step_deadline - now_ms(a));
+        if (w->stop == STOP_NONE) {
+            sl->st = IT_RETRY;
+            sl->due = now_ms(a) + again;
+            if (!w->retry_armed)
+                arm_retry(w);
+        }
+    } else if (res == DW_G_OK || res == DW_G_UNCHANGED) {
+        sl->st = IT_OK;
+        detail_append(w, detail);
+    } else {
+        char line[320];
+        snprintf(line, sizeof line, "%s%s", detail, res == DW_G_TRANSIENT ? "; still failing "
+                 "after " : "");
+        if (res == DW_G_TRANSIENT)
+            snprintf(line + strlen(line), sizeof line - strlen(line), "%u ms",
+                     gcfg(a)->step_timeout_ms);
+        sl->st = IT_FAILED;
+        note_failure(w, line);
+    }
+    switch_pump(w);
+}
+
+static int start_item(struct worker *w, struct slot *sl, bool on)
 {
     struct dw_actuator *a = w->a;
     const struct dw_target *t = cur_target(w);
+    const struct dw_action_item *it = &w->items[sl->i];
     switch (it->kind) {
     case DW_ITEM_ROUTE:
         return a->ops.set_route(a->ops.genesys, it->site_id, it->id, it->mode, on,
                                 (const char (*)[DW_ID_MAX])t->trunk_base_ids, t->n_trunk_bases,
-                                &w->fence, switch_done, w);
+                                &w->fence, switch_done, sl);
     case DW_ITEM_EDGE:
         return a->ops.set_edge_service(a->ops.genesys, it->id, on, t->drain_wait_s, &w->fence,
-                                       switch_done, w);
+                                       switch_done, sl);
     case DW_ITEM_TRUNK_BASE:
         break;
     }
-    return a->ops.set_trunk_base(a->ops.genesys, it->id, on, &w->fence, switch_done, w);
+    return a->ops.set_trunk_base(a->ops.genesys, it->id, on, &w->fence, switch_done, sl);
 }
 
-static void switch_next(struct worker *w)
+static bool start_slot(struct worker *w, struct slot *sl)
 {
     struct dw_actuator *a = w->a;
-    if (!still_valid(w))
-        return;
-    if (w->tb >= w->n_items) {
-        commit(w, DW_STEP_DONE);
-        return;
-    }
-    bool enable = strcmp(w->cur.action, "activate") == 0;
+    sl->st = IT_FLIGHT;
+    w->in_flight++;
     a->refs++;
-    if (start_item(w, &w->items[w->tb], enable) != 0) {
-        a->refs--;
-        detail_failure(w, "cannot start Genesys call", "");
-        commit(w, DW_STEP_FAILED);
+    if (start_item(w, sl, strcmp(w->cur.action, "activate") == 0) == 0)
+        return true;
+    a->refs--;
+    w->in_flight--;
+    sl->st = IT_FAILED;
+    note_failure(w, "cannot start Genesys call");
+    return false;
+}
+
+/* Starts what may start now: the first unfinished item alone when it is no trunk base, else
+ * the trunk bases from it on, up to the step's concurrency (a retry keeps its place). */
+static void start_ready(struct worker *w)
+{
+    int first = 0;
+    while (first < w->n_items && w->slots[first].st == IT_OK)
+        first++;
+    if (first == w->n_items)
+        return;
+    if (w->items[first].kind != DW_ITEM_TRUNK_BASE) {
+        if (w->slots[first].st == IT_TODO && w->in_flight == 0)
+            start_slot(w, &w->slots[first]);
+        return;
     }
+    unsigned used = 0, max = step_concurrency(w->a);
+    int end = first;
+    for (; end < w->n_items && w->items[end].kind == DW_ITEM_TRUNK_BASE; end++)
+        used += w->slots[end].st == IT_FLIGHT || w->slots[end].st == IT_RETRY;
+    for (int i = first; i < end && used < max && w->stop == STOP_NONE && !w->repump; i++) {
+        if (w->slots[i].st == IT_TODO && start_slot(w, &w->slots[i]))
+            used++;
+    }
+}
+
+static bool all_ok(const struct worker *w)
+{
+    for (int i = 0; i < w->n_items; i++)
+        if (w->slots[i].st != IT_OK)
+            return false;
+    return true;
+}
+
+/* The step ends here once nothing of it is in flight: fenced (stays STARTED), FAILED (the
+ * failures lead the detail), DONE, or it waits for an item's retry. */
+static void switch_settle(struct worker *w)
+{
+    struct dw_actuator *a = w->a;
+    if (w->in_flight > 0)
+        return;
+    if (w->stop == STOP_FENCED) {
+        a->stats.fenced_steps++;
+        step_finished(w);
+        kick_soon(a);
+    } else if (w->stop == STOP_FAILED) {
+        a->clock.timer_stop(w->wait);
+        detail_failure(w, w->failed);
+        if (still_valid(w))
+            commit(w, DW_STEP_FAILED);
+    } else if (all_ok(w)) {
+        if (still_valid(w))
+            commit(w, DW_STEP_DONE);
+    } else if (w->retry_armed) {
+        w->retry_wait = 1; /* no request can leave until the retry: the lease may lapse */
+    }
+}
+
+static void switch_pump(struct worker *w)
+{
+    char why[160];
+    if (w->pumping) {
+        w->repump = 1;
+        return;
+    }
+    w->pumping = 1;
+    do {
+        w->repump = 0;
+        if (w->stop == STOP_NONE && !fence_check(w->a, &w->fence, false, why, sizeof why)) {
+            dw_log(DW_LOG_WARN, "actuator", "op %" PRId64 " step %d: stopping: %s", w->cur.op,
+                   w->cur.seq, why);
+            w->stop = STOP_FENCED;
+        }
+        if (w->stop == STOP_NONE)
+            start_ready(w);
+    } while (w->repump);
+    w->pumping = 0;
+    switch_settle(w);
+}
+
+static void switch_begin(struct worker *w)
+{
+    w->in_flight = 0;
+    w->stop = STOP_NONE;
+    w->retry_armed = 0;
+    w->retry_wait = 0;
+    w->failed[0] = '\0';
+    for (int i = 0; i < w->n_items; i++)
+        w->slots[i].st = IT_TODO;
+    switch_pump(w);
 }
 
 /* A client without route or Edge calls (the simulated cluster's) fails the step before it
@@ -514,7 +681,7 @@ static void execute(struct worker *w)
                 commit(w, DW_STEP_FAILED);
             return;
         }
-        switch_next(w);
+        switch_begin(w);
     }
 }
 
@@ -620,7 +787,13 @@ static int load_items(struct dw_actuator *a, struct worker *w)
     if (items == NULL)
         return -1;
     w->items = items;
+    struct slot *slots = realloc(w->slots, (size_t)(n > 0 ? n : 1) * sizeof *slots);
+    if (slots == NULL)
+        return -1;
+    w->slots = slots;
     w->n_items = dw_action_items(cfg, &w->target, on, items, n);
+    for (int i = 0; i < w->n_items; i++)
+        w->slots[i] = (struct slot){.w = w, .i = i, .st = IT_TODO};
     return 0;
 }
 
@@ -849,10 +1022,18 @@ const char *dw_actuator_current(struct dw_actuator *a)
         const struct worker *w = &a->w[i];
         if (!w->busy)
             continue;
+        int ok = 0;
+        for (int j = 0; j < w->n_items; j++)
+            ok += w->slots[j].st == IT_OK;
         int k = snprintf(a->current + n, sizeof a->current - n,
-                         "%sop %" PRId64 " step %d/%d %s %s (%s)", n ? "; " : "", w->cur.op,
+                         "%sop %" PRId64 " step %d/%d %s %s (%s", n ? "; " : "", w->cur.op,
                          w->cur.seq + 1, w->cur.n_steps, w->cur.action, cur_target(w)->id,
                          dw_step_status_name(w->cur.status));
+        if (k >= 0 && (size_t)k < sizeof a->current - n && w->n_items > 1)
+            k += snprintf(a->current + n + k, sizeof a->current - n - (size_t)k,
+                          ", %d/%d changes done, %d in flight", ok, w->n_items, w->in_flight);
+        if (k >= 0 && (size_t)k < sizeof a->current - n)
+            k += snprintf(a->current + n + k, sizeof a->current - n - (size_t)k, ")");
         if (k < 0)
             break;
         n += (size_t)k < sizeof a->current - n ? (size_t)k : sizeof a->current - n - 1;

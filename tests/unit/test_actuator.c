@@ -106,10 +106,12 @@ struct fx {
         dw_genesys_cb cb;
         void *data;
         bool answered;
-        uint64_t at; /* uv_now when asked */
+        uint64_t at;    /* uv_now when asked */
+        int writes_out; /* writes in flight when it was asked, itself included */
     } calls[256];
     int ncalls;
     const char *hold_tb; /* calls for this trunk base are not answered by auto_answer */
+    bool hold_all;       /* auto_answer answers nothing */
     int transient;       /* writes answered "may pass" (503 after retries) before one succeeds;
                             -1: always */
     int cancels;
@@ -207,6 +209,14 @@ static struct call *new_call(struct fx *x, const char *tb, dw_genesys_cb cb, voi
     return c;
 }
 
+static int writes_open(const struct fx *x)
+{
+    int n = 0;
+    for (int i = 0; i < x->ncalls; i++)
+        n += x->calls[i].write && !x->calls[i].answered;
+    return n;
+}
+
 static int f_set(void *g, const char *tb, bool on, const struct dw_fence *f, dw_genesys_cb cb,
                  void *data)
 {
@@ -214,6 +224,7 @@ static int f_set(void *g, const char *tb, bool on, const struct dw_fence *f, dw_
     c->write = true;
     c->enabled = on;
     c->fence = *f;
+    c->writes_out = writes_open(g);
     return 0;
 }
 
@@ -256,7 +267,7 @@ static void auto_answer(struct fx *x)
 {
     for (int i = 0; i < x->ncalls; i++) {
         struct call *c = &x->calls[i];
-        if (!c->answered && !(x->hold_tb && strcmp(c->tb, x->hold_tb) == 0))
+        if (!c->answered && !x->hold_all && !(x->hold_tb && strcmp(c->tb, x->hold_tb) == 0))
             answer(x, c);
     }
 }
@@ -682,11 +693,207 @@ static void test_missing_client_call_fails_step_before_writing(void **state)
     free(dump);
 }
 
+/* Gives target t of g1 n trunk bases named <prefix>1..n, and the client a concurrency. */
+static void many_trunk_bases(struct fx *x, int t, const char *prefix, int n, unsigned conc)
+{
+    struct dw_target *tg = &x->cfg->groups[0].targets[t];
+    tg->n_trunk_bases = n;
+    for (int i = 0; i < n; i++)
+        snprintf(tg->trunk_base_ids[i], sizeof tg->trunk_base_ids[i], "%s%d", prefix, i + 1);
+    x->cfg->genesys.max_concurrent_requests = conc;
+}
+
+static int find_call(const struct fx *x, const char *tb, bool write)
+{
+    for (int i = 0; i < x->ncalls; i++)
+        if (strcmp(x->calls[i].tb, tb) == 0 && x->calls[i].write == write)
+            return i;
+    return -1;
+}
+
+struct want_writes {
+    struct fx *x;
+    int n;
+};
+
+static int writes_reach(void *arg)
+{
+    struct want_writes *w = arg;
+    return writes_open(w->x) >= w->n;
+}
+
+static void await_writes(struct fx *x, int n)
+{
+    struct want_writes w = {x, n};
+    assert_int_equal(tl_run_until(&x->e, writes_reach, &w, 5000), 0);
+}
+
+static void answer_with(struct call *c, enum dw_gresult res, const char *detail)
+{
+    c->answered = true;
+    c->cb(c->data, res, detail);
+}
+
+/* A journal entry of this status is on its way to raft (proposed, not applied yet). */
+static bool proposing(const struct fx *x, const char *status)
+{
+    char want[32];
+    snprintf(want, sizeof want, "\"status\":\"%s\"", status);
+    for (int i = 0; i < x->nq; i++)
+        if (x->q[i].entry != NULL && strstr(x->q[i].entry, want) != NULL)
+            return true;
+    return false;
+}
+
+/* A step's trunk bases are switched up to max_concurrent_requests at a time, never more; the
+ * Edge before them and the route after them wait until everything before is done, on activate
+ * and on deactivate. */
+static void test_trunk_bases_switch_concurrently_in_phase(void **state)
+{
+    struct fx *x = *state;
+    g1_actions(x, true);
+    many_trunk_bases(x, 1, "tb-b", 7, 3);
+    many_trunk_bases(x, 0, "tb-a", 5, 3);
+    observe_all(x, 1, 0);
+    x->hold_all = true;
+    lead(x, 1);
+    await_call(x, "edge:gb");
+    assert_int_equal(writes_open(x), 1); /* the bases wait for the Edge */
+    answer(x, open_call(x, "edge:gb"));
+    assert_int_equal(writes_open(x), 3); /* started at once, from the answer */
+    x->hold_all = false;
+    struct done_wait w = {x, 0, 1};
+    assert_int_equal(tl_run_until(&x->e, group_on, &w, 5000), 0);
+
+    int max = 0, last_tb = -1;
+    for (int i = 0; i < x->ncalls; i++) {
+        const struct call *c = &x->calls[i];
+        if (c->write && c->writes_out > max)
+            max = c->writes_out;
+        if (c->write && strncmp(c->tb, "tb-", 3) == 0)
+            last_tb = i;
+    }
+    assert_int_equal(max, 3);
+    /* routes and Edges start only with nothing else of their step in flight, after the bases */
+    const char *alone[] = {"edge:gb", "route:r-first", "route:r-on", "edge:ga"};
+    for (size_t k = 0; k < sizeof alone / sizeof alone[0]; k++) {
+        int i = find_call(x, alone[k], true);
+        assert_true(i >= 0);
+        assert_int_equal(x->calls[i].writes_out, 1);
+    }
+    int route = find_call(x, "route:r-first", true), drain = find_call(x, "edge:ga", true);
+    for (int i = 0; i < x->ncalls; i++) {
+        if (!x->calls[i].write || strncmp(x->calls[i].tb, "tb-", 3) != 0)
+            continue;
+        if (strncmp(x->calls[i].tb, "tb-b", 4) == 0)
+            assert_true(i < route);
+        else
+            assert_true(i > find_call(x, "route:r-on", true) && i < drain);
+    }
+    assert_true(last_tb < drain);
+    char *dump = dw_fsm_dump(x->fsm);
+    assert_null(strstr(dump, "failed"));
+    free(dump);
+}
+
+/* g1 fails over to a backup of n trunk bases with concurrency conc, no call answered: returns
+ * once the first conc writes are in flight. */
+static void fail_over_held(struct fx *x, int n, unsigned conc)
+{
+    many_trunk_bases(x, 1, "tb-b", n, conc);
+    observe_all(x, 1, 0);
+    x->hold_all = true;
+    lead(x, 1);
+    await_writes(x, (int)conc);
+}
+
+/* One trunk base fails: nothing new starts, and FAILED is journaled only once the other calls
+ * in flight have answered; the failure leads the detail. */
+static void test_failed_item_ends_step_after_calls_in_flight(void **state)
+{
+    struct fx *x = *state;
+    fail_over_held(x, 6, 3);
+    struct call *c1 = open_call(x, "tb-b1"), *c2 = open_call(x, "tb-b2");
+    struct call *c3 = open_call(x, "tb-b3");
+    assert_non_null(c1);
+    assert_non_null(c2);
+    assert_non_null(c3);
+    answer_with(c2, DW_G_FAIL, "tb-b2: PUT -> 400 bad request");
+    answer_with(c1, DW_G_OK, "tb-b1 PUT ok");
+    assert_int_equal(x->ncalls, 3); /* no new item after the failure */
+    assert_false(proposing(x, "failed"));
+    assert_false(step_failed(x));
+    answer_with(c3, DW_G_OK, "tb-b3 PUT ok");
+    assert_int_equal(x->ncalls, 3);
+    assert_true(proposing(x, "failed"));
+    x->hold_all = false;
+    assert_int_equal(tl_run_until(&x->e, step_failed, x, 5000), 0);
+    char *dump = dw_fsm_dump(x->fsm);
+    assert_non_null(strstr(dump, "tb-b2: PUT -> 400 bad request; done: tb-b1 PUT ok; "
+                                 "tb-b3 PUT ok"));
+    free(dump);
+}
+
+/* A fenced item stops new starts; the step ends fenced (STARTED) once the others answered and
+ * runs again from a valid token. */
+static void test_fenced_item_stops_new_starts(void **state)
+{
+    struct fx *x = *state;
+    struct dw_actuator_stats st;
+    fail_over_held(x, 6, 3);
+    answer_with(open_call(x, "tb-b1"), DW_G_FENCED, "lease lapsed 3 ms ago");
+    answer_with(open_call(x, "tb-b2"), DW_G_OK, "tb-b2 PUT ok");
+    assert_int_equal(x->ncalls, 3);
+    dw_actuator_stats(x->a, &st);
+    assert_int_equal(st.fenced_steps, 0); /* tb-b3 is still in flight */
+    assert_non_null(strstr(dw_actuator_current(x->a), "1 in flight"));
+    answer_with(open_call(x, "tb-b3"), DW_G_OK, "tb-b3 PUT ok");
+    dw_actuator_stats(x->a, &st);
+    assert_int_equal(st.fenced_steps, 1);
+    assert_int_equal(x->ncalls, 3);
+    assert_false(proposing(x, "done") || proposing(x, "failed"));
+    struct dw_step_ref r[4];
+    assert_int_equal(dw_fsm_next_steps(x->fsm, r, 4), 1);
+    assert_int_equal(r[0].status, DW_STEP_STARTED);
+    x->hold_all = false;
+    struct done_wait w = {x, 0, 1};
+    assert_int_equal(tl_run_until(&x->e, group_on, &w, 5000), 0);
+}
+
+/* An item's error that may pass is tried again while the others go on. */
+static void test_transient_item_retried_while_others_go_on(void **state)
+{
+    struct fx *x = *state;
+    fail_over_held(x, 4, 2);
+    answer_with(open_call(x, "tb-b1"), DW_G_TRANSIENT, "PUT -> 503 (after 5 retries)");
+    assert_int_equal(x->ncalls, 2); /* the retry keeps its place in the step's concurrency */
+    answer_with(open_call(x, "tb-b2"), DW_G_OK, "tb-b2 PUT ok");
+    assert_int_equal(x->ncalls, 3); /* tb-b3 */
+    await_call(x, "tb-b1");         /* the retry, while tb-b3 is in flight */
+    assert_non_null(open_call(x, "tb-b3"));
+    assert_int_equal(writes_open(x), 2);
+    x->hold_all = false;
+    struct done_wait w = {x, 0, 1};
+    assert_int_equal(tl_run_until(&x->e, group_on, &w, 5000), 0);
+    char *dump = dw_fsm_dump(x->fsm);
+    assert_null(strstr(dump, "failed"));
+    free(dump);
+    for (int i = 0; i < x->ncalls; i++)
+        assert_true(!x->calls[i].write || x->calls[i].writes_out <= 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_fence_term_leadership_and_relevance, setup, teardown),
         cmocka_unit_test_setup_teardown(test_step_changes_run_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trunk_bases_switch_concurrently_in_phase, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_failed_item_ends_step_after_calls_in_flight, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_fenced_item_stops_new_starts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_transient_item_retried_while_others_go_on, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_missing_client_call_fails_step_before_writing,
                                         setup_bare, teardown),
         cmocka_unit_test_setup_teardown(test_lease_lapses_without_majority_and_holds_with_it,

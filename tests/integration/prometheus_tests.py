@@ -1,7 +1,7 @@
 """Prometheus against real processes: the shipped rules and dashboard checked by promtool, then a
 real `prometheus` scraping a live three-node cluster: all targets up, exactly one leader,
-/health and /leader as a load balancer sees them, and the failed-failover alert firing after a
-failover whose verify fails. The test runs the repository's rule file unchanged: the alerts it
+/health and /leader as a load balancer sees them, the failed-failover alert firing after a
+failover whose verify fails, and /health turning 503 on a leader that lost its majority. The test runs the repository's rule file unchanged: the alerts it
 waits for have no `for:` (they fire on the first evaluation that sees the failure)."""
 import json
 import os
@@ -222,6 +222,21 @@ def test_prometheus_live_cluster_one_leader_and_failed_failover_alert():
             raise
         finally:
             prom.stop()
+
+        # The two followers gone: the leader loses its majority, steps down within an election
+        # timeout, and both endpoints say so.
+        lead = c.wait_leader()
+        for i in c.alive():
+            if i != lead:
+                c.kill_node(i)
+
+        def out_of_quorum():
+            st, body = _endpoint(c, lead, "/health")
+            return st == 503 and json.loads(body)
+        body = wait_until(out_of_quorum, 10, "/health 503 on the leader left alone")
+        assert not body["healthy"] and not body["is_leader"] and body["reason"], body
+        assert _endpoint(c, lead, "/leader")[0] == 503
+        assert re.search(r"^drwatch_healthy 0$", c.metrics(lead), re.M)
 
 
 TESTS = [test_prometheus_rules_and_dashboard_check,

@@ -62,6 +62,14 @@ def test_prometheus_rules_and_dashboard_check():
     with open(os.path.join(PROM_DIR, "drwatch.rules.test.yml")) as f:
         tested = set(re.findall(r"alertname: (\w+)", f.read()))
     assert alerts and alerts == tested, f"alerts without a unit test: {alerts - tested}"
+    # every runbook annotation names a section that exists (GitHub's heading anchors)
+    with open(os.path.join(ROOT, "docs", "operations.md")) as f:
+        anchors = {re.sub(r"[^a-z0-9 _-]", "", h.strip().lower()).replace(" ", "-")
+                   for h in re.findall(r"^#+ (.*)$", f.read(), re.M)}
+    with open(RULES) as f:
+        runbooks = re.findall(r'runbook: "docs/operations\.md#([^"]+)"', f.read())
+    assert len(runbooks) == len(alerts), runbooks
+    assert set(runbooks) <= anchors, f"no such section in docs/operations.md: {set(runbooks) - anchors}"
     exprs = dashboard_exprs()
     assert len(exprs) >= 15, exprs
     with tempfile.TemporaryDirectory() as d:

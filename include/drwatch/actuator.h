@@ -18,6 +18,7 @@
 #include "drwatch/config.h"
 #include "drwatch/fsm.h"
 #include "drwatch/genesys.h"
+#include "drwatch/opsm.h"
 #include "drwatch/raftnode.h"
 
 struct dw_actuator;
@@ -67,10 +68,20 @@ void dw_actuator_crash_before(struct dw_actuator *a, const char *action);
 /* Short description of the steps in flight ("; "-separated), "" when idle. */
 const char *dw_actuator_current(struct dw_actuator *a);
 
+/* Step durations (start of this leader's attempt to its DONE or FAILED being proposed), per
+ * action and result, in buckets with these upper bounds in seconds plus one above them all. */
+#define DW_STEP_BUCKETS 12
+extern const double dw_step_bucket_bounds[DW_STEP_BUCKETS];
+struct dw_step_hist {
+    uint64_t counts[DW_STEP_BUCKETS + 1];
+    double sum;           /* seconds */
+};
+
 struct dw_actuator_stats {
     uint64_t lease_renewals; /* barriers that extended the write lease */
     uint64_t fenced_steps;   /* steps stopped because their fencing token lapsed */
     uint64_t resume_waits;   /* resumed steps that first waited out an earlier leader's request */
+    struct dw_step_hist steps[DW_ACT_COUNT][2]; /* [action][0 done, 1 failed] */
 };
 void dw_actuator_stats(const struct dw_actuator *a, struct dw_actuator_stats *out);
 

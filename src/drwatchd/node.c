@@ -5,6 +5,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <sqlite3.h>
+
 #include "drwatch/actuator.h"
 #include "drwatch/admin.h"
 #include "drwatch/cfgfile.h"
@@ -22,6 +24,7 @@
 #include "drwatch/raftnode.h"
 #include "drwatch/tilt.h"
 
+#include "build_info.h"
 #include "cfgadmin.h"
 #include "opsadmin.h"
 #include "node.h"
@@ -607,6 +610,180 @@ static double health_value(enum dw_health h)
     return h == DW_UP ? 1 : h == DW_DOWN ? 0 : -1;
 }
 
+/* ---- /health, /leader and the series per member and per operation (docs/metrics.md) ---- */
+
+static bool self_is_voter(struct dw_node *n)
+{
+    struct dw_raft_server servers[DW_MAX_MEMBERS];
+    int k = dw_raft_configuration(n->raft, servers, DW_MAX_MEMBERS);
+    for (int i = 0; i < k && i < DW_MAX_MEMBERS; i++) {
+        if (servers[i].id == n->cfg->node_id)
+            return strcmp(dw_raft_role_name(servers[i].role), "voter") == 0;
+    }
+    return false;
+}
+
+/* Healthy = part of a working quorum, as a load balancer may trust it: leading and not in TILT
+ * (raft makes a leader step down once a majority has not answered within an election timeout),
+ * or a voter following a leader it knows (raft forgets the leader and stands for election when
+ * no heartbeat came within the election timeout; a non-voter never does, so it cannot tell). */
+static void node_status(void *data, struct dw_metrics_status *st)
+{
+    struct dw_node *n = data;
+    const struct dw_config *cfg = n->cfg;
+    const char *state = dw_raft_state_name(n->raft);
+    uint64_t leader = dw_raft_leader_id(n->raft);
+    const struct dw_member *self = dw_config_member(cfg, cfg->node_id);
+    const struct dw_member *lm = leader ? dw_config_member(cfg, leader) : NULL;
+    bool tilt = dw_tilt_active(n->tilt), voter = self_is_voter(n);
+    st->role = state;
+    st->node_id = cfg->node_id;
+    st->node_name = self ? self->name : "";
+    st->leader_id = leader;
+    st->leader_name = lm ? lm->name : "";
+    st->term = dw_raft_term(n->raft);
+    st->leader = !n->stopping && dw_raft_is_leader(n->raft);
+    if (n->stopping)
+        st->reason = "stopping";
+    else if (tilt)
+        st->reason = "in TILT (distrusts itself, abstains)";
+    else if (!voter)
+        st->reason = "not a voter";
+    else if (strcmp(state, "leader") == 0)
+        st->reason = "";
+    else if (strcmp(state, "follower") != 0 || leader == 0 || leader == cfg->node_id)
+        st->reason = "no leader known";
+    else
+        st->reason = "";
+    st->healthy = st->reason[0] == '\0';
+}
+
+static void collect_members(struct dw_node *n, struct dw_metrics_writer *w)
+{
+    const struct dw_config *cfg = n->cfg;
+    struct dw_metrics_status st = {0};
+    node_status(n, &st);
+    metric(w, "drwatch_healthy", DW_METRIC_GAUGE,
+           "1 while this node is part of a quorum (what GET /health answers 200 for).", NULL,
+           st.healthy);
+    const struct dw_member *self = dw_config_member(cfg, cfg->node_id);
+    char id[24];
+    snprintf(id, sizeof id, "%" PRIu64, cfg->node_id);
+    metric(w, "drwatch_node_info", DW_METRIC_GAUGE, "This node's member name and id.",
+           (const char *const[]){"member", self ? self->name : "", "id", id, NULL}, 1);
+    metric(w, "drwatch_build_info", DW_METRIC_GAUGE, "Build of this drwatchd (always 1).",
+           (const char *const[]){"version", DW_BUILD_VERSION, "commit", DW_BUILD_COMMIT,
+                                 "raft_version", DW_BUILD_RAFT_VERSION, "libuv_version",
+                                 uv_version_string(), "sqlite_version", sqlite3_libversion(),
+                                 NULL}, 1);
+    /* Last contact = the member's last committed refresh: what the quorum rule relies on. */
+    int64_t last[DW_MAX_MEMBERS] = {0};
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(dw_fsm_db(n->fsm), "SELECT id, last_refresh FROM nodes", -1, &q,
+                           NULL) == SQLITE_OK) {
+        while (sqlite3_step(q) == SQLITE_ROW) {
+            for (int i = 0; i < cfg->n_members; i++) {
+                if ((uint64_t)sqlite3_column_int64(q, 0) == cfg->members[i].id)
+                    last[i] = sqlite3_column_int64(q, 1);
+            }
+        }
+    }
+    sqlite3_finalize(q);
+    int64_t now = wall_ms();
+    for (int i = 0; i < cfg->n_members; i++) {
+        const struct dw_member *m = &cfg->members[i];
+        snprintf(id, sizeof id, "%" PRIu64, m->id);
+        const char *ml[] = {"member", m->name, "id", id, NULL};
+        double age = last[i] > 0 ? (double)(now - last[i]) / 1000.0 : -1;
+        metric(w, "drwatch_member_up", DW_METRIC_GAUGE,
+               "1 while the member's last committed refresh is younger than observation_ttl_ms.",
+               ml, age >= 0 && age * 1000.0 < cfg->cluster.observation_ttl_ms);
+        metric(w, "drwatch_member_last_contact_age_seconds", DW_METRIC_GAUGE,
+               "Seconds since the member's last committed refresh, -1 before any.", ml, age);
+        metric(w, "drwatch_member_leader", DW_METRIC_GAUGE,
+               "1 for the member this node follows as leader (or is, when it leads).", ml,
+               st.leader_id == m->id);
+        metric(w, "drwatch_member_voter", DW_METRIC_GAUGE,
+               "1 when the member counts in the majority.", ml, !m->non_voter);
+    }
+}
+
+/* From the replicated operations table, so the same on every node; operations are never
+ * deleted, so the counts only grow. Every kind and result is written, zero too, so that
+ * increase() sees the first failure. */
+static void collect_operations(struct dw_node *n, struct dw_metrics_writer *w)
+{
+    sqlite3 *db = dw_fsm_db(n->fsm);
+    sqlite3_stmt *q = NULL;
+    double count[DW_OP_KIND_COUNT][DW_OP_STATUS_COUNT] = {{0}};
+    if (sqlite3_prepare_v2(db, "SELECT kind, status, COUNT(*) FROM operations"
+                           " WHERE status <> 'running' GROUP BY kind, status", -1, &q,
+                           NULL) == SQLITE_OK) {
+        while (sqlite3_step(q) == SQLITE_ROW) {
+            enum dw_op_kind k;
+            enum dw_op_status s;
+            if (dw_op_kind_parse((const char *)sqlite3_column_text(q, 0), &k) == 0 &&
+                dw_op_status_parse((const char *)sqlite3_column_text(q, 1), &s) == 0)
+                count[k][s] = (double)sqlite3_column_int64(q, 2);
+        }
+    }
+    sqlite3_finalize(q);
+    for (int k = 0; k < DW_OP_KIND_COUNT; k++) {
+        for (int s = DW_OP_DONE; s < DW_OP_STATUS_COUNT; s++) {
+            const char *l[] = {"kind", dw_op_kind_name((enum dw_op_kind)k), "result",
+                               dw_op_status_name((enum dw_op_status)s), NULL};
+            metric(w, "drwatch_operations_total", DW_METRIC_COUNTER,
+                   "Operations that ended, by kind and result (cluster-wide, from the log).", l,
+                   count[k][s]);
+        }
+    }
+    int64_t now = wall_ms();
+    q = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT grp, kind, MIN(created) FROM operations"
+                           " WHERE status = 'running' GROUP BY grp, kind", -1, &q,
+                           NULL) == SQLITE_OK) {
+        while (sqlite3_step(q) == SQLITE_ROW) {
+            const char *l[] = {"group", (const char *)sqlite3_column_text(q, 0), "kind",
+                               (const char *)sqlite3_column_text(q, 1), NULL};
+            if (l[1] == NULL || l[3] == NULL)
+                continue;
+            double age = (double)(now - sqlite3_column_int64(q, 2)) / 1000.0;
+            metric(w, "drwatch_operation_running_seconds", DW_METRIC_GAUGE,
+                   "Seconds since the running operation of the group was created.", l,
+                   age > 0 ? age : 0);
+        }
+    }
+    sqlite3_finalize(q);
+    q = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT grp, kind, status, MAX(finished) FROM operations"
+                           " WHERE status <> 'running' AND finished IS NOT NULL"
+                           " GROUP BY grp, kind, status", -1, &q, NULL) == SQLITE_OK) {
+        while (sqlite3_step(q) == SQLITE_ROW) {
+            const char *l[] = {"group", (const char *)sqlite3_column_text(q, 0), "kind",
+                               (const char *)sqlite3_column_text(q, 1), "result",
+                               (const char *)sqlite3_column_text(q, 2), NULL};
+            if (l[1] == NULL || l[3] == NULL || l[5] == NULL)
+                continue;
+            metric(w, "drwatch_operation_last_end_timestamp_seconds", DW_METRIC_GAUGE,
+                   "When the group's last operation of this kind ended with this result.", l,
+                   (double)sqlite3_column_int64(q, 3) / 1000.0);
+        }
+    }
+    sqlite3_finalize(q);
+    struct dw_actuator_stats as;
+    dw_actuator_stats(n->actuator, &as);
+    for (int a = 0; a < DW_ACT_COUNT; a++) {
+        for (int r = 0; r < 2; r++) {
+            const char *l[] = {"kind", dw_step_action_name((enum dw_step_action)a), "result",
+                               r ? "failed" : "done", NULL};
+            dw_metrics_write_histogram(w, "drwatch_step_duration_seconds",
+                                       "Steps this node ran as leader: start to result.", l,
+                                       dw_step_bucket_bounds, as.steps[a][r].counts,
+                                       DW_STEP_BUCKETS, as.steps[a][r].sum);
+        }
+    }
+}
+
 /* Node-local facts on every node; cluster decisions as this node's replica sees them
  * (drwatch_is_leader says which node acts). */
 static void node_collect(void *data, struct dw_metrics_writer *w)
@@ -615,6 +792,8 @@ static void node_collect(void *data, struct dw_metrics_writer *w)
     const struct dw_config *cfg = n->cfg;
     metric(w, "drwatch_is_leader", DW_METRIC_GAUGE, "1 on the node that may act on Genesys.", NULL,
            dw_raft_is_leader(n->raft));
+    collect_members(n, w);
+    collect_operations(n, w);
     metric(w, "drwatch_raft_term", DW_METRIC_GAUGE, "Current Raft term.", NULL,
            (double)dw_raft_term(n->raft));
     metric(w, "drwatch_raft_last_applied", DW_METRIC_GAUGE, "Index of the last applied entry.",
@@ -723,6 +902,9 @@ static void node_collect(void *data, struct dw_metrics_writer *w)
         metric(w, "drwatch_group_failback_failures", DW_METRIC_GAUGE,
                "Failed failbacks in a row (reset by a failback that completes).", gl,
                gst.failback_failures);
+        metric(w, "drwatch_group_on_primary", DW_METRIC_GAUGE,
+               "1 while the group runs on its first (primary) target.", gl,
+               active && strcmp(active, grp->targets[0].id) == 0);
     }
     struct dw_genesys_stats gs;
     dw_genesys_stats(n->genesys, &gs);
@@ -1033,6 +1215,7 @@ int dw_node_start(struct dw_node **out, uv_loop_t *loop, const struct dw_config 
         goto err_after_prober;
     }
     dw_metrics_add(n->metrics, node_collect, n);
+    dw_metrics_set_status(n->metrics, node_status, n);
     if (dw_cfgadmin_init(&n->cfgadmin, loop, n->fsm, n->raft, n->local_doc) != 0) {
         snprintf(errmsg, errlen, "dw_cfgadmin_init(): out of memory");
         goto err_after_metrics;

@@ -39,6 +39,7 @@ struct worker {
     struct dw_target target; /* cur's target, copied: a config change must not move it */
     struct dw_fence fence;
     uint64_t barrier_sent;   /* monotonic ms when the step's barrier was requested */
+    uint64_t step_started;   /* monotonic ms when this attempt at cur began (step durations) */
     int tb;                  /* the trunk base a verify step is checking */
     struct dw_action_item *items; /* an activate or deactivate step's changes, in order */
     struct slot *slots;      /* one per item */
@@ -88,6 +89,24 @@ struct dw_actuator {
 static uint64_t now_ms(const struct dw_actuator *a)
 {
     return a->clock.now_ms(a->clock.ctx);
+}
+
+/* Seconds to minutes: a verify polls for up to verify_timeout, a switch retries 429s. */
+const double dw_step_bucket_bounds[DW_STEP_BUCKETS] = {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30,
+                                                       60, 120, 300};
+
+static void observe_step(struct worker *w, enum dw_step_status st)
+{
+    enum dw_step_action act;
+    if (dw_step_action_parse(w->cur.action, &act) != 0)
+        return;
+    struct dw_step_hist *h = &w->a->stats.steps[act][st == DW_STEP_FAILED];
+    double secs = (double)(now_ms(w->a) - w->step_started) / 1000.0;
+    int b = 0;
+    while (b < DW_STEP_BUCKETS && secs > dw_step_bucket_bounds[b])
+        b++;
+    h->counts[b]++;
+    h->sum += secs;
 }
 
 /* Never from inside a raft callback: raft must not be re-entered while it completes requests. */
@@ -328,6 +347,8 @@ static void commit(struct worker *w, enum dw_step_status st)
             w->started_term = w->fence.term;
             w->started_seq = w->cur.seq;
         }
+        if (st != DW_STEP_STARTED)
+            observe_step(w, st);
         dw_log(DW_LOG_INFO, "actuator", "op %" PRId64 " step %d %s %s: %s%s%s", w->cur.op,
                w->cur.seq, w->cur.action, cur_target(w)->id, dw_step_status_name(st),
                w->detail[0] && st != DW_STEP_STARTED ? ": " : "",
@@ -810,7 +831,7 @@ static void start_step(struct dw_actuator *a, struct worker *w, const struct dw_
                                  .valid = fence_valid, .data = a};
     /* Every step begins with a barrier in the current term: it proves a majority and starts
      * the lease. */
-    w->barrier_sent = now_ms(a);
+    w->barrier_sent = w->step_started = now_ms(a);
     a->refs++;
     if (a->ops.barrier(a->ops.raft, barrier_done, w) != 0) {
         a->refs--;

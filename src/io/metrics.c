@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "drwatch/log.h"
 #include "drwatch/metrics.h"
 #include "drwatch/strbuf.h"
@@ -19,6 +21,8 @@ struct dw_metrics {
     struct dw_httpd *httpd;
     struct collector *collectors;
     size_t n_collectors, cap_collectors;
+    dw_metrics_status_fn status_fn;
+    void *status_data;
     bool warned_name, warned_type;
 };
 
@@ -57,17 +61,22 @@ static void buf_escaped(struct dw_strbuf *b, const char *s, bool quote)
     }
 }
 
+static void fmt_value(char *num, size_t size, double v)
+{
+    if (isnan(v))
+        snprintf(num, size, "NaN");
+    else if (isinf(v))
+        snprintf(num, size, v > 0 ? "+Inf" : "-Inf");
+    else if (v > -1e15 && v < 1e15 && v == (double)(long long)v)
+        snprintf(num, size, "%lld", (long long)v); /* counters read as integers */
+    else
+        snprintf(num, size, "%.17g", v);
+}
+
 static void buf_value(struct dw_strbuf *b, double v)
 {
     char num[40];
-    if (isnan(v))
-        snprintf(num, sizeof num, "NaN");
-    else if (isinf(v))
-        snprintf(num, sizeof num, v > 0 ? "+Inf" : "-Inf");
-    else if (v > -1e15 && v < 1e15 && v == (double)(long long)v)
-        snprintf(num, sizeof num, "%lld", (long long)v); /* counters read as integers */
-    else
-        snprintf(num, sizeof num, "%.17g", v);
+    fmt_value(num, sizeof num, v);
     buf_str(b, num);
 }
 
@@ -123,42 +132,60 @@ static struct family *add_family(struct dw_metrics_writer *w, const char *name,
     return f;
 }
 
-void dw_metrics_write(struct dw_metrics_writer *w, const char *name, enum dw_metric_type type,
-                      const char *help, const char *const *labels, double value)
+/* The family buffer a sample of name goes to, or NULL when the sample is dropped. */
+static struct dw_strbuf *sample_buf(struct dw_metrics_writer *w, const char *name,
+                                    enum dw_metric_type type, const char *help,
+                                    const char *const *labels)
 {
     if (w == NULL || w->oom)
-        return;
+        return NULL;
     bool names_ok = valid_name(name, true);
     for (const char *const *l = labels; names_ok && l != NULL && *l != NULL; l += 2)
-        names_ok = valid_name(l[0], false) && l[1] != NULL;
+        names_ok = valid_name(l[0], false) && l[1] != NULL &&
+                   (type != DW_METRIC_HISTOGRAM || strcmp(l[0], "le") != 0);
     if (!names_ok) {
         if (!w->m->warned_name)
             dw_log(DW_LOG_WARN, "metrics", "dropping a sample of \"%s\": invalid metric or label name",
                    name != NULL ? name : "(null)");
         w->m->warned_name = true;
-        return;
+        return NULL;
     }
     struct family *f = find_family(w, name);
     if (f == NULL && (f = add_family(w, name, type, help)) == NULL) {
         w->oom = true;
-        return;
+        return NULL;
     }
     if (f->type != type) {
         if (!w->m->warned_type)
             dw_log(DW_LOG_WARN, "metrics", "dropping a sample of \"%s\": written as two types", name);
         w->m->warned_type = true;
-        return;
+        return NULL;
     }
-    struct dw_strbuf *b = &f->samples;
+    return &f->samples;
+}
+
+/* One line: name+suffix{labels[,le="le"]} value. */
+static void sample_line(struct dw_metrics_writer *w, struct dw_strbuf *b, const char *name,
+                        const char *suffix, const char *const *labels, const char *le, double value)
+{
     buf_str(b, name);
-    if (labels != NULL && labels[0] != NULL) {
+    buf_str(b, suffix);
+    bool any = (labels != NULL && labels[0] != NULL) || le != NULL;
+    if (any) {
         dw_strbuf_put(b, "{", 1);
-        for (const char *const *l = labels; *l != NULL; l += 2) {
+        for (const char *const *l = labels; l != NULL && *l != NULL; l += 2) {
             if (l != labels)
                 dw_strbuf_put(b, ",", 1);
             buf_str(b, l[0]);
             dw_strbuf_put(b, "=\"", 2);
             buf_escaped(b, l[1], true);
+            dw_strbuf_put(b, "\"", 1);
+        }
+        if (le != NULL) {
+            if (labels != NULL && labels[0] != NULL)
+                dw_strbuf_put(b, ",", 1);
+            buf_str(b, "le=\"");
+            buf_str(b, le);
             dw_strbuf_put(b, "\"", 1);
         }
         dw_strbuf_put(b, "}", 1);
@@ -168,6 +195,34 @@ void dw_metrics_write(struct dw_metrics_writer *w, const char *name, enum dw_met
     dw_strbuf_put(b, "\n", 1);
     if (b->oom)
         w->oom = true;
+}
+
+void dw_metrics_write(struct dw_metrics_writer *w, const char *name, enum dw_metric_type type,
+                      const char *help, const char *const *labels, double value)
+{
+    if (type == DW_METRIC_HISTOGRAM)
+        return; /* dw_metrics_write_histogram */
+    struct dw_strbuf *b = sample_buf(w, name, type, help, labels);
+    if (b != NULL)
+        sample_line(w, b, name, "", labels, NULL, value);
+}
+
+void dw_metrics_write_histogram(struct dw_metrics_writer *w, const char *name, const char *help,
+                                const char *const *labels, const double *bounds,
+                                const uint64_t *counts, int n_bounds, double sum)
+{
+    struct dw_strbuf *b = sample_buf(w, name, DW_METRIC_HISTOGRAM, help, labels);
+    if (b == NULL)
+        return;
+    uint64_t cum = 0;
+    for (int i = 0; i <= n_bounds; i++) {
+        char le[40];
+        fmt_value(le, sizeof le, i < n_bounds ? bounds[i] : INFINITY);
+        cum += counts[i];
+        sample_line(w, b, name, "_bucket", labels, le, (double)cum);
+    }
+    sample_line(w, b, name, "_sum", labels, NULL, sum);
+    sample_line(w, b, name, "_count", labels, NULL, (double)cum);
 }
 
 char *dw_metrics_render(struct dw_metrics *m, size_t *len)
@@ -186,7 +241,9 @@ char *dw_metrics_render(struct dw_metrics *m, size_t *len)
         buf_escaped(&out, f->help, false);
         buf_str(&out, "\n# TYPE ");
         buf_str(&out, f->name);
-        buf_str(&out, f->type == DW_METRIC_COUNTER ? " counter\n" : " gauge\n");
+        buf_str(&out, f->type == DW_METRIC_COUNTER     ? " counter\n"
+                      : f->type == DW_METRIC_HISTOGRAM ? " histogram\n"
+                                                       : " gauge\n");
         if (f->samples.p != NULL)
             dw_strbuf_put(&out, f->samples.p, f->samples.len);
         free(f->name);
@@ -208,7 +265,8 @@ void dw_metrics_http_handler(void *data, struct dw_httpd_req *req, const char *m
     struct dw_metrics *m = data;
     (void)body;
     (void)body_len;
-    if (strcmp(path, "/metrics") != 0) {
+    bool health = strcmp(path, "/health") == 0, leader = strcmp(path, "/leader") == 0;
+    if (strcmp(path, "/metrics") != 0 && !((health || leader) && m->status_fn != NULL)) {
         static const char nf[] = "not found\n";
         dw_httpd_reply(req, 404, "text/plain; charset=utf-8", nf, sizeof nf - 1);
         return;
@@ -216,6 +274,21 @@ void dw_metrics_http_handler(void *data, struct dw_httpd_req *req, const char *m
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
         static const char na[] = "method not allowed\n";
         dw_httpd_reply(req, 405, "text/plain; charset=utf-8", na, sizeof na - 1);
+        return;
+    }
+    if (health || leader) {
+        struct dw_metrics_status st = {.role = "", .reason = "", .node_name = "",
+                                       .leader_name = ""};
+        m->status_fn(m->status_data, &st);
+        char *json = dw_metrics_status_json(&st);
+        if (json == NULL) {
+            static const char oom[] = "out of memory\n";
+            dw_httpd_reply(req, 500, "text/plain; charset=utf-8", oom, sizeof oom - 1);
+            return;
+        }
+        bool ok = health ? st.healthy : st.leader;
+        dw_httpd_reply(req, ok ? 200 : 503, "application/json", json, strlen(json));
+        free(json);
         return;
     }
     size_t len = 0;
@@ -286,4 +359,46 @@ void dw_metrics_remove(struct dw_metrics *m, dw_metrics_collect_fn fn, void *dat
             return;
         }
     }
+}
+
+void dw_metrics_set_status(struct dw_metrics *m, dw_metrics_status_fn fn, void *data)
+{
+    m->status_fn = fn;
+    m->status_data = data;
+}
+
+static cJSON *member_json(uint64_t id, const char *name)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "id", (double)id);
+    cJSON_AddStringToObject(o, "name", name != NULL ? name : "");
+    return o;
+}
+
+char *dw_metrics_status_json(const struct dw_metrics_status *st)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return NULL;
+    cJSON_AddBoolToObject(o, "healthy", st->healthy);
+    cJSON_AddBoolToObject(o, "is_leader", st->leader);
+    cJSON_AddStringToObject(o, "role", st->role != NULL ? st->role : "");
+    cJSON_AddItemToObject(o, "node", member_json(st->node_id, st->node_name));
+    cJSON_AddItemToObject(o, "leader",
+                          st->leader_id ? member_json(st->leader_id, st->leader_name)
+                                        : cJSON_CreateNull());
+    cJSON_AddNumberToObject(o, "term", (double)st->term);
+    cJSON_AddStringToObject(o, "reason", st->reason != NULL ? st->reason : "");
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (text == NULL)
+        return NULL;
+    size_t n = strlen(text);
+    char *out = malloc(n + 2); /* a trailing newline for curl users */
+    if (out != NULL) {
+        memcpy(out, text, n);
+        memcpy(out + n, "\n", 2);
+    }
+    cJSON_free(text);
+    return out;
 }

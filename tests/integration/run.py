@@ -17,6 +17,7 @@ import detection_tests
 import fencing_tests
 import lifecycle_tests
 import pacing_tests
+import prometheus_tests
 import netns
 import notify_tests
 from harness import CLIENT_SECRET as CLIENT_SECRET_TEXT, Cluster, SITES, TARGETS, wait_until
@@ -508,6 +509,7 @@ TESTS += config_tests.TESTS
 TESTS += actions_tests.TESTS
 TESTS += lifecycle_tests.TESTS
 TESTS += notify_tests.TESTS
+TESTS += prometheus_tests.TESTS
 
 
 TEST_LIMIT_S = 300
@@ -542,6 +544,7 @@ def main():
     actions_tests.BUILD = BUILD
     lifecycle_tests.BUILD = BUILD
     notify_tests.BUILD = BUILD
+    prometheus_tests.BUILD = BUILD
     removed = netns.remove_stale()
     if removed:
         print(f"removed what an interrupted run left: {' '.join(removed)}", flush=True)

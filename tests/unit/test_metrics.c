@@ -1,5 +1,6 @@
-/* Metrics registry and /metrics server: rendering (families grouped, HELP/TYPE once, escaping),
- * then a real scrape over TCP on 127.0.0.1 validated by `promtool check metrics`. The promtool
+/* Metrics registry and /metrics server: rendering (families grouped, HELP/TYPE once, escaping,
+ * histograms), then a real scrape over TCP on 127.0.0.1 validated by `promtool check metrics`,
+ * and /health and /leader status codes and bodies. The promtool
  * check is skipped, saying so, when promtool is not installed (package "prometheus"). */
 #include <math.h>
 #include <stdbool.h>
@@ -274,6 +275,116 @@ static void test_promtool_rejects(void **state)
                                     "x{a=\"b\"} 2\n"), 1);
 }
 
+/* ---- histograms, /health and /leader ---- */
+
+static void collect_hist(void *data, struct dw_metrics_writer *w)
+{
+    static const double bounds[] = {0.5, 1, 2.5};
+    static const uint64_t counts[] = {1, 0, 2, 1}; /* per bucket; the last above 2.5 */
+    (void)data;
+    dw_metrics_write_histogram(w, "drwatch_step_duration_seconds", "Step durations.",
+                               (const char *const[]){"kind", "verify", NULL}, bounds, counts, 3,
+                               7.25);
+    /* "le" is the histogram's own label: a sample naming it is dropped */
+    dw_metrics_write_histogram(w, "drwatch_bad_seconds", "x",
+                               (const char *const[]){"le", "1", NULL}, bounds, counts, 3, 1);
+    /* dw_metrics_write cannot write a histogram */
+    dw_metrics_write(w, "drwatch_step_duration_seconds", DW_METRIC_HISTOGRAM, "x", NULL, 1);
+}
+
+static const char expected_hist[] =
+    "# HELP drwatch_step_duration_seconds Step durations.\n"
+    "# TYPE drwatch_step_duration_seconds histogram\n"
+    "drwatch_step_duration_seconds_bucket{kind=\"verify\",le=\"0.5\"} 1\n"
+    "drwatch_step_duration_seconds_bucket{kind=\"verify\",le=\"1\"} 1\n"
+    "drwatch_step_duration_seconds_bucket{kind=\"verify\",le=\"2.5\"} 3\n"
+    "drwatch_step_duration_seconds_bucket{kind=\"verify\",le=\"+Inf\"} 4\n"
+    "drwatch_step_duration_seconds_sum{kind=\"verify\"} 7.25\n"
+    "drwatch_step_duration_seconds_count{kind=\"verify\"} 4\n";
+
+struct fake_status {
+    bool healthy, leader;
+    int calls;
+};
+
+static void status_fn(void *data, struct dw_metrics_status *st)
+{
+    struct fake_status *fs = data;
+    fs->calls++;
+    st->healthy = fs->healthy;
+    st->leader = fs->leader;
+    st->role = fs->leader ? "leader" : "follower";
+    st->reason = fs->healthy ? "" : "no leader known";
+    st->node_id = 2;
+    st->node_name = "us-\"east\"";
+    st->leader_id = fs->healthy ? 1 : 0;
+    st->leader_name = "eu-west";
+    st->term = 7;
+}
+
+static void test_histogram_health_and_leader(void **state)
+{
+    uv_loop_t loop;
+    struct dw_metrics *m;
+    char err[256], addr[64];
+    struct fetch *f = malloc(sizeof *f);
+    const char *body;
+    struct fake_status fs = {.healthy = true, .leader = false};
+    (void)state;
+
+    assert_non_null(f);
+    assert_int_equal(uv_loop_init(&loop), 0);
+    int port = tl_free_port(SOCK_STREAM);
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    assert_int_equal(dw_metrics_start(&m, &loop, addr, err, sizeof err), 0);
+    assert_int_equal(dw_metrics_add(m, collect_hist, NULL), 0);
+
+    assert_int_equal(fetch(&loop, port, "GET /metrics HTTP/1.0\r\n\r\n", f, &body), 200);
+    assert_string_equal(body, expected_hist);
+    if (tl_have_exe("promtool"))
+        assert_int_equal(promtool_check(body), 0);
+
+    /* Without a status source the endpoints do not exist. */
+    assert_int_equal(fetch(&loop, port, "GET /health HTTP/1.0\r\n\r\n", f, &body), 404);
+    assert_int_equal(fetch(&loop, port, "GET /leader HTTP/1.0\r\n\r\n", f, &body), 404);
+
+    dw_metrics_set_status(m, status_fn, &fs);
+    /* a healthy follower */
+    assert_int_equal(fetch(&loop, port, "GET /health HTTP/1.0\r\n\r\n", f, &body), 200);
+    assert_non_null(strstr(f->resp, "Content-Type: application/json"));
+    assert_string_equal(body, "{\"healthy\":true,\"is_leader\":false,\"role\":\"follower\","
+                              "\"node\":{\"id\":2,\"name\":\"us-\\\"east\\\"\"},"
+                              "\"leader\":{\"id\":1,\"name\":\"eu-west\"},\"term\":7,"
+                              "\"reason\":\"\"}\n");
+    assert_int_equal(fetch(&loop, port, "GET /leader HTTP/1.0\r\n\r\n", f, &body), 503);
+    assert_non_null(strstr(body, "\"is_leader\":false"));
+    assert_int_equal(fetch(&loop, port, "HEAD /health HTTP/1.0\r\n\r\n", f, &body), 200);
+    assert_string_equal(body, "");
+    assert_int_equal(fetch(&loop, port, "HEAD /leader HTTP/1.0\r\n\r\n", f, &body), 503);
+    /* the leader */
+    fs.leader = true;
+    assert_int_equal(fetch(&loop, port, "GET /leader HTTP/1.0\r\n\r\n", f, &body), 200);
+    assert_non_null(strstr(body, "\"role\":\"leader\""));
+    assert_int_equal(fetch(&loop, port, "GET /health?verbose HTTP/1.0\r\n\r\n", f, &body), 200);
+    /* out of quorum: no leader known */
+    fs.healthy = fs.leader = false;
+    assert_int_equal(fetch(&loop, port, "GET /health HTTP/1.0\r\n\r\n", f, &body), 503);
+    assert_non_null(strstr(body, "\"leader\":null"));
+    assert_non_null(strstr(body, "\"reason\":\"no leader known\""));
+    assert_int_equal(fetch(&loop, port, "GET /leader HTTP/1.0\r\n\r\n", f, &body), 503);
+    int calls = fs.calls;
+    assert_int_equal(fetch(&loop, port,
+                           "POST /health HTTP/1.0\r\nContent-Length: 2\r\n\r\nhi", f, &body), 405);
+    assert_int_equal(fetch(&loop, port, "PUT /leader HTTP/1.0\r\n\r\n", f, &body), 405);
+    assert_int_equal(fetch(&loop, port, "GET /health/x HTTP/1.0\r\n\r\n", f, &body), 404);
+    assert_int_equal(fs.calls, calls);
+
+    dw_metrics_close(m);
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -281,6 +392,7 @@ int main(void)
         cmocka_unit_test(test_bad_address),
         cmocka_unit_test(test_serve_and_promtool),
         cmocka_unit_test(test_promtool_rejects),
+        cmocka_unit_test(test_histogram_health_and_leader),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

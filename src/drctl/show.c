@@ -107,20 +107,16 @@ static const char *site_local(const cJSON *r, const char *id)
     return "-";
 }
 
-/* "site"/"group" id's maintenance window, as "until HH:MM:SSZ by OWNER", or "-". */
-static void maint_of(const cJSON *cl, const char *scope, const char *id, char *out, size_t len)
+/* Whether a maintenance window covers scope id. */
+static bool in_maintenance(const cJSON *cl, const char *scope, const char *id)
 {
     const cJSON *mw;
 
-    snprintf(out, len, "-");
     cJSON_ArrayForEach(mw, arr(cl, "maintenance")) {
-        char until[40];
-
-        if (strcmp(str(mw, "scope"), scope) != 0 || strcmp(str(mw, "id"), id) != 0)
-            continue;
-        fmt_iso(num(mw, "expires"), until, sizeof until);
-        snprintf(out, len, "until %s by %s", until, str(mw, "owner"));
+        if (strcmp(str(mw, "scope"), scope) == 0 && strcmp(str(mw, "id"), id) == 0)
+            return true;
     }
+    return false;
 }
 
 int show_status(const cJSON *r, bool json)
@@ -149,16 +145,16 @@ int show_status(const cJSON *r, bool json)
     printf("\n");
     print_members(r);
 
-    printf("\n%-14s %-8s %-25s %-6s %-12s %s\n", "SITE", "VERDICT", "SINCE", "LOCAL",
+    printf("\n%-16s %-8s %-25s %-6s %-12s %s\n", "SITE", "VERDICT", "SINCE", "LOCAL",
            "MAINTENANCE", "OBSERVATIONS");
     cJSON_ArrayForEach(s, arr(cl, "sites")) {
-        char since[40], maint[160];
+        char since[40];
         const cJSON *o;
 
         fmt_iso(num(s, "since"), since, sizeof since);
-        maint_of(cl, "site", str(s, "id"), maint, sizeof maint);
-        printf("%-14s %-8s %-25s %-6s %-12s", str(s, "id"), str(s, "verdict"), since,
-               site_local(r, str(s, "id")), maint);
+        printf("%-16s %-8s %-25s %-6s %-12s", str(s, "id"), str(s, "verdict"), since,
+               site_local(r, str(s, "id")),
+               in_maintenance(cl, "site", str(s, "id")) ? "yes" : "no");
         cJSON_ArrayForEach(o, arr(s, "observations")) {
             printf(" %s=%s%s%s", member_name(r, num(o, "node")), str(o, "state"),
                    cJSON_IsTrue(arr(o, "fresh")) ? "" : "(stale)",
@@ -167,33 +163,40 @@ int show_status(const cJSON *r, bool json)
         printf("\n");
     }
 
-    printf("\n%-14s %-14s %-6s %-6s %-8s %s\n", "GROUP", "ACTIVE", "HOLD", "PINNED", "FAILBACK",
-           "STATE");
+    /* STATE says what stops automatic operations: a hold, maintenance, a pin, failed failbacks */
+    printf("\n%-16s %-16s %-9s %s\n", "GROUP", "ACTIVE", "FAILBACK", "STATE");
     cJSON_ArrayForEach(g, arr(cl, "groups")) {
-        char state[300] = "", at[40], maint[160];
+        char state[300] = "", at[40];
         size_t used = 0;
 
-        maint_of(cl, "group", str(g, "id"), maint, sizeof maint);
         if (cJSON_IsTrue(arr(g, "hold")))
             used += (size_t)snprintf(state + used, sizeof state - used,
-                                     "held: %s (drctl hold release %s) ", str(g, "hold_reason"),
-                                     str(g, "id"));
+                                     "held: %s (drctl hold release) ", str(g, "hold_reason"));
         if (cJSON_IsTrue(arr(g, "maintenance")) && used < sizeof state)
-            used += (size_t)snprintf(state + used, sizeof state - used, "maintenance %s ", maint);
+            used += (size_t)snprintf(state + used, sizeof state - used, "in maintenance ");
         if (cJSON_IsTrue(arr(g, "pinned")) && used < sizeof state)
             used += (size_t)snprintf(state + used, sizeof state - used,
-                                     "pinned by a switchover (drctl failback %s) ", str(g, "id"));
+                                     "pinned by a switchover (drctl failback) ");
         if (num(g, "failback_failures") > 0 && used < sizeof state) {
             fmt_iso(num(g, "failback_retry_at"), at, sizeof at);
             used += (size_t)snprintf(state + used, sizeof state - used,
                                      "%.0f failed failback(s), next try %s ",
                                      num(g, "failback_failures"), at);
         }
-        printf("%-14s %-14s %-6s %-6s %-8s %s\n", str(g, "id"),
-               cJSON_IsString(arr(g, "active")) ? str(g, "active") : "(none)",
-               cJSON_IsTrue(arr(g, "hold")) ? "yes" : "no",
-               cJSON_IsTrue(arr(g, "pinned")) ? "yes" : "no", str(g, "failback"),
-               used ? state : "ok");
+        printf("%-16s %-16s %-9s %s\n", str(g, "id"),
+               cJSON_IsString(arr(g, "active")) ? str(g, "active") : "",
+               str(g, "failback"), used ? state : "ok");
+    }
+    const cJSON *mw;
+    int nm = 0;
+    cJSON_ArrayForEach(mw, arr(cl, "maintenance")) {
+        char until[40];
+
+        if (!nm++)
+            printf("\nMAINTENANCE\n");
+        fmt_iso(num(mw, "expires"), until, sizeof until);
+        printf("%s %s by %s until %s: %s\n", str(mw, "scope"), str(mw, "id"), str(mw, "owner"),
+               until, str(mw, "reason"));
     }
 
     int shown = 0;
@@ -226,16 +229,17 @@ int show_list(const cJSON *r, bool json)
     const cJSON *m, *leader = arr(r, "leader");
 
     if (json) {
-        cJSON *o = cJSON_CreateObject(), *l = cJSON_AddObjectToObject(o, "leader");
-        cJSON *ms = cJSON_AddArrayToObject(o, "members");
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddBoolToObject(o, "ok", 1);
+        cJSON *l = cJSON_AddObjectToObject(o, "leader");
         static const char *const keys[] = {"id", "name", "state", "reachable", "lag_ms",
                                            "peer_address", "raft_address", "voter", "self"};
 
-        cJSON_AddBoolToObject(o, "ok", 1);
         cJSON_AddNumberToObject(l, "id", num(leader, "id"));
         cJSON_AddStringToObject(l, "name", str(leader, "name"));
         cJSON_AddNumberToObject(l, "term", num(leader, "term"));
         cJSON_AddNumberToObject(o, "config_version", num(arr(r, "config"), "committed_version"));
+        cJSON *ms = cJSON_AddArrayToObject(o, "members");
         cJSON_ArrayForEach(m, arr(r, "members")) {
             cJSON *x = cJSON_CreateObject();
 

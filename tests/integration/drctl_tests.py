@@ -5,6 +5,7 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -86,7 +87,7 @@ def test_drctl_views_watch_and_json_on_a_live_cluster():
             state = "leader" if i == lid else "follower"
             want = [str(i), f"n{i}", *(["*"] if i == f1 else []), state, "yes"]
             assert any(line.split()[:len(want)] == want for line in out.splitlines()), (i, out)
-        assert "site-a         up" in out and "carrier-1      premise-a      no     no" in out, out
+        assert "site-a           up       " in out and "carrier-1        premise-a        auto      ok" in out, out
         st = json_of(c, f1, "status", "status")
         assert st["leader"]["id"] == lid and st["version"], st["leader"]
         assert {m["id"]: m["state"] for m in st["members"]}[lid] == "leader"
@@ -165,8 +166,9 @@ def test_drctl_views_watch_and_json_on_a_live_cluster():
             json_of(c, f1, "dump", "dump")
             json_of(c, lid, "ack", "hold", "release", "carrier-1")
 
-            # the node under the text watch dies: the watch says so and exits 3
-            c.kill_node(f1)
+            # the node under the text watch stops (cleanly, with the watch's request waiting in
+            # it): the watch says so and exits 3
+            c.kill_node(f1, signal.SIGTERM)
             assert text.p.wait(timeout=15) == 3
             wait_until(lambda: any("lost the daemon" in x for x in text.err), 5, "watch's message")
         finally:

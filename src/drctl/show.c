@@ -205,7 +205,7 @@ int show_status(const cJSON *r, bool json)
         const cJSON *st;
 
         if (!shown++)
-            printf("\nOPERATIONS (running, then the last ten)\n");
+            printf("\nOPERATIONS\n");
         fmt_iso(num(op, "created"), created, sizeof created);
         printf("#%.0f %s %s %s -> %s: %s (created %s, %s%s%s)\n", num(op, "id"), str(op, "group"),
                str(op, "kind"), str(op, "from"), str(op, "to"), str(op, "status"), created,

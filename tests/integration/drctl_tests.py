@@ -165,6 +165,18 @@ def test_drctl_views_watch_and_json_on_a_live_cluster():
                   "error")  # premise-a is down
             json_of(c, f1, "dump", "dump")
             json_of(c, lid, "ack", "hold", "release", "carrier-1")
+            own = os.path.join(c.dir, f"n{lid}.json")
+            assert json_of(c, f1, "config", "config", "diff", own)["count"] == 0
+            assert json_of(c, lid, "config", "config", "apply", own, "--dry-run")["dry_run"] is True
+            json_of(c, lid, "ack", "debug", "crash-before", "")
+            c.wait_operation_done()  # the clean-up after the window, if one was planned
+            moved = json_of(c, lid, "operate", "switchover", "carrier-1", "--to", "cloud")
+            assert moved["operation"] >= 2 and moved["plan"]["to"] == "cloud", moved
+            text.wait_for(lambda x: f"switchover #{moved['operation']} premise-b -> cloud done" in x,
+                          "the switchover done")
+            back = json_of(c, lid, "operate", "failback", "carrier-1")
+            assert back["plan"]["to"] == "premise-b", back
+            c.wait_operation_done()
 
             # the node under the text watch stops (cleanly, with the watch's request waiting in
             # it): the watch says so and exits 3

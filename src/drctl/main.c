@@ -244,19 +244,18 @@ cJSON *conn_recv(struct conn *c, int timeout_ms, int *rc)
             }
             return reply;
         }
+        if (conn_interrupted) {
+            *rc = 0;
+            return NULL;
+        }
         struct pollfd p = {.fd = c->fd, .events = POLLIN};
         int pr = poll(&p, 1, timeout_ms);
         if (pr == 0) {
             fprintf(stderr, "drctl: no reply from %s within %d ms\n", c->path, timeout_ms);
             return NULL;
         }
-        if (pr < 0 && errno == EINTR) {
-            if (conn_interrupted) {
-                *rc = 0;
-                return NULL;
-            }
+        if (pr < 0 && errno == EINTR)
             continue;
-        }
         if (c->len + 4096 > c->cap) {
             size_t cap = c->cap ? c->cap * 2 : 65536;
             if (cap > REPLY_MAX) {

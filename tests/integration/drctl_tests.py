@@ -178,6 +178,10 @@ def test_drctl_views_watch_and_json_on_a_live_cluster():
             assert back["plan"]["to"] == "premise-b", back
             c.wait_operation_done()
 
+            # Ctrl-C ends a watch with exit 0
+            js.p.send_signal(signal.SIGINT)
+            assert js.p.wait(timeout=10) == 0, js.err
+
             # the node under the text watch stops (cleanly, with the watch's request waiting in
             # it): the watch says so and exits 3
             c.kill_node(f1, signal.SIGTERM)

@@ -140,6 +140,20 @@ cJSON *dw_fsm_maintenance_json(struct dw_fsm *f);
 /* History rows, newest first, at most limit: [{"id","ts","kind","detail"}]. */
 cJSON *dw_fsm_history_json(struct dw_fsm *f, int limit);
 
+/* A filtered history view (drctl history and watch). group: only rows about that group (its
+ * operations, steps, holds and maintenance) or about a site one of its targets runs at (verdicts,
+ * signals, site maintenance); NULL for every row. */
+struct dw_history_query {
+    int64_t after;     /* rows with a greater id */
+    int64_t since;     /* rows with ts >= since (ms since the epoch) */
+    const char *group; /* a group id of the committed config, or NULL */
+    int limit;         /* at most this many (capped at DW_FSM_HISTORY_MAX) */
+    bool oldest_first; /* else newest first */
+};
+/* [{"id","ts","time","kind","subject","detail"}] (subject: "group G", "site S" or ""); *newest
+ * is the highest id in the table (a cursor for the next view). NULL on a database error. */
+cJSON *dw_fsm_history_query(struct dw_fsm *f, const struct dw_history_query *q, int64_t *newest);
+
 /* The event journal (docs/notifications.md): operations done or failed, holds, maintenance and
  * "no target up", each once, by the entry that caused it. Kinds are stable names: "failover",
  * "failback", "switchover", "rollback", "operation_failed", "hold", "hold_released",

@@ -195,3 +195,102 @@ cJSON *dw_event_json(const struct dw_event *ev, const char *cluster)
     }
     return o;
 }
+
+/* What a history row is about, from its detail's prefix: "G: " for operations, steps and holds,
+ * "S: " for verdicts and signals, "group G: " or "site S: " for maintenance. */
+static void history_subject(const struct dw_config *cfg, const char *kind, const char *detail,
+                            char *out, size_t len)
+{
+    const char *colon = strstr(detail, ": ");
+    size_t n = colon ? (size_t)(colon - detail) : 0;
+    char head[DW_ID_MAX + 8];
+
+    out[0] = '\0';
+    if (n == 0 || n >= sizeof head)
+        return;
+    memcpy(head, detail, n);
+    head[n] = '\0';
+    if (strcmp(kind, "maintenance") == 0) {
+        if (strncmp(head, "group ", 6) == 0 || strncmp(head, "site ", 5) == 0)
+            snprintf(out, len, "%s", head);
+        return;
+    }
+    if (strcmp(kind, "verdict") == 0 || strcmp(kind, "signal") == 0) {
+        if (dw_config_site_index(cfg, head) >= 0)
+            snprintf(out, len, "site %s", head);
+        return;
+    }
+    for (int g = 0; g < cfg->n_groups; g++) {
+        if (strcmp(cfg->groups[g].id, head) == 0) {
+            snprintf(out, len, "group %s", head);
+            return;
+        }
+    }
+}
+
+/* Whether subject concerns group g: the group itself or a site one of its targets runs at. */
+static bool subject_of_group(const struct dw_config *cfg, int g, const char *subject)
+{
+    const struct dw_group *grp = &cfg->groups[g];
+
+    if (strncmp(subject, "group ", 6) == 0)
+        return strcmp(subject + 6, grp->id) == 0;
+    if (strncmp(subject, "site ", 5) != 0)
+        return false;
+    for (int t = 0; t < grp->n_targets; t++) {
+        int s = grp->targets[t].site;
+
+        if (s >= 0 && s < cfg->n_sites && strcmp(cfg->sites[s].id, subject + 5) == 0)
+            return true;
+    }
+    return false;
+}
+
+cJSON *dw_fsm_history_query(struct dw_fsm *f, const struct dw_history_query *q, int64_t *newest)
+{
+    static const char asc[] = "SELECT id, ts, kind, detail FROM history WHERE id > ?1 AND ts >= ?2"
+                              " ORDER BY id";
+    static const char desc[] = "SELECT id, ts, kind, detail FROM history WHERE id > ?1"
+                               " AND ts >= ?2 ORDER BY id DESC";
+    const struct dw_config *cfg = f->cfg;
+    int g = -1, limit = q->limit > 0 && q->limit < DW_FSM_HISTORY_MAX ? q->limit
+                                                                        : DW_FSM_HISTORY_MAX;
+    cJSON *rows = cJSON_CreateArray();
+    sqlite3_stmt *s;
+    bool ok = rows != NULL;
+    int n = 0, rc = SQLITE_DONE;
+
+    for (int i = 0; q->group != NULL && i < cfg->n_groups; i++)
+        g = strcmp(cfg->groups[i].id, q->group) == 0 ? i : g;
+    s = fsm_stmt(f, ST_HISTORY_NEWEST);
+    if (!ok || fsm_scalar(s, newest) != 0 ||
+        sqlite3_prepare_v2(f->db, q->oldest_first ? asc : desc, -1, &s, NULL) != SQLITE_OK) {
+        cJSON_Delete(rows);
+        return NULL;
+    }
+    sqlite3_bind_int64(s, 1, q->after);
+    sqlite3_bind_int64(s, 2, q->since);
+    while (ok && n < limit && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *kind = fsm_col_text(s, 2), *detail = fsm_col_text(s, 3);
+        char subject[DW_ID_MAX + 16], when[40];
+        cJSON *o;
+
+        history_subject(cfg, kind, detail, subject, sizeof subject);
+        if (q->group != NULL && (g < 0 || !subject_of_group(cfg, g, subject)))
+            continue;
+        dw_event_time(sqlite3_column_int64(s, 1), when, sizeof when);
+        ok = (o = cJSON_CreateObject()) != NULL && cJSON_AddItemToArray(rows, o) &&
+             cJSON_AddNumberToObject(o, "id", (double)sqlite3_column_int64(s, 0)) &&
+             cJSON_AddNumberToObject(o, "ts", (double)sqlite3_column_int64(s, 1)) &&
+             cJSON_AddStringToObject(o, "time", when) && cJSON_AddStringToObject(o, "kind", kind) &&
+             cJSON_AddStringToObject(o, "subject", subject) &&
+             cJSON_AddStringToObject(o, "detail", detail);
+        n++;
+    }
+    sqlite3_finalize(s);
+    if (!ok || (rc != SQLITE_ROW && rc != SQLITE_DONE)) {
+        cJSON_Delete(rows);
+        return NULL;
+    }
+    return rows;
+}

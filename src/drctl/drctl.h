@@ -2,8 +2,10 @@
 #ifndef DRCTL_H
 #define DRCTL_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include <cJSON.h>
 
@@ -12,7 +14,8 @@
  * must catch up first */
 #define SLOW_TIMEOUT_MS 60000
 
-enum { EXIT_REFUSED = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
+/* EXIT_NO_LEADER: status and list when this node sees no leader (a health check's failure). */
+enum { EXIT_REFUSED = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3, EXIT_NO_LEADER = 4 };
 
 /* What building a request came to: main() prints the usage for BAD_ARGS; FAILED said why. */
 enum { BUILT, BAD_ARGS, FAILED };
@@ -29,10 +32,27 @@ struct sub_opts {
 /* Sends one request line and reads one reply line, waiting at most timeout_ms for each part of
  * it; NULL with a message on stderr and *rc set on failure. */
 cJSON *call(const char *path, cJSON *req, int timeout_ms, int *rc);
+
+/* One connection held open for several requests (watch). Each prints why it failed and sets
+ * *rc; conn_recv returns NULL with *rc 0 after SIGINT or SIGTERM (conn_interrupted). */
+struct conn {
+    int fd;
+    const char *path;
+    char *buf;
+    size_t len, cap;
+};
+extern volatile sig_atomic_t conn_interrupted;
+int conn_open(struct conn *c, const char *path, int *rc);
+int conn_send(struct conn *c, cJSON *req, int *rc);
+cJSON *conn_recv(struct conn *c, int timeout_ms, int *rc);
+void conn_close(struct conn *c);
 const char *str(const cJSON *o, const char *k); /* "" when absent */
 double num(const cJSON *o, const char *k);      /* 0 when absent */
 const cJSON *arr(const cJSON *o, const char *k);
 void fmt_time(double ms, char *out, size_t len);
+void fmt_iso(double ms, char *out, size_t len); /* 2026-01-31T12:00:00.000Z, "-" for none */
+long long duration_ms(const char *s);           /* 90s, 30m, 2h, 1d; -1 when none of these */
+void put_text(FILE *f, const char *text);
 const char *who(char *buf, size_t len); /* $USER, else the uid */
 
 /* ops.c: maintenance, switchover, failback. ops_request builds req (BUILT, BAD_ARGS, FAILED);
@@ -41,5 +61,13 @@ const char *who(char *buf, size_t len); /* $USER, else the uid */
 int ops_request(cJSON *req, const char *cmd, int nargs, char **args, const struct sub_opts *o);
 int ops_print(const char *sock, const char *cmd, int nargs, char **args, const cJSON *reply,
               const struct sub_opts *o);
+
+/* show.c: status, list, history, watch and version. Each takes the daemon's reply (or runs its
+ * own requests) and returns the exit code. */
+int show_status(const cJSON *reply, bool json);
+int show_list(const cJSON *status, bool json);
+int show_history(const cJSON *reply, bool json);
+int show_version(const char *sock, bool json);
+int show_watch(const char *sock, const char *group, bool json);
 
 #endif

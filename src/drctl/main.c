@@ -1,6 +1,6 @@
 /* drctl: operator CLI talking newline-delimited JSON to a drwatchd admin socket.
  * Exit codes: 0 success, 1 the daemon refused the request, 2 usage error (or a config file the
- * daemon found invalid), 3 no daemon reachable. */
+ * daemon found invalid), 3 no daemon reachable, 4 no leader seen (status, list). */
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
@@ -9,7 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -18,18 +21,39 @@
 
 #include "drctl.h"
 
+#ifndef DRWATCH_VERSION
+#define DRWATCH_VERSION "0.1.0"
+#endif
 #define DEFAULT_SOCKET "/run/drwatch/admin.sock"
 #define REPLY_MAX (16u << 20)
 #define REQUEST_MAX (8u << 20) /* the daemon's DW_ADMIN_MAX_LINE */
 
+#define USAGE_LINE "usage: drctl [--socket PATH] [--json] COMMAND [ARGS]\n"
+
+/* The usage line and where the rest is: after a wrong command or option. */
+static int short_usage(void)
+{
+    fprintf(stderr, USAGE_LINE "run \"drctl help\" for the commands and their options\n");
+    return EXIT_USAGE;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: drctl [--socket PATH] [--json] COMMAND\n"
+            USAGE_LINE
             "commands:\n"
-            "  status                       leader, members, sites, active targets, operations\n"
-            "  history [N | --limit N]      the N most recent history rows (default 50, at most\n"
-            "                               10000)\n"
+            "  status                       one-screen summary: leader, members (state,\n"
+            "                               reachability, lag), sites, groups, operations;\n"
+            "                               exit 4 when this node sees no leader\n"
+            "  list                         one line per member (exit 4 without a leader)\n"
+            "  history [N | --limit N] [--since DURATION|TIME] [--group G]\n"
+            "                               history rows, newest first (default 50, at most\n"
+            "                               10000); --since 30m or 2026-01-31T12:00:00Z (UTC);\n"
+            "                               --group: rows about G and its targets' sites\n"
+            "  watch [--group G]            follow new history rows as they commit, one line\n"
+            "                               each, until Ctrl-C\n"
+            "  version                      drctl's version and the daemon's, with its node\n"
+            "  help                         this text\n"
             "  dump                         the replicated state, one line per row (a debugging\n"
             "                               tool: refused past 16 MiB)\n"
             "  debug crash-before STEP      (node.debug only) SIGKILL this node before STEP of an\n"
@@ -61,28 +85,121 @@ static void usage(FILE *f)
             "  failback GROUP [--dry-run] [--wait [--timeout SEC]]\n"
             "                               (on the leader) move GROUP back to its highest-\n"
             "                               priority target that is up\n"
-            "the socket defaults to $DRWATCH_SOCKET, else " DEFAULT_SOCKET "\n"
+            "options:\n"
+            "  --socket PATH                the daemon's admin socket (default $DRCTL_SOCKET,\n"
+            "                               else $DRWATCH_SOCKET, else " DEFAULT_SOCKET ")\n"
+            "  --json                       JSON output (schemas in docs/schema/)\n"
+            "  --version                    drctl's version only\n"
             "exit codes: 0 done, 1 refused by the daemon, 2 usage error or an invalid config file,\n"
-            "3 no daemon reachable\n");
+            "3 no daemon reachable, 4 no leader (status, list)\n");
 }
 
+/* --since: a duration back from now (90s, 30m, 2h, 1d) or a UTC time (2026-01-31T12:00:00Z,
+ * seconds, Z and the time optional); ms since the epoch, -1 when it is neither. */
+static long long since_ms(const char *s)
+{
+    long long d = duration_ms(s);
+    struct timespec now;
+    struct tm tm = {0};
+    int used = 0, n;
 
-/* Sends one request line and reads one reply line, waiting at most timeout_ms for each part of
- * it; NULL with a message on stderr and *rc set on failure. */
-cJSON *call(const char *path, cJSON *req, int timeout_ms, int *rc)
+    if (d > 0) {
+        clock_gettime(CLOCK_REALTIME, &now);
+        return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000 - d;
+    }
+    n = sscanf(s, "%4d-%2d-%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &used);
+    if (n != 3 || used != 10)
+        return -1;
+    if (s[used] == 'T' || s[used] == ' ') {
+        int more = 0;
+        n = sscanf(s + used + 1, "%2d:%2d%n:%2d%n", &tm.tm_hour, &tm.tm_min, &more, &tm.tm_sec,
+                   &more);
+        if (n < 2)
+            return -1;
+        used += 1 + more;
+    }
+    if (s[used] == 'Z')
+        used++;
+    if (s[used] != '\0' || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 ||
+        tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60 ||
+        tm.tm_year < 1970)
+        return -1;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    time_t t = timegm(&tm);
+    return t < 0 ? -1 : (long long)t * 1000;
+}
+
+/* Why connect() failed, and what to do about it. */
+static void connect_error(const char *path, int err)
+{
+    fprintf(stderr, "drctl: cannot connect to %s: %s", path, strerror(err));
+    if (err == EACCES || err == EPERM) {
+        struct stat st;
+        char dir[sizeof ((struct sockaddr_un *)0)->sun_path];
+        snprintf(dir, sizeof dir, "%s", path);
+        char *slash = strrchr(dir, '/');
+        if (slash != NULL && slash != dir)
+            *slash = '\0';
+        const char *what = stat(path, &st) == 0 ? path : stat(dir, &st) == 0 ? dir : NULL;
+        if (what == NULL) {
+            fprintf(stderr, "; run drctl as the user drwatchd runs as, or as root\n");
+            return;
+        }
+        struct passwd *pw = getpwuid(st.st_uid);
+        struct group *gr = getgrgid(st.st_gid);
+        char uid[16], gid[16];
+        snprintf(uid, sizeof uid, "%u", (unsigned)st.st_uid);
+        snprintf(gid, sizeof gid, "%u", (unsigned)st.st_gid);
+        fprintf(stderr, "; %s belongs to user %s and group %s (mode %04o): run drctl as %s, or "
+                        "as a member of group %s (usermod -aG %s USER, then log in again)\n",
+                what, pw ? pw->pw_name : uid, gr ? gr->gr_name : gid,
+                (unsigned)(st.st_mode & 07777), pw ? pw->pw_name : uid, gr ? gr->gr_name : gid,
+                gr ? gr->gr_name : gid);
+        return;
+    }
+    fprintf(stderr, "; is drwatchd running on this machine? Point drctl elsewhere with --socket "
+                    "PATH or DRCTL_SOCKET=PATH\n");
+}
+
+int conn_open(struct conn *c, const char *path, int *rc)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    *c = (struct conn){.fd = -1, .path = path};
     *rc = EXIT_UNREACHABLE;
     if (strlen(path) >= sizeof sa.sun_path) {
         fprintf(stderr, "drctl: --socket: path longer than %zu bytes: %s\n",
                 sizeof sa.sun_path - 1, path);
         *rc = EXIT_USAGE;
-        return NULL;
+        return -1;
     }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    strcpy(sa.sun_path, path);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        connect_error(path, errno);
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    c->fd = fd;
+    return 0;
+}
+
+void conn_close(struct conn *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    free(c->buf);
+    *c = (struct conn){.fd = -1};
+}
+
+int conn_send(struct conn *c, cJSON *req, int *rc)
+{
     char *text = cJSON_PrintUnformatted(req);
+    *rc = EXIT_UNREACHABLE;
     if (text == NULL) {
         fprintf(stderr, "drctl: out of memory\n");
-        return NULL;
+        return -1;
     }
     size_t n = strlen(text);
     if (n > REQUEST_MAX) {
@@ -90,86 +207,93 @@ cJSON *call(const char *path, cJSON *req, int timeout_ms, int *rc)
                 REQUEST_MAX);
         free(text);
         *rc = EXIT_USAGE;
-        return NULL;
-    }
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    strcpy(sa.sun_path, path);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        fprintf(stderr, "drctl: cannot connect to %s: %s\n", path, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        free(text);
-        return NULL;
+        return -1;
     }
     text[n] = '\n'; /* replaces the terminator; the length below excludes it again */
     size_t off = 0;
     while (off < n + 1) {
-        ssize_t w = write(fd, text + off, n + 1 - off);
+        ssize_t w = write(c->fd, text + off, n + 1 - off);
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0 && (errno == EPIPE || errno == ECONNRESET))
             break; /* the daemon hung up, perhaps after saying why: read it */
         if (w <= 0) {
-            fprintf(stderr, "drctl: write to %s: %s\n", path, strerror(errno));
+            fprintf(stderr, "drctl: write to %s: %s\n", c->path, strerror(errno));
             free(text);
-            close(fd);
-            return NULL;
+            return -1;
         }
         off += (size_t)w;
     }
     free(text);
-    size_t cap = 65536, len = 0;
-    char *buf = malloc(cap);
-    if (buf == NULL) {
-        fprintf(stderr, "drctl: out of memory\n");
-        close(fd);
-        return NULL;
-    }
+    return 0;
+}
+
+cJSON *conn_recv(struct conn *c, int timeout_ms, int *rc)
+{
+    *rc = EXIT_UNREACHABLE;
     for (;;) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
+        char *nl = c->len ? memchr(c->buf, '\n', c->len) : NULL;
+        if (nl != NULL) {
+            size_t line = (size_t)(nl - c->buf);
+            cJSON *reply = cJSON_ParseWithLength(c->buf, line);
+            memmove(c->buf, nl + 1, c->len - line - 1);
+            c->len -= line + 1;
+            if (reply == NULL) {
+                fprintf(stderr, "drctl: the daemon's reply is not JSON\n");
+                *rc = EXIT_REFUSED;
+            }
+            return reply;
+        }
+        if (conn_interrupted) {
+            *rc = 0;
+            return NULL;
+        }
+        struct pollfd p = {.fd = c->fd, .events = POLLIN};
         int pr = poll(&p, 1, timeout_ms);
         if (pr == 0) {
-            fprintf(stderr, "drctl: no reply from %s within %d ms\n", path, timeout_ms);
-            goto fail;
+            fprintf(stderr, "drctl: no reply from %s within %d ms\n", c->path, timeout_ms);
+            return NULL;
         }
         if (pr < 0 && errno == EINTR)
             continue;
-        if (len + 4096 > cap) {
-            if (cap >= REPLY_MAX) {
+        if (c->len + 4096 > c->cap) {
+            size_t cap = c->cap ? c->cap * 2 : 65536;
+            if (cap > REPLY_MAX) {
                 fprintf(stderr, "drctl: reply larger than %u bytes\n", REPLY_MAX);
-                goto fail;
+                return NULL;
             }
-            char *grown = realloc(buf, cap * 2);
+            char *grown = realloc(c->buf, cap);
             if (grown == NULL) {
                 fprintf(stderr, "drctl: out of memory\n");
-                goto fail;
+                return NULL;
             }
-            buf = grown;
-            cap *= 2;
+            c->buf = grown;
+            c->cap = cap;
         }
-        ssize_t r = read(fd, buf + len, cap - len - 1);
+        ssize_t r = read(c->fd, c->buf + c->len, c->cap - c->len);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0) {
-            fprintf(stderr, "drctl: connection to %s closed before a reply\n", path);
-            goto fail;
+            fprintf(stderr, "drctl: connection to %s closed before a reply: the daemon stopped "
+                            "or restarted\n", c->path);
+            return NULL;
         }
-        len += (size_t)r;
-        if (memchr(buf + len - (size_t)r, '\n', (size_t)r))
-            break;
+        c->len += (size_t)r;
     }
-    close(fd);
-    cJSON *reply = cJSON_ParseWithLength(buf, len);
-    free(buf);
-    if (reply == NULL) {
-        fprintf(stderr, "drctl: the daemon's reply is not JSON\n");
-        *rc = EXIT_REFUSED;
-    }
+}
+
+volatile sig_atomic_t conn_interrupted;
+
+/* Sends one request line and reads one reply line, waiting at most timeout_ms for each part of
+ * it; NULL with a message on stderr and *rc set on failure. */
+cJSON *call(const char *path, cJSON *req, int timeout_ms, int *rc)
+{
+    struct conn c;
+    if (conn_open(&c, path, rc) != 0)
+        return NULL;
+    cJSON *reply = conn_send(&c, req, rc) == 0 ? conn_recv(&c, timeout_ms, rc) : NULL;
+    conn_close(&c);
     return reply;
-fail:
-    free(buf);
-    close(fd);
-    return NULL;
 }
 
 const char *str(const cJSON *o, const char *k)
@@ -202,140 +326,8 @@ void fmt_time(double ms, char *out, size_t len)
              (int)((long long)ms % 1000));
 }
 
-static const char *member_name(const cJSON *reply, double id)
-{
-    const cJSON *m;
-    cJSON_ArrayForEach(m, arr(reply, "members")) {
-        if (num(m, "id") == id)
-            return str(m, "name");
-    }
-    return "?";
-}
-
-static void print_status(const cJSON *r)
-{
-    const cJSON *node = arr(r, "node"), *leader = arr(r, "leader"), *cl = arr(r, "cluster");
-    double now = num(r, "now");
-    printf("node %.0f (%s): %s%s\n", num(node, "id"), str(node, "name"), str(node, "raft_state"),
-           cJSON_IsTrue(arr(node, "acting_leader")) ? ", acting" : "");
-    if (num(leader, "id") > 0)
-        printf("leader %.0f (%s), term %.0f\n", num(leader, "id"), str(leader, "name"),
-               num(leader, "term"));
-    else
-        printf("leader: none known\n");
-    const cJSON *conf = arr(r, "config");
-    if (conf) {
-        printf("config version %.0f committed, %.0f running here\n", num(conf, "committed_version"),
-               num(conf, "running_version"));
-        if (str(conf, "error")[0])
-            printf("config error: %s\n", str(conf, "error"));
-        if (cJSON_IsTrue(arr(conf, "local_differs")))
-            printf("this node's file differs from the committed config (it runs by the "
-                   "committed one):\n%s\n", str(conf, "differences"));
-    }
-
-    printf("\n%-4s %-16s %-7s %s\n", "ID", "MEMBER", "ROLE", "LAST CONTACT");
-    const cJSON *m;
-    cJSON_ArrayForEach(m, arr(r, "members")) {
-        double age = num(m, "last_contact_age_ms");
-        char ago[32];
-        if (num(m, "last_contact") <= 0)
-            snprintf(ago, sizeof ago, "never");
-        else
-            snprintf(ago, sizeof ago, "%.1fs ago", age / 1000.0);
-        printf("%-4.0f %-16s %-7s %s\n", num(m, "id"), str(m, "name"), str(m, "role"), ago);
-    }
-
-    printf("\n%-16s %-8s %-8s %-14s %s\n", "SITE", "LOCAL", "CLUSTER", "SINCE", "OBSERVATIONS");
-    const cJSON *s;
-    cJSON_ArrayForEach(s, arr(cl, "sites")) {
-        const char *local = "";
-        const cJSON *ls;
-        cJSON_ArrayForEach(ls, arr(r, "local")) {
-            if (strcmp(str(ls, "id"), str(s, "id")) == 0)
-                local = str(ls, "local");
-        }
-        char since[32];
-        fmt_time(num(s, "since"), since, sizeof since);
-        printf("%-16s %-8s %-8s %-14s", str(s, "id"), local, str(s, "verdict"), since);
-        const cJSON *o;
-        cJSON_ArrayForEach(o, arr(s, "observations")) {
-            printf(" %s=%s%s%s", member_name(r, num(o, "node")), str(o, "state"),
-                   cJSON_IsTrue(arr(o, "fresh")) ? "" : "(stale)",
-                   cJSON_IsTrue(arr(o, "tilt")) ? "(tilt)" : "");
-        }
-        printf("\n");
-    }
-
-    printf("\n%-16s %-16s %-9s %s\n", "GROUP", "ACTIVE", "FAILBACK", "STATE");
-    const cJSON *g;
-    cJSON_ArrayForEach(g, arr(cl, "groups")) {
-        char state[160] = "", at[32];
-        size_t used = 0;
-        if (cJSON_IsTrue(arr(g, "hold")))
-            used += (size_t)snprintf(state + used, sizeof state - used,
-                                     "held: %s (drctl hold release) ", str(g, "hold_reason"));
-        if (cJSON_IsTrue(arr(g, "maintenance")) && used < sizeof state)
-            used += (size_t)snprintf(state + used, sizeof state - used, "in maintenance ");
-        if (cJSON_IsTrue(arr(g, "pinned")) && used < sizeof state)
-            used += (size_t)snprintf(state + used, sizeof state - used,
-                                     "pinned by a switchover (drctl failback) ");
-        if (num(g, "failback_failures") > 0 && used < sizeof state) {
-            fmt_time(num(g, "failback_retry_at"), at, sizeof at);
-            used += (size_t)snprintf(state + used, sizeof state - used,
-                                     "%.0f failed failback(s), next try %s ",
-                                     num(g, "failback_failures"), at);
-        }
-        printf("%-16s %-16s %-9s %s\n", str(g, "id"), str(g, "active"), str(g, "failback"),
-               used ? state : "ok");
-    }
-    const cJSON *mw;
-    int nm = 0;
-    cJSON_ArrayForEach(mw, arr(cl, "maintenance")) {
-        char until[32];
-        if (!nm++)
-            printf("\nMAINTENANCE\n");
-        fmt_time(num(mw, "expires"), until, sizeof until);
-        printf("%s %s by %s until %s: %s\n", str(mw, "scope"), str(mw, "id"), str(mw, "owner"),
-               until, str(mw, "reason"));
-    }
-
-    int shown = 0;
-    const cJSON *op;
-    cJSON_ArrayForEach(op, arr(cl, "operations")) {
-        if (!shown++)
-            printf("\nOPERATIONS\n");
-        char created[32];
-        fmt_time(num(op, "created"), created, sizeof created);
-        printf("#%.0f %s %s %s -> %s: %s (created %s, %s)\n", num(op, "id"), str(op, "group"),
-               str(op, "kind"), str(op, "from"), str(op, "to"), str(op, "status"), created,
-               str(op, "reason"));
-        const cJSON *st;
-        cJSON_ArrayForEach(st, arr(op, "steps")) {
-            printf("   %.0f %-10s %-14s %-8s %s\n", num(st, "seq"), str(st, "action"),
-                   str(st, "target"), str(st, "status"), str(st, "detail"));
-        }
-    }
-    if (!shown)
-        printf("\nno operations\n");
-    const char *act = str(node, "actuator");
-    if (act[0])
-        printf("\nactuator: %s\n", act);
-    (void)now;
-}
-
-static void print_history(const cJSON *r)
-{
-    const cJSON *h;
-    cJSON_ArrayForEach(h, arr(r, "history")) {
-        char ts[32];
-        fmt_time(num(h, "ts"), ts, sizeof ts);
-        printf("%-14s %-10s %s\n", ts, str(h, "kind"), str(h, "detail"));
-    }
-}
-
 /* Text from the daemon, which ends its lines itself; a last line without one gets it. */
-static void put_text(FILE *f, const char *text)
+void put_text(FILE *f, const char *text)
 {
     size_t n = strlen(text);
     fputs(text, f);
@@ -588,11 +580,13 @@ static int members_request(cJSON *req, int nargs, char **args, const struct sub_
 
 int main(int argc, char **argv)
 {
-    const char *sock = getenv("DRWATCH_SOCKET");
+    const char *sock = getenv("DRCTL_SOCKET");
+    if (sock == NULL || sock[0] == '\0')
+        sock = getenv("DRWATCH_SOCKET");
     if (sock == NULL || sock[0] == '\0')
         sock = DEFAULT_SOCKET;
     int json = 0;
-    const char *limit = NULL;
+    const char *limit = NULL, *since = NULL, *group = NULL;
     struct sub_opts so = {0};
     static const struct option opts[] = {
         {"limit", required_argument, NULL, 'l'},
@@ -608,6 +602,9 @@ int main(int argc, char **argv)
         {"socket", required_argument, NULL, 's'},
         {"json", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
+        {"since", required_argument, NULL, 'S'},
+        {"group", required_argument, NULL, 'g'},
+        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -649,24 +646,49 @@ int main(int argc, char **argv)
         case 'W':
             so.timeout = optarg;
             break;
+        case 'S':
+            since = optarg;
+            break;
+        case 'g':
+            group = optarg;
+            break;
+        case 'V':
+            printf("drctl %s\n", DRWATCH_VERSION);
+            return 0;
         case 'h':
             usage(stdout);
             return 0;
         default:
-            usage(stderr);
-            return 2;
+            return short_usage(); /* getopt said which option */
         }
     }
     if (optind >= argc) {
-        usage(stderr);
-        return 2;
+        fprintf(stderr, "drctl: no command given\n");
+        return short_usage();
     }
     const char *cmd = argv[optind];
     int nargs = argc - optind - 1;
     char **args = argv + optind + 1;
     cJSON *req = cJSON_CreateObject();
     cJSON_AddNumberToObject(req, "v", 1);
-    if (limit != NULL && strcmp(cmd, "history") != 0)
+    if (strcmp(cmd, "help") == 0 && nargs == 0) {
+        cJSON_Delete(req);
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "version") == 0 && nargs == 0 && !limit && !since && !group) {
+        cJSON_Delete(req);
+        signal(SIGPIPE, SIG_IGN);
+        return show_version(sock, json);
+    }
+    if (strcmp(cmd, "watch") == 0 && nargs == 0 && !limit && !since) {
+        cJSON_Delete(req);
+        signal(SIGPIPE, SIG_IGN);
+        return show_watch(sock, group, json);
+    }
+    if ((limit != NULL || since != NULL) && strcmp(cmd, "history") != 0)
+        goto bad_usage;
+    if (group != NULL && strcmp(cmd, "history") != 0)
         goto bad_usage;
     char by[32];
     int built = BUILT;
@@ -679,10 +701,10 @@ int main(int argc, char **argv)
         goto bad_usage;
     if (strcmp(cmd, "members") != 0 && (so.raft_address || so.peer_address || so.name))
         goto bad_usage;
-    if (strcmp(cmd, "status") == 0 || strcmp(cmd, "dump") == 0) {
+    if (strcmp(cmd, "status") == 0 || strcmp(cmd, "dump") == 0 || strcmp(cmd, "list") == 0) {
         if (nargs != 0)
             goto bad_usage;
-        cJSON_AddStringToObject(req, "cmd", cmd);
+        cJSON_AddStringToObject(req, "cmd", strcmp(cmd, "list") == 0 ? "status" : cmd);
     } else if (strcmp(cmd, "history") == 0) {
         cJSON_AddStringToObject(req, "cmd", "history");
         if (nargs > 1 || (nargs == 1 && limit != NULL))
@@ -699,6 +721,19 @@ int main(int argc, char **argv)
             }
             cJSON_AddNumberToObject(req, "limit", (double)lim);
         }
+        if (since != NULL) {
+            long long ms = since_ms(since);
+            if (ms < 0) {
+                fprintf(stderr, "drctl: history: --since: expected a duration like 90s, 30m, 2h "
+                                "or 1d, or a UTC time like 2026-01-31T12:00:00Z, not \"%s\"\n",
+                        since);
+                cJSON_Delete(req);
+                return EXIT_USAGE;
+            }
+            cJSON_AddNumberToObject(req, "since", (double)ms);
+        }
+        if (group != NULL)
+            cJSON_AddStringToObject(req, "group", group);
     } else if (strcmp(cmd, "debug") == 0) {
         if (nargs != 2 || strcmp(args[0], "crash-before") != 0)
             goto bad_usage;
@@ -722,7 +757,8 @@ int main(int argc, char **argv)
         slow = true;
     } else {
         fprintf(stderr, "drctl: unknown command \"%s\"\n", cmd);
-        goto bad_usage_quiet;
+        cJSON_Delete(req);
+        return short_usage();
     }
     if (built == BAD_ARGS)
         goto bad_usage;
@@ -742,12 +778,27 @@ int main(int argc, char **argv)
     /* A config the daemon found invalid is the operator's input at fault, as with usage. */
     const cJSON *errors = arr(reply, "errors");
     bool invalid = !ok && cJSON_IsArray(errors);
+    if (ok && (strcmp(cmd, "status") == 0 || strcmp(cmd, "list") == 0 ||
+               strcmp(cmd, "history") == 0)) {
+        int code = strcmp(cmd, "status") == 0 ? show_status(reply, json)
+                   : strcmp(cmd, "list") == 0 ? show_list(reply, json)
+                                              : show_history(reply, json);
+        cJSON_Delete(reply);
+        return code;
+    }
     if (json) {
         char *text = cJSON_Print(reply);
         printf("%s\n", text);
         free(text);
     } else if (!ok) {
         fprintf(stderr, "drctl: %s\n", str(reply, "error"));
+        if (str(reply, "leader_name")[0])
+            fprintf(stderr, "drctl: the leader is node %.0f (%s), peer address %s: run drctl on "
+                            "that machine\n", num(reply, "leader"), str(reply, "leader_name"),
+                    str(reply, "leader_peer_address"));
+        else if (cJSON_IsNumber(arr(reply, "leader")) && num(reply, "leader") == 0)
+            fprintf(stderr, "drctl: this node sees no leader: drctl status shows which members "
+                            "it reaches\n");
         const cJSON *e, *lines = invalid ? errors : NULL;
         cJSON_ArrayForEach(e, lines)
             fprintf(stderr, "  %s\n", cJSON_IsString(e) ? e->valuestring : "(not a string)");
@@ -755,10 +806,6 @@ int main(int argc, char **argv)
         int code = ops_print(sock, cmd, nargs, args, reply, &so);
         cJSON_Delete(reply);
         return code;
-    } else if (strcmp(cmd, "status") == 0) {
-        print_status(reply);
-    } else if (strcmp(cmd, "history") == 0) {
-        print_history(reply);
     } else if (strcmp(cmd, "dump") == 0) {
         fputs(str(reply, "dump"), stdout);
     } else if (strcmp(cmd, "hold") == 0) {
@@ -780,8 +827,6 @@ int main(int argc, char **argv)
 
 bad_usage:
     fprintf(stderr, "drctl: wrong arguments for \"%s\"\n", cmd);
-bad_usage_quiet:
     cJSON_Delete(req);
-    usage(stderr);
-    return 2;
+    return short_usage();
 }

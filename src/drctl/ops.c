@@ -11,7 +11,7 @@
 #define WAIT_DEFAULT_S 600
 
 /* "90s", "30m", "2h", "1d" in ms; -1 when it is none of these. */
-static long long duration_ms(const char *s)
+long long duration_ms(const char *s)
 {
     char *end;
     long long v;

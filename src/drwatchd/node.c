@@ -27,6 +27,7 @@
 #include "build_info.h"
 #include "cfgadmin.h"
 #include "opsadmin.h"
+#include "watchadmin.h"
 #include "node.h"
 
 #define SUBMIT_RETRY_MS 300
@@ -69,6 +70,7 @@ struct dw_node {
     struct dw_prober *prober;
     struct dw_admin *admin;
     struct dw_cfgadmin *cfgadmin;
+    struct dw_watchadmin *watchadmin;
     struct dw_metrics *metrics;
     struct dw_tilt *tilt;
     uint64_t last_submit;     /* uv_now() of the last observation sent */
@@ -224,6 +226,7 @@ static void applied(void *data)
     struct dw_node *n = data;
     dw_actuator_kick(n->actuator);
     dw_notify_kick(n->notifier);
+    dw_watchadmin_applied(n->watchadmin);
     /* raft must not be re-entered from its own callback: config work runs on the next turn */
     if (!n->stopping && n->timers_open && (dw_fsm_config_version(n->fsm) != n->cfg_version ||
                          (dw_fsm_config_version(n->fsm) == 0 && !n->bootstrapping)))
@@ -547,6 +550,32 @@ static double node_last_refresh(cJSON *cluster, uint64_t id)
     return 0;
 }
 
+#ifndef DRWATCH_VERSION
+#define DRWATCH_VERSION "0.1.0"
+#endif
+
+/* A member as this node sees it: reachable while its observations keep committing here (raft
+ * gives no follower's progress through its API, so lag is the age of its last committed
+ * refresh); its state leader, follower, candidate (this node only) or unreachable. */
+static void member_state(struct dw_node *n, const struct dw_member *m, uint64_t leader,
+                         double age_ms, cJSON *mo)
+{
+    bool self = m->id == n->cfg->node_id;
+    bool reachable = self || (leader != 0 && age_ms >= 0 &&
+                              age_ms <= n->cfg->cluster.observation_ttl_ms);
+    const char *state = self && !dw_raft_is_leader(n->raft) && m->id != leader
+                            ? dw_raft_state_name(n->raft)
+                        : m->id == leader && leader != 0 ? "leader"
+                        : reachable                      ? "follower"
+                                                         : "unreachable";
+    cJSON_AddBoolToObject(mo, "self", self);
+    cJSON_AddStringToObject(mo, "peer_address", m->peer_address);
+    cJSON_AddBoolToObject(mo, "voter", !m->non_voter);
+    cJSON_AddStringToObject(mo, "state", state);
+    cJSON_AddBoolToObject(mo, "reachable", reachable);
+    cJSON_AddNumberToObject(mo, "lag_ms", self ? 0 : age_ms);
+}
+
 static void status_reply(struct dw_node *n, cJSON *reply)
 {
     const struct dw_config *cfg = n->cfg;
@@ -571,6 +600,8 @@ static void status_reply(struct dw_node *n, cJSON *reply)
     const struct dw_member *lm = leader ? dw_config_member(cfg, leader) : NULL;
     cJSON_AddStringToObject(l, "name", lm ? lm->name : "");
     cJSON_AddNumberToObject(l, "term", (double)dw_raft_term(n->raft));
+    cJSON_AddStringToObject(l, "peer_address", lm ? lm->peer_address : "");
+    cJSON_AddStringToObject(reply, "version", DRWATCH_VERSION);
 
     cJSON *cluster = dw_fsm_status_json(n->fsm);
     cJSON *members = cJSON_AddArrayToObject(reply, "members");
@@ -586,6 +617,7 @@ static void status_reply(struct dw_node *n, cJSON *reply)
         double lr = cluster ? node_last_refresh(cluster, m->id) : 0;
         cJSON_AddNumberToObject(mo, "last_contact", lr);
         cJSON_AddNumberToObject(mo, "last_contact_age_ms", lr > 0 ? (double)now - lr : -1);
+        member_state(n, m, leader, lr > 0 ? (double)now - lr : -1, mo);
         cJSON_AddItemToArray(members, mo);
     }
     cJSON *conf = cJSON_AddObjectToObject(reply, "config");
@@ -1012,7 +1044,30 @@ static void node_collect(void *data, struct dw_metrics_writer *w)
     }
 }
 
+/* A refusal for want of the leader also names it and where it runs (drctl says so). */
+static void leader_hint(struct dw_node *n, cJSON *reply)
+{
+    const cJSON *l = cJSON_GetObjectItemCaseSensitive(reply, "leader");
+    const struct dw_member *m = cJSON_IsNumber(l) && l->valuedouble > 0
+                                    ? dw_config_member(n->cfg, (uint64_t)l->valuedouble)
+                                    : NULL;
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "ok")) || m == NULL)
+        return;
+    cJSON_AddStringToObject(reply, "leader_name", m->name);
+    cJSON_AddStringToObject(reply, "leader_peer_address", m->peer_address);
+}
+
+static void admin_handler_inner(void *data, const cJSON *req, cJSON *reply,
+                                struct dw_admin_call *call);
+
 static void admin_handler(void *data, const cJSON *req, cJSON *reply, struct dw_admin_call *call)
+{
+    admin_handler_inner(data, req, reply, call);
+    leader_hint(data, reply);
+}
+
+static void admin_handler_inner(void *data, const cJSON *req, cJSON *reply,
+                                struct dw_admin_call *call)
 {
     struct dw_node *n = data;
     if (dw_cfgadmin_handle(n->cfgadmin, req, reply, call)) {
@@ -1024,18 +1079,18 @@ static void admin_handler(void *data, const cJSON *req, cJSON *reply, struct dw_
         }
         return;
     }
-    if (dw_opsadmin_handle(n->fsm, n->raft, req, reply, call))
+    if (dw_opsadmin_handle(n->fsm, n->raft, req, reply, call) ||
+        dw_watchadmin_handle(n->watchadmin, req, reply, call))
         return;
     const char *cmd = cJSON_GetObjectItemCaseSensitive(req, "cmd")->valuestring;
     if (strcmp(cmd, "status") == 0) {
         status_reply(n, reply);
-    } else if (strcmp(cmd, "history") == 0) {
-        const cJSON *lim = cJSON_GetObjectItemCaseSensitive(req, "limit");
-        int limit = cJSON_IsNumber(lim) && lim->valuedouble >= 1 && lim->valuedouble <= 10000
-                        ? (int)lim->valuedouble
-                        : 50;
+    } else if (strcmp(cmd, "version") == 0) {
         cJSON_AddBoolToObject(reply, "ok", 1);
-        cJSON_AddItemToObject(reply, "history", dw_fsm_history_json(n->fsm, limit));
+        cJSON_AddStringToObject(reply, "version", DRWATCH_VERSION);
+        cJSON *self = cJSON_AddObjectToObject(reply, "node");
+        cJSON_AddNumberToObject(self, "id", (double)n->cfg->node_id);
+        cJSON_AddStringToObject(self, "name", dw_config_member(n->cfg, n->cfg->node_id)->name);
     } else if (strcmp(cmd, "dump") == 0) {
         char *d = dw_fsm_dump_max(n->fsm, DW_FSM_DUMP_MAX);
         cJSON_AddBoolToObject(reply, "ok", d != NULL);
@@ -1066,7 +1121,7 @@ static void admin_handler(void *data, const cJSON *req, cJSON *reply, struct dw_
     } else {
         cJSON_AddBoolToObject(reply, "ok", 0);
         char msg[224];
-        snprintf(msg, sizeof msg, "cmd: unknown command \"%.64s\" (known: status, history, dump, debug, hold, config, members, maintenance, operate)", cmd);
+        snprintf(msg, sizeof msg, "cmd: unknown command \"%.64s\" (known: status, history, version, dump, debug, hold, config, members, maintenance, operate)", cmd);
         cJSON_AddStringToObject(reply, "error", msg);
     }
 }
@@ -1109,6 +1164,8 @@ void dw_node_stop(struct dw_node *n)
     n->stopping = 1;
     dw_log(DW_LOG_INFO, "node", "stopping");
     dw_admin_close(n->admin);
+    dw_watchadmin_close(n->watchadmin);
+    n->watchadmin = NULL;
     dw_cfgadmin_close(n->cfgadmin);
     dw_metrics_close(n->metrics);
     dw_tilt_close(n->tilt);
@@ -1220,9 +1277,13 @@ int dw_node_start(struct dw_node **out, uv_loop_t *loop, const struct dw_config 
         snprintf(errmsg, errlen, "dw_cfgadmin_init(): out of memory");
         goto err_after_metrics;
     }
+    if (dw_watchadmin_init(&n->watchadmin, loop, n->fsm) != 0) {
+        snprintf(errmsg, errlen, "dw_watchadmin_init(): out of memory");
+        goto err_after_cfgadmin;
+    }
     if (dw_admin_start(&n->admin, loop, cfg->admin_socket, admin_handler, n, err, sizeof err) != 0) {
         snprintf(errmsg, errlen, "dw_admin_start(): %s", err);
-        goto err_after_cfgadmin;
+        goto err_after_watchadmin;
     }
     /* Last: the blocking start-up above must not count as a loop stall. */
     if (dw_tilt_start(&n->tilt, loop, &cfg->tilt, NULL, tilt_changed, n, err, sizeof err) != 0) {
@@ -1245,6 +1306,9 @@ int dw_node_start(struct dw_node **out, uv_loop_t *loop, const struct dw_config 
 
 err_after_admin:
     dw_admin_close(n->admin);
+err_after_watchadmin:
+    dw_watchadmin_close(n->watchadmin);
+    n->watchadmin = NULL;
 err_after_cfgadmin:
     dw_cfgadmin_close(n->cfgadmin);
 err_after_metrics:

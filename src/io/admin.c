@@ -527,11 +527,8 @@ void dw_admin_hold(struct dw_raft *raft, const struct dw_config *cfg, const cJSO
         return;
     }
     /* Only the leader proposes it: peers may forward observations only. */
-    if (!dw_raft_is_leader(raft)) {
-        dw_admin_error(reply, "hold: this node is not the leader (node %llu is); ask the leader",
-                   (unsigned long long)dw_raft_leader_id(raft));
+    if (!dw_admin_leader_or_fail(raft, reply))
         return;
-    }
     char *e = dw_entry_hold_release(group->valuestring, by->valuestring);
     if (e == NULL || dw_raft_propose(raft, e, NULL, NULL, err, sizeof err) != 0) {
         dw_admin_error(reply, "hold: %s", e == NULL ? "out of memory" : err);

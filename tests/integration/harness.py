@@ -309,6 +309,8 @@ class Cluster:
     def drctl(self, i, *args, check=True):
         r = subprocess.run([os.path.join(self.build, "drctl"), "--socket", self.socket(i),
                             "--json", *args], capture_output=True, text=True, timeout=15)
+        if r.returncode == 4 and args and args[0] in ("status", "list"):
+            return json.loads(r.stdout)  # no leader seen: the JSON still says what there is
         if r.returncode != 0:
             if check:
                 raise AssertionError(f"drctl on node {i} {args} -> {r.returncode}: {r.stderr}{r.stdout}")

@@ -14,6 +14,7 @@ import traceback
 import actions_tests
 import config_tests
 import detection_tests
+import drctl_tests
 import fencing_tests
 import lifecycle_tests
 import pacing_tests
@@ -510,6 +511,7 @@ TESTS += actions_tests.TESTS
 TESTS += lifecycle_tests.TESTS
 TESTS += notify_tests.TESTS
 TESTS += prometheus_tests.TESTS
+TESTS += drctl_tests.TESTS
 
 
 TEST_LIMIT_S = 300
@@ -545,6 +547,7 @@ def main():
     lifecycle_tests.BUILD = BUILD
     notify_tests.BUILD = BUILD
     prometheus_tests.BUILD = BUILD
+    drctl_tests.BUILD = BUILD
     removed = netns.remove_stale()
     if removed:
         print(f"removed what an interrupted run left: {' '.join(removed)}", flush=True)

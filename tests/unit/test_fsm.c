@@ -1325,6 +1325,74 @@ static void test_history_json(void **state)
     cJSON_Delete(h);
 }
 
+/* drctl history --since/--group and watch's cursor: each row's subject, the group filter (the
+ * group's rows and its targets' sites'), since, after with oldest first, limit, the cursor. */
+static void test_history_query(void **state)
+{
+    struct fx *x = *state;
+    struct dw_history_query q = {.limit = 100};
+    int64_t newest = -1;
+    cJSON *h, *row;
+    int n = 0;
+
+    all_up(x);
+    assert_int_equal(apply_raw(x->f, dw_entry_leader(3), T0 + 10), DW_FSM_APPLIED);
+    assert_int_equal(apply_raw(x->f, dw_entry_maintenance("set", "group", "carrier-1", "bob",
+                                                          "drill", 60000), T0 + 20),
+                     DW_FSM_APPLIED);
+    assert_int_equal(apply_raw(x->f, dw_entry_maintenance("set", "site", "site-b", "bob",
+                                                          "ups", 60000), T0 + 30),
+                     DW_FSM_APPLIED);
+    h = dw_fsm_history_query(x->f, &q, &newest);
+    assert_non_null(h);
+    assert_int_equal(cJSON_GetArraySize(h), 5); /* two verdicts, leader, two maintenance */
+    assert_true(newest == (int64_t)cJSON_GetObjectItem(cJSON_GetArrayItem(h, 0), "id")->valuedouble);
+    cJSON_ArrayForEach(row, h) {
+        const char *kind = jstr(row, "kind"), *subject = jstr(row, "subject");
+
+        if (strcmp(kind, "leader") == 0)
+            assert_string_equal(subject, "");
+        else if (strcmp(kind, "verdict") == 0)
+            assert_true(strcmp(subject, "site site-a") == 0 || strcmp(subject, "site site-b") == 0);
+        else if (strstr(jstr(row, "detail"), "group carrier-1") == jstr(row, "detail"))
+            assert_string_equal(subject, "group carrier-1");
+        else
+            assert_string_equal(subject, "site site-b");
+        assert_int_equal(strlen(jstr(row, "time")), 24);
+    }
+    cJSON_Delete(h);
+
+    q.group = "carrier-1"; /* all but the leader row */
+    h = dw_fsm_history_query(x->f, &q, &newest);
+    assert_int_equal(cJSON_GetArraySize(h), 4);
+    cJSON_ArrayForEach(row, h) assert_string_not_equal(jstr(row, "kind"), "leader");
+    cJSON_Delete(h);
+    q.group = "nope";
+    h = dw_fsm_history_query(x->f, &q, &newest);
+    assert_int_equal(cJSON_GetArraySize(h), 0);
+    cJSON_Delete(h);
+
+    q = (struct dw_history_query){.since = T0 + 10, .limit = 100};
+    h = dw_fsm_history_query(x->f, &q, &newest);
+    assert_int_equal(cJSON_GetArraySize(h), 3);
+    assert_string_equal(jstr(cJSON_GetArrayItem(h, 2), "kind"), "leader");
+    cJSON_Delete(h);
+
+    /* after a cursor, oldest first, at most limit */
+    q = (struct dw_history_query){.after = newest - 3, .limit = 2, .oldest_first = true};
+    h = dw_fsm_history_query(x->f, &q, &newest);
+    assert_int_equal(cJSON_GetArraySize(h), 2);
+    cJSON_ArrayForEach(row, h) {
+        assert_true(cJSON_GetObjectItem(row, "id")->valuedouble == (double)(newest - 2 + n));
+        n++;
+    }
+    cJSON_Delete(h);
+    q.after = newest;
+    h = dw_fsm_history_query(x->f, &q, &newest);
+    assert_int_equal(cJSON_GetArraySize(h), 0);
+    cJSON_Delete(h);
+}
+
 /* ---- history retention ---------------------------------------------------------------------- */
 
 #define HOUR_MS 3600000LL
@@ -2645,6 +2713,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_events_failure_hold_release, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_snapshot_and_prune, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_json, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_history_query, setup, teardown),
         cmocka_unit_test_setup_teardown(test_combine_and, setup, teardown),
         cmocka_unit_test_setup_teardown(test_combine_or, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cloud_stale_is_unknown, setup, teardown),

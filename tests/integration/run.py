@@ -483,6 +483,7 @@ def test_example_config_is_valid():
         path = os.path.join(d, "client_secret_file")
         with open(path, "w") as f:
             f.write("example-secret\n")
+            os.fchmod(f.fileno(), 0o600)  # drwatchd refuses secrets others can read
         cfg["genesys"]["client_secret_file"] = path
         # what this node holds: the secret it shares with each other member
         cfg["cluster"]["peer_secret_dir"] = d
@@ -491,6 +492,7 @@ def test_example_config_is_valid():
             if m["id"] != me:
                 with open(os.path.join(d, f"{m['id']}.secret"), "w") as f:
                     f.write(f"example-secret-{me}-{m['id']}\n")
+                    os.fchmod(f.fileno(), 0o600)
         path = os.path.join(d, "drwatch.json")
         with open(path, "w") as f:
             json.dump(cfg, f)

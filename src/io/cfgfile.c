@@ -182,61 +182,106 @@ static void resolve_secrets(cJSON *doc, const char *config_path)
     free(real);
 }
 
-/* Which source each key of the merged node object came from, for naming the file in errors. */
-struct node_origin {
-    char key[32][32];
-    const char *from[32];
+/* Which source each node-local setting of the merged document came from ("node.id",
+ * "cluster.peer_secret_dir", ...), for naming the file in errors. */
+struct origin {
+    char key[48][64];
+    const char *from[48];
     int n;
 };
 
-static void set_origin(struct node_origin *o, const char *key, const char *from)
+static void set_origin(struct origin *o, const char *top, const char *key, const char *from)
 {
+    char path[sizeof o->key[0]];
+    if (snprintf(path, sizeof path, "%s%s%s", top, top[0] ? "." : "", key) >= (int)sizeof path)
+        return;
     for (int i = 0; i < o->n; i++)
-        if (strcmp(o->key[i], key) == 0) {
+        if (strcmp(o->key[i], path) == 0) {
             o->from[i] = from;
             return;
         }
-    if (o->n < (int)(sizeof o->key / sizeof o->key[0]) && strlen(key) < sizeof o->key[0]) {
-        snprintf(o->key[o->n], sizeof o->key[0], "%s", key);
+    if (o->n < (int)(sizeof o->key / sizeof o->key[0])) {
+        memcpy(o->key[o->n], path, sizeof path);
         o->from[o->n++] = from;
     }
 }
 
-/* Sets node[key] (replacing), recording where it came from. */
-static int put(cJSON *node, const char *key, cJSON *v, struct node_origin *o, const char *from)
+/* Sets obj[key] to v (replacing), recording where it came from. */
+static int put(cJSON *obj, const char *top, const char *key, cJSON *v, struct origin *o,
+               const char *from)
 {
     if (!v)
         return -1;
-    set_origin(o, key, from);
-    cJSON_DeleteItemFromObjectCaseSensitive(node, key);
-    cJSON_AddItemToObject(node, key, v);
+    set_origin(o, top, key, from);
+    cJSON_DeleteItemFromObjectCaseSensitive(obj, key);
+    cJSON_AddItemToObject(obj, key, v);
     return 0;
 }
 
 /* The source an error message ("PATH: text") belongs to. */
-static const char *origin_of(const char *msg, const char *config, const struct node_origin *o)
+static const char *origin_of(const char *msg, const char *config, const struct origin *o)
 {
-    size_t n;
-    if (strncmp(msg, "node", 4) != 0 || !strchr(".:[", msg[4]))
-        return config;
-    if (msg[4] != '.')
-        return o->n ? "the node settings" : config;
-    n = strcspn(msg + 5, ".:[");
-    for (int i = 0; i < o->n; i++)
-        if (strlen(o->key[i]) == n && strncmp(o->key[i], msg + 5, n) == 0)
+    for (int i = 0; i < o->n; i++) {
+        size_t n = strlen(o->key[i]);
+        if (strncmp(msg, o->key[i], n) == 0 && msg[n] && strchr(".:[", msg[n]))
             return o->from[i];
+    }
     return config;
+}
+
+/* Merges the node file's settings into root: node key by key, the others as a whole. */
+static int merge_local(cJSON *root, const cJSON *local, const char *from, struct origin *o)
+{
+    for (const cJSON *sec = local->child; sec; sec = sec->next) {
+        cJSON *into = cJSON_GetObjectItemCaseSensitive(root, sec->string);
+        if (!cJSON_IsObject(sec) || !strcmp(sec->string, "notifications")) {
+            for (const cJSON *k = cJSON_IsObject(sec) ? sec->child : NULL; k; k = k->next)
+                set_origin(o, sec->string, k->string, from);
+            if (put(root, "", sec->string, cJSON_Duplicate(sec, true), o, from) != 0)
+                return -1;
+            continue;
+        }
+        if (!cJSON_IsObject(into)) {
+            cJSON_DeleteItemFromObjectCaseSensitive(root, sec->string);
+            if (!(into = cJSON_AddObjectToObject(root, sec->string)))
+                return -1;
+        }
+        for (const cJSON *k = sec->child; k; k = k->next)
+            if (put(into, sec->string, k->string, cJSON_Duplicate(k, true), o, from) != 0)
+                return -1;
+    }
+    return 0;
 }
 
 #define DEFAULT_DATA_DIR "/var/lib/drwatch"
 #define DEFAULT_ADMIN_SOCKET "/run/drwatch/admin.sock"
+
+/* The node file: an object of node-local settings only. */
+static bool local_ok(const cJSON *local, const struct dw_config_source *src,
+                     struct dw_config_errors *errs)
+{
+    char bad[160];
+    const cJSON *node = cJSON_GetObjectItemCaseSensitive(local, "node");
+    if (!cJSON_IsObject(local)) {
+        load_error(errs, "%s: $: expected an object: {\"node\": {...}}", src->node_file);
+        return false;
+    }
+    if (node && !cJSON_IsObject(node))
+        load_error(errs, "%s: node: expected an object", src->node_file);
+    else if (dw_config_nonlocal_key(local, bad, sizeof bad) != 0)
+        load_error(errs, "%s: %s: not a node-local setting; it belongs in the shared file %s",
+                   src->node_file, bad, src->config);
+    else
+        return true;
+    return false;
+}
 
 int dw_config_load_source(const struct dw_config_source *src, struct dw_config *cfg,
                           struct dw_config_errors *errs, cJSON **doc)
 {
     static struct dw_config_errors scratch;
     bool split = src->node_file || src->node_id;
-    struct node_origin origin = { .n = 0 };
+    struct origin *origin = calloc(1, sizeof *origin);
     cJSON *root, *node, *local = NULL;
     char *text = NULL;
     int rc = -1;
@@ -248,55 +293,46 @@ int dw_config_load_source(const struct dw_config_source *src, struct dw_config *
     root = load_json(src->config, split, errs);
     if (src->node_file)
         local = load_json(src->node_file, true, errs);
-    if (!root || (src->node_file && !local))
+    if (!origin)
+        goto oom;
+    if (!root || (src->node_file && (!local || !local_ok(local, src, errs))))
         goto out;
+    if (!cJSON_IsObject(root)) /* the parser words it */
+        goto parse;
 
+    /* each file's relative secret paths against its own directory */
+    resolve_secrets(root, src->config);
     node = cJSON_GetObjectItemCaseSensitive(root, "node");
-    if (cJSON_IsObject(node))
-        for (cJSON *k = node->child; k; k = k->next)
-            set_origin(&origin, k->string, src->config);
-    if (split && !node && cJSON_IsObject(root))
+    if (split && !node)
         node = cJSON_AddObjectToObject(root, "node");
     if (local) {
-        cJSON *mine = cJSON_GetObjectItemCaseSensitive(local, "node");
-        if (!cJSON_IsObject(local))
-            load_error(errs, "%s: $: expected an object: {\"node\": {...}}", src->node_file);
-        for (cJSON *k = cJSON_IsObject(local) ? local->child : NULL; k; k = k->next)
-            if (strcmp(k->string, "node") != 0)
-                load_error(errs, "%s: %s: a node file holds only \"node\"; this belongs in the "
-                           "shared file %s", src->node_file, k->string, src->config);
-        if (cJSON_IsObject(local) && !cJSON_IsObject(mine))
-            load_error(errs, "%s: node: %s", src->node_file,
-                       mine ? "expected an object" : "missing");
-        if (errs->n)
-            goto out;
-        /* key by key: the node file wins over the shared file's node object */
-        for (cJSON *k = mine->child; k && cJSON_IsObject(node); k = k->next)
-            if (put(node, k->string, cJSON_Duplicate(k, true), &origin, src->node_file) != 0)
-                goto oom;
+        resolve_secrets(local, src->node_file);
+        if (merge_local(root, local, src->node_file, origin) != 0)
+            goto oom;
+        node = cJSON_GetObjectItemCaseSensitive(root, "node");
     }
     if (src->node_id && cJSON_IsObject(node) &&
-        put(node, "id", cJSON_CreateNumber((double)src->node_id), &origin, "--node-id") != 0)
+        put(node, "node", "id", cJSON_CreateNumber((double)src->node_id), origin,
+            "--node-id") != 0)
         goto oom;
     if (split && cJSON_IsObject(node)) {
         if (!cJSON_HasObjectItem(node, "data_dir") &&
-            put(node, "data_dir", cJSON_CreateString(DEFAULT_DATA_DIR), &origin,
+            put(node, "node", "data_dir", cJSON_CreateString(DEFAULT_DATA_DIR), origin,
                 "the default") != 0)
             goto oom;
         if (!cJSON_HasObjectItem(node, "admin_socket") &&
-            put(node, "admin_socket", cJSON_CreateString(DEFAULT_ADMIN_SOCKET), &origin,
+            put(node, "node", "admin_socket", cJSON_CreateString(DEFAULT_ADMIN_SOCKET), origin,
                 "the default") != 0)
             goto oom;
     }
-    if (cJSON_IsObject(root))
-        resolve_secrets(root, src->config);
+parse:
     if (!(text = cJSON_PrintUnformatted(root)))
         goto oom;
     rc = dw_config_parse(text, strlen(text), cfg, errs);
     if (rc != 0 && split)
         for (int i = 0; i < errs->n; i++) {
             char msg[sizeof errs->msg[0] + DW_PATH_MAX + 4];
-            snprintf(msg, sizeof msg, "%s: %s", origin_of(errs->msg[i], src->config, &origin),
+            snprintf(msg, sizeof msg, "%s: %s", origin_of(errs->msg[i], src->config, origin),
                      errs->msg[i]);
             memcpy(errs->msg[i], msg, sizeof errs->msg[i] - 1); /* cut, as the parser cuts */
             errs->msg[i][sizeof errs->msg[i] - 1] = '\0';
@@ -309,6 +345,7 @@ int dw_config_load_source(const struct dw_config_source *src, struct dw_config *
 oom:
     load_error(errs, "out of memory");
 out:
+    free(origin);
     free(text);
     cJSON_Delete(root);
     cJSON_Delete(local);

@@ -15,6 +15,7 @@ import actions_tests
 import config_tests
 import detection_tests
 import fencing_tests
+import humancfg_tests
 import lifecycle_tests
 import pacing_tests
 import netns
@@ -510,6 +511,7 @@ TESTS += config_tests.TESTS
 TESTS += actions_tests.TESTS
 TESTS += lifecycle_tests.TESTS
 TESTS += notify_tests.TESTS
+TESTS += humancfg_tests.TESTS
 
 
 TEST_LIMIT_S = 300
@@ -544,6 +546,7 @@ def main():
     actions_tests.BUILD = BUILD
     lifecycle_tests.BUILD = BUILD
     notify_tests.BUILD = BUILD
+    humancfg_tests.BUILD = BUILD
     removed = netns.remove_stale()
     if removed:
         print(f"removed what an interrupted run left: {' '.join(removed)}", flush=True)

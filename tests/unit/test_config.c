@@ -933,24 +933,33 @@ static void test_split_files(void **state)
     /* errors name the file each setting came from, then its JSON path */
     set(full, "probe.fail_threshold", "0");
     write_doc("shared.json", full, shared, sizeof shared);
-    local = cJSON_Parse("{\"node\": {\"id\": 9, \"data_dir\": \"/srv/x\"}, \"sites\": []}");
-    write_doc("node.json", local, mine, sizeof mine);
-    snprintf(want, sizeof want, "%s: sites: a node file holds only \"node\"; this belongs in the "
-             "shared file %s", mine, shared);
-    expect_load_error(shared, mine, 0, want);
-    local = cJSON_Parse("{\"node\": {\"id\": 9, \"data_dir\": \"/srv/x\"}}");
-    write_doc("node.json", local, mine, sizeof mine);
+    static const struct { const char *json, *error; bool cite_shared; } bad[] = {
+        { "{\"node\": {\"id\": 2}, \"sites\": []}",
+          "sites: not a node-local setting; it belongs in the shared file ", true },
+        { "{\"node\": {\"id\": 2}, \"cluster\": {\"heartbeat_ms\": 10}}",
+          "cluster.heartbeat_ms: not a node-local setting; it belongs in the shared file ", true },
+        { "{\"node\": {\"id\": 2,\n}", "$: not valid JSON (line 2, column 1)", false },
+        { "{\"node\": 2}", "node: expected an object", false },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        write_file("node.json", bad[i].json);
+        snprintf(want, sizeof want, "%s: %s%s", mine, bad[i].error,
+                 bad[i].cite_shared ? shared : "");
+        expect_load_error(shared, mine, 0, want);
+    }
+    write_file("node.json", "{\"node\": {\"id\": 9, \"data_dir\": \"/srv/x\"}}");
     snprintf(want, sizeof want, "%s: node.id: 9 is not the id of any cluster.members entry", mine);
     expect_load_error(shared, mine, 0, want);
     snprintf(want, sizeof want, "%s: probe.fail_threshold: must be between 1 and 100", shared);
     expect_load_error(shared, mine, 0, want);
     expect_load_error(shared, mine, 7,
                       "--node-id: node.id: 7 is not the id of any cluster.members entry");
-    write_file("node.json", "{\"node\": {\"id\": 2,\n}");
-    snprintf(want, sizeof want, "%s: $: not valid JSON (line 2, column 1)", mine);
-    expect_load_error(shared, mine, 0, want);
-    write_file("node.json", "{\"node\": 2}");
-    snprintf(want, sizeof want, "%s: node: expected an object", mine);
+    /* node-local settings of other sections (this node's peer secret directory, say), relative
+     * to the node file */
+    write_file("node.json", "{\"node\": {\"id\": 2, \"data_dir\": \"/srv/x\"}, \"cluster\": "
+               "{\"peer_secret_dir\": \"nowhere\"}}");
+    snprintf(want, sizeof want, "%s: cluster.peer_secret_dir: cannot read \"%s/nowhere\": No such "
+             "file or directory", mine, tmpdir);
     expect_load_error(shared, mine, 0, want);
     /* one file: its errors read as before, the command line names the file */
     expect_load_error(shared, NULL, 0, "probe.fail_threshold: must be between 1 and 100");

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 
 from harness import CLIENT_SECRET, ROOT, Cluster, wait_until
@@ -206,6 +207,17 @@ def test_humancfg_examples_pass_check_config():
             assert r.returncode == 0 and "configuration is valid" in r.stdout, (name, r.stderr)
 
 
+def test_humancfg_demo_runs():
+    """deploy/demo end to end (about 20 s): the leader killed mid-failover, the new leader
+    finishing it, the failback after stable_for; the demo asserts each write happened once."""
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "deploy", "demo.py"), "--build", BUILD],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert re.search(r"step 1 verify +premise-b +done +n(\d) started .*, n(?!\1)\d resumed", r.stdout), \
+        r.stdout[-3000:]
+    assert "active target now: premise-a" in r.stdout, r.stdout[-3000:]
+
+
 TESTS = [test_humancfg_one_shared_file_fails_over, test_humancfg_credentials_directory,
          test_humancfg_refuses_open_secrets_and_missing_dirs,
-         test_humancfg_examples_pass_check_config]
+         test_humancfg_examples_pass_check_config, test_humancfg_demo_runs]

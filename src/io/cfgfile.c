@@ -448,9 +448,9 @@ int dw_config_read_secret(const char *path, char *out, size_t out_len, char *err
     out[0] = '\0';
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0 && errno == EACCES) {
-        snprintf(errmsg, errlen, "cannot read \"%s\": permission denied for user %s; run: chgrp "
-                 "drwatch %s && chmod 0640 %s, or pass it with systemd's LoadCredential=",
-                 path, user_name(), path, path);
+        snprintf(errmsg, errlen, "cannot read \"%s\": permission denied for user %s; chgrp "
+                 "drwatch and chmod 0640 it, or pass it with systemd's LoadCredential=", path,
+                 user_name());
         return -1;
     }
     if (fd < 0 || fstat(fd, &st) != 0)

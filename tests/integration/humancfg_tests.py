@@ -154,6 +154,27 @@ def test_humancfg_refuses_open_secrets_and_missing_dirs():
         r = drwatchd("--config", cfg, "--check-config")
         assert r.returncode == 0 and f"warning: {want}" in r.stderr, (r.returncode, r.stderr)
         assert not os.path.exists(c.node_dir(1)), "a refused start-up must not touch data_dir"
+
+        # a secret the daemon's user cannot read: which user, and how to let it (as nobody)
+        if os.geteuid() == 0 and shutil.which("setpriv"):
+            d = tempfile.mkdtemp(prefix="drwatch-unreadable-")
+            try:
+                os.chmod(d, 0o755)
+                doc["genesys"]["client_secret_file"] = "genesys.secret"
+                shutil.copy(secret, os.path.join(d, "genesys.secret"))  # 0600, root's
+                path = os.path.join(d, "drwatch.json")
+                with open(path, "w") as f:
+                    json.dump(doc, f)
+                os.chmod(path, 0o644)
+                r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                    os.path.join(BUILD, "drwatchd"), "--config", path,
+                                    "--check-config"], capture_output=True, text=True, timeout=10)
+                want = (f"genesys.client_secret_file: cannot read \"{d}/genesys.secret\": "
+                        f"permission denied for user nobody (uid 65534); chgrp drwatch and chmod 0640 it, "
+                        f"or pass it with systemd's LoadCredential=")
+                assert r.returncode == 2 and want in r.stderr, (r.returncode, r.stderr)
+            finally:
+                shutil.rmtree(d, ignore_errors=True)
     finally:
         c.stop()
 

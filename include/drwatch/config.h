@@ -272,6 +272,10 @@ int dw_config_parse_with(const char *json, size_t len, const struct dw_config_fi
 cJSON *dw_config_cluster_doc(const cJSON *doc);
 /* A full document: the cluster document with local's node-local settings. NULL on OOM. */
 cJSON *dw_config_with_local(const cJSON *cluster, const cJSON *local);
+/* Parses text as one JSON document; NULL with "not valid JSON (line L, column C)" in msg. */
+cJSON *dw_config_parse_json(const char *json, size_t len, char *msg, size_t msglen);
+/* 0 when every key of local is a node-local setting, else -1 with the first other key's path. */
+int dw_config_nonlocal_key(const cJSON *local, char *path, size_t len);
 /* Parses a cluster document (node-local settings absent) as the replicated state holds it; no
  * file checks, no node checks. Same error contract as dw_config_parse_with. */
 int dw_config_parse_cluster(const char *json, size_t len, struct dw_config *cfg,

@@ -449,7 +449,7 @@ static void check_limits(struct ctx *c)
 
 static void check_secret(struct ctx *c, const char *json_path, const char *file)
 {
-    char buf[SECRET_CHECK_MAX + 1], msg[200];
+    char buf[SECRET_CHECK_MAX + 1], msg[256];
     if (!file[0] || !c->files)
         return;
     if (c->files->read_secret(file, buf, sizeof buf, msg, sizeof msg) != 0)
@@ -464,7 +464,7 @@ void cfg_check_peer_secrets(struct ctx *c, struct dw_peer_secrets *out)
     const struct dw_config *cfg = c->cfg;
     const char *jp = "cluster.peer_secret_dir", *dir = cfg->cluster.peer_secret_dir;
     const struct dw_config_files *fs = c->files;
-    char path[DW_PATH_MAX + 32], msg[200], why[256];
+    char path[DW_PATH_MAX + 32], msg[256], why[256];
 
     memset(out, 0, sizeof *out);
     if (!fs || !dir[0] || !dw_config_member(cfg, cfg->node_id) || c->members_bad)

@@ -61,6 +61,33 @@ static int add_local(cJSON *doc, const cJSON *local)
     return 0;
 }
 
+int dw_config_nonlocal_key(const cJSON *local, char *path, size_t len)
+{
+    for (const cJSON *k = local ? local->child : NULL; k; k = k->next) {
+        const struct field *f = NULL;
+        for (size_t i = 0; i < cfg_top_table.n && !f; i++)
+            if (strcmp(cfg_top_table.f[i].key, k->string) == 0)
+                f = &cfg_top_table.f[i];
+        if (f && f->local)
+            continue;
+        if (!f || f->kind != K_OBJ || !cJSON_IsObject(k)) {
+            snprintf(path, len, "%s", k->string);
+            return -1;
+        }
+        for (const cJSON *v = k->child; v; v = v->next) {
+            const struct field *g = NULL;
+            for (size_t j = 0; j < f->sub->n && !g; j++)
+                if (strcmp(f->sub->f[j].key, v->string) == 0)
+                    g = &f->sub->f[j];
+            if (!g || !g->local) {
+                snprintf(path, len, "%s.%s", k->string, v->string);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
 struct slot {
     const char *key; /* never into the slot itself: qsort may move slots while comparing */
     int idx;

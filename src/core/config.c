@@ -8,19 +8,14 @@
 
 #include "cfg_internal.h"
 
-static int parse(const char *json, size_t len, const struct dw_config_files *files,
-                 bool cluster_only, struct dw_config *cfg, struct dw_config_errors *errs)
+cJSON *dw_config_parse_json(const char *json, size_t len, char *msg, size_t msglen)
 {
-    struct ctx c = { .cfg = cfg, .errs = errs, .files = files, .cluster_only = cluster_only };
     const char *end = NULL;
     cJSON *root = NULL;
 
-    memset(cfg, 0, sizeof *cfg);
-    if (errs)
-        errs->n = 0;
     if (!json) {
-        cfg_err(&c, "no input");
-        return -1;
+        snprintf(msg, msglen, "no input");
+        return NULL;
     }
     /* return_parse_end carries the same position as cJSON_GetErrorPtr(), without the global */
     root = cJSON_ParseWithLengthOpts(json, len, &end, false);
@@ -40,7 +35,23 @@ static int parse(const char *json, size_t len, const struct dw_config_files *fil
                 line++;
                 col = 0;
             }
-        cfg_err(&c, "not valid JSON (line %d, column %d)", line, col);
+        snprintf(msg, msglen, "not valid JSON (line %d, column %d)", line, col);
+    }
+    return root;
+}
+
+static int parse(const char *json, size_t len, const struct dw_config_files *files,
+                 bool cluster_only, struct dw_config *cfg, struct dw_config_errors *errs)
+{
+    struct ctx c = { .cfg = cfg, .errs = errs, .files = files, .cluster_only = cluster_only };
+    char msg[64];
+    cJSON *root;
+
+    memset(cfg, 0, sizeof *cfg);
+    if (errs)
+        errs->n = 0;
+    if (!(root = dw_config_parse_json(json, len, msg, sizeof msg))) {
+        cfg_err(&c, "%s", msg);
         return -1;
     }
 

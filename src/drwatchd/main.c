@@ -22,9 +22,13 @@ static uv_signal_t sigterm_h, sigint_h;
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: drwatchd --config FILE [--join] [--check-config]\n"
+    fprintf(f, "usage: drwatchd --config FILE [--node FILE] [--node-id N] [--join] [--check-config]\n"
                "                [--log-level debug|info|warn|error]\n"
                "       drwatchd --version\n"
+               "  --config   the cluster file (shared by every node; may hold a node object)\n"
+               "  --node     this node's file, {\"node\": {...}}: its keys win over the\n"
+               "             shared file's node object\n"
+               "  --node-id  this node's id (node.id), over both files\n"
                "  --join  with an empty data_dir: wait to be added to a running cluster\n"
                "          (drctl members add) instead of bootstrapping a new one\n");
 }
@@ -44,10 +48,13 @@ static void on_signal(uv_signal_t *s, int signum)
 int main(int argc, char **argv)
 {
     const char *config_path = NULL;
+    struct dw_config_source src = { .config = NULL };
     int check_only = 0;
     bool join = false;
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
+        {"node", required_argument, NULL, 'n'},
+        {"node-id", required_argument, NULL, 'i'},
         {"check-config", no_argument, NULL, 'C'},
         {"join", no_argument, NULL, 'j'},
         {"log-level", required_argument, NULL, 'l'},
@@ -61,6 +68,19 @@ int main(int argc, char **argv)
         case 'c':
             config_path = optarg;
             break;
+        case 'n':
+            src.node_file = optarg;
+            break;
+        case 'i': {
+            char *end = NULL;
+            unsigned long long id = strtoull(optarg, &end, 10);
+            if (!optarg[0] || *end || optarg[0] == '-' || id < 1 || id > 2147483647ull) {
+                fprintf(stderr, "drwatchd: --node-id: expected a member id, 1 to 2147483647\n");
+                return 2;
+            }
+            src.node_id = id;
+            break;
+        }
         case 'C':
             check_only = 1;
             break;
@@ -100,7 +120,8 @@ int main(int argc, char **argv)
     static struct dw_config cfg;
     static struct dw_config_errors errs;
     cJSON *doc = NULL;
-    if (dw_config_load_doc(config_path, &cfg, &errs, &doc) != 0) {
+    src.config = config_path;
+    if (dw_config_load_source(&src, &cfg, &errs, &doc) != 0) {
         fprintf(stderr, "drwatchd: %s: %d configuration error%s:\n", config_path, errs.n,
                 errs.n == 1 ? "" : "s");
         for (int i = 0; i < errs.n; i++)
@@ -112,6 +133,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "drwatchd: %s: warning: node.probe_overrides.%s: no Edge with this id in "
                 "this file's sites (a typo, or an Edge only the committed config has)\n",
                 config_path, cfg.override_unmatched);
+    /* A check may run before systemd made the runtime and state directories: only a warning. */
+    errs.n = 0;
+    if (dw_config_check_places(&cfg, &errs) > 0) {
+        for (int i = 0; i < errs.n; i++)
+            fprintf(stderr, "drwatchd: %s%s\n", check_only ? "warning: " : "", errs.msg[i]);
+        if (!check_only) {
+            dw_config_free(&cfg);
+            cJSON_Delete(doc);
+            return 2;
+        }
+    }
     if (check_only) {
         printf("%s: configuration is valid\n", config_path);
         dw_config_free(&cfg);

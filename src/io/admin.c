@@ -457,6 +457,18 @@ int dw_admin_start(struct dw_admin **out, uv_loop_t *loop, const char *path,
     umask(old_mask);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&a->server, 16, on_connection);
+    if (rc == UV_ENOENT) {
+        /* the usual cause: /run/drwatch, made by systemd's RuntimeDirectory=, not made here */
+        char dir[sizeof a->path];
+        const char *slash = strrchr(path, '/');
+        snprintf(dir, sizeof dir, "%.*s", slash && slash != path ? (int)(slash - path) : 1,
+                 slash ? path : ".");
+        snprintf(errmsg, errlen, "node.admin_socket: directory %s does not exist; create it "
+                 "(mkdir -m 0750 %s) or, under systemd, RuntimeDirectory=drwatch creates it",
+                 dir, dir);
+        admin_free(a);
+        return -1;
+    }
     if (rc != 0) {
         snprintf(errmsg, errlen, "admin socket %s: %s", path, uv_strerror(rc));
         admin_free(a);

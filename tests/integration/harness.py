@@ -248,8 +248,10 @@ class Cluster:
                 if j != i:
                     with open(os.path.join(self.peer_secret_dir(i), f"{j}.secret"), "w") as f:
                         f.write(f"{PEER_SECRET}-{min(i, j)}-{max(i, j)}\n")
+                        os.fchmod(f.fileno(), 0o600)  # drwatchd refuses secrets others can read
         with open(os.path.join(self.dir, "genesys.secret"), "w") as f:
             f.write(CLIENT_SECRET + "\n")
+            os.fchmod(f.fileno(), 0o600)
         for i in range(1, self.n + 1):
             with open(os.path.join(self.dir, f"n{i}.json"), "w") as f:
                 json.dump(self.config(i), f, indent=2)

@@ -16,6 +16,7 @@ import config_tests
 import detection_tests
 import drctl_tests
 import fencing_tests
+import humancfg_tests
 import lifecycle_tests
 import pacing_tests
 import prometheus_tests
@@ -485,6 +486,7 @@ def test_example_config_is_valid():
         path = os.path.join(d, "client_secret_file")
         with open(path, "w") as f:
             f.write("example-secret\n")
+            os.fchmod(f.fileno(), 0o600)  # drwatchd refuses secrets others can read
         cfg["genesys"]["client_secret_file"] = path
         # what this node holds: the secret it shares with each other member
         cfg["cluster"]["peer_secret_dir"] = d
@@ -493,6 +495,7 @@ def test_example_config_is_valid():
             if m["id"] != me:
                 with open(os.path.join(d, f"{m['id']}.secret"), "w") as f:
                     f.write(f"example-secret-{me}-{m['id']}\n")
+                    os.fchmod(f.fileno(), 0o600)
         path = os.path.join(d, "drwatch.json")
         with open(path, "w") as f:
             json.dump(cfg, f)
@@ -512,6 +515,7 @@ TESTS += lifecycle_tests.TESTS
 TESTS += notify_tests.TESTS
 TESTS += prometheus_tests.TESTS
 TESTS += drctl_tests.TESTS
+TESTS += humancfg_tests.TESTS
 
 
 TEST_LIMIT_S = 300
@@ -548,6 +552,7 @@ def main():
     notify_tests.BUILD = BUILD
     prometheus_tests.BUILD = BUILD
     drctl_tests.BUILD = BUILD
+    humancfg_tests.BUILD = BUILD
     removed = netns.remove_stale()
     if removed:
         print(f"removed what an interrupted run left: {' '.join(removed)}", flush=True)

@@ -26,6 +26,7 @@ static void write_file(const char *name, const char *text)
     FILE *f = fopen(path, "w");
     assert_non_null(f);
     fputs(text, f);
+    assert_int_equal(fchmod(fileno(f), 0600), 0); /* a secret others can read is refused */
     fclose(f);
 }
 
@@ -59,7 +60,8 @@ static int teardown_dir(void **state)
     (void)state;
     const char *names[] = { "peer.d/1.secret", "peer.d/3.secret", "genesys.secret",
                             "empty.secret", "long.secret", "slack.secret", "config.json", "ca.pem", "client.pem",
-                            "client.key" };
+                            "client.key", "shared.json", "shared-node.json", "node.json",
+                            "single.json", "relative.json" };
     char path[128];
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", tmpdir, names[i]);
@@ -852,6 +854,196 @@ static void test_load(void **state)
     assert_int_equal(dw_config_parse("{}", 2, &cfg, NULL), -1);
 }
 
+/* ---- one shared file, a node file, --node-id ---- */
+
+/* Writes cJSON d (deleted) to name in the temp dir; path gets its full path. */
+static void write_doc(const char *name, cJSON *d, char *path, size_t len)
+{
+    char *text = cJSON_Print(d);
+    write_file(name, text);
+    free(text);
+    cJSON_Delete(d);
+    snprintf(path, len, "%s/%s", tmpdir, name);
+}
+
+static int load_src(const char *config, const char *node_file, uint64_t node_id, cJSON **out)
+{
+    const struct dw_config_source src = { .config = config, .node_file = node_file,
+                                          .node_id = node_id };
+    memset(&errs, 0x5a, sizeof errs);
+    dw_config_free(&cfg);
+    return dw_config_load_source(&src, &cfg, &errs, out);
+}
+
+static void expect_load_error(const char *config, const char *node_file, uint64_t node_id,
+                              const char *msg)
+{
+    if (load_src(config, node_file, node_id, NULL) != -1 || !has_error(msg)) {
+        print_message("expected: %s\n", msg);
+        dump_errors();
+        fail();
+    }
+}
+
+static void test_split_files(void **state)
+{
+    (void)state;
+    char shared[128], mine[128], single[128], want[512];
+    cJSON *full = doc("full.json"), *whole = NULL, *merged = NULL;
+
+    /* the same node from one file and from the shared file plus a node file */
+    cJSON *node = cJSON_DetachItemFromObjectCaseSensitive(full, "node");
+    cJSON *local = cJSON_CreateObject();
+    cJSON_AddItemToObject(local, "node", node);
+    write_doc("shared.json", cJSON_Duplicate(full, true), shared, sizeof shared);
+    write_doc("node.json", local, mine, sizeof mine);
+    write_doc("single.json", doc("full.json"), single, sizeof single);
+    assert_int_equal(load_src(single, NULL, 0, &whole), 0);
+    assert_int_equal(load_src(shared, mine, 0, &merged), 0);
+    assert_int_equal(cfg.node_id, 2);
+    assert_string_equal(cfg.data_dir, "/var/lib/drwatch");
+    assert_true(cfg.debug);
+    /* what a leader would commit does not depend on the layout */
+    cJSON *a = dw_config_cluster_doc(whole), *b = dw_config_cluster_doc(merged);
+    assert_true(cJSON_Compare(a, b, true));
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+    cJSON_Delete(whole);
+    cJSON_Delete(merged);
+
+    /* --node-id alone: the other node keys default */
+    assert_int_equal(load_src(shared, NULL, 2, NULL), 0);
+    assert_int_equal(cfg.node_id, 2);
+    assert_string_equal(cfg.data_dir, "/var/lib/drwatch");
+    assert_string_equal(cfg.admin_socket, "/run/drwatch/admin.sock");
+    assert_false(cfg.debug);
+
+    /* precedence, key by key: --node-id over the node file over the shared node object */
+    cJSON *with_node = cJSON_Duplicate(full, true);
+    set(with_node, "node", "{\"id\": 1, \"data_dir\": \"/srv/drwatch\", \"debug\": true}");
+    write_doc("shared-node.json", with_node, shared, sizeof shared);
+    local = cJSON_Parse("{\"node\": {\"id\": 3, \"admin_socket\": \"/run/dw.sock\"}}");
+    write_doc("node.json", local, mine, sizeof mine);
+    assert_int_equal(load_src(shared, mine, 2, NULL), 0);
+    assert_int_equal(cfg.node_id, 2);
+    assert_string_equal(cfg.data_dir, "/srv/drwatch");
+    assert_string_equal(cfg.admin_socket, "/run/dw.sock");
+    assert_true(cfg.debug);
+
+    /* errors name the file each setting came from, then its JSON path */
+    set(full, "probe.fail_threshold", "0");
+    write_doc("shared.json", full, shared, sizeof shared);
+    static const struct { const char *json, *error; bool cite_shared; } bad[] = {
+        { "{\"node\": {\"id\": 2}, \"sites\": []}",
+          "sites: not a node-local setting; it belongs in the shared file ", true },
+        { "{\"node\": {\"id\": 2}, \"cluster\": {\"heartbeat_ms\": 10}}",
+          "cluster.heartbeat_ms: not a node-local setting; it belongs in the shared file ", true },
+        { "{\"node\": {\"id\": 2,\n}", "$: not valid JSON (line 2, column 1)", false },
+        { "{\"node\": 2}", "node: expected an object", false },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        write_file("node.json", bad[i].json);
+        snprintf(want, sizeof want, "%s: %s%s", mine, bad[i].error,
+                 bad[i].cite_shared ? shared : "");
+        expect_load_error(shared, mine, 0, want);
+    }
+    write_file("node.json", "{\"node\": {\"id\": 9, \"data_dir\": \"/srv/x\"}}");
+    snprintf(want, sizeof want, "%s: node.id: 9 is not the id of any cluster.members entry", mine);
+    expect_load_error(shared, mine, 0, want);
+    snprintf(want, sizeof want, "%s: probe.fail_threshold: must be between 1 and 100", shared);
+    expect_load_error(shared, mine, 0, want);
+    expect_load_error(shared, mine, 7,
+                      "--node-id: node.id: 7 is not the id of any cluster.members entry");
+    /* node-local settings of other sections (this node's peer secret directory, say), relative
+     * to the node file */
+    write_file("node.json", "{\"node\": {\"id\": 2, \"data_dir\": \"/srv/x\"}, \"cluster\": "
+               "{\"peer_secret_dir\": \"nowhere\"}}");
+    snprintf(want, sizeof want, "%s: cluster.peer_secret_dir: cannot read \"%s/nowhere\": No such "
+             "file or directory", mine, tmpdir);
+    expect_load_error(shared, mine, 0, want);
+    /* one file: its errors read as before, the command line names the file */
+    expect_load_error(shared, NULL, 0, "probe.fail_threshold: must be between 1 and 100");
+}
+
+/* Relative secret paths: $CREDENTIALS_DIRECTORY when the file is there, else the directory of
+ * the config file; absolute ones as written. */
+static void test_relative_secrets(void **state)
+{
+    (void)state;
+    char path[128], want[256], dir[128];
+    cJSON *d = doc("full.json"), *out = NULL;
+    set(d, "genesys.client_secret_file", "\"genesys.secret\"");
+    set(d, "cluster.peer_secret_dir", "\"peer.d\"");
+    write_doc("relative.json", d, path, sizeof path);
+    unsetenv("CREDENTIALS_DIRECTORY");
+    assert_int_equal(load_src(path, NULL, 0, &out), 0);
+    snprintf(want, sizeof want, "%s/genesys.secret", tmpdir);
+    assert_string_equal(cfg.genesys.client_secret_file, want);
+    snprintf(want, sizeof want, "%s/peer.d", tmpdir);
+    assert_string_equal(cfg.cluster.peer_secret_dir, want);
+    cJSON_Delete(out);
+
+    snprintf(dir, sizeof dir, "%s/peer.solo", tmpdir); /* stands in for the credentials dir */
+    write_file("peer.solo/genesys.secret", "from-credentials\n");
+    setenv("CREDENTIALS_DIRECTORY", dir, 1);
+    assert_int_equal(load_src(path, NULL, 0, NULL), 0);
+    snprintf(want, sizeof want, "%s/genesys.secret", dir);
+    assert_string_equal(cfg.genesys.client_secret_file, want);
+    /* the peer secret directory is never a credential */
+    snprintf(want, sizeof want, "%s/peer.d", tmpdir);
+    assert_string_equal(cfg.cluster.peer_secret_dir, want);
+    unsetenv("CREDENTIALS_DIRECTORY");
+    snprintf(want, sizeof want, "%s/peer.solo/genesys.secret", tmpdir);
+    unlink(want);
+}
+
+/* A secret others can read stops the load with the chmod that fixes it. */
+static void test_secret_mode(void **state)
+{
+    (void)state;
+    static const struct { unsigned mode; const char *how, *fix; } cases[] = {
+        { 0644, "readable", "0640" },
+        { 0602, "accessible", "0600" },
+    };
+    char path[128], msg[512];
+    write_file("slack.secret", "a-secret-value\n");
+    snprintf(path, sizeof path, "%s/slack.secret", tmpdir);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        assert_int_equal(chmod(path, cases[i].mode), 0);
+        cJSON *d = doc("full.json");
+        snprintf(msg, sizeof msg, "\"%s\"", path);
+        set(d, "genesys.client_secret_file", msg);
+        snprintf(msg, sizeof msg, "genesys.client_secret_file: %s is %s by other users (mode "
+                 "%04o); run: chmod %s %s", path, cases[i].how, cases[i].mode, cases[i].fix, path);
+        expect_only(d, msg);
+    }
+    assert_int_equal(chmod(path, 0640), 0);
+}
+
+static void test_check_places(void **state)
+{
+    (void)state;
+    char want[512];
+    static struct dw_config c;
+    memset(&c, 0, sizeof c);
+    snprintf(c.admin_socket, sizeof c.admin_socket, "%s/no-such-dir/admin.sock", tmpdir);
+    snprintf(c.data_dir, sizeof c.data_dir, "%s/data/node", tmpdir);
+    errs.n = 0;
+    assert_int_equal(dw_config_check_places(&c, &errs), 1);
+    snprintf(want, sizeof want, "node.admin_socket: directory %s/no-such-dir does not exist; "
+             "create it (mkdir -m 0750 %s/no-such-dir) or, under systemd, RuntimeDirectory=drwatch "
+             "creates it", tmpdir, tmpdir);
+    assert_string_equal(errs.msg[0], want);
+    /* a data_dir start-up can create, and a socket directory that exists: nothing to say */
+    snprintf(c.admin_socket, sizeof c.admin_socket, "%s/admin.sock", tmpdir);
+    errs.n = 0;
+    assert_int_equal(dw_config_check_places(&c, &errs), 0);
+    snprintf(c.data_dir, sizeof c.data_dir, "%s/genesys.secret", tmpdir);
+    assert_int_equal(dw_config_check_places(&c, &errs), 1);
+    snprintf(want, sizeof want, "node.data_dir: %s/genesys.secret is not a directory", tmpdir);
+    assert_string_equal(errs.msg[0], want);
+}
+
 /* ---- detection settings: probes, rules, signals, TILT, limits ---- */
 
 static void test_probes(void **state)
@@ -1556,6 +1748,10 @@ int main(void)
         cmocka_unit_test(test_target_actions),
         cmocka_unit_test(test_target_actions_errors),
         cmocka_unit_test(test_notifications),
+        cmocka_unit_test(test_split_files),
+        cmocka_unit_test(test_relative_secrets),
+        cmocka_unit_test(test_secret_mode),
+        cmocka_unit_test(test_check_places),
     };
     int rc = cmocka_run_group_tests(tests, setup_dir, teardown_dir);
     dw_config_free(&cfg);

@@ -321,7 +321,7 @@ def test_g_garbage_edges_and_dead_genesys_api():
         # An unreachable API makes every call retry: each call logs its first and last retry.
         import re
         warned = [(m.group(1), m.group(2)) for i in range(1, 4)
-                  for m in re.finditer(r"WARN +genesys: .*, retry (\d+)/(\d+) in", c.log(i))]
+                  for m in re.finditer(r"level=warn component=genesys msg=.*, retry (\d+)/(\d+) in", c.log(i))]
         assert warned and all(n in ("1", of) for n, of in warned), warned
         # Held, and every target either down or failed: recovering the API restarts nothing.
         simctl.clear_faults(c.genesys_url)

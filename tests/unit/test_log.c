@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "drwatch/audit.h"
 #include "drwatch/log.h"
 
 #define TS 1796246400123LL /* 2026-12-02T21:20:00.123Z */
@@ -274,6 +275,106 @@ static void test_journal_fields(void **state)
     assert_true(n >= 1 && n < 4);
 }
 
+static const char *field(const struct dw_audit_line *l, const char *key, char *num)
+{
+    for (const struct dw_log_field *f = l->f; f->key != NULL; f++) {
+        if (strcmp(f->key, key) == 0) {
+            if (!f->is_num)
+                return f->str;
+            snprintf(num, 24, "%lld", f->num);
+            return num;
+        }
+    }
+    return NULL;
+}
+
+/* The FSM's history rows and events, as the audit logs them (docs/logging.md). */
+static void test_audit_describes_every_kind(void **state)
+{
+    static const struct {
+        const char *kind, *group, *detail, *msg;
+        enum dw_log_level level;
+        const char *fields; /* "key=value ..." expected among the fields */
+    } cases[] = {
+        {"verdict", NULL, "site-a: up -> down (down 2/3 fresh, up 1/3) by probes", "site DOWN",
+         DW_LOG_WARN, "site=site-a from=up to=down"},
+        {"verdict", NULL, "site-b: unknown -> up (down 0/3 fresh, up 2/3) by probes", "site UP",
+         DW_LOG_INFO, "site=site-b from=unknown to=up"},
+        {"signal", NULL, "site-a: probes up -> down (x)", "site signal", DW_LOG_DEBUG,
+         "site=site-a"},
+        {"operation", NULL, "carrier-1: failover #7 premise-a -> premise-b planned (site-a down)",
+         "operation planned", DW_LOG_INFO,
+         "group=carrier-1 kind=failover op=7 from=premise-a to=premise-b"},
+        {"operation", NULL, "carrier-1: failover #7 - -> premise-b aborted: premise-b is down",
+         "operation aborted", DW_LOG_WARN, "group=carrier-1 kind=failover op=7"},
+        {"operation", NULL, "g: cleanup #3 aborted: a failover to a target that is up replaces it",
+         "operation aborted", DW_LOG_WARN, "group=g kind=cleanup op=3"},
+        {"failover", "carrier-1", "carrier-1: failover #7 premise-a -> premise-b done",
+         "operation done", DW_LOG_INFO, "group=carrier-1 op=7 to=premise-b"},
+        {"operation_failed", "g", "g: failback #9 b -> a failed at step 0 activate a; calls stay",
+         "operation failed", DW_LOG_WARN, "group=g op=9 step=0 target=a"},
+        {"step", NULL, "carrier-1: #7 step 2 deactivate premise-a: done - PUT x: y", "step done",
+         DW_LOG_INFO, "group=carrier-1 op=7 step=2 action=deactivate target=premise-a"},
+        {"step", NULL, "g: #7 step 0 activate b: failed - HTTP 500", "step failed", DW_LOG_WARN,
+         "status=failed"},
+        {"hold", "g", "g: group held: flapping (x)", "group held", DW_LOG_WARN, "group=g"},
+        {"hold_released", "g", "g: hold released by ops", "hold released", DW_LOG_INFO,
+         "group=g"},
+        {"maintenance_set", NULL, "site site-b: maintenance set by ops for 60 s: UPS swap",
+         "maintenance set", DW_LOG_INFO, "scope=site site=site-b"},
+        {"maintenance_expired", "g", "edge e1: maintenance expired", "maintenance expired",
+         DW_LOG_INFO, "scope=edge edge=e1 group=g"},
+        {"no_target_up", "g", "g: no target up", "no target up", DW_LOG_WARN, "group=g"},
+        {"leader", NULL, "node 2 took office", "leader took office", DW_LOG_DEBUG, "member=2"},
+        {"rejected", NULL, "malformed", "entry rejected", DW_LOG_WARN, ""},
+        {"verdict", NULL, "garbage", "verdict", DW_LOG_INFO, ""}, /* unparsed: kept whole */
+    };
+    struct dw_audit_line l;
+    char num[24];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        dw_audit_describe(&(struct dw_fsm_record){.ts = TS, .kind = cases[i].kind,
+                                                  .group = cases[i].group,
+                                                  .detail = cases[i].detail},
+                          &l);
+        assert_string_equal(l.msg, cases[i].msg);
+        assert_int_equal(l.level, cases[i].level);
+        assert_string_equal(field(&l, "detail", num), cases[i].detail);
+        char want[256], *save = NULL;
+        snprintf(want, sizeof want, "%s", cases[i].fields);
+        for (char *kv = strtok_r(want, " ", &save); kv; kv = strtok_r(NULL, " ", &save)) {
+            char *eq = strchr(kv, '=');
+            *eq = '\0';
+            const char *got = field(&l, kv, num);
+            if (got == NULL || strcmp(got, eq + 1) != 0)
+                fail_msg("%s %s: %s=%s, want %s", cases[i].kind, cases[i].detail, kv,
+                         got ? got : "(none)", eq + 1);
+        }
+        /* a whole, parseable line */
+        char line[DW_LOG_LINE_MAX];
+        struct pair ps[24];
+        dw_logfmt_line(line, sizeof line, TS, l.level, "fsm", l.f, l.msg);
+        assert_true(parse(line, ps, 24) > 4);
+    }
+}
+
+/* Records are logged only once the entry is applied. */
+static void test_audit_drops_a_rejected_entry(void **state)
+{
+    struct dw_audit a;
+
+    (void)state;
+    dw_audit_init(&a, 0);
+    for (int i = 0; i < 40; i++) /* past the first allocation */
+        dw_audit_record(&a, &(struct dw_fsm_record){.ts = TS, .kind = "verdict",
+                                                    .detail = "s: up -> down (x)"});
+    assert_int_equal(a.n, 40);
+    dw_audit_end(&a, false);
+    assert_int_equal(a.n, 0);
+    dw_audit_free(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -285,6 +386,8 @@ int main(void)
         cmocka_unit_test(test_levels_and_formats_parse),
         cmocka_unit_test(test_journal_decision),
         cmocka_unit_test(test_journal_fields),
+        cmocka_unit_test(test_audit_describes_every_kind),
+        cmocka_unit_test(test_audit_drops_a_rejected_entry),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

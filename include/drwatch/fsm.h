@@ -76,6 +76,8 @@ int64_t dw_fsm_last_ts(const struct dw_fsm *f);   /* ts of the last applied entr
  * until the next dw_fsm_apply or dw_fsm_restore. cfg->version is the version. */
 int64_t dw_fsm_config_version(const struct dw_fsm *f);
 const struct dw_config *dw_fsm_config(const struct dw_fsm *f);
+/* The ts of node's last committed observation refresh, -1 when it has none. */
+int64_t dw_fsm_node_refreshed(struct dw_fsm *f, uint64_t node);
 /* The committed cluster document as stored (malloc'd), NULL when none is committed. */
 char *dw_fsm_config_doc(struct dw_fsm *f);
 /* Whether next may replace the committed config now: 0, 1 with why (a running operation's group

@@ -70,6 +70,14 @@ struct dw_node {
     struct dw_cfgadmin *cfgadmin;
     struct dw_metrics *metrics;
     struct dw_tilt *tilt;
+    /* members heard from (a fresh observation refresh) since this node started, and those
+     * lost since: logged when one goes silent for observation_ttl_ms and when it is back */
+    struct {
+        uint64_t id;
+        bool lost;
+    } heard[DW_MAX_MEMBERS];
+    int n_heard;
+    int64_t started_ms;
     uint64_t last_submit;     /* uv_now() of the last observation sent */
     uint64_t submitted, submit_failed;
     uv_timer_t refresh;       /* periodic observation refresh */
@@ -228,9 +236,50 @@ static void probe_overload(void *data, const char *why)
     }
 }
 
+static void check_members(struct dw_node *n)
+{
+    const struct dw_config *c = dw_fsm_config(n->fsm);
+    int64_t now = dw_fsm_last_ts(n->fsm), ttl = c->cluster.observation_ttl_ms;
+
+    if (now < n->started_ms) /* replaying history at start */
+        return;
+    for (int i = 0; i < c->n_members; i++) {
+        uint64_t id = c->members[i].id;
+        int64_t at = dw_fsm_node_refreshed(n->fsm, id);
+        bool fresh = at >= 0 && now - at <= ttl;
+        int k = 0;
+        while (k < n->n_heard && n->heard[k].id != id)
+            k++;
+        if (k == n->n_heard) {
+            /* known once heard from: a member that never reported is not news */
+            if (!fresh || k == DW_MAX_MEMBERS)
+                continue;
+            n->heard[n->n_heard].id = id;
+            n->heard[n->n_heard++].lost = false;
+            continue;
+        }
+        if (fresh == !n->heard[k].lost)
+            continue;
+        n->heard[k].lost = !fresh;
+        if (!fresh)
+            dw_log_kv(DW_LOG_WARN, "node",
+                      DW_LOG_FIELDS(DW_LI("member", id), DW_LS("name", c->members[i].name[0]
+                                                                ? c->members[i].name : NULL),
+                                    DW_LI("silent_ms", at >= 0 ? now - at : -1)),
+                      "member lost: no observation for longer than observation_ttl_ms (%lld ms)",
+                      (long long)ttl);
+        else
+            dw_log_kv(DW_LOG_INFO, "node",
+                      DW_LOG_FIELDS(DW_LI("member", id), DW_LS("name", c->members[i].name[0]
+                                                                ? c->members[i].name : NULL)),
+                      "member back");
+    }
+}
+
 static void applied(void *data)
 {
     struct dw_node *n = data;
+    check_members(n);
     dw_actuator_kick(n->actuator);
     dw_notify_kick(n->notifier);
     /* raft must not be re-entered from its own callback: config work runs on the next turn */
@@ -975,6 +1024,7 @@ int dw_node_start(struct dw_node **out, uv_loop_t *loop, const struct dw_config 
     n->loop = loop;
     n->cfg = cfg;
     n->file = cfg;
+    n->started_ms = wall_ms();
     if ((n->local_doc = cJSON_Duplicate(file_doc, true)) == NULL) {
         snprintf(errmsg, errlen, "out of memory");
         goto err_after_alloc;

@@ -2,6 +2,7 @@
 events and their fields, no secret reaches a log, SIGHUP reloads the log level and notifications
 (and keeps the running settings on a bad file), SIGTERM on the leader hands leadership over."""
 import base64
+import calendar
 import copy
 import json
 import os
@@ -52,12 +53,8 @@ def find(recs, **want):
 
 
 def ts_of(r):
-    return time.mktime(time.strptime(r["ts"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone + \
+    return calendar.timegm(time.strptime(r["ts"][:19], "%Y-%m-%dT%H:%M:%S")) + \
         int(r["ts"][20:23]) / 1000
-
-
-class SecretCluster(notify_tests.NotifyCluster):
-    pass
 
 
 def test_logs_are_logfmt_with_audit_fields_and_no_secret():
@@ -66,7 +63,7 @@ def test_logs_are_logfmt_with_audit_fields_and_no_secret():
     their fields. (b) none of the known secrets appears in any log."""
     sink = notify_tests.Sink()
     try:
-        c = SecretCluster(BUILD, name="logs")
+        c = notify_tests.NotifyCluster(BUILD, name="logs")
         c.channels = notify_tests._channels(c, sink, {"slack", "pagerduty", "webhook"})
         with c.start():
             leader = c.wait_leader()
@@ -212,8 +209,9 @@ def _gap_until_new_leader(c, old, since, nodes):
 def test_sigterm_on_the_leader_hands_over_first():
     """(d) SIGTERM on the leader: leadership moves to another voter before the node stops, the
     log says both, the node exits 0, and the cluster is without a leader for less than an
-    election timeout. A SIGKILLed leader, for comparison, leaves it leaderless longer."""
-    with Cluster(BUILD, name="term").start() as c:
+    election timeout. A SIGKILLed leader, for comparison, leaves it leaderless longer; the others
+    log it lost after observation_ttl_ms, and back once it reports again."""
+    with Cluster(BUILD, name="term", ttl_ms=2500).start() as c:
         old = c.wait_leader()
         c.wait_converged(20)
         p = c.procs.pop(old)
@@ -239,6 +237,14 @@ def test_sigterm_on_the_leader_hands_over_first():
         print(f"  leaderless: {gap * 1000:.0f} ms with the hand-over, {gap_kill * 1000:.0f} ms "
               f"after a SIGKILL (election timeout {election * 1000:.0f} ms)")
         assert gap < gap_kill, (gap, gap_kill)
+        other = [i for i in (1, 2, 3) if i != victim][0]
+        lost = wait_until(lambda: find(records(c, other), msg=(
+            "member lost: no observation for longer than observation_ttl_ms (2500 ms)"),
+            member=str(victim)), 15, f"node {other} logging node {victim} lost")
+        assert lost[0]["level"] == "warn" and int(lost[0]["silent_ms"]) > 2500, lost
+        c.start_node(victim)
+        wait_until(lambda: find(records(c, other), msg="member back", member=str(victim)), 15,
+                   f"node {other} logging node {victim} back")
 
 
 TESTS = [

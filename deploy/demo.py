@@ -10,7 +10,7 @@ import urllib.parse
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "integration"))
 from harness import Cluster, wait_until  # noqa: E402
 
-LOG_RE = re.compile(r"^(\S+Z) (\w+)\s+(\w+): (.*)$")
+LOG_RE = re.compile(r'^ts=(\S+Z) level=(\w+) component=(\w+) msg=("(?:[^"\\]|\\.)*"|\S*)')
 
 
 def log_events(c, i):
@@ -22,6 +22,8 @@ def log_events(c, i):
         ts = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%fZ").replace(
             tzinfo=datetime.timezone.utc).timestamp()
         msg = m.group(4)
+        if msg.startswith('"'):
+            msg = re.sub(r'\\(.)', r'\1', msg[1:-1])
         if "local verdict" in msg or "became leader" in msg:
             out.append((ts, f"node n{i}", msg))
     return out

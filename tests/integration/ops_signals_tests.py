@@ -247,8 +247,35 @@ def test_sigterm_on_the_leader_hands_over_first():
                    f"node {other} logging node {victim} back")
 
 
+def test_second_sigterm_during_the_hand_over_stops_at_once():
+    """The other voters are paused, so the hand-over cannot finish (its window is an election
+    timeout, 2 s here): a second SIGTERM stops the leader at once, and it exits 0."""
+    with Cluster(BUILD, name="term2", election_ms=2000).start() as c:
+        old = c.wait_leader(timeout=30)
+        others = [i for i in (1, 2, 3) if i != old]
+        p = c.procs.pop(old)
+        try:
+            for i in others:
+                c.procs[i].send_signal(signal.SIGSTOP)
+            p.send_signal(signal.SIGTERM)
+            wait_until(lambda: [r for r in records(c, old)
+                                if r["msg"].startswith("handing leadership")], 5,
+                       "the hand-over begun")
+            p.send_signal(signal.SIGTERM)
+            assert p.wait(timeout=20) == 0, c.log(old)[-3000:]
+        finally:
+            for i in others:
+                c.procs[i].send_signal(signal.SIGCONT)
+        recs = records(c, old)
+        assert find(recs, msg="second signal during the leadership hand-over: stopping now"), \
+            recs[-10:]
+        assert not find(recs, msg="leadership handed over; stopping"), recs[-10:]
+        assert find(recs, msg="stopped", component="node"), recs[-10:]
+
+
 TESTS = [
     test_logs_are_logfmt_with_audit_fields_and_no_secret,
     test_sighup_reloads_log_level_and_keeps_settings_on_a_bad_file,
     test_sigterm_on_the_leader_hands_over_first,
+    test_second_sigterm_during_the_hand_over_stops_at_once,
 ]

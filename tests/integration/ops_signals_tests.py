@@ -213,6 +213,7 @@ def test_sigterm_on_the_leader_hands_over_first():
     log it lost after observation_ttl_ms, and back once it reports again."""
     with Cluster(BUILD, name="term", ttl_ms=2500).start() as c:
         old = c.wait_leader()
+        c.wait_sites_up("site-a", "site-b")
         c.wait_converged(20)
         p = c.procs.pop(old)
         t0 = time.time()
@@ -228,8 +229,13 @@ def test_sigterm_on_the_leader_hands_over_first():
         assert gap < election, (gap, election)
 
         # for comparison: a leader that dies without a hand-over
-        c.start_node(old)
+        off = len(c.log(old))
+        c.start_node(old, "--log-level", "debug")
         c.wait_converged(30)
+        # the history it replays at start is not news: verdicts again, but at debug only
+        again = [r for r in map(parse_logfmt, c.log(old)[off:].splitlines())
+                 if r["msg"].startswith("site ") and r["component"] == "fsm"]
+        assert again and all(r["level"] == "debug" for r in again), again
         victim = c.wait_leader()
         t1 = time.time()
         c.kill_node(victim, signal.SIGKILL)

@@ -196,6 +196,27 @@ def test_sighup_reloads_log_level_and_keeps_settings_on_a_bad_file():
                             if r and r["msg"] == "reloaded: nothing changed"], 10,
                    "the nothing-changed line")
 
+        # secret files are read again: a rotated Genesys client secret is taken, never logged
+        rotated = "rotated-secret-not-for-logs"
+        with open(os.path.join(c.dir, "genesys.secret"), "w") as f:
+            f.write(rotated + "\n")
+        off = hup(cfg)
+        rl = wait_until(lambda: [r for r in _lines_after(c, 1, off) if r and r["msg"] == "reloaded"],
+                        10, "the reloaded line")
+        assert rl[0] == {**rl[0], "genesys_secret": "changed"} and len(rl[0]) == 5, rl
+        # an unreadable secret refuses the whole reload
+        os.unlink(os.path.join(c.dir, "genesys.secret"))
+        cfg["node"]["log_level"] = "info"
+        off = hup(cfg)
+        refused = wait_until(lambda: [r for r in _lines_after(c, 1, off)
+                                      if r and r["msg"].startswith("reload refused")], 10,
+                             "the refusal")
+        assert [r for r in _lines_after(c, 1, off)
+                if r and r.get("path") == "genesys.client_secret_file"], c.log(1)[off:]
+        wait_until(lambda: find(_lines_after(c, 1, off), level="debug"), 10,
+                   "debug lines: the level was not changed")
+        assert rotated not in c.log(1) and CLIENT_SECRET not in c.log(1)
+
 
 def _gap_until_new_leader(c, old, since, nodes):
     """Seconds from since to the first "became leader" line of another node."""

@@ -22,7 +22,8 @@ void dw_audit_init(struct dw_audit *a, int64_t since_ms);
 void dw_audit_free(struct dw_audit *a);
 /* The dw_fsm_record_cb: keeps the record until dw_audit_end. */
 void dw_audit_record(void *a, const struct dw_fsm_record *rec);
-/* After dw_fsm_apply: logs what an applied entry recorded, or drops it. */
+/* After dw_fsm_apply: logs what an applied entry recorded; of one that was not applied, only
+ * the "rejected" row (the rest was rolled back). */
 void dw_audit_end(struct dw_audit *a, bool applied);
 
 /* How one record is logged, for tests: level, msg and fields (pointing into store and rec). */

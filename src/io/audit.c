@@ -62,9 +62,12 @@ void dw_audit_record(void *data, const struct dw_fsm_record *rec)
 
 void dw_audit_end(struct dw_audit *a, bool applied)
 {
-    for (int i = 0; applied && i < a->n; i++) {
+    for (int i = 0; i < a->n; i++) {
         struct dw_audit_line l;
         const struct dw_audit_rec *r = &a->v[i];
+        /* a refused entry's changes were rolled back; its "rejected" row was written after */
+        if (!applied && strcmp(r->kind, "rejected") != 0)
+            continue;
         dw_audit_describe(&(struct dw_fsm_record){.ts = r->ts, .kind = r->kind,
                                                   .group = r->group, .detail = r->detail},
                           &l);

@@ -73,6 +73,9 @@ def test_logs_are_logfmt_with_audit_fields_and_no_secret():
             assert r.returncode == 0, r.stderr
             r = c.run_drctl(leader, "maintenance", "clear", "site", "site-b")
             assert r.returncode == 0, r.stderr
+            # the failure paths log too: a retried Slack message, a webhook refused for good
+            sink.fail("/slack", 500, 1)
+            sink.fail("/webhook", 400, 1)
             c.kill_edges("site-a")
             c.wait_operation_done(range(1, 4), 40, "the failover")
             notify_tests._delivered(c, ["slack", "pagerduty", "audit"])
@@ -83,6 +86,9 @@ def test_logs_are_logfmt_with_audit_fields_and_no_secret():
             tokens = {h.split(" ", 1)[1] for h in
                       (q["headers"].get("Authorization", "") for q in c.requests()) if " " in h}
             logs = {i: records(c, i) for i in (1, 2, 3)}
+            notes = [r for recs in logs.values() for r in recs if r["component"] == "notify"]
+            assert [r for r in notes if r["level"] == "warn" and r["channel"] == "slack"], notes
+            assert [r for r in notes if r["level"] == "error" and r["channel"] == "audit"], notes
             text = {i: c.log(i) for i in (1, 2, 3)}
     finally:
         sink.stop()

@@ -34,7 +34,8 @@ const char *dw_log_level_name(enum dw_log_level lvl);
 /* "auto", "logfmt", "journal"; 0 or -1. */
 int dw_log_parse_format(const char *s, enum dw_log_format *out);
 const char *dw_log_format_name(enum dw_log_format f);
-/* Chooses the writer: auto means the journal when stderr is connected to it. */
+/* Chooses the writer: auto means the journal when stderr is connected to it; with no journald
+ * running, logfmt on stderr (and a warning). */
 void dw_log_set_format(enum dw_log_format f);
 enum dw_log_format dw_log_format(void);      /* as set */
 bool dw_log_to_journal(void);                 /* what auto resolved to */

@@ -78,6 +78,8 @@ bool dw_log_journal_decide(enum dw_log_format f, const char *journal_stream, boo
     return d == dev && i == ino;
 }
 
+#define JOURNAL_SOCKET "/run/systemd/journal/socket"
+
 static bool decide_now(void)
 {
     struct stat st;
@@ -92,6 +94,12 @@ void dw_log_set_format(enum dw_log_format f)
 {
     format = f;
     journal = decide_now();
+    /* sd_journal_sendv drops lines silently when journald is not running */
+    if (journal && access(JOURNAL_SOCKET, W_OK) != 0) {
+        journal = 0;
+        dw_log(DW_LOG_WARN, "main", "log format journal: no journald at " JOURNAL_SOCKET
+               "; logging logfmt to stderr");
+    }
 }
 
 enum dw_log_format dw_log_format(void)

@@ -202,6 +202,24 @@ def test_sighup_reloads_log_level_and_keeps_settings_on_a_bad_file():
                             if r and r["msg"] == "reloaded: nothing changed"], 10,
                    "the nothing-changed line")
 
+        # node.log_format: without a journald to take them, journal lines fall back to stderr
+        if not os.path.exists("/run/systemd/journal/socket"):
+            cfg["node"]["log_format"] = "journal"
+            off = hup(cfg)
+            rl = wait_until(lambda: [r for r in _lines_after(c, 1, off)
+                                     if r and r["msg"] == "reloaded"], 10, "the reloaded line")
+            assert rl[0].get("log_format") == "journal", rl
+            assert find(_lines_after(c, 1, off), level="warn", msg=(
+                "log format journal: no journald at /run/systemd/journal/socket; logging logfmt "
+                "to stderr")), c.log(1)[off:]
+            wait_until(lambda: find(_lines_after(c, 1, off), level="debug"), 10,
+                       "lines after the switch")
+            cfg["node"]["log_format"] = "logfmt"
+            off = hup(cfg)
+            wait_until(lambda: [r for r in _lines_after(c, 1, off) if r and
+                                r["msg"] == "reloaded" and r.get("log_format") == "logfmt"], 10,
+                       "back to logfmt")
+
         # secret files are read again: a rotated Genesys client secret is taken, never logged
         rotated = "rotated-secret-not-for-logs"
         with open(os.path.join(c.dir, "genesys.secret"), "w") as f:

@@ -110,7 +110,7 @@ enum dw_log_format dw_log_format(void)
 bool dw_log_to_journal(void)
 {
     if (journal < 0)
-        journal = decide_now();
+        journal = decide_now() && access(JOURNAL_SOCKET, W_OK) == 0;
     return journal == 1;
 }
 

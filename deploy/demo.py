@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 from harness import Cluster, simctl, wait_until  # noqa: E402
 from humancfg_tests import shared_layout  # noqa: E402
 
-LOG_RE = re.compile(r"^(\S+Z) (\w+)\s+(\w+): (.*)$")
+LOG_RE = re.compile(r'^ts=(\S+Z) level=(\w+) component=(\w+) msg=("(?:[^"\\]|\\.)*"|\S*)')
 STEP_RE = re.compile(r"^op (\d+) step (\d+) (\S+) (\S+): (started|done|failed|running \(resumed)")
 STABLE_FOR_MS = 8000  # short for the demo; the default is 5 minutes
 
@@ -29,6 +29,8 @@ def log_events(c, i):
         ts = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%fZ").replace(
             tzinfo=datetime.timezone.utc).timestamp()
         msg = m.group(4)
+        if msg.startswith('"'):
+            msg = re.sub(r'\\(.)', r'\1', msg[1:-1])
         if ("local verdict" in msg or "became leader" in msg or STEP_RE.match(msg)
                 or "an earlier leader may" in msg):
             out.append((ts, f"node n{i}", msg))

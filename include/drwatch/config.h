@@ -222,6 +222,8 @@ struct dw_config {
     int n_groups;
     struct dw_group groups[DW_MAX_GROUPS];
     bool debug;                        /* node.debug: enables the admin "debug" command */
+    int log_level;                     /* node.log_level: enum dw_log_level, default info */
+    int log_format;                    /* node.log_format: enum dw_log_format, default auto */
     struct dw_notify_cfg notify;       /* notifications: node-local */
     int n_overrides;
     struct dw_probe_override *overrides; /* allocated; freed by dw_config_free */

@@ -32,6 +32,19 @@ void dw_fsm_close(struct dw_fsm *f); /* accepts NULL */
  * must stop rather than go on with a state that differs from every other node's. */
 enum { DW_FSM_APPLIED = 0, DW_FSM_REJECTED = 1, DW_FSM_FATAL = 2 };
 int dw_fsm_apply(struct dw_fsm *f, const void *buf, size_t len);
+/* What applying an entry recorded, one call per history row or journal event, as it happens
+ * (inside the entry's transaction: the caller keeps them until dw_fsm_apply says APPLIED).
+ * kind: the event kind for the event journal's events ("hold", "maintenance_set", "failover",
+ * ...), else the history kind ("verdict", "operation", "step", "leader", ...); group may be
+ * NULL. The daemon logs them (docs/logging.md); the FSM itself never logs. */
+struct dw_fsm_record {
+    int64_t ts;
+    const char *kind;
+    const char *group;
+    const char *detail;
+};
+typedef void (*dw_fsm_record_cb)(void *data, const struct dw_fsm_record *rec);
+void dw_fsm_on_record(struct dw_fsm *f, dw_fsm_record_cb cb, void *data);
 const char *dw_fsm_last_error(const struct dw_fsm *f);
 /* The database, for tests that inject faults. */
 sqlite3 *dw_fsm_db(struct dw_fsm *f);
@@ -63,6 +76,8 @@ int64_t dw_fsm_last_ts(const struct dw_fsm *f);   /* ts of the last applied entr
  * until the next dw_fsm_apply or dw_fsm_restore. cfg->version is the version. */
 int64_t dw_fsm_config_version(const struct dw_fsm *f);
 const struct dw_config *dw_fsm_config(const struct dw_fsm *f);
+/* The ts of node's last committed observation refresh, -1 when it has none. */
+int64_t dw_fsm_node_refreshed(struct dw_fsm *f, uint64_t node);
 /* The committed cluster document as stored (malloc'd), NULL when none is committed. */
 char *dw_fsm_config_doc(struct dw_fsm *f);
 /* Whether next may replace the committed config now: 0, 1 with why (a running operation's group

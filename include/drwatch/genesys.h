@@ -55,6 +55,9 @@ int dw_genesys_init(struct dw_genesys **out, uv_loop_t *loop, struct dw_curlm *c
                     char *errmsg, size_t errlen);
 /* Pending calls complete with DW_G_FAIL "client closed" before this returns. */
 void dw_genesys_close(struct dw_genesys *g);
+/* A re-read client secret (SIGHUP): 1 when it differs from the one in use, 0 when not, -1 out of
+ * memory. */
+int dw_genesys_set_secret(struct dw_genesys *g, const char *secret);
 
 /* Returns 0, or -1 if the call could not start (cb never called then; also without a fence). */
 int dw_genesys_set_trunk_base_enabled(struct dw_genesys *g, const char *trunk_base_id,

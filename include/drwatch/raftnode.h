@@ -45,6 +45,12 @@ uint64_t dw_raft_last_index(struct dw_raft *r);
  * it leads, hands leadership to another voter (raft_transfer), retrying another one on each poll
  * until someone takes over. */
 void dw_raft_set_tilt(struct dw_raft *r, bool tilt);
+/* Hands leadership to the voter with the most up-to-date log (before a clean stop): cb runs
+ * once the transfer ends, moved telling whether this node is no longer the leader (raft gives
+ * up after an election timeout). *target: the voter asked. -1 with errmsg when this node does
+ * not lead or raft refuses (no other voter). */
+int dw_raft_hand_over(struct dw_raft *r, void (*cb)(void *data, bool moved), void *data,
+                      uint64_t *target, char *errmsg, size_t errlen);
 /* Leadership transfers started because of TILT. */
 uint64_t dw_raft_tilt_handovers(struct dw_raft *r);
 /* Stamps whose wall clock was ahead of the measured time and were held back (stamp.h). */

@@ -174,6 +174,11 @@ static const struct field node_f[] = {
       .size = DW_PATH_MAX, .fmt = F_PATH, .seen = SEEN_ADMIN_SOCKET },
     { .key = "debug", .kind = K_BOOL, .off = offsetof(cfg_t, debug) },
     STR("metrics_address", false, cfg_t, metrics_address, F_ADDR),
+    /* the order of enum dw_log_level and dw_log_format (log.h); re-read on SIGHUP */
+    { .key = "log_level", .kind = K_ENUM, .off = offsetof(cfg_t, log_level), .def = 1,
+      .names = (const char *const[]){ "debug", "info", "warn", "error", NULL } },
+    { .key = "log_format", .kind = K_ENUM, .off = offsetof(cfg_t, log_format),
+      .names = (const char *const[]){ "auto", "logfmt", "journal", NULL } },
     { .key = "probe_overrides", .kind = K_FUNC, .fn = parse_overrides },
 };
 

@@ -303,7 +303,18 @@ int fsm_history(struct dw_fsm *f, int64_t ts, const char *kind, const char *fmt,
     sqlite3_bind_int64(s, 1, ts);
     fsm_bind_text(s, 2, kind);
     fsm_bind_text(s, 3, detail);
-    return fsm_run(s);
+    if (fsm_run(s) != 0)
+        return -1;
+    if (f->record_cb != NULL && !f->in_event)
+        f->record_cb(f->record_data,
+                     &(struct dw_fsm_record){.ts = ts, .kind = kind, .detail = detail});
+    return 0;
+}
+
+void dw_fsm_on_record(struct dw_fsm *f, dw_fsm_record_cb cb, void *data)
+{
+    f->record_cb = cb;
+    f->record_data = data;
 }
 
 /* Rows one entry may delete: a long backlog (a lowered limit, a restored old snapshot) drains

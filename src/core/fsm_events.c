@@ -46,8 +46,14 @@ static int event_v(struct dw_fsm *f, int64_t ts, const char *kind, const char *g
     sqlite3_stmt *s;
 
     vsnprintf(summary, sizeof summary, fmt, ap);
-    if (with_history && fsm_history(f, ts, history_kind(kind), "%s", summary) != 0)
+    f->in_event = true;
+    int rc = with_history ? fsm_history(f, ts, history_kind(kind), "%s", summary) : 0;
+    f->in_event = false;
+    if (rc != 0)
         return -1;
+    if (f->record_cb != NULL)
+        f->record_cb(f->record_data, &(struct dw_fsm_record){.ts = ts, .kind = kind,
+                                                             .group = group, .detail = summary});
     if (!dw_event_kind_known(kind))
         return 0;
     s = fsm_stmt(f, ST_EVENT_ADD);

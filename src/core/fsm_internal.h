@@ -107,6 +107,9 @@ struct dw_fsm {
     int64_t last_ts;
     int64_t last_stamp; /* the previous entry's ts as stamped, before entry_time's rule */
     char error[512]; /* why the last apply returned DW_FSM_FATAL */
+    dw_fsm_record_cb record_cb;
+    void *record_data;
+    bool in_event; /* an event's history row: reported once, as the event */
 };
 
 /* Outcome of applying one entry inside its transaction. */

@@ -453,3 +453,18 @@ cJSON *dw_fsm_history_json(struct dw_fsm *f, int limit)
     }
     return arr;
 }
+
+int64_t dw_fsm_node_refreshed(struct dw_fsm *f, uint64_t node)
+{
+    sqlite3_stmt *s;
+    int64_t at = -1;
+
+    if (sqlite3_prepare_v2(f->db, "SELECT last_refresh FROM nodes WHERE id = ?1", -1, &s,
+                           NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)node);
+    if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL)
+        at = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return at;
+}

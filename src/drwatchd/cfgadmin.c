@@ -378,14 +378,15 @@ static void job_end(struct job *j, const char *error)
     cJSON *reply = cJSON_CreateObject();
     if (error) {
         dw_admin_error(reply, "%s", error);
-        dw_log(DW_LOG_WARN, "members", "%s member %" PRIu64 ": %s", j->add ? "adding" : "removing",
-               j->id, error);
+        dw_log_kv(DW_LOG_WARN, "members", DW_LOG_FIELDS(DW_LI("member", j->id)),
+                  "%s member %" PRIu64 ": %s", j->add ? "adding" : "removing", j->id, error);
     } else {
         cJSON_AddBoolToObject(reply, "ok", 1);
         cJSON_AddNumberToObject(reply, "version", (double)dw_fsm_config_version(c->fsm));
         cJSON_AddItemToObject(reply, "members", members_json(dw_fsm_config(c->fsm)));
-        dw_log(DW_LOG_INFO, "members", "member %" PRIu64 " %s (config version %" PRId64 ")",
-               j->id, j->add ? "added" : "removed", dw_fsm_config_version(c->fsm));
+        dw_log_kv(DW_LOG_INFO, "members", DW_LOG_FIELDS(DW_LI("member", j->id)),
+                  "member %" PRIu64 " %s (config version %" PRId64 ")", j->id,
+                  j->add ? "added" : "removed", dw_fsm_config_version(c->fsm));
     }
     answer(&j->call, reply);
     cJSON_Delete(reply);

@@ -18,12 +18,25 @@
 #endif
 
 static struct dw_node *node;
-static uv_signal_t sigterm_h, sigint_h;
+static uv_signal_t sigterm_h, sigint_h, sighup_h;
+
+/* Stopping: a leader hands leadership over first (docs/logging.md); a second signal meanwhile
+ * stops at once. */
+static enum { RUNNING, HANDING_OVER, STOPPING } phase = RUNNING;
+static uv_timer_t handover_timer;
+static bool handover_ended;
+static unsigned handover_ms;
+
+/* What SIGHUP re-reads; a command-line flag wins over the file's setting. */
+static const char *config_path;
+static struct dw_config_source src; /* the files and --node-id, as at start */
+static bool level_flag, format_flag;
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: drwatchd --config FILE [--node FILE] [--node-id N] [--join] [--check-config]\n"
                "                [--log-level debug|info|warn|error]\n"
+               "                [--log-format auto|logfmt|journal]\n"
                "       drwatchd --version\n"
                "  --config   the cluster file (shared by every node; may hold a node object)\n"
                "  --node     this node's file, {\"node\": {...}}: its keys win over the\n"
@@ -33,22 +46,158 @@ static void usage(FILE *f)
                "          (drctl members add) instead of bootstrapping a new one\n");
 }
 
-static void on_signal(uv_signal_t *s, int signum)
+static void close_handle(uv_handle_t *h)
 {
-    dw_log(DW_LOG_INFO, "main", "received %s", strsignal(signum));
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void stop_now(void)
+{
+    if (phase == STOPPING)
+        return;
+    phase = STOPPING;
     if (node)
         dw_node_stop(node);
     /* The signal handles would keep the loop alive after the shutdown chain completes. */
-    if (!uv_is_closing((uv_handle_t *)&sigterm_h))
-        uv_close((uv_handle_t *)&sigterm_h, NULL);
-    if (!uv_is_closing((uv_handle_t *)&sigint_h))
-        uv_close((uv_handle_t *)&sigint_h, NULL);
+    close_handle((uv_handle_t *)&sigterm_h);
+    close_handle((uv_handle_t *)&sigint_h);
+    close_handle((uv_handle_t *)&sighup_h);
+    close_handle((uv_handle_t *)&handover_timer);
+}
+
+static void on_handover_timer(uv_timer_t *t)
+{
+    (void)t;
+    if (phase != HANDING_OVER)
+        return;
+    if (!handover_ended)
+        dw_log_kv(DW_LOG_WARN, "main", DW_LOG_FIELDS(DW_LI("timeout_ms", handover_ms)),
+                  "leadership hand-over did not finish in time; stopping anyway");
+    stop_now();
+}
+
+static void handed_over(void *data, bool moved)
+{
+    (void)data;
+    if (phase != HANDING_OVER)
+        return;
+    handover_ended = true;
+    if (moved)
+        dw_log(DW_LOG_INFO, "main", "leadership handed over; stopping");
+    else
+        dw_log(DW_LOG_WARN, "main", "leadership hand-over failed (no voter took over); "
+               "stopping anyway");
+    /* inside raft's callback: stop from the loop */
+    uv_timer_start(&handover_timer, on_handover_timer, 0, 0);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    const char *name = signum == SIGTERM ? "SIGTERM" : signum == SIGINT ? "SIGINT" : "?";
+    uint64_t target = 0;
+    char err[256];
+
+    (void)s;
+    dw_log_kv(DW_LOG_INFO, "main", DW_LOG_FIELDS(DW_LS("signal", name)), "received %s",
+              strsignal(signum));
+    if (phase == HANDING_OVER) {
+        dw_log(DW_LOG_WARN, "main", "second signal during the leadership hand-over: stopping now");
+        stop_now();
+        return;
+    }
+    if (phase == STOPPING)
+        return;
+    if (node != NULL &&
+        dw_node_hand_over(node, handed_over, NULL, &target, err, sizeof err) == 0) {
+        phase = HANDING_OVER;
+        dw_log_kv(DW_LOG_INFO, "main",
+                  DW_LOG_FIELDS(DW_LI("target", target), DW_LI("timeout_ms", handover_ms)),
+                  "handing leadership over to %llu before stopping", (unsigned long long)target);
+        uv_timer_start(&handover_timer, on_handover_timer, handover_ms, 0);
+        return;
+    }
+    dw_log(DW_LOG_INFO, "main", "stopping without a leadership hand-over: %s", err);
+    stop_now();
+}
+
+/* Fields naming what a reload changed, at most 6 + the end. */
+static void reloaded_field(struct dw_log_field *f, int *n, struct dw_log_field add)
+{
+    f[(*n)++] = add;
+    f[*n] = DW_LOG_END;
+}
+
+static void on_hup(uv_signal_t *s, int signum)
+{
+    struct dw_config *nc = calloc(1, sizeof *nc);
+    struct dw_config_errors *errs = calloc(1, sizeof *errs);
+    struct dw_node_reloaded rel;
+    cJSON *doc = NULL;
+    char err[512];
+
+    (void)s;
+    (void)signum;
+    if (phase != RUNNING || nc == NULL || errs == NULL) {
+        free(nc);
+        free(errs);
+        return;
+    }
+    dw_log_kv(DW_LOG_INFO, "main", DW_LOG_FIELDS(DW_LS("signal", "SIGHUP"), DW_LS("file",
+              config_path)), "received SIGHUP: reloading");
+    if (dw_config_load_source(&src, nc, errs, &doc) != 0) {
+        for (int i = 0; i < errs->n; i++) {
+            char path[128] = "";
+            const char *colon = strstr(errs->msg[i], ": ");
+            if (colon != NULL && (size_t)(colon - errs->msg[i]) < sizeof path)
+                snprintf(path, sizeof path, "%.*s", (int)(colon - errs->msg[i]), errs->msg[i]);
+            dw_log_kv(DW_LOG_WARN, "main",
+                      DW_LOG_FIELDS(DW_LS("file", config_path), DW_LS("path", path[0] ? path
+                                                                                 : NULL)),
+                      "reload: %s", errs->msg[i]);
+        }
+        dw_log_kv(DW_LOG_WARN, "main",
+                  DW_LOG_FIELDS(DW_LS("file", config_path), DW_LI("errors", errs->n)),
+                  "reload refused: %d configuration error%s; running settings kept", errs->n,
+                  errs->n == 1 ? "" : "s");
+        goto out;
+    }
+    if (dw_node_reload(node, nc, doc, &rel, err, sizeof err) != 0) {
+        dw_log_kv(DW_LOG_WARN, "main", DW_LOG_FIELDS(DW_LS("file", config_path)),
+                  "reload refused: %s; running settings kept", err);
+        goto out;
+    }
+
+    struct dw_log_field f[8] = {DW_LOG_END};
+    int n = 0;
+    enum dw_log_level old = dw_log_level(),
+                      lvl = level_flag ? old : (enum dw_log_level)nc->log_level;
+    enum dw_log_format fmt = format_flag ? dw_log_format() : (enum dw_log_format)nc->log_format;
+    if (lvl != old)
+        reloaded_field(f, &n, DW_LS("log_level", dw_log_level_name(lvl)));
+    if (fmt != dw_log_format()) {
+        reloaded_field(f, &n, DW_LS("log_format", dw_log_format_name(fmt)));
+        dw_log_set_format(fmt);
+    }
+    if (rel.notifications)
+        reloaded_field(f, &n, DW_LS("notifications", "changed"));
+    if (rel.genesys_secret)
+        reloaded_field(f, &n, DW_LS("genesys_secret", "changed"));
+    if (rel.peer_secrets)
+        reloaded_field(f, &n, DW_LS("peer_secrets", "in_place"));
+    /* the line is seen whichever way the level moves */
+    dw_log_set_level(lvl < old ? lvl : old);
+    dw_log_kv(DW_LOG_INFO, "main", f, n > 0 ? "reloaded" : "reloaded: nothing changed");
+    dw_log_set_level(lvl);
+out:
+    dw_config_free(nc);
+    free(nc);
+    free(errs);
+    cJSON_Delete(doc);
 }
 
 int main(int argc, char **argv)
 {
-    const char *config_path = NULL;
-    struct dw_config_source src = { .config = NULL };
     int check_only = 0;
     bool join = false;
     static const struct option opts[] = {
@@ -58,6 +207,7 @@ int main(int argc, char **argv)
         {"check-config", no_argument, NULL, 'C'},
         {"join", no_argument, NULL, 'j'},
         {"log-level", required_argument, NULL, 'l'},
+        {"log-format", required_argument, NULL, 'f'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -87,20 +237,26 @@ int main(int argc, char **argv)
         case 'j':
             join = true;
             break;
-        case 'l':
-            if (strcmp(optarg, "debug") == 0)
-                dw_log_set_level(DW_LOG_DEBUG);
-            else if (strcmp(optarg, "info") == 0)
-                dw_log_set_level(DW_LOG_INFO);
-            else if (strcmp(optarg, "warn") == 0)
-                dw_log_set_level(DW_LOG_WARN);
-            else if (strcmp(optarg, "error") == 0)
-                dw_log_set_level(DW_LOG_ERROR);
-            else {
+        case 'l': {
+            enum dw_log_level lvl;
+            if (dw_log_parse_level(optarg, &lvl) != 0) {
                 fprintf(stderr, "drwatchd: --log-level: expected debug, info, warn or error\n");
                 return 2;
             }
+            dw_log_set_level(lvl);
+            level_flag = true;
             break;
+        }
+        case 'f': {
+            enum dw_log_format fmt;
+            if (dw_log_parse_format(optarg, &fmt) != 0) {
+                fprintf(stderr, "drwatchd: --log-format: expected auto, logfmt or journal\n");
+                return 2;
+            }
+            dw_log_set_format(fmt);
+            format_flag = true;
+            break;
+        }
         case 'V':
             printf("drwatchd %s\n", DRWATCH_VERSION);
             return 0;
@@ -144,6 +300,11 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (!level_flag)
+        dw_log_set_level((enum dw_log_level)cfg.log_level);
+    if (!format_flag)
+        dw_log_set_format((enum dw_log_format)cfg.log_format);
+    handover_ms = 2 * cfg.cluster.election_timeout_ms;
     if (check_only) {
         printf("%s: configuration is valid\n", config_path);
         dw_config_free(&cfg);
@@ -167,8 +328,11 @@ int main(int argc, char **argv)
                (unsigned long long)cfg.node_id);
         uv_signal_init(&loop, &sigterm_h);
         uv_signal_init(&loop, &sigint_h);
+        uv_signal_init(&loop, &sighup_h);
+        uv_timer_init(&loop, &handover_timer);
         uv_signal_start(&sigterm_h, on_signal, SIGTERM);
         uv_signal_start(&sigint_h, on_signal, SIGINT);
+        uv_signal_start(&sighup_h, on_hup, SIGHUP);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&loop) != 0) {

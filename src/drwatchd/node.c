@@ -66,6 +66,8 @@ struct dw_node {
     struct dw_genesys *genesys;
     struct dw_actuator *actuator;
     struct dw_notifier *notifier;
+    const struct dw_notify_cfg *notify_cfg; /* what the notifier runs by */
+    struct notify_box *notify_boxes; /* copies SIGHUP loaded, newest first; freed at the end */
     struct dw_cloud *cloud;
     struct dw_prober *prober;
     struct dw_admin *admin;
@@ -73,6 +75,14 @@ struct dw_node {
     struct dw_watchadmin *watchadmin;
     struct dw_metrics *metrics;
     struct dw_tilt *tilt;
+    /* members heard from (a fresh observation refresh) since this node started, and those
+     * lost since: logged when one goes silent for observation_ttl_ms and when it is back */
+    struct {
+        uint64_t id;
+        bool lost;
+    } heard[DW_MAX_MEMBERS];
+    int n_heard;
+    int64_t started_ms;
     uint64_t last_submit;     /* uv_now() of the last observation sent */
     uint64_t submitted, submit_failed;
     uv_timer_t refresh;       /* periodic observation refresh */
@@ -82,6 +92,13 @@ struct dw_node {
     int dirty;                /* local view changed (or refresh due) since the last submission */
     unsigned submit_failures; /* consecutive, for log rate limiting */
     int stopping;
+};
+
+/* A reloaded notifications section: a closed notifier may still read its own until its last
+ * request ends, so each copy lives as long as the node. */
+struct notify_box {
+    struct dw_notify_cfg cfg;
+    struct notify_box *next;
 };
 
 static void submit(struct dw_node *n);
@@ -110,6 +127,9 @@ static void submitted(void *data, int status, const char *errmsg)
     if (n->submit_failures > 0)
         dw_log(DW_LOG_INFO, "node", "observations committed again after %u failures",
                n->submit_failures);
+    else
+        dw_log_kv(DW_LOG_DEBUG, "node", DW_LOG_FIELDS(DW_LI("member", n->file->node_id)),
+                  "observation committed");
     n->submit_failures = 0;
     /* Not submit() here: on the leader this runs inside raft's apply path, and raft must not be
      * re-entered from its own callbacks. */
@@ -221,9 +241,50 @@ static void probe_overload(void *data, const char *why)
     }
 }
 
+static void check_members(struct dw_node *n)
+{
+    const struct dw_config *c = dw_fsm_config(n->fsm);
+    int64_t now = dw_fsm_last_ts(n->fsm), ttl = c->cluster.observation_ttl_ms;
+
+    if (now < n->started_ms) /* replaying history at start */
+        return;
+    for (int i = 0; i < c->n_members; i++) {
+        uint64_t id = c->members[i].id;
+        int64_t at = dw_fsm_node_refreshed(n->fsm, id);
+        bool fresh = at >= 0 && now - at <= ttl;
+        int k = 0;
+        while (k < n->n_heard && n->heard[k].id != id)
+            k++;
+        if (k == n->n_heard) {
+            /* known once heard from: a member that never reported is not news */
+            if (!fresh || k == DW_MAX_MEMBERS)
+                continue;
+            n->heard[n->n_heard].id = id;
+            n->heard[n->n_heard++].lost = false;
+            continue;
+        }
+        if (fresh == !n->heard[k].lost)
+            continue;
+        n->heard[k].lost = !fresh;
+        if (!fresh)
+            dw_log_kv(DW_LOG_WARN, "node",
+                      DW_LOG_FIELDS(DW_LI("member", id), DW_LS("name", c->members[i].name[0]
+                                                                ? c->members[i].name : NULL),
+                                    DW_LI("silent_ms", at >= 0 ? now - at : -1)),
+                      "member lost: no observation for longer than observation_ttl_ms (%lld ms)",
+                      (long long)ttl);
+        else
+            dw_log_kv(DW_LOG_INFO, "node",
+                      DW_LOG_FIELDS(DW_LI("member", id), DW_LS("name", c->members[i].name[0]
+                                                                ? c->members[i].name : NULL)),
+                      "member back");
+    }
+}
+
 static void applied(void *data)
 {
     struct dw_node *n = data;
+    check_members(n);
     dw_actuator_kick(n->actuator);
     dw_notify_kick(n->notifier);
     dw_watchadmin_applied(n->watchadmin);
@@ -1135,6 +1196,11 @@ static void node_free_if_done(struct dw_node *n)
         dw_config_free(n->eff);
         free(n->eff);
     }
+    while (n->notify_boxes != NULL) {
+        struct notify_box *b = n->notify_boxes;
+        n->notify_boxes = b->next;
+        free(b);
+    }
     cJSON_Delete(n->local_doc);
     free(n);
 }
@@ -1197,6 +1263,7 @@ int dw_node_start(struct dw_node **out, uv_loop_t *loop, const struct dw_config 
     n->loop = loop;
     n->cfg = cfg;
     n->file = cfg;
+    n->started_ms = wall_ms();
     if ((n->local_doc = cJSON_Duplicate(file_doc, true)) == NULL) {
         snprintf(errmsg, errlen, "out of memory");
         goto err_after_alloc;
@@ -1247,6 +1314,7 @@ int dw_node_start(struct dw_node **out, uv_loop_t *loop, const struct dw_config 
     struct dw_notify_ops nops;
     dw_notify_live_ops(&nops, n->raft);
     /* node-local: the file's channels, whatever the committed version */
+    n->notify_cfg = &cfg->notify;
     if (dw_notify_start(&n->notifier, loop, n->curlm, &cfg->notify, n->fsm, &nops, err,
                         sizeof err) != 0) {
         snprintf(errmsg, errlen, "dw_notify_start(): %s", err);
@@ -1343,4 +1411,80 @@ err_after_alloc:
     cJSON_Delete(n->local_doc);
     free(n);
     return -1;
+}
+
+/* Restarts the notifier on file's channels, re-reading their secrets; the journal says what
+ * was delivered, so nothing is lost (an event in flight may be sent twice). */
+static int reload_notify(struct dw_node *n, const struct dw_config *file, cJSON *file_doc,
+                         bool *changed, char *errmsg, size_t errlen)
+{
+    struct notify_box *b = calloc(1, sizeof *b);
+    struct dw_notifier *nt = NULL;
+    struct dw_notify_ops nops;
+    char err[256];
+
+    if (b == NULL) {
+        snprintf(errmsg, errlen, "out of memory");
+        return -1;
+    }
+    memcpy(&b->cfg, &file->notify, sizeof b->cfg);
+    dw_notify_live_ops(&nops, n->raft);
+    if (dw_notify_start(&nt, n->loop, n->curlm, &b->cfg, n->fsm, &nops, err, sizeof err) != 0) {
+        snprintf(errmsg, errlen, "notifications: %s", err);
+        free(b);
+        return -1;
+    }
+    *changed = memcmp(&b->cfg, n->notify_cfg, sizeof b->cfg) != 0;
+    dw_notify_close(n->notifier);
+    n->notifier = nt;
+    n->notify_cfg = &b->cfg;
+    b->next = n->notify_boxes;
+    n->notify_boxes = b;
+    /* a later committed version merges the file's node-local part: the new section, too */
+    cJSON *sec = cJSON_GetObjectItemCaseSensitive(file_doc, "notifications");
+    cJSON_DeleteItemFromObjectCaseSensitive(n->local_doc, "notifications");
+    if (sec != NULL)
+        cJSON_AddItemToObject(n->local_doc, "notifications", cJSON_Duplicate(sec, true));
+    dw_notify_kick(nt);
+    return 0;
+}
+
+int dw_node_reload(struct dw_node *n, const struct dw_config *file, cJSON *file_doc,
+                   struct dw_node_reloaded *out, char *errmsg, size_t errlen)
+{
+    char secret[1024], err[256];
+
+    memset(out, 0, sizeof *out);
+    if (n->stopping) {
+        snprintf(errmsg, errlen, "stopping");
+        return -1;
+    }
+    /* everything read before anything changes: a bad file changes nothing */
+    if (dw_config_read_secret(n->cfg->genesys.client_secret_file, secret, sizeof secret, err,
+                              sizeof err) != 0) {
+        snprintf(errmsg, errlen, "genesys.client_secret_file: %s", err);
+        return -1;
+    }
+    if (reload_notify(n, file, file_doc, &out->notifications, errmsg, errlen) != 0) {
+        explicit_bzero(secret, sizeof secret);
+        return -1;
+    }
+    out->genesys_secret = dw_genesys_set_secret(n->genesys, secret) == 1;
+    explicit_bzero(secret, sizeof secret);
+    if (n->secrets_missing) {
+        reload_secrets(n);
+        out->peer_secrets = !n->secrets_missing;
+    }
+    return 0;
+}
+
+int dw_node_hand_over(struct dw_node *n, void (*cb)(void *data, bool moved), void *data,
+                      uint64_t *target, char *errmsg, size_t errlen)
+{
+    if (n->stopping) {
+        snprintf(errmsg, errlen, "stopping");
+        return -1;
+    }
+    /* no new operation step starts on a leader about to leave */
+    return dw_raft_hand_over(n->raft, cb, data, target, errmsg, errlen);
 }

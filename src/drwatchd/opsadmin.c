@@ -125,7 +125,9 @@ static void maintenance(struct dw_fsm *fsm, struct dw_raft *raft, const cJSON *r
         return;
     done = cJSON_CreateObject();
     cJSON_AddBoolToObject(done, "ok", 1);
-    dw_log(DW_LOG_INFO, "admin", "maintenance %s of %s %s proposed for %s", action, scope, id, by);
+    dw_log_kv(DW_LOG_INFO, "admin",
+              DW_LOG_FIELDS(DW_LS("scope", scope), DW_LS(scope, id), DW_LS("by", by)),
+              "maintenance %s of %s %s proposed for %s", action, scope, id, by);
     propose(fsm, raft,
             dw_entry_maintenance(action, scope, id, by, reason ? reason : "",
                                  set ? (int64_t)ttl->valuedouble : 0),
@@ -202,9 +204,11 @@ static void operate(struct dw_fsm *fsm, struct dw_raft *raft, const cJSON *req, 
     done = cJSON_CreateObject();
     cJSON_AddBoolToObject(done, "ok", 1);
     cJSON_AddItemToObject(done, "plan", plan);
-    dw_log(DW_LOG_INFO, "admin", "%s of %s%s%s proposed for %s", action, group,
-           to && strcmp(action, "switchover") == 0 ? " to " : "",
-           to && strcmp(action, "switchover") == 0 ? to : "", by);
+    dw_log_kv(DW_LOG_INFO, "admin",
+              DW_LOG_FIELDS(DW_LS("group", group), DW_LS("kind", action), DW_LS("by", by)),
+              "%s of %s%s%s proposed for %s", action, group,
+              to && strcmp(action, "switchover") == 0 ? " to " : "",
+              to && strcmp(action, "switchover") == 0 ? to : "", by);
     propose(fsm, raft,
             dw_entry_operate(action, group, strcmp(action, "switchover") == 0 ? to : NULL, by,
                              request),

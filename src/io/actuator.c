@@ -131,6 +131,18 @@ static const struct dw_target *cur_target(const struct worker *w)
     return &w->target;
 }
 
+static const char *cur_group(const struct worker *w)
+{
+    const struct dw_config *c = dw_fsm_config(w->a->fsm);
+    return w->cur.group >= 0 && w->cur.group < c->n_groups ? c->groups[w->cur.group].id : NULL;
+}
+
+/* The fields of a step's log lines (docs/logging.md). */
+#define STEP_FIELDS(w)                                                                          \
+    DW_LOG_FIELDS(DW_LS("group", cur_group(w)), DW_LI("op", (w)->cur.op),                       \
+                  DW_LI("step", (w)->cur.seq), DW_LS("action", (w)->cur.action),                \
+                  DW_LS("target", cur_target(w)->id))
+
 /* The committed config: timings are read where they are used, so a change applies at once. */
 static const struct dw_genesys_cfg *gcfg(const struct dw_actuator *a)
 {
@@ -239,8 +251,9 @@ static bool leading(struct dw_actuator *a)
     if (term == a->term)
         return lead;
     if (a->term != 0) {
-        dw_log(DW_LOG_WARN, "actuator", "leadership of term %" PRIu64 " lost: cancelling "
-               "Genesys writes in flight", a->term);
+        dw_log_kv(DW_LOG_WARN, "actuator", DW_LOG_FIELDS(DW_LI("term", a->term)),
+                  "leadership of term %" PRIu64 " lost: cancelling Genesys writes in flight",
+                  a->term);
         a->ops.cancel_writes(a->ops.genesys, "leadership lost");
     }
     a->term = term;
@@ -315,8 +328,9 @@ static int still_valid(struct worker *w)
 
     if (fence_check(w->a, &w->fence, false, why, sizeof why))
         return 1;
-    dw_log(DW_LOG_WARN, "actuator", "op %" PRId64 " step %d: stopping: %s", w->cur.op,
-           w->cur.seq, why);
+    dw_log_kv(DW_LOG_WARN, "actuator", STEP_FIELDS(w),
+              "op %" PRId64 " step %d: stopping: %s", w->cur.op,
+              w->cur.seq, why);
     w->a->stats.fenced_steps++;
     step_finished(w);
     kick_soon(w->a);
@@ -339,8 +353,9 @@ static void commit(struct worker *w, enum dw_step_status st)
     a->refs++;
     if (a->ops.propose(a->ops.raft, e, committed, w, err, sizeof err) != 0) {
         a->refs--;
-        dw_log(DW_LOG_WARN, "actuator", "op %" PRId64 " step %d: cannot journal %s: %s",
-               w->cur.op, w->cur.seq, dw_step_status_name(st), err);
+        dw_log_kv(DW_LOG_WARN, "actuator", STEP_FIELDS(w),
+                  "op %" PRId64 " step %d: cannot journal %s: %s",
+                  w->cur.op, w->cur.seq, dw_step_status_name(st), err);
         step_finished(w);
     } else {
         if (st == DW_STEP_STARTED) {
@@ -349,10 +364,11 @@ static void commit(struct worker *w, enum dw_step_status st)
         }
         if (st != DW_STEP_STARTED)
             observe_step(w, st);
-        dw_log(DW_LOG_INFO, "actuator", "op %" PRId64 " step %d %s %s: %s%s%s", w->cur.op,
-               w->cur.seq, w->cur.action, cur_target(w)->id, dw_step_status_name(st),
-               w->detail[0] && st != DW_STEP_STARTED ? ": " : "",
-               st != DW_STEP_STARTED ? w->detail : "");
+        dw_log_kv(DW_LOG_DEBUG, "actuator", STEP_FIELDS(w),
+                  "op %" PRId64 " step %d %s %s: %s%s%s", w->cur.op,
+                  w->cur.seq, w->cur.action, cur_target(w)->id, dw_step_status_name(st),
+                  w->detail[0] && st != DW_STEP_STARTED ? ": " : "",
+                  st != DW_STEP_STARTED ? w->detail : "");
     }
     free(e);
 }
@@ -367,8 +383,9 @@ static void committed(void *data, int status, const char *errmsg)
     }
     a->refs--;
     if (status != 0)
-        dw_log(DW_LOG_WARN, "actuator", "op %" PRId64 " step %d: journal entry not committed: %s",
-               w->cur.op, w->cur.seq, errmsg ? errmsg : "unknown");
+        dw_log_kv(DW_LOG_WARN, "actuator", STEP_FIELDS(w),
+                  "op %" PRId64 " step %d: journal entry not committed: %s",
+                  w->cur.op, w->cur.seq, errmsg ? errmsg : "unknown");
     step_finished(w);
     kick_soon(a);
 }
@@ -450,15 +467,17 @@ static void switch_done(void *data, enum dw_gresult res, const char *detail)
     if (res == DW_G_FENCED) {
         /* nothing more is sent; the step stays STARTED and is run again once this node holds
          * a valid token, reading first */
-        dw_log(DW_LOG_WARN, "actuator", "op %" PRId64 " step %d: %s stopped by fencing: %s",
-               w->cur.op, w->cur.seq, w->items[sl->i].id, detail);
+        dw_log_kv(DW_LOG_WARN, "actuator", STEP_FIELDS(w),
+                  "op %" PRId64 " step %d: %s stopped by fencing: %s",
+                  w->cur.op, w->cur.seq, w->items[sl->i].id, detail);
         w->stop = STOP_FENCED;
     } else if (res == DW_G_TRANSIENT && now_ms(a) + again < w->step_deadline) {
         /* Genesys may be back soon: a failed step would roll back and move calls for nothing.
          * Try the item again, reading first, until the step's deadline; the others go on. */
-        dw_log(DW_LOG_WARN, "actuator", "op %" PRId64 " step %d: %s: %s; trying again in %u ms "
-               "(gives up in %" PRIu64 " ms)", w->cur.op, w->cur.seq, w->items[sl->i].id, detail,
-               again, w->step_deadline - now_ms(a));
+        dw_log_kv(DW_LOG_WARN, "actuator", STEP_FIELDS(w),
+                  "op %" PRId64 " step %d: %s: %s; trying again in %u ms "
+                  "(gives up in %" PRIu64 " ms)", w->cur.op, w->cur.seq, w->items[sl->i].id, detail,
+                  again, w->step_deadline - now_ms(a));
         if (w->stop == STOP_NONE) {
             sl->st = IT_RETRY;
             sl->due = now_ms(a) + again;
@@ -582,8 +601,9 @@ static void switch_pump(struct worker *w)
     do {
         w->repump = 0;
         if (w->stop == STOP_NONE && !fence_check(w->a, &w->fence, false, why, sizeof why)) {
-            dw_log(DW_LOG_WARN, "actuator", "op %" PRId64 " step %d: stopping: %s", w->cur.op,
-                   w->cur.seq, why);
+            dw_log_kv(DW_LOG_WARN, "actuator", STEP_FIELDS(w),
+                      "op %" PRId64 " step %d: stopping: %s", w->cur.op,
+                      w->cur.seq, why);
             w->stop = STOP_FENCED;
         }
         if (w->stop == STOP_NONE)
@@ -753,10 +773,11 @@ static bool resume_must_wait(struct worker *w)
     if (now >= ready)
         return false;
     if (w->waited_term != w->fence.term || w->waited_seq != w->cur.seq) {
-        dw_log(DW_LOG_INFO, "actuator", "op %" PRId64 " step %d %s %s: an earlier leader may "
-               "have a request for this group in flight; waiting %" PRIu64 " ms for it, then "
-               "reading first", w->cur.op, w->cur.seq, w->cur.action, cur_target(w)->id,
-               ready - now);
+        dw_log_kv(DW_LOG_INFO, "actuator", STEP_FIELDS(w),
+                  "op %" PRId64 " step %d %s %s: an earlier leader may "
+                  "have a request for this group in flight; waiting %" PRIu64 " ms for it, then "
+                  "reading first", w->cur.op, w->cur.seq, w->cur.action, cur_target(w)->id,
+                  ready - now);
         a->stats.resume_waits++;
         w->waited_term = w->fence.term;
         w->waited_seq = w->cur.seq;
@@ -789,8 +810,9 @@ static void barrier_done(void *data, int status, const char *errmsg)
         w->detail[0] = '\0';
         commit(w, DW_STEP_STARTED);
     } else if (!resume_must_wait(w)) {
-        dw_log(DW_LOG_INFO, "actuator", "op %" PRId64 " step %d %s %s: running (resumed or started)",
-               w->cur.op, w->cur.seq, w->cur.action, cur_target(w)->id);
+        dw_log_kv(DW_LOG_DEBUG, "actuator", STEP_FIELDS(w),
+                  "op %" PRId64 " step %d %s %s: running (resumed or started)",
+                  w->cur.op, w->cur.seq, w->cur.action, cur_target(w)->id);
         execute(w);
     }
 }
@@ -823,7 +845,8 @@ static void start_step(struct dw_actuator *a, struct worker *w, const struct dw_
     w->cur = *s;
     w->target = dw_fsm_config(a->fsm)->groups[s->group].targets[s->target];
     if (load_items(a, w) != 0) {
-        dw_log(DW_LOG_WARN, "actuator", "op %" PRId64 " step %d: out of memory", s->op, s->seq);
+        dw_log_kv(DW_LOG_WARN, "actuator", STEP_FIELDS(w),
+                  "op %" PRId64 " step %d: out of memory", s->op, s->seq);
         return; /* tried again at the next tick */
     }
     w->busy = 1;
@@ -882,8 +905,9 @@ void dw_actuator_kick(struct dw_actuator *a)
              * unless the state is damaged): acting on a guess could switch the wrong trunk.
              * Other operations go on. */
             if (s->op > a->unknown_logged)
-                dw_log(DW_LOG_ERROR, "actuator", "op %" PRId64 " names a group or target "
-                       "missing from the committed configuration; not acting on it", s->op);
+                dw_log_kv(DW_LOG_ERROR, "actuator", DW_LOG_FIELDS(DW_LI("op", s->op)),
+                          "op %" PRId64 " names a group or target "
+                          "missing from the committed configuration; not acting on it", s->op);
             if (s->op > a->unknown_logged)
                 a->unknown_logged = s->op;
             continue;

@@ -1543,3 +1543,15 @@ int dw_genesys_set_edge_service(struct dw_genesys *g, const char *edge_id, bool 
     edge_get(c);
     return 0;
 }
+
+int dw_genesys_set_secret(struct dw_genesys *g, const char *secret)
+{
+    if (g == NULL || secret == NULL || strcmp(g->secret, secret) == 0)
+        return 0;
+    char *copy = strdup(secret);
+    if (copy == NULL)
+        return -1;
+    wipe_free(g->secret);
+    g->secret = copy; /* the token in hand stays valid; the next one is asked for with this */
+    return 1;
+}

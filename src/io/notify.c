@@ -216,6 +216,11 @@ int dw_notify_signature(const char *key, const char *body, size_t len, char out[
 static void schedule_pass(struct dw_notifier *nt);
 static void confirm(struct chan *ch);
 
+/* The fields of a delivery's log lines (docs/logging.md). */
+#define EVENT_FIELDS(ch)                                                                        \
+    DW_LOG_FIELDS(DW_LS("channel", (ch)->cfg->name), DW_LI("event", (ch)->ev.id),               \
+                  DW_LS("kind", (ch)->ev.kind), DW_LS("group", (ch)->ev.group))
+
 static void backoff_cb(uv_timer_t *t)
 {
     struct chan *ch = t->data;
@@ -244,9 +249,10 @@ static void failed(struct chan *ch, int retry_after_s, const char *fmt, ...)
         delay = BACKOFF_MAX_MS;
     ch->failures++;
     ch->st.failed++;
-    dw_log(DW_LOG_WARN, "notify", "%s: event %" PRId64 " (%s, group %s) not delivered (attempt "
-           "%u): %s; next try in %.0f s", ch->cfg->name, ch->ev.id, ch->ev.kind, ch->ev.group,
-           ch->failures, why, (double)delay / 1000);
+    dw_log_kv(DW_LOG_WARN, "notify", EVENT_FIELDS(ch),
+              "%s: event %" PRId64 " (%s, group %s) not delivered (attempt %u): %s; next try in "
+              "%.0f s", ch->cfg->name, ch->ev.id, ch->ev.kind, ch->ev.group, ch->failures, why,
+              (double)delay / 1000);
     ch->state = C_WAITING;
     if (!ch->nt->closing)
         uv_timer_start(&ch->backoff, backoff_cb, delay, 0);
@@ -257,8 +263,9 @@ static void delivered(struct chan *ch)
     ch->st.sent++;
     ch->failures = 0;
     ch->sent_id = ch->ev.id;
-    dw_log(DW_LOG_INFO, "notify", "%s: event %" PRId64 " (%s, group %s) delivered",
-           ch->cfg->name, ch->ev.id, ch->ev.kind, ch->ev.group);
+    dw_log_kv(DW_LOG_INFO, "notify", EVENT_FIELDS(ch),
+              "%s: event %" PRId64 " (%s, group %s) delivered", ch->cfg->name, ch->ev.id,
+              ch->ev.kind, ch->ev.group);
     confirm(ch);
 }
 
@@ -269,9 +276,9 @@ static void refused(struct chan *ch, const char *why)
     ch->st.rejected++;
     ch->failures = 0;
     ch->sent_id = ch->ev.id;
-    dw_log(DW_LOG_ERROR, "notify", "%s: event %" PRId64 " (%s, group %s) refused by the "
-           "receiver, not sent again: %s", ch->cfg->name, ch->ev.id, ch->ev.kind, ch->ev.group,
-           why);
+    dw_log_kv(DW_LOG_ERROR, "notify", EVENT_FIELDS(ch),
+              "%s: event %" PRId64 " (%s, group %s) refused by the receiver, not sent again: %s",
+              ch->cfg->name, ch->ev.id, ch->ev.kind, ch->ev.group, why);
     confirm(ch);
 }
 

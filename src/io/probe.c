@@ -226,8 +226,10 @@ static void site_recompute(struct dw_prober *p, struct site_st *s)
         return;
     enum dw_health old = s->verdict;
     s->verdict = v;
-    dw_log(DW_LOG_INFO, "probe", "site %s local verdict %s -> %s", s->id, dw_health_name(old),
-           dw_health_name(v));
+    dw_log_kv(DW_LOG_INFO, "probe",
+              DW_LOG_FIELDS(DW_LS("site", s->id), DW_LS("from", dw_health_name(old)),
+                            DW_LS("to", dw_health_name(v))),
+              "site %s local verdict %s -> %s", s->id, dw_health_name(old), dw_health_name(v));
     if (p->cb)
         p->cb(p->data, (int)(s - p->sites), old, v);
 }
@@ -263,8 +265,10 @@ static void probe_result(struct probe *pr, int ok, int bad)
         p->stats.errors_bad_response++;
         if (!pr->warned_bad) {
             pr->warned_bad = 1;
-            dw_log(DW_LOG_WARN, "probe", "edge %s (%s) %s probe %s: %s", e->id, e->s->id,
-                   kind_name(pr->kind), pr->target, pr->last_error);
+            dw_log_kv(DW_LOG_WARN, "probe",
+                      DW_LOG_FIELDS(DW_LS("site", e->s->id), DW_LS("edge", e->id)),
+                      "edge %s (%s) %s probe %s: %s", e->id, e->s->id, kind_name(pr->kind),
+                      pr->target, pr->last_error);
         }
     }
     /* A failure while the loop cannot keep up (the run began late, its answer was handled long
@@ -283,12 +287,16 @@ static void probe_result(struct probe *pr, int ok, int bad)
     if (edge_now >= 0)
         snprintf(suffix, sizeof suffix, "; edge %s", dw_health_name((enum dw_health)edge_now));
     if (pr->det.state == DW_DOWN)
-        dw_log(DW_LOG_INFO, "probe", "edge %s (%s) %s probe %s down after %u failures: %s%s",
-               e->id, e->s->id, kind_name(pr->kind), pr->target, pr->det.consecutive_fail,
-               pr->last_error, suffix);
+        dw_log_kv(DW_LOG_INFO, "probe",
+                  DW_LOG_FIELDS(DW_LS("site", e->s->id), DW_LS("edge", e->id)),
+                  "edge %s (%s) %s probe %s down after %u failures: %s%s", e->id, e->s->id,
+                  kind_name(pr->kind), pr->target, pr->det.consecutive_fail, pr->last_error,
+                  suffix);
     else
-        dw_log(DW_LOG_INFO, "probe", "edge %s (%s) %s probe %s up after %u successes%s", e->id,
-               e->s->id, kind_name(pr->kind), pr->target, pr->det.consecutive_ok, suffix);
+        dw_log_kv(DW_LOG_INFO, "probe",
+                  DW_LOG_FIELDS(DW_LS("site", e->s->id), DW_LS("edge", e->id)),
+                  "edge %s (%s) %s probe %s up after %u successes%s", e->id, e->s->id,
+                  kind_name(pr->kind), pr->target, pr->det.consecutive_ok, suffix);
     if (edge_now >= 0)
         site_recompute(p, e->s);
 }

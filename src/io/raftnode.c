@@ -16,6 +16,7 @@
 #include <raft.h>
 #include <raft/uv.h>
 
+#include "drwatch/audit.h"
 #include "drwatch/entry.h"
 #include "drwatch/log.h"
 #include "drwatch/raftnode.h"
@@ -31,6 +32,7 @@ struct dw_raft {
     uv_loop_t *loop;
     const struct dw_config *cfg;
     struct dw_fsm *fsm;
+    struct dw_audit audit; /* what the entry being applied recorded, logged once applied */
     dw_raft_applied_cb applied_cb;
     void *applied_data;
 
@@ -64,6 +66,8 @@ struct dw_raft {
     unsigned transfer_pick;   /* where in raft's configuration the next attempt looks */
     uint64_t handovers;       /* transfers started because of TILT */
     struct raft_transfer transfer;
+    void (*handover_cb)(void *data, bool moved); /* dw_raft_hand_over's caller */
+    void *handover_data;
 
     void (*close_cb)(void *data);
     void *close_data;
@@ -137,7 +141,9 @@ static int fsm_apply(struct raft_fsm *f, const struct raft_buffer *buf, void **r
 {
     struct dw_raft *r = f->data;
     /* A rejected entry is recorded by the FSM itself; a non-zero return would stall the log. */
-    if (dw_fsm_apply(r->fsm, buf->base, buf->len) == DW_FSM_FATAL) {
+    int rc = dw_fsm_apply(r->fsm, buf->base, buf->len);
+    dw_audit_end(&r->audit, rc == DW_FSM_APPLIED);
+    if (rc == DW_FSM_FATAL) {
         /* Going on would leave this node's state unlike every other's. The database is rebuilt
          * from snapshot and log at start, so a restart replays this entry. */
         dw_log(DW_LOG_ERROR, "raft", "cannot apply the entry after index %llu: %s; exiting",
@@ -259,6 +265,12 @@ static void on_transfer(struct raft_transfer *req)
 {
     struct dw_raft *r = req->data;
     r->transferring = false;
+    if (r->handover_cb != NULL) {
+        void (*cb)(void *, bool) = r->handover_cb;
+        r->handover_cb = NULL;
+        cb(r->handover_data, raft_state(&r->raft) != RAFT_LEADER);
+        return;
+    }
     /* Still leading (the target did not take over in time): the next poll asks another. */
     if (!r->closing && raft_state(&r->raft) == RAFT_LEADER)
         dw_log(DW_LOG_WARN, "raft", "leadership transfer did not complete; trying again");
@@ -298,6 +310,34 @@ static void hand_over(struct dw_raft *r)
            (unsigned long long)target, (unsigned long long)dw_raft_term(r));
 }
 
+int dw_raft_hand_over(struct dw_raft *r, void (*cb)(void *data, bool moved), void *data,
+                      uint64_t *target, char *errmsg, size_t errlen)
+{
+    if (r == NULL || r->closing || raft_state(&r->raft) != RAFT_LEADER) {
+        snprintf(errmsg, errlen, "not the leader");
+        return -1;
+    }
+    if (r->transferring) { /* TILT's: its end answers this caller too */
+        r->handover_cb = cb;
+        r->handover_data = data;
+        *target = r->transfer.id;
+        return 0;
+    }
+    memset(&r->transfer, 0, sizeof r->transfer);
+    r->transfer.data = r;
+    /* 0: raft picks the voter whose log is the most up to date */
+    int rv = raft_transfer(&r->raft, &r->transfer, 0, on_transfer);
+    if (rv != 0) {
+        snprintf(errmsg, errlen, "%s", raft_strerror(rv));
+        return -1;
+    }
+    r->transferring = true;
+    r->handover_cb = cb;
+    r->handover_data = data;
+    *target = r->transfer.id;
+    return 0;
+}
+
 void dw_raft_set_tilt(struct dw_raft *r, bool tilt)
 {
     if (r == NULL || r->tilt == tilt)
@@ -329,23 +369,28 @@ static void on_poll(uv_timer_t *t)
         if (r->led_term != term) {
             r->led_term = term;
             r->logged_leader = r->cfg->node_id;
-            dw_log(DW_LOG_INFO, "raft", "became leader (term %llu)", (unsigned long long)term);
+            dw_log_kv(DW_LOG_INFO, "raft",
+                      DW_LOG_FIELDS(DW_LI("leader", r->cfg->node_id), DW_LI("term", term)),
+                      "became leader (term %llu)", (unsigned long long)term);
             start_leader_barrier(r, term);
         }
         hand_over(r);
         return;
     }
     if (r->led_term != 0) {
-        dw_log(DW_LOG_INFO, "raft", "lost leadership (term %llu, now %s)",
-               (unsigned long long)term, dw_raft_state_name(r));
+        dw_log_kv(DW_LOG_INFO, "raft", DW_LOG_FIELDS(DW_LI("term", term)),
+                  "lost leadership (term %llu, now %s)", (unsigned long long)term,
+                  dw_raft_state_name(r));
         r->led_term = 0;
         r->logged_leader = 0;
     }
     r->ready_term = 0;
     uint64_t leader = dw_raft_leader_id(r);
     if (st == RAFT_FOLLOWER && leader != 0 && leader != r->logged_leader)
-        dw_log(DW_LOG_INFO, "raft", "following %llu (term %llu)", (unsigned long long)leader,
-               (unsigned long long)term);
+        dw_log_kv(DW_LOG_INFO, "raft",
+                  DW_LOG_FIELDS(DW_LI("leader", leader), DW_LI("term", term)),
+                  "following %llu (term %llu)", (unsigned long long)leader,
+                  (unsigned long long)term);
     if (leader != 0)
         r->logged_leader = leader;
 }
@@ -629,6 +674,8 @@ static void on_handle_closed(uv_handle_t *h)
     raft_uv_close(&r->io);
     raft_uv_tcp_close(&r->transport);
     close(r->lock_fd); /* releases the flock */
+    dw_fsm_on_record(r->fsm, NULL, NULL);
+    dw_audit_free(&r->audit);
     void (*cb)(void *) = r->close_cb;
     void *data = r->close_data;
     free(r);
@@ -660,6 +707,7 @@ void dw_raft_close(struct dw_raft *r, void (*cb)(void *data), void *data)
     uv_timer_stop(&r->applied_timer);
     uv_timer_stop(&r->change_timer);
     cancel_deferred_changes(r);
+    r->handover_cb = NULL; /* the caller has moved on to stopping */
     /* Pending applies, barriers and changes complete with RAFT_LEADERSHIPLOST inside
      * raft_close. */
     raft_close(&r->raft, on_raft_closed);
@@ -749,6 +797,8 @@ int dw_raft_start(struct dw_raft **out, uv_loop_t *loop, const struct dw_config 
     r->loop = loop;
     r->cfg = cfg;
     r->fsm = fsm;
+    dw_audit_init(&r->audit, wall_ms(NULL));
+    dw_fsm_on_record(fsm, dw_audit_record, &r->audit);
     r->applied_cb = applied_cb;
     r->applied_data = applied_data;
     r->lock_fd = lock_fd;
@@ -829,6 +879,7 @@ err_transport:
     raft_uv_tcp_close(&r->transport);
 err_free:
     close(lock_fd);
+    dw_fsm_on_record(fsm, NULL, NULL);
     free(r);
     return -1;
 }

@@ -511,7 +511,7 @@ def fill_file(f):
 
 
 def last_error(log):
-    lines = [l for l in log.splitlines() if " ERROR " in l or "error" in l.lower()]
+    lines = [l for l in log.splitlines() if "level=error" in l or "error" in l.lower()]
     return lines[-1] if lines else (log.splitlines() or [""])[-1]
 
 

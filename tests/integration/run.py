@@ -22,6 +22,7 @@ import pacing_tests
 import prometheus_tests
 import netns
 import notify_tests
+import ops_signals_tests
 from harness import CLIENT_SECRET as CLIENT_SECRET_TEXT, Cluster, SITES, TARGETS, wait_until
 
 BUILD = None
@@ -324,7 +325,7 @@ def test_g_garbage_edges_and_dead_genesys_api():
         # An unreachable API makes every call retry: each call logs its first and last retry.
         import re
         warned = [(m.group(1), m.group(2)) for i in range(1, 4)
-                  for m in re.finditer(r"WARN +genesys: .*, retry (\d+)/(\d+) in", c.log(i))]
+                  for m in re.finditer(r"level=warn component=genesys msg=.*, retry (\d+)/(\d+) in", c.log(i))]
         assert warned and all(n in ("1", of) for n, of in warned), warned
         # Held, and every target either down or failed: recovering the API restarts nothing.
         simctl.clear_faults(c.genesys_url)
@@ -516,6 +517,7 @@ TESTS += notify_tests.TESTS
 TESTS += prometheus_tests.TESTS
 TESTS += drctl_tests.TESTS
 TESTS += humancfg_tests.TESTS
+TESTS += ops_signals_tests.TESTS
 
 
 TEST_LIMIT_S = 300
@@ -553,6 +555,7 @@ def main():
     prometheus_tests.BUILD = BUILD
     drctl_tests.BUILD = BUILD
     humancfg_tests.BUILD = BUILD
+    ops_signals_tests.BUILD = BUILD
     removed = netns.remove_stale()
     if removed:
         print(f"removed what an interrupted run left: {' '.join(removed)}", flush=True)

@@ -453,6 +453,58 @@ static void test_steps_walk_to_done(void **state)
     assert_int_equal(n_next(x, r, 4), 0);
 }
 
+/* What dw_fsm_on_record reports: each history row or event once, as it is written. */
+struct recs {
+    int n;
+    char kind[32][24];
+    char group[32][24];
+};
+
+static void on_rec(void *data, const struct dw_fsm_record *r)
+{
+    struct recs *rs = data;
+    if (rs->n < 32) {
+        snprintf(rs->kind[rs->n], sizeof rs->kind[0], "%s", r->kind);
+        snprintf(rs->group[rs->n], sizeof rs->group[0], "%s", r->group ? r->group : "");
+        rs->n++;
+    }
+}
+
+static int rec_count(const struct recs *rs, const char *kind)
+{
+    int n = 0;
+    for (int i = 0; i < rs->n; i++)
+        n += strcmp(rs->kind[i], kind) == 0;
+    return n;
+}
+
+static void test_records_reported_once(void **state)
+{
+    struct fx *x = *state;
+    struct recs rs = {0};
+    int64_t op;
+
+    all_up(x);
+    dw_fsm_on_record(x->f, on_rec, &rs);
+    op = fail_site_a(x, T0 + 1000);
+    assert_int_equal(rec_count(&rs, "verdict"), 1);   /* site-a up -> down */
+    assert_int_equal(rec_count(&rs, "operation"), 1); /* the failover planned */
+    rs.n = 0;
+    assert_int_equal(step(x, op, 0, DW_STEP_DONE, T0 + 2000), DW_FSM_REJECTED);
+    assert_int_equal(rs.n, 1);
+    assert_string_equal(rs.kind[0], "rejected");
+    for (int seq = 0; seq < 4; seq++) {
+        assert_int_equal(step(x, op, seq, DW_STEP_STARTED, T0 + 3000 + seq * 10), DW_FSM_APPLIED);
+        assert_int_equal(step(x, op, seq, DW_STEP_DONE, T0 + 3005 + seq * 10), DW_FSM_APPLIED);
+    }
+    assert_int_equal(rec_count(&rs, "step"), 8);
+    /* the event, not also its history row */
+    assert_int_equal(rec_count(&rs, "failover"), 1);
+    assert_int_equal(rec_count(&rs, "operation"), 0);
+    assert_string_equal(rs.group[rs.n - 1], "carrier-1");
+    dw_fsm_on_record(x->f, NULL, NULL);
+}
+
 static void test_duplicate_and_out_of_order_steps_rejected(void **state)
 {
     struct fx *x = *state;
@@ -2671,6 +2723,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_both_premise_down_goes_to_cloud, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backup_unknown_is_not_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_steps_walk_to_done, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_records_reported_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_duplicate_and_out_of_order_steps_rejected, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_destination_down_aborts_and_replans, setup, teardown),

@@ -918,7 +918,7 @@ static void test_apply_failure_stops_the_node(void **state)
     tl_rmtree(dirs[0]);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 70)
         fail_msg("child status %d, log:\n%s", status, buf);
-    assert_non_null(strstr(buf, "ERROR"));
+    assert_non_null(strstr(buf, "level=error component=raft"));
     assert_non_null(strstr(buf, "cannot apply the entry after index"));
     assert_non_null(strstr(buf, "disk on fire"));
 }

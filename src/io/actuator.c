@@ -364,7 +364,8 @@ static void commit(struct worker *w, enum dw_step_status st)
         }
         if (st != DW_STEP_STARTED)
             observe_step(w, st);
-        dw_log_kv(DW_LOG_DEBUG, "actuator", STEP_FIELDS(w),
+        /* INFO: the node that ran a step says so (the FSM's line on every node does not) */
+        dw_log_kv(DW_LOG_INFO, "actuator", STEP_FIELDS(w),
                   "op %" PRId64 " step %d %s %s: %s%s%s", w->cur.op,
                   w->cur.seq, w->cur.action, cur_target(w)->id, dw_step_status_name(st),
                   w->detail[0] && st != DW_STEP_STARTED ? ": " : "",
@@ -810,9 +811,11 @@ static void barrier_done(void *data, int status, const char *errmsg)
         w->detail[0] = '\0';
         commit(w, DW_STEP_STARTED);
     } else if (!resume_must_wait(w)) {
-        dw_log_kv(DW_LOG_DEBUG, "actuator", STEP_FIELDS(w),
-                  "op %" PRId64 " step %d %s %s: running (resumed or started)",
-                  w->cur.op, w->cur.seq, w->cur.action, cur_target(w)->id);
+        bool own = w->started_seq == w->cur.seq && w->started_term == w->fence.term;
+        dw_log_kv(own ? DW_LOG_DEBUG : DW_LOG_INFO, "actuator", STEP_FIELDS(w),
+                  "op %" PRId64 " step %d %s %s: running (%s)", w->cur.op, w->cur.seq,
+                  w->cur.action, cur_target(w)->id,
+                  own ? "started" : "resumed from an earlier leader's journal");
         execute(w);
     }
 }

@@ -187,7 +187,7 @@ def test_sighup_reloads_log_level_and_keeps_settings_on_a_bad_file():
 
         # notifications are node-local: a new channel is taken on SIGHUP
         sec = os.path.join(c.dir, "hmac.key")
-        with open(sec, "w") as f:
+        with open(os.open(sec, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
             f.write(notify_tests.HMAC_KEY + "\n")
         cfg["notifications"] = {"channels": {"audit": {
             "kind": "webhook", "url": "http://127.0.0.1:9/webhook", "secret_file": sec}}}

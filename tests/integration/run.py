@@ -19,6 +19,7 @@ import lifecycle_tests
 import pacing_tests
 import netns
 import notify_tests
+import packaging_tests
 from harness import CLIENT_SECRET as CLIENT_SECRET_TEXT, Cluster, SITES, TARGETS, wait_until
 
 BUILD = None
@@ -508,6 +509,7 @@ TESTS += config_tests.TESTS
 TESTS += actions_tests.TESTS
 TESTS += lifecycle_tests.TESTS
 TESTS += notify_tests.TESTS
+TESTS += packaging_tests.TESTS
 
 
 TEST_LIMIT_S = 300
@@ -542,6 +544,7 @@ def main():
     actions_tests.BUILD = BUILD
     lifecycle_tests.BUILD = BUILD
     notify_tests.BUILD = BUILD
+    packaging_tests.BUILD = BUILD
     removed = netns.remove_stale()
     if removed:
         print(f"removed what an interrupted run left: {' '.join(removed)}", flush=True)

@@ -6,17 +6,22 @@ live node's ids."""
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 
 from harness import Cluster, wait_until
+from notify_tests import NotifyCluster
 
 BUILD = None
 HERE = os.path.dirname(os.path.abspath(__file__))
-COMPLETION = os.path.join(os.path.dirname(os.path.dirname(HERE)), "deploy", "completion", "drctl")
+ROOT = os.path.dirname(os.path.dirname(HERE))
+COMPLETION = os.path.join(ROOT, "deploy", "completion", "drctl")
+UNIT = os.path.join(ROOT, "deploy", "systemd", "drwatchd.service.in")
 WATCHDOG_USEC = 1_000_000
 
 
@@ -192,6 +197,86 @@ def test_sd_notify_ready_status_watchdog_stopping():
         if n:
             n.close()
     c.stop()
+
+
+def syscall_set(name, seen=None):
+    """The system calls of a systemd-analyze syscall-filter set, nested sets expanded."""
+    seen = set() if seen is None else seen
+    seen.add(name)
+    out = set()
+    r = subprocess.run(["systemd-analyze", "syscall-filter", name], capture_output=True,
+                       text=True, timeout=20, check=True)
+    for line in r.stdout.splitlines()[1:]:
+        w = line.strip()
+        if w.startswith("@") and w not in seen:
+            out |= syscall_set(w, seen)
+        elif w and not w.startswith(("#", "@")):
+            out.add(w)
+    return out
+
+
+def test_syscalls_and_socket_families_fit_the_unit():
+    # The unit's SystemCallFilter= and RestrictAddressFamilies= against what three real nodes
+    # (and the notification hook one of them runs) call through a failover, under strace.
+    unit = open(UNIT).read()
+    allowed = set()
+    for line in re.findall(r"^SystemCallFilter=(.*)$", unit, re.M):
+        for w in line.split():
+            assert not w.startswith("~"), f"deny lists are not modelled here: {line}"
+            allowed |= syscall_set(w) if w.startswith("@") else {w}
+    families = set(re.search(r"^RestrictAddressFamilies=(.*)$", unit, re.M).group(1).split())
+    assert len(allowed) > 20 and families, (len(allowed), families)
+    c = NotifyCluster(BUILD, name="syscalls")
+    hooks = os.path.join(c.dir, "hooks")
+    os.makedirs(hooks)
+    c.channels = {"hook": {"command": ["/bin/sh", "-c", 'cat > "$0/hook.$$"', hooks],
+                           "timeout_ms": 5000}}
+    tdir = tempfile.mkdtemp(prefix="drwatch-strace-")  # outlives the cluster's directory
+    traces = {i: os.path.join(tdir, f"strace.{i}") for i in range(1, 4)}
+    c.node_prefix = {i: ["strace", "-f", "-qq", "-o", traces[i]] for i in range(1, 4)}
+    # LeakSanitizer stops the world with ptrace, which strace holds already (sanitized build)
+    c.node_env = {"ASAN_OPTIONS": ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"),
+                                                           "detect_leaks=0"]))}
+    tracees = {}
+    try:
+        c.start()
+        # strace does not pass SIGTERM on: the node is its child
+        for i, p in c.procs.items():
+            with open(f"/proc/{p.pid}/task/{p.pid}/children") as f:
+                tracees[i] = int(f.read().split()[0])
+        c.wait_leader()
+        c.wait_sites_up("site-a", "site-b")
+        for i in range(1, 4):
+            assert "drwatch_is_leader" in c.metrics(i)
+        c.kill_edges("site-a")
+        c.wait_operation_done(range(1, 4), 40, "failover done on every node")
+        wait_until(lambda: os.listdir(hooks), 20, "the hook run by the leader")
+        for i in range(1, 4):
+            os.kill(tracees.pop(i), signal.SIGTERM)
+            rc = c.procs.pop(i).wait(timeout=20)  # strace exits as its tracee did
+            assert rc == 0, f"node {i} exited {rc} on SIGTERM"
+    except BaseException:
+        for pid in tracees.values():
+            os.kill(pid, signal.SIGKILL)
+        c.__exit__(*__import__("sys").exc_info())
+        raise
+    c.stop()
+    used, fams, execs = set(), set(), set()
+    for i, path in traces.items():
+        with open(path) as f:
+            for line in f:
+                m = re.match(r"\d+\s+([a-z_0-9]+)\((.*)", line)
+                if not m:
+                    continue
+                used.add(m.group(1))
+                if m.group(1) == "socket":
+                    fams.add(m.group(2).split(",")[0])
+                if m.group(1) == "execve":
+                    execs.add(m.group(2).split(",")[0])
+    shutil.rmtree(tdir)
+    assert '"/bin/sh"' in execs, f"the hook never ran under strace: {execs}"
+    assert used - allowed == set(), f"system calls outside SystemCallFilter=: {sorted(used - allowed)}"
+    assert fams and fams <= families, f"socket families {fams}, the unit allows {families}"
 
 
 TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_")]

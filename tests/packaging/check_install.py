@@ -11,25 +11,12 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import ROOT, check, failures, finish, run, verify_unit
+
 COMPLETION = os.path.join(ROOT, "deploy", "completion", "drctl")
-failures = []
-
-
-def check(ok, what):
-    print(("ok   " if ok else "FAIL ") + what)
-    if not ok:
-        failures.append(what)
-    return ok
-
-
-def run(cmd, **kw):
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, **kw)
 
 
 def build_options(build):
@@ -89,22 +76,13 @@ def check_unit(dest, files, o):
                  "LoadCredential=genesys.secret:/etc/drwatch/genesys.secret"]:
         check(line in text, f"unit has {line.strip()}")
     check(re.search(r"^WatchdogSec=\d+s$", text, re.M) is not None, "unit has WatchdogSec=")
-    # verify needs ExecStart's binary to exist: point it into DESTDIR (no --root: on systemd 252
-    # that looks for sysinit.target and /bin/kill under the root too). man finds the pages
-    # that Documentation= names through MANPATH.
     vdir = tempfile.mkdtemp(prefix="drwatch-verify-")
     try:
-        copy = os.path.join(vdir, "drwatchd.service")
-        with open(copy, "w") as f:
-            f.write(text.replace(f"ExecStart={sbin}", f"ExecStart={dest}{sbin}"))
-        env = dict(os.environ, MANPATH=dest + os.path.dirname(os.path.dirname(files["man drctl"])),
-                   SYSTEMD_LOG_COLOR="0")
-        r = run(["systemd-analyze", "verify", copy], env=env)
-        out = (r.stdout + r.stderr).strip()
-        check(r.returncode == 0 and out == "", f"systemd-analyze verify: exit {r.returncode}, "
-              f"no output (got {out!r})")
+        manpath = dest + os.path.dirname(os.path.dirname(files["man drctl"]))
+        rc, out, copy = verify_unit(text, sbin, dest + sbin, manpath, vdir)
+        check(rc == 0 and out == "", f"systemd-analyze verify: exit {rc}, no output (got {out!r})")
         # The exposure score (0 safest, 10 worst); the shipped unit scores 1.7.
-        r = run(["systemd-analyze", "security", "--offline=yes", "--threshold=25", copy], env=env)
+        r = run(["systemd-analyze", "security", "--offline=yes", "--threshold=25", copy])
         score = re.search(r"Overall exposure level for \S+: ([\d.]+)", r.stdout)
         check(r.returncode == 0 and score is not None,
               f"systemd-analyze security --offline: exposure {score and score.group(1)} <= 2.5")
@@ -263,8 +241,7 @@ def main():
             check_completion(dest, files)
     finally:
         shutil.rmtree(dest)
-    print(f"packaging: {len(failures)} failed ({time.monotonic() - t0:.1f} s)")
-    sys.exit(1 if failures else 0)
+    finish("packaging", t0)
 
 
 if __name__ == "__main__":

@@ -135,6 +135,9 @@ def test_sd_notify_ready_status_watchdog_stopping():
                     else f"follower of n{leader}, term {term}, 3 members") for i in range(1, 4)}
         wait_until(lambda: all(n.status(i) == want[i] for i in range(1, 4)), 20,
                    f"STATUS lines {want} (have {[n.status(i) for i in range(1, 4)]})")
+        for i in range(1, 4):  # sent when the line changes, not on every poll
+            lines = [v for _, v in n.of(i, "STATUS")]
+            assert all(a != b for a, b in zip(lines, lines[1:])), f"node {i} repeats: {lines}"
 
         # WATCHDOG=1 every half interval: at least five pings, none more than an interval apart.
         t0 = time.monotonic()

@@ -118,11 +118,16 @@ def check_users_dirs(dest, files):
         shutil.rmtree(root)
 
 
+def long_options(prog):
+    """The long options in src/PROG/main.c's getopt table."""
+    src = open(os.path.join(ROOT, "src", prog, "main.c")).read()
+    return set(re.findall(r'\{"([a-z][a-z-]+)", (?:no|required|optional)_argument', src))
+
+
 def drctl_commands_and_options():
     src = open(os.path.join(ROOT, "src", "drctl", "main.c")).read()
-    options = set(re.findall(r'\{"([a-z][a-z-]+)", (?:no|required|optional)_argument', src))
     commands = set(re.findall(r'^\s*"  ([a-z][a-z-]+)[ \\]', src, re.M))
-    return commands, options
+    return commands, long_options("drctl")
 
 
 def check_man(dest, files):
@@ -146,8 +151,7 @@ def check_man(dest, files):
         check(f"--{o}" in text, f"drctl(8) mentions --{o}")
     wd = run(["man", "-l", dest + files["man drwatchd"]], env=dict(os.environ, MANWIDTH="200")).stdout
     wd = re.sub(".\b", "", wd)
-    src = open(os.path.join(ROOT, "src", "drwatchd", "main.c")).read()
-    for o in re.findall(r'\{"([a-z][a-z-]+)", (?:no|required|optional)_argument', src):
+    for o in sorted(long_options("drwatchd")):
         check(f"--{o}" in wd, f"drwatchd(8) mentions --{o}")
     for word in ["SIGHUP", "SIGTERM", "NOTIFY_SOCKET", "CREDENTIALS_DIRECTORY", "WATCHDOG_USEC",
                  "EXIT STATUS", "/etc/drwatch/drwatch.json"]:
@@ -218,6 +222,14 @@ def check_completion(dest, files):
                  'echo "${COMPREPLY[@]}"'])
         check(r.stdout.split() == ["debug", "info", "warn", "error"],
               f"complete drwatchd --log-level: {r.stdout.strip()!r}")
+        r = run(["bash", "--norc", "-c", f"source '{dest + files['completion drwatchd']}'; "
+                 "COMP_WORDS=(drwatchd --); COMP_CWORD=1; _drwatchd; "
+                 'echo "${COMPREPLY[@]}"'])
+        for o in sorted(long_options("drwatchd")):
+            check(f"--{o}" in r.stdout.split(), f"complete drwatchd --: offers --{o}")
+        text = open(COMPLETION).read()
+        for o in sorted(drctl_commands_and_options()[1]):
+            check(f"--{o}" in text, f"the drctl completion knows --{o}")
     finally:
         shutil.rmtree(tmp)
 

@@ -97,14 +97,18 @@ def check_users_dirs(dest, files):
     root = tempfile.mkdtemp(prefix="drwatch-root-")
     try:
         os.makedirs(os.path.join(root, "etc"))
-        r = run(["systemd-sysusers", f"--root={root}", dest + files["sysusers"]])
+        # installed where they are, and named as docs/install.md names them
+        for f in (files["sysusers"], files["tmpfiles"]):
+            os.makedirs(os.path.dirname(root + f), exist_ok=True)
+            shutil.copy(dest + f, root + f)
+        r = run(["systemd-sysusers", f"--root={root}", "drwatch.conf"])
         check(r.returncode == 0, f"systemd-sysusers --root: exit {r.returncode}")
         users = {l.split(":")[0]: l.split(":") for l in open(os.path.join(root, "etc/passwd"))}
         groups = {l.split(":")[0]: l.split(":") for l in open(os.path.join(root, "etc/group"))}
         check("drwatch" in users and "drwatch" in groups and
               users["drwatch"][6].strip() == "/usr/sbin/nologin",
               "sysusers.d: system user and group drwatch, no login shell")
-        r = run(["systemd-tmpfiles", f"--root={root}", "--create", dest + files["tmpfiles"]])
+        r = run(["systemd-tmpfiles", f"--root={root}", "--create", "drwatch.conf"])
         check(r.returncode == 0 and r.stderr == "", f"systemd-tmpfiles --root --create: exit "
               f"{r.returncode} {r.stderr}")
         uid, gid = int(users["drwatch"][2]), int(groups["drwatch"][2])

@@ -261,6 +261,7 @@ def test_syscalls_and_socket_families_fit_the_unit():
     except BaseException:
         for pid in tracees.values():
             os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(tdir, ignore_errors=True)
         c.__exit__(*__import__("sys").exc_info())
         raise
     c.stop()

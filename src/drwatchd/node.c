@@ -22,6 +22,7 @@
 #include "drwatch/peer.h"
 #include "drwatch/probe.h"
 #include "drwatch/raftnode.h"
+#include "drwatch/sdnotify.h"
 #include "drwatch/tilt.h"
 
 #include "build_info.h"
@@ -83,6 +84,7 @@ struct dw_node {
     } heard[DW_MAX_MEMBERS];
     int n_heard;
     int64_t started_ms;
+    struct dw_sdnotify *sd;   /* NULL unless run by a service manager */
     uint64_t last_submit;     /* uv_now() of the last observation sent */
     uint64_t submitted, submit_failed;
     uv_timer_t refresh;       /* periodic observation refresh */
@@ -1222,6 +1224,26 @@ static void raft_closed(void *data)
     node_free_if_done(n);
 }
 
+/* The service manager's STATUS= line (systemctl status): who leads, in which term. */
+static void sd_status(void *data, char *buf, size_t len)
+{
+    struct dw_node *n = data;
+    uint64_t leader = dw_raft_leader_id(n->raft);
+    unsigned long long term = (unsigned long long)dw_raft_term(n->raft);
+    const char *tilt = dw_tilt_active(n->tilt) ? ", TILT: abstaining" : "";
+    const struct dw_member *lm = leader ? dw_config_member(n->cfg, leader) : NULL;
+    if (leader == 0)
+        snprintf(buf, len, "no leader, term %llu, %d members%s", term, n->cfg->n_members, tilt);
+    else if (leader == n->cfg->node_id)
+        snprintf(buf, len, "leader, term %llu, %d members%s", term, n->cfg->n_members, tilt);
+    else if (lm && lm->name[0])
+        snprintf(buf, len, "follower of %s, term %llu, %d members%s", lm->name, term,
+                 n->cfg->n_members, tilt);
+    else
+        snprintf(buf, len, "follower of node %llu, term %llu, %d members%s",
+                 (unsigned long long)leader, term, n->cfg->n_members, tilt);
+}
+
 /* Shutdown chain: stop producing work, stop acting, leave raft, then release the rest. */
 void dw_node_stop(struct dw_node *n)
 {
@@ -1229,6 +1251,9 @@ void dw_node_stop(struct dw_node *n)
         return;
     n->stopping = 1;
     dw_log(DW_LOG_INFO, "node", "stopping");
+    dw_sdnotify_stopping(n->sd);
+    dw_sdnotify_close(n->sd);
+    n->sd = NULL;
     dw_admin_close(n->admin);
     dw_watchadmin_close(n->watchadmin);
     n->watchadmin = NULL;
@@ -1369,6 +1394,10 @@ int dw_node_start(struct dw_node **out, uv_loop_t *loop, const struct dw_config 
     uv_timer_start(&n->reconf, reconf_cb, 0, 0); /* entries may have applied during start-up */
     uv_timer_start(&n->refresh, refresh_cb, cfg->cluster.refresh_interval_ms,
                    cfg->cluster.refresh_interval_ms);
+    /* Everything listens now: tell the service manager (a no-op without one). */
+    if (dw_sdnotify_start(&n->sd, loop, 250, sd_status, n) != 0)
+        dw_log(DW_LOG_WARN, "sdnotify", "out of memory: not reporting to the service manager");
+    dw_sdnotify_ready(n->sd);
     *out = n;
     return 0;
 

@@ -23,6 +23,7 @@ import prometheus_tests
 import netns
 import notify_tests
 import ops_signals_tests
+import packaging_tests
 from harness import CLIENT_SECRET as CLIENT_SECRET_TEXT, Cluster, SITES, TARGETS, wait_until
 
 BUILD = None
@@ -518,6 +519,7 @@ TESTS += prometheus_tests.TESTS
 TESTS += drctl_tests.TESTS
 TESTS += humancfg_tests.TESTS
 TESTS += ops_signals_tests.TESTS
+TESTS += packaging_tests.TESTS
 
 
 TEST_LIMIT_S = 300
@@ -556,6 +558,7 @@ def main():
     drctl_tests.BUILD = BUILD
     humancfg_tests.BUILD = BUILD
     ops_signals_tests.BUILD = BUILD
+    packaging_tests.BUILD = BUILD
     removed = netns.remove_stale()
     if removed:
         print(f"removed what an interrupted run left: {' '.join(removed)}", flush=True)

@@ -1515,5 +1515,8 @@ int dw_node_hand_over(struct dw_node *n, void (*cb)(void *data, bool moved), voi
         return -1;
     }
     /* no new operation step starts on a leader about to leave */
-    return dw_raft_hand_over(n->raft, cb, data, target, errmsg, errlen);
+    int rc = dw_raft_hand_over(n->raft, cb, data, target, errmsg, errlen);
+    if (rc == 0) /* the service manager hears of the stop when it begins, not after the hand-over */
+        dw_sdnotify_stopping(n->sd);
+    return rc;
 }

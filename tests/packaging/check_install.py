@@ -68,7 +68,7 @@ def check_unit(dest, files, o):
     unit = dest + files["unit"]
     text = open(unit).read()
     sbin = f"{o['prefix']}/{o['sbindir']}/drwatchd"
-    check(f"ExecStart={sbin} --config /etc/drwatch/drwatch.json" in text,
+    check(f"ExecStart={sbin} --config /etc/drwatch/cluster.json --node /etc/drwatch/node.json" in text,
           f"ExecStart runs the installed {sbin}")
     for line in ["Type=notify", "NotifyAccess=main", "Restart=on-failure", "User=drwatch",
                  "StateDirectory=drwatch", "RuntimeDirectory=drwatch", "ProtectSystem=strict",
@@ -158,7 +158,7 @@ def check_man(dest, files):
     for o in sorted(long_options("drwatchd")):
         check(f"--{o}" in wd, f"drwatchd(8) mentions --{o}")
     for word in ["SIGHUP", "SIGTERM", "NOTIFY_SOCKET", "CREDENTIALS_DIRECTORY", "WATCHDOG_USEC",
-                 "EXIT STATUS", "/etc/drwatch/drwatch.json"]:
+                 "EXIT STATUS", "/etc/drwatch/cluster.json", "/etc/drwatch/node.json"]:
         check(word in wd, f"drwatchd(8) covers {word}")
 
 

@@ -28,8 +28,8 @@ struct dw_notify_ops {
 };
 void dw_notify_live_ops(struct dw_notify_ops *ops, struct dw_raft *raft);
 
-/* Reads every channel's secret file now (-1 with errmsg when one cannot be read). cfg, fsm and
- * curlm must outlive the notifier; with no channel it does nothing. */
+/* Reads every channel's secret file now (-1 with errmsg when one cannot be read) and keeps its
+ * own copy of cfg. fsm and curlm must outlive the notifier; with no channel it does nothing. */
 int dw_notify_start(struct dw_notifier **out, uv_loop_t *loop, struct dw_curlm *curlm,
                     const struct dw_notify_cfg *cfg, struct dw_fsm *fsm,
                     const struct dw_notify_ops *ops, char *errmsg, size_t errlen);
@@ -38,6 +38,8 @@ void dw_notify_kick(struct dw_notifier *nt);
 /* Stops sending (a running hook is killed); memory goes once requests in flight have ended.
  * Accepts NULL. */
 void dw_notify_close(struct dw_notifier *nt);
+/* Both run the same channels with the same secrets (NULL: none). */
+bool dw_notify_same(const struct dw_notifier *a, const struct dw_notifier *b);
 
 struct dw_notify_stats {
     const char *channel;

@@ -1,5 +1,6 @@
 /* drctl's DR lifecycle commands: maintenance windows, switchover and failback (dry run, wait). */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,13 +21,15 @@ long long duration_ms(const char *s)
     v = strtoll(s, &end, 10);
     if (errno != 0 || end == s || v <= 0 || end[0] == '\0' || end[1] != '\0')
         return -1;
+    long long unit;
     switch (end[0]) {
-    case 's': return v * 1000;
-    case 'm': return v * 60000;
-    case 'h': return v * 3600000;
-    case 'd': return v * 86400000;
+    case 's': unit = 1000; break;
+    case 'm': unit = 60000; break;
+    case 'h': unit = 3600000; break;
+    case 'd': unit = 86400000; break;
     default: return -1;
     }
+    return v > LLONG_MAX / unit ? -1 : v * unit;
 }
 
 static int maintenance_request(cJSON *req, int nargs, char **args, const struct sub_opts *o)

@@ -63,6 +63,9 @@ static void stop_now(void)
     close_handle((uv_handle_t *)&sigterm_h);
     close_handle((uv_handle_t *)&sigint_h);
     close_handle((uv_handle_t *)&sighup_h);
+    /* closing the last SIGHUP handle restored the default action, which ends the process: a
+     * reload sent during the shutdown chain must not cut it short */
+    signal(SIGHUP, SIG_IGN);
     close_handle((uv_handle_t *)&handover_timer);
 }
 
@@ -139,6 +142,8 @@ static void on_hup(uv_signal_t *s, int signum)
     (void)s;
     (void)signum;
     if (phase != RUNNING || nc == NULL || errs == NULL) {
+        dw_log_kv(DW_LOG_WARN, "main", DW_LOG_FIELDS(DW_LS("signal", "SIGHUP")),
+                  "reload ignored: %s", phase != RUNNING ? "stopping" : "out of memory");
         free(nc);
         free(errs);
         return;
@@ -146,14 +151,21 @@ static void on_hup(uv_signal_t *s, int signum)
     dw_log_kv(DW_LOG_INFO, "main", DW_LOG_FIELDS(DW_LS("signal", "SIGHUP"), DW_LS("file",
               config_path)), "received SIGHUP: reloading");
     if (dw_config_load_source(&src, nc, errs, &doc) != 0) {
+        /* with a node file or --node-id every error starts with its source: "FILE: path: ..." */
+        bool split = src.node_file != NULL || src.node_id != 0;
         for (int i = 0; i < errs->n; i++) {
-            char path[128] = "";
-            const char *colon = strstr(errs->msg[i], ": ");
-            if (colon != NULL && (size_t)(colon - errs->msg[i]) < sizeof path)
-                snprintf(path, sizeof path, "%.*s", (int)(colon - errs->msg[i]), errs->msg[i]);
+            char file[256] = "", path[128] = "";
+            const char *m = errs->msg[i], *colon = strstr(m, ": ");
+            if (split && colon != NULL && (size_t)(colon - m) < sizeof file) {
+                snprintf(file, sizeof file, "%.*s", (int)(colon - m), m);
+                m = colon + 2;
+                colon = strstr(m, ": ");
+            }
+            if (colon != NULL && (size_t)(colon - m) < sizeof path)
+                snprintf(path, sizeof path, "%.*s", (int)(colon - m), m);
             dw_log_kv(DW_LOG_WARN, "main",
-                      DW_LOG_FIELDS(DW_LS("file", config_path), DW_LS("path", path[0] ? path
-                                                                                 : NULL)),
+                      DW_LOG_FIELDS(DW_LS("file", file[0] ? file : config_path),
+                                    DW_LS("path", path[0] ? path : NULL)),
                       "reload: %s", errs->msg[i]);
         }
         dw_log_kv(DW_LOG_WARN, "main",

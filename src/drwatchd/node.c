@@ -67,8 +67,6 @@ struct dw_node {
     struct dw_genesys *genesys;
     struct dw_actuator *actuator;
     struct dw_notifier *notifier;
-    const struct dw_notify_cfg *notify_cfg; /* what the notifier runs by */
-    struct notify_box *notify_boxes; /* copies SIGHUP loaded, newest first; freed at the end */
     struct dw_cloud *cloud;
     struct dw_prober *prober;
     struct dw_admin *admin;
@@ -94,13 +92,6 @@ struct dw_node {
     int dirty;                /* local view changed (or refresh due) since the last submission */
     unsigned submit_failures; /* consecutive, for log rate limiting */
     int stopping;
-};
-
-/* A reloaded notifications section: a closed notifier may still read its own until its last
- * request ends, so each copy lives as long as the node. */
-struct notify_box {
-    struct dw_notify_cfg cfg;
-    struct notify_box *next;
 };
 
 static void submit(struct dw_node *n);
@@ -1198,11 +1189,6 @@ static void node_free_if_done(struct dw_node *n)
         dw_config_free(n->eff);
         free(n->eff);
     }
-    while (n->notify_boxes != NULL) {
-        struct notify_box *b = n->notify_boxes;
-        n->notify_boxes = b->next;
-        free(b);
-    }
     cJSON_Delete(n->local_doc);
     free(n);
 }
@@ -1339,7 +1325,6 @@ int dw_node_start(struct dw_node **out, uv_loop_t *loop, const struct dw_config 
     struct dw_notify_ops nops;
     dw_notify_live_ops(&nops, n->raft);
     /* node-local: the file's channels, whatever the committed version */
-    n->notify_cfg = &cfg->notify;
     if (dw_notify_start(&n->notifier, loop, n->curlm, &cfg->notify, n->fsm, &nops, err,
                         sizeof err) != 0) {
         snprintf(errmsg, errlen, "dw_notify_start(): %s", err);
@@ -1447,33 +1432,33 @@ err_after_alloc:
 static int reload_notify(struct dw_node *n, const struct dw_config *file, cJSON *file_doc,
                          bool *changed, char *errmsg, size_t errlen)
 {
-    struct notify_box *b = calloc(1, sizeof *b);
     struct dw_notifier *nt = NULL;
     struct dw_notify_ops nops;
     char err[256];
 
-    if (b == NULL) {
-        snprintf(errmsg, errlen, "out of memory");
-        return -1;
-    }
-    memcpy(&b->cfg, &file->notify, sizeof b->cfg);
     dw_notify_live_ops(&nops, n->raft);
-    if (dw_notify_start(&nt, n->loop, n->curlm, &b->cfg, n->fsm, &nops, err, sizeof err) != 0) {
+    if (dw_notify_start(&nt, n->loop, n->curlm, &file->notify, n->fsm, &nops, err,
+                        sizeof err) != 0) {
         snprintf(errmsg, errlen, "notifications: %s", err);
-        free(b);
         return -1;
     }
-    *changed = memcmp(&b->cfg, n->notify_cfg, sizeof b->cfg) != 0;
+    /* the same channels and secrets: keep the running notifier, whose sends are in flight */
+    *changed = !dw_notify_same(n->notifier, nt);
+    if (!*changed) {
+        dw_notify_close(nt);
+        return 0;
+    }
     dw_notify_close(n->notifier);
     n->notifier = nt;
-    n->notify_cfg = &b->cfg;
-    b->next = n->notify_boxes;
-    n->notify_boxes = b;
     /* a later committed version merges the file's node-local part: the new section, too */
     cJSON *sec = cJSON_GetObjectItemCaseSensitive(file_doc, "notifications");
     cJSON_DeleteItemFromObjectCaseSensitive(n->local_doc, "notifications");
-    if (sec != NULL)
-        cJSON_AddItemToObject(n->local_doc, "notifications", cJSON_Duplicate(sec, true));
+    cJSON *dup = sec != NULL ? cJSON_Duplicate(sec, true) : NULL;
+    if (dup != NULL)
+        cJSON_AddItemToObject(n->local_doc, "notifications", dup);
+    else if (sec != NULL)
+        dw_log(DW_LOG_WARN, "node", "out of memory: a later committed version will run without "
+               "this file's notifications until the next reload");
     dw_notify_kick(nt);
     return 0;
 }
@@ -1498,7 +1483,11 @@ int dw_node_reload(struct dw_node *n, const struct dw_config *file, cJSON *file_
         explicit_bzero(secret, sizeof secret);
         return -1;
     }
-    out->genesys_secret = dw_genesys_set_secret(n->genesys, secret) == 1;
+    int set = dw_genesys_set_secret(n->genesys, secret);
+    if (set < 0)
+        dw_log(DW_LOG_WARN, "node", "reload: out of memory: the Genesys client secret is not "
+               "replaced; the old one stays in use");
+    out->genesys_secret = set == 1;
     explicit_bzero(secret, sizeof secret);
     if (n->secrets_missing) {
         reload_secrets(n);

@@ -446,7 +446,8 @@ int dw_config_read_secret(const char *path, char *out, size_t out_len, char *err
         return -1;
     }
     out[0] = '\0';
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    /* O_NONBLOCK: a FIFO in the secret's place must not block start-up or a reload */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0 && errno == EACCES) {
         snprintf(errmsg, errlen, "cannot read \"%s\": permission denied for user %s; chgrp "
                  "drwatch and chmod 0640 it, or pass it with systemd's LoadCredential=", path,
@@ -455,6 +456,11 @@ int dw_config_read_secret(const char *path, char *out, size_t out_len, char *err
     }
     if (fd < 0 || fstat(fd, &st) != 0)
         goto fail_errno;
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(errmsg, errlen, "\"%s\" is not a regular file", path);
+        close(fd);
+        return -1;
+    }
     if (st.st_mode & 0007) {
         snprintf(errmsg, errlen, "%s is %s by other users (mode %04o); run: chmod %04o %s", path,
                  st.st_mode & 0004 ? "readable" : "accessible", (unsigned)(st.st_mode & 07777),

@@ -244,8 +244,19 @@ size_t dw_logfmt_line(char *buf, size_t cap, int64_t ts_ms, enum dw_log_level lv
     tail[0] = '\0';
     for (const struct dw_log_field *f = fields; f != NULL && f->key != NULL; f++) {
         const char *v = field_value(f, num, sizeof num);
-        if (v != NULL)
-            dw_logfmt_pair(tail, tail_cap, &tl, f->key, v);
+        size_t kl = f->key != NULL ? strlen(f->key) : 0;
+        if (v == NULL || dw_logfmt_pair(tail, tail_cap, &tl, f->key, v))
+            continue;
+        /* too long: cut, as the message is, rather than lose it; " key=" + '"' + a character
+         * + '..."' + NUL must fit */
+        if (tl + kl + 10 > tail_cap)
+            continue;
+        if (tl > 0)
+            tail[tl++] = ' ';
+        memcpy(tail + tl, f->key, kl);
+        tl += kl;
+        tail[tl++] = '=';
+        put_quoted(tail, tail_cap, &tl, v, true);
     }
     if (msg == NULL)
         msg = "";
@@ -327,8 +338,10 @@ static void emit(enum dw_log_level lvl, const char *component, const struct dw_l
         return;
     vsnprintf(msg, sizeof msg, fmt, ap);
     if (dw_log_to_journal()) {
+        /* the whole message (up to DW_LOG_LINE_MAX) and the fields after it */
+        char jbuf[4 * DW_LOG_LINE_MAX];
         struct iovec iov[24];
-        int n = dw_log_journal_fields(iov, 24, line, sizeof line, lvl, component, fields, msg);
+        int n = dw_log_journal_fields(iov, 24, jbuf, sizeof jbuf, lvl, component, fields, msg);
         if (sd_journal_sendv(iov, n) == 0)
             return;
     }

@@ -52,7 +52,7 @@ struct chan {
 struct dw_notifier {
     uv_loop_t *loop;
     struct dw_curlm *curlm;
-    const struct dw_notify_cfg *cfg;
+    struct dw_notify_cfg *cfg; /* its own copy: a closed notifier may read it until freed */
     struct dw_fsm *fsm;
     struct dw_notify_ops ops;
     const char *cluster;
@@ -80,6 +80,7 @@ static void unref(struct dw_notifier *nt)
     for (int i = 0; i < nt->n; i++)
         explicit_bzero(nt->ch[i].secret, sizeof nt->ch[i].secret);
     free(nt->ch);
+    free(nt->cfg);
     free(nt);
 }
 
@@ -679,16 +680,21 @@ int dw_notify_start(struct dw_notifier **out, uv_loop_t *loop, struct dw_curlm *
                     const struct dw_notify_ops *ops, char *errmsg, size_t errlen)
 {
     struct dw_notifier *nt = calloc(1, sizeof *nt);
+    struct dw_notify_cfg *own = malloc(sizeof *own);
     char err[256];
 
     *out = NULL;
-    if (nt == NULL || (cfg->n_channels > 0 &&
-                       (nt->ch = calloc((size_t)cfg->n_channels, sizeof *nt->ch)) == NULL)) {
+    if (nt == NULL || own == NULL ||
+        (cfg->n_channels > 0 &&
+         (nt->ch = calloc((size_t)cfg->n_channels, sizeof *nt->ch)) == NULL)) {
         free(nt);
+        free(own);
         snprintf(errmsg, errlen, "out of memory");
         return -1;
     }
-    *nt = (struct dw_notifier){.loop = loop, .curlm = curlm, .cfg = cfg, .fsm = fsm, .ops = *ops,
+    memcpy(own, cfg, sizeof *own);
+    cfg = own;
+    *nt = (struct dw_notifier){.loop = loop, .curlm = curlm, .cfg = own, .fsm = fsm, .ops = *ops,
                                .ch = nt->ch, .n = cfg->n_channels, .refs = 1};
     nt->cluster = cfg->cluster[0] ? cfg->cluster : DEFAULT_CLUSTER;
     for (int i = 0; i < nt->n; i++) {
@@ -744,6 +750,20 @@ void dw_notify_close(struct dw_notifier *nt)
         close_handle(nt, (uv_handle_t *)&ch->kill);
     }
     unref(nt);
+}
+
+bool dw_notify_same(const struct dw_notifier *a, const struct dw_notifier *b)
+{
+    struct dw_notify_cfg none = {.n_channels = 0};
+    const struct dw_notify_cfg *ca = a != NULL ? a->cfg : &none, *cb = b != NULL ? b->cfg : &none;
+    if (ca->n_channels != cb->n_channels || ca->max_age_ms != cb->max_age_ms ||
+        strcmp(ca->cluster, cb->cluster) != 0)
+        return false;
+    for (int i = 0; i < ca->n_channels; i++)
+        if (memcmp(&ca->channels[i], &cb->channels[i], sizeof ca->channels[i]) != 0 ||
+            strcmp(a->ch[i].secret, b->ch[i].secret) != 0)
+            return false;
+    return true;
 }
 
 int dw_notify_channels(const struct dw_notifier *nt)

@@ -323,6 +323,17 @@ def test_second_sigterm_during_the_hand_over_stops_at_once():
         assert not find(recs, msg="leadership handed over; stopping"), recs[-10:]
         assert find(recs, msg="stopped", component="node"), recs[-10:]
 
+        # a reload sent while a node stops (logrotate, a config tool) never cuts the stop short
+        f = others[0]
+        q = c.procs.pop(f)
+        q.send_signal(signal.SIGTERM)
+        sent = 0
+        while q.poll() is None:
+            q.send_signal(signal.SIGHUP)
+            sent += 1
+        assert q.returncode == 0, (q.returncode, sent, c.log(f)[-2000:])
+        assert find(records(c, f), msg="stopped", component="node")
+
 
 TESTS = [
     test_logs_are_logfmt_with_audit_fields_and_no_secret,

@@ -618,7 +618,7 @@ static void test_secret_files(void **state)
     cJSON *d = doc("full.json");
     snprintf(value, sizeof value, "\"%s\"", tmpdir);
     set(d, "genesys.client_secret_file", value);
-    snprintf(msg, sizeof msg, "genesys.client_secret_file: cannot read \"%s\": Is a directory",
+    snprintf(msg, sizeof msg, "genesys.client_secret_file: \"%s\" is not a regular file",
              tmpdir);
     expect_only(d, msg);
 
@@ -743,6 +743,14 @@ static void test_read_secret(void **state)
     assert_int_equal(dw_config_read_secret(path, out, sizeof out, em, sizeof em), -1);
     snprintf(want, sizeof want, "\"%s\" is empty", path);
     assert_string_equal(em, want);
+
+    /* a FIFO with no writer: refused at once instead of blocking the caller */
+    snprintf(path, sizeof path, "%s/fifo.secret", tmpdir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    assert_int_equal(dw_config_read_secret(path, out, sizeof out, em, sizeof em), -1);
+    snprintf(want, sizeof want, "\"%s\" is not a regular file", path);
+    assert_string_equal(em, want);
+    unlink(path);
 }
 
 static void test_cross_field(void **state)

@@ -194,6 +194,27 @@ static void test_pair_does_not_fit(void **state)
     assert_string_equal(buf, "a=b k=\"v w\"");
 }
 
+/* A field longer than its share of the line is cut like the message, not dropped. */
+static void test_long_field_cut_not_dropped(void **state)
+{
+    char detail[1024], line[DW_LOG_LINE_MAX];
+    struct pair ps[16];
+
+    (void)state;
+    memset(detail, 'd', sizeof detail - 1);
+    detail[sizeof detail - 1] = '\0';
+    dw_logfmt_line(line, sizeof line, TS, DW_LOG_INFO, "fsm",
+                   DW_LOG_FIELDS(DW_LI("op", 7), DW_LS("detail", detail)), "step done");
+    int k = parse(line, ps, 16);
+    assert_int_equal(k, 6);
+    const char *d = get(ps, k, "detail");
+    assert_non_null(d);
+    assert_true(strlen(d) > 300);
+    assert_string_equal(d + strlen(d) - 3, "...");
+    assert_string_equal(get(ps, k, "op"), "7");
+    assert_string_equal(get(ps, k, "msg"), "step done");
+}
+
 static void test_levels_and_formats_parse(void **state)
 {
     enum dw_log_level l;
@@ -235,6 +256,25 @@ static bool has_field(const struct iovec *iov, int n, const char *want)
             return true;
     }
     return false;
+}
+
+/* The longest message the logger formats, with a long field, keeps MESSAGE= in the journal
+ * buffer the logger uses. */
+static void test_journal_long_message_kept(void **state)
+{
+    char msg[DW_LOG_LINE_MAX], detail[1024], buf[4 * DW_LOG_LINE_MAX], want[DW_LOG_LINE_MAX + 8];
+    struct iovec iov[24];
+
+    (void)state;
+    memset(msg, 'm', sizeof msg - 1);
+    msg[sizeof msg - 1] = '\0';
+    memset(detail, 'd', sizeof detail - 1);
+    detail[sizeof detail - 1] = '\0';
+    int n = dw_log_journal_fields(iov, 24, buf, sizeof buf, DW_LOG_WARN, "node",
+                                  DW_LOG_FIELDS(DW_LS("detail", detail)), msg);
+    snprintf(want, sizeof want, "MESSAGE=%s", msg);
+    assert_true(has_field(iov, n, want));
+    assert_int_equal(n, 5);
 }
 
 static void test_journal_fields(void **state)
@@ -382,6 +422,8 @@ int main(void)
         cmocka_unit_test(test_fields_every_kind),
         cmocka_unit_test(test_escaping),
         cmocka_unit_test(test_long_message_cut_quoting_intact),
+        cmocka_unit_test(test_long_field_cut_not_dropped),
+        cmocka_unit_test(test_journal_long_message_kept),
         cmocka_unit_test(test_pair_does_not_fit),
         cmocka_unit_test(test_levels_and_formats_parse),
         cmocka_unit_test(test_journal_decision),

@@ -1,3 +1,4 @@
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -18,7 +19,11 @@
 #endif
 
 static struct dw_node *node;
-static uv_signal_t sigterm_h, sigint_h, sighup_h;
+static uv_signal_t sigterm_h, sigint_h;
+/* SIGHUP is not a uv_signal_t: closing one restores the default action, which ends the
+ * process, so a reload sent while the node stops could cut the shutdown short. Our own handler
+ * wakes the loop; stopping switches to SIG_IGN in one step. */
+static uv_async_t hup_async;
 
 /* Stopping: a leader hands leadership over first (docs/logging.md); a second signal meanwhile
  * stops at once. */
@@ -52,6 +57,26 @@ static void close_handle(uv_handle_t *h)
         uv_close(h, NULL);
 }
 
+static void on_hup_signal(int signum)
+{
+    int saved = errno;
+
+    (void)signum;
+    uv_async_send(&hup_async);
+    errno = saved;
+}
+
+static void hup_set(void (*handler)(int))
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = handler;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGHUP, &sa, NULL);
+}
+
 static void stop_now(void)
 {
     if (phase == STOPPING)
@@ -62,10 +87,9 @@ static void stop_now(void)
     /* The signal handles would keep the loop alive after the shutdown chain completes. */
     close_handle((uv_handle_t *)&sigterm_h);
     close_handle((uv_handle_t *)&sigint_h);
-    close_handle((uv_handle_t *)&sighup_h);
-    /* closing the last SIGHUP handle restored the default action, which ends the process: a
-     * reload sent during the shutdown chain must not cut it short */
-    signal(SIGHUP, SIG_IGN);
+    hup_set(SIG_IGN);
+    /* closed after the loop ends, when no handler can still be running */
+    uv_unref((uv_handle_t *)&hup_async);
     close_handle((uv_handle_t *)&handover_timer);
 }
 
@@ -131,7 +155,7 @@ static void reloaded_field(struct dw_log_field *f, int *n, struct dw_log_field a
     f[*n] = DW_LOG_END;
 }
 
-static void on_hup(uv_signal_t *s, int signum)
+static void on_hup(uv_async_t *a)
 {
     struct dw_config *nc = calloc(1, sizeof *nc);
     struct dw_config_errors *errs = calloc(1, sizeof *errs);
@@ -139,8 +163,7 @@ static void on_hup(uv_signal_t *s, int signum)
     cJSON *doc = NULL;
     char err[512];
 
-    (void)s;
-    (void)signum;
+    (void)a;
     if (phase != RUNNING || nc == NULL || errs == NULL) {
         dw_log_kv(DW_LOG_WARN, "main", DW_LOG_FIELDS(DW_LS("signal", "SIGHUP")),
                   "reload ignored: %s", phase != RUNNING ? "stopping" : "out of memory");
@@ -340,13 +363,17 @@ int main(int argc, char **argv)
                (unsigned long long)cfg.node_id);
         uv_signal_init(&loop, &sigterm_h);
         uv_signal_init(&loop, &sigint_h);
-        uv_signal_init(&loop, &sighup_h);
+        uv_async_init(&loop, &hup_async, on_hup);
         uv_timer_init(&loop, &handover_timer);
         uv_signal_start(&sigterm_h, on_signal, SIGTERM);
         uv_signal_start(&sigint_h, on_signal, SIGINT);
-        uv_signal_start(&sighup_h, on_hup, SIGHUP);
+        hup_set(on_hup_signal);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
+    if (rc == 0) {
+        close_handle((uv_handle_t *)&hup_async);
+        uv_run(&loop, UV_RUN_NOWAIT);
+    }
     if (uv_loop_close(&loop) != 0) {
         dw_log(DW_LOG_ERROR, "main", "handles still open at exit");
         rc = rc ? rc : 1;

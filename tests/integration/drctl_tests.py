@@ -143,12 +143,15 @@ def test_drctl_views_watch_and_json_on_a_live_cluster():
             assert r.returncode == 1 and 'no group "nope"' in r.stderr, (r.returncode, r.stderr)
             valid(json.loads(c.run_drctl(f1, "--json", "history", "--group", "nope").stdout), "error")
 
-            # a leader-only command on a follower names the leader and where it runs
-            r = c.run_drctl(f1, "maintenance", "set", "site", "site-b", "--ttl", "1m", "--reason", "t")
+            # a leader-only command on a follower names the leader and where it runs (asked
+            # again: a loaded machine may have moved leadership since the start)
+            lid = c.wait_leader()
+            fol = next(i for i in (1, 2, 3) if i != lid)
+            r = c.run_drctl(fol, "maintenance", "set", "site", "site-b", "--ttl", "1m", "--reason", "t")
             peer = [m["peer_address"] for m in st["members"] if m["id"] == lid][0]
             assert r.returncode == 1 and f"the leader is node {lid} (n{lid}), peer address {peer}" \
                 in r.stderr, r.stderr
-            err = json_of(c, f1, "error", "maintenance", "set", "site", "site-b", "--ttl", "1m",
+            err = json_of(c, fol, "error", "maintenance", "set", "site", "site-b", "--ttl", "1m",
                           "--reason", "t", rc=1)
             assert err["leader"] == lid and err["leader_peer_address"] == peer, err
 

@@ -80,12 +80,6 @@ void dw_admin_close(struct dw_admin *a); /* accepts NULL; unlinks the socket pat
  * 0 while there is none) and returns false. */
 bool dw_admin_leader_or_fail(struct dw_raft *raft, cJSON *reply);
 
-/* {"cmd":"hold","action":"release","group":G,"by":NAME}: on the leader, proposes the hold entry
- * that lifts G's hold; the reply says it was proposed (status and history show it once
- * committed). Elsewhere it names the leader. */
-void dw_admin_hold(struct dw_raft *raft, const struct dw_config *cfg, const cJSON *req,
-                   cJSON *reply);
-
 /* Sets {"ok":false,"error":MESSAGE} on reply (the message is cut at 511 bytes). */
 void dw_admin_error(cJSON *reply, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -61,6 +61,9 @@ const char *who(char *buf, size_t len); /* $USER, else the uid */
 int ops_request(cJSON *req, const char *cmd, int nargs, char **args, const struct sub_opts *o);
 int ops_print(const char *sock, const char *cmd, int nargs, char **args, const cJSON *reply,
               const struct sub_opts *o);
+/* --json --wait: follows the operation and adds its ended object as reply's "result" (null
+ * when it did not end in time); the exit code as ops_print's. */
+int ops_wait_json(const char *sock, cJSON *reply, const struct sub_opts *o);
 
 /* show.c: status, list, history, watch and version. Each takes the daemon's reply (or runs its
  * own requests) and returns the exit code. */

@@ -746,6 +746,7 @@ int main(int argc, char **argv)
         cJSON_AddStringToObject(req, "action", "release");
         cJSON_AddStringToObject(req, "group", args[1]);
         cJSON_AddStringToObject(req, "by", who(by, sizeof by));
+        slow = true; /* answered once committed */
     } else if (strcmp(cmd, "config") == 0) {
         built = config_request(req, nargs, args, &so);
         slow = nargs > 0 && strcmp(args[0], "apply") == 0;
@@ -787,9 +788,15 @@ int main(int argc, char **argv)
         return code;
     }
     if (json) {
+        /* one document: the reply, and with --wait how the operation ended */
+        int code = ok && lifecycle && so.wait && !so.dry_run ? ops_wait_json(sock, reply, &so) : -1;
         char *text = cJSON_Print(reply);
         printf("%s\n", text);
         free(text);
+        if (code >= 0) {
+            cJSON_Delete(reply);
+            return code;
+        }
     } else if (!ok) {
         fprintf(stderr, "drctl: %s\n", str(reply, "error"));
         if (str(reply, "leader_name")[0])
@@ -809,7 +816,11 @@ int main(int argc, char **argv)
     } else if (strcmp(cmd, "dump") == 0) {
         fputs(str(reply, "dump"), stdout);
     } else if (strcmp(cmd, "hold") == 0) {
-        printf("hold release proposed; see drctl status\n");
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "was_held")))
+            printf("%s: hold (%s) released\n", args[1], str(reply, "hold_reason"));
+        else
+            printf("%s: was not held; release recorded (its flap window starts afresh)\n",
+                   args[1]);
     } else if (strcmp(cmd, "config") == 0 && strcmp(args[0], "show") == 0) {
         print_config_show(reply);
     } else if (strcmp(cmd, "config") == 0) {

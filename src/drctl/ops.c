@@ -65,6 +65,21 @@ static int maintenance_request(cJSON *req, int nargs, char **args, const struct 
     return BUILT;
 }
 
+/* --timeout's seconds; -1, said on stderr, when it is not a whole number from 1 to a day */
+static long wait_limit_s(const char *text)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+
+    if (errno != 0 || end == text || *end != '\0' || v <= 0 || v > 86400) {
+        fprintf(stderr, "drctl: --timeout: expected whole seconds from 1 to 86400, not \"%s\"\n",
+                text);
+        return -1;
+    }
+    return v;
+}
+
 int ops_request(cJSON *req, const char *cmd, int nargs, char **args, const struct sub_opts *o)
 {
     char by[32];
@@ -75,6 +90,8 @@ int ops_request(cJSON *req, const char *cmd, int nargs, char **args, const struc
         return BAD_ARGS;
     if (o->timeout && !o->wait)
         return BAD_ARGS;
+    if (o->timeout && wait_limit_s(o->timeout) < 0)
+        return FAILED; /* before anything is started */
     cJSON_AddStringToObject(req, "cmd", "operate");
     cJSON_AddStringToObject(req, "action", cmd);
     cJSON_AddStringToObject(req, "group", args[0]);
@@ -149,17 +166,15 @@ static const cJSON *find_op(const cJSON *status, double id)
     return NULL;
 }
 
-/* Follows operation id until it ends, printing each step as it finishes: 0 done, 1 otherwise. */
-static int wait_for(const char *sock, double id, const char *timeout)
+/* Follows operation id until it ends, printing each step as it finishes unless *end is asked
+ * for (--json): then the ended operation's object is stored there. 0 done, 1 otherwise. */
+static int wait_for(const char *sock, double id, const char *timeout, cJSON **end_op)
 {
-    char *end = NULL;
-    long limit_s = timeout ? strtol(timeout, &end, 10) : WAIT_DEFAULT_S;
+    long limit_s = timeout ? wait_limit_s(timeout) : WAIT_DEFAULT_S;
     int shown = 0;
 
-    if (limit_s <= 0 || (end && *end != '\0')) {
-        fprintf(stderr, "drctl: --timeout: expected seconds > 0\n");
+    if (limit_s < 0)
         return EXIT_USAGE;
-    }
     for (long waited = 0; waited <= limit_s * 1000; waited += WAIT_POLL_MS) {
         cJSON *req = cJSON_CreateObject(), *reply;
         const cJSON *op, *st;
@@ -172,7 +187,7 @@ static int wait_for(const char *sock, double id, const char *timeout)
         if (reply == NULL)
             return rc;
         op = find_op(reply, id);
-        const cJSON *steps = op ? arr(op, "steps") : NULL;
+        const cJSON *steps = op && end_op == NULL ? arr(op, "steps") : NULL;
         cJSON_ArrayForEach(st, steps) {
             const char *s = str(st, "status");
 
@@ -185,7 +200,10 @@ static int wait_for(const char *sock, double id, const char *timeout)
         if (op && strcmp(str(op, "status"), "running") != 0) {
             bool done = strcmp(str(op, "status"), "done") == 0;
 
-            printf("operation #%.0f %s\n", id, str(op, "status"));
+            if (end_op != NULL)
+                *end_op = cJSON_Duplicate(op, true);
+            else
+                printf("operation #%.0f %s\n", id, str(op, "status"));
             cJSON_Delete(reply);
             return done ? 0 : EXIT_REFUSED;
         }
@@ -195,6 +213,15 @@ static int wait_for(const char *sock, double id, const char *timeout)
     fprintf(stderr, "drctl: operation #%.0f still running after %ld s; see drctl status\n", id,
             limit_s);
     return EXIT_REFUSED;
+}
+
+int ops_wait_json(const char *sock, cJSON *reply, const struct sub_opts *o)
+{
+    cJSON *end_op = NULL;
+    int rc = wait_for(sock, num(reply, "operation"), o->timeout, &end_op);
+
+    cJSON_AddItemToObject(reply, "result", end_op ? end_op : cJSON_CreateNull());
+    return rc;
 }
 
 int ops_print(const char *sock, const char *cmd, int nargs, char **args, const cJSON *reply,
@@ -213,5 +240,5 @@ int ops_print(const char *sock, const char *cmd, int nargs, char **args, const c
     if (o->dry_run)
         return 0;
     printf("operation #%.0f started\n", num(reply, "operation"));
-    return o->wait ? wait_for(sock, num(reply, "operation"), o->timeout) : 0;
+    return o->wait ? wait_for(sock, num(reply, "operation"), o->timeout, NULL) : 0;
 }

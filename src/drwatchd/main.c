@@ -313,8 +313,12 @@ int main(int argc, char **argv)
     cJSON *doc = NULL;
     src.config = config_path;
     if (dw_config_load_source(&src, &cfg, &errs, &doc) != 0) {
-        fprintf(stderr, "drwatchd: %s: %d configuration error%s:\n", config_path, errs.n,
-                errs.n == 1 ? "" : "s");
+        if (src.node_file != NULL || src.node_id != 0) /* each line names its own file */
+            fprintf(stderr, "drwatchd: %d configuration error%s:\n", errs.n,
+                    errs.n == 1 ? "" : "s");
+        else
+            fprintf(stderr, "drwatchd: %s: %d configuration error%s:\n", config_path, errs.n,
+                    errs.n == 1 ? "" : "s");
         for (int i = 0; i < errs.n; i++)
             fprintf(stderr, "  %s\n", errs.msg[i]);
         return 2;

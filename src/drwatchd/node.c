@@ -1170,8 +1170,6 @@ static void admin_handler_inner(void *data, const cJSON *req, cJSON *reply,
             dw_log(DW_LOG_WARN, "node", "debug: will crash before step %s", cb->valuestring);
             cJSON_AddBoolToObject(reply, "ok", 1);
         }
-    } else if (strcmp(cmd, "hold") == 0) {
-        dw_admin_hold(n->raft, n->cfg, req, reply);
     } else {
         cJSON_AddBoolToObject(reply, "ok", 0);
         char msg[224];

@@ -1,4 +1,4 @@
-/* Owns the maintenance and operate admin commands: checked against the replicated state first
+/* Owns the maintenance, operate and hold admin commands: checked against the replicated state first
  * (so a refusal names its reason), proposed on the leader, answered once applied. */
 
 #include <inttypes.h>
@@ -215,6 +215,49 @@ static void operate(struct dw_fsm *fsm, struct dw_raft *raft, const cJSON *req, 
             done, request, reply, call);
 }
 
+/* {"cmd":"hold","action":"release","group":G,"by":NAME}: answered once applied, with whether
+ * the group was held when asked (a release of a group not held still restarts its flap window). */
+static void hold(struct dw_fsm *fsm, struct dw_raft *raft, const cJSON *req, cJSON *reply,
+                 struct dw_admin_call *call)
+{
+    const char *action = jstr(req, "action"), *group = jstr(req, "group"), *by = jstr(req, "by");
+    const struct dw_config *cfg = dw_fsm_config(fsm);
+    struct dw_group_state st;
+    int g = -1;
+    cJSON *done;
+
+    if (action == NULL || strcmp(action, "release") != 0) {
+        dw_admin_error(reply, "action: expected \"release\"");
+        return;
+    }
+    for (int i = 0; group && i < cfg->n_groups; i++) {
+        if (strcmp(cfg->groups[i].id, group) == 0)
+            g = i;
+    }
+    if (g < 0) {
+        dw_admin_error(reply, "group: no group \"%.64s\"", group ? group : "");
+        return;
+    }
+    if (by == NULL || by[0] == '\0' || strlen(by) > DW_OPERATOR_MAX) {
+        dw_admin_error(reply, "by: expected a name of 1 to %d bytes", DW_OPERATOR_MAX);
+        return;
+    }
+    if (!dw_admin_leader_or_fail(raft, reply))
+        return;
+    if (dw_fsm_group_state(fsm, g, &st) != 0) {
+        dw_admin_error(reply, "cannot read the replicated state");
+        return;
+    }
+    done = cJSON_CreateObject();
+    cJSON_AddBoolToObject(done, "ok", 1);
+    cJSON_AddBoolToObject(done, "was_held", st.held);
+    if (st.held)
+        cJSON_AddStringToObject(done, "hold_reason", st.flapping ? "flapping" : "failed");
+    dw_log_kv(DW_LOG_INFO, "admin", DW_LOG_FIELDS(DW_LS("group", group), DW_LS("by", by)),
+              "hold release of %s proposed for %s", group, by);
+    propose(fsm, raft, dw_entry_hold_release(group, by), done, NULL, reply, call);
+}
+
 bool dw_opsadmin_handle(struct dw_fsm *fsm, struct dw_raft *raft, const cJSON *req,
                         cJSON *reply, struct dw_admin_call *call)
 {
@@ -224,6 +267,8 @@ bool dw_opsadmin_handle(struct dw_fsm *fsm, struct dw_raft *raft, const cJSON *r
         maintenance(fsm, raft, req, reply, call);
     else if (cmd && strcmp(cmd, "operate") == 0)
         operate(fsm, raft, req, reply, call);
+    else if (cmd && strcmp(cmd, "hold") == 0)
+        hold(fsm, raft, req, reply, call);
     else
         return false;
     return true;

@@ -167,14 +167,28 @@ def test_drctl_views_watch_and_json_on_a_live_cluster():
             valid(json.loads(c.run_drctl(f1, "--json", "failback", "carrier-1", "--dry-run").stdout),
                   "error")  # premise-a is down
             json_of(c, f1, "dump", "dump")
-            json_of(c, lid, "ack", "hold", "release", "carrier-1")
+            assert json_of(c, lid, "ack", "hold", "release", "carrier-1")["was_held"] is False
+            r = c.run_drctl(lid, "hold", "release", "carrier-1")
+            assert r.returncode == 0 and r.stdout == (
+                "carrier-1: was not held; release recorded (its flap window starts afresh)\n"), r
             own = os.path.join(c.dir, f"n{lid}.json")
             assert json_of(c, f1, "config", "config", "diff", own)["count"] == 0
             assert json_of(c, lid, "config", "config", "apply", own, "--dry-run")["dry_run"] is True
             json_of(c, lid, "ack", "debug", "crash-before", "")
             c.wait_operation_done()  # the clean-up after the window, if one was planned
-            moved = json_of(c, lid, "operate", "switchover", "carrier-1", "--to", "cloud")
+            # a --timeout drctl cannot use is refused before anything starts
+            before = [o["id"] for o in c.status(lid)["cluster"]["operations"]]
+            r = c.run_drctl(lid, "switchover", "carrier-1", "--to", "cloud", "--wait",
+                            "--timeout", "1x")
+            assert r.returncode == 2 and 'expected whole seconds from 1 to 86400, not "1x"' \
+                in r.stderr, (r.returncode, r.stderr)
+            assert [o["id"] for o in c.status(lid)["cluster"]["operations"]] == before
+            # --json --wait: one document, the reply and how the operation ended
+            moved = json_of(c, lid, "operate", "switchover", "carrier-1", "--to", "cloud", "--wait")
             assert moved["operation"] >= 2 and moved["plan"]["to"] == "cloud", moved
+            res = moved["result"]
+            assert (res["id"], res["status"], res["to"]) == (moved["operation"], "done", "cloud"), res
+            assert res["steps"] and all(st["status"] == "done" for st in res["steps"]), res
             text.wait_for(lambda x: f"switchover #{moved['operation']} premise-b -> cloud done" in x,
                           "the switchover done")
             back = json_of(c, lid, "operate", "failback", "carrier-1")

@@ -226,6 +226,14 @@ def test_humancfg_examples_pass_check_config():
             r = drwatchd("--config", os.path.join(d, "cluster.json"), "--node", path,
                          "--node-id", str(me), "--check-config")
             assert r.returncode == 0 and "configuration is valid" in r.stdout, (name, r.stderr)
+        # an error in the node file: the heading blames no file, the line names the node file
+        with open(path, "w") as f:
+            json.dump({"cluster": node["cluster"], "node": {"log_level": "loud"}}, f)
+        r = drwatchd("--config", os.path.join(d, "cluster.json"), "--node", path,
+                     "--node-id", str(me), "--check-config")
+        lines = r.stderr.splitlines()
+        assert r.returncode == 2 and lines[0] == "drwatchd: 1 configuration error:" and \
+            lines[1].startswith(f"  {path}: node.log_level: "), (r.returncode, r.stderr)
 
 
 def test_humancfg_demo_runs():

@@ -343,7 +343,11 @@ def test_g_garbage_edges_and_dead_genesys_api():
                             "hold", "release", "carrier-1"], capture_output=True, text=True,
                            timeout=15)
         assert r.returncode == 1 and "not the leader" in r.stderr, (r.returncode, r.stderr)
-        assert c.drctl(leader, "hold", "release", "carrier-1")["proposed"]
+        # answered once applied: the leader's history has the release when drctl returns
+        rel = c.drctl(leader, "hold", "release", "carrier-1")
+        assert rel["was_held"] and rel["hold_reason"] == "failed", rel
+        assert any(h["kind"] == "hold" and "carrier-1: hold released by" in h["detail"]
+                   for h in c.drctl(leader, "history", "200")["history"])
         wait_until(lambda: all(c.group_active(i) == "premise-b" and
                                not c.cluster_view(i)["groups"][0]["hold"] for i in range(1, 4)),
                    60, "premise-b active and the hold lifted on every node")

@@ -63,7 +63,10 @@ def main():
                      "./usr/share/man/man8/drwatchd.8.gz", "./usr/share/man/man8/drctl.8.gz",
                      "./usr/share/bash-completion/completions/drctl",
                      "./usr/share/bash-completion/completions/drwatchd",
-                     "./usr/share/doc/drwatch/examples/drwatch.json"]:
+                     "./usr/share/doc/drwatch/examples/drwatch.json",
+                     # uncompressed: the alert rules' runbook paths lead there
+                     "./usr/share/doc/drwatch/docs/operations.md",
+                     "./usr/share/doc/drwatch/prometheus/drwatch.rules.yml"]:
             check(path in files, f"the package holds {path[1:]}")
         depends = run(["dpkg-deb", "-f", deb, "Depends"]).stdout
         for lib in ["libuv1", "libraft2", "libsystemd0", "libcurl4", "systemd"]:
@@ -80,7 +83,8 @@ def main():
         root = os.path.join(work, "root")
         run(["dpkg-deb", "-x", deb, root])
         unit = open(os.path.join(root, "lib/systemd/system/drwatchd.service")).read()
-        check("ExecStart=/usr/sbin/drwatchd --config /etc/drwatch/drwatch.json" in unit,
+        check("ExecStart=/usr/sbin/drwatchd --config /etc/drwatch/cluster.json "
+              "--node /etc/drwatch/node.json" in unit,
               "the unit runs /usr/sbin/drwatchd")
         rc, out, _ = verify_unit(unit, "/usr/sbin/", root + "/usr/sbin/",
                                  os.path.join(root, "usr/share/man"), work)

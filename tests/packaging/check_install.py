@@ -61,6 +61,13 @@ def expected_files(o):
     }
     for f in sorted(os.listdir(os.path.join(ROOT, "deploy", "examples"))):
         files["example " + f] = f"{datadir}/doc/drwatch/examples/{f}"
+    # the docs, where the alert rules' runbook paths (docs/operations.md#...) lead
+    files["README"] = f"{datadir}/doc/drwatch/README.md"
+    for f in sorted(os.listdir(os.path.join(ROOT, "docs"))):
+        if f.endswith(".md"):
+            files["doc " + f] = f"{datadir}/doc/drwatch/docs/{f}"
+    for f in sorted(os.listdir(os.path.join(ROOT, "docs", "schema"))):
+        files["schema " + f] = f"{datadir}/doc/drwatch/docs/schema/{f}"
     return files
 
 
@@ -73,7 +80,8 @@ def check_unit(dest, files, o):
     for line in ["Type=notify", "NotifyAccess=main", "Restart=on-failure", "User=drwatch",
                  "StateDirectory=drwatch", "RuntimeDirectory=drwatch", "ProtectSystem=strict",
                  "NoNewPrivileges=yes", "CapabilityBoundingSet=\n", "PrivateTmp=yes",
-                 "LoadCredential=genesys.secret:/etc/drwatch/genesys.secret"]:
+                 "LoadCredential=genesys.secret:/etc/drwatch/genesys.secret",
+                 "ConfigurationDirectoryMode=0750"]:
         check(line in text, f"unit has {line.strip()}")
     check(re.search(r"^WatchdogSec=\d+s$", text, re.M) is not None, "unit has WatchdogSec=")
     vdir = tempfile.mkdtemp(prefix="drwatch-verify-")
@@ -238,6 +246,15 @@ def check_completion(dest, files):
         shutil.rmtree(tmp)
 
 
+def check_runbooks(dest, files):
+    """Each installed alert's runbook path names an installed doc, relative to the doc dir."""
+    docdir = os.path.dirname(dest + files["README"])
+    with open(os.path.join(docdir, "prometheus", "drwatch.rules.yml")) as f:
+        paths = set(re.findall(r'runbook: "([^"#]+)#', f.read()))
+    check(paths and all(os.path.isfile(os.path.join(docdir, p)) for p in paths),
+          f"the alert runbooks ({', '.join(sorted(paths))}) are installed beside the rules")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", required=True)
@@ -255,6 +272,7 @@ def main():
             check_users_dirs(dest, files)
             check_man(dest, files)
             check_completion(dest, files)
+            check_runbooks(dest, files)
     finally:
         shutil.rmtree(dest)
     finish("packaging", t0)

@@ -303,5 +303,6 @@ int dw_config_peer_secrets_with(const struct dw_config *cfg, const struct dw_con
 
 const struct dw_member *dw_config_member(const struct dw_config *cfg, uint64_t id);
 int dw_config_site_index(const struct dw_config *cfg, const char *site_id);
+int dw_config_group_index(const struct dw_config *cfg, const char *group_id); /* -1 none */
 
 #endif

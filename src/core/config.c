@@ -144,3 +144,11 @@ int dw_config_site_index(const struct dw_config *cfg, const char *site_id)
     return -1;
 }
 
+int dw_config_group_index(const struct dw_config *cfg, const char *group_id)
+{
+    for (int i = 0; cfg && group_id && i < cfg->n_groups; i++)
+        if (strcmp(cfg->groups[i].id, group_id) == 0)
+            return i;
+    return -1;
+}
+

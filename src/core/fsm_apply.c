@@ -211,7 +211,7 @@ static int apply_hold(struct dw_fsm *f, const cJSON *e, int64_t ts, char *why, s
         fsm_set_msg(why, whylen, "malformed hold entry");
         return APPLY_REJECT;
     }
-    if (fsm_group_index(f->cfg, group->valuestring) < 0) {
+    if (dw_config_group_index(f->cfg, group->valuestring) < 0) {
         fsm_set_msg(why, whylen, "hold release for unknown group \"%.64s\"", group->valuestring);
         return APPLY_REJECT;
     }

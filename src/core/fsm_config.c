@@ -244,7 +244,7 @@ int dw_fsm_config_check(struct dw_fsm *f, const struct dw_config *next, char *wh
 
     for (int i = 0; i < cur->n_groups; i++) {
         const struct dw_group *g = &cur->groups[i];
-        int j = fsm_group_index(next, g->id), active;
+        int j = dw_config_group_index(next, g->id), active;
         bool hold;
         int64_t op;
 
@@ -313,7 +313,7 @@ static int reconcile_rows(struct dw_fsm *f, const struct dw_config *old)
     }
     for (int i = 0; i < old->n_groups; i++) {
         const struct dw_group *g = &old->groups[i];
-        int j = fsm_group_index(f->cfg, g->id), active;
+        int j = dw_config_group_index(f->cfg, g->id), active;
         bool hold;
 
         if (j < 0) {

@@ -169,15 +169,6 @@ void fsm_set_msg(char *buf, size_t len, const char *fmt, ...)
     va_end(ap);
 }
 
-int fsm_group_index(const struct dw_config *cfg, const char *id)
-{
-    for (int i = 0; i < cfg->n_groups; i++) {
-        if (strcmp(cfg->groups[i].id, id) == 0)
-            return i;
-    }
-    return -1;
-}
-
 int fsm_target_index(const struct dw_group *g, const char *id)
 {
     for (int i = 0; i < g->n_targets; i++) {

@@ -259,15 +259,13 @@ cJSON *dw_fsm_history_query(struct dw_fsm *f, const struct dw_history_query *q, 
     static const char desc[] = "SELECT id, ts, kind, detail FROM history WHERE id > ?1"
                                " AND ts >= ?2 ORDER BY id DESC";
     const struct dw_config *cfg = f->cfg;
-    int g = -1, limit = q->limit > 0 && q->limit < DW_FSM_HISTORY_MAX ? q->limit
+    int g = dw_config_group_index(cfg, q->group), limit = q->limit > 0 && q->limit < DW_FSM_HISTORY_MAX ? q->limit
                                                                         : DW_FSM_HISTORY_MAX;
     cJSON *rows = cJSON_CreateArray();
     sqlite3_stmt *s;
     bool ok = rows != NULL;
     int n = 0, rc = SQLITE_DONE;
 
-    for (int i = 0; q->group != NULL && i < cfg->n_groups; i++)
-        g = strcmp(cfg->groups[i].id, q->group) == 0 ? i : g;
     s = fsm_stmt(f, ST_HISTORY_NEWEST);
     if (!ok || fsm_scalar(s, newest) != 0 ||
         sqlite3_prepare_v2(f->db, q->oldest_first ? asc : desc, -1, &s, NULL) != SQLITE_OK) {

@@ -146,7 +146,6 @@ struct step_row {
 /* fsm_db.c */
 void fsm_set_msg(char *buf, size_t len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-int fsm_group_index(const struct dw_config *cfg, const char *id);
 int fsm_target_index(const struct dw_group *g, const char *id);
 int fsm_site_index(const struct dw_config *cfg, const char *id);
 const char *fsm_col_text(sqlite3_stmt *s, int col);

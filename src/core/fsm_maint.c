@@ -11,7 +11,7 @@ static bool scope_known(const struct dw_fsm *f, const char *scope, const char *i
 {
     if (strcmp(scope, "site") == 0)
         return fsm_site_index(f->cfg, id) >= 0;
-    return strcmp(scope, "group") == 0 && fsm_group_index(f->cfg, id) >= 0;
+    return strcmp(scope, "group") == 0 && dw_config_group_index(f->cfg, id) >= 0;
 }
 
 /* The group an event about a window names: the group itself, none for a site's. */

@@ -89,7 +89,7 @@ static int end_operation(struct dw_fsm *f, const struct dw_group *g, const struc
 int fsm_complete_operation(struct dw_fsm *f, const struct op_row *o, int64_t ts, char *why,
                            size_t whylen)
 {
-    int g = fsm_group_index(f->cfg, o->grp);
+    int g = dw_config_group_index(f->cfg, o->grp);
     int t = g >= 0 ? target_or_none(&f->cfg->groups[g], o->to) : -1;
     struct group_row gr;
     int rc;
@@ -139,7 +139,7 @@ static int64_t backoff_ms(const struct dw_group *g, int failures)
 int fsm_fail_operation(struct dw_fsm *f, const struct op_row *o, const struct step_row *st,
                        int64_t ts, char *why, size_t whylen)
 {
-    int g = fsm_group_index(f->cfg, o->grp);
+    int g = dw_config_group_index(f->cfg, o->grp);
     bool bringing_in = st->action == DW_ACT_ACTIVATE || st->action == DW_ACT_VERIFY;
     bool holds = !(bringing_in && (o->kind == DW_OP_FAILBACK || o->kind == DW_OP_SWITCHOVER));
     struct group_row gr;
@@ -527,7 +527,7 @@ static int plan_manual(struct dw_fsm *f, const char *group, enum dw_op_kind kind
     char reason[160];
     int t = -1;
 
-    *gi = fsm_group_index(f->cfg, group);
+    *gi = dw_config_group_index(f->cfg, group);
     if (*gi < 0) {
         fsm_set_msg(why, whylen, "no group \"%.64s\"", group);
         return 1;

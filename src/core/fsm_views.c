@@ -96,7 +96,7 @@ int dw_fsm_next_steps(struct dw_fsm *f, struct dw_step_ref *out, int max)
     s = fsm_stmt(f, ST_NEXT_STEPS);
     while (n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
         struct dw_step_ref *r = &out[n++];
-        int g = fsm_group_index(f->cfg, fsm_col_text(s, 1));
+        int g = dw_config_group_index(f->cfg, fsm_col_text(s, 1));
 
         memset(r, 0, sizeof *r);
         r->op = sqlite3_column_int64(s, 0);

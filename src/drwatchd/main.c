@@ -37,6 +37,12 @@ static const char *config_path;
 static struct dw_config_source src; /* the files and --node-id, as at start */
 static bool level_flag, format_flag;
 
+/* With a node file or --node-id, every configuration error names the file it is in. */
+static bool split_source(void)
+{
+    return src.node_file != NULL || src.node_id != 0;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: drwatchd --config FILE [--node FILE] [--node-id N] [--join] [--check-config]\n"
@@ -174,8 +180,8 @@ static void on_hup(uv_async_t *a)
     dw_log_kv(DW_LOG_INFO, "main", DW_LOG_FIELDS(DW_LS("signal", "SIGHUP"), DW_LS("file",
               config_path)), "received SIGHUP: reloading");
     if (dw_config_load_source(&src, nc, errs, &doc) != 0) {
-        /* with a node file or --node-id every error starts with its source: "FILE: path: ..." */
-        bool split = src.node_file != NULL || src.node_id != 0;
+        /* split: every error starts with its source, "FILE: path: ..." */
+        bool split = split_source();
         for (int i = 0; i < errs->n; i++) {
             char file[256] = "", path[128] = "";
             const char *m = errs->msg[i], *colon = strstr(m, ": ");
@@ -313,12 +319,9 @@ int main(int argc, char **argv)
     cJSON *doc = NULL;
     src.config = config_path;
     if (dw_config_load_source(&src, &cfg, &errs, &doc) != 0) {
-        if (src.node_file != NULL || src.node_id != 0) /* each line names its own file */
-            fprintf(stderr, "drwatchd: %d configuration error%s:\n", errs.n,
-                    errs.n == 1 ? "" : "s");
-        else
-            fprintf(stderr, "drwatchd: %s: %d configuration error%s:\n", config_path, errs.n,
-                    errs.n == 1 ? "" : "s");
+        bool split = split_source();
+        fprintf(stderr, "drwatchd: %s%s%d configuration error%s:\n", split ? "" : config_path,
+                split ? "" : ": ", errs.n, errs.n == 1 ? "" : "s");
         for (int i = 0; i < errs.n; i++)
             fprintf(stderr, "  %s\n", errs.msg[i]);
         return 2;

@@ -23,6 +23,15 @@ static const char *jstr(const cJSON *o, const char *k)
     return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, k));
 }
 
+/* The operator's name every change is recorded under. */
+static bool by_ok(const char *by, cJSON *reply)
+{
+    if (by != NULL && by[0] != '\0' && strlen(by) <= DW_OPERATOR_MAX)
+        return true;
+    dw_admin_error(reply, "by: expected a name of 1 to %d bytes", DW_OPERATOR_MAX);
+    return false;
+}
+
 static void applied(void *data, int status, const char *errmsg)
 {
     struct pending *p = data;
@@ -83,7 +92,6 @@ static void maintenance(struct dw_fsm *fsm, struct dw_raft *raft, const cJSON *r
     const cJSON *ttl = cJSON_GetObjectItemCaseSensitive(req, "ttl_ms");
     const struct dw_config *cfg = dw_fsm_config(fsm);
     bool set = action && strcmp(action, "set") == 0;
-    bool known = false;
     cJSON *done;
 
     if (action && strcmp(action, "list") == 0) {
@@ -99,18 +107,13 @@ static void maintenance(struct dw_fsm *fsm, struct dw_raft *raft, const cJSON *r
         dw_admin_error(reply, "scope: expected \"site\" or \"group\"");
         return;
     }
-    for (int i = 0; id && strcmp(scope, "site") == 0 && i < cfg->n_sites; i++)
-        known = known || strcmp(cfg->sites[i].id, id) == 0;
-    for (int i = 0; id && strcmp(scope, "group") == 0 && i < cfg->n_groups; i++)
-        known = known || strcmp(cfg->groups[i].id, id) == 0;
-    if (!known) {
+    if ((strcmp(scope, "site") == 0 ? dw_config_site_index(cfg, id)
+                                    : dw_config_group_index(cfg, id)) < 0) {
         dw_admin_error(reply, "id: no %s \"%.64s\"", scope, id ? id : "");
         return;
     }
-    if (by == NULL || by[0] == '\0' || strlen(by) > DW_OPERATOR_MAX) {
-        dw_admin_error(reply, "by: expected a name of 1 to %d bytes", DW_OPERATOR_MAX);
+    if (!by_ok(by, reply))
         return;
-    }
     if (set && (reason == NULL || reason[0] == '\0' || strlen(reason) > 512)) {
         dw_admin_error(reply, "reason: expected a text of 1 to 512 bytes");
         return;
@@ -137,13 +140,9 @@ static void maintenance(struct dw_fsm *fsm, struct dw_raft *raft, const cJSON *r
 /* Adds to each step of plan the Genesys requests it would make. */
 static int plan_calls(const struct dw_config *cfg, cJSON *plan, char *err, size_t errlen)
 {
-    int g = -1;
+    int g = dw_config_group_index(cfg, jstr(plan, "group"));
     cJSON *st;
 
-    for (int i = 0; i < cfg->n_groups; i++) {
-        if (strcmp(cfg->groups[i].id, jstr(plan, "group")) == 0)
-            g = i;
-    }
     cJSON_ArrayForEach(st, cJSON_GetObjectItemCaseSensitive(plan, "steps")) {
         cJSON *calls = cJSON_AddArrayToObject(st, "calls");
         int t = -1;
@@ -174,10 +173,8 @@ static void operate(struct dw_fsm *fsm, struct dw_raft *raft, const cJSON *req, 
         dw_admin_error(reply, "group: expected a string");
         return;
     }
-    if (by == NULL || by[0] == '\0' || strlen(by) > DW_OPERATOR_MAX) {
-        dw_admin_error(reply, "by: expected a name of 1 to %d bytes", DW_OPERATOR_MAX);
+    if (!by_ok(by, reply))
         return;
-    }
     rc = dw_fsm_manual_plan(fsm, group, action ? action : "", to, &plan, why, sizeof why);
     if (rc != 0) {
         dw_admin_error(reply, "%s", rc > 0 ? why : "cannot read the replicated state");
@@ -223,25 +220,19 @@ static void hold(struct dw_fsm *fsm, struct dw_raft *raft, const cJSON *req, cJS
     const char *action = jstr(req, "action"), *group = jstr(req, "group"), *by = jstr(req, "by");
     const struct dw_config *cfg = dw_fsm_config(fsm);
     struct dw_group_state st;
-    int g = -1;
+    int g = dw_config_group_index(cfg, group);
     cJSON *done;
 
     if (action == NULL || strcmp(action, "release") != 0) {
         dw_admin_error(reply, "action: expected \"release\"");
         return;
     }
-    for (int i = 0; group && i < cfg->n_groups; i++) {
-        if (strcmp(cfg->groups[i].id, group) == 0)
-            g = i;
-    }
     if (g < 0) {
         dw_admin_error(reply, "group: no group \"%.64s\"", group ? group : "");
         return;
     }
-    if (by == NULL || by[0] == '\0' || strlen(by) > DW_OPERATOR_MAX) {
-        dw_admin_error(reply, "by: expected a name of 1 to %d bytes", DW_OPERATOR_MAX);
+    if (!by_ok(by, reply))
         return;
-    }
     if (!dw_admin_leader_or_fail(raft, reply))
         return;
     if (dw_fsm_group_state(fsm, g, &st) != 0) {

@@ -117,9 +117,7 @@ bool dw_watchadmin_handle(struct dw_watchadmin *w, const cJSON *req, cJSON *repl
         dw_admin_error(reply, "group: expected a string");
         return true;
     }
-    int g = -1;
-    for (int i = 0; group != NULL && i < cfg->n_groups; i++)
-        g = strcmp(cfg->groups[i].id, group->valuestring) == 0 ? i : g;
+    int g = dw_config_group_index(cfg, cJSON_GetStringValue(group));
     if (group != NULL && g < 0) {
         dw_admin_error(reply, "group: no group \"%.64s\" in config version %" PRId64,
                        group->valuestring, dw_fsm_config_version(w->fsm));
